@@ -1,0 +1,201 @@
+//! The command line of `bonebank-node`: what each command takes, and the thin
+//! glue from parsed arguments to the library.
+
+use std::path::PathBuf;
+
+use bonebank_schemas::{SiteId, Table};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::dataset::DataDir;
+use crate::generate::{self, Profile, ProfileKind, Spec};
+use crate::{Error, Result, bench, export, import};
+
+/// A bonebank node: one biobank site's data and, later, its query server.
+#[derive(Debug, Parser)]
+#[command(name = "bonebank-node", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Writes a synthetic dataset that looks like one of the demo sites.
+    Generate(GenerateArgs),
+    /// Checks a site's export (CSV or Parquet) and imports it as a new dataset version.
+    ///
+    /// Give one or more tables: `--table donors donors.csv --table samples samples.csv`.
+    /// A file with any invalid row changes nothing.
+    Import(ImportArgs),
+    /// Writes a table of the current dataset version to CSV, in the layout import reads.
+    Export(ExportArgs),
+    /// Shows the current dataset version, its tables and the versions before it.
+    Info(DataDirArg),
+    /// Measures the node's speed on synthetic data.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Site id, e.g. DE-LUE, DK-ODE or DK-NAE.
+    #[arg(long)]
+    pub site: SiteId,
+    /// Number of donors.
+    #[arg(long)]
+    pub donors: u64,
+    /// Seed of the random stream; the same seed gives identical files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `data-dir` writes a node's data directory; `csv` writes donors.csv,
+    /// samples.csv and diagnoses.csv as a site's export would.
+    #[arg(long, value_enum, default_value_t = OutputFormat::DataDir)]
+    pub format: OutputFormat,
+    /// The collection profile; the demo sites have their own.
+    #[arg(long, value_enum)]
+    pub profile: Option<ProfileKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    DataDir,
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The node's data directory (created by the first import).
+    #[arg(long, env = "BONEBANK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A table and the file holding it: donors, samples or diagnoses, then a
+    /// .csv or .parquet path. Repeat to import several tables as one version.
+    #[arg(long = "table", num_args = 2, value_names = ["TABLE", "FILE"], required = true)]
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The node's data directory.
+    #[arg(long, env = "BONEBANK_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// donors, samples or diagnoses.
+    #[arg(long)]
+    pub table: Table,
+    /// The CSV file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DataDirArg {
+    /// The node's data directory.
+    #[arg(long, env = "BONEBANK_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Imports a synthetic samples CSV and reports rows per second.
+    Import {
+        /// Rows in the samples file.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: u64,
+        /// Timed runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(args) => run_generate(args),
+        Command::Import(args) => run_import(args),
+        Command::Export(args) => {
+            let rows = export::to_csv(&DataDir::new(&args.data_dir), args.table, &args.out)?;
+            println!("exported {rows} {} rows to {}", args.table, args.out.display());
+            Ok(())
+        }
+        Command::Info(args) => run_info(&DataDir::new(args.data_dir)),
+        Command::Bench(BenchCommand::Import { samples, runs }) => {
+            let report = bench::import(samples, runs)?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let spec = Spec {
+        profile: Profile::for_site(&args.site, args.profile)?,
+        site: args.site,
+        donors: args.donors,
+        seed: args.seed,
+        max_samples: None,
+    };
+    let started = std::time::Instant::now();
+    let counts = match args.format {
+        OutputFormat::DataDir => {
+            let (counts, version) = generate::into_data_dir(&spec, &DataDir::new(&args.out))?;
+            println!("dataset version {}", version.id);
+            counts
+        }
+        OutputFormat::Csv => generate::into_csv(&spec, &args.out)?,
+    };
+    println!(
+        "generated {}: {} donors, {} samples, {} diagnoses in {:.1} s → {}",
+        spec.site,
+        counts.donors,
+        counts.samples,
+        counts.diagnoses,
+        started.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn run_import(args: ImportArgs) -> Result<()> {
+    let files = args
+        .tables
+        .chunks(2)
+        .map(|pair| {
+            let table = pair[0].parse::<Table>().map_err(|e| Error::Usage(e.to_string()))?;
+            Ok((table, PathBuf::from(&pair[1])))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let report = import::import(&DataDir::new(&args.data_dir), &files)?;
+    let total: u64 = report.rows.values().sum();
+    for (table, rows) in &report.rows {
+        println!("imported {rows} {table} rows");
+    }
+    println!(
+        "dataset version {} is current ({:.2} s, {:.0} rows/s)",
+        report.version.id,
+        report.elapsed.as_secs_f64(),
+        total as f64 / report.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn run_info(dir: &DataDir) -> Result<()> {
+    let manifest = dir.manifest()?;
+    let Some(current) = manifest.current else {
+        println!("{} holds no dataset yet", dir.path().display());
+        return Ok(());
+    };
+    println!("dataset version {} (created {})", current.id, current.created_at);
+    println!("  {}", current.change);
+    for (table, file) in &current.tables {
+        println!("  {table:<10} {:>10} rows  {}", file.rows, file.file);
+    }
+    if !manifest.history.is_empty() {
+        println!("earlier versions:");
+        for v in manifest.history.iter().rev() {
+            println!("  {} {}", v.id, v.change);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! The node's error type. A refused import (the user's file) is kept apart from
+//! failures of the machine (disk, a damaged manifest) so each gets the message
+//! its reader can act on.
+
+use std::path::PathBuf;
+
+use crate::import::Problems;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input had problems; nothing was changed.
+    #[error("{0}")]
+    Refused(Problems),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another import holds the data directory.
+    #[error("{} is in use by another import or generate; try again when it has finished", .0.display())]
+    Busy(PathBuf),
+    /// The manifest is unreadable: the data directory needs an operator's look.
+    #[error("the manifest {} is damaged ({message}); restore it from a backup", path.display())]
+    DamagedManifest { path: PathBuf, message: String },
+    /// A command was given arguments that do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened at.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,42 @@
+//! Export of a stored table to CSV, in exactly the layout import reads, so an
+//! export imports back unchanged.
+
+use std::path::Path;
+
+use arrow::csv::WriterBuilder;
+use bonebank_schemas::Table;
+
+use crate::dataset::{DataDir, write_atomically};
+use crate::{Error, Result};
+
+/// Writes `table` of the current version to `out` as CSV; returns the rows written.
+pub fn to_csv(dir: &DataDir, table: Table, out: &Path) -> Result<u64> {
+    let version = dir
+        .current()?
+        .ok_or_else(|| Error::Usage(format!("{} holds no dataset yet", dir.path().display())))?;
+    let Some(reader) = dir.read_table(&version, table, None)? else {
+        return Err(Error::Usage(format!("the current dataset has no {table} table")));
+    };
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut rows = 0;
+    let mut failure = None;
+    write_atomically(parent, out, |w| {
+        let mut writer = WriterBuilder::new().with_header(true).build(w);
+        for batch in reader {
+            let written = batch.map_err(Error::from).and_then(|b| {
+                writer.write(&b)?;
+                Ok(b.num_rows() as u64)
+            });
+            match written {
+                Ok(n) => rows += n,
+                Err(e) => {
+                    failure = Some(e);
+                    return Err(std::io::Error::other("export failed"));
+                }
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| failure.take().unwrap_or(e))?;
+    Ok(rows)
+}

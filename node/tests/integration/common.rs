@@ -1,0 +1,131 @@
+//! Fixtures made by code: small synthetic exports, CSV editing, and snapshots
+//! of a directory's bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bonebank_node::Error;
+use bonebank_node::dataset::DataDir;
+use bonebank_node::generate::{self, Profile, Spec};
+use bonebank_node::import::{self, Problem};
+use bonebank_schemas::{SiteId, Table};
+
+pub fn spec(site: &str, donors: u64, seed: u64) -> Spec {
+    let site = SiteId::parse(site).unwrap();
+    Spec {
+        profile: Profile::for_site(&site, None).unwrap(),
+        site,
+        donors,
+        seed,
+        max_samples: None,
+    }
+}
+
+/// A synthetic DE-LUE export (donors.csv, samples.csv, diagnoses.csv) and a
+/// data directory into which it was imported.
+pub struct Site {
+    pub tmp: tempfile::TempDir,
+    pub export: PathBuf,
+    pub dir: DataDir,
+}
+
+impl Site {
+    pub fn new(donors: u64) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let export = tmp.path().join("export");
+        generate::into_csv(&spec("DE-LUE", donors, 3), &export).unwrap();
+        let dir = DataDir::new(tmp.path().join("data"));
+        import::import(&dir, &Self::all_files(&export)).unwrap();
+        Self { tmp, export, dir }
+    }
+
+    pub fn all_files(export: &Path) -> Vec<(Table, PathBuf)> {
+        [Table::Donors, Table::Samples, Table::Diagnoses]
+            .into_iter()
+            .map(|t| (t, export.join(format!("{t}.csv"))))
+            .collect()
+    }
+
+    pub fn csv(&self, table: Table) -> Csv {
+        Csv::read(&self.export.join(format!("{table}.csv")))
+    }
+
+    /// Writes `csv` under `name` in the temp dir and returns its path.
+    pub fn write(&self, name: &str, csv: &Csv) -> PathBuf {
+        let path = self.tmp.path().join(name);
+        std::fs::write(&path, csv.to_string()).unwrap();
+        path
+    }
+}
+
+/// A CSV file as rows of cells. Generated exports never quote, so splitting on
+/// commas is exact for them.
+#[derive(Clone)]
+pub struct Csv {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    pub fn read(path: &Path) -> Self {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines().map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+        let header = lines.next().unwrap();
+        Self { header, rows: lines.collect() }
+    }
+
+    pub fn col(&self, name: &str) -> usize {
+        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    /// Sets a cell; `row` counts data rows from 1, as import's messages do.
+    pub fn set(&mut self, row: usize, column: &str, value: &str) -> &mut Self {
+        let c = self.col(column);
+        self.rows[row - 1][c] = value.to_owned();
+        self
+    }
+
+    pub fn get(&self, row: usize, column: &str) -> &str {
+        &self.rows[row - 1][self.col(column)]
+    }
+}
+
+impl std::fmt::Display for Csv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.header.join(","))?;
+        for r in &self.rows {
+            writeln!(f, "{}", r.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every file under `dir` with its bytes; equal snapshots mean an unchanged tree.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    if !dir.exists() {
+        return files;
+    }
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.insert(path.clone(), Vec::new());
+                stack.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Imports and expects a refusal; returns its problems (the first 20 in full).
+pub fn refused(dir: &DataDir, files: &[(Table, PathBuf)]) -> (u64, Vec<Problem>) {
+    match import::import(dir, files) {
+        Err(Error::Refused(p)) => (p.total(), p.shown().to_vec()),
+        Err(other) => panic!("expected a refusal, got error {other}"),
+        Ok(r) => panic!("expected a refusal, import succeeded: {:?}", r.rows),
+    }
+}

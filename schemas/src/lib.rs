@@ -1,0 +1,20 @@
+//! The shared data model of bonebank: stored tables, their value sets, site ids
+//! and ICD-10 codes. Serde types only, so that node, coordinator and any client
+//! can agree on them without pulling in a server or a query engine.
+
+#[macro_use]
+mod value_set;
+
+pub mod codes;
+mod error;
+pub mod icd10;
+pub mod site;
+pub mod surface;
+pub mod tables;
+
+pub use codes::{Consent, Country, MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature};
+pub use error::{Error, Result};
+pub use icd10::Icd10;
+pub use site::SiteId;
+pub use tables::{Column, ColumnKind, Table};
+pub use value_set::ValueSet;
