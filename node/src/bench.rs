@@ -36,7 +36,9 @@ pub fn import(samples: u64, runs: usize) -> Result<ImportBench> {
     eprintln!("writing a synthetic export with {samples} samples …");
     let counts = generate::into_csv(&spec, &export)?;
     let samples_csv = export.join("samples.csv");
-    let file_bytes = std::fs::metadata(&samples_csv).map_err(Error::io(&samples_csv))?.len();
+    let file_bytes = std::fs::metadata(&samples_csv)
+        .map_err(Error::io(&samples_csv))?
+        .len();
 
     let mut timings = Vec::new();
     for run in 0..runs.max(1) {
@@ -78,7 +80,13 @@ impl fmt::Display for ImportBench {
             self.runs.len()
         )?;
         for (i, t) in self.runs.iter().enumerate() {
-            writeln!(f, "  run {}: {:.3} s  {:>9.0} rows/s", i + 1, t.as_secs_f64(), self.rows as f64 / t.as_secs_f64())?;
+            writeln!(
+                f,
+                "  run {}: {:.3} s  {:>9.0} rows/s",
+                i + 1,
+                t.as_secs_f64(),
+                self.rows as f64 / t.as_secs_f64()
+            )?;
         }
         write!(
             f,

@@ -116,7 +116,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => run_import(args),
         Command::Export(args) => {
             let rows = export::to_csv(&DataDir::new(&args.data_dir), args.table, &args.out)?;
-            println!("exported {rows} {} rows to {}", args.table, args.out.display());
+            println!(
+                "exported {rows} {} rows to {}",
+                args.table,
+                args.out.display()
+            );
             Ok(())
         }
         Command::Info(args) => run_info(&DataDir::new(args.data_dir)),
@@ -162,7 +166,9 @@ fn run_import(args: ImportArgs) -> Result<()> {
         .tables
         .chunks(2)
         .map(|pair| {
-            let table = pair[0].parse::<Table>().map_err(|e| Error::Usage(e.to_string()))?;
+            let table = pair[0]
+                .parse::<Table>()
+                .map_err(|e| Error::Usage(e.to_string()))?;
             Ok((table, PathBuf::from(&pair[1])))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -186,7 +192,10 @@ fn run_info(dir: &DataDir) -> Result<()> {
         println!("{} holds no dataset yet", dir.path().display());
         return Ok(());
     };
-    println!("dataset version {} (created {})", current.id, current.created_at);
+    println!(
+        "dataset version {} (created {})",
+        current.id, current.created_at
+    );
     println!("  {}", current.change);
     for (table, file) in &current.tables {
         println!("  {table:<10} {:>10} rows  {}", file.rows, file.file);

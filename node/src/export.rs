@@ -15,9 +15,14 @@ pub fn to_csv(dir: &DataDir, table: Table, out: &Path) -> Result<u64> {
         .current()?
         .ok_or_else(|| Error::Usage(format!("{} holds no dataset yet", dir.path().display())))?;
     let Some(reader) = dir.read_table(&version, table, None)? else {
-        return Err(Error::Usage(format!("the current dataset has no {table} table")));
+        return Err(Error::Usage(format!(
+            "the current dataset has no {table} table"
+        )));
     };
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut rows = 0;
     let mut failure = None;
     write_atomically(parent, out, |w| {

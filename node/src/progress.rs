@@ -14,12 +14,18 @@ pub fn bytes(total: u64, label: &str) -> ProgressBar {
 
 /// A bar over rows or other counted items.
 pub fn rows(total: u64, label: &str) -> ProgressBar {
-    styled(total, label, "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec}, {eta} left")
+    styled(
+        total,
+        label,
+        "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec}, {eta} left",
+    )
 }
 
 fn styled(total: u64, label: &str, template: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .expect("template is valid")
         .progress_chars("=> ");
-    ProgressBar::new(total).with_style(style).with_message(label.to_owned())
+    ProgressBar::new(total)
+        .with_style(style)
+        .with_message(label.to_owned())
 }

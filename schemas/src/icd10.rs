@@ -40,7 +40,9 @@ impl Icd10 {
         let sks = b.len() >= 2 && b[0] == b'D' && b[1].is_ascii_alphabetic();
         let b = if sks { &b[1..] } else { b };
         if b.len() < 3 || !b[0].is_ascii_uppercase() || !b[1..3].iter().all(u8::is_ascii_digit) {
-            return Err(invalid("a code starts with a letter and two digits, e.g. S72.1"));
+            return Err(invalid(
+                "a code starts with a letter and two digits, e.g. S72.1",
+            ));
         }
         let mut rest = &b[3..];
         if let Some(after_dot) = rest.strip_prefix(b".") {
@@ -53,7 +55,9 @@ impl Icd10 {
             return Ok(Self(String::from_utf8_lossy(b).into_owned()));
         };
         if !first.is_ascii_digit() {
-            return Err(invalid("the subcategory after the category is a digit, e.g. S72.1"));
+            return Err(invalid(
+                "the subcategory after the category is a digit, e.g. S72.1",
+            ));
         }
         // ICD-10-GM adds digits (S72.10); SKS adds digits and letters (DC509A).
         let extension_ok = extension.len() <= 3
@@ -61,7 +65,9 @@ impl Icd10 {
                 .iter()
                 .all(|c| c.is_ascii_digit() || (sks && c.is_ascii_uppercase()));
         if !extension_ok {
-            return Err(invalid("too many or unexpected characters after the subcategory"));
+            return Err(invalid(
+                "too many or unexpected characters after the subcategory",
+            ));
         }
         let category = std::str::from_utf8(&b[..3]).expect("checked ASCII");
         Ok(Self(format!("{category}.{}", first as char)))
@@ -144,7 +150,20 @@ mod tests {
 
     #[test]
     fn spellings_normalise_to_one_form() {
-        for s in ["S72.1", "S721", "s72.1", " S72.1 ", "DS721", "ds721", "S72.10", "S72.11", "DS7210", "S72.1 R", "S72.1 L G", "S72.10 B"] {
+        for s in [
+            "S72.1",
+            "S721",
+            "s72.1",
+            " S72.1 ",
+            "DS721",
+            "ds721",
+            "S72.10",
+            "S72.11",
+            "DS7210",
+            "S72.1 R",
+            "S72.1 L G",
+            "S72.10 B",
+        ] {
             assert_eq!(norm(s), "S72.1", "{s}");
         }
         assert_eq!(norm("M80.08+"), "M80.0");
@@ -163,8 +182,30 @@ mod tests {
 
     #[test]
     fn non_codes_are_refused() {
-        for s in ["", "   ", "S7", "72.1", "SS72", "S72.", "S72..1", "S72.X", "S72-", "S72.-", "femur", "S72.1 links", "S72.1x", "S72.12345", "DS", "Ö72.1", "S72.1;"] {
-            assert!(Icd10::parse(s).is_err(), "{s:?} was accepted as {:?}", Icd10::parse(s));
+        for s in [
+            "",
+            "   ",
+            "S7",
+            "72.1",
+            "SS72",
+            "S72.",
+            "S72..1",
+            "S72.X",
+            "S72-",
+            "S72.-",
+            "femur",
+            "S72.1 links",
+            "S72.1x",
+            "S72.12345",
+            "DS",
+            "Ö72.1",
+            "S72.1;",
+        ] {
+            assert!(
+                Icd10::parse(s).is_err(),
+                "{s:?} was accepted as {:?}",
+                Icd10::parse(s)
+            );
         }
         let err = Icd10::parse("S7").unwrap_err().to_string();
         assert!(err.contains("'S7' is not an ICD-10 code"), "{err}");

@@ -12,7 +12,9 @@ pub mod site;
 pub mod surface;
 pub mod tables;
 
-pub use codes::{Consent, Country, MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature};
+pub use codes::{
+    Consent, Country, MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature,
+};
 pub use error::{Error, Result};
 pub use icd10::Icd10;
 pub use site::SiteId;

@@ -26,14 +26,16 @@ impl SiteId {
             value: value.to_owned(),
             reason,
         };
-        let (country, local) = value
-            .split_once('-')
-            .ok_or_else(|| invalid("expected a country code, '-' and three letters, e.g. DE-LUE"))?;
+        let (country, local) = value.split_once('-').ok_or_else(|| {
+            invalid("expected a country code, '-' and three letters, e.g. DE-LUE")
+        })?;
         country
             .parse::<Country>()
             .map_err(|_| invalid("the country must be DE or DK"))?;
         if local.len() != 3 || !local.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(invalid("after the '-' come three capital letters A-Z, e.g. DK-ODE"));
+            return Err(invalid(
+                "after the '-' come three capital letters A-Z, e.g. DK-ODE",
+            ));
         }
         Ok(Self(value.to_owned()))
     }
@@ -89,12 +91,16 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for bad in ["", "DE", "DELUE", "SE-UPP", "DE-LU", "DE-LUEB", "de-lue", "DE-L1E", "DE_LUE"] {
+        for bad in [
+            "", "DE", "DELUE", "SE-UPP", "DE-LU", "DE-LUEB", "de-lue", "DE-L1E", "DE_LUE",
+        ] {
             assert!(SiteId::parse(bad).is_err(), "{bad} was accepted");
         }
         assert!(serde_json::from_str::<SiteId>("\"XX-ABC\"").is_err());
         assert_eq!(
-            serde_json::from_str::<SiteId>("\"DK-ODE\"").unwrap().as_str(),
+            serde_json::from_str::<SiteId>("\"DK-ODE\"")
+                .unwrap()
+                .as_str(),
             "DK-ODE"
         );
     }

@@ -38,7 +38,11 @@ pub struct SurfaceColumn {
 }
 
 const fn sc(name: &'static str, data_type: DataType, role: Role) -> SurfaceColumn {
-    SurfaceColumn { name, data_type, role }
+    SurfaceColumn {
+        name,
+        data_type,
+        role,
+    }
 }
 
 /// The columns of the `samples` relation, in order.
@@ -82,10 +86,19 @@ mod tests {
 
     #[test]
     fn identifying_columns_are_not_on_the_surface() {
-        for hidden in ["sample_id", "sampling_date", "storage_location", "comment", "bmi"] {
+        for hidden in [
+            "sample_id",
+            "sampling_date",
+            "storage_location",
+            "comment",
+            "bmi",
+        ] {
             assert!(COLUMNS.iter().all(|c| c.name != hidden), "{hidden}");
         }
-        let units: Vec<_> = COLUMNS.iter().filter(|c| c.role == Role::PrivacyUnit).collect();
+        let units: Vec<_> = COLUMNS
+            .iter()
+            .filter(|c| c.role == Role::PrivacyUnit)
+            .collect();
         assert_eq!(units.len(), 1);
         assert_eq!(units[0].name, "donor_id");
     }

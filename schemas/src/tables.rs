@@ -57,9 +57,11 @@ impl ColumnKind {
     /// The Arrow type the column is stored as.
     pub fn data_type(self) -> DataType {
         match self {
-            Self::Id | Self::Reference { .. } | Self::Code { .. } | Self::Icd10 | Self::Text { .. } => {
-                DataType::Utf8
-            }
+            Self::Id
+            | Self::Reference { .. }
+            | Self::Code { .. }
+            | Self::Icd10
+            | Self::Text { .. } => DataType::Utf8,
             Self::Integer { .. } => DataType::Int32,
             Self::Decimal { .. } => DataType::Float64,
             Self::Boolean => DataType::Boolean,
@@ -92,7 +94,12 @@ const fn col(name: &'static str, kind: ColumnKind, required: bool, doc: &'static
 const CONSENT_DOC: &str = "whether the donor consented to this use";
 
 const DONORS: &[Column] = &[
-    col("donor_id", ColumnKind::Id, true, "the site's pseudonym for the donor"),
+    col(
+        "donor_id",
+        ColumnKind::Id,
+        true,
+        "the site's pseudonym for the donor",
+    ),
     col("sex", ColumnKind::code::<Sex>(), true, "the donor's sex"),
     col("consent_research", ColumnKind::Boolean, true, CONSENT_DOC),
     col("consent_commercial", ColumnKind::Boolean, true, CONSENT_DOC),
@@ -107,22 +114,42 @@ const DONORS: &[Column] = &[
     ),
     col(
         "bmi",
-        ColumnKind::Decimal { min: 10.0, max: 80.0 },
+        ColumnKind::Decimal {
+            min: 10.0,
+            max: 80.0,
+        },
         false,
         "body-mass index at enrolment, kg/m²",
     ),
-    col("smoking_status", ColumnKind::code::<SmokingStatus>(), false, "smoking status at enrolment"),
+    col(
+        "smoking_status",
+        ColumnKind::code::<SmokingStatus>(),
+        false,
+        "smoking status at enrolment",
+    ),
 ];
 
 const SAMPLES: &[Column] = &[
-    col("sample_id", ColumnKind::Id, true, "the site's pseudonym for the sample"),
+    col(
+        "sample_id",
+        ColumnKind::Id,
+        true,
+        "the site's pseudonym for the sample",
+    ),
     col(
         "donor_id",
-        ColumnKind::Reference { table: Table::Donors },
+        ColumnKind::Reference {
+            table: Table::Donors,
+        },
         true,
         "the donor the sample came from",
     ),
-    col("sample_type", ColumnKind::code::<SampleType>(), true, "MIABIS sample type"),
+    col(
+        "sample_type",
+        ColumnKind::code::<SampleType>(),
+        true,
+        "MIABIS sample type",
+    ),
     col(
         "material_subtype",
         ColumnKind::code::<MaterialSubtype>(),
@@ -135,7 +162,12 @@ const SAMPLES: &[Column] = &[
         true,
         "MIABIS storage temperature range",
     ),
-    col("sampling_date", ColumnKind::Date, true, "the day the sample was taken"),
+    col(
+        "sampling_date",
+        ColumnKind::Date,
+        true,
+        "the day the sample was taken",
+    ),
     col(
         "age_at_sampling",
         ColumnKind::Integer { min: 0, max: 120 },
@@ -150,7 +182,10 @@ const SAMPLES: &[Column] = &[
     ),
     col(
         "aliquots_available",
-        ColumnKind::Integer { min: 0, max: 100_000 },
+        ColumnKind::Integer {
+            min: 0,
+            max: 100_000,
+        },
         true,
         "aliquots (vials, tubes, blocks) left in storage",
     ),
@@ -160,17 +195,29 @@ const SAMPLES: &[Column] = &[
         false,
         "freezer, rack and box; never queryable",
     ),
-    col("comment", ColumnKind::Text { max_len: 2000 }, false, "free text; never queryable"),
+    col(
+        "comment",
+        ColumnKind::Text { max_len: 2000 },
+        false,
+        "free text; never queryable",
+    ),
 ];
 
 const DIAGNOSES: &[Column] = &[
     col(
         "sample_id",
-        ColumnKind::Reference { table: Table::Samples },
+        ColumnKind::Reference {
+            table: Table::Samples,
+        },
         true,
         "the sample the diagnosis belongs to",
     ),
-    col("diagnosis", ColumnKind::Icd10, true, "ICD-10 code, normalised to the form S72.1"),
+    col(
+        "diagnosis",
+        ColumnKind::Icd10,
+        true,
+        "ICD-10 code, normalised to the form S72.1",
+    ),
     col(
         "is_primary",
         ColumnKind::Boolean,

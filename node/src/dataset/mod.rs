@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use bonebank_schemas::Table;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 pub use manifest::{DatasetVersion, Manifest, TableFile, VersionRecord};
 pub use transaction::Transaction;
@@ -65,7 +65,10 @@ impl DataDir {
 
     /// The Parquet file of `table` in `version`, if the version has that table.
     pub fn table_path(&self, version: &DatasetVersion, table: Table) -> Option<PathBuf> {
-        version.tables.get(&table).map(|f| self.tables_path().join(&f.file))
+        version
+            .tables
+            .get(&table)
+            .map(|f| self.tables_path().join(&f.file))
     }
 
     /// Reads `table` of `version`, only the named columns (all if `None`).

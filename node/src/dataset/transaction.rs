@@ -145,7 +145,10 @@ impl Transaction {
 
     /// Appends rows to the staged file of `table`.
     pub fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<()> {
-        let staged = self.staged.get_mut(&table).expect("table staged before writing");
+        let staged = self
+            .staged
+            .get_mut(&table)
+            .expect("table staged before writing");
         let writer = staged.writer.as_mut().expect("table not finished");
         writer.write(batch)?;
         staged.rows += batch.num_rows() as u64;
@@ -204,13 +207,16 @@ impl Transaction {
 
 /// Removes the plain files in `dir` whose names match `unwanted`.
 fn remove_files(dir: &Path, unwanted: impl Fn(&str) -> bool) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && unwanted(&entry.file_name().to_string_lossy()) {
-            if let Err(e) = fs::remove_file(entry.path()) {
-                tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unused file");
-            }
+        if is_file
+            && unwanted(&entry.file_name().to_string_lossy())
+            && let Err(e) = fs::remove_file(entry.path())
+        {
+            tracing::warn!(file = %entry.path().display(), error = %e, "could not remove an unused file");
         }
     }
 }
@@ -224,7 +230,10 @@ impl StagedTable {
         let writer = self.writer.take().expect("finished once");
         let mut sink = writer.into_inner()?;
         sink.flush().map_err(Error::io(self.temp.path()))?;
-        let file = sink.inner.into_inner().map_err(|e| Error::io(self.temp.path())(e.into_error()))?;
+        let file = sink
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io(self.temp.path())(e.into_error()))?;
         file.sync_all().map_err(Error::io(self.temp.path()))?;
         let size = file.metadata().map_err(Error::io(self.temp.path()))?.len();
         let done = (hex::encode(sink.hash.finalize()), size);
@@ -244,10 +253,11 @@ impl Drop for Transaction {
 }
 
 fn create_dir_recording(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            create_dir_recording(parent, created)?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        create_dir_recording(parent, created)?;
     }
     fs::create_dir(path).map_err(Error::io(path))?;
     created.push(path.to_owned());
@@ -271,7 +281,8 @@ pub(crate) fn write_atomically(
         w.flush().map_err(Error::io(temp.path()))?;
     }
     temp.as_file().sync_all().map_err(Error::io(temp.path()))?;
-    temp.persist(target).map_err(|e| Error::io(target)(e.error))?;
+    temp.persist(target)
+        .map_err(|e| Error::io(target)(e.error))?;
     sync_dir(dir)
 }
 

@@ -17,10 +17,10 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-pub use profiles::{FractureSite, ImmunologySite, LAST_DAY};
 use profiles::{Draw, first_day_of};
-pub use rows::Sink;
+pub use profiles::{FractureSite, ImmunologySite, LAST_DAY};
 use rows::Rows;
+pub use rows::Sink;
 
 use crate::dataset::{DataDir, DatasetVersion, Transaction};
 use crate::{Error, Result, progress};
@@ -58,10 +58,12 @@ impl Profile {
                 shaft: 0.15,
                 ln_liquid: 0.25,
             }),
-            (SiteId::NAESTVED, None | Some(ProfileKind::Immunology)) => Self::Immunology(ImmunologySite {
-                first_day: first_day_of(2008),
-                blood_donors: 0.80,
-            }),
+            (SiteId::NAESTVED, None | Some(ProfileKind::Immunology)) => {
+                Self::Immunology(ImmunologySite {
+                    first_day: first_day_of(2008),
+                    blood_donors: 0.80,
+                })
+            }
             (_, Some(ProfileKind::Fracture)) => Self::Fracture(FractureSite {
                 first_day: first_day_of(2014),
                 hip: 0.55,
@@ -103,7 +105,11 @@ pub struct Counts {
 
 /// Generates the rows of `spec` into `sink`.
 pub fn generate(spec: &Spec, sink: &mut dyn Sink) -> Result<Counts> {
-    let seed: [u8; 32] = Sha256::digest(format!("bonebank synthetic site {} seed {}", spec.site, spec.seed)).into();
+    let seed: [u8; 32] = Sha256::digest(format!(
+        "bonebank synthetic site {} seed {}",
+        spec.site, spec.seed
+    ))
+    .into();
     let mut draw = Draw {
         rng: ChaCha8Rng::from_seed(seed),
     };
@@ -188,19 +194,30 @@ impl CsvSink {
                     .tempfile_in(out)
                     .map_err(Error::io(out))?;
                 let file = temp.reopen().map_err(Error::io(temp.path()))?;
-                Ok((*table, temp, CsvWriter::new(BufWriter::with_capacity(1 << 20, file))))
+                Ok((
+                    *table,
+                    temp,
+                    CsvWriter::new(BufWriter::with_capacity(1 << 20, file)),
+                ))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { out: out.to_owned(), files })
+        Ok(Self {
+            out: out.to_owned(),
+            files,
+        })
     }
 
     /// Flushes every file and moves it to `<table>.csv`.
     pub fn persist(self) -> Result<()> {
         for (table, temp, writer) in self.files {
             let target = self.out.join(format!("{table}.csv"));
-            let file = writer.into_inner().into_inner().map_err(|e| Error::io(&target)(e.into_error()))?;
+            let file = writer
+                .into_inner()
+                .into_inner()
+                .map_err(|e| Error::io(&target)(e.into_error()))?;
             file.sync_all().map_err(Error::io(&target))?;
-            temp.persist(&target).map_err(|e| Error::io(&target)(e.error))?;
+            temp.persist(&target)
+                .map_err(|e| Error::io(&target)(e.error))?;
         }
         Ok(())
     }
@@ -208,7 +225,11 @@ impl CsvSink {
 
 impl Sink for CsvSink {
     fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<()> {
-        let (_, _, writer) = self.files.iter_mut().find(|(t, _, _)| *t == table).expect("every table has a file");
+        let (_, _, writer) = self
+            .files
+            .iter_mut()
+            .find(|(t, _, _)| *t == table)
+            .expect("every table has a file");
         writer.write(batch)?;
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! notes: fracture-surgery collections (Lübeck, Odense) and a clinical
 //! immunology biobank (Næstved).
 
-use bonebank_schemas::{MaterialSubtype as M, SampleType as T, Sex, SmokingStatus, StorageTemperature as Temp};
+use bonebank_schemas::{
+    MaterialSubtype as M, SampleType as T, Sex, SmokingStatus, StorageTemperature as Temp,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Geometric, Normal};
@@ -41,14 +43,40 @@ pub struct ImmunologySite {
 const HIP: &[(&str, f64)] = &[("S72.0", 0.52), ("S72.1", 0.40), ("S72.2", 0.08)];
 const SHAFT: &[(&str, f64)] = &[("S72.3", 0.45), ("S82.2", 0.55)];
 const OTHER: &[(&str, f64)] = &[
-    ("S82.1", 0.14), ("S82.3", 0.10), ("S82.5", 0.10), ("S82.6", 0.16),
-    ("S42.2", 0.16), ("S42.3", 0.08), ("S32.4", 0.08), ("S52.5", 0.18),
+    ("S82.1", 0.14),
+    ("S82.3", 0.10),
+    ("S82.5", 0.10),
+    ("S82.6", 0.16),
+    ("S42.2", 0.16),
+    ("S42.3", 0.08),
+    ("S32.4", 0.08),
+    ("S52.5", 0.18),
 ];
 const IMMUNOLOGY: &[(&str, f64)] = &[
-    ("D84.9", 0.20), ("D80.1", 0.10), ("D69.3", 0.15), ("M06.9", 0.20),
-    ("M05.9", 0.10), ("M32.9", 0.10), ("C90.0", 0.10), ("D47.1", 0.05),
+    ("D84.9", 0.20),
+    ("D80.1", 0.10),
+    ("D69.3", 0.15),
+    ("M06.9", 0.20),
+    ("M05.9", 0.10),
+    ("M32.9", 0.10),
+    ("C90.0", 0.10),
+    ("D47.1", 0.05),
 ];
 const BLOOD_COMMENTS: &[&str] = &["haemolysed", "low volume", "lipaemic", "thawed once"];
+
+/// When a sample was taken, and how old its donor was then.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    date: i32,
+    age: i32,
+}
+
+impl Sample {
+    fn commented(mut self, comment: Option<&'static str>) -> Self {
+        self.comment = comment;
+        self
+    }
+}
 
 /// The generator's state for one site: its random stream.
 #[derive(Debug)]
@@ -73,7 +101,9 @@ impl Draw {
     }
 
     fn normal_int(&mut self, mean: f64, sd: f64, lo: i32, hi: i32) -> i32 {
-        let x = Normal::new(mean, sd).expect("finite parameters").sample(&mut self.rng);
+        let x = Normal::new(mean, sd)
+            .expect("finite parameters")
+            .sample(&mut self.rng);
         (x.round() as i32).clamp(lo, hi)
     }
 
@@ -101,12 +131,24 @@ impl Draw {
             stem_cells && self.chance(0.05),
             stem_cells && self.chance(0.20),
         ];
-        let bmi = self
-            .chance(0.60)
-            .then(|| (Normal::<f64>::new(26.5, 4.5).expect("finite").sample(&mut self.rng).clamp(15.0, 50.0) * 10.0).round() / 10.0);
+        let bmi = self.chance(0.60).then(|| {
+            (Normal::<f64>::new(26.5, 4.5)
+                .expect("finite")
+                .sample(&mut self.rng)
+                .clamp(15.0, 50.0)
+                * 10.0)
+                .round()
+                / 10.0
+        });
         let smoking = self.chance(0.50).then(|| {
             let u = self.rng.random::<f64>();
-            if u < 0.45 { SmokingStatus::Never } else if u < 0.80 { SmokingStatus::Former } else { SmokingStatus::Current }
+            if u < 0.45 {
+                SmokingStatus::Never
+            } else if u < 0.80 {
+                SmokingStatus::Former
+            } else {
+                SmokingStatus::Current
+            }
         });
         Donor {
             sex,
@@ -117,37 +159,40 @@ impl Draw {
         }
     }
 
-    fn freezer(&mut self) -> String {
-        let r = &mut self.rng;
-        format!("F{:02}/R{:02}/B{:02}/P{:02}", r.random_range(1..=24), r.random_range(1..=12), r.random_range(1..=20), r.random_range(1..=81))
+    /// A storage place: freezer/rack/box/position, or tank/canister/box/position.
+    fn location(&mut self, levels: [(char, i32); 4]) -> String {
+        let parts: Vec<String> = levels
+            .iter()
+            .map(|(level, count)| format!("{level}{:02}", self.rng.random_range(1..=*count)))
+            .collect();
+        parts.join("/")
     }
 
-    fn tank(&mut self) -> String {
-        let r = &mut self.rng;
-        format!("T{:02}/C{:02}/B{:02}/P{:02}", r.random_range(1..=6), r.random_range(1..=10), r.random_range(1..=13), r.random_range(1..=100))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sample(&mut self, t: T, m: M, temp: Temp, date: i32, age: i32, aliquots: (i32, i32), comment: Option<&'static str>) -> Sample {
+    /// A sample of type `t` taken `at` a visit, with a random number of
+    /// aliquots in the given range and a storage place fitting `temp`.
+    fn sample(&mut self, t: T, m: M, temp: Temp, at: At, aliquots: (i32, i32)) -> Sample {
         let location = match temp {
-            Temp::LiquidNitrogenVapour | Temp::LiquidNitrogenLiquid => self.tank(),
-            _ => self.freezer(),
+            Temp::LiquidNitrogenVapour | Temp::LiquidNitrogenLiquid => {
+                self.location([('T', 6), ('C', 10), ('B', 13), ('P', 100)])
+            }
+            _ => self.location([('F', 24), ('R', 12), ('B', 20), ('P', 81)]),
         };
         Sample {
             sample_type: t,
             material: m,
             temperature: temp,
-            date,
-            age,
+            date: at.date,
+            age: at.age,
             passage: None,
             aliquots: self.rng.random_range(aliquots.0..=aliquots.1),
             location,
-            comment,
+            comment: None,
         }
     }
 
     fn blood_comment(&mut self) -> Option<&'static str> {
-        self.chance(0.02).then(|| BLOOD_COMMENTS[self.rng.random_range(0..BLOOD_COMMENTS.len())])
+        self.chance(0.02)
+            .then(|| BLOOD_COMMENTS[self.rng.random_range(0..BLOOD_COMMENTS.len())])
     }
 }
 
@@ -170,7 +215,16 @@ impl FractureSite {
             Kind::Other => (0.55, (63.0, 57.0), 16.0, (18, 99)),
         };
         let sex = g.sex(female);
-        let age = g.normal_int(if sex == bonebank_schemas::Sex::Female { mean_f } else { mean_m }, sd, lo, hi);
+        let age = g.normal_int(
+            if sex == bonebank_schemas::Sex::Female {
+                mean_f
+            } else {
+                mean_m
+            },
+            sd,
+            lo,
+            hi,
+        );
 
         let mut diagnoses = vec![primary];
         let osteoporosis = match kind {
@@ -188,13 +242,35 @@ impl FractureSite {
         let date = g.day_between(self.first_day, LAST_DAY);
         let mut samples = Vec::new();
         if g.chance(0.92) {
-            let serum_temp = if g.chance(0.05) { Temp::Freezer } else { Temp::DeepFreezer };
+            let serum_temp = if g.chance(0.05) {
+                Temp::Freezer
+            } else {
+                Temp::DeepFreezer
+            };
             let c = g.blood_comment();
-            samples.push(g.sample(T::Serum, M::Serum, serum_temp, date, age, (2, 6), c));
+            samples.push(
+                g.sample(T::Serum, M::Serum, serum_temp, At { date, age }, (2, 6))
+                    .commented(c),
+            );
             let c = g.blood_comment();
-            samples.push(g.sample(T::Plasma, M::PlasmaEdta, Temp::DeepFreezer, date, age, (2, 6), c));
+            samples.push(
+                g.sample(
+                    T::Plasma,
+                    M::PlasmaEdta,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (2, 6),
+                )
+                .commented(c),
+            );
             if g.chance(0.60) {
-                samples.push(g.sample(T::BuffyCoat, M::BuffyCoat, Temp::DeepFreezer, date, age, (1, 2), None));
+                samples.push(g.sample(
+                    T::BuffyCoat,
+                    M::BuffyCoat,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (1, 2),
+                ));
             }
         }
         let mut aspirates = Vec::new();
@@ -206,7 +282,13 @@ impl FractureSite {
                 // Neck fractures are often treated by arthroplasty; the femoral
                 // head is banked as cancellous bone.
                 if primary == "S72.0" && g.chance(0.65) {
-                    samples.push(g.sample(T::Bone, M::CancellousBone, Temp::DeepFreezer, date, age, (1, 3), None));
+                    samples.push(g.sample(
+                        T::Bone,
+                        M::CancellousBone,
+                        Temp::DeepFreezer,
+                        At { date, age },
+                        (1, 3),
+                    ));
                 }
             }
             Kind::Shaft => {
@@ -224,10 +306,20 @@ impl FractureSite {
             }
         }
         for m in &aspirates {
-            let temp = if g.chance(0.70) { Temp::DeepFreezer } else { Temp::LiquidNitrogenVapour };
-            samples.push(g.sample(T::BoneMarrowAspirate, *m, temp, date, age, (1, 4), None));
+            let temp = if g.chance(0.70) {
+                Temp::DeepFreezer
+            } else {
+                Temp::LiquidNitrogenVapour
+            };
+            samples.push(g.sample(T::BoneMarrowAspirate, *m, temp, At { date, age }, (1, 4)));
             if g.chance(0.30) {
-                samples.push(g.sample(T::BoneMarrowPlasma, M::BoneMarrowPlasma, Temp::DeepFreezer, date, age, (1, 3), None));
+                samples.push(g.sample(
+                    T::BoneMarrowPlasma,
+                    M::BoneMarrowPlasma,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (1, 3),
+                ));
             }
         }
         // MSC isolation succeeds in about two thirds of aspirates, less often
@@ -239,10 +331,22 @@ impl FractureSite {
                 if passage > 0 && !g.chance(0.85) {
                     continue;
                 }
-                let temp = if g.chance(self.ln_liquid) { Temp::LiquidNitrogenLiquid } else { Temp::LiquidNitrogenVapour };
+                let temp = if g.chance(self.ln_liquid) {
+                    Temp::LiquidNitrogenLiquid
+                } else {
+                    Temp::LiquidNitrogenVapour
+                };
                 let banked = (date + 10 + 7 * passage).min(LAST_DAY);
                 let comment = g.chance(0.05).then_some("mycoplasma negative");
-                let mut s = g.sample(T::StemCells, M::MscCulture, temp, banked, age, (2, 10), comment);
+                let mut s = g
+                    .sample(
+                        T::StemCells,
+                        M::MscCulture,
+                        temp,
+                        At { date: banked, age },
+                        (2, 10),
+                    )
+                    .commented(comment);
                 s.passage = Some(passage);
                 samples.push(s);
             }
@@ -280,7 +384,10 @@ impl ImmunologySite {
         let sex = g.sex(0.51);
         let first_age = g.rng.random_range(18..=65);
         let first = g.day_between(self.first_day, LAST_DAY - 30);
-        let donations = 1 + Geometric::new(1.0 / 15.0).expect("valid p").sample(&mut g.rng).min(59) as i32;
+        let donations = 1 + Geometric::new(1.0 / 15.0)
+            .expect("valid p")
+            .sample(&mut g.rng)
+            .min(59) as i32;
         let mut samples = Vec::new();
         let mut date = first;
         for n in 0..donations {
@@ -289,13 +396,38 @@ impl ImmunologySite {
                 break;
             }
             let c = g.blood_comment();
-            samples.push(g.sample(T::Plasma, M::PlasmaEdta, Temp::DeepFreezer, date, age, (2, 4), c));
+            samples.push(
+                g.sample(
+                    T::Plasma,
+                    M::PlasmaEdta,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (2, 4),
+                )
+                .commented(c),
+            );
             if n == 0 {
-                samples.push(g.sample(T::BuffyCoat, M::BuffyCoat, Temp::DeepFreezer, date, age, (1, 2), None));
-                let dna_temp = if g.chance(0.70) { Temp::Freezer } else { Temp::DeepFreezer };
-                samples.push(g.sample(T::Dna, M::DnaBlood, dna_temp, date, age, (1, 2), None));
+                samples.push(g.sample(
+                    T::BuffyCoat,
+                    M::BuffyCoat,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (1, 2),
+                ));
+                let dna_temp = if g.chance(0.70) {
+                    Temp::Freezer
+                } else {
+                    Temp::DeepFreezer
+                };
+                samples.push(g.sample(T::Dna, M::DnaBlood, dna_temp, At { date, age }, (1, 2)));
                 if g.chance(0.30) {
-                    samples.push(g.sample(T::Serum, M::Serum, Temp::DeepFreezer, date, age, (1, 3), None));
+                    samples.push(g.sample(
+                        T::Serum,
+                        M::Serum,
+                        Temp::DeepFreezer,
+                        At { date, age },
+                        (1, 3),
+                    ));
                 }
             }
             date += g.rng.random_range(56..=240);
@@ -309,7 +441,11 @@ impl ImmunologySite {
 
     fn patient(&self, g: &mut Draw, rows: &mut Rows) -> Result<()> {
         let diagnosis = g.pick(IMMUNOLOGY);
-        let female = if diagnosis.starts_with('M') { 0.75 } else { 0.50 };
+        let female = if diagnosis.starts_with('M') {
+            0.75
+        } else {
+            0.50
+        };
         let sex = g.sex(female);
         let first_age = g.normal_int(55.0, 17.0, 18, 95);
         let first = g.day_between(self.first_day, LAST_DAY);
@@ -322,15 +458,48 @@ impl ImmunologySite {
             }
             let age = (first_age + (f64::from(date - first) / DAYS_PER_YEAR) as i32).min(100);
             let c = g.blood_comment();
-            samples.push(g.sample(T::Serum, M::Serum, Temp::DeepFreezer, date, age, (1, 4), c));
-            samples.push(g.sample(T::Plasma, M::PlasmaEdta, Temp::DeepFreezer, date, age, (1, 4), None));
+            samples.push(
+                g.sample(
+                    T::Serum,
+                    M::Serum,
+                    Temp::DeepFreezer,
+                    At { date, age },
+                    (1, 4),
+                )
+                .commented(c),
+            );
+            samples.push(g.sample(
+                T::Plasma,
+                M::PlasmaEdta,
+                Temp::DeepFreezer,
+                At { date, age },
+                (1, 4),
+            ));
             if g.chance(0.30) {
-                samples.push(g.sample(T::Pbmc, M::Pbmc, Temp::LiquidNitrogenVapour, date, age, (1, 4), None));
+                samples.push(g.sample(
+                    T::Pbmc,
+                    M::Pbmc,
+                    Temp::LiquidNitrogenVapour,
+                    At { date, age },
+                    (1, 4),
+                ));
             }
             if n == 0 {
-                samples.push(g.sample(T::Dna, M::DnaBlood, Temp::Freezer, date, age, (1, 2), None));
+                samples.push(g.sample(
+                    T::Dna,
+                    M::DnaBlood,
+                    Temp::Freezer,
+                    At { date, age },
+                    (1, 2),
+                ));
                 if matches!(diagnosis, "C90.0" | "D47.1") && g.chance(0.70) {
-                    samples.push(g.sample(T::BoneMarrowAspirate, M::BmaIliacCrest, Temp::DeepFreezer, date, age, (1, 3), None));
+                    samples.push(g.sample(
+                        T::BoneMarrowAspirate,
+                        M::BmaIliacCrest,
+                        Temp::DeepFreezer,
+                        At { date, age },
+                        (1, 3),
+                    ));
                 }
             }
             date += g.rng.random_range(30..=365);
@@ -345,7 +514,10 @@ impl ImmunologySite {
 
 /// The first day of `year`, as days since 1970-01-01.
 pub fn first_day_of(year: i32) -> i32 {
-    FIRST_DAY_2008 + (2008..year).map(|y| if is_leap(y) { 366 } else { 365 }).sum::<i32>()
+    FIRST_DAY_2008
+        + (2008..year)
+            .map(|y| if is_leap(y) { 366 } else { 365 })
+            .sum::<i32>()
 }
 
 fn is_leap(y: i32) -> bool {

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, RecordBatch,
+    StringBuilder,
 };
-use bonebank_schemas::{MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature, Table};
+use bonebank_schemas::{
+    MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature, Table,
+};
 
 use crate::Result;
 
@@ -59,7 +62,10 @@ pub struct Rows<'s> {
 
 impl std::fmt::Debug for Rows<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rows").field("donors", &self.donors).field("samples", &self.samples).finish()
+        f.debug_struct("Rows")
+            .field("donors", &self.donors)
+            .field("samples", &self.samples)
+            .finish()
     }
 }
 
@@ -184,7 +190,11 @@ impl<'s> Rows<'s> {
     fn flush_donors(&mut self) -> Result<()> {
         let d = &mut self.d;
         let mut columns: Vec<ArrayRef> = vec![Arc::new(d.id.finish()), Arc::new(d.sex.finish())];
-        columns.extend(d.consents.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(
+            d.consents
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         columns.push(Arc::new(d.withdrawn.finish()));
         columns.push(Arc::new(d.bmi.finish()));
         columns.push(Arc::new(d.smoking.finish()));

@@ -7,16 +7,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Array, Int32Builder,
-    RecordBatch, StringArray, StringBuilder, new_null_array, Date32Builder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Date32Builder, Float64Builder, Int32Array,
+    Int32Builder, RecordBatch, StringArray, StringBuilder, new_null_array,
 };
 use bonebank_schemas::{Column, ColumnKind, Icd10, MaterialSubtype, SampleType, Table};
 use chrono::{Datelike, NaiveDate};
 
 use super::problems::{Problem, Problems, excerpt};
 
-/// The ids of a table, each with the row it was first seen in.
-pub type Ids = HashMap<Box<str>, u64>;
+/// The ids of a table, each with the row it was first seen in. Hashed with
+/// aHash: ids come from the site's own export, and SipHash's protection
+/// against crafted collisions would cost a third of the import's time.
+pub type Ids = HashMap<Box<str>, u64, ahash::RandomState>;
 
 /// The ids a reference column is checked against, and where they came from.
 #[derive(Debug)]
@@ -38,7 +40,7 @@ pub struct TableCheck<'a> {
     keys: Ids,
     referenced: Option<Referenced<'a>>,
     /// Diagnoses: samples that already have a primary diagnosis.
-    primaries: HashSet<Box<str>>,
+    primaries: HashSet<Box<str>, ahash::RandomState>,
     /// Earliest and latest accepted dates, as days since 1970-01-01.
     date_range: (i32, i32),
 }
@@ -65,8 +67,15 @@ impl<'a> TableCheck<'a> {
         let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
         for (i, h) in header.iter().enumerate() {
             if table.column(h).is_none() {
-                problems.add(|| file_problem(h, format!(
-                    "is not a column of the {table} table; its columns are: {}", names.join(", "))));
+                problems.add(|| {
+                    file_problem(
+                        h,
+                        format!(
+                            "is not a column of the {table} table; its columns are: {}",
+                            names.join(", ")
+                        ),
+                    )
+                });
             } else if header[..i].contains(h) {
                 problems.add(|| file_problem(h, "appears twice in the header".into()));
             }
@@ -78,8 +87,12 @@ impl<'a> TableCheck<'a> {
             .collect();
         for (c, p) in table.columns().iter().zip(&positions) {
             if p.is_none() && c.required {
-                problems.add(|| file_problem(c.name, format!(
-                    "is required but missing from the header ({})", c.doc)));
+                problems.add(|| {
+                    file_problem(
+                        c.name,
+                        format!("is required but missing from the header ({})", c.doc),
+                    )
+                });
             }
         }
         let epoch = |d: NaiveDate| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE;
@@ -89,9 +102,9 @@ impl<'a> TableCheck<'a> {
             file: file.to_owned(),
             positions,
             rows: 0,
-            keys: Ids::new(),
+            keys: Ids::default(),
             referenced,
-            primaries: HashSet::new(),
+            primaries: HashSet::default(),
             date_range: (epoch(earliest), epoch(today)),
         }
     }
@@ -113,7 +126,12 @@ impl<'a> TableCheck<'a> {
             .iter()
             .zip(&self.positions)
             .map(|(column, position)| match position {
-                Some(i) => convert(column, batch.column(*i).as_string::<i32>(), self.date_range, &mut cx),
+                Some(i) => convert(
+                    column,
+                    batch.column(*i).as_string::<i32>(),
+                    self.date_range,
+                    &mut cx,
+                ),
                 None => new_null_array(&column.kind.data_type(), n),
             })
             .collect();
@@ -122,7 +140,10 @@ impl<'a> TableCheck<'a> {
         if problems.total() > before {
             return None;
         }
-        Some(RecordBatch::try_new(self.table.arrow_schema(), columns).expect("checked columns fit the schema"))
+        Some(
+            RecordBatch::try_new(self.table.arrow_schema(), columns)
+                .expect("checked columns fit the schema"),
+        )
     }
 
     /// The ids seen (the table's key), for checking tables that refer to it.
@@ -135,7 +156,12 @@ impl<'a> TableCheck<'a> {
     }
 
     fn column(&self, columns: &'a [ArrayRef], name: &str) -> &'a ArrayRef {
-        let i = self.table.columns().iter().position(|c| c.name == name).expect("known column");
+        let i = self
+            .table
+            .columns()
+            .iter()
+            .position(|c| c.name == name)
+            .expect("known column");
         &columns[i]
     }
 
@@ -182,7 +208,13 @@ impl<'a> TableCheck<'a> {
     }
 
     /// Ids (with `second`, a composite key) must not repeat within the table.
-    fn check_unique(&mut self, name: &'static str, ids: &StringArray, second: Option<&StringArray>, cx: &mut Cx) {
+    fn check_unique(
+        &mut self,
+        name: &'static str,
+        ids: &StringArray,
+        second: Option<&StringArray>,
+        cx: &mut Cx,
+    ) {
         for i in 0..ids.len() {
             if ids.is_null(i) || second.is_some_and(|s| s.is_null(i)) {
                 continue;
@@ -195,8 +227,13 @@ impl<'a> TableCheck<'a> {
             if let Some(first) = self.keys.get(&key) {
                 let first = *first;
                 cx.add(i, name, ids.value(i), || match second {
-                    None => format!("the same {name} is already in row {first}; ids must be unique"),
-                    Some(s) => format!("this sample already has diagnosis {} in row {first}", s.value(i)),
+                    None => {
+                        format!("the same {name} is already in row {first}; ids must be unique")
+                    }
+                    Some(s) => format!(
+                        "this sample already has diagnosis {} in row {first}",
+                        s.value(i)
+                    ),
                 });
             } else {
                 self.keys.insert(key, row);
@@ -205,11 +242,16 @@ impl<'a> TableCheck<'a> {
     }
 
     fn check_references(&self, name: &'static str, values: &StringArray, cx: &mut Cx) {
-        let Some(referenced) = &self.referenced else { return };
+        let Some(referenced) = &self.referenced else {
+            return;
+        };
         for i in 0..values.len() {
             if !values.is_null(i) && !referenced.ids.contains_key(values.value(i)) {
                 cx.add(i, name, values.value(i), || {
-                    format!("no such id in {}; every reference must exist", referenced.source)
+                    format!(
+                        "no such id in {}; every reference must exist",
+                        referenced.source
+                    )
                 });
             }
         }
@@ -254,7 +296,16 @@ impl Cx<'_> {
 fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx) -> ArrayRef {
     let n = input.len();
     // The value of row `i`, or `None` for an empty cell (a problem if required).
-    let mut cells = (0..n).map(|i| (i, if input.is_null(i) { None } else { Some(input.value(i)) }));
+    let mut cells = (0..n).map(|i| {
+        (
+            i,
+            if input.is_null(i) {
+                None
+            } else {
+                Some(input.value(i))
+            },
+        )
+    });
     let mut present = |cx: &mut Cx| -> Option<(usize, Option<&str>)> {
         let (i, v) = cells.next()?;
         if v.is_none() && column.required {
@@ -264,7 +315,10 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
     };
     let name = column.name;
     match column.kind {
-        ColumnKind::Id | ColumnKind::Reference { .. } | ColumnKind::Text { .. } | ColumnKind::Code { .. } => {
+        ColumnKind::Id
+        | ColumnKind::Reference { .. }
+        | ColumnKind::Text { .. }
+        | ColumnKind::Code { .. } => {
             while let Some((i, v)) = present(cx) {
                 let Some(v) = v else { continue };
                 if let Some(message) = text_problem(column.kind, v) {
@@ -298,7 +352,11 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
                         out.append_value(x as i32)
                     }
                     Some(parsed) => {
-                        let what = if parsed.is_ok() { "is out of range" } else { "is not a whole number" };
+                        let what = if parsed.is_ok() {
+                            "is out of range"
+                        } else {
+                            "is not a whole number"
+                        };
                         cx.add(i, name, v.unwrap_or_default(), || {
                             format!("{what}; allowed: whole numbers from {min} to {max}")
                         });
@@ -331,7 +389,9 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
                     None => out.append_null(),
                     Some(Some(b)) => out.append_value(b),
                     Some(None) => {
-                        cx.add(i, name, v.unwrap_or_default(), || "allowed: true or false (or 1 and 0)".into());
+                        cx.add(i, name, v.unwrap_or_default(), || {
+                            "allowed: true or false (or 1 and 0)".into()
+                        });
                         out.append_null();
                     }
                 }
@@ -348,16 +408,22 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
                 };
                 match parse_date(text) {
                     Some(d) if d > today => {
-                        cx.add(i, name, text, || "is in the future; a sample cannot be taken after today".into());
+                        cx.add(i, name, text, || {
+                            "is in the future; a sample cannot be taken after today".into()
+                        });
                         out.append_null();
                     }
                     Some(d) if d < earliest => {
-                        cx.add(i, name, text, || "is before 1900-01-01; check the year".into());
+                        cx.add(i, name, text, || {
+                            "is before 1900-01-01; check the year".into()
+                        });
                         out.append_null();
                     }
                     Some(d) => out.append_value(d),
                     None => {
-                        cx.add(i, name, text, || "is not a date; write dates as YYYY-MM-DD, e.g. 2024-03-17".into());
+                        cx.add(i, name, text, || {
+                            "is not a date; write dates as YYYY-MM-DD, e.g. 2024-03-17".into()
+                        });
                         out.append_null();
                     }
                 }
@@ -379,9 +445,8 @@ fn text_problem(kind: ColumnKind, v: &str) -> Option<String> {
                 None
             }
         }
-        ColumnKind::Text { max_len } => {
-            (v.chars().count() > max_len).then(|| format!("is longer than the {max_len} characters allowed"))
-        }
+        ColumnKind::Text { max_len } => (v.chars().count() > max_len)
+            .then(|| format!("is longer than the {max_len} characters allowed")),
         ColumnKind::Code { value_set, codes } => {
             if codes.contains(&v) {
                 return None;
@@ -391,7 +456,10 @@ fn text_problem(kind: ColumnKind, v: &str) -> Option<String> {
                 .find(|c| c.eq_ignore_ascii_case(v.trim()))
                 .map(|c| format!("did you mean '{c}'? "))
                 .unwrap_or_default();
-            Some(format!("is not a {value_set} code; {hint}allowed: {}", codes.join(", ")))
+            Some(format!(
+                "is not a {value_set} code; {hint}allowed: {}",
+                codes.join(", ")
+            ))
         }
         _ => None,
     }
@@ -399,16 +467,26 @@ fn text_problem(kind: ColumnKind, v: &str) -> Option<String> {
 
 /// Samples: the material must fit the sample type, and only culture-expanded
 /// cells have a passage number.
-fn check_sample_material(types: &StringArray, materials: &StringArray, passages: &Int32Array, cx: &mut Cx) {
+fn check_sample_material(
+    types: &StringArray,
+    materials: &StringArray,
+    passages: &Int32Array,
+    cx: &mut Cx,
+) {
     for i in 0..types.len() {
-        let (Ok(t), Ok(m)) = (types.value(i).parse::<SampleType>(), materials.value(i).parse::<MaterialSubtype>())
-        else {
+        let (Ok(t), Ok(m)) = (
+            types.value(i).parse::<SampleType>(),
+            materials.value(i).parse::<MaterialSubtype>(),
+        ) else {
             continue; // already reported, or missing
         };
         if !m.sample_types().contains(&t) {
             let fits: Vec<&str> = m.sample_types().iter().map(|t| t.code()).collect();
             cx.add(i, "material_subtype", m.code(), || {
-                format!("does not fit sample type {t}; {m} is recorded as: {}", fits.join(", "))
+                format!(
+                    "does not fit sample type {t}; {m} is recorded as: {}",
+                    fits.join(", ")
+                )
             });
         }
         if passages.is_valid(i) && !m.has_passages() {
@@ -448,7 +526,9 @@ fn parse_date(v: &str) -> Option<i32> {
         return None;
     }
     let num = |s: &[u8]| -> Option<u32> {
-        s.iter().try_fold(0u32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+        s.iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
     };
     let date = NaiveDate::from_ymd_opt(num(&b[..4])? as i32, num(&b[5..7])?, num(&b[8..])?)?;
     Some(date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
@@ -463,7 +543,15 @@ mod tests {
         assert_eq!(parse_date("1970-01-01"), Some(0));
         assert_eq!(parse_date("1970-01-02"), Some(1));
         assert_eq!(parse_date("2024-02-29"), Some(19_782));
-        for bad in ["2023-02-29", "2024-13-01", "24-03-17", "2024/03/17", "17.03.2024", "2024-3-17", ""] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "24-03-17",
+            "2024/03/17",
+            "17.03.2024",
+            "2024-3-17",
+            "",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }

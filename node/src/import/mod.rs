@@ -38,7 +38,9 @@ pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport>
     let mut requested: BTreeMap<Table, &Path> = BTreeMap::new();
     for (table, path) in files {
         if requested.insert(*table, path).is_some() {
-            return Err(Error::Usage(format!("the {table} table is given twice; give each table once")));
+            return Err(Error::Usage(format!(
+                "the {table} table is given twice; give each table once"
+            )));
         }
     }
     let today = chrono::Local::now().date_naive();
@@ -49,19 +51,31 @@ pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport>
     let mut rows = BTreeMap::new();
 
     for table in Table::ALL.iter().copied() {
-        let Some(path) = requested.get(&table) else { continue };
-        if let Some(parent) = table.references() {
-            if !ids.contains_key(&parent) {
-                ids.insert(parent, current_ids(dir, base.as_ref(), parent)?);
-            }
+        let Some(path) = requested.get(&table) else {
+            continue;
+        };
+        if let Some(parent) = table.references()
+            && let std::collections::btree_map::Entry::Vacant(slot) = ids.entry(parent)
+        {
+            slot.insert(current_ids(dir, base.as_ref(), parent)?);
         }
         let referenced = table.references().map(|parent| {
             let (set, source) = &ids[&parent];
-            Referenced { ids: set, source: source.clone() }
+            Referenced {
+                ids: set,
+                source: source.clone(),
+            }
         });
         let mut input = read::open(path)?;
         let before = problems.total();
-        let mut check = TableCheck::new(table, &input.name, &input.header, referenced, today, &mut problems);
+        let mut check = TableCheck::new(
+            table,
+            &input.name,
+            &input.header,
+            referenced,
+            today,
+            &mut problems,
+        );
         let header_ok = problems.total() == before;
         // Once anything is wrong nothing will be written, but every row is
         // still checked so the operator sees all problems in one go.
@@ -83,10 +97,11 @@ pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport>
                     break;
                 }
             };
-            if let Some(typed) = check.check(&batch, &mut problems) {
-                if write && problems.is_empty() {
-                    tx.write(table, &typed)?;
-                }
+            if let Some(typed) = check.check(&batch, &mut problems)
+                && write
+                && problems.is_empty()
+            {
+                tx.write(table, &typed)?;
             }
         }
         input.progress.finish_and_clear();
@@ -99,12 +114,15 @@ pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport>
 
     // A replaced table must still hold every row the kept tables refer to.
     for child in Table::ALL.iter().copied() {
-        let Some(parent) = child.references() else { continue };
-        if requested.contains_key(&parent) && !requested.contains_key(&child) {
-            if let Some(base) = &base {
-                let (set, source) = &ids[&parent];
-                check_kept_references(dir, base, child, set, source, &mut problems)?;
-            }
+        let Some(parent) = child.references() else {
+            continue;
+        };
+        if requested.contains_key(&parent)
+            && !requested.contains_key(&child)
+            && let Some(base) = &base
+        {
+            let (set, source) = &ids[&parent];
+            check_kept_references(dir, base, child, set, source, &mut problems)?;
         }
     }
 
@@ -129,10 +147,18 @@ fn is_referenced(table: Table) -> bool {
 }
 
 /// The ids of `table` in the current version, with a description for messages.
-fn current_ids(dir: &DataDir, base: Option<&DatasetVersion>, table: Table) -> Result<(Ids, String)> {
+fn current_ids(
+    dir: &DataDir,
+    base: Option<&DatasetVersion>,
+    table: Table,
+) -> Result<(Ids, String)> {
     let key = table.unique_key()[0];
-    let mut ids = Ids::new();
-    if let Some(reader) = base.map(|v| dir.read_table(v, table, Some(&[key]))).transpose()?.flatten() {
+    let mut ids = Ids::default();
+    if let Some(reader) = base
+        .map(|v| dir.read_table(v, table, Some(&[key])))
+        .transpose()?
+        .flatten()
+    {
         let mut row = 0;
         for batch in reader {
             for id in batch?.column(0).as_string::<i32>().iter().flatten() {
@@ -142,7 +168,9 @@ fn current_ids(dir: &DataDir, base: Option<&DatasetVersion>, table: Table) -> Re
         }
     }
     let source = if ids.is_empty() {
-        format!("the {table} table, which is empty: import {table} first, or together with this file")
+        format!(
+            "the {table} table, which is empty: import {table} first, or together with this file"
+        )
     } else {
         format!("the current {table} table")
     };

@@ -77,8 +77,16 @@ impl fmt::Display for Problem {
 
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let noun = if self.total == 1 { "problem" } else { "problems" };
-        writeln!(f, "import refused: {} {noun} found; nothing was changed.", self.total)?;
+        let noun = if self.total == 1 {
+            "problem"
+        } else {
+            "problems"
+        };
+        writeln!(
+            f,
+            "import refused: {} {noun} found; nothing was changed.",
+            self.total
+        )?;
         // Found column by column; shown in file and row order.
         let mut shown: Vec<&Problem> = self.shown.iter().collect();
         shown.sort_by(|a, b| (&a.file, a.row).cmp(&(&b.file, b.row)));
@@ -92,7 +100,10 @@ impl fmt::Display for Problems {
                 self.total - self.shown.len() as u64
             )?;
         }
-        write!(f, "Row numbers count data rows from 1, not counting the header.")
+        write!(
+            f,
+            "Row numbers count data rows from 1, not counting the header."
+        )
     }
 }
 

@@ -32,7 +32,10 @@ pub struct Input {
 
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input").field("name", &self.name).field("header", &self.header).finish()
+        f.debug_struct("Input")
+            .field("name", &self.name)
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -65,10 +68,16 @@ fn open_csv(path: &Path, name: String) -> Result<Input> {
     let mut first = String::new();
     BufReader::new(&mut file)
         .read_line(&mut first)
-        .map_err(|e| Error::Usage(format!("{name}: the header line is not readable text ({e}); save the file as UTF-8")))?;
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{name}: the header line is not readable text ({e}); save the file as UTF-8"
+            ))
+        })?;
     let first = first.trim_start_matches('\u{feff}');
     if first.trim().is_empty() {
-        return Err(Error::Usage(format!("{name}: the file is empty; expected a header line with the column names")));
+        return Err(Error::Usage(format!(
+            "{name}: the file is empty; expected a header line with the column names"
+        )));
     }
     let delimiter = sniff_delimiter(first);
     let header = split_header(first, delimiter);
@@ -87,14 +96,30 @@ fn open_csv(path: &Path, name: String) -> Result<Input> {
         .with_batch_size(BATCH_ROWS)
         .build(progress.wrap_read(BufReader::with_capacity(1 << 20, file)))?;
     let file_name = name.clone();
+    let batches = reader.map(move |b| b.map_err(|e| Error::Usage(format!("{file_name}: {e}"))));
     Ok(Input {
         name,
         header,
-        batches: Box::new(reader.map(move |b| {
-            b.map_err(|e| Error::Usage(format!("{file_name}: {e}")))
-        })),
+        batches: Box::new(prefetch(batches)),
         progress,
     })
+}
+
+/// Parses on a second thread, a few batches ahead, so that parsing overlaps
+/// with checking and writing. The thread ends when the file does, or when the
+/// consumer stops reading (its channel closes).
+fn prefetch(
+    batches: impl Iterator<Item = Result<RecordBatch>> + Send + 'static,
+) -> impl Iterator<Item = Result<RecordBatch>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    std::thread::spawn(move || {
+        for batch in batches {
+            if tx.send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    rx.into_iter()
 }
 
 /// Spreadsheets in Germany and Denmark save CSV with `;`; tab-separated files
@@ -120,7 +145,12 @@ fn open_parquet(path: &Path, name: String) -> Result<Input> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::Usage(format!("{name}: not a readable Parquet file ({e})")))?;
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-    let header = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let header = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let reader = builder.with_batch_size(BATCH_ROWS).build()?;
     let progress = progress::rows(rows, &name);
     let pb = progress.clone();
@@ -152,7 +182,10 @@ fn as_text(batch: &RecordBatch) -> Result<RecordBatch> {
         .iter()
         .map(|f| Field::new(f.name(), DataType::Utf8, true))
         .collect();
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 #[cfg(test)]
@@ -169,6 +202,9 @@ mod tests {
 
     #[test]
     fn header_names_lose_quotes_and_line_ends() {
-        assert_eq!(split_header("\"donor_id\",sex\r\n", b','), ["donor_id", "sex"]);
+        assert_eq!(
+            split_header("\"donor_id\",sex\r\n", b','),
+            ["donor_id", "sex"]
+        );
     }
 }

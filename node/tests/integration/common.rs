@@ -69,13 +69,21 @@ pub struct Csv {
 impl Csv {
     pub fn read(path: &Path) -> Self {
         let text = std::fs::read_to_string(path).unwrap();
-        let mut lines = text.lines().map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+        let mut lines = text
+            .lines()
+            .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
         let header = lines.next().unwrap();
-        Self { header, rows: lines.collect() }
+        Self {
+            header,
+            rows: lines.collect(),
+        }
     }
 
     pub fn col(&self, name: &str) -> usize {
-        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
     }
 
     /// Sets a cell; `row` counts data rows from 1, as import's messages do.

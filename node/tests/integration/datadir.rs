@@ -12,7 +12,11 @@ use crate::common::Site;
 fn a_second_writer_is_turned_away() {
     let site = Site::new(10);
     let _held = Transaction::begin(&site.dir).unwrap();
-    let err = import::import(&site.dir, &[(Table::Donors, site.export.join("donors.csv"))]).unwrap_err();
+    let err = import::import(
+        &site.dir,
+        &[(Table::Donors, site.export.join("donors.csv"))],
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Busy(_)), "{err}");
     assert!(err.to_string().contains("in use by another import"));
 }
@@ -27,14 +31,25 @@ fn a_crash_before_commit_leaves_the_old_version_current() {
     // file among the tables and a half-written manifest beside the real one.
     let tables = site.dir.path().join("tables");
     std::fs::write(tables.join(".staging-crash1.parquet"), b"PAR1 half a file").unwrap();
-    std::fs::write(site.dir.path().join(".staging-crash2"), b"{\"format\": 1, \"curr").unwrap();
+    std::fs::write(
+        site.dir.path().join(".staging-crash2"),
+        b"{\"format\": 1, \"curr",
+    )
+    .unwrap();
 
     assert_eq!(site.dir.current().unwrap().unwrap(), before);
     assert_eq!(site.dir.load_table(Table::Donors).unwrap(), donors);
 
-    let report = import::import(&site.dir, &[(Table::Donors, site.export.join("donors.csv"))]).unwrap();
+    let report = import::import(
+        &site.dir,
+        &[(Table::Donors, site.export.join("donors.csv"))],
+    )
+    .unwrap();
     assert_ne!(report.version.id, before.id);
-    assert!(!tables.join(".staging-crash1.parquet").exists(), "the next commit removes crash leftovers");
+    assert!(
+        !tables.join(".staging-crash1.parquet").exists(),
+        "the next commit removes crash leftovers"
+    );
     assert!(!site.dir.path().join(".staging-crash2").exists());
 }
 
@@ -55,7 +70,9 @@ fn every_import_makes_a_new_version_and_keeps_history() {
     let site = Site::new(20);
     let first = site.dir.current().unwrap().unwrap();
     let donors = site.export.join("donors.csv");
-    let second = import::import(&site.dir, &[(Table::Donors, donors)]).unwrap().version;
+    let second = import::import(&site.dir, &[(Table::Donors, donors)])
+        .unwrap()
+        .version;
     assert_ne!(first.id, second.id);
     // Same content: the same table file, shared by both versions.
     assert_eq!(first.tables[&Table::Donors], second.tables[&Table::Donors]);
@@ -63,7 +80,10 @@ fn every_import_makes_a_new_version_and_keeps_history() {
     assert_eq!(manifest.current.unwrap().id, second.id);
     assert_eq!(manifest.history.len(), 1);
     assert_eq!(manifest.history[0].id, first.id);
-    assert_eq!(manifest.history[0].rows[&Table::Samples], first.rows(Table::Samples));
+    assert_eq!(
+        manifest.history[0].rows[&Table::Samples],
+        first.rows(Table::Samples)
+    );
 }
 
 #[test]
@@ -73,10 +93,14 @@ fn replaced_table_files_are_removed() {
     csv.set(1, "aliquots_available", "0");
     let path = site.write("samples-v2.csv", &csv);
     let old = site.dir.current().unwrap().unwrap();
-    let new = import::import(&site.dir, &[(Table::Samples, path)]).unwrap().version;
+    let new = import::import(&site.dir, &[(Table::Samples, path)])
+        .unwrap()
+        .version;
     let old_file = &old.tables[&Table::Samples].file;
     assert_ne!(old_file, &new.tables[&Table::Samples].file);
     assert!(!site.dir.path().join("tables").join(old_file).exists());
-    let files = std::fs::read_dir(site.dir.path().join("tables")).unwrap().count();
+    let files = std::fs::read_dir(site.dir.path().join("tables"))
+        .unwrap()
+        .count();
     assert_eq!(files, 3);
 }

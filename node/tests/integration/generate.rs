@@ -15,26 +15,44 @@ fn table_bytes(dir: &DataDir) -> BTreeMap<Table, Vec<u8>> {
     version
         .tables
         .keys()
-        .map(|t| (*t, std::fs::read(dir.table_path(&version, *t).unwrap()).unwrap()))
+        .map(|t| {
+            (
+                *t,
+                std::fs::read(dir.table_path(&version, *t).unwrap()).unwrap(),
+            )
+        })
         .collect()
 }
 
 fn csv_bytes(dir: &Path) -> Vec<Vec<u8>> {
-    ["donors", "samples", "diagnoses"].iter().map(|t| std::fs::read(dir.join(format!("{t}.csv"))).unwrap()).collect()
+    ["donors", "samples", "diagnoses"]
+        .iter()
+        .map(|t| std::fs::read(dir.join(format!("{t}.csv"))).unwrap())
+        .collect()
 }
 
 #[test]
 fn same_seed_gives_identical_files_and_another_seed_does_not() {
     let tmp = tempfile::tempdir().unwrap();
     for site in ["DE-LUE", "DK-ODE", "DK-NAE"] {
-        let dirs: Vec<DataDir> = ["a", "b", "c"].iter().map(|n| DataDir::new(tmp.path().join(format!("{site}-{n}")))).collect();
+        let dirs: Vec<DataDir> = ["a", "b", "c"]
+            .iter()
+            .map(|n| DataDir::new(tmp.path().join(format!("{site}-{n}"))))
+            .collect();
         generate::into_data_dir(&spec(site, 500, 42), &dirs[0]).unwrap();
         generate::into_data_dir(&spec(site, 500, 42), &dirs[1]).unwrap();
         generate::into_data_dir(&spec(site, 500, 43), &dirs[2]).unwrap();
-        let (a, b, c) = (table_bytes(&dirs[0]), table_bytes(&dirs[1]), table_bytes(&dirs[2]));
+        let (a, b, c) = (
+            table_bytes(&dirs[0]),
+            table_bytes(&dirs[1]),
+            table_bytes(&dirs[2]),
+        );
         assert_eq!(a.len(), 3);
         assert!(a == b, "{site}: same seed, different files");
-        assert!(a[&Table::Samples] != c[&Table::Samples], "{site}: another seed, same samples");
+        assert!(
+            a[&Table::Samples] != c[&Table::Samples],
+            "{site}: another seed, same samples"
+        );
 
         let csv = |n: &str, seed| {
             let out = tmp.path().join(format!("{site}-csv-{n}"));

@@ -30,7 +30,10 @@ fn export_then_import_gives_identical_tables() {
             assert_eq!(a, b, "{site} {t} changed in the round trip");
         }
         // Identical content gives identical files, down to the hash.
-        let (va, vb) = (original.current().unwrap().unwrap(), copy.current().unwrap().unwrap());
+        let (va, vb) = (
+            original.current().unwrap().unwrap(),
+            copy.current().unwrap().unwrap(),
+        );
         assert_eq!(va.tables, vb.tables);
     }
 }
@@ -62,5 +65,8 @@ fn semicolon_separated_files_with_a_bom_import() {
     std::fs::write(&path, semicolons).unwrap();
     let copy = DataDir::new(site.tmp.path().join("excel-site"));
     import::import(&copy, &[(Table::Donors, path)]).unwrap();
-    assert_eq!(copy.load_table(Table::Donors).unwrap(), site.dir.load_table(Table::Donors).unwrap());
+    assert_eq!(
+        copy.load_table(Table::Donors).unwrap(),
+        site.dir.load_table(Table::Donors).unwrap()
+    );
 }

@@ -19,72 +19,277 @@ struct Case {
 /// The first data row (from 1) whose `column` satisfies `pred`.
 fn find(csv: &Csv, column: &str, pred: impl Fn(&str) -> bool) -> usize {
     let c = csv.col(column);
-    1 + csv.rows.iter().position(|r| pred(&r[c])).expect("a matching row")
+    1 + csv
+        .rows
+        .iter()
+        .position(|r| pred(&r[c]))
+        .expect("a matching row")
 }
 
 const CASES: &[Case] = &[
-    Case { name: "unknown sex code", table: Table::Donors, column: "sex",
-        edit: |c| { c.set(3, "sex", "F"); 3 },
-        message: "is not a sex code; allowed: Female, Male, Unknown, Undifferentiated, NotApplicable" },
-    Case { name: "code in the wrong case", table: Table::Donors, column: "sex",
-        edit: |c| { c.set(2, "sex", "female"); 2 }, message: "did you mean 'Female'?" },
-    Case { name: "missing required value", table: Table::Donors, column: "sex",
-        edit: |c| { c.set(4, "sex", ""); 4 }, message: "a value is required" },
-    Case { name: "boolean that is not one", table: Table::Donors, column: "consent_commercial",
-        edit: |c| { c.set(5, "consent_commercial", "yes"); 5 }, message: "allowed: true or false" },
-    Case { name: "decimal out of range", table: Table::Donors, column: "bmi",
-        edit: |c| { c.set(6, "bmi", "5.5"); 6 }, message: "allowed: a number from 10 to 80" },
-    Case { name: "duplicate donor id", table: Table::Donors, column: "donor_id",
-        edit: |c| { let first = c.get(1, "donor_id").to_owned(); c.rows.push(c.rows[0].clone()); let n = c.rows.len(); c.set(n, "donor_id", &first); n },
-        message: "the same donor_id is already in row 1; ids must be unique" },
-    Case { name: "id with surrounding spaces", table: Table::Donors, column: "donor_id",
-        edit: |c| { c.rows.push(c.rows[0].clone()); let n = c.rows.len(); c.set(n, "donor_id", " NEW-1"); n },
-        message: "must not start or end with spaces" },
-    Case { name: "age that is not a number", table: Table::Samples, column: "age_at_sampling",
-        edit: |c| { c.set(2, "age_at_sampling", "eighty"); 2 }, message: "is not a whole number" },
-    Case { name: "age over 120", table: Table::Samples, column: "age_at_sampling",
-        edit: |c| { c.set(3, "age_at_sampling", "121"); 3 }, message: "is out of range; allowed: whole numbers from 0 to 120" },
-    Case { name: "negative aliquots", table: Table::Samples, column: "aliquots_available",
-        edit: |c| { c.set(4, "aliquots_available", "-1"); 4 }, message: "is out of range; allowed: whole numbers from 0 to 100000" },
-    Case { name: "sampling date in the future", table: Table::Samples, column: "sampling_date",
-        edit: |c| { let d = (chrono::Local::now().date_naive() + chrono::Days::new(2)).to_string(); c.set(5, "sampling_date", &d); 5 },
-        message: "is in the future" },
-    Case { name: "date in another format", table: Table::Samples, column: "sampling_date",
-        edit: |c| { c.set(6, "sampling_date", "17.03.2024"); 6 }, message: "write dates as YYYY-MM-DD" },
-    Case { name: "unknown storage temperature", table: Table::Samples, column: "storage_temperature",
-        edit: |c| { c.set(7, "storage_temperature", "-80"); 7 }, message: "is not a storage temperature code" },
-    Case { name: "unknown sample type", table: Table::Samples, column: "sample_type",
-        edit: |c| { c.set(8, "sample_type", "Marrow"); 8 }, message: "is not a sample type code" },
-    Case { name: "sample whose donor does not exist", table: Table::Samples, column: "donor_id",
-        edit: |c| { c.set(9, "donor_id", "LUE-NOBODY"); 9 }, message: "no such id in the current donors table" },
-    Case { name: "duplicate sample id", table: Table::Samples, column: "sample_id",
-        edit: |c| { let id = c.get(1, "sample_id").to_owned(); c.set(10, "sample_id", &id); 10 },
-        message: "the same sample_id is already in row 1" },
-    Case { name: "passage number on a non-culture", table: Table::Samples, column: "passage_number",
-        edit: |c| { let r = find(c, "material_subtype", |m| m == "serum"); c.set(r, "passage_number", "2"); r },
-        message: "only msc_culture samples have a passage number" },
-    Case { name: "material that does not fit the sample type", table: Table::Samples, column: "material_subtype",
-        edit: |c| { let r = find(c, "sample_type", |t| t == "Serum"); c.set(r, "material_subtype", "cancellous_bone"); r },
-        message: "does not fit sample type Serum; cancellous_bone is recorded as: Bone" },
-    Case { name: "passage number out of range", table: Table::Samples, column: "passage_number",
-        edit: |c| { let r = find(c, "material_subtype", |m| m == "msc_culture"); c.set(r, "passage_number", "51"); r },
-        message: "whole numbers from 0 to 50" },
-    Case { name: "free text too long", table: Table::Samples, column: "comment",
-        edit: |c| { let long = "x".repeat(2001); c.set(11, "comment", &long); 11 }, message: "longer than the 2000 characters" },
-    Case { name: "text that is not an ICD-10 code", table: Table::Diagnoses, column: "diagnosis",
-        edit: |c| { c.set(2, "diagnosis", "hip fracture"); 2 }, message: "is not an ICD-10 code" },
-    Case { name: "diagnosis of a missing sample", table: Table::Diagnoses, column: "sample_id",
-        edit: |c| { c.set(3, "sample_id", "LUE-S0"); 3 }, message: "no such id in the current samples table" },
-    Case { name: "two primary diagnoses", table: Table::Diagnoses, column: "is_primary",
-        edit: |c| { let r = find(c, "is_primary", |p| p == "false"); c.set(r, "is_primary", "true"); r },
-        message: "already has a primary diagnosis; a sample has at most one" },
-    Case { name: "same diagnosis twice for a sample", table: Table::Diagnoses, column: "sample_id",
-        edit: |c| { let row = c.rows[0].clone(); let mut copy = row; let p = c.col("is_primary"); copy[p] = "false".into(); c.rows.push(copy); c.rows.len() },
-        message: "this sample already has diagnosis" },
+    Case {
+        name: "unknown sex code",
+        table: Table::Donors,
+        column: "sex",
+        edit: |c| {
+            c.set(3, "sex", "F");
+            3
+        },
+        message: "is not a sex code; allowed: Female, Male, Unknown, Undifferentiated, NotApplicable",
+    },
+    Case {
+        name: "code in the wrong case",
+        table: Table::Donors,
+        column: "sex",
+        edit: |c| {
+            c.set(2, "sex", "female");
+            2
+        },
+        message: "did you mean 'Female'?",
+    },
+    Case {
+        name: "missing required value",
+        table: Table::Donors,
+        column: "sex",
+        edit: |c| {
+            c.set(4, "sex", "");
+            4
+        },
+        message: "a value is required",
+    },
+    Case {
+        name: "boolean that is not one",
+        table: Table::Donors,
+        column: "consent_commercial",
+        edit: |c| {
+            c.set(5, "consent_commercial", "yes");
+            5
+        },
+        message: "allowed: true or false",
+    },
+    Case {
+        name: "decimal out of range",
+        table: Table::Donors,
+        column: "bmi",
+        edit: |c| {
+            c.set(6, "bmi", "5.5");
+            6
+        },
+        message: "allowed: a number from 10 to 80",
+    },
+    Case {
+        name: "duplicate donor id",
+        table: Table::Donors,
+        column: "donor_id",
+        edit: |c| {
+            let first = c.get(1, "donor_id").to_owned();
+            c.rows.push(c.rows[0].clone());
+            let n = c.rows.len();
+            c.set(n, "donor_id", &first);
+            n
+        },
+        message: "the same donor_id is already in row 1; ids must be unique",
+    },
+    Case {
+        name: "id with surrounding spaces",
+        table: Table::Donors,
+        column: "donor_id",
+        edit: |c| {
+            c.rows.push(c.rows[0].clone());
+            let n = c.rows.len();
+            c.set(n, "donor_id", " NEW-1");
+            n
+        },
+        message: "must not start or end with spaces",
+    },
+    Case {
+        name: "age that is not a number",
+        table: Table::Samples,
+        column: "age_at_sampling",
+        edit: |c| {
+            c.set(2, "age_at_sampling", "eighty");
+            2
+        },
+        message: "is not a whole number",
+    },
+    Case {
+        name: "age over 120",
+        table: Table::Samples,
+        column: "age_at_sampling",
+        edit: |c| {
+            c.set(3, "age_at_sampling", "121");
+            3
+        },
+        message: "is out of range; allowed: whole numbers from 0 to 120",
+    },
+    Case {
+        name: "negative aliquots",
+        table: Table::Samples,
+        column: "aliquots_available",
+        edit: |c| {
+            c.set(4, "aliquots_available", "-1");
+            4
+        },
+        message: "is out of range; allowed: whole numbers from 0 to 100000",
+    },
+    Case {
+        name: "sampling date in the future",
+        table: Table::Samples,
+        column: "sampling_date",
+        edit: |c| {
+            let d = (chrono::Local::now().date_naive() + chrono::Days::new(2)).to_string();
+            c.set(5, "sampling_date", &d);
+            5
+        },
+        message: "is in the future",
+    },
+    Case {
+        name: "date in another format",
+        table: Table::Samples,
+        column: "sampling_date",
+        edit: |c| {
+            c.set(6, "sampling_date", "17.03.2024");
+            6
+        },
+        message: "write dates as YYYY-MM-DD",
+    },
+    Case {
+        name: "unknown storage temperature",
+        table: Table::Samples,
+        column: "storage_temperature",
+        edit: |c| {
+            c.set(7, "storage_temperature", "-80");
+            7
+        },
+        message: "is not a storage temperature code",
+    },
+    Case {
+        name: "unknown sample type",
+        table: Table::Samples,
+        column: "sample_type",
+        edit: |c| {
+            c.set(8, "sample_type", "Marrow");
+            8
+        },
+        message: "is not a sample type code",
+    },
+    Case {
+        name: "sample whose donor does not exist",
+        table: Table::Samples,
+        column: "donor_id",
+        edit: |c| {
+            c.set(9, "donor_id", "LUE-NOBODY");
+            9
+        },
+        message: "no such id in the current donors table",
+    },
+    Case {
+        name: "duplicate sample id",
+        table: Table::Samples,
+        column: "sample_id",
+        edit: |c| {
+            let id = c.get(1, "sample_id").to_owned();
+            c.set(10, "sample_id", &id);
+            10
+        },
+        message: "the same sample_id is already in row 1",
+    },
+    Case {
+        name: "passage number on a non-culture",
+        table: Table::Samples,
+        column: "passage_number",
+        edit: |c| {
+            let r = find(c, "material_subtype", |m| m == "serum");
+            c.set(r, "passage_number", "2");
+            r
+        },
+        message: "only msc_culture samples have a passage number",
+    },
+    Case {
+        name: "material that does not fit the sample type",
+        table: Table::Samples,
+        column: "material_subtype",
+        edit: |c| {
+            let r = find(c, "sample_type", |t| t == "Serum");
+            c.set(r, "material_subtype", "cancellous_bone");
+            r
+        },
+        message: "does not fit sample type Serum; cancellous_bone is recorded as: Bone",
+    },
+    Case {
+        name: "passage number out of range",
+        table: Table::Samples,
+        column: "passage_number",
+        edit: |c| {
+            let r = find(c, "material_subtype", |m| m == "msc_culture");
+            c.set(r, "passage_number", "51");
+            r
+        },
+        message: "whole numbers from 0 to 50",
+    },
+    Case {
+        name: "free text too long",
+        table: Table::Samples,
+        column: "comment",
+        edit: |c| {
+            let long = "x".repeat(2001);
+            c.set(11, "comment", &long);
+            11
+        },
+        message: "longer than the 2000 characters",
+    },
+    Case {
+        name: "text that is not an ICD-10 code",
+        table: Table::Diagnoses,
+        column: "diagnosis",
+        edit: |c| {
+            c.set(2, "diagnosis", "hip fracture");
+            2
+        },
+        message: "is not an ICD-10 code",
+    },
+    Case {
+        name: "diagnosis of a missing sample",
+        table: Table::Diagnoses,
+        column: "sample_id",
+        edit: |c| {
+            c.set(3, "sample_id", "LUE-S0");
+            3
+        },
+        message: "no such id in the current samples table",
+    },
+    Case {
+        name: "two primary diagnoses",
+        table: Table::Diagnoses,
+        column: "is_primary",
+        edit: |c| {
+            let r = find(c, "is_primary", |p| p == "false");
+            c.set(r, "is_primary", "true");
+            r
+        },
+        message: "already has a primary diagnosis; a sample has at most one",
+    },
+    Case {
+        name: "same diagnosis twice for a sample",
+        table: Table::Diagnoses,
+        column: "sample_id",
+        edit: |c| {
+            let row = c.rows[0].clone();
+            let mut copy = row;
+            let p = c.col("is_primary");
+            copy[p] = "false".into();
+            c.rows.push(copy);
+            c.rows.len()
+        },
+        message: "this sample already has diagnosis",
+    },
 ];
 
 fn matches(p: &Problem, file: &str, row: usize, case: &Case) -> bool {
-    p.file.ends_with(file) && p.row == Some(row as u64) && p.column.as_deref() == Some(case.column) && p.message.contains(case.message)
+    p.file.ends_with(file)
+        && p.row == Some(row as u64)
+        && p.column.as_deref() == Some(case.column)
+        && p.message.contains(case.message)
 }
 
 #[test]
@@ -104,26 +309,53 @@ fn every_rule_refuses_with_its_message_and_changes_nothing() {
             case.name,
             case.column,
             case.message,
-            problems.iter().map(|p| format!("  {p}\n")).collect::<String>()
+            problems
+                .iter()
+                .map(|p| format!("  {p}\n"))
+                .collect::<String>()
         );
-        assert!(snapshot(site.dir.path()) == before, "{}: the data directory changed", case.name);
+        assert!(
+            snapshot(site.dir.path()) == before,
+            "{}: the data directory changed",
+            case.name
+        );
     }
     // The untouched export still imports: the refusals were about the edits.
     import::import(&site.dir, &Site::all_files(&site.export)).unwrap();
 }
 
+/// A case name, an edit of the header, the column and message expected.
+type HeaderCase = (&'static str, fn(&mut Csv), &'static str, &'static str);
+
 #[test]
 fn header_problems_name_the_column() {
     let site = Site::new(20);
     let before = snapshot(site.dir.path());
-    let cases: [(&str, fn(&mut Csv), &str, &str); 3] = [
-        ("unknown column", |c| c.header[9] = "smoker".into(), "smoker", "is not a column of the donors table"),
-        ("doubled column", |c| c.header[9] = "bmi".into(), "bmi", "appears twice in the header"),
-        ("missing required column", |c| {
-            let i = c.col("consent_withdrawn");
-            c.header.remove(i);
-            c.rows.iter_mut().for_each(|r| { r.remove(i); });
-        }, "consent_withdrawn", "is required but missing from the header"),
+    let cases: [HeaderCase; 3] = [
+        (
+            "unknown column",
+            |c| c.header[9] = "smoker".into(),
+            "smoker",
+            "is not a column of the donors table",
+        ),
+        (
+            "doubled column",
+            |c| c.header[9] = "bmi".into(),
+            "bmi",
+            "appears twice in the header",
+        ),
+        (
+            "missing required column",
+            |c| {
+                let i = c.col("consent_withdrawn");
+                c.header.remove(i);
+                c.rows.iter_mut().for_each(|r| {
+                    r.remove(i);
+                });
+            },
+            "consent_withdrawn",
+            "is required but missing from the header",
+        ),
     ];
     for (name, edit, column, message) in cases {
         let mut csv = site.csv(Table::Donors);
@@ -131,10 +363,15 @@ fn header_problems_name_the_column() {
         let path = site.write("donors-header.csv", &csv);
         let (_, problems) = refused(&site.dir, &[(Table::Donors, path)]);
         assert!(
-            problems.iter().any(|p| p.row.is_none() && p.column.as_deref() == Some(column) && p.message.contains(message)),
+            problems.iter().any(|p| p.row.is_none()
+                && p.column.as_deref() == Some(column)
+                && p.message.contains(message)),
             "{name}: {problems:?}"
         );
-        assert!(snapshot(site.dir.path()) == before, "{name}: the data directory changed");
+        assert!(
+            snapshot(site.dir.path()) == before,
+            "{name}: the data directory changed"
+        );
     }
 }
 
@@ -144,11 +381,17 @@ fn a_missing_optional_column_imports_as_empty() {
     let mut csv = site.csv(Table::Donors);
     let i = csv.col("smoking_status");
     csv.header.remove(i);
-    csv.rows.iter_mut().for_each(|r| { r.remove(i); });
+    csv.rows.iter_mut().for_each(|r| {
+        r.remove(i);
+    });
     let path = site.write("donors-no-smoking.csv", &csv);
     import::import(&site.dir, &[(Table::Donors, path)]).unwrap();
     let batches = site.dir.load_table(Table::Donors).unwrap();
-    assert!(batches.iter().all(|b| b.column_by_name("smoking_status").unwrap().null_count() == b.num_rows()));
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.column_by_name("smoking_status").unwrap().null_count() == b.num_rows())
+    );
 }
 
 #[test]
@@ -162,7 +405,12 @@ fn unreadable_rows_and_files_are_refused() {
     lines[5] = "LUE-X,Female,true";
     std::fs::write(&ragged, lines.join("\n")).unwrap();
     let (_, problems) = refused(&site.dir, &[(Table::Donors, ragged)]);
-    assert!(problems[0].message.contains("could not be read past this point"), "{problems:?}");
+    assert!(
+        problems[0]
+            .message
+            .contains("could not be read past this point"),
+        "{problems:?}"
+    );
 
     let latin1 = site.tmp.path().join("latin1.csv");
     let mut bytes = text.clone().into_bytes();
@@ -170,7 +418,10 @@ fn unreadable_rows_and_files_are_refused() {
     bytes[at] = 0xD8; // 'Ø' in Latin-1, invalid as UTF-8
     std::fs::write(&latin1, bytes).unwrap();
     let (_, problems) = refused(&site.dir, &[(Table::Donors, latin1)]);
-    assert!(problems[0].message.contains("could not be read"), "{problems:?}");
+    assert!(
+        problems[0].message.contains("could not be read"),
+        "{problems:?}"
+    );
 
     let empty = site.tmp.path().join("empty.csv");
     std::fs::write(&empty, "").unwrap();
@@ -180,7 +431,10 @@ fn unreadable_rows_and_files_are_refused() {
     let unknown = site.tmp.path().join("donors.xlsx");
     std::fs::write(&unknown, "PK").unwrap();
     let err = import::import(&site.dir, &[(Table::Donors, unknown)]).unwrap_err();
-    assert!(err.to_string().contains("use a .csv or .parquet file"), "{err}");
+    assert!(
+        err.to_string().contains("use a .csv or .parquet file"),
+        "{err}"
+    );
 
     assert!(snapshot(site.dir.path()) == before);
 }
@@ -206,9 +460,18 @@ fn replacing_donors_must_keep_the_donors_samples_refer_to() {
     let dropped = csv.rows.remove(0)[0].clone();
     let path = site.write("fewer-donors.csv", &csv);
     let (_, problems) = refused(&site.dir, &[(Table::Donors, path)]);
-    assert!(problems.iter().all(|p| p.file == "the current samples table"), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.file == "the current samples table"),
+        "{problems:?}"
+    );
     assert_eq!(problems[0].value.as_deref(), Some(dropped.as_str()));
-    assert!(problems[0].message.contains("import samples again together with donors"));
+    assert!(
+        problems[0]
+            .message
+            .contains("import samples again together with donors")
+    );
     assert!(snapshot(site.dir.path()) == before);
 }
 
@@ -228,7 +491,12 @@ fn samples_before_donors_are_refused_with_a_hint() {
     let site = Site::new(10);
     let fresh = DataDir::new(site.tmp.path().join("fresh"));
     let (_, problems) = refused(&fresh, &[(Table::Samples, site.export.join("samples.csv"))]);
-    assert!(problems[0].message.contains("import donors first, or together with this file"), "{problems:?}");
+    assert!(
+        problems[0]
+            .message
+            .contains("import donors first, or together with this file"),
+        "{problems:?}"
+    );
 }
 
 #[test]
