@@ -100,3 +100,214 @@ impl fmt::Display for ImportBench {
         Ok(())
     }
 }
+
+/// Latency figures of one series of requests, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub count: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+        Self {
+            count: ms.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            mean: ms.iter().sum::<f64>() / ms.len() as f64,
+        }
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "p50 {:6.2} ms  p99 {:6.2} ms  mean {:6.2} ms  ({} requests)",
+            self.p50, self.p99, self.mean, self.count
+        )
+    }
+}
+
+/// Timings of the query benchmark.
+#[derive(Debug)]
+pub struct QueryBench {
+    pub samples: u64,
+    pub load_ms: f64,
+    pub fresh: Latency,
+    pub remembered: Latency,
+    pub duckdb: std::result::Result<String, String>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// The benchmark's query: donor and sample counts, three filters, grouped by
+/// sample type; `i` varies the age range so that every request is a new
+/// question (400 distinct ones).
+pub fn bench_sql(i: usize) -> String {
+    format!(
+        "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
+         WHERE sex = 'Female' AND age_at_sampling BETWEEN {} AND {} AND diagnosis LIKE 'S72%' GROUP BY sample_type",
+        40 + i % 20,
+        70 + (i / 20) % 20
+    )
+}
+
+/// Generates a DE-LUE site with about `samples` samples, serves it over HTTP
+/// on loopback with OpenDP noise, and times `requests` fresh queries and as
+/// many remembered ones, one at a time; then runs the same query without
+/// privacy in DuckDB on the same Parquet files.
+pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
+    use crate::config::{IdentityMode, NodeConfig};
+    use crate::policy::{Budgets, Policy};
+
+    let work = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
+    let site = SiteId::parse(SiteId::LUEBECK).expect("demo site id");
+    let spec = Spec {
+        profile: Profile::for_site(&site, None)?,
+        site: site.clone(),
+        donors: samples,
+        seed: 7,
+        max_samples: Some(samples),
+    };
+    let dir = DataDir::new(work.path().join("data"));
+    eprintln!("generating a DE-LUE site with {samples} samples …");
+    let (counts, version) = generate::into_data_dir(&spec, &dir)?;
+    let requests = requests.clamp(1, 400);
+    let config = NodeConfig {
+        site_id: site,
+        data_dir: dir.path().to_owned(),
+        state_dir: work.path().join("state"),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        identity: IdentityMode::Development,
+        policy: Policy {
+            budget: Budgets {
+                site: 1e6,
+                project: 1e6,
+                user: 1e6,
+            },
+            ..Policy::default()
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(Error::io("tokio runtime"))?;
+    let (load_ms, fresh, remembered) = runtime.block_on(async {
+        let node = crate::server::start(&config, crate::server::state(&config)?)?;
+        let client = reqwest::Client::new();
+        let url = format!("{}/v1/query", node.url());
+        let ask = |sql: String| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let started = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("x-bonebank-user", "bench")
+                    .header("x-bonebank-project", "bench")
+                    .header("x-bonebank-role", "researcher")
+                    .json(&serde_json::json!({ "sql": sql, "epsilon": 0.1 }))
+                    .send()
+                    .await
+                    .map_err(|e| Error::Engine(format!("benchmark request: {e}")))?;
+                if !resp.status().is_success() {
+                    return Err(Error::Engine(format!(
+                        "benchmark request failed: {}",
+                        resp.text().await.unwrap_or_default()
+                    )));
+                }
+                resp.bytes()
+                    .await
+                    .map_err(|e| Error::Engine(e.to_string()))?;
+                Ok::<f64, Error>(started.elapsed().as_secs_f64() * 1000.0)
+            }
+        };
+        // The first query loads the dataset version into memory.
+        let load_ms = ask("SELECT COUNT(*) FROM samples".into()).await?;
+        let mut fresh = Vec::new();
+        for i in 0..requests {
+            fresh.push(ask(bench_sql(i)).await?);
+        }
+        let mut remembered = Vec::new();
+        for i in 0..requests {
+            remembered.push(ask(bench_sql(i)).await?);
+        }
+        node.stop().await;
+        Ok::<_, Error>((load_ms, Latency::of(fresh), Latency::of(remembered)))
+    })?;
+    let path = |t: Table| {
+        dir.table_path(&version, t)
+            .expect("generated table")
+            .display()
+            .to_string()
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/duckdb_query.py");
+    let duckdb = std::process::Command::new("python3")
+        .args([
+            script,
+            &path(Table::Samples),
+            &path(Table::Donors),
+            &path(Table::Diagnoses),
+            &requests.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("python3 could not run: {e}"))
+        .and_then(|out| {
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(format!(
+                    "DuckDB baseline failed (pip install duckdb): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                ))
+            }
+        });
+    Ok(QueryBench {
+        samples: counts.samples,
+        load_ms,
+        fresh,
+        remembered,
+        duckdb,
+        peak_rss_kib: peak_rss_kib(),
+    })
+}
+
+impl fmt::Display for QueryBench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "node query over HTTP, DE-LUE with {} samples, one client, sequential requests",
+            self.samples
+        )?;
+        writeln!(f, "  query: {}", bench_sql(0))?;
+        writeln!(
+            f,
+            "  first query (loads the dataset version): {:.1} ms",
+            self.load_ms
+        )?;
+        writeln!(f, "  fresh queries (noise + ledger):  {}", self.fresh)?;
+        writeln!(f, "  remembered repeats:              {}", self.remembered)?;
+        match &self.duckdb {
+            Ok(json) => write!(
+                f,
+                "  DuckDB, same query without privacy, in process: {json}"
+            )?,
+            Err(e) => write!(f, "  DuckDB baseline not run: {e}")?,
+        }
+        if let Some(kib) = self.peak_rss_kib {
+            write!(
+                f,
+                "\npeak RSS of the benchmark process (node and client): {} MiB",
+                kib / 1024
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -31,6 +31,12 @@ pub enum Command {
     Export(ExportArgs),
     /// Shows the current dataset version, its tables and the versions before it.
     Info(DataDirArg),
+    /// Serves differentially private feasibility queries over the site's data.
+    Serve {
+        /// The node's config file (TOML); see examples/nodes/.
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+    },
     /// Measures the node's speed on synthetic data.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -107,6 +113,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Serves a synthetic site over HTTP and times queries; compares with DuckDB.
+    Query {
+        /// Samples in the site.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: u64,
+        /// Requests per series (at most 400).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
 }
 
 /// Runs a parsed command.
@@ -124,6 +139,18 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info(args) => run_info(&DataDir::new(args.data_dir)),
+        Command::Serve { config } => {
+            let config = crate::config::NodeConfig::load(&config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::io("tokio runtime"))?;
+            runtime.block_on(crate::server::serve(config))
+        }
+        Command::Bench(BenchCommand::Query { samples, requests }) => {
+            println!("{}", bench::query(samples, requests)?);
+            Ok(())
+        }
         Command::Bench(BenchCommand::Import { samples, runs }) => {
             let report = bench::import(samples, runs)?;
             println!("{report}");

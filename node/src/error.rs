@@ -5,12 +5,35 @@
 use std::path::PathBuf;
 
 use crate::import::Problems;
+use crate::query::Refusal;
+use crate::store::Account;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The input had problems; nothing was changed.
     #[error("{0}")]
     Refused(Problems),
+    /// The query uses something outside the supported subset.
+    #[error("{0}")]
+    QueryRefused(Refusal),
+    /// The site's policy does not allow the query.
+    #[error("{0}")]
+    PolicyRefused(Refusal),
+    /// Running the query would overspend the named account.
+    #[error("the query would exceed the {0:?} privacy budget")]
+    BudgetExhausted(Account),
+    /// The site has no data yet.
+    #[error("this site has not imported any data yet")]
+    NoData,
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such endpoint.
+    #[error("not found")]
+    NotFound,
+    /// No verified identity.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -30,9 +53,21 @@ pub enum Error {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    #[error("query engine: {0}")]
+    Engine(String),
+    #[error("state database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("noise: {0}")]
+    Noise(String),
 }
 
 impl Error {
+    /// A DataFusion failure. Plans are built from checked queries only, so a
+    /// failure here is ours, not the user's.
+    pub fn from_df(e: datafusion::error::DataFusionError) -> Self {
+        Self::Engine(e.to_string())
+    }
+
     /// Wraps an I/O error with the path it happened at.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

@@ -1,14 +1,25 @@
-//! A bonebank node: one biobank site's server and admin commands. This crate
-//! holds the data directory, import with validation, export and synthetic
-//! site data; `main.rs` only parses the command line and calls in here.
+//! A bonebank node: one biobank site's server and admin commands: the data
+//! directory, import with validation, synthetic site data, and the query
+//! server that answers with differentially private aggregates. `main.rs`
+//! only parses the command line and calls in here.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod dataset;
+pub mod engine;
 mod error;
 pub mod export;
 pub mod generate;
+pub mod identity;
 pub mod import;
+pub mod policy;
+pub mod privacy;
 mod progress;
+pub mod query;
+pub mod server;
+pub mod service;
+pub mod store;
 
 pub use error::{Error, Result};

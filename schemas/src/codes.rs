@@ -138,6 +138,15 @@ value_set! {
 }
 
 impl Consent {
+    /// The consent columns, in the order of [`Consent::ALL`].
+    pub const ALL_COLUMNS: &'static [&'static str] = &[
+        "consent_research",
+        "consent_commercial",
+        "consent_genetic",
+        "consent_autologous",
+        "consent_allogeneic",
+    ];
+
     /// The boolean column that records this consent.
     pub fn column(self) -> &'static str {
         match self {
@@ -196,8 +205,24 @@ mod tests {
 
     #[test]
     fn consent_columns_match_codes() {
+        assert_eq!(
+            Consent::ALL.iter().map(|c| c.column()).collect::<Vec<_>>(),
+            Consent::ALL_COLUMNS
+        );
         for c in Consent::ALL {
             assert_eq!(c.column(), format!("consent_{}", c.code()));
         }
+    }
+}
+
+value_set! {
+    /// What a user is to a site, from their verified identity.
+    pub enum Role ("role") {
+        /// Runs feasibility counts within the site's limits.
+        Researcher = "researcher",
+        /// Scopes studies for a company: only samples with commercial consent.
+        Industry = "industry",
+        /// Decides, for one site, which queries run.
+        Steward = "steward",
     }
 }

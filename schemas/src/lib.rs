@@ -8,15 +8,18 @@ mod value_set;
 pub mod codes;
 mod error;
 pub mod icd10;
+pub mod query;
 pub mod site;
 pub mod surface;
 pub mod tables;
+pub mod wire;
 
 pub use codes::{
-    Consent, Country, MaterialSubtype, SampleType, Sex, SmokingStatus, StorageTemperature,
+    Consent, Country, MaterialSubtype, Role, SampleType, Sex, SmokingStatus, StorageTemperature,
 };
 pub use error::{Error, Result};
 pub use icd10::Icd10;
+pub use query::{FeasibilityQuery, Filter, Measure, Value};
 pub use site::SiteId;
 pub use tables::{Column, ColumnKind, Table};
 pub use value_set::ValueSet;

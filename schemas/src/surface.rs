@@ -12,6 +12,22 @@ use serde::Serialize;
 /// do not stand out.
 pub const AGE_TOP_CODE: i32 = 90;
 
+/// Columns that `SUM` and `AVG` accept, with the bounds each value is clamped
+/// to before summing; the bounds set the sum's sensitivity.
+pub const BOUNDED: &[(&str, i64, i64)] = &[
+    ("aliquots_available", 0, 20),
+    ("age_at_sampling", 0, 90),
+    ("passage_number", 0, 10),
+];
+
+/// The bounds of a column that `SUM`/`AVG` accept.
+pub fn bounds(column: &str) -> Option<(i64, i64)> {
+    BOUNDED
+        .iter()
+        .find(|(c, _, _)| *c == column)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
 /// How a surface column may be used in a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

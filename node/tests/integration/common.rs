@@ -137,3 +137,61 @@ pub fn refused(dir: &DataDir, files: &[(Table, PathBuf)]) -> (u64, Vec<Problem>)
         Ok(r) => panic!("expected a refusal, import succeeded: {:?}", r.rows),
     }
 }
+
+/// A generated site with a node config pointing at it, in a temp dir.
+pub struct TestSite {
+    pub tmp: tempfile::TempDir,
+    pub config: bonebank_node::config::NodeConfig,
+}
+
+impl TestSite {
+    pub fn new(site: &str, donors: u64, policy: bonebank_node::policy::Policy) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::new(tmp.path().join("data"));
+        generate::into_data_dir(&spec(site, donors, 5), &data).unwrap();
+        let config = bonebank_node::config::NodeConfig {
+            site_id: SiteId::parse(site).unwrap(),
+            data_dir: data.path().to_owned(),
+            state_dir: tmp.path().join("state"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            identity: bonebank_node::config::IdentityMode::Development,
+            policy,
+        };
+        Self { tmp, config }
+    }
+
+    pub fn dir(&self) -> DataDir {
+        DataDir::new(&self.config.data_dir)
+    }
+
+    /// A service with the given noise (fresh state handles each call, as a
+    /// restarted node would have).
+    pub fn service(
+        &self,
+        noise: std::sync::Arc<dyn bonebank_node::privacy::NoiseMechanism>,
+    ) -> bonebank_node::service::QueryService {
+        bonebank_node::server::state_with_noise(&self.config, noise)
+            .unwrap()
+            .service
+    }
+}
+
+pub fn caller(
+    user: &str,
+    project: &str,
+    role: bonebank_schemas::Role,
+) -> bonebank_node::service::Caller {
+    bonebank_node::service::Caller {
+        user: user.into(),
+        project: project.into(),
+        role,
+    }
+}
+
+pub fn sql(text: &str, epsilon: f64) -> bonebank_schemas::wire::QueryRequest {
+    bonebank_schemas::wire::QueryRequest {
+        sql: Some(text.into()),
+        query: None,
+        epsilon: Some(epsilon),
+    }
+}

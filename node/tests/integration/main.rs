@@ -1,8 +1,13 @@
 //! Integration tests of the node's data commands on real files in temp dirs.
 
+mod api;
 mod cli;
 mod common;
 mod datadir;
 mod generate;
+mod ledger;
+mod noise;
+mod refusals;
 mod roundtrip;
+mod sensitivity;
 mod validation;

@@ -1,0 +1,79 @@
+//! Prometheus metrics: queries by outcome, their latency, and ε spent.
+
+use std::time::Duration;
+
+use bonebank_schemas::wire::QueryResult;
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    queries: IntCounterVec,
+    latency: Histogram,
+    epsilon: prometheus::Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let queries = IntCounterVec::new(
+            Opts::new("bonebank_node_queries_total", "Queries by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let latency = Histogram::with_opts(
+            HistogramOpts::new("bonebank_node_query_seconds", "Time to answer a query")
+                .buckets(vec![0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),
+        )
+        .expect("valid metric");
+        let epsilon = prometheus::Counter::new(
+            "bonebank_node_epsilon_spent_total",
+            "Epsilon charged for new releases",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(queries.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(epsilon.clone()))
+            .expect("registered once");
+        Self {
+            registry,
+            queries,
+            latency,
+            epsilon,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, result: &Result<QueryResult, Error>, took: Duration) {
+        let outcome = match result {
+            Ok(r) if r.remembered => "remembered",
+            Ok(_) => "released",
+            Err(e) => match e.body().code {
+                bonebank_schemas::wire::ErrorCode::BudgetExhausted => "budget_exhausted",
+                bonebank_schemas::wire::ErrorCode::Internal => "error",
+                _ => "refused",
+            },
+        };
+        self.queries.with_label_values(&[outcome]).inc();
+        self.latency.observe(took.as_secs_f64());
+        if let Ok(r) = result {
+            self.epsilon.inc_by(r.epsilon_charged);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}

@@ -1,0 +1,133 @@
+//! The node's HTTP API. Handlers extract, call one service method and map the
+//! result to a wire type; errors all leave as `{code, message, hint}`.
+
+mod budget;
+mod health;
+mod metrics;
+mod query;
+mod site;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, ResponseError, web};
+use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+
+pub use metrics::Metrics;
+
+use crate::Error;
+use crate::identity::IdentityVerifier;
+use crate::service::QueryService;
+use crate::store::Account;
+
+/// Everything handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub service: QueryService,
+    pub identity: Arc<dyn IdentityVerifier>,
+    pub metrics: Metrics,
+}
+
+/// The node's application, used by `serve` and by tests.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            Error::BadRequest(format!(
+                "the request body is not a valid query request: {e}"
+            ))
+            .into()
+        });
+    App::new()
+        .app_data(state)
+        .app_data(json)
+        .route("/v1/query", web::post().to(query::run))
+        .route("/v1/budget", web::get().to(budget::get))
+        .route("/v1/site", web::get().to(site::get))
+        .route("/health", web::get().to(health::health))
+        .route("/metrics", web::get().to(health::metrics))
+        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+}
+
+impl Error {
+    /// The wire form: users' faults with their message and hint, ours with a
+    /// generic message (the details go to the log).
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, hint) = match self {
+            Error::QueryRefused(r) => (
+                ErrorCode::QueryRefused,
+                r.message.clone(),
+                Some(r.hint.clone()),
+            ),
+            Error::PolicyRefused(r) => (
+                ErrorCode::PolicyRefused,
+                r.message.clone(),
+                Some(r.hint.clone()),
+            ),
+            Error::BudgetExhausted(account) => {
+                let whose = match account {
+                    Account::User => "your",
+                    Account::Project => "your project's",
+                    Account::Site => "this site's",
+                };
+                (
+                    ErrorCode::BudgetExhausted,
+                    format!("the query would exceed {whose} privacy budget for the current period"),
+                    Some("ask again with a smaller epsilon, repeat an earlier query (free), or wait for the period to roll over".into()),
+                )
+            }
+            Error::NoData => (
+                ErrorCode::NoData,
+                self.to_string(),
+                Some("the site operator imports data with bonebank-node import".into()),
+            ),
+            Error::BadRequest(m) => (
+                ErrorCode::BadRequest,
+                m.clone(),
+                Some(crate::query::SHAPE_HINT.into()),
+            ),
+            Error::Unauthenticated(m) => (ErrorCode::Unauthenticated, m.clone(), None),
+            Error::NotFound => (
+                ErrorCode::NotFound,
+                "no such endpoint".into(),
+                Some("see /v1/site, /v1/query, /v1/budget, /health, /metrics".into()),
+            ),
+            _ => (
+                ErrorCode::Internal,
+                "internal error; the site's log has the details".into(),
+                None,
+            ),
+        };
+        ErrorBody {
+            code,
+            message,
+            hint,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.body().code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = self.body();
+        if body.code == ErrorCode::Internal {
+            tracing::error!(error = %self, "request failed");
+        }
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}

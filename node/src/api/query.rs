@@ -1,0 +1,19 @@
+//! `POST /v1/query`: run a feasibility query.
+
+use actix_web::web;
+use bonebank_schemas::wire::{QueryRequest, QueryResult};
+
+use super::AppState;
+use crate::Error;
+use crate::service::Caller;
+
+pub async fn run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    request: web::Json<QueryRequest>,
+) -> Result<web::Json<QueryResult>, Error> {
+    let started = std::time::Instant::now();
+    let result = state.service.run(&caller, &request).await;
+    state.metrics.observe(&result, started.elapsed());
+    result.map(web::Json)
+}

@@ -1,0 +1,90 @@
+//! The node's configuration: one TOML file, every key overridable by an
+//! environment variable `BONEBANK_NODE_<KEY>` (nested keys with `__`, e.g.
+//! `BONEBANK_NODE_POLICY__MAX_DIMENSIONS=1`). Relative paths are resolved
+//! against the config file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bonebank_schemas::SiteId;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Policy;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The site this node serves, e.g. `DE-LUE`.
+    pub site_id: SiteId,
+    /// The data directory that `bonebank-node import` writes.
+    pub data_dir: PathBuf,
+    /// Where the node keeps its ledger and remembered releases (SQLite).
+    pub state_dir: PathBuf,
+    /// Address to listen on; port 0 lets the system choose.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How callers are identified.
+    #[serde(default)]
+    pub identity: IdentityMode,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// How a node identifies callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    /// Trust identity headers as sent. Only on a loopback address.
+    #[default]
+    Development,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl NodeConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Usage(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        let mut config: Self = Figment::new()
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("BONEBANK_NODE_").split("__"))
+            .extract()
+            .map_err(|e| Error::Usage(format!("config {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.data_dir, &mut config.state_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: the policy, and that development identity
+    /// is used on loopback only.
+    pub fn validate(&self) -> Result<()> {
+        self.policy.validate().map_err(Error::Usage)?;
+        if self.identity == IdentityMode::Development && !self.listen.ip().is_loopback() {
+            return Err(Error::Usage(format!(
+                "identity = \"development\" trusts unverified headers and is refused on {}; listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file of the ledger and releases.
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir.join("node.sqlite")
+    }
+}

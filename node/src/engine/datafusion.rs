@@ -1,0 +1,289 @@
+//! The DataFusion engine: the surface of the current dataset version as an
+//! in-memory table, and one SQL plan per query that bounds each donor's
+//! contribution inside the plan itself.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use bonebank_schemas::{Filter, SiteId, Value};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::future::BoxFuture;
+
+use super::{Aggregate, Exact, Plan, QueryEngine, surface};
+use crate::dataset::DataDir;
+use crate::{Error, Result};
+
+/// Queries a site's data directory; reloads when a new version is imported.
+#[derive(Debug)]
+pub struct DataFusionEngine {
+    source: Source,
+    site: SiteId,
+    categories: Vec<String>,
+    loaded: RwLock<Option<Arc<Loaded>>>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Dir(DataDir),
+    /// A fixed surface, for tests that compare exact values across datasets.
+    Batches(String),
+}
+
+struct Loaded {
+    version: String,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl DataFusionEngine {
+    pub fn new(dir: DataDir, site: SiteId, categories: Vec<String>) -> Self {
+        Self {
+            source: Source::Dir(dir),
+            site,
+            categories,
+            loaded: RwLock::new(None),
+        }
+    }
+
+    /// An engine over a surface built from stored-table batches.
+    pub fn from_batches(
+        site: SiteId,
+        categories: Vec<String>,
+        version: &str,
+        surface: Vec<RecordBatch>,
+    ) -> Result<Self> {
+        let engine = Self {
+            source: Source::Batches(version.into()),
+            site,
+            categories,
+            loaded: RwLock::new(None),
+        };
+        *engine.loaded.write().expect("lock") = Some(Arc::new(Loaded {
+            version: version.into(),
+            ctx: context(surface)?,
+        }));
+        Ok(engine)
+    }
+
+    /// The loaded surface for the current version, loading it if it changed.
+    fn current(&self) -> Result<Option<Arc<Loaded>>> {
+        let Source::Dir(dir) = &self.source else {
+            return Ok(self.loaded.read().expect("lock").clone());
+        };
+        let Some(version) = dir.current()? else {
+            return Ok(None);
+        };
+        if let Some(l) = self.loaded.read().expect("lock").as_ref()
+            && l.version == version.id
+        {
+            return Ok(Some(l.clone()));
+        }
+        let started = std::time::Instant::now();
+        let (id, batches) = surface::load(dir, &self.site, &self.categories)?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let loaded = Arc::new(Loaded {
+            version: id,
+            ctx: context(batches)?,
+        });
+        tracing::info!(version = %loaded.version, rows, ms = started.elapsed().as_millis() as u64, "loaded dataset version");
+        *self.loaded.write().expect("lock") = Some(loaded.clone());
+        Ok(Some(loaded))
+    }
+}
+
+/// A session with the surface registered as `surface`, split for both cores.
+fn context(batches: Vec<RecordBatch>) -> Result<SessionContext> {
+    let partitions = 2;
+    let mut parts = vec![Vec::new(); partitions];
+    for (i, b) in batches.into_iter().enumerate() {
+        parts[i % partitions].push(b);
+    }
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_information_schema(false);
+    let ctx = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(surface::schema(), parts).map_err(Error::from_df)?;
+    ctx.register_table("surface", Arc::new(table))
+        .map_err(Error::from_df)?;
+    Ok(ctx)
+}
+
+impl QueryEngine for DataFusionEngine {
+    fn dataset_version(&self) -> Result<Option<String>> {
+        match &self.source {
+            Source::Dir(dir) => Ok(dir.current()?.map(|v| v.id)),
+            Source::Batches(v) => Ok(Some(v.clone())),
+        }
+    }
+
+    fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>> {
+        Box::pin(async move {
+            let loaded = self.current()?.ok_or(Error::NoData)?;
+            let sql = plan_sql(plan);
+            tracing::debug!(%sql, "running plan");
+            let batches = loaded
+                .ctx
+                .sql(&sql)
+                .await
+                .map_err(Error::from_df)?
+                .collect()
+                .await
+                .map_err(Error::from_df)?;
+            let values = read_cells(plan, &batches)?;
+            Ok(Exact {
+                dataset_version: loaded.version.clone(),
+                values,
+            })
+        })
+    }
+}
+
+/// The SQL of a plan. Inner: the filtered rows with their dimension values.
+/// Middle: each row's rank within its donor and cell (`bb_rn`) and the rank of
+/// its cell among the donor's cells (`bb_cell`). Outer: only rows within both
+/// bounds are aggregated, so one donor adds at most `max_samples_per_donor`
+/// rows to a cell and touches at most `max_groups_per_donor` cells.
+pub fn plan_sql(plan: &Plan) -> String {
+    let dims = plan.dimensions.join(", ");
+    let mut values = String::new();
+    for (i, a) in plan.aggregates.iter().enumerate() {
+        if let Aggregate::Sum { column, lo, hi } = a {
+            write!(values, ", CASE WHEN {column} < {lo} THEN {lo} WHEN {column} > {hi} THEN {hi} ELSE {column} END AS v{i}").unwrap();
+        }
+        if let Aggregate::Count { column } = a {
+            write!(values, ", {column} AS v{i}").unwrap();
+        }
+    }
+    let with_dims = |s: &str| {
+        if dims.is_empty() {
+            String::new()
+        } else {
+            format!("{s}{dims}")
+        }
+    };
+    let inner = format!(
+        "SELECT donor_key, row_key{}{values} FROM surface WHERE {}",
+        with_dims(", "),
+        filter_sql(&plan.filter)
+    );
+    let cell_rank = if dims.is_empty() {
+        String::new()
+    } else {
+        format!(", DENSE_RANK() OVER (PARTITION BY donor_key ORDER BY {dims}) AS bb_cell")
+    };
+    let middle = format!(
+        "SELECT *, ROW_NUMBER() OVER (PARTITION BY donor_key{} ORDER BY row_key) AS bb_rn{cell_rank} FROM ({inner}) f",
+        with_dims(", ")
+    );
+    let aggregates: Vec<String> = plan
+        .aggregates
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a {
+            Aggregate::Samples => format!("CAST(COUNT(*) AS BIGINT) AS a{i}"),
+            Aggregate::Donors => format!("CAST(COUNT(DISTINCT donor_key) AS BIGINT) AS a{i}"),
+            Aggregate::Sum { .. } => format!("CAST(COALESCE(SUM(v{i}), 0) AS BIGINT) AS a{i}"),
+            Aggregate::Count { .. } => format!("CAST(COUNT(v{i}) AS BIGINT) AS a{i}"),
+        })
+        .collect();
+    let mut bounds = format!("bb_rn <= {}", plan.max_samples_per_donor);
+    if !dims.is_empty() {
+        write!(bounds, " AND bb_cell <= {}", plan.max_groups_per_donor).unwrap();
+    }
+    format!(
+        "SELECT {}{} FROM ({middle}) b WHERE {bounds}{}",
+        if dims.is_empty() {
+            String::new()
+        } else {
+            format!("{dims}, ")
+        },
+        aggregates.join(", "),
+        with_dims(" GROUP BY ")
+    )
+}
+
+/// The filter as SQL. Column names come from the checked surface; text is
+/// quoted with doubled quotes.
+pub fn filter_sql(f: &Filter) -> String {
+    match f {
+        Filter::True => "TRUE".into(),
+        Filter::And(c) => format!(
+            "({})",
+            c.iter().map(filter_sql).collect::<Vec<_>>().join(" AND ")
+        ),
+        Filter::Or(c) => format!(
+            "({})",
+            c.iter().map(filter_sql).collect::<Vec<_>>().join(" OR ")
+        ),
+        Filter::Not(c) => format!("(NOT {})", filter_sql(c)),
+        Filter::In { column, values } => {
+            let list: Vec<String> = values.iter().map(Value::to_string).collect();
+            format!("({column} IN ({}))", list.join(", "))
+        }
+        Filter::Range { column, min, max } => match (min, max) {
+            (Some(a), Some(b)) => format!("({column} BETWEEN {a} AND {b})"),
+            (Some(a), None) => format!("({column} >= {a})"),
+            (None, Some(b)) => format!("({column} <= {b})"),
+            (None, None) => format!("({column} IS NOT NULL)"),
+        },
+        Filter::Prefix { column, prefix } => {
+            format!("({column} LIKE '{}%')", prefix.replace('\'', "''"))
+        }
+        Filter::IsNull { column } => format!("({column} IS NULL)"),
+    }
+}
+
+/// Puts the engine's rows into the plan's cell order; cells without rows are 0
+/// and rows whose key is not in the public value sets are dropped.
+fn read_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>> {
+    let cells = plan.cells();
+    let index: HashMap<&[String], usize> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_slice(), i))
+        .collect();
+    let mut values = vec![vec![0i64; cells.len()]; plan.aggregates.len()];
+    let d = plan.dimensions.len();
+    for b in batches {
+        let keys: Vec<_> = (0..d)
+            .map(|i| cast(b.column(i), &DataType::Utf8))
+            .collect::<Result<_, _>>()?;
+        let keys: Vec<_> = keys.iter().map(|k| k.as_string::<i32>().clone()).collect();
+        for row in 0..b.num_rows() {
+            let key: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    if k.is_null(row) {
+                        "none".into()
+                    } else {
+                        k.value(row).to_owned()
+                    }
+                })
+                .collect();
+            let Some(&cell) = index.get(key.as_slice()) else {
+                continue;
+            };
+            for (a, out) in values.iter_mut().enumerate() {
+                let column = b.column(d + a).as_primitive::<Int64Type>();
+                out[cell] = if column.is_null(row) {
+                    0
+                } else {
+                    column.value(row)
+                };
+            }
+        }
+    }
+    Ok(values)
+}

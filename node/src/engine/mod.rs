@@ -1,0 +1,104 @@
+//! Exact, contribution-bounded aggregates over a site's current dataset
+//! version. This is the only place rows are read; what leaves it are true
+//! per-cell aggregates, which the privacy layer noises before anything else
+//! sees them.
+
+mod datafusion;
+pub mod surface;
+
+use bonebank_schemas::Filter;
+use futures::future::BoxFuture;
+
+pub use self::datafusion::DataFusionEngine;
+use crate::Result;
+
+/// One aggregate the engine computes per cell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Aggregate {
+    /// Bounded rows: `COUNT(*)`.
+    Samples,
+    /// Distinct donors.
+    Donors,
+    /// Sum of a column, each value clamped to `[lo, hi]`.
+    Sum { column: String, lo: i64, hi: i64 },
+    /// Rows where a column has a value.
+    Count { column: String },
+}
+
+impl Aggregate {
+    /// How much one row can move this aggregate in one cell.
+    pub fn per_row(&self) -> i64 {
+        match self {
+            Self::Samples | Self::Count { .. } => 1,
+            Self::Donors => 0,
+            Self::Sum { lo, hi, .. } => lo.abs().max(hi.abs()),
+        }
+    }
+
+    /// L1 sensitivity over all cells when each donor adds at most
+    /// `max_samples` rows to a cell and touches at most `cells` cells: the
+    /// most that removing one donor can change the vector of true values.
+    pub fn sensitivity(&self, max_samples: i64, cells: i64) -> i64 {
+        match self {
+            // A donor is counted at most once per cell.
+            Self::Donors => cells,
+            other => other.per_row() * max_samples * cells,
+        }
+    }
+}
+
+/// What to compute: bounded aggregates over the rows matching `filter`,
+/// grouped by the dimensions, for every key of their value sets.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Surface column names of the group-by dimensions.
+    pub dimensions: Vec<String>,
+    /// The public keys of each dimension, in order.
+    pub keys: Vec<Vec<String>>,
+    pub filter: Filter,
+    pub aggregates: Vec<Aggregate>,
+    /// At most this many rows of one donor count in one cell.
+    pub max_samples_per_donor: i64,
+    /// At most this many cells count for one donor.
+    pub max_groups_per_donor: i64,
+}
+
+impl Plan {
+    /// Every cell's key, in the order results list them (the cartesian product
+    /// of the dimensions' keys; one empty key without dimensions).
+    pub fn cells(&self) -> Vec<Vec<String>> {
+        self.keys.iter().fold(vec![Vec::new()], |acc, values| {
+            acc.iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut key = prefix.clone();
+                        key.push(v.clone());
+                        key
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Cells one donor can touch: the policy's bound, or fewer if the answer
+    /// has fewer cells.
+    pub fn cells_per_donor(&self) -> i64 {
+        (self.cells().len() as i64).min(self.max_groups_per_donor)
+    }
+}
+
+/// True aggregates, one vector per aggregate in the order of `Plan::cells`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exact {
+    pub dataset_version: String,
+    pub values: Vec<Vec<i64>>,
+}
+
+/// The engine seam: DataFusion in production; tests can use it directly to
+/// check sensitivity on exact values.
+pub trait QueryEngine: Send + Sync + std::fmt::Debug {
+    /// The current dataset version, if any data was imported.
+    fn dataset_version(&self) -> Result<Option<String>>;
+    /// Computes the plan's exact bounded aggregates.
+    fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>>;
+}

@@ -1,0 +1,114 @@
+//! The dimensions a query can group by, and each one's public value set: the
+//! keys a grouped answer lists, zeros included, whatever the data holds.
+
+use bonebank_schemas::{
+    Country, MaterialSubtype, SampleType, Sex, SiteId, StorageTemperature, ValueSet,
+};
+
+use crate::policy::Policy;
+
+/// A dimension: a column of the surface whose values are public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    SiteId,
+    Country,
+    SampleType,
+    MaterialSubtype,
+    StorageTemperature,
+    Sex,
+    /// Ten-year bands of `age_at_sampling`: `0-9` … `80-89`, `90+`.
+    AgeBand,
+    SamplingYear,
+    /// The ICD-10 category of the primary diagnosis, from the policy's list;
+    /// `other` for the rest, `none` for samples without one.
+    DiagnosisCategory,
+    /// The ICD-10 chapter (roman numeral) of the primary diagnosis, or `none`.
+    DiagnosisChapter,
+}
+
+pub const ALL: [Dimension; 10] = [
+    Dimension::SiteId,
+    Dimension::Country,
+    Dimension::SampleType,
+    Dimension::MaterialSubtype,
+    Dimension::StorageTemperature,
+    Dimension::Sex,
+    Dimension::AgeBand,
+    Dimension::SamplingYear,
+    Dimension::DiagnosisCategory,
+    Dimension::DiagnosisChapter,
+];
+
+/// The age bands in order.
+pub const AGE_BANDS: [&str; 10] = [
+    "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+",
+];
+
+/// ICD-10 chapters in order.
+pub const CHAPTERS: [&str; 22] = [
+    "I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV", "XV",
+    "XVI", "XVII", "XVIII", "XIX", "XX", "XXI", "XXII",
+];
+
+impl Dimension {
+    /// The column name in queries and on the node's surface table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SiteId => "site_id",
+            Self::Country => "country",
+            Self::SampleType => "sample_type",
+            Self::MaterialSubtype => "material_subtype",
+            Self::StorageTemperature => "storage_temperature",
+            Self::Sex => "sex",
+            Self::AgeBand => "age_band",
+            Self::SamplingYear => "sampling_year",
+            Self::DiagnosisCategory => "diagnosis_3char",
+            Self::DiagnosisChapter => "diagnosis_chapter",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Whether the dimension is derived from another column and so exists for
+    /// GROUP BY only.
+    pub fn derived_from(self) -> Option<&'static str> {
+        match self {
+            Self::AgeBand => Some("age_at_sampling"),
+            Self::DiagnosisCategory | Self::DiagnosisChapter => Some("diagnosis"),
+            _ => None,
+        }
+    }
+}
+
+/// Every key of `dimension` at `site`, in the order answers list them.
+pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) -> Vec<String> {
+    fn codes<T: ValueSet>() -> Vec<String> {
+        T::CODES.iter().map(|c| (*c).to_owned()).collect()
+    }
+    match dimension {
+        Dimension::SiteId => vec![site.to_string()],
+        Dimension::Country => codes::<Country>(),
+        Dimension::SampleType => codes::<SampleType>(),
+        Dimension::MaterialSubtype => codes::<MaterialSubtype>(),
+        Dimension::StorageTemperature => codes::<StorageTemperature>(),
+        Dimension::Sex => codes::<Sex>(),
+        Dimension::AgeBand => AGE_BANDS.map(String::from).to_vec(),
+        Dimension::SamplingYear => (policy.sampling_years[0]..=policy.sampling_years[1])
+            .map(|y| y.to_string())
+            .collect(),
+        Dimension::DiagnosisCategory => {
+            let mut v = policy.diagnosis_categories.clone();
+            v.sort();
+            v.dedup();
+            v.extend(["other".to_owned(), "none".to_owned()]);
+            v
+        }
+        Dimension::DiagnosisChapter => CHAPTERS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(["none".to_owned()])
+            .collect(),
+    }
+}

@@ -1,0 +1,108 @@
+//! Starting a node: build the state from a config, bind, serve.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{HttpServer, web};
+
+use crate::api::{AppState, Metrics, app};
+use crate::config::{IdentityMode, NodeConfig};
+use crate::dataset::DataDir;
+use crate::engine::DataFusionEngine;
+use crate::identity::{DevelopmentIdentity, IdentityVerifier};
+use crate::privacy::{NoiseMechanism, OpenDpLaplace};
+use crate::service::QueryService;
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// The state of a node for `config`, with OpenDP noise.
+pub fn state(config: &NodeConfig) -> Result<AppState> {
+    state_with_noise(config, Arc::new(OpenDpLaplace))
+}
+
+/// The state of a node with a chosen noise mechanism (tests use fixed noise).
+pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> Result<AppState> {
+    config.validate()?;
+    let engine = DataFusionEngine::new(
+        DataDir::new(&config.data_dir),
+        config.site_id.clone(),
+        config.policy.diagnosis_categories.clone(),
+    );
+    let store = Store::open(&config.state_db())?;
+    let service = QueryService::new(
+        config.site_id.clone(),
+        config.policy.clone(),
+        Arc::new(engine),
+        noise,
+        store,
+    );
+    let identity: Arc<dyn IdentityVerifier> = match config.identity {
+        IdentityMode::Development => Arc::new(DevelopmentIdentity),
+    };
+    Ok(AppState {
+        service,
+        identity,
+        metrics: Metrics::default(),
+    })
+}
+
+/// A node serving in the background; stops when dropped.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl RunningNode {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting requests and waits for running ones.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Binds and starts serving on the current Tokio runtime.
+pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
+    if config.identity == IdentityMode::Development {
+        tracing::warn!(
+            "DEVELOPMENT IDENTITY MODE: this node trusts the X-Bonebank-User/-Project/-Role headers \
+             without checking them. It listens on loopback only; never run it like this at a site."
+        );
+    }
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || app(state.clone()))
+        .workers(2)
+        .bind(config.listen)
+        .map_err(Error::io(format!("listen address {}", config.listen)))?;
+    let addr = server.addrs()[0];
+    let server = server.disable_signals().run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok(RunningNode { addr, handle })
+}
+
+/// `bonebank-node serve`: serves until Ctrl-C.
+pub async fn serve(config: NodeConfig) -> Result<()> {
+    let state = state(&config)?;
+    if config.identity == IdentityMode::Development {
+        eprintln!(
+            "\n  !!! DEVELOPMENT IDENTITY MODE: identity headers are trusted as sent.\n  !!! Allowed only on loopback; configure OIDC for a real site.\n"
+        );
+    }
+    let node = start(&config, state)?;
+    println!("node {} listening on {}", config.site_id, node.url());
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(Error::io("signal handler"))?;
+    node.stop().await;
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The query service: one method per thing a caller can ask of a site. It
+//! parses and checks the query, returns a remembered release when there is
+//! one, reserves ε before any data is read, computes the bounded aggregates,
+//! noises them, and commits the release together with its charge.
+
+use std::sync::Arc;
+
+use bonebank_schemas::surface::{self, Role as ColumnRole};
+use bonebank_schemas::wire::{
+    BoundedColumn, BudgetAccount, BudgetStatus, DimensionDescription, FilterColumn, MeasureNoise,
+    NoisyValue, QueryRequest, QueryResult, ResultRow, SiteDescription,
+};
+use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Aggregate, Plan, QueryEngine};
+use crate::policy::Policy;
+use crate::privacy::{self, NoiseMechanism, halfwidth};
+use crate::query::{self, Checked, Dimension, dimension_values, sql};
+use crate::store::{Committed, Payer, Store};
+use crate::{Error, Result};
+
+/// A caller whose identity was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: String,
+    pub project: String,
+    pub role: Role,
+}
+
+/// Coverage of the intervals released with each number.
+const COVERAGE: f64 = 0.95;
+
+/// A site's query service.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    pub site: SiteId,
+    pub policy: Arc<Policy>,
+    engine: Arc<dyn QueryEngine>,
+    noise: Arc<dyn NoiseMechanism>,
+    store: Store,
+}
+
+impl QueryService {
+    pub fn new(
+        site: SiteId,
+        policy: Policy,
+        engine: Arc<dyn QueryEngine>,
+        noise: Arc<dyn NoiseMechanism>,
+        store: Store,
+    ) -> Self {
+        Self {
+            site,
+            policy: Arc::new(policy),
+            engine,
+            noise,
+            store,
+        }
+    }
+
+    /// Parses a request into a query.
+    pub fn parse(request: &QueryRequest) -> Result<FeasibilityQuery> {
+        match (&request.sql, &request.query) {
+            (Some(text), None) => sql::parse(text).map_err(Error::QueryRefused),
+            (None, Some(q)) => Ok(q.clone()),
+            _ => Err(Error::BadRequest(
+                "send either \"sql\" or \"query\", not both and not neither".into(),
+            )),
+        }
+    }
+
+    /// Checks a query for a caller without running it.
+    pub fn check(
+        &self,
+        caller: &Caller,
+        q: &FeasibilityQuery,
+        epsilon: Option<f64>,
+    ) -> Result<Checked> {
+        query::check(q, epsilon, caller.role, &self.site, &self.policy).map_err(|(r, policy)| {
+            if policy {
+                Error::PolicyRefused(r)
+            } else {
+                Error::QueryRefused(r)
+            }
+        })
+    }
+
+    /// Runs a query and returns its noisy answer.
+    pub async fn run(&self, caller: &Caller, request: &QueryRequest) -> Result<QueryResult> {
+        let q = Self::parse(request)?;
+        let checked = self.check(caller, &q, request.epsilon)?;
+        let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
+        let plan = self.plan(&checked);
+        let units = privacy::units(checked.epsilon);
+        let key = self.release_key(&version, &checked, units);
+
+        let store = self.store.clone();
+        let k = key.clone();
+        if let Some((json, _)) = blocking(move || store.release(&k)).await? {
+            return remembered(&json);
+        }
+
+        let payer = Payer {
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+        };
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        let reservation = blocking(move || store.reserve(&payer, units, &policy))
+            .await?
+            .map_err(Error::BudgetExhausted)?;
+
+        let exact = self.engine.aggregate(&plan).await?;
+        // The data may have changed since the version was read: key on what ran.
+        let key = if exact.dataset_version == version {
+            key
+        } else {
+            self.release_key(&exact.dataset_version, &checked, units)
+        };
+        let result = self.noise(
+            &checked,
+            &plan,
+            &exact.values,
+            &exact.dataset_version,
+            units,
+        )?;
+        let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
+        let query_json = checked.query.canonical_json();
+        let dataset_version = exact.dataset_version.clone();
+        match blocking(move || {
+            reservation.commit(&key, &dataset_version, &query_json, &json, units)
+        })
+        .await?
+        {
+            Committed::Released => Ok(result),
+            Committed::AlreadyReleased(existing) => remembered(&existing),
+        }
+    }
+
+    /// The plan for a checked query.
+    pub fn plan(&self, checked: &Checked) -> Plan {
+        let aggregates = checked
+            .query
+            .measures
+            .iter()
+            .flat_map(aggregates_of)
+            .collect();
+        Plan {
+            dimensions: checked
+                .dimensions
+                .iter()
+                .map(|d| d.name().to_owned())
+                .collect(),
+            keys: checked
+                .dimensions
+                .iter()
+                .map(|d| dimension_values(*d, &self.site, &self.policy))
+                .collect(),
+            filter: checked.query.filter.clone(),
+            aggregates,
+            max_samples_per_donor: self.policy.max_samples_per_donor,
+            max_groups_per_donor: self.policy.max_groups_per_donor,
+        }
+    }
+
+    /// Releases are keyed by everything that shapes the numbers: site, data,
+    /// canonical query, ε and the contribution bounds.
+    fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}\n{version}\n{}\n{units}\n{} {}",
+            self.site,
+            checked.query.canonical_json(),
+            self.policy.max_samples_per_donor,
+            self.policy.max_groups_per_donor
+        ));
+        hex::encode(h.finalize())
+    }
+
+    /// Noises each aggregate vector with its share of ε and assembles the result.
+    fn noise(
+        &self,
+        checked: &Checked,
+        plan: &Plan,
+        exact: &[Vec<i64>],
+        version: &str,
+        units: i64,
+    ) -> Result<QueryResult> {
+        let n = plan.aggregates.len() as i64;
+        let cells = plan.cells_per_donor();
+        let mut noised = Vec::new();
+        for (i, (aggregate, values)) in plan.aggregates.iter().zip(exact).enumerate() {
+            // Whole units per vector, so the shares add up to exactly what is charged.
+            let share = units / n + i64::from((i as i64) < units % n);
+            let sensitivity = aggregate.sensitivity(plan.max_samples_per_donor, cells);
+            noised.push((
+                sensitivity,
+                self.noise
+                    .release(values, sensitivity, privacy::epsilon(share))?,
+            ));
+        }
+
+        let mut measures = Vec::new();
+        let mut per_measure: Vec<Vec<NoisyValue>> = Vec::new();
+        let mut next = noised.iter();
+        for m in &checked.query.measures {
+            match m {
+                Measure::Avg { column } => {
+                    let (ds, sum) = next.next().expect("one vector per aggregate");
+                    let (_, count) = next.next().expect("one vector per aggregate");
+                    let (lo, hi) = surface::bounds(column).expect("checked bounded column");
+                    per_measure.push(averages(sum, count, lo as f64, hi as f64));
+                    measures.push(MeasureNoise {
+                        measure: m.clone(),
+                        label: m.label(),
+                        sensitivity: *ds,
+                        scale: sum.scale,
+                        epsilon: sum.epsilon + count.epsilon,
+                    });
+                }
+                _ => {
+                    let (ds, v) = next.next().expect("one vector per aggregate");
+                    let t = halfwidth(v.scale, COVERAGE) as f64;
+                    per_measure.push(
+                        v.values
+                            .iter()
+                            .map(|x| NoisyValue {
+                                value: *x as f64,
+                                interval: [*x as f64 - t, *x as f64 + t],
+                            })
+                            .collect(),
+                    );
+                    measures.push(MeasureNoise {
+                        measure: m.clone(),
+                        label: m.label(),
+                        sensitivity: *ds,
+                        scale: v.scale,
+                        epsilon: v.epsilon,
+                    });
+                }
+            }
+        }
+        let rows = plan
+            .cells()
+            .into_iter()
+            .enumerate()
+            .map(|(c, key)| ResultRow {
+                key,
+                values: per_measure.iter().map(|m| m[c].clone()).collect(),
+            })
+            .collect();
+        let charged = privacy::epsilon(units);
+        Ok(QueryResult {
+            site_id: self.site.to_string(),
+            dataset_version: version.to_owned(),
+            query: checked.query.clone(),
+            epsilon_charged: charged,
+            epsilon: charged,
+            remembered: false,
+            measures,
+            dimensions: plan.dimensions.clone(),
+            rows,
+        })
+    }
+
+    /// The caller's own budget (never anyone else's).
+    pub async fn budget(&self, caller: &Caller) -> Result<BudgetStatus> {
+        let payer = Payer {
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+        };
+        let (store, days) = (self.store.clone(), self.policy.budget_period_days);
+        let spent = blocking(move || store.spent(&payer, days)).await?;
+        let account = |name: &str, limit: f64, units: i64| BudgetAccount {
+            name: name.to_owned(),
+            limit,
+            spent: privacy::epsilon(units),
+            remaining: (limit - privacy::epsilon(units)).max(0.0),
+        };
+        Ok(BudgetStatus {
+            site_id: self.site.to_string(),
+            period_days: days,
+            user: account(&caller.user, self.policy.budget.user, spent.user),
+            project: account(&caller.project, self.policy.budget.project, spent.project),
+        })
+    }
+
+    /// What a researcher needs to write queries for this site.
+    pub fn describe(&self) -> Result<SiteDescription> {
+        let p = &self.policy;
+        let operators = |role: ColumnRole| match role {
+            ColumnRole::Dimension => "=, <>, IN, LIKE 'prefix%'",
+            ColumnRole::Range => "=, <>, IN, BETWEEN, <, <=, >, >=, IS [NOT] NULL",
+            ColumnRole::CodePrefix => "=, <>, IN, LIKE 'prefix%', IS [NOT] NULL",
+            ColumnRole::Flag => "= true, = false",
+            ColumnRole::PrivacyUnit => "only COUNT(DISTINCT donor_id)",
+        };
+        Ok(SiteDescription {
+            site_id: self.site.to_string(),
+            country: self.site.country().code().to_owned(),
+            dataset_version: self.engine.dataset_version()?,
+            dimensions: query::ALL_DIMENSIONS
+                .iter()
+                .map(|d: &Dimension| DimensionDescription {
+                    name: d.name().to_owned(),
+                    values: dimension_values(*d, &self.site, p),
+                })
+                .collect(),
+            filters: surface::COLUMNS
+                .iter()
+                .map(|c| FilterColumn {
+                    name: c.name.to_owned(),
+                    operators: operators(c.role).to_owned(),
+                })
+                .collect(),
+            bounded_columns: surface::BOUNDED
+                .iter()
+                .map(|(c, lo, hi)| BoundedColumn {
+                    name: (*c).to_owned(),
+                    min: *lo,
+                    max: *hi,
+                })
+                .collect(),
+            max_dimensions: p.max_dimensions,
+            epsilon: p.epsilon,
+            max_samples_per_donor: p.max_samples_per_donor,
+            max_groups_per_donor: p.max_groups_per_donor,
+            budget_period_days: p.budget_period_days,
+        })
+    }
+
+    pub fn dataset_version(&self) -> Result<Option<String>> {
+        self.engine.dataset_version()
+    }
+}
+
+fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
+    let sum = |column: &str| {
+        let (lo, hi) = surface::bounds(column).expect("checked bounded column");
+        Aggregate::Sum {
+            column: column.to_owned(),
+            lo,
+            hi,
+        }
+    };
+    match m {
+        Measure::Samples => vec![Aggregate::Samples],
+        Measure::Donors => vec![Aggregate::Donors],
+        Measure::Sum { column } => vec![sum(column)],
+        Measure::Avg { column } => vec![
+            sum(column),
+            Aggregate::Count {
+                column: column.clone(),
+            },
+        ],
+    }
+}
+
+/// Averages as noisy sum over noisy count, clamped to the column's bounds;
+/// the interval combines 97.5% intervals of both, so it covers at 95%.
+fn averages(sum: &privacy::Noised, count: &privacy::Noised, lo: f64, hi: f64) -> Vec<NoisyValue> {
+    let (ts, tc) = (
+        halfwidth(sum.scale, 0.975) as f64,
+        halfwidth(count.scale, 0.975) as f64,
+    );
+    sum.values
+        .iter()
+        .zip(&count.values)
+        .map(|(&s, &c)| {
+            let (s, c) = (s as f64, c as f64);
+            let value = if c >= 1.0 {
+                (s / c).clamp(lo, hi)
+            } else {
+                (lo + hi) / 2.0
+            };
+            let low = if c + tc >= 1.0 {
+                ((s - ts) / (c + tc)).clamp(lo, hi)
+            } else {
+                lo
+            };
+            let high = if c - tc >= 1.0 {
+                ((s + ts) / (c - tc)).clamp(lo, hi)
+            } else {
+                hi
+            };
+            NoisyValue {
+                value,
+                interval: [low.min(value), high.max(value)],
+            }
+        })
+        .collect()
+}
+
+fn remembered(json: &str) -> Result<QueryResult> {
+    let mut result: QueryResult =
+        serde_json::from_str(json).map_err(|e| Error::Engine(format!("stored release: {e}")))?;
+    result.remembered = true;
+    result.epsilon_charged = 0.0;
+    Ok(result)
+}
+
+/// Runs database work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Engine(format!("worker: {e}")))?
+}

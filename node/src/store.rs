@@ -1,0 +1,233 @@
+//! The node's state in SQLite: remembered releases and the privacy-budget
+//! ledger. A query's ε is reserved in one immediate transaction that checks
+//! every account, so concurrent queries can never overspend; the release and
+//! the charge are committed in one transaction, so no release exists that was
+//! not charged. A reservation left by a crash stays charged.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::policy::Policy;
+use crate::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    units INTEGER NOT NULL CHECK (units >= 0),
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'committed')),
+    release_key TEXT
+);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS releases (
+    key TEXT PRIMARY KEY,
+    dataset_version TEXT NOT NULL,
+    query TEXT NOT NULL,
+    result TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+";
+
+/// Who pays for a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payer {
+    pub user: String,
+    pub project: String,
+}
+
+/// Units spent in the current period by one payer's accounts and the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub user: i64,
+    pub project: i64,
+    pub site: i64,
+}
+
+/// Which account a query would overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    User,
+    Project,
+    Site,
+}
+
+/// The SQLite state of one node.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state database.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A remembered release's result JSON and units.
+    pub fn release(&self, key: &str) -> Result<Option<(String, i64)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT result, units FROM releases WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// What a payer and the site spent in the rolling period ending now.
+    pub fn spent(&self, payer: &Payer, period_days: u32) -> Result<Spent> {
+        spent(&self.conn(), payer, since(period_days))
+    }
+
+    /// Reserves `units` if every account stays within its budget; otherwise
+    /// names the account that would overrun. Nothing is read from the data
+    /// before this succeeds.
+    pub fn reserve(
+        &self,
+        payer: &Payer,
+        units: i64,
+        policy: &Policy,
+    ) -> Result<Result<Reservation, Account>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = spent(&tx, payer, since(policy.budget_period_days))?;
+        let limit = |eps: f64| crate::privacy::units(eps);
+        let over = if s.user + units > limit(policy.budget.user) {
+            Some(Account::User)
+        } else if s.project + units > limit(policy.budget.project) {
+            Some(Account::Project)
+        } else if s.site + units > limit(policy.budget.site) {
+            Some(Account::Site)
+        } else {
+            None
+        };
+        if let Some(account) = over {
+            return Ok(Err(account));
+        }
+        tx.execute(
+            "INSERT INTO ledger (at, user, project, units, state) VALUES (?1, ?2, ?3, ?4, 'reserved')",
+            params![now(), payer.user, payer.project, units],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Ok(Reservation {
+            store: self.clone(),
+            id: Some(id),
+        }))
+    }
+}
+
+/// Reserved ε. Commit it with a release, or it is refunded when dropped: a
+/// query that failed released nothing.
+#[derive(Debug)]
+pub struct Reservation {
+    store: Store,
+    id: Option<i64>,
+}
+
+impl Reservation {
+    /// Stores the release and turns the reservation into a charge, in one
+    /// transaction. If the same release was stored meanwhile by a concurrent
+    /// query, the reservation is refunded and the stored release returned.
+    pub fn commit(
+        mut self,
+        key: &str,
+        dataset_version: &str,
+        query: &str,
+        result: &str,
+        units: i64,
+    ) -> Result<Committed> {
+        let id = self.id.take().expect("committed once");
+        let mut conn = self.store.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO releases (key, dataset_version, query, result, units, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, dataset_version, query, result, units, now()],
+        )?;
+        let outcome = if inserted == 1 {
+            tx.execute(
+                "UPDATE ledger SET state = 'committed', release_key = ?2 WHERE id = ?1",
+                params![id, key],
+            )?;
+            Committed::Released
+        } else {
+            tx.execute("DELETE FROM ledger WHERE id = ?1", [id])?;
+            let existing: String =
+                tx.query_row("SELECT result FROM releases WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })?;
+            Committed::AlreadyReleased(existing)
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+}
+
+/// What committing a reservation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Released,
+    /// Another query released the same numbers first; here is its result.
+    AlreadyReleased(String),
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Err(e) = self.store.conn().execute(
+                "DELETE FROM ledger WHERE id = ?1 AND state = 'reserved'",
+                [id],
+            )
+        {
+            tracing::error!(error = %e, reservation = id, "could not refund a reservation; it stays charged");
+        }
+    }
+}
+
+fn spent(conn: &Connection, payer: &Payer, since: i64) -> Result<Spent> {
+    let sum = |filter: &str, arg: Option<&str>| -> Result<i64> {
+        let sql = format!("SELECT COALESCE(SUM(units), 0) FROM ledger WHERE at > ?1 {filter}");
+        Ok(match arg {
+            Some(a) => conn.query_row(&sql, params![since, a], |r| r.get(0))?,
+            None => conn.query_row(&sql, params![since], |r| r.get(0))?,
+        })
+    };
+    Ok(Spent {
+        user: sum("AND user = ?2", Some(&payer.user))?,
+        project: sum("AND project = ?2", Some(&payer.project))?,
+        site: sum("", None)?,
+    })
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn since(period_days: u32) -> i64 {
+    now() - i64::from(period_days) * 86_400
+}

@@ -1,0 +1,190 @@
+//! The node's HTTP API in process: answers, the one error shape, the public
+//! site description, health and metrics.
+
+use std::sync::Arc;
+
+use actix_web::{test, web};
+use bonebank_node::api::app;
+use bonebank_node::policy::Policy;
+use bonebank_node::privacy::FixedOffset;
+use bonebank_node::server::state_with_noise;
+use bonebank_schemas::wire::{BudgetStatus, ErrorBody, ErrorCode, QueryResult, SiteDescription};
+use serde_json::json;
+
+use crate::common::TestSite;
+
+fn as_user(req: test::TestRequest, role: &str) -> test::TestRequest {
+    req.insert_header(("X-Bonebank-User", "ana"))
+        .insert_header(("X-Bonebank-Project", "hip-msc"))
+        .insert_header(("X-Bonebank-Role", role))
+}
+
+#[actix_web::test]
+async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
+    let site = TestSite::new("DE-LUE", 200, Policy::default());
+    let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
+    let service = test::init_service(app(web::Data::new(state))).await;
+
+    let grouped = json!({"sql": "SELECT sample_type, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type", "epsilon": 0.2});
+    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+        .set_json(&grouped)
+        .to_request();
+    let result: QueryResult = test::call_and_read_body_json(&service, req).await;
+    assert_eq!(result.dimensions, ["sample_type"]);
+    assert_eq!(
+        result.rows.len(),
+        19,
+        "every MIABIS sample type, zeros included"
+    );
+    assert!(
+        result
+            .rows
+            .iter()
+            .any(|r| r.key == ["Urine"] && r.values[0].value == 0.0)
+    );
+    let serum = result.rows.iter().find(|r| r.key == ["Serum"]).unwrap();
+    assert!(serum.values[0].value > 0.0 && serum.values[1].value > 0.0);
+    assert!(
+        serum.values[0].interval[0] < serum.values[0].value
+            && serum.values[0].value < serum.values[0].interval[1]
+    );
+    assert_eq!(
+        result.measures[1].sensitivity, 4,
+        "donors: one per cell, max_groups_per_donor 4 cells"
+    );
+    assert_eq!(
+        result.measures[0].sensitivity, 20,
+        "samples: 5 per cell × 4 cells"
+    );
+
+    // Industry: the same question counts only commercial consent.
+    let req = as_user(test::TestRequest::post().uri("/v1/query"), "industry")
+        .set_json(&grouped)
+        .to_request();
+    let industry: QueryResult = test::call_and_read_body_json(&service, req).await;
+    let total = |r: &QueryResult| r.rows.iter().map(|row| row.values[0].value).sum::<f64>();
+    assert!(total(&industry) < total(&result));
+
+    let cases = [
+        (
+            test::TestRequest::post()
+                .uri("/v1/query")
+                .set_json(&grouped),
+            ErrorCode::Unauthenticated,
+            401,
+        ),
+        (
+            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+                .set_json(json!({"sql": "SELECT * FROM samples"})),
+            ErrorCode::QueryRefused,
+            400,
+        ),
+        (
+            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+                .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 9.0})),
+            ErrorCode::PolicyRefused,
+            403,
+        ),
+        (
+            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+                .set_payload("{not json")
+                .insert_header(("content-type", "application/json")),
+            ErrorCode::BadRequest,
+            400,
+        ),
+        (
+            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+                .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "limit": 1})),
+            ErrorCode::BadRequest,
+            400,
+        ),
+        (
+            as_user(test::TestRequest::post().uri("/v1/query"), "king").set_json(&grouped),
+            ErrorCode::Unauthenticated,
+            401,
+        ),
+        (
+            test::TestRequest::get().uri("/v1/samples"),
+            ErrorCode::NotFound,
+            404,
+        ),
+    ];
+    for (req, code, status) in cases {
+        let resp = test::call_service(&service, req.to_request()).await;
+        assert_eq!(resp.status().as_u16(), status);
+        let body: ErrorBody = test::read_body_json(resp).await;
+        assert_eq!(body.code, code, "{body:?}");
+        assert!(!body.message.is_empty());
+    }
+    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+        .set_json(json!({"sql": "SELECT * FROM samples"}));
+    let body: ErrorBody =
+        test::read_body_json(test::call_service(&service, req.to_request()).await).await;
+    assert_eq!(body.message, "SELECT * is not allowed");
+    assert!(body.hint.unwrap().contains("COUNT(DISTINCT donor_id)"));
+}
+
+#[actix_web::test]
+async fn site_budget_health_and_metrics() {
+    let site = TestSite::new("DK-NAE", 50, Policy::default());
+    let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
+    let service = test::init_service(app(web::Data::new(state))).await;
+
+    let description: SiteDescription = test::call_and_read_body_json(
+        &service,
+        test::TestRequest::get().uri("/v1/site").to_request(),
+    )
+    .await;
+    assert_eq!(description.site_id, "DK-NAE");
+    assert_eq!(description.country, "DK");
+    assert!(description.dataset_version.is_some());
+    let sex = description
+        .dimensions
+        .iter()
+        .find(|d| d.name == "sex")
+        .unwrap();
+    assert_eq!(
+        sex.values,
+        [
+            "Female",
+            "Male",
+            "Unknown",
+            "Undifferentiated",
+            "NotApplicable"
+        ]
+    );
+    let text = serde_json::to_string(&description).unwrap();
+    assert!(
+        !text.contains("NAE-D") && !text.contains("NAE-S"),
+        "the description names no donor or sample"
+    );
+
+    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
+        .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 0.3}))
+        .to_request();
+    let _: QueryResult = test::call_and_read_body_json(&service, req).await;
+    let budget: BudgetStatus = test::call_and_read_body_json(
+        &service,
+        as_user(test::TestRequest::get().uri("/v1/budget"), "researcher").to_request(),
+    )
+    .await;
+    assert!((budget.user.spent - 0.3).abs() < 1e-12);
+    assert_eq!(budget.project.name, "hip-msc");
+
+    let health: serde_json::Value = test::call_and_read_body_json(
+        &service,
+        test::TestRequest::get().uri("/health").to_request(),
+    )
+    .await;
+    assert_eq!(health["status"], "ok");
+    let metrics = test::call_and_read_body(
+        &service,
+        test::TestRequest::get().uri("/metrics").to_request(),
+    )
+    .await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics.contains("bonebank_node_queries_total{outcome=\"released\"} 1"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,190 @@
+//! The budget ledger and remembered releases: concurrent queries never
+//! overspend, budgets and releases survive a restart, repeats are free, a new
+//! dataset version means fresh noise at a new cost.
+
+use std::sync::Arc;
+
+use bonebank_node::Error;
+use bonebank_node::policy::{Budgets, Policy};
+use bonebank_node::privacy::OpenDpLaplace;
+use bonebank_node::store::Account;
+use bonebank_schemas::{Role, Table};
+
+use crate::common::{TestSite, caller, sql};
+
+fn policy(user: f64, project: f64, site: f64) -> Policy {
+    Policy {
+        budget: Budgets {
+            user,
+            project,
+            site,
+        },
+        ..Policy::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_never_overspend() {
+    let site = TestSite::new("DE-LUE", 300, policy(1.0, 50.0, 50.0));
+    let service = site.service(Arc::new(OpenDpLaplace));
+    let who = caller("ana", "p1", Role::Researcher);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (service, who) = (service.clone(), who.clone());
+            tokio::spawn(async move {
+                // 200 distinct questions at ε 0.1 against a user budget of 1.0.
+                let text = format!("SELECT COUNT(*), COUNT(DISTINCT donor_id) FROM samples WHERE aliquots_available >= {i}");
+                service.run(&who, &sql(&text, 0.1)).await
+            })
+        })
+        .collect();
+    let (mut released, mut exhausted) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert!(!r.remembered);
+                released += 1;
+            }
+            Err(Error::BudgetExhausted(Account::User)) => exhausted += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((released, exhausted), (10, 190));
+    let budget = service.budget(&who).await.unwrap();
+    assert!((budget.user.spent - 1.0).abs() < 1e-12, "{budget:?}");
+    assert_eq!(budget.user.remaining, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_and_site_budgets_are_enforced_too() {
+    let site = TestSite::new("DE-LUE", 50, policy(5.0, 0.3, 50.0));
+    let service = site.service(Arc::new(OpenDpLaplace));
+    let q = |i: i32| {
+        sql(
+            &format!("SELECT COUNT(*) FROM samples WHERE age_at_sampling >= {i}"),
+            0.1,
+        )
+    };
+    for (i, user) in ["a", "b", "c"].iter().enumerate() {
+        service
+            .run(&caller(user, "shared", Role::Researcher), &q(i as i32))
+            .await
+            .unwrap();
+    }
+    let err = service
+        .run(&caller("d", "shared", Role::Researcher), &q(9))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetExhausted(Account::Project)),
+        "{err}"
+    );
+    // Another project still has room.
+    service
+        .run(&caller("d", "other", Role::Researcher), &q(9))
+        .await
+        .unwrap();
+
+    let site = TestSite::new("DE-LUE", 50, policy(5.0, 5.0, 0.2));
+    let service = site.service(Arc::new(OpenDpLaplace));
+    service
+        .run(&caller("a", "x", Role::Researcher), &q(1))
+        .await
+        .unwrap();
+    service
+        .run(&caller("b", "y", Role::Researcher), &q(2))
+        .await
+        .unwrap();
+    let err = service
+        .run(&caller("c", "z", Role::Researcher), &q(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetExhausted(Account::Site)),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_are_free_and_remembered_across_restarts() {
+    let site = TestSite::new("DE-LUE", 300, policy(1.0, 10.0, 10.0));
+    let who = caller("ana", "p1", Role::Researcher);
+    let text = "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
+                WHERE sex = 'Female' AND age_at_sampling BETWEEN 50 AND 70 AND diagnosis LIKE 'S72%' GROUP BY sample_type";
+    let rewrite = "SELECT COUNT(*), sample_type, COUNT(DISTINCT donor_id) FROM samples \
+                   WHERE diagnosis LIKE 'S72%' AND age_at_sampling <= 70 AND age_at_sampling >= 50 AND sex IN ('Female') GROUP BY sample_type";
+
+    let first = {
+        let service = site.service(Arc::new(OpenDpLaplace));
+        let first = service.run(&who, &sql(text, 0.4)).await.unwrap();
+        assert!(!first.remembered);
+        assert!((first.epsilon_charged - 0.4).abs() < 1e-12);
+        let again = service.run(&who, &sql(rewrite, 0.4)).await.unwrap();
+        assert!(again.remembered);
+        assert_eq!(again.epsilon_charged, 0.0);
+        assert_eq!(again.rows, first.rows);
+        first
+    };
+    // A restarted node: new service, same state directory.
+    let service = site.service(Arc::new(OpenDpLaplace));
+    let budget = service.budget(&who).await.unwrap();
+    assert!((budget.user.spent - 0.4).abs() < 1e-12, "{budget:?}");
+    let after = service.run(&who, &sql(text, 0.4)).await.unwrap();
+    assert!(after.remembered);
+    assert_eq!(after.rows, first.rows);
+    assert_eq!(
+        service.budget(&who).await.unwrap().user.spent,
+        budget.user.spent
+    );
+
+    // A new dataset version (a re-import) gets fresh noise and costs again.
+    let export = site.tmp.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let mut files = Vec::new();
+    for t in [Table::Donors, Table::Samples, Table::Diagnoses] {
+        let out = export.join(format!("{t}.csv"));
+        bonebank_node::export::to_csv(&site.dir(), t, &out).unwrap();
+        files.push((t, out));
+    }
+    let version = bonebank_node::import::import(&site.dir(), &files)
+        .unwrap()
+        .version;
+    assert_ne!(version.id, first.dataset_version);
+    let fresh = service.run(&who, &sql(text, 0.4)).await.unwrap();
+    assert!(!fresh.remembered);
+    assert_eq!(fresh.dataset_version, version.id);
+    assert_ne!(
+        fresh.rows, first.rows,
+        "same noise on a new dataset version"
+    );
+    assert!((service.budget(&who).await.unwrap().user.spent - 0.8).abs() < 1e-12);
+    // And the budget runs out: 0.8 spent of 1.0, a 0.4 query is refused.
+    let err = service
+        .run(&who, &sql("SELECT COUNT(*) FROM samples", 0.4))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BudgetExhausted(Account::User)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_query_costs_nothing() {
+    let site = TestSite::new("DE-LUE", 30, policy(1.0, 10.0, 10.0));
+    let service = site.service(Arc::new(OpenDpLaplace));
+    let who = caller("ana", "p1", Role::Researcher);
+    assert!(
+        service
+            .run(&who, &sql("SELECT * FROM samples", 0.5))
+            .await
+            .is_err()
+    );
+    assert!(
+        service
+            .run(
+                &who,
+                &sql("SELECT COUNT(*) FROM samples WHERE sex = 'X'", 0.5)
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(service.budget(&who).await.unwrap().user.spent, 0.0);
+}

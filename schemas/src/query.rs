@@ -1,0 +1,357 @@
+//! The FeasibilityQuery: the wire form of a researcher's question, whether it
+//! was written in SQL or sent as JSON. [`FeasibilityQuery::canonical`] puts a
+//! query in one normal form, so that two queries that mean the same thing
+//! (`BETWEEN 50 AND 70` and `>= 50 AND <= 70`, `IN` lists in another order)
+//! become equal, and so one release.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What to count, over which samples, broken down by which dimensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeasibilityQuery {
+    /// At least one measure.
+    pub measures: Vec<Measure>,
+    /// Which samples count; `true` for all.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Dimensions to break the counts down by (public value sets only).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// An aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Measure {
+    /// `COUNT(*)`: samples.
+    Samples,
+    /// `COUNT(DISTINCT donor_id)`: donors.
+    Donors,
+    /// `SUM(column)` of a column with declared bounds; values are clamped to them.
+    Sum { column: String },
+    /// `AVG(column)`, released as a noisy sum over a noisy count.
+    Avg { column: String },
+}
+
+impl Measure {
+    /// The name of the measure's column in a result, e.g. `sum_aliquots_available`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Samples => "samples".into(),
+            Self::Donors => "donors".into(),
+            Self::Sum { column } => format!("sum_{column}"),
+            Self::Avg { column } => format!("avg_{column}"),
+        }
+    }
+}
+
+/// A filter over the `samples` relation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Filter {
+    /// Every sample.
+    #[default]
+    True,
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    /// The column equals one of the values (`=`, `IN`).
+    In {
+        column: String,
+        values: Vec<Value>,
+    },
+    /// An integer column within inclusive bounds (`BETWEEN`, `<`, `>=`, …).
+    Range {
+        column: String,
+        #[serde(default)]
+        min: Option<i64>,
+        #[serde(default)]
+        max: Option<i64>,
+    },
+    /// A code column starts with the prefix (`LIKE 'S72%'`).
+    Prefix {
+        column: String,
+        prefix: String,
+    },
+    /// The column has no value (`IS NULL`).
+    IsNull {
+        column: String,
+    },
+}
+
+/// A literal in a filter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Text(String),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Int(i) => write!(f, "{i}"),
+            Self::Text(t) => write!(f, "'{}'", t.replace('\'', "''")),
+        }
+    }
+}
+
+impl FeasibilityQuery {
+    /// The canonical form: measures and dimensions sorted and deduplicated,
+    /// the filter in its normal form (see [`Filter::canonical`]).
+    pub fn canonical(&self) -> Self {
+        let mut measures = self.measures.clone();
+        measures.sort();
+        measures.dedup();
+        let mut group_by = self.group_by.clone();
+        group_by.sort();
+        group_by.dedup();
+        Self {
+            measures,
+            filter: self.filter.canonical(),
+            group_by,
+        }
+    }
+
+    /// The canonical form as compact JSON: equal strings mean equal questions.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(&self.canonical()).expect("queries serialise")
+    }
+}
+
+impl Filter {
+    /// The normal form: nested `AND`/`OR` flattened, children sorted and
+    /// deduplicated, double negation removed, `IN` lists sorted, ranges on one
+    /// column intersected under `AND`, `IN` lists on one column merged under
+    /// `OR`, and one-child `AND`/`OR` replaced by the child.
+    pub fn canonical(&self) -> Self {
+        match self {
+            Self::True => Self::True,
+            Self::Not(inner) => match inner.canonical() {
+                Self::Not(x) => *x,
+                x => Self::Not(Box::new(x)),
+            },
+            Self::In { column, values } => {
+                let mut values = values.clone();
+                values.sort();
+                values.dedup();
+                Self::In {
+                    column: column.clone(),
+                    values,
+                }
+            }
+            Self::Range { column, min, max } => Self::Range {
+                column: column.clone(),
+                min: *min,
+                max: *max,
+            },
+            Self::Prefix { .. } | Self::IsNull { .. } => self.clone(),
+            Self::And(children) => {
+                let mut flat = Vec::new();
+                for c in children {
+                    match c.canonical() {
+                        Self::True => {}
+                        Self::And(grand) => flat.extend(grand),
+                        c => flat.push(c),
+                    }
+                }
+                Self::group(merge_ranges(flat), true)
+            }
+            Self::Or(children) => {
+                let mut flat = Vec::new();
+                for c in children {
+                    match c.canonical() {
+                        Self::True => return Self::True,
+                        Self::Or(grand) => flat.extend(grand),
+                        c => flat.push(c),
+                    }
+                }
+                Self::group(merge_in_lists(flat), false)
+            }
+        }
+    }
+
+    fn group(mut children: Vec<Filter>, and: bool) -> Self {
+        children.sort();
+        children.dedup();
+        match children.len() {
+            0 => Self::True,
+            1 => children.pop().expect("one child"),
+            _ if and => Self::And(children),
+            _ => Self::Or(children),
+        }
+    }
+
+    /// Every column the filter mentions.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.visit(&mut |f| match f {
+            Self::In { column, .. }
+            | Self::Range { column, .. }
+            | Self::Prefix { column, .. }
+            | Self::IsNull { column } => out.push(column.as_str()),
+            _ => {}
+        });
+        out
+    }
+
+    /// Calls `f` on this filter and every filter inside it.
+    pub fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Filter)) {
+        f(self);
+        match self {
+            Self::And(c) | Self::Or(c) => c.iter().for_each(|c| c.visit(f)),
+            Self::Not(c) => c.visit(f),
+            _ => {}
+        }
+    }
+}
+
+/// Under `AND`, several ranges on one column are one range.
+fn merge_ranges(children: Vec<Filter>) -> Vec<Filter> {
+    let mut ranges: BTreeMap<String, (Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for c in children {
+        match c {
+            Filter::Range { column, min, max } => {
+                let r = ranges.entry(column).or_insert((None, None));
+                r.0 = r.0.max(min); // None sorts first: the tighter bound wins
+                r.1 = match (r.1, max) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            c => rest.push(c),
+        }
+    }
+    rest.extend(
+        ranges
+            .into_iter()
+            .map(|(column, (min, max))| Filter::Range { column, min, max }),
+    );
+    rest
+}
+
+/// Under `OR`, several `IN` lists on one column are one list.
+fn merge_in_lists(children: Vec<Filter>) -> Vec<Filter> {
+    let mut lists: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for c in children {
+        match c {
+            Filter::In { column, values } => lists.entry(column).or_default().extend(values),
+            c => rest.push(c),
+        }
+    }
+    rest.extend(
+        lists
+            .into_iter()
+            .map(|(column, values)| Filter::In { column, values }.canonical()),
+    );
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(c: &str, min: Option<i64>, max: Option<i64>) -> Filter {
+        Filter::Range {
+            column: c.into(),
+            min,
+            max,
+        }
+    }
+
+    fn eq(c: &str, v: &str) -> Filter {
+        Filter::In {
+            column: c.into(),
+            values: vec![Value::Text(v.into())],
+        }
+    }
+
+    #[test]
+    fn ranges_on_one_column_intersect() {
+        let between = range("age_at_sampling", Some(50), Some(70));
+        let two = Filter::And(vec![
+            range("age_at_sampling", Some(50), None),
+            range("age_at_sampling", None, Some(70)),
+        ]);
+        assert_eq!(two.canonical(), between.canonical());
+        let narrower = Filter::And(vec![
+            range("age_at_sampling", Some(40), Some(80)),
+            range("age_at_sampling", Some(50), Some(70)),
+        ]);
+        assert_eq!(narrower.canonical(), between);
+    }
+
+    #[test]
+    fn order_nesting_and_duplicates_do_not_matter() {
+        let a = Filter::And(vec![
+            eq("sex", "Female"),
+            Filter::And(vec![eq("sample_type", "Serum"), eq("sex", "Female")]),
+        ]);
+        let b = Filter::And(vec![eq("sample_type", "Serum"), eq("sex", "Female")]);
+        assert_eq!(a.canonical(), b.canonical());
+        let in1 = Filter::In {
+            column: "sex".into(),
+            values: vec![Value::Text("Male".into()), Value::Text("Female".into())],
+        };
+        let in2 = Filter::Or(vec![eq("sex", "Female"), eq("sex", "Male")]);
+        assert_eq!(in1.canonical(), in2.canonical());
+        let not_not = Filter::Not(Box::new(Filter::Not(Box::new(eq("sex", "Female")))));
+        assert_eq!(not_not.canonical(), eq("sex", "Female"));
+        assert_eq!(
+            Filter::And(vec![Filter::True, eq("sex", "Male")]).canonical(),
+            eq("sex", "Male")
+        );
+    }
+
+    #[test]
+    fn different_questions_stay_different() {
+        let a = Filter::And(vec![
+            eq("sex", "Female"),
+            range("age_at_sampling", Some(50), Some(70)),
+        ]);
+        let b = Filter::Or(vec![
+            eq("sex", "Female"),
+            range("age_at_sampling", Some(50), Some(70)),
+        ]);
+        assert_ne!(a.canonical(), b.canonical());
+        let c = Filter::And(vec![
+            range("age_at_sampling", Some(50), None),
+            range("passage_number", None, Some(70)),
+        ]);
+        assert_ne!(c.canonical(), range("age_at_sampling", Some(50), Some(70)));
+    }
+
+    #[test]
+    fn query_json_round_trips() {
+        let q = FeasibilityQuery {
+            measures: vec![
+                Measure::Donors,
+                Measure::Samples,
+                Measure::Sum {
+                    column: "aliquots_available".into(),
+                },
+            ],
+            filter: Filter::And(vec![
+                eq("sex", "Female"),
+                range("age_at_sampling", Some(50), Some(70)),
+            ]),
+            group_by: vec!["sample_type".into()],
+        };
+        let json = serde_json::to_string(&q).unwrap();
+        assert_eq!(serde_json::from_str::<FeasibilityQuery>(&json).unwrap(), q);
+        assert!(
+            serde_json::from_str::<FeasibilityQuery>(
+                r#"{"measures":[{"kind":"samples"}],"limit":5}"#
+            )
+            .is_err()
+        );
+        assert_eq!(q.canonical().measures[0], Measure::Samples);
+    }
+}

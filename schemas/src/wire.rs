@@ -1,0 +1,185 @@
+//! What node and coordinator send each other and their users: query requests,
+//! noisy results, a site's public description, budgets, and the one error shape.
+
+use serde::{Deserialize, Serialize};
+
+use crate::query::{FeasibilityQuery, Measure};
+
+/// A request to run a query: SQL or a FeasibilityQuery, and the ε to spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// SQL in the supported subset; give this or `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<FeasibilityQuery>,
+    /// Privacy loss to spend; the site's default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+}
+
+/// A site's noisy answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub site_id: String,
+    pub dataset_version: String,
+    /// The query as the site ran it: canonical, with the filters the site's
+    /// policy adds for the caller's role.
+    pub query: FeasibilityQuery,
+    /// ε charged for this release; 0 when it was a remembered release.
+    pub epsilon_charged: f64,
+    /// ε the release cost when it was first made.
+    pub epsilon: f64,
+    /// Whether these numbers were released before (same query, same data).
+    pub remembered: bool,
+    /// How each measure was protected.
+    pub measures: Vec<MeasureNoise>,
+    /// The dimensions of each row's key, in order.
+    pub dimensions: Vec<String>,
+    /// One row per combination of dimension values, every key present.
+    pub rows: Vec<ResultRow>,
+}
+
+/// The noise protecting one measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureNoise {
+    pub measure: Measure,
+    pub label: String,
+    /// L1 sensitivity over all cells, from the contribution bounds.
+    pub sensitivity: i64,
+    /// Scale of the discrete Laplace noise added to each cell.
+    pub scale: f64,
+    pub epsilon: f64,
+}
+
+/// One cell of a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// Values of the dimensions, in the order of `dimensions`.
+    pub key: Vec<String>,
+    /// One value per measure, in the order of `measures`.
+    pub values: Vec<NoisyValue>,
+}
+
+/// A released number with its uncertainty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoisyValue {
+    /// The noisy value, not clamped (it may be negative): sums over sites
+    /// stay unbiased. Averages are a ratio of noisy values.
+    pub value: f64,
+    /// A 95% interval for the true value, from the noise distribution.
+    pub interval: [f64; 2],
+}
+
+/// What a researcher needs to write a query for a site; nothing about its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteDescription {
+    pub site_id: String,
+    pub country: String,
+    pub dataset_version: Option<String>,
+    pub dimensions: Vec<DimensionDescription>,
+    /// Columns that may be filtered, and how.
+    pub filters: Vec<FilterColumn>,
+    /// Columns that `SUM`/`AVG` accept, with their clamping bounds.
+    pub bounded_columns: Vec<BoundedColumn>,
+    pub max_dimensions: usize,
+    pub epsilon: EpsilonRange,
+    pub max_samples_per_donor: i64,
+    pub max_groups_per_donor: i64,
+    pub budget_period_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DimensionDescription {
+    pub name: String,
+    /// Every key a grouped answer lists, zeros included.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterColumn {
+    pub name: String,
+    /// e.g. "=, <>, IN", "BETWEEN, <, <=, >, >=", "LIKE 'prefix%'".
+    pub operators: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundedColumn {
+    pub name: String,
+    pub min: i64,
+    pub max: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpsilonRange {
+    pub min: f64,
+    pub max: f64,
+    pub default: f64,
+}
+
+/// The caller's own budget at a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetStatus {
+    pub site_id: String,
+    pub period_days: u32,
+    pub user: BudgetAccount,
+    pub project: BudgetAccount,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetAccount {
+    pub name: String,
+    pub limit: f64,
+    pub spent: f64,
+    pub remaining: f64,
+}
+
+/// Every error a bonebank service returns: a stable code, a message for people
+/// and a hint saying what would work. Never row values, exact counts, tokens
+/// or internal addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Stable error codes. Each has one HTTP status ([`ErrorCode::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is not well-formed (bad JSON, neither SQL nor query, …).
+    BadRequest,
+    /// The query uses something outside the supported subset.
+    QueryRefused,
+    /// The query is valid but the site's policy does not allow it.
+    PolicyRefused,
+    /// Running the query would overspend a privacy budget.
+    BudgetExhausted,
+    /// No identity, or one that did not check out.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
+    /// The site has not imported any data yet.
+    NoData,
+    NotFound,
+    /// Our fault; details are in the service's log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status for the code.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::QueryRefused => 400,
+            Self::Unauthenticated => 401,
+            Self::PolicyRefused | Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::BudgetExhausted => 429,
+            Self::NoData => 503,
+            Self::Internal => 500,
+        }
+    }
+}
