@@ -50,3 +50,53 @@ fn example_export_imports() {
     let report = import::import(&dir, &files).unwrap();
     assert_eq!(report.rows[&Table::Donors], 12);
 }
+
+#[test]
+fn example_node_configs_load() {
+    let dir = repo().join("examples/nodes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let config = bonebank_node::config::NodeConfig::load(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            path.file_stem().unwrap().to_string_lossy(),
+            config.site_id.as_str()
+        );
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}
+
+#[test]
+fn example_queries_pass_the_checks() {
+    use bonebank_node::query::check;
+    use bonebank_node::service::QueryService;
+    use bonebank_schemas::wire::QueryRequest;
+
+    let policy = bonebank_node::policy::Policy::default();
+    let site = bonebank_schemas::SiteId::parse("DE-LUE").unwrap();
+    let dir = repo().join("examples/queries");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let request = QueryRequest {
+            sql: Some(text),
+            query: None,
+            epsilon: None,
+        };
+        let query =
+            QueryService::parse(&request).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        check(
+            &query,
+            None,
+            bonebank_schemas::Role::Researcher,
+            &site,
+            &policy,
+        )
+        .unwrap_or_else(|(e, _)| panic!("{}: {e} ({})", path.display(), e.hint));
+        n += 1;
+    }
+    assert!(n >= 4);
+}

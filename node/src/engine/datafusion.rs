@@ -150,67 +150,59 @@ impl QueryEngine for DataFusionEngine {
     }
 }
 
-/// The SQL of a plan. Inner: the filtered rows with their dimension values.
-/// Middle: each row's rank within its donor and cell (`bb_rn`) and the rank of
-/// its cell among the donor's cells (`bb_cell`). Outer: only rows within both
-/// bounds are aggregated, so one donor adds at most `max_samples_per_donor`
-/// rows to a cell and touches at most `max_groups_per_donor` cells.
+/// The SQL of a plan. Inner: the filtered rows aggregated per donor and
+/// cell. Middle: each donor's cells numbered (`bb_cell`). Outer: only a
+/// donor's first `max_groups_per_donor` cells count, and in each a donor adds
+/// at most `max_samples_per_donor` rows (`LEAST(n, S)`), at most S to a count
+/// of values, and a sum clamped to `[S·min(lo, 0), S·hi]`: at most what the
+/// sensitivities assume.
 pub fn plan_sql(plan: &Plan) -> String {
     let dims = plan.dimensions.join(", ");
-    let mut values = String::new();
+    let s = plan.max_samples_per_donor;
+    let mut per_donor = String::from("COUNT(*) AS n");
     for (i, a) in plan.aggregates.iter().enumerate() {
-        if let Aggregate::Sum { column, lo, hi } = a {
-            write!(values, ", CASE WHEN {column} < {lo} THEN {lo} WHEN {column} > {hi} THEN {hi} ELSE {column} END AS v{i}").unwrap();
-        }
-        if let Aggregate::Count { column } = a {
-            write!(values, ", {column} AS v{i}").unwrap();
+        match a {
+            Aggregate::Sum { column, lo, hi } => write!(
+                per_donor,
+                ", SUM(CASE WHEN {column} < {lo} THEN {lo} WHEN {column} > {hi} THEN {hi} ELSE {column} END) AS v{i}"
+            )
+            .unwrap(),
+            Aggregate::Count { column } => write!(per_donor, ", COUNT({column}) AS v{i}").unwrap(),
+            Aggregate::Samples | Aggregate::Donors => {}
         }
     }
-    let with_dims = |s: &str| {
-        if dims.is_empty() {
-            String::new()
-        } else {
-            format!("{s}{dims}")
-        }
-    };
-    let inner = format!(
-        "SELECT donor_key, row_key{}{values} FROM surface WHERE {}",
-        with_dims(", "),
-        filter_sql(&plan.filter)
-    );
-    let cell_rank = if dims.is_empty() {
-        String::new()
-    } else {
-        format!(", DENSE_RANK() OVER (PARTITION BY donor_key ORDER BY {dims}) AS bb_cell")
-    };
-    let middle = format!(
-        "SELECT *, ROW_NUMBER() OVER (PARTITION BY donor_key{} ORDER BY row_key) AS bb_rn{cell_rank} FROM ({inner}) f",
-        with_dims(", ")
-    );
     let aggregates: Vec<String> = plan
         .aggregates
         .iter()
         .enumerate()
         .map(|(i, a)| match a {
-            Aggregate::Samples => format!("CAST(COUNT(*) AS BIGINT) AS a{i}"),
-            Aggregate::Donors => format!("CAST(COUNT(DISTINCT donor_key) AS BIGINT) AS a{i}"),
-            Aggregate::Sum { .. } => format!("CAST(COALESCE(SUM(v{i}), 0) AS BIGINT) AS a{i}"),
-            Aggregate::Count { .. } => format!("CAST(COUNT(v{i}) AS BIGINT) AS a{i}"),
+            Aggregate::Samples => format!("CAST(COALESCE(SUM(LEAST(n, {s})), 0) AS BIGINT) AS a{i}"),
+            Aggregate::Donors => format!("CAST(COUNT(*) AS BIGINT) AS a{i}"),
+            Aggregate::Sum { lo, hi, .. } => format!(
+                "CAST(COALESCE(SUM(LEAST(GREATEST(COALESCE(v{i}, 0), {}), {})), 0) AS BIGINT) AS a{i}",
+                lo.min(&0) * s,
+                hi * s
+            ),
+            Aggregate::Count { .. } => format!("CAST(COALESCE(SUM(LEAST(v{i}, {s})), 0) AS BIGINT) AS a{i}"),
         })
         .collect();
-    let mut bounds = format!("bb_rn <= {}", plan.max_samples_per_donor);
-    if !dims.is_empty() {
-        write!(bounds, " AND bb_cell <= {}", plan.max_groups_per_donor).unwrap();
+    let filter = filter_sql(&plan.filter);
+    if dims.is_empty() {
+        return format!(
+            "SELECT {} FROM (SELECT donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY donor_key) g",
+            aggregates.join(", ")
+        );
     }
+    let inner = format!(
+        "SELECT {dims}, donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY {dims}, donor_key"
+    );
+    let middle = format!(
+        "SELECT *, ROW_NUMBER() OVER (PARTITION BY donor_key ORDER BY {dims}) AS bb_cell FROM ({inner}) g"
+    );
     format!(
-        "SELECT {}{} FROM ({middle}) b WHERE {bounds}{}",
-        if dims.is_empty() {
-            String::new()
-        } else {
-            format!("{dims}, ")
-        },
+        "SELECT {dims}, {} FROM ({middle}) r WHERE bb_cell <= {} GROUP BY {dims}",
         aggregates.join(", "),
-        with_dims(" GROUP BY ")
+        plan.max_groups_per_donor
     )
 }
 

@@ -48,7 +48,6 @@ pub fn schema() -> SchemaRef {
         fields.push(Field::new(*c, DataType::Boolean, false));
     }
     fields.push(Field::new("donor_key", DataType::Int64, false));
-    fields.push(Field::new("row_key", DataType::Int64, false));
     Arc::new(Schema::new(fields))
 }
 
@@ -151,7 +150,6 @@ pub fn build(
 
     let mut out = Vec::new();
     let mut builder = Builder::default();
-    let mut row_key = 0;
     for b in samples {
         let col = |name| b.column_by_name(name).expect("stored schema");
         let (sample_ids, donor_ids) = (
@@ -168,7 +166,6 @@ pub fn build(
         let passages = col("passage_number").as_primitive::<Int32Type>();
         let aliquots = col("aliquots_available").as_primitive::<Int32Type>();
         for i in 0..b.num_rows() {
-            row_key += 1;
             let Some(donor) = by_id.get(donor_ids.value(i)) else {
                 continue;
             };
@@ -204,7 +201,6 @@ pub fn build(
                 b.append_value(v);
             }
             builder.donor.append_value(donor.key);
-            builder.row.append_value(row_key);
             builder.len += 1;
             if builder.len == BATCH_ROWS {
                 out.push(builder.finish()?);
@@ -235,7 +231,6 @@ struct Builder {
     aliquots: Int32Builder,
     consents: [BooleanBuilder; 5],
     donor: Int64Builder,
-    row: Int64Builder,
     len: usize,
 }
 
@@ -263,7 +258,6 @@ impl Builder {
                 .map(|b| Arc::new(b.finish()) as ArrayRef),
         );
         columns.push(Arc::new(self.donor.finish()));
-        columns.push(Arc::new(self.row.finish()));
         self.len = 0;
         Ok(RecordBatch::try_new(schema(), columns)?)
     }

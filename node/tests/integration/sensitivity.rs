@@ -182,29 +182,6 @@ async fn bounds_cap_what_one_donor_adds() {
         diagnoses: dir.load_table(Table::Diagnoses).unwrap(),
     };
     let who = caller("s", "p", Role::Researcher);
-    // One row per donor and cell: samples equal donors in every cell.
-    let policy = Policy {
-        max_samples_per_donor: 1,
-        max_groups_per_donor: 1,
-        ..Policy::default()
-    };
-    let (service, engine) = service_over(tmp.path(), &t, &policy, "one");
-    let text =
-        "SELECT sample_type, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type";
-    let checked = service
-        .check(&who, &QueryService::parse(&sql(text, 0.5)).unwrap(), None)
-        .unwrap();
-    let values = engine
-        .aggregate(&service.plan(&checked))
-        .await
-        .unwrap()
-        .values;
-    assert_eq!(
-        values[0], values[1],
-        "samples per cell must equal donors per cell when each donor adds one row"
-    );
-    // One cell per donor: the cells' donor counts add up to at most the donors.
-    let donors_total: i64 = values[1].iter().sum();
     let active: usize = t
         .donors
         .iter()
@@ -215,22 +192,60 @@ async fn bounds_cap_what_one_donor_adds() {
                 .false_count()
         })
         .sum();
-    assert!(donors_total <= active as i64, "{donors_total} > {active}");
-    // Blood donors give plasma, buffy coat and DNA: without the cell bound
-    // the cells' donor counts add up to far more than the donors.
-    let loose = Policy {
-        max_samples_per_donor: 1,
-        max_groups_per_donor: 40,
-        ..Policy::default()
+    let text =
+        "SELECT sample_type, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type";
+    let run = |policy: Policy, name: &'static str| {
+        let (service, engine) = service_over(tmp.path(), &t, &policy, name);
+        let checked = service
+            .check(&who, &QueryService::parse(&sql(text, 0.5)).unwrap(), None)
+            .unwrap();
+        let plan = service.plan(&checked);
+        async move { engine.aggregate(&plan).await.unwrap().values }
     };
-    let (service, engine) = service_over(tmp.path(), &t, &loose, "loose");
-    let checked = service
-        .check(&who, &QueryService::parse(&sql(text, 0.5)).unwrap(), None)
-        .unwrap();
-    let values = engine
-        .aggregate(&service.plan(&checked))
-        .await
-        .unwrap()
-        .values;
-    assert!(values[1].iter().sum::<i64>() > 2 * active as i64);
+    // One row per donor and cell, cells unbounded: samples equal donors in
+    // every cell, although blood donors give many plasma samples each.
+    let one_row = run(
+        Policy {
+            max_samples_per_donor: 1,
+            max_groups_per_donor: 40,
+            ..Policy::default()
+        },
+        "one-row",
+    )
+    .await;
+    assert_eq!(
+        one_row[0], one_row[1],
+        "samples per cell must equal donors per cell when each donor adds one row"
+    );
+    let uncapped = run(
+        Policy {
+            max_samples_per_donor: 100,
+            max_groups_per_donor: 40,
+            ..Policy::default()
+        },
+        "uncapped",
+    )
+    .await;
+    let plasma = 7; // index of Plasma in the MIABIS sample types
+    assert!(
+        uncapped[0][plasma] > 3 * uncapped[1][plasma],
+        "plasma: {} samples, {} donors",
+        uncapped[0][plasma],
+        uncapped[1][plasma]
+    );
+    // Donors give plasma, buffy coat and DNA: without a cell bound the
+    // cells' donor counts add up to far more than the donors…
+    assert!(one_row[1].iter().sum::<i64>() > 2 * active as i64);
+    // …and with one cell per donor, to at most the donors.
+    let one_cell = run(
+        Policy {
+            max_samples_per_donor: 1,
+            max_groups_per_donor: 1,
+            ..Policy::default()
+        },
+        "one-cell",
+    )
+    .await;
+    let donors_total: i64 = one_cell[1].iter().sum();
+    assert!(donors_total <= active as i64, "{donors_total} > {active}");
 }
