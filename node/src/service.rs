@@ -109,7 +109,9 @@ impl QueryService {
             .await?
             .map_err(Error::BudgetExhausted)?;
 
+        let started = std::time::Instant::now();
         let exact = self.engine.aggregate(&plan).await?;
+        let engine_ms = started.elapsed().as_secs_f64() * 1000.0;
         // The data may have changed since the version was read: key on what ran.
         let key = if exact.dataset_version == version {
             key
@@ -126,11 +128,12 @@ impl QueryService {
         let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
         let query_json = checked.query.canonical_json();
         let dataset_version = exact.dataset_version.clone();
-        match blocking(move || {
-            reservation.commit(&key, &dataset_version, &query_json, &json, units)
-        })
-        .await?
-        {
+        let committed =
+            blocking(move || reservation.commit(&key, &dataset_version, &query_json, &json, units))
+                .await?;
+        let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(engine_ms, total_ms, "released");
+        match committed {
             Committed::Released => Ok(result),
             Committed::AlreadyReleased(existing) => remembered(&existing),
         }
