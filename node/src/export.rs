@@ -24,24 +24,14 @@ pub fn to_csv(dir: &DataDir, table: Table, out: &Path) -> Result<u64> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut rows = 0;
-    let mut failure = None;
     write_atomically(parent, out, |w| {
         let mut writer = WriterBuilder::new().with_header(true).build(w);
         for batch in reader {
-            let written = batch.map_err(Error::from).and_then(|b| {
-                writer.write(&b)?;
-                Ok(b.num_rows() as u64)
-            });
-            match written {
-                Ok(n) => rows += n,
-                Err(e) => {
-                    failure = Some(e);
-                    return Err(std::io::Error::other("export failed"));
-                }
-            }
+            let batch = batch?;
+            writer.write(&batch)?;
+            rows += batch.num_rows() as u64;
         }
         Ok(())
-    })
-    .map_err(|e| failure.take().unwrap_or(e))?;
+    })?;
     Ok(rows)
 }

@@ -93,14 +93,19 @@ impl DataDir {
         Ok(Some(builder.build()?))
     }
 
-    /// Reads a whole table of the current version into memory; for tests and
-    /// small tables.
-    pub fn load_table(&self, table: Table) -> Result<Vec<RecordBatch>> {
-        let Some(version) = self.current()? else {
-            return Ok(Vec::new());
-        };
-        match self.read_table(&version, table, None)? {
+    /// Reads a whole table of `version` into memory; empty if the version
+    /// does not have it.
+    pub fn read_all(&self, version: &DatasetVersion, table: Table) -> Result<Vec<RecordBatch>> {
+        match self.read_table(version, table, None)? {
             Some(reader) => Ok(reader.collect::<Result<Vec<_>, _>>()?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Reads a whole table of the current version into memory.
+    pub fn load_table(&self, table: Table) -> Result<Vec<RecordBatch>> {
+        match self.current()? {
+            Some(version) => self.read_all(&version, table),
             None => Ok(Vec::new()),
         }
     }

@@ -42,7 +42,6 @@ struct StagedTable {
     temp: NamedTempFile,
     writer: Option<ArrowWriter<HashingWriter<BufWriter<File>>>>,
     rows: u64,
-    finished: Option<(String, u64)>,
 }
 
 impl std::fmt::Debug for StagedTable {
@@ -132,7 +131,6 @@ impl Transaction {
                 temp,
                 writer: Some(writer),
                 rows: 0,
-                finished: None,
             },
         );
         Ok(())
@@ -161,7 +159,7 @@ impl Transaction {
         let tables_dir = self.dir.tables_path();
         let mut tables = self.base().map(|v| v.tables.clone()).unwrap_or_default();
         for (table, staged) in &mut self.staged {
-            let (sha256, _) = staged.finish()?;
+            let sha256 = staged.finish()?;
             let file = format!("{table}-{}.parquet", &sha256[..16]);
             tables.insert(
                 *table,
@@ -186,9 +184,11 @@ impl Transaction {
         if let Some(old) = manifest.current.replace(version.clone()) {
             manifest.history.push(VersionRecord::from(&old));
         }
-        write_atomically(self.dir.path(), &self.dir.manifest_path(), |w| {
-            serde_json::to_writer_pretty(&mut *w, &manifest).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
+        let manifest_path = self.dir.manifest_path();
+        write_atomically(self.dir.path(), &manifest_path, |w| {
+            serde_json::to_writer_pretty(&mut *w, &manifest)
+                .map_err(|e| Error::io(&manifest_path)(e.into()))?;
+            w.write_all(b"\n").map_err(Error::io(&manifest_path))
         })?;
         self.created_dirs.clear();
         self.remove_unreferenced(&version);
@@ -222,11 +222,8 @@ fn remove_files(dir: &Path, unwanted: impl Fn(&str) -> bool) {
 }
 
 impl StagedTable {
-    /// Closes the Parquet file and fsyncs it; returns its hash and size.
-    fn finish(&mut self) -> Result<(String, u64)> {
-        if let Some(done) = &self.finished {
-            return Ok(done.clone());
-        }
+    /// Closes the Parquet file and fsyncs it; returns its SHA-256, hex.
+    fn finish(&mut self) -> Result<String> {
         let writer = self.writer.take().expect("finished once");
         let mut sink = writer.into_inner()?;
         sink.flush().map_err(Error::io(self.temp.path()))?;
@@ -235,10 +232,7 @@ impl StagedTable {
             .into_inner()
             .map_err(|e| Error::io(self.temp.path())(e.into_error()))?;
         file.sync_all().map_err(Error::io(self.temp.path()))?;
-        let size = file.metadata().map_err(Error::io(self.temp.path()))?.len();
-        let done = (hex::encode(sink.hash.finalize()), size);
-        self.finished = Some(done.clone());
-        Ok(done)
+        Ok(hex::encode(sink.hash.finalize()))
     }
 }
 
@@ -269,7 +263,7 @@ fn create_dir_recording(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
 pub(crate) fn write_atomically(
     dir: &Path,
     target: &Path,
-    write: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<()>,
 ) -> Result<()> {
     let temp = tempfile::Builder::new()
         .prefix(STAGING_PREFIX)
@@ -277,7 +271,7 @@ pub(crate) fn write_atomically(
         .map_err(Error::io(dir))?;
     {
         let mut w = BufWriter::new(temp.as_file());
-        write(&mut w).map_err(Error::io(temp.path()))?;
+        write(&mut w)?;
         w.flush().map_err(Error::io(temp.path()))?;
     }
     temp.as_file().sync_all().map_err(Error::io(temp.path()))?;

@@ -83,7 +83,8 @@ impl Plan {
     /// Cells one donor can touch: the policy's bound, or fewer if the answer
     /// has fewer cells.
     pub fn cells_per_donor(&self) -> i64 {
-        (self.cells().len() as i64).min(self.max_groups_per_donor)
+        let cells: usize = self.keys.iter().map(Vec::len).product();
+        (cells as i64).min(self.max_groups_per_donor)
     }
 }
 

@@ -65,15 +65,9 @@ pub fn load(
     categories: &[String],
 ) -> Result<(String, Vec<RecordBatch>)> {
     let version = dir.current()?.ok_or(Error::NoData)?;
-    let read = |table| -> Result<Vec<RecordBatch>> {
-        match dir.read_table(&version, table, None)? {
-            Some(reader) => Ok(reader.collect::<Result<Vec<_>, _>>()?),
-            None => Ok(Vec::new()),
-        }
-    };
-    let donors = read(Table::Donors)?;
-    let diagnoses = read(Table::Diagnoses)?;
-    let samples = read(Table::Samples)?;
+    let donors = dir.read_all(&version, Table::Donors)?;
+    let diagnoses = dir.read_all(&version, Table::Diagnoses)?;
+    let samples = dir.read_all(&version, Table::Samples)?;
     Ok((
         version.id,
         build(site, categories, &donors, &samples, &diagnoses)?,

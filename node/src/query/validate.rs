@@ -21,8 +21,6 @@ pub struct Checked {
     pub epsilon: f64,
     /// The group-by dimensions, in the canonical order.
     pub dimensions: Vec<Dimension>,
-    /// Refused because of the site's policy rather than the query's form.
-    pub policy_refusal: bool,
 }
 
 /// A refusal on policy grounds (allowed by the language, not by this site).
@@ -128,7 +126,6 @@ pub fn check(
         query,
         epsilon,
         dimensions,
-        policy_refusal: false,
     })
 }
 
