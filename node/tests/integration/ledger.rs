@@ -188,3 +188,31 @@ async fn a_refused_query_costs_nothing() {
     );
     assert_eq!(service.budget(&who).await.unwrap().user.spent, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_identical_queries_release_once_and_pay_once() {
+    let site = TestSite::new("DE-LUE", 300, policy(5.0, 50.0, 50.0));
+    let service = site.service(Arc::new(OpenDpLaplace));
+    let who = caller("ana", "p1", Role::Researcher);
+    let text = "SELECT sex, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sex";
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (service, who) = (service.clone(), who.clone());
+            tokio::spawn(async move { service.run(&who, &sql(text, 0.1)).await.unwrap() })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    // Whoever lost the race got the winner's numbers and a refund.
+    assert!(
+        results.iter().all(|r| r.rows == results[0].rows),
+        "racing queries saw different noise"
+    );
+    assert!((service.budget(&who).await.unwrap().user.spent - 0.1).abs() < 1e-12);
+    // Another ε is another release: fresh noise, charged again.
+    let other = service.run(&who, &sql(text, 0.2)).await.unwrap();
+    assert!(!other.remembered);
+    assert!((service.budget(&who).await.unwrap().user.spent - 0.3).abs() < 1e-12);
+}
