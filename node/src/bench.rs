@@ -183,6 +183,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         state_dir: work.path().join("state"),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         identity: IdentityMode::Development,
+        tls: None,
         policy: Policy {
             budget: Budgets {
                 site: 1e6,
@@ -199,6 +200,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         .map_err(Error::io("tokio runtime"))?;
     let (load_ms, fresh, remembered) = runtime.block_on(async {
         let node = crate::server::start(&config, crate::server::state(&config)?)?;
+        crate::tls::install_default_provider();
         let client = reqwest::Client::new();
         let url = format!("{}/v1/query", node.url());
         let ask = |sql: String| {

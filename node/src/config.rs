@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
+use crate::tls::NodeTls;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,10 @@ pub struct NodeConfig {
     /// How callers are identified.
     #[serde(default)]
     pub identity: IdentityMode,
+    /// Mutual TLS. Without it the node speaks plain HTTP, which it allows on
+    /// loopback only (development and tests); a site always sets it.
+    #[serde(default)]
+    pub tls: Option<NodeTls>,
     #[serde(default)]
     pub policy: Policy,
 }
@@ -66,6 +71,9 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
+        if let Some(tls) = &mut config.tls {
+            tls.resolve(base);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -77,6 +85,13 @@ impl NodeConfig {
         if self.identity == IdentityMode::Development && !self.listen.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "identity = \"development\" trusts unverified headers and is refused on {}; listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(Error::Usage(format!(
+                "without a [tls] section the node would serve plain HTTP on {}; \
+                 set tls.certificate, tls.key, tls.client_ca and tls.allowed_clients (see examples/nodes/)",
                 self.listen
             )));
         }

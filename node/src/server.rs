@@ -13,6 +13,7 @@ use crate::identity::{DevelopmentIdentity, IdentityVerifier};
 use crate::privacy::{NoiseMechanism, OpenDpLaplace};
 use crate::service::QueryService;
 use crate::store::Store;
+use crate::tls;
 use crate::{Error, Result};
 
 /// The state of a node for `config`, with OpenDP noise.
@@ -50,12 +51,15 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
 #[derive(Debug)]
 pub struct RunningNode {
     pub addr: SocketAddr,
+    /// Whether the node speaks HTTPS with client certificates.
+    pub tls: bool,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl RunningNode {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops accepting requests and waits for running ones.
@@ -79,15 +83,21 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
         );
     }
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || app(state.clone()))
-        .workers(2)
-        .bind(config.listen)
-        .map_err(Error::io(format!("listen address {}", config.listen)))?;
+    let server = HttpServer::new(move || app(state.clone())).workers(2);
+    let server = match &config.tls {
+        Some(tls) => server.bind_rustls_0_23(config.listen, tls::server_config(tls)?),
+        None => server.bind(config.listen),
+    }
+    .map_err(Error::io(format!("listen address {}", config.listen)))?;
     let addr = server.addrs()[0];
     let server = server.disable_signals().run();
     let handle = server.handle();
     tokio::spawn(server);
-    Ok(RunningNode { addr, handle })
+    Ok(RunningNode {
+        addr,
+        tls: config.tls.is_some(),
+        handle,
+    })
 }
 
 /// `bonebank-node serve`: serves until Ctrl-C.

@@ -118,6 +118,30 @@ impl FeasibilityQuery {
         }
     }
 
+    /// The query as SQL in the supported subset; parsing it gives the query back.
+    pub fn to_sql(&self) -> String {
+        let mut select: Vec<String> = self.group_by.clone();
+        select.extend(self.measures.iter().map(|m| {
+            let expr = match m {
+                Measure::Samples => "COUNT(*)".to_owned(),
+                Measure::Donors => "COUNT(DISTINCT donor_id)".to_owned(),
+                Measure::Sum { column } => format!("SUM({column})"),
+                Measure::Avg { column } => format!("AVG({column})"),
+            };
+            format!("{expr} AS {}", m.label())
+        }));
+        let mut sql = format!("SELECT {} FROM samples", select.join(", "));
+        if self.filter != Filter::True {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.filter.to_sql(false));
+        }
+        if !self.group_by.is_empty() {
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&self.group_by.join(", "));
+        }
+        sql
+    }
+
     /// The canonical form as compact JSON: equal strings mean equal questions.
     pub fn canonical_json(&self) -> String {
         serde_json::to_string(&self.canonical()).expect("queries serialise")
@@ -184,6 +208,43 @@ impl Filter {
             1 => children.pop().expect("one child"),
             _ if and => Self::And(children),
             _ => Self::Or(children),
+        }
+    }
+
+    /// The filter as a SQL expression; `nested` adds parentheses around
+    /// `AND`/`OR` lists.
+    pub fn to_sql(&self, nested: bool) -> String {
+        let list = |children: &[Filter], op: &str| {
+            let inner: Vec<String> = children.iter().map(|c| c.to_sql(true)).collect();
+            let joined = inner.join(op);
+            if nested {
+                format!("({joined})")
+            } else {
+                joined
+            }
+        };
+        match self {
+            Self::True => "TRUE".into(),
+            Self::And(c) => list(c, " AND "),
+            Self::Or(c) => list(c, " OR "),
+            Self::Not(c) => format!("NOT {}", c.to_sql(true)),
+            Self::In { column, values } => match values.as_slice() {
+                [one] => format!("{column} = {one}"),
+                _ => {
+                    let v: Vec<String> = values.iter().map(Value::to_string).collect();
+                    format!("{column} IN ({})", v.join(", "))
+                }
+            },
+            Self::Range { column, min, max } => match (min, max) {
+                (Some(a), Some(b)) => format!("{column} BETWEEN {a} AND {b}"),
+                (Some(a), None) => format!("{column} >= {a}"),
+                (None, Some(b)) => format!("{column} <= {b}"),
+                (None, None) => format!("{column} IS NOT NULL"),
+            },
+            Self::Prefix { column, prefix } => {
+                format!("{column} LIKE '{}%'", prefix.replace('\'', "''"))
+            }
+            Self::IsNull { column } => format!("{column} IS NULL"),
         }
     }
 

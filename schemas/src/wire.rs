@@ -183,3 +183,128 @@ impl ErrorCode {
         }
     }
 }
+
+/// A researcher's question to the coordinator: a [`QueryRequest`] and the
+/// sites to ask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<FeasibilityQuery>,
+    /// Privacy loss each site spends; each site's default if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// Site ids to ask; every site of the network if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<String>>,
+}
+
+/// The coordinator's merged answer: each site's status and numbers, and the
+/// total over the sites that answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FederatedResult {
+    /// The canonical query the coordinator sent.
+    pub query: FeasibilityQuery,
+    pub dimensions: Vec<String>,
+    /// Measure labels, in the order of every row's values.
+    pub measures: Vec<String>,
+    pub sites: Vec<SiteAnswer>,
+    /// One row per key; a total is the sum of the answering sites' noisy
+    /// values. `null` for averages, which do not add up across sites.
+    pub total: Vec<TotalRow>,
+    /// Sites asked that are not in the total.
+    pub missing: Vec<String>,
+    /// Milliseconds from receiving the question to sending the answer.
+    pub elapsed_ms: u64,
+}
+
+/// What one site did with the question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteAnswer {
+    pub site_id: String,
+    pub status: SiteStatus,
+    /// Why, for every status but `answered`: the site's own message where it
+    /// sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<QueryResult>,
+}
+
+/// The state of one site's part of a federated answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteStatus {
+    Answered,
+    /// A steward of the site has to approve the query first.
+    WaitingForApproval,
+    /// The site refused the query; the message is the site's reason.
+    Refused,
+    BudgetExhausted,
+    /// No connection (down, or its certificate did not verify).
+    Unreachable,
+    /// No answer before the deadline.
+    TimedOut,
+    /// The site answered with an error or something unreadable.
+    Failed,
+}
+
+impl SiteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::WaitingForApproval => "waiting for approval",
+            Self::Refused => "refused",
+            Self::BudgetExhausted => "budget exhausted",
+            Self::Unreachable => "unreachable",
+            Self::TimedOut => "timed out",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One key of the total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotalRow {
+    pub key: Vec<String>,
+    pub values: Vec<Option<TotalValue>>,
+}
+
+/// A total over sites.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotalValue {
+    /// The sum of the sites' noisy values, clamped at zero after summing.
+    pub value: f64,
+    /// The sum before clamping (an unbiased estimate; may be negative).
+    pub unclamped: f64,
+    /// A 95% interval for the true total, from the sites' noise distributions.
+    pub interval: [f64; 2],
+    /// How many sites' values are in the sum.
+    pub sites: usize,
+}
+
+/// A site as the coordinator lists it: no addresses, only what a researcher
+/// needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteListing {
+    pub site_id: String,
+    /// `up`, or why not.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<SiteDescription>,
+}
+
+/// One question in a researcher's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub query: FeasibilityQuery,
+    pub epsilon: Option<f64>,
+    pub result: FederatedResult,
+}

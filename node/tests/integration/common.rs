@@ -155,6 +155,7 @@ impl TestSite {
             state_dir: tmp.path().join("state"),
             listen: "127.0.0.1:0".parse().unwrap(),
             identity: bonebank_node::config::IdentityMode::Development,
+            tls: None,
             policy,
         };
         Self { tmp, config }

@@ -1,0 +1,80 @@
+//! The coordinator's HTTP API for researchers and the CLI.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
+use bonebank_node::identity::IdentityVerifier;
+use bonebank_node::service::Caller;
+use bonebank_schemas::wire::FederatedRequest;
+
+use crate::Error;
+use crate::service::Coordinator;
+
+/// Everything handlers share.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub coordinator: Coordinator,
+    pub identity: Arc<dyn IdentityVerifier>,
+}
+
+impl State {
+    fn caller(&self, req: &HttpRequest) -> Result<Caller, Error> {
+        self.identity.verify(req.headers()).map_err(|e| match e {
+            bonebank_node::Error::Unauthenticated(m) => Error::Unauthenticated(m),
+            other => Error::Node(other),
+        })
+    }
+}
+
+pub fn app(
+    state: web::Data<State>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json = web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            Error::BadRequest(format!(
+                "the request body is not a valid query request: {e}"
+            ))
+            .into()
+        });
+    App::new()
+        .app_data(state)
+        .app_data(json)
+        .route("/v1/query", web::post().to(query))
+        .route("/v1/sites", web::get().to(sites))
+        .route("/v1/history", web::get().to(history))
+        .route(
+            "/health",
+            web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+        )
+        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+}
+
+async fn query(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Json<FederatedRequest>,
+) -> Result<HttpResponse, Error> {
+    let caller = state.caller(&req)?;
+    let result = state.coordinator.ask(&caller, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+async fn sites(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.coordinator.list_sites().await)
+}
+
+async fn history(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let caller = state.caller(&req)?;
+    Ok(HttpResponse::Ok().json(state.coordinator.history(&caller).await?))
+}

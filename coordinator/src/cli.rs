@@ -1,0 +1,224 @@
+//! The command lines of `bonebank-coordinator` (operators) and `bonebank`
+//! (researchers).
+
+use std::path::PathBuf;
+
+use bonebank_schemas::SiteId;
+use bonebank_schemas::wire::FederatedRequest;
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientError, Identity};
+use crate::config::CoordinatorConfig;
+use crate::pki::PkiDir;
+use crate::{Error, Result, demo, render};
+
+/// The coordinator of a bonebank network.
+#[derive(Debug, Parser)]
+#[command(name = "bonebank-coordinator", version, about)]
+pub struct CoordinatorCli {
+    #[command(subcommand)]
+    pub command: CoordinatorCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CoordinatorCommand {
+    /// Serves researchers and asks the configured sites.
+    Serve {
+        /// The coordinator's config file (TOML); see examples/coordinator.toml.
+        #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
+        config: PathBuf,
+    },
+    /// Creates a development CA and certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Runs three synthetic sites and a coordinator on this machine.
+    Demo {
+        /// Directory for data, certificates and state (must be new or
+        /// empty); a temporary directory, removed at the end, if absent.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Donors per site.
+        #[arg(long, default_value_t = 20_000)]
+        donors: u64,
+        /// Deadline for the sites' answers, in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        deadline_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Writes ca.crt, coordinator.crt/.key and nodes/<SITE>.crt/.key into DIR.
+    Init {
+        dir: PathBuf,
+        /// Sites to issue node certificates for.
+        #[arg(long = "site", default_values = ["DE-LUE", "DK-ODE", "DK-NAE"])]
+        sites: Vec<SiteId>,
+    },
+}
+
+pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
+    match cli.command {
+        CoordinatorCommand::Pki(PkiCommand::Init { dir, sites }) => {
+            let pki = PkiDir::new(&dir);
+            pki.init(&sites)?;
+            println!(
+                "development CA and certificates written to {}",
+                dir.display()
+            );
+            println!("  CA:          {}", pki.ca_cert().display());
+            println!(
+                "  coordinator: {} (name {})",
+                pki.coordinator_cert().display(),
+                crate::pki::COORDINATOR_NAME
+            );
+            for s in &sites {
+                println!(
+                    "  node {s}:  {} (name {})",
+                    pki.node_cert(s).display(),
+                    crate::pki::node_name(s)
+                );
+            }
+            Ok(())
+        }
+        CoordinatorCommand::Serve { config } => {
+            let config = CoordinatorConfig::load(&config)?;
+            runtime()?.block_on(crate::server::serve(config))
+        }
+        CoordinatorCommand::Demo {
+            dir,
+            donors,
+            deadline_ms,
+        } => runtime()?.block_on(demo::run(demo::DemoOptions {
+            dir,
+            donors,
+            deadline_ms,
+        })),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::io("tokio runtime"))
+}
+
+/// Ask a bonebank network what samples exist.
+#[derive(Debug, Parser)]
+#[command(name = "bonebank", version, about)]
+pub struct ResearcherCli {
+    /// The coordinator's URL, as `bonebank-coordinator demo` prints it.
+    #[arg(long, global = true, env = "BONEBANK_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Development identity: the user to act as.
+    #[arg(
+        long,
+        global = true,
+        env = "BONEBANK_USER",
+        default_value = "demo-researcher"
+    )]
+    pub user: String,
+    /// Development identity: the project the question is for.
+    #[arg(long, global = true, env = "BONEBANK_PROJECT", default_value = "demo")]
+    pub project: String,
+    /// Development identity: researcher, industry or steward.
+    #[arg(
+        long,
+        global = true,
+        env = "BONEBANK_ROLE",
+        default_value = "researcher"
+    )]
+    pub role: String,
+    #[command(subcommand)]
+    pub command: ResearcherCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResearcherCommand {
+    /// Runs a feasibility query across the network.
+    Query {
+        /// The query, in the SQL subset (see the README).
+        #[arg(long, conflicts_with = "file")]
+        sql: Option<String>,
+        /// A file holding the query.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Privacy loss each site spends; the sites' default if absent.
+        #[arg(long)]
+        epsilon: Option<f64>,
+        /// Only these sites (repeatable).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// Prints the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the network's sites and their privacy settings.
+    Sites {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the researcher CLI; the error is the message to print.
+pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
+    let url = cli.coordinator.clone().ok_or(
+        "no coordinator given: pass --coordinator URL (the demo prints it) or set BONEBANK_COORDINATOR",
+    )?;
+    let client = Client::new(
+        &url,
+        Identity {
+            user: cli.user.clone(),
+            project: cli.project.clone(),
+            role: cli.role.clone(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let rt = runtime().map_err(|e| e.to_string())?;
+    let show = |e: ClientError| e.to_string();
+    match cli.command {
+        ResearcherCommand::Query {
+            sql,
+            file,
+            epsilon,
+            sites,
+            json,
+        } => {
+            let sql = match (sql, file) {
+                (Some(s), None) => s,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+                _ => return Err("give the query with --sql \"SELECT …\" or --file FILE".into()),
+            };
+            let request = FederatedRequest {
+                sql: Some(sql),
+                query: None,
+                epsilon,
+                sites: (!sites.is_empty()).then_some(sites),
+            };
+            let result = rt.block_on(client.query(&request)).map_err(show)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).expect("results serialise")
+                );
+            } else {
+                print!("{}", render::result(&result));
+            }
+        }
+        ResearcherCommand::Sites { json } => {
+            let sites = rt.block_on(client.sites()).map_err(show)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&sites).expect("sites serialise")
+                );
+            } else {
+                print!("{}", render::sites(&sites));
+            }
+        }
+    }
+    Ok(())
+}

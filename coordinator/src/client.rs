@@ -1,0 +1,108 @@
+//! A client of the coordinator's API, used by the `bonebank` CLI and the demo.
+
+use std::time::Duration;
+
+use bonebank_node::identity::{PROJECT_HEADER, ROLE_HEADER, USER_HEADER};
+use bonebank_schemas::wire::{ErrorBody, FederatedRequest, FederatedResult, SiteListing};
+use serde::de::DeserializeOwned;
+
+/// Who is asking (development identity mode, until OIDC login).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: String,
+    pub project: String,
+    pub role: String,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    identity: Identity,
+}
+
+/// Why a call to the coordinator failed, in words for its user.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the coordinator at {url}: {why}\nhint: is it running? `bonebank-coordinator demo` starts one on this machine"
+    )]
+    Unreachable { url: String, why: String },
+    #[error("the coordinator refused: {}{}", .0.message, .0.hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Refused(ErrorBody),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Client {
+    pub fn new(url: &str, identity: Identity) -> Result<Self, ClientError> {
+        let mut base = reqwest::Url::parse(url)
+            .map_err(|e| ClientError::Other(format!("coordinator URL {url:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        bonebank_node::tls::install_default_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(Self {
+            base,
+            http,
+            identity,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.base.join(path).expect("static paths join"))
+            .header(USER_HEADER, &self.identity.user)
+            .header(PROJECT_HEADER, &self.identity.project)
+            .header(ROLE_HEADER, &self.identity.role)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.to_string(),
+            why: if e.is_connect() {
+                "connection refused".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Other(format!("reading the answer: {e}")))?;
+        if status.is_success() {
+            serde_json::from_slice(&body).map_err(|e| {
+                ClientError::Other(format!("unreadable answer from the coordinator: {e}"))
+            })
+        } else {
+            match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(e) => Err(ClientError::Refused(e)),
+                Err(_) => Err(ClientError::Other(format!(
+                    "the coordinator answered HTTP {status}"
+                ))),
+            }
+        }
+    }
+
+    pub async fn query(&self, request: &FederatedRequest) -> Result<FederatedResult, ClientError> {
+        self.send(
+            self.request(reqwest::Method::POST, "v1/query")
+                .json(request),
+        )
+        .await
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteListing>, ClientError> {
+        self.send(self.request(reqwest::Method::GET, "v1/sites"))
+            .await
+    }
+}

@@ -1,0 +1,81 @@
+//! The coordinator's error type, and how each error looks on the wire.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query is outside the supported subset.
+    #[error("{message}")]
+    QueryRefused { message: String, hint: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("not found")]
+    NotFound,
+    /// A config, a certificate or an argument that does not work.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Node(#[from] bonebank_node::Error),
+    #[error("history database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    /// The error as researchers see it; internal details stay in the log.
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, hint) = match self {
+            Self::QueryRefused { message, hint } => {
+                (ErrorCode::QueryRefused, message.clone(), Some(hint.clone()))
+            }
+            Self::BadRequest(m) => (ErrorCode::BadRequest, m.clone(), None),
+            Self::Unauthenticated(m) => (
+                ErrorCode::Unauthenticated,
+                m.clone(),
+                Some("sign in, or (development mode) send the X-Bonebank-User, -Project and -Role headers".into()),
+            ),
+            Self::NotFound => (ErrorCode::NotFound, "no such endpoint".into(), None),
+            _ => (
+                ErrorCode::Internal,
+                "the coordinator failed; the details are in its log".into(),
+                None,
+            ),
+        };
+        ErrorBody {
+            code,
+            message,
+            hint,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.body().code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = self.body();
+        if body.code == ErrorCode::Internal {
+            tracing::error!(error = %self, "request failed");
+        }
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}

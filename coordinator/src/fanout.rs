@@ -1,0 +1,241 @@
+//! Asking the sites: one HTTPS client per site (mutual TLS, the site's
+//! certificate checked against the CA and the site's name), all sites asked
+//! at once, and whatever has arrived by the deadline is the answer.
+
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bonebank_node::identity::{PROJECT_HEADER, ROLE_HEADER, USER_HEADER};
+use bonebank_node::service::Caller;
+use bonebank_node::tls;
+use bonebank_schemas::wire::{
+    ErrorBody, ErrorCode, QueryRequest, QueryResult, SiteAnswer, SiteDescription, SiteStatus,
+};
+use bonebank_schemas::{FeasibilityQuery, SiteId};
+use tokio::time::Instant;
+
+use crate::config::{ClientTls, SiteEndpoint};
+use crate::{Error, Result};
+
+/// How one site is reached.
+#[derive(Debug, Clone)]
+pub struct SiteClient {
+    pub id: SiteId,
+    base: reqwest::Url,
+    http: reqwest::Client,
+}
+
+impl SiteClient {
+    /// A client for `site` that presents the coordinator's certificate and
+    /// accepts only a node certificate from the CA valid for the site's name.
+    pub fn new(site: &SiteEndpoint, tls_files: &ClientTls) -> Result<Self> {
+        let mut base = reqwest::Url::parse(&site.url)
+            .map_err(|e| Error::Usage(format!("site {}: {e}", site.id)))?;
+        let config = tls::client_config(&tls_files.ca, &tls_files.certificate, &tls_files.key)?;
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .https_only(true)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true);
+        // Connect to the URL's address but check the certificate against
+        // server_name: the request goes to server_name, resolved to the URL's
+        // address.
+        if let Some(name) = &site.server_name {
+            let host = base.host_str().unwrap_or_default().trim_matches(['[', ']']);
+            let port = base.port_or_known_default().unwrap_or(443);
+            if name != host {
+                let addrs: Vec<_> = (host, port)
+                    .to_socket_addrs()
+                    .map_err(|e| Error::Usage(format!("site {}: resolving {host}: {e}", site.id)))?
+                    .collect();
+                builder = builder.resolve_to_addrs(name, &addrs);
+                base.set_host(Some(name)).map_err(|e| {
+                    Error::Usage(format!("site {}: server_name {name:?}: {e}", site.id))
+                })?;
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Usage(format!("site {}: HTTPS client: {e}", site.id)))?;
+        Ok(Self {
+            id: site.id.clone(),
+            base,
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        self.base.join(path).expect("static paths join")
+    }
+
+    /// Sends the question; the answer or a status that says why not.
+    pub async fn query(
+        &self,
+        caller: &Caller,
+        query: &FeasibilityQuery,
+        epsilon: Option<f64>,
+    ) -> SiteAnswer {
+        let request = QueryRequest {
+            sql: None,
+            query: Some(query.clone()),
+            epsilon,
+        };
+        let sent = self
+            .http
+            .post(self.url("v1/query"))
+            .header(USER_HEADER, &caller.user)
+            .header(PROJECT_HEADER, &caller.project)
+            .header(ROLE_HEADER, caller.role.to_string())
+            .json(&request)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return self.unreachable(&e),
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return self.unreachable(&e),
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<QueryResult>(&body) {
+                Ok(r) if r.site_id == self.id.to_string() => {
+                    self.answer(SiteStatus::Answered, None, None, Some(r))
+                }
+                Ok(r) => self.answer(
+                    SiteStatus::Failed,
+                    Some(format!(
+                        "the node answered as {}, not {}",
+                        r.site_id, self.id
+                    )),
+                    None,
+                    None,
+                ),
+                Err(e) => self.answer(
+                    SiteStatus::Failed,
+                    Some(format!("unreadable answer: {e}")),
+                    None,
+                    None,
+                ),
+            };
+        }
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => {
+                let status = match e.code {
+                    ErrorCode::BudgetExhausted => SiteStatus::BudgetExhausted,
+                    ErrorCode::QueryRefused
+                    | ErrorCode::PolicyRefused
+                    | ErrorCode::Forbidden
+                    | ErrorCode::Unauthenticated
+                    | ErrorCode::BadRequest => SiteStatus::Refused,
+                    ErrorCode::NoData | ErrorCode::NotFound | ErrorCode::Internal => {
+                        SiteStatus::Failed
+                    }
+                };
+                self.answer(status, Some(e.message), e.hint, None)
+            }
+            Err(_) => self.answer(
+                SiteStatus::Failed,
+                Some(format!("the node answered HTTP {status}")),
+                None,
+                None,
+            ),
+        }
+    }
+
+    /// The site's public description.
+    pub async fn describe(&self) -> Result<SiteDescription, String> {
+        let response = self
+            .http
+            .get(self.url("v1/site"))
+            .send()
+            .await
+            .map_err(|e| describe_error(&e))?;
+        if !response.status().is_success() {
+            return Err(format!("the node answered HTTP {}", response.status()));
+        }
+        response
+            .json::<SiteDescription>()
+            .await
+            .map_err(|e| format!("unreadable description: {e}"))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> SiteAnswer {
+        tracing::warn!(site = %self.id, error = %error_chain(e), "site unreachable");
+        self.answer(SiteStatus::Unreachable, Some(describe_error(e)), None, None)
+    }
+
+    fn answer(
+        &self,
+        status: SiteStatus,
+        message: Option<String>,
+        hint: Option<String>,
+        result: Option<QueryResult>,
+    ) -> SiteAnswer {
+        SiteAnswer {
+            site_id: self.id.to_string(),
+            status,
+            message,
+            hint,
+            result,
+        }
+    }
+}
+
+/// A connection failure in words for researchers: no addresses.
+fn describe_error(e: &reqwest::Error) -> String {
+    let chain = error_chain(e);
+    if chain.contains("invalid peer certificate") {
+        "the site's certificate did not verify".into()
+    } else if chain.contains("alert") {
+        "the site refused the TLS handshake (it does not trust this coordinator's certificate)"
+            .into()
+    } else if e.is_connect() {
+        "no connection to the site".into()
+    } else if e.is_timeout() {
+        "the site did not answer in time".into()
+    } else {
+        "the connection to the site failed".into()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Asks every site in `sites` at once and waits until `deadline` at most.
+pub async fn ask_all(
+    sites: &[Arc<SiteClient>],
+    caller: &Caller,
+    query: &FeasibilityQuery,
+    epsilon: Option<f64>,
+    deadline: Instant,
+) -> Vec<SiteAnswer> {
+    let asks = sites.iter().map(|site| {
+        let site = site.clone();
+        async move {
+            match tokio::time::timeout_at(deadline, site.query(caller, query, epsilon)).await {
+                Ok(answer) => answer,
+                Err(_) => SiteAnswer {
+                    site_id: site.id.to_string(),
+                    status: SiteStatus::TimedOut,
+                    message: Some("no answer before the deadline".into()),
+                    hint: None,
+                    result: None,
+                },
+            }
+        }
+    });
+    futures::future::join_all(asks).await
+}

@@ -1,0 +1,106 @@
+//! Merging the sites' answers: per key, the total of the sites' noisy values
+//! (unclamped), clamped at zero only after summing, with a 95% interval from
+//! the convolution of the sites' noise distributions.
+
+use bonebank_schemas::wire::{
+    FederatedResult, QueryResult, SiteAnswer, SiteStatus, TotalRow, TotalValue,
+};
+use bonebank_schemas::{FeasibilityQuery, Measure};
+
+use crate::interval;
+
+/// Coverage of the totals' intervals.
+pub const COVERAGE: f64 = 0.95;
+
+/// Puts the sites' answers together. Answers that do not fit the query
+/// (other measures) are marked failed and left out of the total.
+pub fn merge(
+    query: &FeasibilityQuery,
+    mut sites: Vec<SiteAnswer>,
+    elapsed_ms: u64,
+) -> FederatedResult {
+    let labels: Vec<String> = query.measures.iter().map(Measure::label).collect();
+    for site in &mut sites {
+        if let Some(r) = &site.result {
+            let theirs: Vec<&str> = r.measures.iter().map(|m| m.label.as_str()).collect();
+            if theirs != labels.iter().map(String::as_str).collect::<Vec<_>>()
+                || r.dimensions != query.group_by
+            {
+                site.status = SiteStatus::Failed;
+                site.message = Some("the site's answer does not match the query".into());
+                site.result = None;
+            }
+        }
+    }
+    let answered: Vec<&QueryResult> = sites
+        .iter()
+        .filter(|s| s.status == SiteStatus::Answered)
+        .filter_map(|s| s.result.as_ref())
+        .collect();
+    let total = totals(query, &answered);
+    let missing = sites
+        .iter()
+        .filter(|s| s.status != SiteStatus::Answered)
+        .map(|s| s.site_id.clone())
+        .collect();
+    FederatedResult {
+        query: query.clone(),
+        dimensions: query.group_by.clone(),
+        measures: labels,
+        sites,
+        total,
+        missing,
+        elapsed_ms,
+    }
+}
+
+/// The total per key, keys in the order the sites list them (a key one site
+/// lacks, like another site's `site_id`, adds nothing from that site).
+pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalRow> {
+    let mut keys: Vec<Vec<String>> = Vec::new();
+    for r in answered {
+        for row in &r.rows {
+            if !keys.contains(&row.key) {
+                keys.push(row.key.clone());
+            }
+        }
+    }
+    if keys.is_empty() && query.group_by.is_empty() {
+        keys.push(Vec::new());
+    }
+    keys.into_iter()
+        .map(|key| {
+            let values = query
+                .measures
+                .iter()
+                .enumerate()
+                .map(|(m, measure)| {
+                    if matches!(measure, Measure::Avg { .. }) {
+                        return None;
+                    }
+                    let mut sum = 0.0;
+                    let mut scales = Vec::new();
+                    for r in answered {
+                        if let Some(row) = r.rows.iter().find(|row| row.key == key) {
+                            sum += row.values[m].value;
+                            scales.push(r.measures[m].scale);
+                        }
+                    }
+                    Some(total_value(sum, &scales))
+                })
+                .collect();
+            TotalRow { key, values }
+        })
+        .collect()
+}
+
+/// A total from the sum of noisy values and the sites' noise scales.
+pub fn total_value(sum: f64, scales: &[f64]) -> TotalValue {
+    let t = interval::halfwidth(scales, COVERAGE);
+    TotalValue {
+        value: sum.max(0.0),
+        unclamped: sum,
+        interval: [(sum - t).max(0.0), (sum + t).max(0.0)],
+        sites: scales.len(),
+    }
+}

@@ -1,0 +1,178 @@
+//! A development PKI for mutual TLS on one machine: a CA, a server
+//! certificate per node and a client certificate for the coordinator. A real
+//! network uses certificates from the sites' own CA; the files have the same
+//! shape, so configs do not change.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use bonebank_schemas::SiteId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+use crate::{Error, Result};
+
+/// The name in the coordinator's client certificate, and on the nodes'
+/// allow-lists, in the development PKI.
+pub const COORDINATOR_NAME: &str = "coordinator.bonebank.test";
+
+/// The DNS name of a site's node in the development PKI, e.g.
+/// `de-lue.node.bonebank.test`.
+pub fn node_name(site: &SiteId) -> String {
+    format!(
+        "{}.node.bonebank.test",
+        site.to_string().to_ascii_lowercase()
+    )
+}
+
+/// A certificate authority that can issue certificates.
+#[derive(Debug)]
+pub struct Ca {
+    pub cert_pem: String,
+    params: CertificateParams,
+    key: KeyPair,
+}
+
+/// A certificate and its key, in PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn err(e: rcgen::Error) -> Error {
+    Error::Internal(format!("certificate generation: {e}"))
+}
+
+impl Ca {
+    /// A new CA named `name`, valid for ten years.
+    pub fn generate(name: &str) -> Result<Self> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "bonebank development");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let key = KeyPair::generate().map_err(err)?;
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            params,
+            key,
+        })
+    }
+
+    fn issue(
+        &self,
+        names: &[String],
+        ips: &[IpAddr],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<Issued> {
+        let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names[0].clone());
+        params.extended_key_usages = vec![usage];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        let key = KeyPair::generate().map_err(err)?;
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).map_err(err)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A node's server certificate for `names` (and loopback addresses).
+    pub fn issue_server(&self, names: &[String]) -> Result<Issued> {
+        let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        self.issue(names, &ips, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A coordinator's client certificate for `name`.
+    pub fn issue_client(&self, name: &str) -> Result<Issued> {
+        self.issue(&[name.to_owned()], &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+/// The files of a development PKI directory.
+#[derive(Debug, Clone)]
+pub struct PkiDir {
+    pub root: PathBuf,
+}
+
+impl PkiDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+    pub fn coordinator_cert(&self) -> PathBuf {
+        self.root.join("coordinator.crt")
+    }
+    pub fn coordinator_key(&self) -> PathBuf {
+        self.root.join("coordinator.key")
+    }
+    pub fn node_cert(&self, site: &SiteId) -> PathBuf {
+        self.root.join("nodes").join(format!("{site}.crt"))
+    }
+    pub fn node_key(&self, site: &SiteId) -> PathBuf {
+        self.root.join("nodes").join(format!("{site}.key"))
+    }
+
+    /// Creates a CA, one server certificate per site and the coordinator's
+    /// client certificate. Refuses to overwrite an existing PKI.
+    pub fn init(&self, sites: &[SiteId]) -> Result<()> {
+        self.init_with(&Ca::generate("bonebank development CA")?, sites)
+    }
+
+    /// Like [`PkiDir::init`], with a given CA.
+    pub fn init_with(&self, ca: &Ca, sites: &[SiteId]) -> Result<()> {
+        if self.root.join("ca.key").exists() {
+            return Err(Error::Usage(format!(
+                "{} already holds a PKI (ca.key exists); choose another directory",
+                self.root.display()
+            )));
+        }
+        fs::create_dir_all(self.root.join("nodes")).map_err(Error::io(&self.root))?;
+        write(&self.ca_cert(), &ca.cert_pem, false)?;
+        write(&self.root.join("ca.key"), &ca.key.serialize_pem(), true)?;
+        let client = ca.issue_client(COORDINATOR_NAME)?;
+        write(&self.coordinator_cert(), &client.cert_pem, false)?;
+        write(&self.coordinator_key(), &client.key_pem, true)?;
+        for site in sites {
+            let server = ca.issue_server(&[node_name(site), "localhost".into()])?;
+            write(&self.node_cert(site), &server.cert_pem, false)?;
+            write(&self.node_key(site), &server.key_pem, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a PEM file; keys are readable by their owner only.
+pub fn write(path: &Path, pem: &str, secret: bool) -> Result<()> {
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let _ = secret;
+    let mut f = options.open(path).map_err(Error::io(path))?;
+    f.write_all(pem.as_bytes()).map_err(Error::io(path))?;
+    Ok(())
+}

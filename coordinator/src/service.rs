@@ -1,0 +1,159 @@
+//! The coordinator's work: check a question, ask the sites, merge, remember.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bonebank_node::policy::Policy;
+use bonebank_node::query::{self, sql};
+use bonebank_node::service::Caller;
+use bonebank_schemas::FeasibilityQuery;
+use bonebank_schemas::wire::{FederatedRequest, FederatedResult, HistoryEntry, SiteListing};
+use tokio::time::Instant;
+
+use crate::config::CoordinatorConfig;
+use crate::fanout::{self, SiteClient};
+use crate::history::History;
+use crate::{Error, Result, merge};
+
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    sites: Vec<Arc<SiteClient>>,
+    deadline: Duration,
+    history: History,
+}
+
+impl Coordinator {
+    pub fn new(config: &CoordinatorConfig) -> Result<Self> {
+        config.validate()?;
+        let sites = config
+            .sites
+            .iter()
+            .map(|s| SiteClient::new(s, &config.tls).map(Arc::new))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            sites,
+            deadline: Duration::from_millis(config.deadline_ms),
+            history: History::open(&config.history_db())?,
+        })
+    }
+
+    /// The site ids of the network, in config order.
+    pub fn site_ids(&self) -> Vec<String> {
+        self.sites.iter().map(|s| s.id.to_string()).collect()
+    }
+
+    /// The question as a canonical query, checked against the shared schema.
+    /// Site policies (ε, dimensions allowed) are each site's to apply.
+    pub fn check(&self, request: &FederatedRequest, caller: &Caller) -> Result<FeasibilityQuery> {
+        let query = match (&request.sql, &request.query) {
+            (Some(text), None) => sql::parse(text).map_err(|r| Error::QueryRefused {
+                message: r.message,
+                hint: r.hint,
+            })?,
+            (None, Some(q)) => q.clone(),
+            _ => {
+                return Err(Error::BadRequest(
+                    "send either \"sql\" or \"query\", not both and not neither".into(),
+                ));
+            }
+        };
+        if let Some(e) = request.epsilon
+            && !(e.is_finite() && e > 0.0)
+        {
+            return Err(Error::BadRequest(format!(
+                "epsilon must be a positive number, not {e}"
+            )));
+        }
+        let query = query.canonical();
+        // The language is the same at every site; only values such as a
+        // site's own site_id differ, so the question must be valid at one
+        // site at least. Policy refusals (flag true) are the sites' business.
+        let mut first_refusal = None;
+        for site in &self.sites {
+            match query::check(&query, None, caller.role, &site.id, &Policy::default()) {
+                Ok(_) | Err((_, true)) => return Ok(query),
+                Err((refusal, false)) => {
+                    first_refusal.get_or_insert(refusal);
+                }
+            }
+        }
+        let refusal = first_refusal.expect("the config lists at least one site");
+        Err(Error::QueryRefused {
+            message: refusal.message,
+            hint: refusal.hint,
+        })
+    }
+
+    /// Asks the chosen sites and merges what arrives before the deadline.
+    pub async fn ask(&self, caller: &Caller, request: FederatedRequest) -> Result<FederatedResult> {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let query = self.check(&request, caller)?;
+        let sites = match &request.sites {
+            None => self.sites.clone(),
+            Some(ids) => {
+                let mut chosen = Vec::new();
+                for id in ids {
+                    let site = self
+                        .sites
+                        .iter()
+                        .find(|s| s.id.to_string().eq_ignore_ascii_case(id))
+                        .ok_or_else(|| {
+                            Error::BadRequest(format!(
+                                "unknown site {id:?}; this network has {}",
+                                self.site_ids().join(", ")
+                            ))
+                        })?;
+                    if !chosen.iter().any(|c: &Arc<SiteClient>| c.id == site.id) {
+                        chosen.push(site.clone());
+                    }
+                }
+                if chosen.is_empty() {
+                    return Err(Error::BadRequest("\"sites\" is empty".into()));
+                }
+                chosen
+            }
+        };
+        let answers = fanout::ask_all(&sites, caller, &query, request.epsilon, deadline).await;
+        let result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
+        let history = self.history.clone();
+        let (user, project, epsilon, stored) = (
+            caller.user.clone(),
+            caller.project.clone(),
+            request.epsilon,
+            result.clone(),
+        );
+        tokio::task::spawn_blocking(move || history.record(&user, &project, epsilon, &stored))
+            .await
+            .map_err(|e| Error::Internal(format!("history worker: {e}")))??;
+        Ok(result)
+    }
+
+    /// Every site with its status and public description.
+    pub async fn list_sites(&self) -> Vec<SiteListing> {
+        let deadline = Instant::now() + self.deadline;
+        let asks = self.sites.iter().map(|site| async move {
+            let described = tokio::time::timeout_at(deadline, site.describe()).await;
+            let (status, description) = match described {
+                Ok(Ok(d)) => ("up".to_owned(), Some(d)),
+                Ok(Err(why)) => (why, None),
+                Err(_) => ("no answer before the deadline".to_owned(), None),
+            };
+            SiteListing {
+                site_id: site.id.to_string(),
+                status,
+                description,
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// The caller's history, newest first.
+    pub async fn history(&self, caller: &Caller) -> Result<Vec<HistoryEntry>> {
+        let history = self.history.clone();
+        let user = caller.user.clone();
+        tokio::task::spawn_blocking(move || history.list(&user))
+            .await
+            .map_err(|e| Error::Internal(format!("history worker: {e}")))?
+    }
+}

@@ -1,0 +1,167 @@
+//! The commands as people run them: the demo, and the researcher CLI doing
+//! exactly what the demo prints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const COORDINATOR: &str = env!("CARGO_BIN_EXE_bonebank-coordinator");
+const BONEBANK: &str = env!("CARGO_BIN_EXE_bonebank");
+
+/// Splits a printed command line: words, and double-quoted words.
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').expect("closing quote");
+            out.push(r[..end].to_owned());
+            rest = r[end + 1..].trim_start();
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            out.push(rest[..end].to_owned());
+            rest = rest[end..].trim_start();
+        }
+    }
+    out
+}
+
+/// Kills the demo when the test ends, however it ends.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_runs_and_its_printed_commands_work_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = Demo(
+        Command::new(COORDINATOR)
+            .args(["demo", "--donors", "500", "--dir"])
+            .arg(tmp.path().join("demo"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("the demo stalled; so far:\n{}", lines.join("\n")));
+        let done = line == "Running until Ctrl-C.";
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let out = lines.join("\n");
+    let url = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("coordinator: "))
+        .unwrap_or_else(|| panic!("no coordinator line in:\n{out}"));
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    for site in ["DE-LUE", "DK-ODE", "DK-NAE"] {
+        assert!(out.contains(&format!("{site}  answered")), "{out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("total   Bone ")), "{out}");
+
+    // Every printed command, run as printed (cargo run … -- replaced by the binary).
+    let commands: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("cargo run"))
+        .collect();
+    assert_eq!(commands.len(), 2, "{out}");
+    for command in commands {
+        let w = words(command);
+        let args = &w[w.iter().position(|a| a == "--").unwrap() + 1..];
+        let run = Command::new(BONEBANK).args(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{command}\n{stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(stdout.contains("DK-NAE"), "{stdout}");
+    }
+
+    // Failures say what went wrong and what to do.
+    let refused = Command::new(BONEBANK)
+        .args([
+            "query",
+            "--coordinator",
+            url,
+            "--sql",
+            "SELECT donor_id FROM samples",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("the coordinator refused")
+            && err.contains("donor_id")
+            && err.contains("hint:"),
+        "{err}"
+    );
+
+    let json = Command::new(BONEBANK)
+        .args([
+            "query",
+            "--json",
+            "--coordinator",
+            url,
+            "--sql",
+            "SELECT COUNT(*) FROM samples",
+        ])
+        .output()
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed["sites"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn the_cli_says_when_the_coordinator_is_not_there() {
+    // A port that was free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = Command::new(BONEBANK)
+        .args([
+            "sites",
+            "--coordinator",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("cannot reach the coordinator") && err.contains("bonebank-coordinator demo"),
+        "{err}"
+    );
+
+    let run = Command::new(BONEBANK)
+        .args(["sites"])
+        .env_remove("BONEBANK_COORDINATOR")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--coordinator URL"));
+}

@@ -1,0 +1,376 @@
+//! A network on loopback: three real nodes with real data, mutual TLS with
+//! real certificates, and a coordinator in front.
+
+use std::time::{Duration, Instant};
+
+use bonebank_coordinator::config::SiteEndpoint;
+use bonebank_coordinator::local::{self, LocalNetwork};
+use bonebank_coordinator::pki::{self, Ca, PkiDir};
+use bonebank_coordinator::server;
+use bonebank_node::policy::Policy;
+use bonebank_node::tls;
+use bonebank_schemas::wire::{FederatedRequest, FederatedResult, SiteStatus};
+use bonebank_schemas::{SampleType, SiteId, ValueSet};
+
+const DONORS: u64 = 400;
+
+/// Generates the three demo sites once per test into a temporary directory.
+fn sites(tmp: &tempfile::TempDir) -> Vec<SiteId> {
+    let sites = local::demo_sites();
+    for (i, s) in sites.iter().enumerate() {
+        local::generate_site(tmp.path(), s, DONORS, 10 + i as u64).unwrap();
+    }
+    sites
+}
+
+fn generous() -> Policy {
+    let mut p = Policy::default();
+    p.budget.site = 1000.0;
+    p.budget.project = 1000.0;
+    p.budget.user = 1000.0;
+    p
+}
+
+async fn ask(url: &str, sql: &str) -> FederatedResult {
+    tls::install_default_provider();
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/query"))
+        .header("x-bonebank-user", "ada")
+        .header("x-bonebank-project", "p1")
+        .header("x-bonebank-role", "researcher")
+        .json(&FederatedRequest {
+            sql: Some(sql.into()),
+            query: None,
+            epsilon: Some(0.5),
+            sites: None,
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_query_adds_up_the_sites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
+    let url = net.coordinator.url();
+
+    let r = ask(
+        &url,
+        "SELECT COUNT(*), COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 40",
+    )
+    .await;
+    assert_eq!(r.sites.len(), 3);
+    assert!(r.missing.is_empty(), "{:?}", r.sites);
+    for (site, id) in r.sites.iter().zip(&ids) {
+        assert_eq!(site.site_id, id.to_string());
+        assert_eq!(site.status, SiteStatus::Answered, "{site:?}");
+    }
+    assert_eq!(r.total.len(), 1);
+    for m in 0..2 {
+        let sum: f64 = r
+            .sites
+            .iter()
+            .map(|s| s.result.as_ref().unwrap().rows[0].values[m].value)
+            .sum();
+        let t = r.total[0].values[m].as_ref().unwrap();
+        assert_eq!(t.unclamped, sum);
+        assert_eq!(t.value, sum.max(0.0));
+        assert_eq!(t.sites, 3);
+        assert!(t.interval[0] <= t.value && t.value <= t.interval[1]);
+    }
+
+    // Grouped: every key of the dimension, at every site and in the total.
+    let r = ask(
+        &url,
+        "SELECT sample_type, COUNT(*) FROM samples GROUP BY sample_type",
+    )
+    .await;
+    let keys: Vec<Vec<String>> = SampleType::ALL
+        .iter()
+        .map(|t| vec![t.to_string()])
+        .collect();
+    for site in &r.sites {
+        let got: Vec<Vec<String>> = site
+            .result
+            .as_ref()
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.key.clone())
+            .collect();
+        assert_eq!(got, keys, "{}", site.site_id);
+    }
+    let total_keys: Vec<Vec<String>> = r.total.iter().map(|t| t.key.clone()).collect();
+    assert_eq!(total_keys, keys);
+    for (k, row) in r.total.iter().enumerate() {
+        let sum: f64 = r
+            .sites
+            .iter()
+            .map(|s| s.result.as_ref().unwrap().rows[k].values[0].value)
+            .sum();
+        assert_eq!(row.values[0].as_ref().unwrap().unclamped, sum);
+    }
+
+    // Grouped by site: each site lists only its own id, and so does the total.
+    let r = ask(
+        &url,
+        "SELECT site_id, COUNT(*) FROM samples GROUP BY site_id",
+    )
+    .await;
+    assert_eq!(r.total.len(), 3);
+    for (row, site) in r.total.iter().zip(&r.sites) {
+        assert_eq!(row.key, vec![site.site_id.clone()]);
+        let v = row.values[0].as_ref().unwrap();
+        assert_eq!(v.sites, 1);
+        assert_eq!(
+            v.unclamped,
+            site.result.as_ref().unwrap().rows[0].values[0].value
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_is_reported_unreachable_and_the_rest_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let mut net = LocalNetwork::start(tmp.path(), &ids, &generous(), 3_000).unwrap();
+    let (_, odense) = net.nodes.remove(1);
+    odense.stop().await;
+
+    let started = Instant::now();
+    let r = ask(&net.coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.sites[1].site_id, "DK-ODE");
+    assert_eq!(r.sites[1].status, SiteStatus::Unreachable);
+    assert_eq!(r.missing, vec!["DK-ODE".to_owned()]);
+    assert_eq!(r.sites[0].status, SiteStatus::Answered);
+    assert_eq!(r.sites[2].status, SiteStatus::Answered);
+    let t = r.total[0].values[0].as_ref().unwrap();
+    assert_eq!(t.sites, 2);
+    // No internal addresses in what researchers see.
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("127.0.0.1"), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_times_out_and_the_answer_still_arrives_by_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
+
+    // A "node" that accepts connections and then says nothing at all.
+    let stall = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stall_addr = stall.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = stall.accept().await {
+            open.push(s);
+        }
+    });
+
+    let deadline_ms = 1_500;
+    let mut config = net.coordinator_config.clone();
+    config.deadline_ms = deadline_ms;
+    config.state_dir = tmp.path().join("coordinator-2");
+    config.sites[2].url = format!("https://{stall_addr}");
+    let coordinator = server::start(&config).unwrap();
+
+    let started = Instant::now();
+    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(deadline_ms - 50), "{took:?}");
+    assert!(took < Duration::from_millis(deadline_ms + 700), "{took:?}");
+    assert_eq!(r.sites[2].status, SiteStatus::TimedOut, "{:?}", r.sites[2]);
+    assert_eq!(r.sites[0].status, SiteStatus::Answered);
+    assert_eq!(r.sites[1].status, SiteStatus::Answered);
+    assert_eq!(r.missing, vec!["DK-NAE".to_owned()]);
+    held.abort();
+}
+
+/// An HTTPS client that trusts the development CA and presents `identity`.
+fn client(pki: &PkiDir, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let roots = tls::read_roots(&pki.ca_cert()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let dir = tempfile::tempdir().unwrap();
+            let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+            builder
+                .with_client_auth_cert(
+                    tls::read_certificates(&c).unwrap(),
+                    tls::read_key(&k).unwrap(),
+                )
+                .unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn post_to_node(
+    client: &reqwest::Client,
+    port: u16,
+    body: serde_json::Value,
+) -> Result<reqwest::Response, reqwest::Error> {
+    // The node's certificate names localhost, so the CA check passes.
+    client
+        .post(format!("https://localhost:{port}/v1/query"))
+        .header("x-bonebank-user", "eve")
+        .header("x-bonebank-project", "p1")
+        .header("x-bonebank-role", "researcher")
+        .json(&body)
+        .send()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let ca = Ca::generate("test CA").unwrap();
+    PkiDir::new(tmp.path().join("pki"))
+        .init_with(&ca, &ids)
+        .unwrap();
+    let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
+    let port = net.nodes[0].1.addr.port();
+    let query = serde_json::json!({ "sql": "SELECT COUNT(*) FROM samples" });
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+
+    // The coordinator's own certificate works (the control).
+    let coordinator = (
+        read(net.pki.coordinator_cert()),
+        read(net.pki.root.join("coordinator.key")),
+    );
+    let ok = post_to_node(
+        &client(&net.pki, Some((&coordinator.0, &coordinator.1))),
+        port,
+        query.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    // No certificate.
+    let e = post_to_node(&client(&net.pki, None), port, query.clone()).await;
+    assert!(
+        e.is_err(),
+        "a client without a certificate got {:?}",
+        e.map(|r| r.status())
+    );
+
+    // A certificate with the right name from another CA.
+    let other = Ca::generate("someone else's CA")
+        .unwrap()
+        .issue_client(pki::COORDINATOR_NAME)
+        .unwrap();
+    let e = post_to_node(
+        &client(&net.pki, Some((&other.cert_pem, &other.key_pem))),
+        port,
+        query.clone(),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "a certificate from another CA got {:?}",
+        e.map(|r| r.status())
+    );
+
+    // A certificate from the right CA with a name not on the allow-list.
+    let intruder = ca.issue_client("intruder.bonebank.test").unwrap();
+    let e = post_to_node(
+        &client(&net.pki, Some((&intruder.cert_pem, &intruder.key_pem))),
+        port,
+        query.clone(),
+    )
+    .await;
+    assert!(
+        e.is_err(),
+        "a name off the allow-list got {:?}",
+        e.map(|r| r.status())
+    );
+    let allowed = ca.issue_client(pki::COORDINATOR_NAME).unwrap();
+    let ok = post_to_node(
+        &client(&net.pki, Some((&allowed.cert_pem, &allowed.key_pem))),
+        port,
+        query.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ok.status(),
+        200,
+        "a fresh certificate for the allowed name works"
+    );
+
+    // With a valid certificate, the node still checks every query itself.
+    let trusted = client(&net.pki, Some((&coordinator.0, &coordinator.1)));
+    for body in [
+        serde_json::json!({ "sql": "SELECT * FROM samples" }),
+        serde_json::json!({ "query": { "measures": [{ "kind": "samples" }], "group_by": ["donor_id"] } }),
+        serde_json::json!({ "query": { "measures": [{ "kind": "samples" }], "group_by": ["sex", "sample_type", "country"] } }),
+        serde_json::json!({ "sql": "SELECT COUNT(*) FROM samples", "epsilon": 50.0 }),
+    ] {
+        let r = post_to_node(&trusted, port, body.clone()).await.unwrap();
+        let status = r.status().as_u16();
+        let error: serde_json::Value = r.json().await.unwrap();
+        assert!(status == 400 || status == 403, "{body}: {status} {error}");
+        assert!(
+            ["query_refused", "policy_refused"].contains(&error["code"].as_str().unwrap()),
+            "{body}: {error}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
+    let mut config = net.coordinator_config.clone();
+    config.state_dir = tmp.path().join("coordinator-2");
+    // DE-LUE's address, but the coordinator expects DK-ODE's certificate there.
+    config.sites = vec![SiteEndpoint {
+        id: SiteId::parse("DK-ODE").unwrap(),
+        url: format!("https://{}", net.nodes[0].1.addr),
+        server_name: Some(pki::node_name(&SiteId::parse("DK-ODE").unwrap())),
+    }];
+    let coordinator = server::start(&config).unwrap();
+    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    assert_eq!(r.sites[0].status, SiteStatus::Unreachable);
+    assert_eq!(
+        r.sites[0].message.as_deref(),
+        Some("the site's certificate did not verify")
+    );
+
+    // A node whose certificate comes from another CA is refused the same way.
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = PkiDir::new(other.path());
+    other_pki.init(&ids).unwrap();
+    let mut config = net.coordinator_config.clone();
+    config.state_dir = tmp.path().join("coordinator-3");
+    config.tls.ca = other_pki.ca_cert();
+    let coordinator = server::start(&config).unwrap();
+    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    assert!(
+        r.sites.iter().all(|s| s.status == SiteStatus::Unreachable),
+        "{:?}",
+        r.sites
+    );
+}
