@@ -44,6 +44,19 @@ pub enum CoordinatorCommand {
         #[arg(long, default_value_t = 3_000)]
         deadline_ms: u64,
     },
+    /// Measures the network on this machine: three large sites with 1 and 16
+    /// clients, then the fan-out to many small nodes.
+    Bench {
+        /// Samples per large site.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: u64,
+        /// Questions per series.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Node counts for the fan-out series.
+        #[arg(long = "small-nodes", value_delimiter = ',', default_values_t = [20usize, 50])]
+        small_nodes: Vec<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +107,15 @@ pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
             donors,
             deadline_ms,
         })),
+        CoordinatorCommand::Bench {
+            samples,
+            requests,
+            small_nodes,
+        } => {
+            let report = crate::bench::run(samples, requests, &small_nodes)?;
+            println!("{report}");
+            Ok(())
+        }
     }
 }
 

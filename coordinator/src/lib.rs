@@ -5,6 +5,7 @@
 //! the client behind the `bonebank` CLI.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -15,9 +16,9 @@ pub mod history;
 pub mod interval;
 pub mod local;
 pub mod merge;
-pub mod pki;
 pub mod render;
 pub mod server;
 pub mod service;
 
+pub use bonebank_node::pki;
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bonebank_node::config::{IdentityMode, NodeConfig};
 use bonebank_node::dataset::DataDir;
-use bonebank_node::generate::{self, Profile, Spec};
+use bonebank_node::generate::{self, Profile, ProfileKind, Spec};
 use bonebank_node::policy::Policy;
 use bonebank_node::server::{self, RunningNode};
 use bonebank_node::tls::NodeTls;
@@ -28,12 +28,26 @@ pub fn demo_sites() -> Vec<SiteId> {
 
 /// Generates `donors` synthetic donors for `site` into `root/<site>/data`.
 pub fn generate_site(root: &Path, site: &SiteId, donors: u64, seed: u64) -> Result<DataDir> {
+    generate_site_with(root, site, donors, None, seed)
+}
+
+/// Like [`generate_site`], stopping at `max_samples` samples; sites other
+/// than the demo sites get the fracture-surgery profile.
+pub fn generate_site_with(
+    root: &Path,
+    site: &SiteId,
+    donors: u64,
+    max_samples: Option<u64>,
+    seed: u64,
+) -> Result<DataDir> {
+    let profile = Profile::for_site(site, None)
+        .or_else(|_| Profile::for_site(site, Some(ProfileKind::Fracture)))?;
     let spec = Spec {
-        profile: Profile::for_site(site, None)?,
+        profile,
         site: site.clone(),
         donors,
         seed,
-        max_samples: None,
+        max_samples,
     };
     let dir = DataDir::new(root.join(site.to_string()).join("data"));
     generate::into_data_dir(&spec, &dir)?;

@@ -61,7 +61,7 @@ pub fn import(samples: u64, runs: usize) -> Result<ImportBench> {
 }
 
 /// The process's peak resident memory, from Linux's /proc.
-fn peak_rss_kib() -> Option<u64> {
+pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -111,7 +111,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut ms: Vec<f64>) -> Self {
+    pub fn of(mut ms: Vec<f64>) -> Self {
         ms.sort_by(f64::total_cmp);
         let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
         Self {
@@ -177,13 +177,27 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
     eprintln!("generating a DE-LUE site with {samples} samples …");
     let (counts, version) = generate::into_data_dir(&spec, &dir)?;
     let requests = requests.clamp(1, 400);
+    // Mutual TLS as between a coordinator and a node: a development PKI.
+    let pki = crate::pki::PkiDir::new(work.path().join("pki"));
+    pki.init(std::slice::from_ref(&site))?;
+    let tls = crate::tls::NodeTls {
+        certificate: pki.node_cert(&site),
+        key: pki.node_key(&site),
+        client_ca: pki.ca_cert(),
+        allowed_clients: vec![crate::pki::COORDINATOR_NAME.into()],
+    };
+    let client_tls = crate::tls::client_config(
+        &pki.ca_cert(),
+        &pki.coordinator_cert(),
+        &pki.coordinator_key(),
+    )?;
     let config = NodeConfig {
         site_id: site,
         data_dir: dir.path().to_owned(),
         state_dir: work.path().join("state"),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         identity: IdentityMode::Development,
-        tls: None,
+        tls: Some(tls),
         policy: Policy {
             budget: Budgets {
                 site: 1e6,
@@ -200,8 +214,10 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         .map_err(Error::io("tokio runtime"))?;
     let (load_ms, fresh, remembered) = runtime.block_on(async {
         let node = crate::server::start(&config, crate::server::state(&config)?)?;
-        crate::tls::install_default_provider();
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(client_tls)
+            .build()
+            .map_err(|e| Error::Engine(e.to_string()))?;
         let url = format!("{}/v1/query", node.url());
         let ask = |sql: String| {
             let (client, url) = (client.clone(), url.clone());
@@ -285,7 +301,7 @@ impl fmt::Display for QueryBench {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "node query over HTTP, DE-LUE with {} samples, one client, sequential requests",
+            "node query over HTTPS with mutual TLS, DE-LUE with {} samples, one client, sequential requests",
             self.samples
         )?;
         writeln!(f, "  query: {}", bench_sql(0))?;

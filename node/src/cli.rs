@@ -113,7 +113,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
-    /// Serves a synthetic site over HTTP and times queries; compares with DuckDB.
+    /// Serves a synthetic site over HTTPS (mutual TLS) and times queries; compares with DuckDB.
     Query {
         /// Samples in the site.
         #[arg(long, default_value_t = 1_000_000)]

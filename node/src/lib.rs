@@ -14,6 +14,7 @@ pub mod export;
 pub mod generate;
 pub mod identity;
 pub mod import;
+pub mod pki;
 pub mod policy;
 pub mod privacy;
 mod progress;

@@ -69,6 +69,36 @@ fn example_node_configs_load() {
 }
 
 #[test]
+fn example_coordinator_config_matches_the_node_configs() {
+    use bonebank_coordinator::pki::{self, PkiDir};
+    let config = bonebank_coordinator::config::CoordinatorConfig::load(
+        &repo().join("examples/coordinator.toml"),
+    )
+    .unwrap();
+    // Every file comes from one development PKI, as `pki init` lays it out.
+    let pki = PkiDir::new(config.tls.ca.parent().unwrap());
+    assert_eq!(config.tls.certificate, pki.coordinator_cert());
+    assert_eq!(config.tls.key, pki.coordinator_key());
+    assert_eq!(config.sites.len(), 3);
+    for site in &config.sites {
+        let node = bonebank_node::config::NodeConfig::load(
+            &repo().join(format!("examples/nodes/{}.toml", site.id)),
+        )
+        .unwrap();
+        assert_eq!(site.url, format!("https://{}", node.listen));
+        assert_eq!(
+            site.server_name.as_deref(),
+            Some(pki::node_name(&site.id).as_str())
+        );
+        let tls = node.tls.expect("example nodes use mutual TLS");
+        assert_eq!(tls.certificate, pki.node_cert(&site.id));
+        assert_eq!(tls.key, pki.node_key(&site.id));
+        assert_eq!(tls.client_ca, pki.ca_cert());
+        assert_eq!(tls.allowed_clients, vec![pki::COORDINATOR_NAME.to_owned()]);
+    }
+}
+
+#[test]
 fn example_queries_pass_the_checks() {
     use bonebank_node::query::check;
     use bonebank_node::service::QueryService;

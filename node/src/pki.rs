@@ -44,7 +44,7 @@ pub struct Issued {
 }
 
 fn err(e: rcgen::Error) -> Error {
-    Error::Internal(format!("certificate generation: {e}"))
+    Error::Certificate(e.to_string())
 }
 
 impl Ca {
