@@ -227,7 +227,7 @@ impl Filter {
             Self::True => "TRUE".into(),
             Self::And(c) => list(c, " AND "),
             Self::Or(c) => list(c, " OR "),
-            Self::Not(c) => format!("NOT {}", c.to_sql(true)),
+            Self::Not(c) => format!("NOT ({})", c.to_sql(false)),
             Self::In { column, values } => match values.as_slice() {
                 [one] => format!("{column} = {one}"),
                 _ => {

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use bonebank_schemas::{Filter, SiteId, Value};
+use bonebank_schemas::SiteId;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::future::BoxFuture;
@@ -25,6 +25,43 @@ pub struct DataFusionEngine {
     site: SiteId,
     categories: Vec<String>,
     loaded: RwLock<Option<Arc<Loaded>>>,
+    cpu: CpuRuntime,
+}
+
+/// Where plans run: a multi-threaded runtime of the engine's own. HTTP
+/// workers run on single-threaded runtimes, where DataFusion's partitions
+/// would all share one core; here they get one core each.
+/// At most one plan per core runs at a time; the rest wait their turn
+/// instead of all slowing each other down.
+#[derive(Debug)]
+struct CpuRuntime(Option<tokio::runtime::Runtime>, Arc<tokio::sync::Semaphore>);
+
+impl CpuRuntime {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("bonebank-engine")
+            .build()
+            .expect("the engine's runtime starts");
+        Self(
+            Some(runtime),
+            Arc::new(tokio::sync::Semaphore::new(threads)),
+        )
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until drop").handle()
+    }
+}
+
+impl Drop for CpuRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which async contexts forbid.
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -54,6 +91,7 @@ impl DataFusionEngine {
             site,
             categories,
             loaded: RwLock::new(None),
+            cpu: CpuRuntime::new(),
         }
     }
 
@@ -69,6 +107,7 @@ impl DataFusionEngine {
             site,
             categories,
             loaded: RwLock::new(None),
+            cpu: CpuRuntime::new(),
         };
         *engine.loaded.write().expect("lock") = Some(Arc::new(Loaded {
             version: version.into(),
@@ -103,18 +142,22 @@ impl DataFusionEngine {
     }
 }
 
-/// A session with the surface registered as `surface`, split for both cores.
+/// A session with the surface registered as `surface`: rows sorted by
+/// donor (DataFusion is told so), split into contiguous halves for both cores.
 fn context(batches: Vec<RecordBatch>) -> Result<SessionContext> {
     let partitions = 2;
-    let mut parts = vec![Vec::new(); partitions];
-    for (i, b) in batches.into_iter().enumerate() {
-        parts[i % partitions].push(b);
-    }
+    let per_part = batches.len().div_ceil(partitions).max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = batches.chunks(per_part).map(<[_]>::to_vec).collect();
+    parts.resize(partitions, Vec::new());
     let config = SessionConfig::new()
         .with_target_partitions(partitions)
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config(config);
-    let table = MemTable::try_new(surface::schema(), parts).map_err(Error::from_df)?;
+    let table = MemTable::try_new(surface::schema(), parts)
+        .map_err(Error::from_df)?
+        .with_sort_order(vec![vec![
+            datafusion::prelude::col("donor_key").sort(true, false),
+        ]]);
     ctx.register_table("surface", Arc::new(table))
         .map_err(Error::from_df)?;
     Ok(ctx)
@@ -133,13 +176,19 @@ impl QueryEngine for DataFusionEngine {
             let loaded = self.current()?.ok_or(Error::NoData)?;
             let sql = plan_sql(plan);
             tracing::debug!(%sql, "running plan");
-            let batches = loaded
-                .ctx
-                .sql(&sql)
+            let ctx = loaded.ctx.clone();
+            let _turn = self
+                .cpu
+                .1
+                .acquire()
                 .await
-                .map_err(Error::from_df)?
-                .collect()
+                .map_err(|e| Error::Engine(format!("engine queue: {e}")))?;
+            let batches = self
+                .cpu
+                .handle()
+                .spawn(async move { ctx.sql(&sql).await?.collect().await })
                 .await
+                .map_err(|e| Error::Engine(format!("engine task: {e}")))?
                 .map_err(Error::from_df)?;
             let values = read_cells(plan, &batches)?;
             Ok(Exact {
@@ -186,7 +235,9 @@ pub fn plan_sql(plan: &Plan) -> String {
             Aggregate::Count { .. } => format!("CAST(COALESCE(SUM(LEAST(v{i}, {s})), 0) AS BIGINT) AS a{i}"),
         })
         .collect();
-    let filter = filter_sql(&plan.filter);
+    // Column names come from the checked surface; text is quoted with
+    // doubled quotes.
+    let filter = plan.filter.to_sql(true);
     if dims.is_empty() {
         return format!(
             "SELECT {} FROM (SELECT donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY donor_key) g",
@@ -204,37 +255,6 @@ pub fn plan_sql(plan: &Plan) -> String {
         aggregates.join(", "),
         plan.max_groups_per_donor
     )
-}
-
-/// The filter as SQL. Column names come from the checked surface; text is
-/// quoted with doubled quotes.
-pub fn filter_sql(f: &Filter) -> String {
-    match f {
-        Filter::True => "TRUE".into(),
-        Filter::And(c) => format!(
-            "({})",
-            c.iter().map(filter_sql).collect::<Vec<_>>().join(" AND ")
-        ),
-        Filter::Or(c) => format!(
-            "({})",
-            c.iter().map(filter_sql).collect::<Vec<_>>().join(" OR ")
-        ),
-        Filter::Not(c) => format!("(NOT {})", filter_sql(c)),
-        Filter::In { column, values } => {
-            let list: Vec<String> = values.iter().map(Value::to_string).collect();
-            format!("({column} IN ({}))", list.join(", "))
-        }
-        Filter::Range { column, min, max } => match (min, max) {
-            (Some(a), Some(b)) => format!("({column} BETWEEN {a} AND {b})"),
-            (Some(a), None) => format!("({column} >= {a})"),
-            (None, Some(b)) => format!("({column} <= {b})"),
-            (None, None) => format!("({column} IS NOT NULL)"),
-        },
-        Filter::Prefix { column, prefix } => {
-            format!("({column} LIKE '{}%')", prefix.replace('\'', "''"))
-        }
-        Filter::IsNull { column } => format!("({column} IS NULL)"),
-    }
 }
 
 /// Puts the engine's rows into the plan's cell order; cells without rows are 0

@@ -204,7 +204,25 @@ pub fn build(
     if builder.len > 0 {
         out.push(builder.finish()?);
     }
-    Ok(out)
+    sorted_by_donor(out)
+}
+
+/// The rows ordered by donor, so that plans can bound each donor's
+/// contribution as the rows stream past instead of hashing every donor.
+fn sorted_by_donor(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    if batches.is_empty() {
+        return Ok(batches);
+    }
+    let all = arrow::compute::concat_batches(&schema(), &batches)?;
+    drop(batches);
+    let donor = all.column(all.num_columns() - 1);
+    let order = arrow::compute::sort_to_indices(donor, None, None)?;
+    let sorted = arrow::compute::take_record_batch(&all, &order)?;
+    drop(all);
+    Ok((0..sorted.num_rows())
+        .step_by(BATCH_ROWS)
+        .map(|at| sorted.slice(at, BATCH_ROWS.min(sorted.num_rows() - at)))
+        .collect())
 }
 
 #[derive(Default)]

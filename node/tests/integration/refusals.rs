@@ -352,6 +352,27 @@ fn equivalent_queries_have_one_canonical_form() {
 }
 
 #[test]
+fn a_query_written_back_as_sql_parses_to_itself() {
+    use bonebank_node::query::sql::parse;
+    for text in [
+        "SELECT COUNT(*) FROM samples",
+        "SELECT sex, age_band, COUNT(DISTINCT donor_id), SUM(aliquots_available), AVG(age_at_sampling) \
+         FROM samples WHERE NOT (sex = 'Male' OR age_at_sampling < 18) AND diagnosis LIKE 'S72%' \
+         AND passage_number IS NULL AND sample_type IN ('Serum', 'Plasma') \
+         AND consent_commercial = true AND sampling_year >= 2015 GROUP BY sex, age_band",
+        "SELECT COUNT(*) FROM samples WHERE NOT (NOT (passage_number IS NULL)) OR aliquots_available BETWEEN 1 AND 3",
+    ] {
+        let q = parse(text).unwrap().canonical();
+        let written = q.to_sql();
+        assert_eq!(
+            parse(&written).unwrap().canonical(),
+            q,
+            "{text}\n→ {written}"
+        );
+    }
+}
+
+#[test]
 fn industry_partners_only_count_commercial_consent() {
     let site = TestSite::new("DE-LUE", 20, Policy::default());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
