@@ -40,6 +40,32 @@ pub enum Command {
     /// Measures the node's speed on synthetic data.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Checks or exports the node's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Checks the whole chain; names the first entry that was changed,
+    /// removed or reordered. Prints the head hash to write down.
+    Verify {
+        /// The node's config file; the log is in its state directory.
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// A head hash written down earlier: it must still be in the log
+        /// (this catches entries removed from the end).
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Writes every entry as a JSON line.
+    Export {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// Output file; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,6 +150,19 @@ pub enum BenchCommand {
     },
 }
 
+/// The state database of the node configured in `config`; it must exist.
+fn audit_store(config: &std::path::Path) -> Result<crate::store::Store> {
+    let config = crate::config::NodeConfig::load(config)?;
+    let db = config.state_db();
+    if !db.exists() {
+        return Err(Error::Usage(format!(
+            "{} does not exist: this node has not run yet",
+            db.display()
+        )));
+    }
+    crate::store::Store::open(&db)
+}
+
 /// Runs a parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -149,6 +188,43 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(BenchCommand::Query { samples, requests }) => {
             println!("{}", bench::query(samples, requests)?);
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { config, head }) => {
+            let store = audit_store(&config)?;
+            let intact = store.verify_audit()?.map_err(Error::AuditBroken)?;
+            if let Some(head) = head
+                && !store.has_audit_hash(&head)?
+            {
+                return Err(Error::AuditBroken(crate::audit::Broken {
+                    seq: intact.entries + 1,
+                    why: format!(
+                        "the recorded head {head} is not in the log: entries after it were removed"
+                    ),
+                }));
+            }
+            println!(
+                "audit log intact: {} entries, head {}",
+                intact.entries, intact.head
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Export { config, out }) => {
+            let store = audit_store(&config)?;
+            let n = match &out {
+                Some(path) => {
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(path).map_err(Error::io(path))?,
+                    );
+                    let n = store.export_audit(&mut f)?;
+                    std::io::Write::flush(&mut f).map_err(Error::io(path))?;
+                    n
+                }
+                None => store.export_audit(&mut std::io::stdout().lock())?,
+            };
+            if let Some(path) = out {
+                println!("exported {n} audit entries to {}", path.display());
+            }
             Ok(())
         }
         Command::Bench(BenchCommand::Import { samples, runs }) => {

@@ -59,6 +59,9 @@ pub enum Error {
     Database(#[from] rusqlite::Error),
     #[error("noise: {0}")]
     Noise(String),
+    /// The audit log does not check out.
+    #[error("{0}")]
+    AuditBroken(crate::audit::Broken),
     /// A certificate could not be made.
     #[error("certificate generation: {0}")]
     Certificate(String),

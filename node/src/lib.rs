@@ -4,6 +4,7 @@
 //! only parses the command line and calls in here.
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -37,6 +37,7 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
         noise,
         store,
     );
+    service.note_policy()?;
     let identity: Arc<dyn IdentityVerifier> = match config.identity {
         IdentityMode::Development => Arc::new(DevelopmentIdentity),
     };

@@ -39,6 +39,8 @@ pub struct QueryService {
     engine: Arc<dyn QueryEngine>,
     noise: Arc<dyn NoiseMechanism>,
     store: Store,
+    /// The dataset version last recorded in the audit log by this process.
+    noted_version: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl QueryService {
@@ -55,7 +57,13 @@ impl QueryService {
             engine,
             noise,
             store,
+            noted_version: Arc::default(),
         }
+    }
+
+    /// The node's state database (ledger, releases, audit log).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Parses a request into a query.
@@ -85,11 +93,60 @@ impl QueryService {
         })
     }
 
-    /// Runs a query and returns its noisy answer.
+    /// Runs a query and returns its noisy answer. Every request and its
+    /// outcome goes to the audit log; a release in the same transaction as
+    /// its charge.
     pub async fn run(&self, caller: &Caller, request: &QueryRequest) -> Result<QueryResult> {
+        let mut detail = serde_json::json!({
+            "user": caller.user,
+            "project": caller.project,
+            "role": caller.role.to_string(),
+            "epsilon": request.epsilon,
+        });
+        let outcome = self.run_audited(caller, request, &mut detail).await;
+        let outcome_name = match &outcome {
+            Ok((_, true)) => None,
+            Ok((r, false)) if r.remembered => Some("remembered"),
+            Ok(_) => Some("released"),
+            Err(Error::QueryRefused(_)) => Some("query_refused"),
+            Err(Error::PolicyRefused(_)) => Some("policy_refused"),
+            Err(Error::BudgetExhausted(_)) => Some("budget_exhausted"),
+            Err(Error::BadRequest(_)) => Some("bad_request"),
+            Err(Error::NoData) => Some("no_data"),
+            Err(_) => Some("failed"),
+        };
+        if let Some(name) = outcome_name {
+            detail["outcome"] = name.into();
+            if let Err(e) = &outcome {
+                // The reason as the caller saw it: refusals name constructs
+                // and settings, never data.
+                detail["reason"] = e.body().message.into();
+            }
+            if detail.get("query").is_none()
+                && let Some(sql) = &request.sql
+            {
+                detail["sql"] = sql.chars().take(2_000).collect::<String>().into();
+            }
+            let (store, actor) = (self.store.clone(), caller.user.clone());
+            blocking(move || store.audit("request", &actor, &detail)).await?;
+        }
+        outcome.map(|(r, _)| r)
+    }
+
+    /// Runs a query; the flag says whether the audit entry was written with
+    /// the release. `detail` collects what the audit entry should say.
+    async fn run_audited(
+        &self,
+        caller: &Caller,
+        request: &QueryRequest,
+        detail: &mut serde_json::Value,
+    ) -> Result<(QueryResult, bool)> {
         let q = Self::parse(request)?;
         let checked = self.check(caller, &q, request.epsilon)?;
+        detail["query"] = checked.query.to_sql().into();
+        detail["epsilon"] = checked.epsilon.into();
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
+        self.note_dataset(&version).await?;
         let plan = self.plan(&checked);
         let units = privacy::units(checked.epsilon);
         let key = self.release_key(&version, &checked, units);
@@ -97,7 +154,8 @@ impl QueryService {
         let store = self.store.clone();
         let k = key.clone();
         if let Some((json, _)) = blocking(move || store.release(&k)).await? {
-            return remembered(&json);
+            detail["dataset_version"] = version.into();
+            return Ok((remembered(&json)?, false));
         }
 
         let payer = Payer {
@@ -128,15 +186,66 @@ impl QueryService {
         let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
         let query_json = checked.query.canonical_json();
         let dataset_version = exact.dataset_version.clone();
-        let committed =
-            blocking(move || reservation.commit(&key, &dataset_version, &query_json, &json, units))
-                .await?;
+        detail["dataset_version"] = dataset_version.clone().into();
+        detail["release"] = key.clone().into();
+        let (actor, audit) = (caller.user.clone(), detail.clone());
+        let committed = blocking(move || {
+            reservation.commit(
+                &key,
+                &dataset_version,
+                &query_json,
+                &json,
+                units,
+                &actor,
+                audit,
+            )
+        })
+        .await?;
         let total_ms = started.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(engine_ms, total_ms, "released");
         match committed {
-            Committed::Released => Ok(result),
-            Committed::AlreadyReleased(existing) => remembered(&existing),
+            Committed::Released => Ok((result, true)),
+            Committed::AlreadyReleased(existing) => Ok((remembered(&existing)?, true)),
         }
+    }
+
+    /// Records in the audit log that this node serves a dataset version, the
+    /// first time it does.
+    pub async fn note_dataset(&self, version: &str) -> Result<()> {
+        if self.noted_version.lock().expect("lock").as_deref() == Some(version) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let v = version.to_owned();
+        blocking(move || {
+            let last = store.last_audit("dataset")?;
+            if last.as_ref().and_then(|d| d["version"].as_str()) != Some(v.as_str()) {
+                store.audit("dataset", "node", &serde_json::json!({ "version": v }))?;
+            }
+            Ok(())
+        })
+        .await?;
+        *self.noted_version.lock().expect("lock") = Some(version.to_owned());
+        Ok(())
+    }
+
+    /// Records the policy in the audit log when it differs from the last one
+    /// recorded (at the first start, and after every change).
+    pub fn note_policy(&self) -> Result<()> {
+        let policy =
+            serde_json::to_value(&self.policy).map_err(|e| Error::Engine(e.to_string()))?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            policy.to_string().as_bytes(),
+        ));
+        let last = self.store.last_audit("policy")?;
+        if last.as_ref().and_then(|d| d["sha256"].as_str()) != Some(digest.as_str()) {
+            self.store.audit(
+                "policy",
+                "node",
+                &serde_json::json!({ "sha256": digest, "policy": policy }),
+            )?;
+        }
+        Ok(())
     }
 
     /// The plan for a checked query.

@@ -74,6 +74,7 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::audit::SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -83,6 +84,39 @@ impl Store {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an audit entry on its own.
+    pub fn audit(&self, kind: &str, actor: &str, detail: &serde_json::Value) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let seq = crate::audit::append(&tx, kind, actor, detail)?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// The latest audit detail of a kind.
+    pub fn last_audit(&self, kind: &str) -> Result<Option<serde_json::Value>> {
+        crate::audit::last_detail(&self.conn(), kind)
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> Result<Result<crate::audit::Intact, crate::audit::Broken>> {
+        crate::audit::verify(&self.conn())
+    }
+
+    /// Whether an audit entry has this hash.
+    pub fn has_audit_hash(&self, hash: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM audit WHERE hash = ?1", [hash], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Writes the audit log as JSON lines.
+    pub fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<i64> {
+        crate::audit::export(&self.conn(), out)
     }
 
     /// A remembered release's result JSON and units.
@@ -149,9 +183,11 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Stores the release and turns the reservation into a charge, in one
+    /// Stores the release, turns the reservation into a charge and appends
+    /// `audit` (by `actor`, with the outcome added) to the audit log, in one
     /// transaction. If the same release was stored meanwhile by a concurrent
     /// query, the reservation is refunded and the stored release returned.
+    #[allow(clippy::too_many_arguments)]
     pub fn commit(
         mut self,
         key: &str,
@@ -159,6 +195,8 @@ impl Reservation {
         query: &str,
         result: &str,
         units: i64,
+        actor: &str,
+        mut audit: serde_json::Value,
     ) -> Result<Committed> {
         let id = self.id.take().expect("committed once");
         let mut conn = self.store.conn();
@@ -181,6 +219,17 @@ impl Reservation {
                 })?;
             Committed::AlreadyReleased(existing)
         };
+        audit["outcome"] = match outcome {
+            Committed::Released => "released",
+            Committed::AlreadyReleased(_) => "remembered",
+        }
+        .into();
+        audit["epsilon_charged"] = match outcome {
+            Committed::Released => crate::privacy::epsilon(units),
+            Committed::AlreadyReleased(_) => 0.0,
+        }
+        .into();
+        crate::audit::append(&tx, "request", actor, &audit)?;
         tx.commit()?;
         Ok(outcome)
     }

@@ -1,0 +1,194 @@
+//! The audit log: every request with its outcome, every release (with ε and
+//! dataset version), refusal, policy change and newly served dataset
+//! version, appended to a hash-chained table in the node's state database.
+//! Each entry holds the hash of the one before, so `bonebank-node audit
+//! verify` finds the first entry that was changed, removed or put out of
+//! order. The log holds queries and decisions, never counts or row values.
+
+use std::io::Write;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+/// The `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `request`, `policy`, `dataset`, …
+    pub kind: String,
+    /// Who caused it: a user, or `node` for the node itself.
+    pub actor: String,
+    /// What happened, as JSON.
+    pub detail: serde_json::Value,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// The hash of an entry: SHA-256 over the previous hash and the entry's
+/// fields, each on its own line, the detail exactly as stored.
+pub fn hash(prev: &str, seq: i64, at: &str, kind: &str, actor: &str, detail: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), at, kind, actor, detail] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends an entry. Call it inside the transaction whose effect it records,
+/// so that both happen or neither does.
+pub fn append(
+    conn: &Connection,
+    kind: &str,
+    actor: &str,
+    detail: &serde_json::Value,
+) -> Result<i64> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let detail = detail.to_string();
+    let h = hash(&prev, seq, &at, kind, actor, &detail);
+    conn.execute(
+        "INSERT INTO audit (seq, at, kind, actor, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq, at, kind, actor, detail, prev, h],
+    )?;
+    Ok(seq)
+}
+
+/// The latest entry's `detail` of a kind, if any.
+pub fn last_detail(conn: &Connection, kind: &str) -> Result<Option<serde_json::Value>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT detail FROM audit WHERE kind = ?1 ORDER BY seq DESC LIMIT 1",
+            [kind],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+/// A chain that checks out: how many entries, and the last hash (worth
+/// writing down: removing entries from the end can only be seen against it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intact {
+    pub entries: i64,
+    pub head: String,
+}
+
+/// The first entry that does not check out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit log broken at entry {seq}: {why}")]
+pub struct Broken {
+    pub seq: i64,
+    pub why: String,
+}
+
+/// Walks the whole chain in order.
+pub fn verify(conn: &Connection) -> Result<Result<Intact, Broken>> {
+    let mut stmt =
+        conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut expected = 1;
+    let mut prev = GENESIS.to_owned();
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let (at, kind, actor, detail, stored_prev, stored): (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        ) = (
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        );
+        if seq != expected {
+            return Ok(Err(Broken {
+                seq: expected,
+                why: format!(
+                    "entry {expected} is missing: the log goes from entry {} to entry {seq}",
+                    expected - 1
+                ),
+            }));
+        }
+        if hash(&stored_prev, seq, &at, &kind, &actor, &detail) != stored {
+            return Ok(Err(Broken {
+                seq,
+                why: "its contents do not match its hash: it was changed".into(),
+            }));
+        }
+        if stored_prev != prev {
+            return Ok(Err(Broken {
+                seq,
+                why: format!(
+                    "it does not follow entry {}: entries were changed, removed or reordered",
+                    seq - 1
+                ),
+            }));
+        }
+        prev = stored;
+        expected += 1;
+    }
+    Ok(Ok(Intact {
+        entries: expected - 1,
+        head: prev,
+    }))
+}
+
+/// Writes every entry as one JSON line; returns how many.
+pub fn export(conn: &Connection, out: &mut dyn Write) -> Result<i64> {
+    let mut stmt =
+        conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let detail: String = r.get(4)?;
+        let entry = Entry {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            prev: r.get(5)?,
+            hash: r.get(6)?,
+        };
+        let line = serde_json::to_string(&entry).map_err(|e| Error::Engine(e.to_string()))?;
+        writeln!(out, "{line}").map_err(Error::io("audit export"))?;
+        n += 1;
+    }
+    Ok(n)
+}
