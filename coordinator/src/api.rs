@@ -53,6 +53,7 @@ pub fn app(
         .route("/v1/query", web::post().to(query))
         .route("/v1/sites", web::get().to(sites))
         .route("/v1/history", web::get().to(history))
+        .route("/v1/history/{id}", web::get().to(look_again))
         .route(
             "/health",
             web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
@@ -77,4 +78,14 @@ async fn sites(state: web::Data<State>) -> HttpResponse {
 async fn history(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let caller = state.caller(&req)?;
     Ok(HttpResponse::Ok().json(state.coordinator.history(&caller).await?))
+}
+
+async fn look_again(
+    state: web::Data<State>,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, Error> {
+    let caller = state.caller(&req)?;
+    let result = state.coordinator.look_again(&caller, *id).await?;
+    Ok(HttpResponse::Ok().json(result))
 }

@@ -177,11 +177,30 @@ pub enum ResearcherCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Shows a question from your history again; sites that were waiting
+    /// for approval are asked again.
+    Look {
+        /// The number `bonebank query` printed.
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Lists the network's sites and their privacy settings.
     Sites {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn print_result(result: &bonebank_schemas::wire::FederatedResult, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).expect("results serialise")
+        );
+    } else {
+        print!("{}", render::result(result));
+    }
 }
 
 /// Runs the researcher CLI; the error is the message to print.
@@ -221,14 +240,11 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
                 sites: (!sites.is_empty()).then_some(sites),
             };
             let result = rt.block_on(client.query(&request)).map_err(show)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&result).expect("results serialise")
-                );
-            } else {
-                print!("{}", render::result(&result));
-            }
+            print_result(&result, json);
+        }
+        ResearcherCommand::Look { id, json } => {
+            let result = rt.block_on(client.look_again(id)).map_err(show)?;
+            print_result(&result, json);
         }
         ResearcherCommand::Sites { json } => {
             let sites = rt.block_on(client.sites()).map_err(show)?;

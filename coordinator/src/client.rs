@@ -101,6 +101,12 @@ impl Client {
         .await
     }
 
+    /// A question from the history, with waiting sites asked again.
+    pub async fn look_again(&self, id: i64) -> Result<FederatedResult, ClientError> {
+        self.send(self.request(reqwest::Method::GET, &format!("v1/history/{id}")))
+            .await
+    }
+
     pub async fn sites(&self) -> Result<Vec<SiteListing>, ClientError> {
         self.send(self.request(reqwest::Method::GET, "v1/sites"))
             .await

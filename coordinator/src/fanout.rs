@@ -101,7 +101,7 @@ impl SiteClient {
             Ok(b) => b,
             Err(e) => return self.unreachable(&e),
         };
-        if status.is_success() {
+        if status.is_success() && status != reqwest::StatusCode::ACCEPTED {
             return match serde_json::from_slice::<QueryResult>(&body) {
                 Ok(r) if r.site_id == self.id.to_string() => {
                     self.answer(SiteStatus::Answered, None, None, Some(r))
@@ -127,6 +127,7 @@ impl SiteClient {
             Ok(e) => {
                 let status = match e.code {
                     ErrorCode::BudgetExhausted => SiteStatus::BudgetExhausted,
+                    ErrorCode::PendingApproval => SiteStatus::WaitingForApproval,
                     ErrorCode::QueryRefused
                     | ErrorCode::PolicyRefused
                     | ErrorCode::Forbidden

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bonebank_schemas::wire::{FederatedResult, HistoryEntry};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Error, Result};
 
@@ -58,6 +58,34 @@ impl History {
         Ok(db.last_insert_rowid())
     }
 
+    /// One of the user's entries.
+    pub fn get(&self, user: &str, id: i64) -> Result<Option<(Option<f64>, FederatedResult)>> {
+        let db = self.db.lock().expect("history lock");
+        let row: Option<(Option<f64>, String)> = db
+            .query_row(
+                "SELECT epsilon, result FROM history WHERE user = ?1 AND id = ?2",
+                params![user, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(eps, json)| {
+            serde_json::from_str(&json)
+                .map(|r| (eps, r))
+                .map_err(|e| Error::Internal(format!("history entry {id}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Replaces an entry's answer (after sites that were waiting answered).
+    pub fn update(&self, id: i64, result: &FederatedResult) -> Result<()> {
+        let json = serde_json::to_string(result).map_err(|e| Error::Internal(e.to_string()))?;
+        self.db.lock().expect("history lock").execute(
+            "UPDATE history SET result = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+        Ok(())
+    }
+
     /// The user's latest entries, newest first.
     pub fn list(&self, user: &str) -> Result<Vec<HistoryEntry>> {
         let db = self.db.lock().expect("history lock");
@@ -77,6 +105,8 @@ impl History {
             let (id, at, epsilon, json) = row?;
             let result: FederatedResult = serde_json::from_str(&json)
                 .map_err(|e| Error::Internal(format!("history entry {id}: {e}")))?;
+            let mut result = result;
+            result.id = Some(id);
             out.push(HistoryEntry {
                 id,
                 at,

@@ -117,13 +117,23 @@ impl LocalNetwork {
     /// Starts a node per site (data must already be generated under `root`)
     /// and a coordinator. Must run inside a Tokio runtime.
     pub fn start(root: &Path, sites: &[SiteId], policy: &Policy, deadline_ms: u64) -> Result<Self> {
+        Self::start_with(root, sites, |_| policy.clone(), deadline_ms)
+    }
+
+    /// Like [`LocalNetwork::start`], with each site's own policy.
+    pub fn start_with(
+        root: &Path,
+        sites: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+    ) -> Result<Self> {
         let pki = PkiDir::new(root.join("pki"));
         if !pki.ca_cert().exists() {
             pki.init(sites)?;
         }
         let mut nodes = Vec::new();
         for site in sites {
-            let config = node_config(root, &pki, site, policy.clone());
+            let config = node_config(root, &pki, site, policy(site));
             let running = server::start(&config, server::state(&config)?)?;
             nodes.push((config, running));
         }

@@ -44,6 +44,7 @@ pub fn merge(
         .map(|s| s.site_id.clone())
         .collect();
     FederatedResult {
+        id: None,
         query: query.clone(),
         dimensions: query.group_by.clone(),
         measures: labels,

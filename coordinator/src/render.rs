@@ -94,6 +94,17 @@ pub fn result(r: &FederatedResult) -> String {
     if !r.missing.is_empty() {
         writeln!(out, "not in the total: {}", r.missing.join(", ")).unwrap();
     }
+    if let Some(id) = r.id
+        && r.sites
+            .iter()
+            .any(|s| s.status == SiteStatus::WaitingForApproval)
+    {
+        writeln!(
+            out,
+            "look again once the stewards have decided: bonebank look {id}"
+        )
+        .unwrap();
+    }
     writeln!(out).unwrap();
 
     let mut rows = vec![{

@@ -7,7 +7,9 @@ use bonebank_node::policy::Policy;
 use bonebank_node::query::{self, sql};
 use bonebank_node::service::Caller;
 use bonebank_schemas::FeasibilityQuery;
-use bonebank_schemas::wire::{FederatedRequest, FederatedResult, HistoryEntry, SiteListing};
+use bonebank_schemas::wire::{
+    FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
+};
 use tokio::time::Instant;
 
 use crate::config::CoordinatorConfig;
@@ -115,7 +117,7 @@ impl Coordinator {
             }
         };
         let answers = fanout::ask_all(&sites, caller, &query, request.epsilon, deadline).await;
-        let result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
+        let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();
         let (user, project, epsilon, stored) = (
             caller.user.clone(),
@@ -123,9 +125,61 @@ impl Coordinator {
             request.epsilon,
             result.clone(),
         );
-        tokio::task::spawn_blocking(move || history.record(&user, &project, epsilon, &stored))
+        let id =
+            tokio::task::spawn_blocking(move || history.record(&user, &project, epsilon, &stored))
+                .await
+                .map_err(|e| Error::Internal(format!("history worker: {e}")))??;
+        result.id = Some(id);
+        Ok(result)
+    }
+
+    /// One question from the caller's history. Sites that were waiting for
+    /// approval are asked again (free: nothing is charged until a steward
+    /// approves, and an approved release is remembered), and the entry is
+    /// updated with what they say now.
+    pub async fn look_again(&self, caller: &Caller, id: i64) -> Result<FederatedResult> {
+        let history = self.history.clone();
+        let user = caller.user.clone();
+        let (epsilon, mut result) = tokio::task::spawn_blocking(move || history.get(&user, id))
             .await
-            .map_err(|e| Error::Internal(format!("history worker: {e}")))??;
+            .map_err(|e| Error::Internal(format!("history worker: {e}")))??
+            .ok_or_else(|| {
+                Error::BadRequest(format!("there is no question {id} in your history"))
+            })?;
+        let waiting: Vec<Arc<SiteClient>> = result
+            .sites
+            .iter()
+            .filter(|s| s.status == SiteStatus::WaitingForApproval)
+            .filter_map(|s| {
+                self.sites
+                    .iter()
+                    .find(|c| c.id.as_str() == s.site_id)
+                    .cloned()
+            })
+            .collect();
+        if !waiting.is_empty() {
+            let started = Instant::now();
+            let answers = fanout::ask_all(
+                &waiting,
+                caller,
+                &result.query,
+                epsilon,
+                started + self.deadline,
+            )
+            .await;
+            let mut sites = result.sites.clone();
+            for answer in answers {
+                if let Some(s) = sites.iter_mut().find(|s| s.site_id == answer.site_id) {
+                    *s = answer;
+                }
+            }
+            result = merge::merge(&result.query, sites, result.elapsed_ms);
+            let (history, stored) = (self.history.clone(), result.clone());
+            tokio::task::spawn_blocking(move || history.update(id, &stored))
+                .await
+                .map_err(|e| Error::Internal(format!("history worker: {e}")))??;
+        }
+        result.id = Some(id);
         Ok(result)
     }
 

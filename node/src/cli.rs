@@ -43,6 +43,40 @@ pub enum Command {
     /// Checks or exports the node's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A data steward's queue: list waiting queries, approve or reject one.
+    #[command(subcommand)]
+    Steward(StewardCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StewardCommand {
+    /// Lists queries waiting for a steward of this site.
+    List {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// The steward deciding (recorded in the audit log).
+        #[arg(long = "as", env = "BONEBANK_STEWARD")]
+        steward: String,
+    },
+    /// Approves a waiting query: reserves the requester's budget, runs it and
+    /// stores the answer the requester's next look gets.
+    Approve {
+        ticket: String,
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        #[arg(long = "as", env = "BONEBANK_STEWARD")]
+        steward: String,
+    },
+    /// Rejects a waiting query; the researcher sees the reason.
+    Reject {
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        #[arg(long = "as", env = "BONEBANK_STEWARD")]
+        steward: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +184,72 @@ pub enum BenchCommand {
     },
 }
 
+/// `bonebank-node steward …`: acts on the node's own state as a steward of
+/// its site (the operator's shell on the node's machine is trusted with that).
+fn run_steward(command: StewardCommand) -> Result<()> {
+    use bonebank_schemas::wire::ApprovalDecision;
+    let (config, steward) = match &command {
+        StewardCommand::List { config, steward }
+        | StewardCommand::Approve {
+            config, steward, ..
+        }
+        | StewardCommand::Reject {
+            config, steward, ..
+        } => (config, steward),
+    };
+    let config = crate::config::NodeConfig::load(config)?;
+    let service = crate::server::state(&config)?.service;
+    let who = crate::service::Caller {
+        user: steward.clone(),
+        project: "stewardship".into(),
+        role: bonebank_schemas::Role::Steward,
+        sites: vec![config.site_id.to_string()],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("tokio runtime"))?;
+    runtime.block_on(async {
+        match command {
+            StewardCommand::List { .. } => {
+                let pending = service.approvals(&who).await?;
+                if pending.is_empty() {
+                    println!("no queries are waiting at {}", config.site_id);
+                }
+                for p in pending {
+                    println!("ticket {}  (expires {})", p.ticket, p.expires);
+                    println!("  from     {} ({}), project {}", p.user, p.role, p.project);
+                    println!(
+                        "  epsilon  {}  (user has {} left, project {})",
+                        p.epsilon, p.user_remaining, p.project_remaining
+                    );
+                    println!("  query    {}", p.sql);
+                }
+            }
+            StewardCommand::Approve { ticket, .. } => {
+                let decision = ApprovalDecision {
+                    decision: "approve".into(),
+                    reason: None,
+                };
+                let s = service.decide(&who, &ticket, &decision).await?;
+                println!(
+                    "ticket {} {}; the requester's next look gets the answer",
+                    s.ticket, s.state
+                );
+            }
+            StewardCommand::Reject { ticket, reason, .. } => {
+                let decision = ApprovalDecision {
+                    decision: "reject".into(),
+                    reason: Some(reason),
+                };
+                let s = service.decide(&who, &ticket, &decision).await?;
+                println!("ticket {} {}", s.ticket, s.state);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The state database of the node configured in `config`; it must exist.
 fn audit_store(config: &std::path::Path) -> Result<crate::store::Store> {
     let config = crate::config::NodeConfig::load(config)?;
@@ -190,6 +290,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", bench::query(samples, requests)?);
             Ok(())
         }
+        Command::Steward(command) => run_steward(command),
         Command::Audit(AuditCommand::Verify { config, head }) => {
             let store = audit_store(&config)?;
             let intact = store.verify_audit()?.map_err(Error::AuditBroken)?;

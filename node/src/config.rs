@@ -74,6 +74,14 @@ impl NodeConfig {
         if let Some(tls) = &mut config.tls {
             tls.resolve(base);
         }
+        if let Err((rule, why)) = config.policy.validate_rules() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let line = rule_line(&text, rule).map_or(String::new(), |l| format!(" line {l}"));
+            return Err(Error::Usage(format!(
+                "config {}{line}: policy rule {rule}: {why}",
+                path.display()
+            )));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -82,6 +90,9 @@ impl NodeConfig {
     /// is used on loopback only.
     pub fn validate(&self) -> Result<()> {
         self.policy.validate().map_err(Error::Usage)?;
+        self.policy
+            .validate_rules()
+            .map_err(|(rule, why)| Error::Usage(format!("policy rule {rule}: {why}")))?;
         if self.identity == IdentityMode::Development && !self.listen.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "identity = \"development\" trusts unverified headers and is refused on {}; listen on 127.0.0.1",
@@ -102,4 +113,16 @@ impl NodeConfig {
     pub fn state_db(&self) -> PathBuf {
         self.state_dir.join("node.sqlite")
     }
+}
+
+/// The line (1-based) of the `n`-th `[[policy.rules]]` table in a config.
+fn rule_line(text: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            l.starts_with("[[policy.rules]]")
+        })
+        .nth(n.checked_sub(1)?)
+        .map(|(i, _)| i + 1)
 }

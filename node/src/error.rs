@@ -22,6 +22,17 @@ pub enum Error {
     /// Running the query would overspend the named account.
     #[error("the query would exceed the {0:?} privacy budget")]
     BudgetExhausted(Account),
+    /// The query waits for a steward; `audited` says whether its audit entry
+    /// was written with the ticket.
+    #[error("waiting for approval by a data steward of {site} (ticket {ticket})")]
+    Pending {
+        site: String,
+        ticket: String,
+        audited: bool,
+    },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The site has no data yet.
     #[error("this site has not imported any data yet")]
     NoData,

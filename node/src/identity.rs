@@ -26,6 +26,8 @@ pub struct DevelopmentIdentity;
 pub const USER_HEADER: &str = "x-bonebank-user";
 pub const PROJECT_HEADER: &str = "x-bonebank-project";
 pub const ROLE_HEADER: &str = "x-bonebank-role";
+/// For stewards: the site ids they steward, comma-separated.
+pub const SITES_HEADER: &str = "x-bonebank-sites";
 
 impl IdentityVerifier for DevelopmentIdentity {
     fn verify(&self, headers: &HeaderMap) -> Result<Caller, Error> {
@@ -45,10 +47,21 @@ impl IdentityVerifier for DevelopmentIdentity {
         let role = get(ROLE_HEADER)?
             .parse::<Role>()
             .map_err(|e| Error::Unauthenticated(e.to_string()))?;
+        let sites = headers
+            .get(SITES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Caller {
             user: get(USER_HEADER)?,
             project: get(PROJECT_HEADER)?,
             role,
+            sites,
         })
     }
 }

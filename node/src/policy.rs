@@ -30,7 +30,63 @@ pub struct Policy {
     pub diagnosis_categories: Vec<String>,
     /// Extra rules per role.
     pub roles: BTreeMap<Role, RoleRules>,
+    /// What happens to a query, decided by the first rule that matches it;
+    /// a query no rule matches runs at once.
+    pub rules: Vec<Rule>,
+    /// Days a query may wait for a steward before its request expires.
+    pub approval_expiry_days: u32,
 }
+
+/// One rule of the site policy. Every condition given must hold for the rule
+/// to match; a rule without conditions matches every query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The caller's role.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The query uses at least one of these measures: `samples`, `donors`,
+    /// `sum`, `avg`.
+    #[serde(default)]
+    pub measures: Option<Vec<String>>,
+    /// The query groups by at least this many dimensions.
+    #[serde(default)]
+    pub min_dimensions: Option<usize>,
+    /// The query groups by at least one of these dimensions.
+    #[serde(default)]
+    pub dimensions: Option<Vec<String>>,
+    /// The query spends more than this ε.
+    #[serde(default)]
+    pub epsilon_above: Option<f64>,
+    pub action: Action,
+    /// Shown to the researcher; required for `deny`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What a rule does with a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Answer at once.
+    Run,
+    /// Wait for a steward of the site.
+    Approve,
+    /// Refuse, with the rule's reason.
+    Deny,
+}
+
+/// The policy's decision on one query, and the rule that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    /// 1-based index of the rule; `None` when no rule matched.
+    pub rule: Option<usize>,
+    pub reason: Option<String>,
+}
+
+/// The measure kinds rules can name.
+pub const MEASURE_KINDS: &[&str] = &["samples", "donors", "sum", "avg"];
 
 /// Budgets in ε per rolling period.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -87,6 +143,8 @@ impl Default for Policy {
             .map(String::from)
             .to_vec(),
             roles,
+            rules: Vec::new(),
+            approval_expiry_days: 14,
         }
     }
 }
@@ -126,6 +184,82 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// Checks the rules; the error names the rule (1-based) and what is wrong.
+    pub fn validate_rules(&self) -> Result<(), (usize, String)> {
+        for (i, r) in self.rules.iter().enumerate() {
+            let n = i + 1;
+            if r.action == Action::Deny && r.reason.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                return Err((
+                    n,
+                    "a deny rule needs a reason, which researchers see".into(),
+                ));
+            }
+            for m in r.measures.iter().flatten() {
+                if !MEASURE_KINDS.contains(&m.as_str()) {
+                    return Err((
+                        n,
+                        format!("unknown measure {m:?}; use {}", MEASURE_KINDS.join(", ")),
+                    ));
+                }
+            }
+            for d in r.dimensions.iter().flatten() {
+                if crate::query::Dimension::from_name(d).is_none() {
+                    return Err((n, format!("{d:?} is not a dimension")));
+                }
+            }
+            if r.epsilon_above
+                .is_some_and(|e| !(e.is_finite() && e >= 0.0))
+            {
+                return Err((n, "epsilon_above must be a number ≥ 0".into()));
+            }
+        }
+        if self.approval_expiry_days == 0 {
+            return Err((0, "policy.approval_expiry_days must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The decision for a query of `role` that spends `epsilon`.
+    pub fn decide(
+        &self,
+        role: Role,
+        query: &bonebank_schemas::FeasibilityQuery,
+        epsilon: f64,
+    ) -> Decision {
+        let kind = |m: &bonebank_schemas::Measure| match m {
+            bonebank_schemas::Measure::Samples => "samples",
+            bonebank_schemas::Measure::Donors => "donors",
+            bonebank_schemas::Measure::Sum { .. } => "sum",
+            bonebank_schemas::Measure::Avg { .. } => "avg",
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            let matches = r.role.is_none_or(|x| x == role)
+                && r.measures.as_ref().is_none_or(|ms| {
+                    query
+                        .measures
+                        .iter()
+                        .any(|m| ms.iter().any(|k| k == kind(m)))
+                })
+                && r.min_dimensions.is_none_or(|n| query.group_by.len() >= n)
+                && r.dimensions
+                    .as_ref()
+                    .is_none_or(|ds| query.group_by.iter().any(|g| ds.contains(g)))
+                && r.epsilon_above.is_none_or(|e| epsilon > e);
+            if matches {
+                return Decision {
+                    action: r.action,
+                    rule: Some(i + 1),
+                    reason: r.reason.clone(),
+                };
+            }
+        }
+        Decision {
+            action: Action::Run,
+            rule: None,
+            reason: None,
+        }
     }
 
     /// The filter every query of `role` gets, if any.

@@ -7,16 +7,17 @@ use std::sync::Arc;
 
 use bonebank_schemas::surface::{self, Role as ColumnRole};
 use bonebank_schemas::wire::{
-    BoundedColumn, BudgetAccount, BudgetStatus, DimensionDescription, FilterColumn, MeasureNoise,
-    NoisyValue, QueryRequest, QueryResult, ResultRow, SiteDescription,
+    ApprovalDecision, ApprovalRequest, BoundedColumn, BudgetAccount, BudgetStatus,
+    DimensionDescription, FilterColumn, MeasureNoise, NoisyValue, QueryRequest, QueryResult,
+    ResultRow, SiteDescription, TicketStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Aggregate, Plan, QueryEngine};
-use crate::policy::Policy;
+use crate::policy::{Action, Policy};
 use crate::privacy::{self, NoiseMechanism, halfwidth};
-use crate::query::{self, Checked, Dimension, dimension_values, sql};
+use crate::query::{self, Checked, Dimension, Refusal, dimension_values, sql};
 use crate::store::{Committed, Payer, Store};
 use crate::{Error, Result};
 
@@ -26,6 +27,8 @@ pub struct Caller {
     pub user: String,
     pub project: String,
     pub role: Role,
+    /// For stewards: the sites they steward.
+    pub sites: Vec<String>,
 }
 
 /// Coverage of the intervals released with each number.
@@ -113,6 +116,8 @@ impl QueryService {
             Err(Error::BudgetExhausted(_)) => Some("budget_exhausted"),
             Err(Error::BadRequest(_)) => Some("bad_request"),
             Err(Error::NoData) => Some("no_data"),
+            Err(Error::Pending { audited: true, .. }) => None,
+            Err(Error::Pending { .. }) => Some("pending_approval"),
             Err(_) => Some("failed"),
         };
         if let Some(name) = outcome_name {
@@ -147,7 +152,6 @@ impl QueryService {
         detail["epsilon"] = checked.epsilon.into();
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
         self.note_dataset(&version).await?;
-        let plan = self.plan(&checked);
         let units = privacy::units(checked.epsilon);
         let key = self.release_key(&version, &checked, units);
 
@@ -158,6 +162,101 @@ impl QueryService {
             return Ok((remembered(&json)?, false));
         }
 
+        let decision = self
+            .policy
+            .decide(caller.role, &checked.query, checked.epsilon);
+        if let Some(rule) = decision.rule {
+            detail["rule"] = rule.into();
+        }
+        match decision.action {
+            Action::Run => {}
+            Action::Deny => {
+                return Err(Error::PolicyRefused(Refusal::new(
+                    decision
+                        .reason
+                        .unwrap_or_else(|| "this site's policy refuses this query".into()),
+                    "ask the site's data steward what this site answers",
+                )));
+            }
+            Action::Approve => return Err(self.ticket(caller, &checked, key, detail).await?),
+        }
+        self.release(caller, &checked, version, key, detail).await
+    }
+
+    /// For a query that needs a steward: the state of the caller's ticket
+    /// for it, filing a new one if there is none (or it expired).
+    async fn ticket(
+        &self,
+        caller: &Caller,
+        checked: &Checked,
+        key: String,
+        detail: &mut serde_json::Value,
+    ) -> Result<Error> {
+        let (store, user, k) = (self.store.clone(), caller.user.clone(), key.clone());
+        let existing = blocking(move || store.ticket_for(&user, &k)).await?;
+        let site = self.site.to_string();
+        if let Some(t) = existing {
+            detail["ticket"] = t.id.clone().into();
+            match t.current_state() {
+                "pending" => {
+                    return Ok(Error::Pending {
+                        site,
+                        ticket: t.id,
+                        audited: false,
+                    });
+                }
+                "rejected" => {
+                    return Ok(Error::PolicyRefused(Refusal::new(
+                        format!(
+                            "a data steward of {site} rejected this query: {}",
+                            t.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        "change the question, or talk to the site's data steward",
+                    )));
+                }
+                // Expired, or approved for data that has since changed: ask anew.
+                _ => {}
+            }
+        }
+        let created = crate::store::now();
+        let ticket = crate::store::Ticket {
+            id: new_ticket_id(),
+            created,
+            expires: created + i64::from(self.policy.approval_expiry_days) * 86_400,
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+            role: caller.role.to_string(),
+            release_key: key,
+            query: checked.query.canonical_json(),
+            epsilon: checked.epsilon,
+            state: "pending".into(),
+            decided_by: None,
+            reason: None,
+        };
+        detail["ticket"] = ticket.id.clone().into();
+        detail["outcome"] = "pending_approval".into();
+        let (store, audit, t) = (self.store.clone(), detail.clone(), ticket.clone());
+        blocking(move || store.file_ticket(&t, &audit)).await?;
+        Ok(Error::Pending {
+            site,
+            ticket: ticket.id,
+            audited: true,
+        })
+    }
+
+    /// Reserves the budget, runs the plan, adds noise and commits the release
+    /// with its charge and audit entry.
+    async fn release(
+        &self,
+        caller: &Caller,
+        checked: &Checked,
+        version: String,
+        key: String,
+        detail: &mut serde_json::Value,
+    ) -> Result<(QueryResult, bool)> {
+        let checked = checked.clone();
+        let plan = self.plan(&checked);
+        let units = privacy::units(checked.epsilon);
         let payer = Payer {
             user: caller.user.clone(),
             project: caller.project.clone(),
@@ -188,6 +287,7 @@ impl QueryService {
         let dataset_version = exact.dataset_version.clone();
         detail["dataset_version"] = dataset_version.clone().into();
         detail["release"] = key.clone().into();
+        detail["outcome"] = "released".into();
         let (actor, audit) = (caller.user.clone(), detail.clone());
         let committed = blocking(move || {
             reservation.commit(
@@ -206,6 +306,159 @@ impl QueryService {
         match committed {
             Committed::Released => Ok((result, true)),
             Committed::AlreadyReleased(existing) => Ok((remembered(&existing)?, true)),
+        }
+    }
+
+    /// Pending requests, for a steward of this site.
+    pub async fn approvals(&self, steward: &Caller) -> Result<Vec<ApprovalRequest>> {
+        self.check_steward(steward)?;
+        let store = self.store.clone();
+        let tickets = blocking(move || store.pending_tickets()).await?;
+        let mut out = Vec::new();
+        for t in tickets {
+            let (requester, query) = requester_of(&t)?;
+            let budget = self.budget(&requester).await?;
+            let time = |s: i64| {
+                chrono::DateTime::from_timestamp(s, 0)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            };
+            out.push(ApprovalRequest {
+                ticket: t.id.clone(),
+                user: t.user,
+                project: t.project,
+                role: t.role,
+                sql: query.to_sql(),
+                epsilon: t.epsilon,
+                created: time(t.created),
+                expires: time(t.expires),
+                user_remaining: budget.user.remaining,
+                project_remaining: budget.project.remaining,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A steward's decision. Approving reserves the requester's budget, runs
+    /// the query and stores the release, so the requester's next look gets
+    /// it; rejecting records the reason the requester will see.
+    pub async fn decide(
+        &self,
+        steward: &Caller,
+        ticket: &str,
+        decision: &ApprovalDecision,
+    ) -> Result<TicketStatus> {
+        self.check_steward(steward)?;
+        let (store, id) = (self.store.clone(), ticket.to_owned());
+        let t = blocking(move || store.ticket(&id)).await?.ok_or_else(|| {
+            Error::BadRequest(format!("there is no ticket {ticket} at this site"))
+        })?;
+        if t.current_state() != "pending" {
+            return Err(Error::BadRequest(format!(
+                "ticket {ticket} is {}, not pending",
+                t.current_state()
+            )));
+        }
+        let mut audit = serde_json::json!({
+            "ticket": t.id,
+            "requester": t.user,
+            "decision": decision.decision,
+        });
+        let approve = match decision.decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "decision {other:?}: use \"approve\" or \"reject\""
+                )));
+            }
+        };
+        let reason = decision
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if !approve && reason.is_none() {
+            return Err(Error::BadRequest(
+                "a rejection needs a reason; the researcher sees it".into(),
+            ));
+        }
+        if let Some(r) = reason {
+            audit["reason"] = r.into();
+        }
+        if approve {
+            let (requester, query) = requester_of(&t)?;
+            // Checked again under today's policy; the budget is reserved now.
+            let checked = self.check(&requester, &query, Some(t.epsilon))?;
+            let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
+            let units = privacy::units(checked.epsilon);
+            let key = self.release_key(&version, &checked, units);
+            let mut detail = serde_json::json!({
+                "user": requester.user,
+                "project": requester.project,
+                "role": requester.role.to_string(),
+                "epsilon": checked.epsilon,
+                "query": checked.query.to_sql(),
+                "ticket": t.id,
+                "approved_by": steward.user,
+            });
+            let store = self.store.clone();
+            let k = key.clone();
+            if blocking(move || store.release(&k)).await?.is_none() {
+                self.release(&requester, &checked, version, key, &mut detail)
+                    .await?;
+            }
+        }
+        let (store, id, who) = (self.store.clone(), t.id.clone(), steward.user.clone());
+        let reason_owned = reason.map(str::to_owned);
+        let decided = blocking(move || {
+            store.decide_ticket(&id, approve, &who, reason_owned.as_deref(), &audit)
+        })
+        .await?;
+        if !decided {
+            return Err(Error::BadRequest(format!(
+                "ticket {ticket} was decided or expired meanwhile"
+            )));
+        }
+        Ok(TicketStatus {
+            ticket: t.id,
+            state: if approve { "approved" } else { "rejected" }.into(),
+            reason: reason.map(str::to_owned),
+        })
+    }
+
+    /// Where a ticket stands, for its requester or a steward of this site.
+    pub async fn ticket_status(&self, caller: &Caller, ticket: &str) -> Result<TicketStatus> {
+        let (store, id) = (self.store.clone(), ticket.to_owned());
+        let t = blocking(move || store.ticket(&id)).await?;
+        match t {
+            Some(t) if t.user == caller.user || self.is_steward(caller) => Ok(TicketStatus {
+                state: t.current_state().to_owned(),
+                ticket: t.id,
+                reason: t.reason,
+            }),
+            _ => Err(Error::BadRequest(format!(
+                "you have no ticket {ticket} at this site"
+            ))),
+        }
+    }
+
+    fn is_steward(&self, caller: &Caller) -> bool {
+        caller.role == Role::Steward && caller.sites.iter().any(|s| s == self.site.as_str())
+    }
+
+    fn check_steward(&self, caller: &Caller) -> Result<()> {
+        if self.is_steward(caller) {
+            Ok(())
+        } else if caller.role == Role::Steward {
+            Err(Error::Forbidden(format!(
+                "you are not a data steward of {}",
+                self.site
+            )))
+        } else {
+            Err(Error::Forbidden(
+                "only the site's data stewards decide on queries".into(),
+            ))
         }
     }
 
@@ -234,9 +487,7 @@ impl QueryService {
     pub fn note_policy(&self) -> Result<()> {
         let policy =
             serde_json::to_value(&self.policy).map_err(|e| Error::Engine(e.to_string()))?;
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            policy.to_string().as_bytes(),
-        ));
+        let digest = hex::encode(Sha256::digest(policy.to_string().as_bytes()));
         let last = self.store.last_audit("policy")?;
         if last.as_ref().and_then(|d| d["sha256"].as_str()) != Some(digest.as_str()) {
             self.store.audit(
@@ -515,4 +766,23 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Engine(format!("worker: {e}")))?
+}
+
+/// A ticket id: 16 random bytes in hex (rand's thread-local CSPRNG, seeded by the OS).
+fn new_ticket_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Who asked for a ticket's query, and the query.
+fn requester_of(t: &crate::store::Ticket) -> Result<(Caller, FeasibilityQuery)> {
+    let damaged = |e: &dyn std::fmt::Display| Error::Engine(format!("ticket {}: {e}", t.id));
+    let caller = Caller {
+        user: t.user.clone(),
+        project: t.project.clone(),
+        role: t.role.parse().map_err(|e| damaged(&e))?,
+        sites: Vec::new(),
+    };
+    let query = serde_json::from_str(&t.query).map_err(|e| damaged(&e))?;
+    Ok((caller, query))
 }

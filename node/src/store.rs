@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
 
 use crate::policy::Policy;
 use crate::{Error, Result};
@@ -24,6 +25,22 @@ CREATE TABLE IF NOT EXISTS ledger (
     release_key TEXT
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    role TEXT NOT NULL,
+    release_key TEXT NOT NULL,
+    query TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),
+    decided_by TEXT,
+    decided_at INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS tickets_request ON tickets (user, release_key);
 CREATE TABLE IF NOT EXISTS releases (
     key TEXT PRIMARY KEY,
     dataset_version TEXT NOT NULL,
@@ -33,6 +50,38 @@ CREATE TABLE IF NOT EXISTS releases (
     at INTEGER NOT NULL
 );
 ";
+
+/// A query waiting for (or decided by) a steward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+    pub user: String,
+    pub project: String,
+    pub role: String,
+    pub release_key: String,
+    /// The checked query, canonical JSON.
+    pub query: String,
+    pub epsilon: f64,
+    /// `pending`, `approved`, `rejected`; a pending ticket past `expires` is
+    /// reported as `expired`.
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Ticket {
+    /// The state as of now.
+    pub fn current_state(&self) -> &str {
+        if self.state == "pending" && now() >= self.expires {
+            "expired"
+        } else {
+            &self.state
+        }
+    }
+}
 
 /// Who pays for a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +152,83 @@ impl Store {
     /// Checks the audit chain.
     pub fn verify_audit(&self) -> Result<Result<crate::audit::Intact, crate::audit::Broken>> {
         crate::audit::verify(&self.conn())
+    }
+
+    /// The caller's latest ticket for a release key, if any.
+    pub fn ticket_for(&self, user: &str, release_key: &str) -> Result<Option<Ticket>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE user = ?1 AND release_key = ?2 ORDER BY created DESC, rowid DESC LIMIT 1"),
+                params![user, release_key],
+                ticket,
+            )
+            .optional()?)
+    }
+
+    pub fn ticket(&self, id: &str) -> Result<Option<Ticket>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"),
+                [id],
+                ticket,
+            )
+            .optional()?)
+    }
+
+    /// Pending tickets that have not expired, oldest first.
+    pub fn pending_tickets(&self) -> Result<Vec<Ticket>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 'pending' AND expires > ?1 ORDER BY created, rowid"
+        ))?;
+        let rows = stmt.query_map([now()], ticket)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Files a new ticket and its audit entry in one transaction.
+    pub fn file_ticket(&self, t: &Ticket, audit: &serde_json::Value) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO tickets (id, created, expires, user, project, role, release_key, query, epsilon, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
+            params![t.id, t.created, t.expires, t.user, t.project, t.role, t.release_key, t.query, t.epsilon],
+        )?;
+        crate::audit::append(&tx, "request", &t.user, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a pending ticket decided, with its audit entry, in one
+    /// transaction. False if it was no longer pending.
+    pub fn decide_ticket(
+        &self,
+        id: &str,
+        approved: bool,
+        steward: &str,
+        reason: Option<&str>,
+        audit: &serde_json::Value,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE tickets SET state = ?2, decided_by = ?3, decided_at = ?4, reason = ?5 \
+             WHERE id = ?1 AND state = 'pending' AND expires > ?4",
+            params![
+                id,
+                if approved { "approved" } else { "rejected" },
+                steward,
+                now(),
+                reason
+            ],
+        )?;
+        if changed == 1 {
+            crate::audit::append(&tx, "decision", steward, audit)?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
     }
 
     /// Whether an audit entry has this hash.
@@ -256,6 +382,25 @@ impl Drop for Reservation {
     }
 }
 
+const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason";
+
+fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
+    Ok(Ticket {
+        id: r.get(0)?,
+        created: r.get(1)?,
+        expires: r.get(2)?,
+        user: r.get(3)?,
+        project: r.get(4)?,
+        role: r.get(5)?,
+        release_key: r.get(6)?,
+        query: r.get(7)?,
+        epsilon: r.get(8)?,
+        state: r.get(9)?,
+        decided_by: r.get(10)?,
+        reason: r.get(11)?,
+    })
+}
+
 fn spent(conn: &Connection, payer: &Payer, since: i64) -> Result<Spent> {
     let sum = |filter: &str, arg: Option<&str>| -> Result<i64> {
         let sql = format!("SELECT COALESCE(SUM(units), 0) FROM ledger WHERE at > ?1 {filter}");
@@ -271,7 +416,7 @@ fn spent(conn: &Connection, payer: &Payer, since: i64) -> Result<Spent> {
     })
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

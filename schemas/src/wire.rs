@@ -164,6 +164,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The site has not imported any data yet.
     NoData,
+    /// Not an error: the query waits for a data steward of the site. The
+    /// message names the ticket; asking again later gets the answer.
+    PendingApproval,
     NotFound,
     /// Our fault; details are in the service's log.
     Internal,
@@ -173,6 +176,7 @@ impl ErrorCode {
     /// The HTTP status for the code.
     pub fn status(self) -> u16 {
         match self {
+            Self::PendingApproval => 202,
             Self::BadRequest | Self::QueryRefused => 400,
             Self::Unauthenticated => 401,
             Self::PolicyRefused | Self::Forbidden => 403,
@@ -205,6 +209,10 @@ pub struct FederatedRequest {
 /// total over the sites that answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FederatedResult {
+    /// The question's entry in the asker's history; looking it up again
+    /// (`GET /v1/history/{id}`) fills in sites that were waiting for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     /// The canonical query the coordinator sent.
     pub query: FeasibilityQuery,
     pub dimensions: Vec<String>,
@@ -307,4 +315,43 @@ pub struct HistoryEntry {
     pub query: FeasibilityQuery,
     pub epsilon: Option<f64>,
     pub result: FederatedResult,
+}
+
+/// A query waiting for a steward, as stewards see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    pub ticket: String,
+    pub user: String,
+    pub project: String,
+    pub role: String,
+    /// The query as the site would run it (forced filters included), in SQL.
+    pub sql: String,
+    pub epsilon: f64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub expires: String,
+    /// What the requester's and the project's budgets have left now.
+    pub user_remaining: f64,
+    pub project_remaining: f64,
+}
+
+/// A steward's decision on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    /// `approve` or `reject`.
+    pub decision: String,
+    /// Required when rejecting; the researcher sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketStatus {
+    pub ticket: String,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

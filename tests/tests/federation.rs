@@ -374,3 +374,234 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
         r.sites
     );
 }
+
+async fn as_role(
+    url: &str,
+    role: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    tls::install_default_provider();
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .header(
+            "x-bonebank-user",
+            if role == "industry" { "ida" } else { "ada" },
+        )
+        .header("x-bonebank-project", "scoping")
+        .header("x-bonebank-role", role);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// A steward's call straight to a node, over mutual TLS with the
+/// coordinator's certificate (as the node's own web page would).
+async fn steward_call(
+    net: &LocalNetwork,
+    node: usize,
+    steward_of: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+    let (cert, key) = (
+        read(net.pki.coordinator_cert()),
+        read(net.pki.coordinator_key()),
+    );
+    let mut req = client(&net.pki, Some((&cert, &key)))
+        .request(
+            method,
+            format!("https://localhost:{}{path}", net.nodes[node].1.addr.port()),
+        )
+        .header("x-bonebank-user", "sam")
+        .header("x-bonebank-project", "stewardship")
+        .header("x-bonebank-role", "steward")
+        .header("x-bonebank-sites", steward_of);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
+    use bonebank_node::policy::{Action, Rule};
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    // DK-ODE's stewards approve every industry query; the others run them.
+    let policy = |site: &SiteId| {
+        let mut p = generous();
+        if site.as_str() == "DK-ODE" {
+            p.rules = vec![Rule {
+                role: Some(bonebank_schemas::Role::Industry),
+                measures: None,
+                min_dimensions: None,
+                dimensions: None,
+                epsilon_above: None,
+                action: Action::Approve,
+                reason: None,
+            }];
+        }
+        p
+    };
+    let mut net = LocalNetwork::start_with(tmp.path(), &ids, policy, 10_000).unwrap();
+    let url = net.coordinator.url();
+    let ask_industry = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            as_role(
+                &url,
+                "industry",
+                reqwest::Method::POST,
+                "/v1/query",
+                Some(serde_json::json!({ "sql": sql, "epsilon": 0.2 })),
+            )
+            .await
+        }
+    };
+
+    let (status, r) = ask_industry("SELECT sex, COUNT(*) FROM samples GROUP BY sex").await;
+    assert_eq!(status, 200, "{r}");
+    let r: FederatedResult = serde_json::from_value(r).unwrap();
+    assert_eq!(
+        r.sites[1].status,
+        SiteStatus::WaitingForApproval,
+        "{:?}",
+        r.sites[1]
+    );
+    assert!(r.sites[1].message.as_deref().unwrap().contains("DK-ODE"));
+    assert_eq!(
+        (r.sites[0].status, r.sites[2].status),
+        (SiteStatus::Answered, SiteStatus::Answered)
+    );
+    assert_eq!(r.missing, vec!["DK-ODE".to_owned()]);
+    let id = r.id.unwrap();
+
+    // A steward of another site may not decide at DK-ODE.
+    let (status, list) = steward_call(
+        &net,
+        1,
+        "DE-LUE",
+        reqwest::Method::GET,
+        "/v1/approvals",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{list}");
+
+    // The pending request survives a restart of DK-ODE's node.
+    let (config, node) = net.nodes.remove(1);
+    let addr = node.addr;
+    node.stop().await;
+    let mut config = config;
+    config.listen = addr;
+    let restarted =
+        bonebank_node::server::start(&config, bonebank_node::server::state(&config).unwrap())
+            .unwrap();
+    net.nodes.insert(1, (config, restarted));
+
+    let (status, list) = steward_call(
+        &net,
+        1,
+        "DK-ODE",
+        reqwest::Method::GET,
+        "/v1/approvals",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["user"], "ida");
+    let ticket = list[0]["ticket"].as_str().unwrap().to_owned();
+
+    // Before the decision, looking again still shows it waiting.
+    let (_, again) = as_role(
+        &url,
+        "industry",
+        reqwest::Method::GET,
+        &format!("/v1/history/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(again["sites"][1]["status"], "waiting_for_approval");
+
+    let (status, decided) = steward_call(
+        &net,
+        1,
+        "DK-ODE",
+        reqwest::Method::POST,
+        &format!("/v1/approvals/{ticket}"),
+        Some(serde_json::json!({ "decision": "approve" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{decided}");
+
+    let (_, again) = as_role(
+        &url,
+        "industry",
+        reqwest::Method::GET,
+        &format!("/v1/history/{id}"),
+        None,
+    )
+    .await;
+    let again: FederatedResult = serde_json::from_value(again).unwrap();
+    assert_eq!(
+        again.sites[1].status,
+        SiteStatus::Answered,
+        "{:?}",
+        again.sites[1]
+    );
+    assert!(again.missing.is_empty());
+    assert_eq!(again.total[0].values[0].as_ref().unwrap().sites, 3);
+    // The first two sites' numbers did not change.
+    assert_eq!(again.sites[0].result, r.sites[0].result);
+
+    // A rejection shows the steward's reason.
+    let (_, r) = ask_industry("SELECT COUNT(*) FROM samples").await;
+    let id = r["id"].as_i64().unwrap();
+    let (_, list) = steward_call(
+        &net,
+        1,
+        "DK-ODE",
+        reqwest::Method::GET,
+        "/v1/approvals",
+        None,
+    )
+    .await;
+    let ticket = list[0]["ticket"].as_str().unwrap().to_owned();
+    let (status, _) = steward_call(
+        &net,
+        1,
+        "DK-ODE",
+        reqwest::Method::POST,
+        &format!("/v1/approvals/{ticket}"),
+        Some(
+            serde_json::json!({ "decision": "reject", "reason": "no agreement with this partner" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, again) = as_role(
+        &url,
+        "industry",
+        reqwest::Method::GET,
+        &format!("/v1/history/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(again["sites"][1]["status"], "refused");
+    assert!(
+        again["sites"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no agreement with this partner"),
+        "{again}"
+    );
+}

@@ -59,6 +59,7 @@ impl Metrics {
             Err(e) => match e.body().code {
                 bonebank_schemas::wire::ErrorCode::BudgetExhausted => "budget_exhausted",
                 bonebank_schemas::wire::ErrorCode::Internal => "error",
+                bonebank_schemas::wire::ErrorCode::PendingApproval => "pending_approval",
                 _ => "refused",
             },
         };

@@ -1,6 +1,7 @@
 //! The node's HTTP API. Handlers extract, call one service method and map the
 //! result to a wire type; errors all leave as `{code, message, hint}`.
 
+mod approvals;
 mod budget;
 mod health;
 mod metrics;
@@ -56,6 +57,9 @@ pub fn app(
         .route("/v1/query", web::post().to(query::run))
         .route("/v1/budget", web::get().to(budget::get))
         .route("/v1/site", web::get().to(site::get))
+        .route("/v1/approvals", web::get().to(approvals::list))
+        .route("/v1/approvals/{ticket}", web::post().to(approvals::decide))
+        .route("/v1/tickets/{ticket}", web::get().to(approvals::ticket))
         .route("/health", web::get().to(health::health))
         .route("/metrics", web::get().to(health::metrics))
         .default_service(web::to(|| async { Error::NotFound.error_response() }))
@@ -99,10 +103,18 @@ impl Error {
                 Some(crate::query::SHAPE_HINT.into()),
             ),
             Error::Unauthenticated(m) => (ErrorCode::Unauthenticated, m.clone(), None),
+            Error::Pending { ticket, .. } => (
+                ErrorCode::PendingApproval,
+                self.to_string(),
+                Some(format!(
+                    "ask the same question again later for the answer, or look at /v1/tickets/{ticket}"
+                )),
+            ),
+            Error::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), None),
             Error::NotFound => (
                 ErrorCode::NotFound,
                 "no such endpoint".into(),
-                Some("see /v1/site, /v1/query, /v1/budget, /health, /metrics".into()),
+                Some("see /v1/site, /v1/query, /v1/budget, /v1/approvals, /v1/tickets/{id}, /health, /metrics".into()),
             ),
             _ => (
                 ErrorCode::Internal,

@@ -186,6 +186,7 @@ pub fn caller(
         user: user.into(),
         project: project.into(),
         role,
+        sites: Vec::new(),
     }
 }
 

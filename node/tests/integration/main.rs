@@ -1,6 +1,7 @@
 //! Integration tests of the node's data commands on real files in temp dirs.
 
 mod api;
+mod approval;
 mod audit;
 mod cli;
 mod common;

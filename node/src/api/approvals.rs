@@ -1,0 +1,44 @@
+//! Stewards' approvals: list pending requests, decide one; and a ticket's
+//! state for its requester.
+
+use actix_web::web;
+use bonebank_schemas::wire::{ApprovalDecision, ApprovalRequest, TicketStatus};
+
+use super::AppState;
+use crate::Error;
+use crate::service::Caller;
+
+/// `GET /v1/approvals`
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<web::Json<Vec<ApprovalRequest>>, Error> {
+    state.service.approvals(&caller).await.map(web::Json)
+}
+
+/// `POST /v1/approvals/{ticket}` with `{"decision": "approve" | "reject", "reason": …}`
+pub async fn decide(
+    state: web::Data<AppState>,
+    caller: Caller,
+    ticket: web::Path<String>,
+    decision: web::Json<ApprovalDecision>,
+) -> Result<web::Json<TicketStatus>, Error> {
+    state
+        .service
+        .decide(&caller, &ticket, &decision)
+        .await
+        .map(web::Json)
+}
+
+/// `GET /v1/tickets/{ticket}`
+pub async fn ticket(
+    state: web::Data<AppState>,
+    caller: Caller,
+    ticket: web::Path<String>,
+) -> Result<web::Json<TicketStatus>, Error> {
+    state
+        .service
+        .ticket_status(&caller, &ticket)
+        .await
+        .map(web::Json)
+}

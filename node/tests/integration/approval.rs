@@ -1,0 +1,510 @@
+//! Site policy rules (run, approve, deny), forced filters checked against
+//! the data, and the stewards' approval queue.
+
+use std::sync::Arc;
+
+use bonebank_node::Error;
+use bonebank_node::policy::{Action, Policy, Rule};
+use bonebank_node::privacy::FixedOffset;
+use bonebank_node::service::{Caller, QueryService};
+use bonebank_schemas::wire::ApprovalDecision;
+use bonebank_schemas::{Role, Table};
+
+use crate::common::{TestSite, caller, sql};
+
+fn rule(action: Action) -> Rule {
+    Rule {
+        role: None,
+        measures: None,
+        min_dimensions: None,
+        dimensions: None,
+        epsilon_above: None,
+        action,
+        reason: None,
+    }
+}
+
+/// DESIGN.md's example: researchers up to ε 0.5 and one dimension run at
+/// once; industry partners and two-dimension breakdowns wait; a third
+/// dimension is refused.
+fn example_rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            min_dimensions: Some(3),
+            reason: Some("this site answers at most two dimensions".into()),
+            ..rule(Action::Deny)
+        },
+        Rule {
+            role: Some(Role::Industry),
+            ..rule(Action::Approve)
+        },
+        Rule {
+            min_dimensions: Some(2),
+            ..rule(Action::Approve)
+        },
+        Rule {
+            epsilon_above: Some(0.5),
+            ..rule(Action::Approve)
+        },
+        Rule {
+            measures: Some(vec!["sum".into(), "avg".into()]),
+            dimensions: Some(vec!["diagnosis_3char".into()]),
+            reason: Some("no sums by diagnosis".into()),
+            ..rule(Action::Deny)
+        },
+    ]
+}
+
+#[test]
+fn policy_decisions_follow_the_first_matching_rule() {
+    let policy = Policy {
+        rules: example_rules(),
+        max_dimensions: 3,
+        ..Policy::default()
+    };
+    policy.validate_rules().unwrap();
+    let cases: &[(Role, &str, f64, Action, Option<usize>)] = &[
+        (
+            Role::Researcher,
+            "SELECT COUNT(*) FROM samples",
+            0.25,
+            Action::Run,
+            None,
+        ),
+        (
+            Role::Researcher,
+            "SELECT sex, COUNT(*) FROM samples GROUP BY sex",
+            0.5,
+            Action::Run,
+            None,
+        ),
+        (
+            Role::Researcher,
+            "SELECT COUNT(*) FROM samples",
+            0.51,
+            Action::Approve,
+            Some(4),
+        ),
+        (
+            Role::Researcher,
+            "SELECT sex, age_band, COUNT(*) FROM samples GROUP BY sex, age_band",
+            0.1,
+            Action::Approve,
+            Some(3),
+        ),
+        (
+            Role::Researcher,
+            "SELECT sex, age_band, country, COUNT(*) FROM samples GROUP BY sex, age_band, country",
+            0.1,
+            Action::Deny,
+            Some(1),
+        ),
+        (
+            Role::Industry,
+            "SELECT COUNT(*) FROM samples",
+            0.1,
+            Action::Approve,
+            Some(2),
+        ),
+        (
+            Role::Industry,
+            "SELECT sex, age_band, country, COUNT(*) FROM samples GROUP BY sex, age_band, country",
+            0.1,
+            Action::Deny,
+            Some(1),
+        ),
+        (
+            Role::Researcher,
+            "SELECT diagnosis_3char, SUM(aliquots_available) FROM samples GROUP BY diagnosis_3char",
+            0.1,
+            Action::Deny,
+            Some(5),
+        ),
+        (
+            Role::Researcher,
+            "SELECT diagnosis_3char, COUNT(*) FROM samples GROUP BY diagnosis_3char",
+            0.1,
+            Action::Run,
+            None,
+        ),
+        (
+            Role::Researcher,
+            "SELECT sex, SUM(aliquots_available) FROM samples GROUP BY sex",
+            0.1,
+            Action::Run,
+            None,
+        ),
+    ];
+    for (role, text, epsilon, action, rule) in cases {
+        let q = bonebank_node::query::sql::parse(text).unwrap();
+        let d = policy.decide(*role, &q, *epsilon);
+        assert_eq!(
+            (d.action, d.rule),
+            (*action, *rule),
+            "{role} {text} ε {epsilon}"
+        );
+    }
+    assert_eq!(
+        policy.decide(Role::Researcher, &bonebank_node::query::sql::parse("SELECT sex, age_band, country, COUNT(*) FROM samples GROUP BY sex, age_band, country").unwrap(), 0.1).reason.as_deref(),
+        Some("this site answers at most two dimensions")
+    );
+}
+
+#[test]
+fn an_invalid_rule_stops_the_node_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (rule, message) in [
+        ("action = \"deny\"", "needs a reason"),
+        (
+            "action = \"approve\"\ndimensions = [\"donor_id\"]",
+            "not a dimension",
+        ),
+        (
+            "action = \"approve\"\nmeasures = [\"median\"]",
+            "unknown measure",
+        ),
+        ("action = \"maybe\"", "unknown variant"),
+    ] {
+        let path = tmp.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "site_id = \"DK-ODE\"\ndata_dir = \"d\"\nstate_dir = \"s\"\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n\n[[policy.rules]]\n{rule}\n"
+            ),
+        )
+        .unwrap();
+        let err = bonebank_node::config::NodeConfig::load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{rule}: {err}");
+        if !message.starts_with("unknown variant") {
+            assert!(err.contains("line 9: policy rule 2"), "{rule}: {err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn industry_counts_only_donors_with_commercial_consent_in_the_data() {
+    let site = TestSite::new("DE-LUE", 300, Policy::default());
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let q = sql("SELECT COUNT(DISTINCT donor_id) FROM samples", 0.5);
+    let industry = service
+        .run(&caller("i", "p", Role::Industry), &q)
+        .await
+        .unwrap();
+    let everyone = service
+        .run(&caller("r", "p", Role::Researcher), &q)
+        .await
+        .unwrap();
+    let industry = industry.rows[0].values[0].value as u64;
+    let everyone = everyone.rows[0].values[0].value as u64;
+
+    // From the stored tables: donors not withdrawn, with commercial consent
+    // and at least one sample.
+    let dir = site.dir();
+    let version = dir.current().unwrap().unwrap();
+    let mut with_samples = std::collections::HashSet::new();
+    for b in dir.read_all(&version, Table::Samples).unwrap() {
+        let ids = arrow::array::AsArray::as_string::<i32>(b.column_by_name("donor_id").unwrap());
+        with_samples.extend(ids.iter().flatten().map(str::to_owned));
+    }
+    let (mut commercial, mut all) = (0, 0);
+    for b in dir.read_all(&version, Table::Donors).unwrap() {
+        let col = |n| arrow::array::AsArray::as_boolean(b.column_by_name(n).unwrap()).clone();
+        let ids = arrow::array::AsArray::as_string::<i32>(b.column_by_name("donor_id").unwrap());
+        let (withdrawn, consent) = (col("consent_withdrawn"), col("consent_commercial"));
+        for i in 0..b.num_rows() {
+            if withdrawn.value(i) || !with_samples.contains(ids.value(i)) {
+                continue;
+            }
+            all += 1;
+            commercial += u64::from(consent.value(i));
+        }
+    }
+    assert!(
+        commercial < all,
+        "the data has donors without commercial consent"
+    );
+    assert_eq!(industry, commercial);
+    assert_eq!(everyone, all);
+}
+
+fn steward(site: &str) -> Caller {
+    Caller {
+        sites: vec![site.into()],
+        ..caller("sam", "stewardship", Role::Steward)
+    }
+}
+
+fn approve() -> ApprovalDecision {
+    ApprovalDecision {
+        decision: "approve".into(),
+        reason: None,
+    }
+}
+
+fn pending_ticket(r: Result<bonebank_schemas::wire::QueryResult, Error>) -> String {
+    match r {
+        Err(Error::Pending { ticket, site, .. }) => {
+            assert_eq!(site, "DK-ODE");
+            ticket
+        }
+        other => panic!("expected a pending ticket, got {other:?}"),
+    }
+}
+
+fn approval_site() -> TestSite {
+    TestSite::new(
+        "DK-ODE",
+        60,
+        Policy {
+            rules: vec![Rule {
+                role: Some(Role::Industry),
+                ..rule(Action::Approve)
+            }],
+            ..Policy::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
+    let site = approval_site();
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let ida = caller("ida", "scoping", Role::Industry);
+    let q = sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.2);
+
+    let ticket = pending_ticket(service.run(&ida, &q).await);
+    // Looking again is the same ticket, and nothing is charged yet.
+    assert_eq!(pending_ticket(service.run(&ida, &q).await), ticket);
+    assert_eq!(service.budget(&ida).await.unwrap().user.spent, 0.0);
+
+    // Only a steward of this site decides.
+    for who in [
+        steward("DE-LUE"),
+        caller("ana", "p1", Role::Researcher),
+        ida.clone(),
+    ] {
+        assert!(
+            matches!(service.approvals(&who).await, Err(Error::Forbidden(_))),
+            "{who:?}"
+        );
+        assert!(
+            matches!(
+                service.decide(&who, &ticket, &approve()).await,
+                Err(Error::Forbidden(_))
+            ),
+            "{who:?}"
+        );
+    }
+
+    // Pending requests survive a restart.
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let pending = service.approvals(&steward("DK-ODE")).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let p = &pending[0];
+    assert_eq!(
+        (p.ticket.as_str(), p.user.as_str(), p.project.as_str()),
+        (ticket.as_str(), "ida", "scoping")
+    );
+    assert!(p.sql.contains("consent_commercial = true"), "{}", p.sql);
+    assert_eq!(p.epsilon, 0.2);
+    assert_eq!(p.user_remaining, 5.0);
+
+    let status = service
+        .decide(&steward("DK-ODE"), &ticket, &approve())
+        .await
+        .unwrap();
+    assert_eq!(status.state, "approved");
+    assert!(
+        service
+            .approvals(&steward("DK-ODE"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Charged to the requester at approval.
+    assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
+
+    let answer = service.run(&ida, &q).await.unwrap();
+    assert!(answer.remembered);
+    assert_eq!(answer.rows.len(), 5);
+    assert_eq!(
+        service.ticket_status(&ida, &ticket).await.unwrap().state,
+        "approved"
+    );
+    // Deciding twice is refused.
+    assert!(
+        service
+            .decide(&steward("DK-ODE"), &ticket, &approve())
+            .await
+            .is_err()
+    );
+    bonebank_node::audit::verify(&rusqlite::Connection::open(site.config.state_db()).unwrap())
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_carries_its_reason_and_expired_requests_start_over() {
+    let site = approval_site();
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let ida = caller("ida", "scoping", Role::Industry);
+    let q = sql("SELECT COUNT(*) FROM samples", 0.1);
+    let ticket = pending_ticket(service.run(&ida, &q).await);
+
+    let no_reason = ApprovalDecision {
+        decision: "reject".into(),
+        reason: None,
+    };
+    assert!(matches!(
+        service
+            .decide(&steward("DK-ODE"), &ticket, &no_reason)
+            .await,
+        Err(Error::BadRequest(_))
+    ));
+    let reject = ApprovalDecision {
+        decision: "reject".into(),
+        reason: Some("no contract with this partner yet".into()),
+    };
+    service
+        .decide(&steward("DK-ODE"), &ticket, &reject)
+        .await
+        .unwrap();
+    match service.run(&ida, &q).await {
+        Err(Error::PolicyRefused(r)) => assert!(
+            r.message.contains("no contract with this partner yet"),
+            "{r:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(service.budget(&ida).await.unwrap().user.spent, 0.0);
+
+    // An undecided request expires after the policy's period; asking again
+    // files a new one.
+    let q2 = sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.1);
+    let first = pending_ticket(service.run(&ida, &q2).await);
+    rusqlite::Connection::open(site.config.state_db())
+        .unwrap()
+        .execute(
+            "UPDATE tickets SET expires = created WHERE id = ?1",
+            [&first],
+        )
+        .unwrap();
+    assert!(
+        service
+            .approvals(&steward("DK-ODE"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        service.ticket_status(&ida, &first).await.unwrap().state,
+        "expired"
+    );
+    assert!(
+        service
+            .decide(&steward("DK-ODE"), &first, &approve())
+            .await
+            .is_err()
+    );
+    let second = pending_ticket(service.run(&ida, &q2).await);
+    assert_ne!(first, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_rules_refuse_with_their_reason() {
+    let site = TestSite::new(
+        "DK-ODE",
+        20,
+        Policy {
+            rules: vec![Rule {
+                dimensions: Some(vec!["sampling_year".into()]),
+                reason: Some("no breakdowns by year here".into()),
+                ..rule(Action::Deny)
+            }],
+            ..Policy::default()
+        },
+    );
+    let service: QueryService = site.service(Arc::new(FixedOffset(0)));
+    let r = service
+        .run(
+            &caller("ana", "p", Role::Researcher),
+            &sql(
+                "SELECT sampling_year, COUNT(*) FROM samples GROUP BY sampling_year",
+                0.1,
+            ),
+        )
+        .await;
+    match r {
+        Err(Error::PolicyRefused(r)) => assert_eq!(r.message, "no breakdowns by year here"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stewards_decide_from_the_command_line() {
+    let site = approval_site();
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let ida = caller("ida", "scoping", Role::Industry);
+    let first = pending_ticket(
+        service
+            .run(&ida, &sql("SELECT COUNT(*) FROM samples", 0.1))
+            .await,
+    );
+    let second = pending_ticket(
+        service
+            .run(
+                &ida,
+                &sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.1),
+            )
+            .await,
+    );
+    let config = site.tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n",
+            site.config.data_dir, site.config.state_dir
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
+            .arg("steward")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .args(["--as", "sam"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, list) = run(&["list"]);
+    assert!(ok, "{list}");
+    assert!(list.contains(&first) && list.contains(&second), "{list}");
+    assert!(list.contains("consent_commercial = true"), "{list}");
+
+    let (ok, out) = run(&["reject", &first, "--reason", "not this one"]);
+    assert!(ok && out.contains("rejected"), "{out}");
+    let (ok, out) = run(&["approve", &second]);
+    assert!(ok && out.contains("approved"), "{out}");
+    let (ok, out) = run(&["approve", &second]);
+    assert!(!ok && out.contains("not pending"), "{out}");
+
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let answer = service
+        .run(
+            &ida,
+            &sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.1),
+        )
+        .await
+        .unwrap();
+    assert!(answer.remembered);
+    let (ok, list) = run(&["list"]);
+    assert!(ok && list.contains("no queries are waiting"), "{list}");
+}
