@@ -81,13 +81,21 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
                     }
                     let mut sum = 0.0;
                     let mut scales = Vec::new();
+                    let mut rounding = 0.0;
                     for r in answered {
                         if let Some(row) = r.rows.iter().find(|row| row.key == key) {
                             sum += row.values[m].value;
                             scales.push(r.measures[m].scale);
+                            // A rounded value is off by at most half a step.
+                            rounding += (r.measures[m].rounded_to.max(1) / 2) as f64;
                         }
                     }
-                    Some(total_value(sum, &scales))
+                    let mut total = total_value(sum, &scales);
+                    total.interval = [
+                        (total.interval[0] - rounding).max(0.0),
+                        (total.interval[1] + rounding).max(0.0),
+                    ];
+                    Some(total)
                 })
                 .collect();
             TotalRow { key, values }
@@ -103,5 +111,60 @@ pub fn total_value(sum: f64, scales: &[f64]) -> TotalValue {
         unclamped: sum,
         interval: [(sum - t).max(0.0), (sum + t).max(0.0)],
         sites: scales.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bonebank_schemas::wire::{MeasureNoise, NoisyValue, ResultRow};
+
+    use super::*;
+
+    fn site(value: f64, rounded_to: i64) -> QueryResult {
+        QueryResult {
+            site_id: "DE-LUE".into(),
+            dataset_version: "v".into(),
+            query: FeasibilityQuery {
+                measures: vec![Measure::Samples],
+                filter: Default::default(),
+                group_by: vec![],
+            },
+            epsilon_charged: 0.1,
+            epsilon: 0.1,
+            remembered: false,
+            measures: vec![MeasureNoise {
+                measure: Measure::Samples,
+                label: "samples".into(),
+                sensitivity: 5,
+                scale: 50.0,
+                epsilon: 0.1,
+                rounded_to,
+            }],
+            dimensions: vec![],
+            rows: vec![ResultRow {
+                key: vec![],
+                values: vec![NoisyValue {
+                    value,
+                    interval: [0.0, 0.0],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn totals_sum_unclamped_values_and_widen_for_rounding() {
+        let q = site(0.0, 1).query;
+        let (a, b) = (site(-40.0, 1), site(1000.0, 1));
+        let plain = totals(&q, &[&a, &b])[0].values[0].clone().unwrap();
+        assert_eq!(plain.unclamped, 960.0);
+        assert_eq!(plain.value, 960.0);
+        let (a, b) = (site(-40.0, 10), site(1000.0, 10));
+        let rounded = totals(&q, &[&a, &b])[0].values[0].clone().unwrap();
+        assert_eq!(rounded.interval[0], plain.interval[0] - 10.0);
+        assert_eq!(rounded.interval[1], plain.interval[1] + 10.0);
+        // Clamped at zero only after summing.
+        let (a, b) = (site(-400.0, 1), site(100.0, 1));
+        let t = totals(&q, &[&a, &b])[0].values[0].clone().unwrap();
+        assert_eq!((t.unclamped, t.value), (-300.0, 0.0));
     }
 }

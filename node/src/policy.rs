@@ -35,6 +35,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Days a query may wait for a steward before its request expires.
     pub approval_expiry_days: u32,
+    /// Released counts and sums are rounded to multiples of this, for
+    /// display (post-processing: it costs no privacy). 1: not rounded.
+    pub round_to: i64,
 }
 
 /// One rule of the site policy. Every condition given must hold for the rule
@@ -145,6 +148,7 @@ impl Default for Policy {
             roles,
             rules: Vec::new(),
             approval_expiry_days: 14,
+            round_to: 1,
         }
     }
 }
@@ -214,6 +218,9 @@ impl Policy {
             {
                 return Err((n, "epsilon_above must be a number ≥ 0".into()));
             }
+        }
+        if !(1..=1_000).contains(&self.round_to) {
+            return Err((0, "policy.round_to must be between 1 and 1000".into()));
         }
         if self.approval_expiry_days == 0 {
             return Err((0, "policy.approval_expiry_days must be at least 1".into()));

@@ -578,17 +578,24 @@ impl QueryService {
                         sensitivity: *ds,
                         scale: sum.scale,
                         epsilon: sum.epsilon + count.epsilon,
+                        rounded_to: 1,
                     });
                 }
                 _ => {
                     let (ds, v) = next.next().expect("one vector per aggregate");
-                    let t = halfwidth(v.scale, COVERAGE) as f64;
+                    let t = halfwidth(v.scale, COVERAGE);
+                    let r = self.policy.round_to.max(1);
                     per_measure.push(
                         v.values
                             .iter()
-                            .map(|x| NoisyValue {
-                                value: *x as f64,
-                                interval: [*x as f64 - t, *x as f64 + t],
+                            .map(|&x| NoisyValue {
+                                value: round_to(x, r) as f64,
+                                // Outward from the unrounded value: it covers
+                                // whenever the exact interval did.
+                                interval: [
+                                    (x - t).div_euclid(r) as f64 * r as f64,
+                                    (x + t + r - 1).div_euclid(r) as f64 * r as f64,
+                                ],
                             })
                             .collect(),
                     );
@@ -598,6 +605,7 @@ impl QueryService {
                         sensitivity: *ds,
                         scale: v.scale,
                         epsilon: v.epsilon,
+                        rounded_to: r,
                     });
                 }
             }
@@ -785,4 +793,13 @@ fn requester_of(t: &crate::store::Ticket) -> Result<(Caller, FeasibilityQuery)> 
     };
     let query = serde_json::from_str(&t.query).map_err(|e| damaged(&e))?;
     Ok((caller, query))
+}
+
+/// `x` rounded to the nearest multiple of `r` (halves away from zero).
+fn round_to(x: i64, r: i64) -> i64 {
+    if r <= 1 {
+        return x;
+    }
+    let down = x.div_euclid(r) * r;
+    if (x - down) * 2 >= r { down + r } else { down }
 }

@@ -51,6 +51,14 @@ pub struct MeasureNoise {
     /// Scale of the discrete Laplace noise added to each cell.
     pub scale: f64,
     pub epsilon: f64,
+    /// The site's policy rounds released values to multiples of this (1:
+    /// not rounded); intervals are widened outward to match.
+    #[serde(default = "one")]
+    pub rounded_to: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// One cell of a result.

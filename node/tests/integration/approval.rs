@@ -508,3 +508,55 @@ async fn stewards_decide_from_the_command_line() {
     let (ok, list) = run(&["list"]);
     assert!(ok && list.contains("no queries are waiting"), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_values_are_rounded_for_display_when_the_policy_says_so() {
+    let q = sql(
+        "SELECT sample_type, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type",
+        0.5,
+    );
+    let ana = caller("ana", "p", Role::Researcher);
+    // FixedOffset(0) releases the exact bounded values, so the rounding is visible.
+    let exact = TestSite::new("DE-LUE", 150, Policy::default());
+    let exact = exact
+        .service(Arc::new(FixedOffset(0)))
+        .run(&ana, &q)
+        .await
+        .unwrap();
+    let site = TestSite::new(
+        "DE-LUE",
+        150,
+        Policy {
+            round_to: 10,
+            ..Policy::default()
+        },
+    );
+    let rounded = site
+        .service(Arc::new(FixedOffset(0)))
+        .run(&ana, &q)
+        .await
+        .unwrap();
+    assert!(rounded.measures.iter().all(|m| m.rounded_to == 10));
+    let mut moved = 0;
+    for (e, r) in exact.rows.iter().zip(&rounded.rows) {
+        for (e, r) in e.values.iter().zip(&r.values) {
+            assert_eq!(r.value % 10.0, 0.0, "{r:?}");
+            assert!((r.value - e.value).abs() <= 5.0, "{e:?} → {r:?}");
+            assert!(
+                r.interval[0] <= e.value && e.value <= r.interval[1],
+                "{e:?} → {r:?}"
+            );
+            assert!(
+                r.interval[0] % 10.0 == 0.0 && r.interval[1] % 10.0 == 0.0,
+                "{r:?}"
+            );
+            moved += usize::from(r.value != e.value);
+        }
+    }
+    assert!(moved > 0, "some values were not multiples of 10 before");
+    let bad = Policy {
+        round_to: 0,
+        ..Policy::default()
+    };
+    assert!(bad.validate_rules().is_err());
+}
