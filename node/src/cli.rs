@@ -134,8 +134,18 @@ pub enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The node's data directory (created by the first import).
-    #[arg(long, env = "BONEBANK_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[arg(
+        long,
+        env = "BONEBANK_DATA_DIR",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Or the node's config file: imports into its data directory and
+    /// records the import (the files and the new version) in the node's
+    /// audit log.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// A table and the file holding it: donors, samples or diagnoses, then a
     /// .csv or .parquet path. Repeat to import several tables as one version.
     #[arg(long = "table", num_args = 2, value_names = ["TABLE", "FILE"], required = true)]
@@ -376,7 +386,31 @@ fn run_import(args: ImportArgs) -> Result<()> {
             Ok((table, PathBuf::from(&pair[1])))
         })
         .collect::<Result<Vec<_>>>()?;
-    let report = import::import(&DataDir::new(&args.data_dir), &files)?;
+    let config = args
+        .config
+        .as_deref()
+        .map(crate::config::NodeConfig::load)
+        .transpose()?;
+    let data_dir = match (&config, &args.data_dir) {
+        (Some(c), _) => c.data_dir.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => return Err(Error::Usage("give --data-dir or --config".into())),
+    };
+    let report = import::import(&DataDir::new(&data_dir), &files)?;
+    if let Some(config) = &config {
+        let store = crate::store::Store::open(&config.state_db())?;
+        // Which files became which version; no row counts, which are exact
+        // counts of the site's data.
+        let tables: serde_json::Map<String, serde_json::Value> = files
+            .iter()
+            .map(|(t, f)| (t.to_string(), f.display().to_string().into()))
+            .collect();
+        store.audit(
+            "import",
+            &std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+            &serde_json::json!({ "version": report.version.id, "files": tables }),
+        )?;
+    }
     let total: u64 = report.rows.values().sum();
     for (table, rows) in &report.rows {
         println!("imported {rows} {table} rows");

@@ -246,3 +246,45 @@ async fn the_verify_command_names_the_entry_and_fails() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("audit log broken at entry 3"), "{err}");
 }
+
+#[test]
+fn an_import_through_the_node_config_is_logged() {
+    let site = TestSite::new("DK-ODE", 10, Policy::default());
+    let export = site.tmp.path().join("export");
+    bonebank_node::generate::into_csv(&crate::common::spec("DK-ODE", 12, 9), &export).unwrap();
+    let config = site.tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n",
+            site.config.data_dir, site.config.state_dir
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"));
+    cmd.args(["import", "--config"]).arg(&config);
+    for t in ["donors", "samples", "diagnoses"] {
+        cmd.args(["--table", t])
+            .arg(export.join(format!("{t}.csv")));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = bonebank_node::audit::last_detail(&db(&site), "import")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        last["version"].as_str(),
+        Some(site.dir().current().unwrap().unwrap().id.as_str())
+    );
+    assert!(
+        last["files"]["samples"]
+            .as_str()
+            .unwrap()
+            .ends_with("samples.csv")
+    );
+    verify(&site).unwrap();
+}
