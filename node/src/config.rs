@@ -64,7 +64,17 @@ impl NodeConfig {
             .merge(Toml::file(path))
             .merge(Env::prefixed("BONEBANK_NODE_").split("__"))
             .extract()
-            .map_err(|e| Error::Usage(format!("config {}: {e}", path.display())))?;
+            .map_err(|e: figment::Error| {
+                // Name the line of the offending key where the file has one.
+                let line = e
+                    .path
+                    .last()
+                    .and_then(|key| {
+                        key_line(&std::fs::read_to_string(path).unwrap_or_default(), key)
+                    })
+                    .map_or(String::new(), |l| format!(" line {l}"));
+                Error::Usage(format!("config {}{line}: {e}", path.display()))
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.data_dir, &mut config.state_dir] {
             if p.is_relative() {
@@ -79,6 +89,19 @@ impl NodeConfig {
             let line = rule_line(&text, rule).map_or(String::new(), |l| format!(" line {l}"));
             return Err(Error::Usage(format!(
                 "config {}{line}: policy rule {rule}: {why}",
+                path.display()
+            )));
+        }
+        if let Err(why) = config.policy.validate() {
+            // Messages name the key, e.g. "policy.epsilon must …".
+            let key = why
+                .strip_prefix("policy.")
+                .and_then(|r| r.split([' ', '.']).next())
+                .unwrap_or_default();
+            let line = key_line(&std::fs::read_to_string(path).unwrap_or_default(), key)
+                .map_or(String::new(), |l| format!(" line {l}"));
+            return Err(Error::Usage(format!(
+                "config {}{line}: {why}",
                 path.display()
             )));
         }
@@ -125,4 +148,23 @@ fn rule_line(text: &str, n: usize) -> Option<usize> {
         })
         .nth(n.checked_sub(1)?)
         .map(|(i, _)| i + 1)
+}
+
+/// The line (1-based) that sets `key` (`key = …`) or opens its table
+/// (`[….key]`), if the file has one.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    if key.is_empty() {
+        return None;
+    }
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+                || (l.starts_with('[')
+                    && l.trim_end()
+                        .trim_end_matches(']')
+                        .ends_with(&format!(".{key}")))
+        })
+        .map(|i| i + 1)
 }

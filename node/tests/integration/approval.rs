@@ -183,6 +183,35 @@ fn an_invalid_rule_stops_the_node_with_its_line() {
     }
 }
 
+#[test]
+fn any_invalid_policy_setting_is_named_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = "site_id = \"DK-ODE\"\ndata_dir = \"d\"\nstate_dir = \"s\"\n\n";
+    for (body, line, message) in [
+        ("[policy]\nmax_dimensions = \"two\"\n", 6, "max_dimensions"),
+        (
+            "[policy]\nmax_dimensions = 2\n\n[policy.epsilon]\nmin = 0.5\nmax = 0.2\ndefault = 0.3\n",
+            8,
+            "policy.epsilon",
+        ),
+        (
+            "[policy]\nbudget_period_days = 0\n",
+            6,
+            "budget_period_days",
+        ),
+    ] {
+        let path = tmp.path().join("node.toml");
+        std::fs::write(&path, format!("{head}{body}")).unwrap();
+        let err = bonebank_node::config::NodeConfig::load(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("line {line}:")) && err.contains(message),
+            "{body}: {err}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn industry_counts_only_donors_with_commercial_consent_in_the_data() {
     let site = TestSite::new("DE-LUE", 300, Policy::default());
