@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 
 use bonebank_node::config::IdentityMode;
 use bonebank_schemas::SiteId;
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -71,17 +69,7 @@ fn default_deadline() -> u64 {
 impl CoordinatorConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Usage(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
-        }
-        let mut config: Self = Figment::new()
-            .merge(Toml::file(path))
-            .merge(Env::prefixed("BONEBANK_COORDINATOR_").split("__"))
-            .extract()
-            .map_err(|e| Error::Usage(format!("config {}: {e}", path.display())))?;
+        let mut config: Self = bonebank_node::config::read_toml(path, "BONEBANK_COORDINATOR_")?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.state_dir,

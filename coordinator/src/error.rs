@@ -68,14 +68,10 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.body().code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        bonebank_node::api::status_of(&self.body())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = self.body();
-        if body.code == ErrorCode::Internal {
-            tracing::error!(error = %self, "request failed");
-        }
-        HttpResponse::build(self.status_code()).json(body)
+        bonebank_node::api::respond(self.body(), self)
     }
 }

@@ -54,27 +54,7 @@ fn default_listen() -> SocketAddr {
 impl NodeConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Usage(format!(
-                "config file {} does not exist",
-                path.display()
-            )));
-        }
-        let mut config: Self = Figment::new()
-            .merge(Toml::file(path))
-            .merge(Env::prefixed("BONEBANK_NODE_").split("__"))
-            .extract()
-            .map_err(|e: figment::Error| {
-                // Name the line of the offending key where the file has one.
-                let line = e
-                    .path
-                    .last()
-                    .and_then(|key| {
-                        key_line(&std::fs::read_to_string(path).unwrap_or_default(), key)
-                    })
-                    .map_or(String::new(), |l| format!(" line {l}"));
-                Error::Usage(format!("config {}{line}: {e}", path.display()))
-            })?;
+        let mut config: Self = read_toml(path, "BONEBANK_NODE_")?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.data_dir, &mut config.state_dir] {
             if p.is_relative() {
@@ -136,6 +116,30 @@ impl NodeConfig {
     pub fn state_db(&self) -> PathBuf {
         self.state_dir.join("node.sqlite")
     }
+}
+
+/// Reads a TOML config file with every key overridable by an environment
+/// variable `<prefix><KEY>` (nested keys joined with `__`). A key that does
+/// not fit is reported with its line in the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, env_prefix: &str) -> Result<T> {
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "config file {} does not exist",
+            path.display()
+        )));
+    }
+    Figment::new()
+        .merge(Toml::file(path))
+        .merge(Env::prefixed(env_prefix).split("__"))
+        .extract()
+        .map_err(|e: figment::Error| {
+            let line = e
+                .path
+                .last()
+                .and_then(|key| key_line(&std::fs::read_to_string(path).unwrap_or_default(), key))
+                .map_or(String::new(), |l| format!(" line {l}"));
+            Error::Usage(format!("config {}{line}: {e}", path.display()))
+        })
 }
 
 /// The line (1-based) of the `n`-th `[[policy.rules]]` table in a config.

@@ -132,14 +132,24 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.body().code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        status_of(&self.body())
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = self.body();
-        if body.code == ErrorCode::Internal {
-            tracing::error!(error = %self, "request failed");
-        }
-        HttpResponse::build(self.status_code()).json(body)
+        respond(self.body(), self)
     }
+}
+
+/// The HTTP status of an error body.
+pub fn status_of(body: &ErrorBody) -> StatusCode {
+    StatusCode::from_u16(body.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An error as every bonebank service sends it: the body with its status;
+/// for internal errors, the details go to the log only.
+pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
+    if body.code == ErrorCode::Internal {
+        tracing::error!(error = %error, "request failed");
+    }
+    HttpResponse::build(status_of(&body)).json(body)
 }
