@@ -31,24 +31,48 @@ fn generous() -> Policy {
     p
 }
 
+/// A request in development identity mode: user, project and role headers.
+fn as_user(
+    req: reqwest::RequestBuilder,
+    user: &str,
+    project: &str,
+    role: &str,
+) -> reqwest::RequestBuilder {
+    req.header("x-bonebank-user", user)
+        .header("x-bonebank-project", project)
+        .header("x-bonebank-role", role)
+}
+
+/// Status and JSON body of a request, with an optional JSON body sent.
+async fn send(
+    req: reqwest::RequestBuilder,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 async fn ask(url: &str, sql: &str) -> FederatedResult {
     tls::install_default_provider();
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/query"))
-        .header("x-bonebank-user", "ada")
-        .header("x-bonebank-project", "p1")
-        .header("x-bonebank-role", "researcher")
-        .json(&FederatedRequest {
-            sql: Some(sql.into()),
-            query: None,
-            epsilon: Some(0.5),
-            sites: None,
-        })
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let request = FederatedRequest {
+        sql: Some(sql.into()),
+        query: None,
+        epsilon: Some(0.5),
+        sites: None,
+    };
+    let req = as_user(
+        reqwest::Client::new().post(format!("{url}/v1/query")),
+        "ada",
+        "p1",
+        "researcher",
+    );
+    let (status, body) = send(req, Some(serde_json::to_value(request).unwrap())).await;
+    assert_eq!(status, 200);
+    serde_json::from_value(body).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,11 +254,8 @@ async fn post_to_node(
     body: serde_json::Value,
 ) -> Result<reqwest::Response, reqwest::Error> {
     // The node's certificate names localhost, so the CA check passes.
-    client
-        .post(format!("https://localhost:{port}/v1/query"))
-        .header("x-bonebank-user", "eve")
-        .header("x-bonebank-project", "p1")
-        .header("x-bonebank-role", "researcher")
+    let req = client.post(format!("https://localhost:{port}/v1/query"));
+    as_user(req, "eve", "p1", "researcher")
         .json(&body)
         .send()
         .await
@@ -383,19 +404,9 @@ async fn as_role(
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     tls::install_default_provider();
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{url}{path}"))
-        .header(
-            "x-bonebank-user",
-            if role == "industry" { "ida" } else { "ada" },
-        )
-        .header("x-bonebank-project", "scoping")
-        .header("x-bonebank-role", role);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    let user = if role == "industry" { "ida" } else { "ada" };
+    let req = reqwest::Client::new().request(method, format!("{url}{path}"));
+    send(as_user(req, user, "scoping", role), body).await
 }
 
 /// A steward's call straight to a node, over mutual TLS with the
@@ -413,20 +424,12 @@ async fn steward_call(
         read(net.pki.coordinator_cert()),
         read(net.pki.coordinator_key()),
     );
-    let mut req = client(&net.pki, Some((&cert, &key)))
-        .request(
-            method,
-            format!("https://localhost:{}{path}", net.nodes[node].1.addr.port()),
-        )
-        .header("x-bonebank-user", "sam")
-        .header("x-bonebank-project", "stewardship")
-        .header("x-bonebank-role", "steward")
-        .header("x-bonebank-sites", steward_of);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    let req = client(&net.pki, Some((&cert, &key))).request(
+        method,
+        format!("https://localhost:{}{path}", net.nodes[node].1.addr.port()),
+    );
+    let req = as_user(req, "sam", "stewardship", "steward").header("x-bonebank-sites", steward_of);
+    send(req, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
