@@ -1,31 +1,19 @@
 //! The coordinator's HTTP API for researchers and the CLI.
 
-use std::sync::Arc;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
-use bonebank_node::identity::IdentityVerifier;
-use bonebank_node::service::Caller;
 use bonebank_schemas::wire::FederatedRequest;
 
 use crate::Error;
+use crate::auth::{self, Auth};
 use crate::service::Coordinator;
 
 /// Everything handlers share.
 #[derive(Debug, Clone)]
 pub struct State {
     pub coordinator: Coordinator,
-    pub identity: Arc<dyn IdentityVerifier>,
-}
-
-impl State {
-    fn caller(&self, req: &HttpRequest) -> Result<Caller, Error> {
-        self.identity.verify(req.headers()).map_err(|e| match e {
-            bonebank_node::Error::Unauthenticated(m) => Error::Unauthenticated(m),
-            other => Error::Node(other),
-        })
-    }
+    pub auth: web::Data<Auth>,
 }
 
 pub fn app(
@@ -48,8 +36,15 @@ pub fn app(
             .into()
         });
     App::new()
+        .app_data(state.auth.clone())
         .app_data(state)
         .app_data(json)
+        .route("/", web::get().to(auth::home))
+        .route("/auth/login", web::get().to(auth::login))
+        .route("/auth/callback", web::get().to(auth::callback))
+        .route("/auth/logout", web::post().to(auth::logout))
+        .route("/v1/login", web::get().to(auth::login_info))
+        .route("/v1/whoami", web::get().to(auth::whoami))
         .route("/v1/query", web::post().to(query))
         .route("/v1/sites", web::get().to(sites))
         .route("/v1/history", web::get().to(history))
@@ -66,8 +61,8 @@ async fn query(
     req: HttpRequest,
     body: web::Json<FederatedRequest>,
 ) -> Result<HttpResponse, Error> {
-    let caller = state.caller(&req)?;
-    let result = state.coordinator.ask(&caller, body.into_inner()).await?;
+    let who = state.auth.requester(&req).await?;
+    let result = state.coordinator.ask(&who, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -76,8 +71,8 @@ async fn sites(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn history(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
-    let caller = state.caller(&req)?;
-    Ok(HttpResponse::Ok().json(state.coordinator.history(&caller).await?))
+    let who = state.auth.requester(&req).await?;
+    Ok(HttpResponse::Ok().json(state.coordinator.history(&who.caller).await?))
 }
 
 async fn look_again(
@@ -85,7 +80,7 @@ async fn look_again(
     req: HttpRequest,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, Error> {
-    let caller = state.caller(&req)?;
-    let result = state.coordinator.look_again(&caller, *id).await?;
+    let who = state.auth.requester(&req).await?;
+    let result = state.coordinator.look_again(&who, *id).await?;
     Ok(HttpResponse::Ok().json(result))
 }

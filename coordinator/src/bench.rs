@@ -12,7 +12,7 @@ use bonebank_node::policy::{Budgets, Policy};
 use bonebank_schemas::SiteId;
 use bonebank_schemas::wire::{FederatedRequest, SiteStatus};
 
-use crate::client::{Client, Identity};
+use crate::client::Client;
 use crate::local::{self, LocalNetwork};
 use crate::{Error, Result};
 
@@ -75,25 +75,27 @@ fn policy() -> Policy {
     }
 }
 
+/// The benchmark's researcher.
+fn bench_user() -> bonebank_node::devidp::DevUser {
+    bonebank_node::devidp::DevUser::new(
+        "bench",
+        bonebank_schemas::Role::Researcher,
+        Some("bench"),
+        &[],
+    )
+}
+
 /// Asks `questions` (by index into [`bench_sql`]) from `clients` concurrent
 /// clients, each taking every `clients`-th question.
 async fn series(
     url: &str,
+    token: &str,
     label: &str,
     clients: usize,
     questions: std::ops::Range<usize>,
 ) -> Result<Series> {
-    let client = Arc::new(
-        Client::new(
-            url,
-            Identity {
-                user: "bench".into(),
-                project: "bench".into(),
-                role: "researcher".into(),
-            },
-        )
-        .map_err(|e| Error::Internal(e.to_string()))?,
-    );
+    let client =
+        Arc::new(Client::new(url, token.to_owned()).map_err(|e| Error::Internal(e.to_string()))?);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
@@ -158,26 +160,37 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
     runtime.block_on(async {
         let net = LocalNetwork::start(work.path(), &sites, &policy(), 60_000)?;
         let url = net.coordinator.url();
+        let token = net.token(&bench_user());
         // The first question loads each site's dataset version into memory.
         eprintln!("loading the sites' data …");
         let t = Instant::now();
-        series(&url, "warm-up", 1, 839..840).await?;
+        series(&url, &token, "warm-up", 1, 839..840).await?;
         let warmup_ms = t.elapsed().as_secs_f64() * 1000.0;
         let mut out = Vec::new();
         eprintln!("fresh and remembered questions, 1 and 16 clients …");
         let half = requests;
-        out.push(series(&url, "fresh (noise + ledger at 3 sites)", 1, 0..half).await?);
         out.push(
             series(
                 &url,
+                &token,
+                "fresh (noise + ledger at 3 sites)",
+                1,
+                0..half,
+            )
+            .await?,
+        );
+        out.push(
+            series(
+                &url,
+                &token,
                 "fresh (noise + ledger at 3 sites)",
                 16,
                 half..2 * half,
             )
             .await?,
         );
-        out.push(series(&url, "remembered", 1, 0..half).await?);
-        out.push(series(&url, "remembered", 16, 0..2 * half).await?);
+        out.push(series(&url, &token, "remembered", 1, 0..half).await?);
+        out.push(series(&url, &token, "remembered", 16, 0..2 * half).await?);
         drop(net);
 
         let mut fanout = Vec::new();
@@ -200,11 +213,12 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
             }
             let net = LocalNetwork::start(&root, &ids, &policy(), 60_000)?;
             let url = net.coordinator.url();
-            series(&url, "warm-up", 1, 839..840).await?;
+            let token = net.token(&bench_user());
+            series(&url, &token, "warm-up", 1, 839..840).await?;
             let k = requests.min(100);
-            fanout.push(series(&url, &format!("{n} nodes, fresh"), 1, 0..k).await?);
-            fanout.push(series(&url, &format!("{n} nodes, remembered"), 1, 0..k).await?);
-            fanout.push(series(&url, &format!("{n} nodes, remembered"), 16, 0..k).await?);
+            fanout.push(series(&url, &token, &format!("{n} nodes, fresh"), 1, 0..k).await?);
+            fanout.push(series(&url, &token, &format!("{n} nodes, remembered"), 1, 0..k).await?);
+            fanout.push(series(&url, &token, &format!("{n} nodes, remembered"), 16, 0..k).await?);
         }
         Ok(FederationBench {
             samples_per_site,

@@ -7,10 +7,10 @@ use bonebank_schemas::SiteId;
 use bonebank_schemas::wire::FederatedRequest;
 use clap::{Parser, Subcommand};
 
-use crate::client::{Client, ClientError, Identity};
+use crate::client::{Client, ClientError};
 use crate::config::CoordinatorConfig;
 use crate::pki::PkiDir;
-use crate::{Error, Result, demo, render};
+use crate::{Error, Result, demo, login, render};
 
 /// The coordinator of a bonebank network.
 #[derive(Debug, Parser)]
@@ -43,6 +43,17 @@ pub enum CoordinatorCommand {
         /// Deadline for the sites' answers, in milliseconds.
         #[arg(long, default_value_t = 3_000)]
         deadline_ms: u64,
+    },
+    /// Runs the DEVELOPMENT identity provider alone (for the example
+    /// configs): demo users sign in without a password. Loopback only.
+    DevIdp {
+        /// Where to listen; must be a loopback address.
+        #[arg(long, default_value = "127.0.0.1:7109")]
+        listen: std::net::SocketAddr,
+        /// Sites to make a demo steward for (repeatable); the demo sites if
+        /// absent.
+        #[arg(long = "site")]
+        sites: Vec<SiteId>,
     },
     /// Measures the network on this machine: three large sites with 1 and 16
     /// clients, then the fan-out to many small nodes.
@@ -107,6 +118,34 @@ pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
             donors,
             deadline_ms,
         })),
+        CoordinatorCommand::DevIdp { listen, sites } => {
+            let sites = if sites.is_empty() {
+                crate::local::demo_sites()
+            } else {
+                sites
+            };
+            let names: Vec<String> = sites.iter().map(ToString::to_string).collect();
+            runtime()?.block_on(async {
+                let idp = bonebank_node::devidp::DevProvider::start(
+                    listen,
+                    bonebank_node::devidp::DEMO_AUDIENCE,
+                    bonebank_node::devidp::demo_users(&names),
+                    crate::local::DEV_TOKEN_TTL,
+                )?;
+                println!(
+                    "DEVELOPMENT identity provider (never at a site): {}",
+                    idp.issuer()
+                );
+                for user in idp.users() {
+                    println!("  {:<16} {}", user.name, user.role);
+                }
+                tokio::signal::ctrl_c()
+                    .await
+                    .map_err(Error::io("signal handler"))?;
+                idp.stop().await;
+                Ok(())
+            })
+        }
         CoordinatorCommand::Bench {
             samples,
             requests,
@@ -134,31 +173,26 @@ pub struct ResearcherCli {
     /// The coordinator's URL, as `bonebank-coordinator demo` prints it.
     #[arg(long, global = true, env = "BONEBANK_COORDINATOR")]
     pub coordinator: Option<String>,
-    /// Development identity: the user to act as.
-    #[arg(
-        long,
-        global = true,
-        env = "BONEBANK_USER",
-        default_value = "demo-researcher"
-    )]
-    pub user: String,
-    /// Development identity: the project the question is for.
-    #[arg(long, global = true, env = "BONEBANK_PROJECT", default_value = "demo")]
-    pub project: String,
-    /// Development identity: researcher, industry or steward.
-    #[arg(
-        long,
-        global = true,
-        env = "BONEBANK_ROLE",
-        default_value = "researcher"
-    )]
-    pub role: String,
     #[command(subcommand)]
     pub command: ResearcherCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ResearcherCommand {
+    /// Signs in to the coordinator's identity provider (device flow: open
+    /// the address shown and enter the code) and keeps the tokens in your
+    /// config directory, readable by you only.
+    Login {
+        /// The demo only: sign in as this demo user without a browser
+        /// (alice, ingrid, steward-de-lue, …). Refused unless the coordinator
+        /// uses the development identity provider.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Forgets your sign-in to the coordinator.
+    Logout,
+    /// Shows who you are signed in as: user, role, project.
+    Whoami,
     /// Runs a feasibility query across the network.
     Query {
         /// The query, in the SQL subset (see the README).
@@ -208,18 +242,62 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
     let url = cli.coordinator.clone().ok_or(
         "no coordinator given: pass --coordinator URL (the demo prints it) or set BONEBANK_COORDINATOR",
     )?;
-    let client = Client::new(
-        &url,
-        Identity {
-            user: cli.user.clone(),
-            project: cli.project.clone(),
-            role: cli.role.clone(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
     let rt = runtime().map_err(|e| e.to_string())?;
+    let cache = login::TokenCache::default_location()?;
+    match &cli.command {
+        ResearcherCommand::Login { user } => {
+            let approver = match user {
+                Some(u) => login::Approver::DemoUser(u.clone()),
+                None => login::Approver::Show,
+            };
+            let signed_in = rt.block_on(login::login(&url, approver, &cache, |p| {
+                match &p.verification_uri_complete {
+                    Some(complete) => eprintln!(
+                        "To sign in, open {complete}\n(or open {} and enter the code {})",
+                        p.verification_uri, p.user_code
+                    ),
+                    None => eprintln!(
+                        "To sign in, open {} and enter the code {}",
+                        p.verification_uri, p.user_code
+                    ),
+                }
+                eprintln!("Waiting for you to finish in the browser …");
+            }))?;
+            let client = Client::new(&url, signed_in.access_token).map_err(|e| e.to_string())?;
+            let who = rt.block_on(client.whoami()).map_err(|e| e.to_string())?;
+            println!(
+                "signed in to {url} as {} ({}, project {}); tokens kept in {}",
+                who.user,
+                who.role,
+                who.project,
+                cache.path().display()
+            );
+            return Ok(());
+        }
+        ResearcherCommand::Logout => {
+            if cache.remove(&url)? {
+                println!("signed out of {url}");
+            } else {
+                println!("you were not signed in to {url}");
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let token = rt.block_on(login::access_token(&url, &cache))?;
+    let client = Client::new(&url, token).map_err(|e| e.to_string())?;
     let show = |e: ClientError| e.to_string();
     match cli.command {
+        ResearcherCommand::Login { .. } | ResearcherCommand::Logout => {
+            unreachable!("handled above")
+        }
+        ResearcherCommand::Whoami => {
+            let who = rt.block_on(client.whoami()).map_err(show)?;
+            println!("{} ({}, project {})", who.user, who.role, who.project);
+            if !who.sites.is_empty() {
+                println!("steward of {}", who.sites.join(", "));
+            }
+        }
         ResearcherCommand::Query {
             sql,
             file,

@@ -2,23 +2,22 @@
 
 use std::time::Duration;
 
-use bonebank_node::identity::{PROJECT_HEADER, ROLE_HEADER, USER_HEADER};
 use bonebank_schemas::wire::{ErrorBody, FederatedRequest, FederatedResult, SiteListing};
 use serde::de::DeserializeOwned;
 
-/// Who is asking (development identity mode, until OIDC login).
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: String,
-    pub project: String,
-    pub role: String,
-}
-
-#[derive(Debug)]
+/// A client that acts with one access token.
 pub struct Client {
     base: reqwest::Url,
     http: reqwest::Client,
-    identity: Identity,
+    token: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish()
+    }
 }
 
 /// Why a call to the coordinator failed, in words for its user.
@@ -35,7 +34,9 @@ pub enum ClientError {
 }
 
 impl Client {
-    pub fn new(url: &str, identity: Identity) -> Result<Self, ClientError> {
+    /// A client of the coordinator at `url`, sending `token` as its bearer
+    /// token.
+    pub fn new(url: &str, token: String) -> Result<Self, ClientError> {
         let mut base = reqwest::Url::parse(url)
             .map_err(|e| ClientError::Other(format!("coordinator URL {url:?}: {e}")))?;
         if !base.path().ends_with('/') {
@@ -47,19 +48,13 @@ impl Client {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| ClientError::Other(e.to_string()))?;
-        Ok(Self {
-            base,
-            http,
-            identity,
-        })
+        Ok(Self { base, http, token })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.base.join(path).expect("static paths join"))
-            .header(USER_HEADER, &self.identity.user)
-            .header(PROJECT_HEADER, &self.identity.project)
-            .header(ROLE_HEADER, &self.identity.role)
+            .bearer_auth(&self.token)
     }
 
     async fn send<T: DeserializeOwned>(
@@ -109,6 +104,12 @@ impl Client {
 
     pub async fn sites(&self) -> Result<Vec<SiteListing>, ClientError> {
         self.send(self.request(reqwest::Method::GET, "v1/sites"))
+            .await
+    }
+
+    /// Who the token says the user is.
+    pub async fn whoami(&self) -> Result<crate::auth::WhoAmI, ClientError> {
+        self.send(self.request(reqwest::Method::GET, "v1/whoami"))
             .await
     }
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bonebank_node::config::IdentityMode;
+use bonebank_node::oidc::OidcSettings;
 use bonebank_schemas::SiteId;
 use serde::{Deserialize, Serialize};
 
@@ -23,13 +23,52 @@ pub struct CoordinatorConfig {
     /// have not answered by then are reported as timed out.
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
-    /// How researchers are identified.
-    #[serde(default)]
-    pub identity: IdentityMode,
+    /// The OIDC provider whose access tokens identify users; the same
+    /// settings as the nodes'. The coordinator checks tokens too, and passes
+    /// them on to the nodes, which check them again.
+    pub oidc: OidcSettings,
+    /// How users sign in: the browser login and the CLI's device flow.
+    pub login: LoginConfig,
     /// The coordinator's side of mutual TLS with the nodes.
     pub tls: ClientTls,
     /// The sites of the network.
     pub sites: Vec<SiteEndpoint>,
+}
+
+/// The coordinator's OIDC clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The client id of the coordinator's browser login (authorization code
+    /// with PKCE). Its redirect URI is `<public_url>/auth/callback`.
+    pub client_id: String,
+    /// A file holding that client's secret, if the provider made it a
+    /// confidential client.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The public client the `bonebank` CLI signs in with (device flow).
+    pub cli_client_id: String,
+    /// The coordinator's address as users' browsers reach it, e.g.
+    /// `https://bonebank.example.org`; `http://<listen address>` if absent.
+    /// Session cookies are marked `Secure` when it is https.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Scopes to ask for besides `openid` (Entra ID, for example, wants the
+    /// API's scope here).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// A resource indicator (RFC 8707) to ask for, for providers that set a
+    /// token's audience from it.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The provider is bonebank's development provider: lets `bonebank login
+    /// --user NAME` sign in as a demo user. Refused off loopback.
+    #[serde(default)]
+    pub development: bool,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["offline_access".into()]
 }
 
 /// The coordinator's certificate, and the CA it checks nodes against.
@@ -71,6 +110,12 @@ impl CoordinatorConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let mut config: Self = bonebank_node::config::read_toml(path, "BONEBANK_COORDINATOR_")?;
         let base = path.parent().unwrap_or(Path::new("."));
+        config.oidc.resolve(base);
+        if let Some(secret) = &mut config.login.client_secret_file
+            && secret.is_relative()
+        {
+            *secret = base.join(&*secret);
+        }
         for p in [
             &mut config.state_dir,
             &mut config.tls.ca,
@@ -87,11 +132,26 @@ impl CoordinatorConfig {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<()> {
-        if self.identity == IdentityMode::Development && !self.listen.ip().is_loopback() {
-            return Err(Error::Usage(format!(
-                "identity = \"development\" trusts unverified headers and is refused on {}; listen on 127.0.0.1",
-                self.listen
-            )));
+        self.oidc.validate()?;
+        if self.login.development {
+            let issuer = reqwest::Url::parse(&self.oidc.issuer)
+                .map_err(|e| Error::Usage(format!("oidc.issuer: {e}")))?;
+            if !self.listen.ip().is_loopback() || !bonebank_node::oidc::is_loopback(&issuer) {
+                return Err(Error::Usage(
+                    "login.development is for the development identity provider on this machine only; \
+                     it is refused unless both the coordinator and the issuer are on 127.0.0.1"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.login.public_url {
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| Error::Usage(format!("login.public_url {url:?}: {e}")))?;
+            if parsed.scheme() != "https" && !bonebank_node::oidc::is_loopback(&parsed) {
+                return Err(Error::Usage(format!(
+                    "login.public_url {url} must be https: session cookies would travel in the clear"
+                )));
+            }
         }
         if self.sites.is_empty() {
             return Err(Error::Usage("the config lists no [[sites]]".into()));
@@ -124,5 +184,66 @@ impl CoordinatorConfig {
     /// The SQLite file of the query history.
     pub fn history_db(&self) -> PathBuf {
         self.state_dir.join("coordinator.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> CoordinatorConfig {
+        CoordinatorConfig {
+            listen: default_listen(),
+            state_dir: "/tmp/x".into(),
+            deadline_ms: 1000,
+            oidc: OidcSettings {
+                issuer: "http://127.0.0.1:7109".into(),
+                audience: "bonebank".into(),
+                leeway_seconds: 30,
+                claims: Default::default(),
+                ca: None,
+            },
+            login: LoginConfig {
+                client_id: "web".into(),
+                client_secret_file: None,
+                cli_client_id: "cli".into(),
+                public_url: None,
+                scopes: default_scopes(),
+                resource: None,
+                development: true,
+            },
+            tls: ClientTls {
+                ca: "ca.crt".into(),
+                certificate: "c.crt".into(),
+                key: "c.key".into(),
+            },
+            sites: vec![SiteEndpoint {
+                id: SiteId::parse("DE-LUE").unwrap(),
+                url: "https://127.0.0.1:7101".into(),
+                server_name: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_development_login_is_for_loopback_only() {
+        assert!(config().validate().is_ok());
+        let mut public = config();
+        public.listen = "0.0.0.0:7100".parse().unwrap();
+        assert!(public.validate().is_err(), "coordinator off loopback");
+        let mut remote_idp = config();
+        remote_idp.oidc.issuer = "https://login.example.org".into();
+        assert!(remote_idp.validate().is_err(), "provider off loopback");
+        remote_idp.login.development = false;
+        assert!(remote_idp.validate().is_ok(), "a real provider");
+    }
+
+    #[test]
+    fn session_cookies_never_travel_over_plain_http_off_loopback() {
+        let mut c = config();
+        c.login.public_url = Some("http://bonebank.example.org".into());
+        assert!(c.validate().is_err());
+        c.login.public_url = Some("https://bonebank.example.org".into());
+        assert!(c.validate().is_ok());
     }
 }

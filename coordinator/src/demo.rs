@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use bonebank_node::policy::Policy;
 use bonebank_schemas::wire::FederatedRequest;
 
-use crate::client::{Client, Identity};
+use crate::client::Client;
 use crate::local::{self, LocalNetwork};
 use crate::{Error, Result, render};
 
@@ -65,28 +65,44 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
     let url = network.coordinator.url();
     println!();
+    let idp = network
+        .idp
+        .as_ref()
+        .expect("the demo runs the development provider");
     println!(
-        "DEVELOPMENT IDENTITY MODE: anyone on this machine can claim any user and role. Never run it like this at a site."
+        "  DEVELOPMENT identity provider on {} (anyone here can sign in as a demo user; never use it at a site)",
+        idp.issuer()
     );
+    println!("  demo users:");
+    for user in idp.users() {
+        let of = if user.sites.is_empty() {
+            format!("project {}", user.project.as_deref().unwrap_or("-"))
+        } else {
+            format!("steward of {}", user.sites.join(", "))
+        };
+        println!("    {:<16} {} ({of})", user.name, user.role);
+    }
     println!();
     println!("coordinator: {url}");
+    println!("  in a browser: {url}/auth/login");
     println!();
     println!("Ask it from another terminal:");
+    println!(
+        "  cargo run -q -p bonebank-coordinator --bin bonebank -- login --coordinator {url} --user alice"
+    );
     println!(
         "  cargo run -q -p bonebank-coordinator --bin bonebank -- query --coordinator {url} --sql \"{EXAMPLE_SQL}\""
     );
     println!("  cargo run -q -p bonebank-coordinator --bin bonebank -- sites --coordinator {url}");
     println!();
-    println!("The example query:");
-    let client = Client::new(
-        &url,
-        Identity {
-            user: "demo-researcher".into(),
-            project: "demo".into(),
-            role: "researcher".into(),
-        },
-    )
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    println!("The example query, asked as alice:");
+    let alice = idp
+        .users()
+        .iter()
+        .find(|u| u.name == "alice")
+        .expect("alice is a demo user");
+    let client =
+        Client::new(&url, idp.token_for(alice)).map_err(|e| Error::Internal(e.to_string()))?;
     let request = FederatedRequest {
         sql: Some(EXAMPLE_SQL.into()),
         query: None,

@@ -49,8 +49,16 @@ impl Error {
             Self::Unauthenticated(m) => (
                 ErrorCode::Unauthenticated,
                 m.clone(),
-                Some("sign in, or (development mode) send the X-Bonebank-User, -Project and -Role headers".into()),
+                Some("sign in: run `bonebank login --coordinator URL`, or open /auth/login in a browser".into()),
             ),
+            Self::Node(
+                e @ (bonebank_node::Error::Unauthenticated(_)
+                | bonebank_node::Error::Forbidden(_)
+                | bonebank_node::Error::IdentityUnavailable(_)),
+            ) => {
+                let body = e.body();
+                (body.code, body.message, body.hint)
+            }
             Self::NotFound => (ErrorCode::NotFound, "no such endpoint".into(), None),
             _ => (
                 ErrorCode::Internal,

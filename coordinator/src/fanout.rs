@@ -6,8 +6,6 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bonebank_node::identity::{PROJECT_HEADER, ROLE_HEADER, USER_HEADER};
-use bonebank_node::service::Caller;
 use bonebank_node::tls;
 use bonebank_schemas::wire::{
     ErrorBody, ErrorCode, QueryRequest, QueryResult, SiteAnswer, SiteDescription, SiteStatus,
@@ -15,7 +13,9 @@ use bonebank_schemas::wire::{
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use tokio::time::Instant;
 
+use crate::auth::Requester;
 use crate::config::{ClientTls, SiteEndpoint};
+use crate::oidc::error_chain;
 use crate::{Error, Result};
 
 /// How one site is reached.
@@ -74,7 +74,7 @@ impl SiteClient {
     /// Sends the question; the answer or a status that says why not.
     pub async fn query(
         &self,
-        caller: &Caller,
+        who: &Requester,
         query: &FeasibilityQuery,
         epsilon: Option<f64>,
     ) -> SiteAnswer {
@@ -86,9 +86,7 @@ impl SiteClient {
         let sent = self
             .http
             .post(self.url("v1/query"))
-            .header(USER_HEADER, &caller.user)
-            .header(PROJECT_HEADER, &caller.project)
-            .header(ROLE_HEADER, caller.role.to_string())
+            .bearer_auth(&who.token)
             .json(&request)
             .send()
             .await;
@@ -133,9 +131,10 @@ impl SiteClient {
                     | ErrorCode::Forbidden
                     | ErrorCode::Unauthenticated
                     | ErrorCode::BadRequest => SiteStatus::Refused,
-                    ErrorCode::NoData | ErrorCode::NotFound | ErrorCode::Internal => {
-                        SiteStatus::Failed
-                    }
+                    ErrorCode::NoData
+                    | ErrorCode::NotFound
+                    | ErrorCode::IdentityUnavailable
+                    | ErrorCode::Internal => SiteStatus::Failed,
                 };
                 self.answer(status, Some(e.message), e.hint, None)
             }
@@ -204,21 +203,10 @@ fn describe_error(e: &reqwest::Error) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// Asks every site in `sites` at once and waits until `deadline` at most.
 pub async fn ask_all(
     sites: &[Arc<SiteClient>],
-    caller: &Caller,
+    who: &Requester,
     query: &FeasibilityQuery,
     epsilon: Option<f64>,
     deadline: Instant,
@@ -226,7 +214,7 @@ pub async fn ask_all(
     let asks = sites.iter().map(|site| {
         let site = site.clone();
         async move {
-            match tokio::time::timeout_at(deadline, site.query(caller, query, epsilon)).await {
+            match tokio::time::timeout_at(deadline, site.query(who, query, epsilon)).await {
                 Ok(answer) => answer,
                 Err(_) => SiteAnswer {
                     site_id: site.id.to_string(),

@@ -5,6 +5,7 @@
 //! the client behind the `bonebank` CLI.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -15,7 +16,9 @@ pub mod fanout;
 pub mod history;
 pub mod interval;
 pub mod local;
+pub mod login;
 pub mod merge;
+pub mod oidc;
 pub mod render;
 pub mod server;
 pub mod service;

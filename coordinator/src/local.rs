@@ -5,16 +5,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bonebank_node::config::{IdentityMode, NodeConfig};
+use std::time::Duration;
+
+use bonebank_node::config::NodeConfig;
 use bonebank_node::dataset::DataDir;
+use bonebank_node::devidp::{self, DevProvider, DevUser};
 use bonebank_node::generate::{self, Profile, ProfileKind, Spec};
+use bonebank_node::oidc::OidcSettings;
 use bonebank_node::policy::Policy;
 use bonebank_node::server::{self, RunningNode};
 use bonebank_node::tls::NodeTls;
 use bonebank_schemas::SiteId;
 
 use crate::Result;
-use crate::config::{ClientTls, CoordinatorConfig, SiteEndpoint};
+use crate::config::{ClientTls, CoordinatorConfig, LoginConfig, SiteEndpoint};
 use crate::pki::{self, PkiDir};
 use crate::server::RunningCoordinator;
 
@@ -55,15 +59,21 @@ pub fn generate_site_with(
 }
 
 /// A node config for `site` under `root`, with mutual TLS from `pki` and the
-/// development coordinator on its allow-list.
-pub fn node_config(root: &Path, pki: &PkiDir, site: &SiteId, policy: Policy) -> NodeConfig {
+/// development coordinator on its allow-list, trusting tokens as `oidc` says.
+pub fn node_config(
+    root: &Path,
+    pki: &PkiDir,
+    site: &SiteId,
+    policy: Policy,
+    oidc: OidcSettings,
+) -> NodeConfig {
     let base = root.join(site.to_string());
     NodeConfig {
         site_id: site.clone(),
         data_dir: base.join("data"),
         state_dir: base.join("state"),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        identity: IdentityMode::Development,
+        oidc,
         tls: Some(NodeTls {
             certificate: pki.node_cert(site),
             key: pki.node_key(site),
@@ -81,12 +91,14 @@ pub fn coordinator_config(
     pki: &PkiDir,
     nodes: &[(SiteId, SocketAddr)],
     deadline_ms: u64,
+    identity: &Identity,
 ) -> CoordinatorConfig {
     CoordinatorConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: root.join("coordinator"),
         deadline_ms,
-        identity: IdentityMode::Development,
+        oidc: identity.oidc.clone(),
+        login: identity.login.clone(),
         tls: ClientTls {
             ca: pki.ca_cert(),
             certificate: pki.coordinator_cert(),
@@ -103,6 +115,34 @@ pub fn coordinator_config(
     }
 }
 
+/// Whom a local network trusts for identity.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub oidc: OidcSettings,
+    pub login: LoginConfig,
+}
+
+impl Identity {
+    /// The development provider's settings, with its demo clients.
+    pub fn development(idp: &DevProvider) -> Self {
+        Self {
+            oidc: idp.settings(),
+            login: LoginConfig {
+                client_id: devidp::WEB_CLIENT_ID.into(),
+                client_secret_file: None,
+                cli_client_id: devidp::CLI_CLIENT_ID.into(),
+                public_url: None,
+                scopes: vec!["offline_access".into()],
+                resource: None,
+                development: true,
+            },
+        }
+    }
+}
+
+/// How long the development provider's access tokens last.
+pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
 /// A running network.
 #[derive(Debug)]
 pub struct LocalNetwork {
@@ -111,6 +151,9 @@ pub struct LocalNetwork {
     pub nodes: Vec<(NodeConfig, RunningNode)>,
     pub coordinator: RunningCoordinator,
     pub coordinator_config: CoordinatorConfig,
+    /// The development identity provider, unless the network was started
+    /// with another one.
+    pub idp: Option<DevProvider>,
 }
 
 impl LocalNetwork {
@@ -127,13 +170,34 @@ impl LocalNetwork {
         policy: impl Fn(&SiteId) -> Policy,
         deadline_ms: u64,
     ) -> Result<Self> {
+        let site_names: Vec<String> = sites.iter().map(ToString::to_string).collect();
+        let idp = DevProvider::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            devidp::DEMO_AUDIENCE,
+            devidp::demo_users(&site_names),
+            DEV_TOKEN_TTL,
+        )?;
+        let identity = Identity::development(&idp);
+        let mut network = Self::start_with_identity(root, sites, policy, deadline_ms, identity)?;
+        network.idp = Some(idp);
+        Ok(network)
+    }
+
+    /// Like [`LocalNetwork::start_with`], trusting another identity provider.
+    pub fn start_with_identity(
+        root: &Path,
+        sites: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+        identity: Identity,
+    ) -> Result<Self> {
         let pki = PkiDir::new(root.join("pki"));
         if !pki.ca_cert().exists() {
             pki.init(sites)?;
         }
         let mut nodes = Vec::new();
         for site in sites {
-            let config = node_config(root, &pki, site, policy(site));
+            let config = node_config(root, &pki, site, policy(site), identity.oidc.clone());
             let running = server::start(&config, server::state(&config)?)?;
             nodes.push((config, running));
         }
@@ -141,7 +205,7 @@ impl LocalNetwork {
             .iter()
             .map(|(c, n)| (c.site_id.clone(), n.addr))
             .collect();
-        let coordinator_config = coordinator_config(root, &pki, &addrs, deadline_ms);
+        let coordinator_config = coordinator_config(root, &pki, &addrs, deadline_ms, &identity);
         let coordinator = crate::server::start(&coordinator_config)?;
         Ok(Self {
             root: root.to_owned(),
@@ -149,6 +213,16 @@ impl LocalNetwork {
             nodes,
             coordinator,
             coordinator_config,
+            idp: None,
         })
+    }
+
+    /// An access token from the development provider for any user (tests
+    /// and the benchmark); panics if the network uses another provider.
+    pub fn token(&self, user: &DevUser) -> String {
+        self.idp
+            .as_ref()
+            .expect("a network with the development identity provider")
+            .token_for(user)
     }
 }

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::{HttpServer, web};
-use bonebank_node::config::IdentityMode;
-use bonebank_node::identity::{DevelopmentIdentity, IdentityVerifier};
+use bonebank_node::oidc::TokenVerifier;
 
 use crate::api::{State, app};
+use crate::auth::Auth;
 use crate::config::CoordinatorConfig;
 use crate::service::Coordinator;
 use crate::{Error, Result};
@@ -38,25 +38,37 @@ impl Drop for RunningCoordinator {
 /// Builds the coordinator for `config`, binds and starts serving on the
 /// current Tokio runtime.
 pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
+    config.validate()?;
     let coordinator = Coordinator::new(config)?;
-    let identity: Arc<dyn IdentityVerifier> = match config.identity {
-        IdentityMode::Development => {
-            tracing::warn!(
-                "DEVELOPMENT IDENTITY MODE: the coordinator trusts the X-Bonebank-User/-Project/-Role \
-                 headers without checking them. It listens on loopback only."
-            );
-            Arc::new(DevelopmentIdentity)
-        }
-    };
-    let state = web::Data::new(State {
-        coordinator,
-        identity,
-    });
+    let verifier = Arc::new(TokenVerifier::new(config.oidc.clone())?);
+    // Bound first, so that the public URL of a port-0 listener is known.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(Error::io(format!("listen address {}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io(format!("listen address {}", config.listen)))?;
+    let public_url = config
+        .login
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let auth = web::Data::new(Auth::new(
+        verifier,
+        config.login.clone(),
+        public_url,
+        &config.state_dir,
+    )?);
+    if config.login.development {
+        tracing::warn!(
+            issuer = %config.oidc.issuer,
+            "signing in through the DEVELOPMENT identity provider; never run a site like this"
+        );
+    }
+    let state = web::Data::new(State { coordinator, auth });
     let server = HttpServer::new(move || app(state.clone()))
         .workers(2)
-        .bind(config.listen)
+        .listen(listener)
         .map_err(Error::io(format!("listen address {}", config.listen)))?;
-    let addr = server.addrs()[0];
     let server = server.disable_signals().run();
     let handle = server.handle();
     tokio::spawn(server);

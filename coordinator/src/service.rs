@@ -12,6 +12,7 @@ use bonebank_schemas::wire::{
 };
 use tokio::time::Instant;
 
+use crate::auth::Requester;
 use crate::config::CoordinatorConfig;
 use crate::fanout::{self, SiteClient};
 use crate::history::History;
@@ -87,7 +88,8 @@ impl Coordinator {
     }
 
     /// Asks the chosen sites and merges what arrives before the deadline.
-    pub async fn ask(&self, caller: &Caller, request: FederatedRequest) -> Result<FederatedResult> {
+    pub async fn ask(&self, who: &Requester, request: FederatedRequest) -> Result<FederatedResult> {
+        let caller = &who.caller;
         let started = Instant::now();
         let deadline = started + self.deadline;
         let query = self.check(&request, caller)?;
@@ -116,7 +118,7 @@ impl Coordinator {
                 chosen
             }
         };
-        let answers = fanout::ask_all(&sites, caller, &query, request.epsilon, deadline).await;
+        let answers = fanout::ask_all(&sites, who, &query, request.epsilon, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();
         let (user, project, epsilon, stored) = (
@@ -137,7 +139,8 @@ impl Coordinator {
     /// approval are asked again (free: nothing is charged until a steward
     /// approves, and an approved release is remembered), and the entry is
     /// updated with what they say now.
-    pub async fn look_again(&self, caller: &Caller, id: i64) -> Result<FederatedResult> {
+    pub async fn look_again(&self, who: &Requester, id: i64) -> Result<FederatedResult> {
+        let caller = &who.caller;
         let history = self.history.clone();
         let user = caller.user.clone();
         let (epsilon, mut result) = tokio::task::spawn_blocking(move || history.get(&user, id))
@@ -161,7 +164,7 @@ impl Coordinator {
             let started = Instant::now();
             let answers = fanout::ask_all(
                 &waiting,
-                caller,
+                who,
                 &result.query,
                 epsilon,
                 started + self.deadline,

@@ -80,27 +80,65 @@ fn the_demo_runs_and_its_printed_commands_work_as_written() {
     }
     assert!(out.lines().any(|l| l.starts_with("total   Bone ")), "{out}");
 
-    // Every printed command, run as printed (cargo run … -- replaced by the binary).
+    // Every printed command, run as printed (cargo run … -- replaced by the
+    // binary), with the token cache in the test's directory.
+    let config_dir = tmp.path().join("config");
+    let bonebank = || {
+        let mut c = Command::new(BONEBANK);
+        c.env("BONEBANK_CONFIG_DIR", &config_dir);
+        c
+    };
     let commands: Vec<&String> = lines
         .iter()
         .filter(|l| l.trim_start().starts_with("cargo run"))
         .collect();
-    assert_eq!(commands.len(), 2, "{out}");
+    assert_eq!(commands.len(), 3, "{out}");
+    assert!(commands[0].contains(" login "), "sign in first: {out}");
     for command in commands {
         let w = words(command);
         let args = &w[w.iter().position(|a| a == "--").unwrap() + 1..];
-        let run = Command::new(BONEBANK).args(args).output().unwrap();
+        let run = bonebank().args(args).output().unwrap();
         let stdout = String::from_utf8_lossy(&run.stdout);
         assert!(
             run.status.success(),
             "{command}\n{stdout}\n{}",
             String::from_utf8_lossy(&run.stderr)
         );
-        assert!(stdout.contains("DK-NAE"), "{stdout}");
+        if args[0] == "login" {
+            assert!(stdout.contains("as alice (researcher"), "{stdout}");
+        } else {
+            assert!(stdout.contains("DK-NAE"), "{stdout}");
+        }
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(config_dir.join("tokens.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token cache is for its owner only");
+    }
+    let who = bonebank()
+        .args(["whoami", "--coordinator", url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&who.stdout).starts_with("alice (researcher, project "));
+
+    // --user is for demo users only.
+    let stranger = bonebank()
+        .args(["login", "--coordinator", url, "--user", "mallory"])
+        .output()
+        .unwrap();
+    assert!(!stranger.status.success());
+    assert!(
+        String::from_utf8_lossy(&stranger.stderr).contains("did not sign in \"mallory\""),
+        "{}",
+        String::from_utf8_lossy(&stranger.stderr)
+    );
 
     // Failures say what went wrong and what to do.
-    let refused = Command::new(BONEBANK)
+    let refused = bonebank()
         .args([
             "query",
             "--coordinator",
@@ -119,7 +157,7 @@ fn the_demo_runs_and_its_printed_commands_work_as_written() {
         "{err}"
     );
 
-    let json = Command::new(BONEBANK)
+    let json = bonebank()
         .args([
             "query",
             "--json",
@@ -132,6 +170,25 @@ fn the_demo_runs_and_its_printed_commands_work_as_written() {
         .unwrap();
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(parsed["sites"].as_array().unwrap().len(), 3);
+
+    // After logout, commands say how to sign in again.
+    assert!(
+        bonebank()
+            .args(["logout", "--coordinator", url])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = bonebank()
+        .args(["sites", "--coordinator", url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not signed in") && err.contains("bonebank login"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -142,9 +199,11 @@ fn the_cli_says_when_the_coordinator_is_not_there() {
         .local_addr()
         .unwrap()
         .port();
+    let config_dir = tempfile::tempdir().unwrap();
     let run = Command::new(BONEBANK)
+        .env("BONEBANK_CONFIG_DIR", config_dir.path())
         .args([
-            "sites",
+            "login",
             "--coordinator",
             &format!("http://127.0.0.1:{port}"),
         ])

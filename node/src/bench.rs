@@ -161,7 +161,8 @@ pub fn bench_sql(i: usize) -> String {
 /// many remembered ones, one at a time; then runs the same query without
 /// privacy in DuckDB on the same Parquet files.
 pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
-    use crate::config::{IdentityMode, NodeConfig};
+    use crate::config::NodeConfig;
+    use crate::devidp::{DEMO_AUDIENCE, DevProvider, DevUser};
     use crate::policy::{Budgets, Policy};
 
     let work = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
@@ -191,13 +192,19 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         &pki.coordinator_cert(),
         &pki.coordinator_key(),
     )?;
-    let config = NodeConfig {
-        site_id: site,
+    let user = DevUser::new(
+        "bench",
+        bonebank_schemas::Role::Researcher,
+        Some("bench"),
+        &[],
+    );
+    let make_config = |idp: &DevProvider| NodeConfig {
+        site_id: site.clone(),
         data_dir: dir.path().to_owned(),
         state_dir: work.path().join("state"),
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        identity: IdentityMode::Development,
-        tls: Some(tls),
+        oidc: idp.settings(),
+        tls: Some(tls.clone()),
         policy: Policy {
             budget: Budgets {
                 site: 1e6,
@@ -213,6 +220,15 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         .build()
         .map_err(Error::io("tokio runtime"))?;
     let (load_ms, fresh, remembered) = runtime.block_on(async {
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let idp = DevProvider::start(
+            loopback,
+            DEMO_AUDIENCE,
+            vec![user.clone()],
+            Duration::from_secs(3600),
+        )?;
+        let token = idp.token_for(&user);
+        let config = make_config(&idp);
         let node = crate::server::start(&config, crate::server::state(&config)?)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(client_tls)
@@ -220,14 +236,12 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             .map_err(|e| Error::Engine(e.to_string()))?;
         let url = format!("{}/v1/query", node.url());
         let ask = |sql: String| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url, token) = (client.clone(), url.clone(), token.clone());
             async move {
                 let started = Instant::now();
                 let resp = client
                     .post(&url)
-                    .header("x-bonebank-user", "bench")
-                    .header("x-bonebank-project", "bench")
-                    .header("x-bonebank-role", "researcher")
+                    .bearer_auth(&token)
                     .json(&serde_json::json!({ "sql": sql, "epsilon": 0.1 }))
                     .send()
                     .await

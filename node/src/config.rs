@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::oidc::OidcSettings;
 use crate::policy::Policy;
 use crate::tls::NodeTls;
 use crate::{Error, Result};
@@ -27,24 +28,15 @@ pub struct NodeConfig {
     /// Address to listen on; port 0 lets the system choose.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// How callers are identified.
-    #[serde(default)]
-    pub identity: IdentityMode,
+    /// The OIDC provider whose access tokens identify callers. The node
+    /// checks every token itself.
+    pub oidc: OidcSettings,
     /// Mutual TLS. Without it the node speaks plain HTTP, which it allows on
     /// loopback only (development and tests); a site always sets it.
     #[serde(default)]
     pub tls: Option<NodeTls>,
     #[serde(default)]
     pub policy: Policy,
-}
-
-/// How a node identifies callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdentityMode {
-    /// Trust identity headers as sent. Only on a loopback address.
-    #[default]
-    Development,
 }
 
 fn default_listen() -> SocketAddr {
@@ -64,6 +56,7 @@ impl NodeConfig {
         if let Some(tls) = &mut config.tls {
             tls.resolve(base);
         }
+        config.oidc.resolve(base);
         if let Err((rule, why)) = config.policy.validate_rules() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let line = rule_line(&text, rule).map_or(String::new(), |l| format!(" line {l}"));
@@ -89,19 +82,14 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// Checks what the types cannot: the policy, and that development identity
-    /// is used on loopback only.
+    /// Checks what the types cannot: the policy, the OIDC settings, and that
+    /// plain HTTP is used on loopback only.
     pub fn validate(&self) -> Result<()> {
         self.policy.validate().map_err(Error::Usage)?;
         self.policy
             .validate_rules()
             .map_err(|(rule, why)| Error::Usage(format!("policy rule {rule}: {why}")))?;
-        if self.identity == IdentityMode::Development && !self.listen.ip().is_loopback() {
-            return Err(Error::Usage(format!(
-                "identity = \"development\" trusts unverified headers and is refused on {}; listen on 127.0.0.1",
-                self.listen
-            )));
-        }
+        self.oidc.validate()?;
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "without a [tls] section the node would serve plain HTTP on {}; \

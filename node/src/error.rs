@@ -45,6 +45,9 @@ pub enum Error {
     /// No verified identity.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The identity provider could not be reached to check a token.
+    #[error("{0}")]
+    IdentityUnavailable(String),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use actix_web::{HttpServer, web};
 
 use crate::api::{AppState, Metrics, app};
-use crate::config::{IdentityMode, NodeConfig};
+use crate::config::NodeConfig;
 use crate::dataset::DataDir;
 use crate::engine::DataFusionEngine;
-use crate::identity::{DevelopmentIdentity, IdentityVerifier};
+use crate::oidc::TokenVerifier;
 use crate::privacy::{NoiseMechanism, OpenDpLaplace};
 use crate::service::QueryService;
 use crate::store::Store;
@@ -38,9 +38,7 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
         store,
     );
     service.note_policy()?;
-    let identity: Arc<dyn IdentityVerifier> = match config.identity {
-        IdentityMode::Development => Arc::new(DevelopmentIdentity),
-    };
+    let identity = Arc::new(TokenVerifier::new(config.oidc.clone())?);
     Ok(AppState {
         service,
         identity,
@@ -77,12 +75,6 @@ impl Drop for RunningNode {
 
 /// Binds and starts serving on the current Tokio runtime.
 pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
-    if config.identity == IdentityMode::Development {
-        tracing::warn!(
-            "DEVELOPMENT IDENTITY MODE: this node trusts the X-Bonebank-User/-Project/-Role headers \
-             without checking them. It listens on loopback only; never run it like this at a site."
-        );
-    }
     let state = web::Data::new(state);
     let server = HttpServer::new(move || app(state.clone())).workers(2);
     let server = match &config.tls {
@@ -104,11 +96,6 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
 /// `bonebank-node serve`: serves until Ctrl-C.
 pub async fn serve(config: NodeConfig) -> Result<()> {
     let state = state(&config)?;
-    if config.identity == IdentityMode::Development {
-        eprintln!(
-            "\n  !!! DEVELOPMENT IDENTITY MODE: identity headers are trusted as sent.\n  !!! Allowed only on loopback; configure OIDC for a real site.\n"
-        );
-    }
     let node = start(&config, state)?;
     println!("node {} listening on {}", config.site_id, node.url());
     tokio::signal::ctrl_c()

@@ -176,6 +176,9 @@ pub enum ErrorCode {
     /// message names the ticket; asking again later gets the answer.
     PendingApproval,
     NotFound,
+    /// The identity provider's keys could not be fetched, so no token can be
+    /// checked just now.
+    IdentityUnavailable,
     /// Our fault; details are in the service's log.
     Internal,
 }
@@ -190,7 +193,7 @@ impl ErrorCode {
             Self::PolicyRefused | Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::BudgetExhausted => 429,
-            Self::NoData => 503,
+            Self::NoData | Self::IdentityUnavailable => 503,
             Self::Internal => 500,
         }
     }

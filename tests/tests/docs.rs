@@ -130,3 +130,25 @@ fn example_queries_pass_the_checks() {
     }
     assert!(n >= 4);
 }
+
+#[test]
+fn example_identity_provider_configs_are_valid() {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Identity {
+        oidc: bonebank_node::oidc::OidcSettings,
+        login: bonebank_coordinator::config::LoginConfig,
+    }
+    for name in ["keycloak", "entra"] {
+        let path = repo().join(format!("examples/oidc/{name}.toml"));
+        use figment::providers::Format as _;
+        let identity: Identity = figment::Figment::new()
+            .merge(figment::providers::Toml::file(&path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        identity.oidc.validate().unwrap();
+        assert!(identity.oidc.issuer.starts_with("https://"), "{name}");
+        assert!(identity.login.public_url.unwrap().starts_with("https://"));
+        assert!(!identity.login.development, "{name} is a real provider");
+    }
+}

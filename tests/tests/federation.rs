@@ -7,10 +7,11 @@ use bonebank_coordinator::config::SiteEndpoint;
 use bonebank_coordinator::local::{self, LocalNetwork};
 use bonebank_coordinator::pki::{self, Ca, PkiDir};
 use bonebank_coordinator::server;
+use bonebank_node::devidp::DevUser;
 use bonebank_node::policy::Policy;
 use bonebank_node::tls;
 use bonebank_schemas::wire::{FederatedRequest, FederatedResult, SiteStatus};
-use bonebank_schemas::{SampleType, SiteId, ValueSet};
+use bonebank_schemas::{Role, SampleType, SiteId, ValueSet};
 
 const DONORS: u64 = 400;
 
@@ -31,16 +32,20 @@ fn generous() -> Policy {
     p
 }
 
-/// A request in development identity mode: user, project and role headers.
+/// A request with an access token from the network's development provider.
 fn as_user(
     req: reqwest::RequestBuilder,
+    net: &LocalNetwork,
     user: &str,
     project: &str,
-    role: &str,
+    role: Role,
 ) -> reqwest::RequestBuilder {
-    req.header("x-bonebank-user", user)
-        .header("x-bonebank-project", project)
-        .header("x-bonebank-role", role)
+    req.bearer_auth(net.token(&DevUser::new(user, role, Some(project), &[])))
+}
+
+/// An industry partner's token.
+fn industry(net: &LocalNetwork) -> String {
+    net.token(&DevUser::new("ida", Role::Industry, Some("scoping"), &[]))
 }
 
 /// Status and JSON body of a request, with an optional JSON body sent.
@@ -56,7 +61,7 @@ async fn send(
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn ask(url: &str, sql: &str) -> FederatedResult {
+async fn ask(net: &LocalNetwork, url: &str, sql: &str) -> FederatedResult {
     tls::install_default_provider();
     let request = FederatedRequest {
         sql: Some(sql.into()),
@@ -66,9 +71,10 @@ async fn ask(url: &str, sql: &str) -> FederatedResult {
     };
     let req = as_user(
         reqwest::Client::new().post(format!("{url}/v1/query")),
+        net,
         "ada",
         "p1",
-        "researcher",
+        Role::Researcher,
     );
     let (status, body) = send(req, Some(serde_json::to_value(request).unwrap())).await;
     assert_eq!(status, 200);
@@ -83,6 +89,7 @@ async fn a_federated_query_adds_up_the_sites() {
     let url = net.coordinator.url();
 
     let r = ask(
+        &net,
         &url,
         "SELECT COUNT(*), COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 40",
     )
@@ -109,6 +116,7 @@ async fn a_federated_query_adds_up_the_sites() {
 
     // Grouped: every key of the dimension, at every site and in the total.
     let r = ask(
+        &net,
         &url,
         "SELECT sample_type, COUNT(*) FROM samples GROUP BY sample_type",
     )
@@ -141,6 +149,7 @@ async fn a_federated_query_adds_up_the_sites() {
 
     // Grouped by site: each site lists only its own id, and so does the total.
     let r = ask(
+        &net,
         &url,
         "SELECT site_id, COUNT(*) FROM samples GROUP BY site_id",
     )
@@ -166,7 +175,7 @@ async fn a_stopped_node_is_reported_unreachable_and_the_rest_answer() {
     odense.stop().await;
 
     let started = Instant::now();
-    let r = ask(&net.coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    let r = ask(&net, &net.coordinator.url(), "SELECT COUNT(*) FROM samples").await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -208,7 +217,7 @@ async fn a_stalled_node_times_out_and_the_answer_still_arrives_by_the_deadline()
     let coordinator = server::start(&config).unwrap();
 
     let started = Instant::now();
-    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    let r = ask(&net, &coordinator.url(), "SELECT COUNT(*) FROM samples").await;
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(deadline_ms - 50), "{took:?}");
     assert!(took < Duration::from_millis(deadline_ms + 700), "{took:?}");
@@ -249,13 +258,14 @@ fn client(pki: &PkiDir, identity: Option<(&str, &str)>) -> reqwest::Client {
 }
 
 async fn post_to_node(
+    net: &LocalNetwork,
     client: &reqwest::Client,
     port: u16,
     body: serde_json::Value,
 ) -> Result<reqwest::Response, reqwest::Error> {
     // The node's certificate names localhost, so the CA check passes.
     let req = client.post(format!("https://localhost:{port}/v1/query"));
-    as_user(req, "eve", "p1", "researcher")
+    as_user(req, net, "eve", "p1", Role::Researcher)
         .json(&body)
         .send()
         .await
@@ -280,6 +290,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
         read(net.pki.root.join("coordinator.key")),
     );
     let ok = post_to_node(
+        &net,
         &client(&net.pki, Some((&coordinator.0, &coordinator.1))),
         port,
         query.clone(),
@@ -289,7 +300,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
     assert_eq!(ok.status(), 200);
 
     // No certificate.
-    let e = post_to_node(&client(&net.pki, None), port, query.clone()).await;
+    let e = post_to_node(&net, &client(&net.pki, None), port, query.clone()).await;
     assert!(
         e.is_err(),
         "a client without a certificate got {:?}",
@@ -302,6 +313,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
         .issue_client(pki::COORDINATOR_NAME)
         .unwrap();
     let e = post_to_node(
+        &net,
         &client(&net.pki, Some((&other.cert_pem, &other.key_pem))),
         port,
         query.clone(),
@@ -316,6 +328,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
     // A certificate from the right CA with a name not on the allow-list.
     let intruder = ca.issue_client("intruder.bonebank.test").unwrap();
     let e = post_to_node(
+        &net,
         &client(&net.pki, Some((&intruder.cert_pem, &intruder.key_pem))),
         port,
         query.clone(),
@@ -328,6 +341,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
     );
     let allowed = ca.issue_client(pki::COORDINATOR_NAME).unwrap();
     let ok = post_to_node(
+        &net,
         &client(&net.pki, Some((&allowed.cert_pem, &allowed.key_pem))),
         port,
         query.clone(),
@@ -348,7 +362,9 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
         serde_json::json!({ "query": { "measures": [{ "kind": "samples" }], "group_by": ["sex", "sample_type", "country"] } }),
         serde_json::json!({ "sql": "SELECT COUNT(*) FROM samples", "epsilon": 50.0 }),
     ] {
-        let r = post_to_node(&trusted, port, body.clone()).await.unwrap();
+        let r = post_to_node(&net, &trusted, port, body.clone())
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let error: serde_json::Value = r.json().await.unwrap();
         assert!(status == 400 || status == 403, "{body}: {status} {error}");
@@ -373,7 +389,7 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
         server_name: Some(pki::node_name(&SiteId::parse("DK-ODE").unwrap())),
     }];
     let coordinator = server::start(&config).unwrap();
-    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    let r = ask(&net, &coordinator.url(), "SELECT COUNT(*) FROM samples").await;
     assert_eq!(r.sites[0].status, SiteStatus::Unreachable);
     assert_eq!(
         r.sites[0].message.as_deref(),
@@ -388,7 +404,7 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
     config.state_dir = tmp.path().join("coordinator-3");
     config.tls.ca = other_pki.ca_cert();
     let coordinator = server::start(&config).unwrap();
-    let r = ask(&coordinator.url(), "SELECT COUNT(*) FROM samples").await;
+    let r = ask(&net, &coordinator.url(), "SELECT COUNT(*) FROM samples").await;
     assert!(
         r.sites.iter().all(|s| s.status == SiteStatus::Unreachable),
         "{:?}",
@@ -396,17 +412,17 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
     );
 }
 
+/// A call to the coordinator with `token`.
 async fn as_role(
     url: &str,
-    role: &str,
+    token: &str,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
     tls::install_default_provider();
-    let user = if role == "industry" { "ida" } else { "ada" };
     let req = reqwest::Client::new().request(method, format!("{url}{path}"));
-    send(as_user(req, user, "scoping", role), body).await
+    send(req.bearer_auth(token), body).await
 }
 
 /// A steward's call straight to a node, over mutual TLS with the
@@ -428,7 +444,7 @@ async fn steward_call(
         method,
         format!("https://localhost:{}{path}", net.nodes[node].1.addr.port()),
     );
-    let req = as_user(req, "sam", "stewardship", "steward").header("x-bonebank-sites", steward_of);
+    let req = req.bearer_auth(net.token(&DevUser::new("sam", Role::Steward, None, &[steward_of])));
     send(req, body).await
 }
 
@@ -455,12 +471,13 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
     };
     let mut net = LocalNetwork::start_with(tmp.path(), &ids, policy, 10_000).unwrap();
     let url = net.coordinator.url();
+    let industry_token = industry(&net);
     let ask_industry = |sql: &'static str| {
-        let url = url.clone();
+        let (url, token) = (url.clone(), industry_token.clone());
         async move {
             as_role(
                 &url,
-                "industry",
+                &token,
                 reqwest::Method::POST,
                 "/v1/query",
                 Some(serde_json::json!({ "sql": sql, "epsilon": 0.2 })),
@@ -527,7 +544,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
     // Before the decision, looking again still shows it waiting.
     let (_, again) = as_role(
         &url,
-        "industry",
+        &industry_token,
         reqwest::Method::GET,
         &format!("/v1/history/{id}"),
         None,
@@ -548,7 +565,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
 
     let (_, again) = as_role(
         &url,
-        "industry",
+        &industry_token,
         reqwest::Method::GET,
         &format!("/v1/history/{id}"),
         None,
@@ -593,7 +610,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
     assert_eq!(status, 200);
     let (_, again) = as_role(
         &url,
-        "industry",
+        &industry_token,
         reqwest::Method::GET,
         &format!("/v1/history/{id}"),
         None,

@@ -19,7 +19,7 @@ use bonebank_schemas::wire::{ErrorBody, ErrorCode};
 pub use metrics::Metrics;
 
 use crate::Error;
-use crate::identity::IdentityVerifier;
+use crate::oidc::TokenVerifier;
 use crate::service::QueryService;
 use crate::store::Account;
 
@@ -27,7 +27,7 @@ use crate::store::Account;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub service: QueryService,
-    pub identity: Arc<dyn IdentityVerifier>,
+    pub identity: Arc<TokenVerifier>,
     pub metrics: Metrics,
 }
 
@@ -102,7 +102,12 @@ impl Error {
                 m.clone(),
                 Some(crate::query::SHAPE_HINT.into()),
             ),
-            Error::Unauthenticated(m) => (ErrorCode::Unauthenticated, m.clone(), None),
+            Error::Unauthenticated(m) => (
+                ErrorCode::Unauthenticated,
+                m.clone(),
+                Some("sign in again (bonebank login) and send the token as Authorization: Bearer".into()),
+            ),
+            Error::IdentityUnavailable(m) => (ErrorCode::IdentityUnavailable, m.clone(), None),
             Error::Pending { ticket, .. } => (
                 ErrorCode::PendingApproval,
                 self.to_string(),
@@ -140,6 +145,16 @@ impl ResponseError for Error {
     }
 }
 
+/// Text made safe to put into HTML, in element content or a quoted
+/// attribute.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 /// The HTTP status of an error body.
 pub fn status_of(body: &ErrorBody) -> StatusCode {
     StatusCode::from_u16(body.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -151,5 +166,9 @@ pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
     if body.code == ErrorCode::Internal {
         tracing::error!(error = %error, "request failed");
     }
-    HttpResponse::build(status_of(&body)).json(body)
+    let mut response = HttpResponse::build(status_of(&body));
+    if body.code == ErrorCode::Unauthenticated {
+        response.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
+    }
+    response.json(body)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{test, web};
 use bonebank_node::api::app;
+use bonebank_node::devidp::DevProvider;
 use bonebank_node::policy::Policy;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::server::state_with_noise;
@@ -13,22 +14,48 @@ use serde_json::json;
 
 use crate::common::TestSite;
 
-fn as_user(req: test::TestRequest, role: &str) -> test::TestRequest {
-    req.insert_header(("X-Bonebank-User", "ana"))
-        .insert_header(("X-Bonebank-Project", "hip-msc"))
-        .insert_header(("X-Bonebank-Role", role))
+/// A request with a token from the development provider for user "ana" of
+/// project "hip-msc" in `role` (any string: the node decides what it means).
+fn as_user(req: test::TestRequest, idp: &DevProvider, role: &str) -> test::TestRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = idp.sign(&json!({
+        "iss": idp.issuer(), "aud": idp.audience(), "sub": "ana", "exp": now + 300,
+        "bonebank_role": role, "bonebank_project": "hip-msc",
+    }));
+    req.insert_header(("Authorization", format!("Bearer {token}")))
+}
+
+/// A development provider, and the site's node set to trust it.
+fn provider_for(site: &mut TestSite) -> DevProvider {
+    let idp = DevProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "bonebank",
+        Vec::new(),
+        std::time::Duration::from_secs(300),
+    )
+    .unwrap();
+    site.config.oidc = idp.settings();
+    idp
 }
 
 #[actix_web::test]
 async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
-    let site = TestSite::new("DE-LUE", 200, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 200, Policy::default());
+    let idp = provider_for(&mut site);
     let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
     let service = test::init_service(app(web::Data::new(state))).await;
 
     let grouped = json!({"sql": "SELECT sample_type, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type", "epsilon": 0.2});
-    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-        .set_json(&grouped)
-        .to_request();
+    let req = as_user(
+        test::TestRequest::post().uri("/v1/query"),
+        &idp,
+        "researcher",
+    )
+    .set_json(&grouped)
+    .to_request();
     let result: QueryResult = test::call_and_read_body_json(&service, req).await;
     assert_eq!(result.dimensions, ["sample_type"]);
     assert_eq!(
@@ -58,7 +85,7 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
     );
 
     // Industry: the same question counts only commercial consent.
-    let req = as_user(test::TestRequest::post().uri("/v1/query"), "industry")
+    let req = as_user(test::TestRequest::post().uri("/v1/query"), &idp, "industry")
         .set_json(&grouped)
         .to_request();
     let industry: QueryResult = test::call_and_read_body_json(&service, req).await;
@@ -74,34 +101,50 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
             401,
         ),
         (
-            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-                .set_json(json!({"sql": "SELECT * FROM samples"})),
+            as_user(
+                test::TestRequest::post().uri("/v1/query"),
+                &idp,
+                "researcher",
+            )
+            .set_json(json!({"sql": "SELECT * FROM samples"})),
             ErrorCode::QueryRefused,
             400,
         ),
         (
-            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-                .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 9.0})),
+            as_user(
+                test::TestRequest::post().uri("/v1/query"),
+                &idp,
+                "researcher",
+            )
+            .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 9.0})),
             ErrorCode::PolicyRefused,
             403,
         ),
         (
-            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-                .set_payload("{not json")
-                .insert_header(("content-type", "application/json")),
+            as_user(
+                test::TestRequest::post().uri("/v1/query"),
+                &idp,
+                "researcher",
+            )
+            .set_payload("{not json")
+            .insert_header(("content-type", "application/json")),
             ErrorCode::BadRequest,
             400,
         ),
         (
-            as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-                .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "limit": 1})),
+            as_user(
+                test::TestRequest::post().uri("/v1/query"),
+                &idp,
+                "researcher",
+            )
+            .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "limit": 1})),
             ErrorCode::BadRequest,
             400,
         ),
         (
-            as_user(test::TestRequest::post().uri("/v1/query"), "king").set_json(&grouped),
-            ErrorCode::Unauthenticated,
-            401,
+            as_user(test::TestRequest::post().uri("/v1/query"), &idp, "king").set_json(&grouped),
+            ErrorCode::Forbidden,
+            403,
         ),
         (
             test::TestRequest::get().uri("/v1/samples"),
@@ -116,8 +159,12 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
         assert_eq!(body.code, code, "{body:?}");
         assert!(!body.message.is_empty());
     }
-    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-        .set_json(json!({"sql": "SELECT * FROM samples"}));
+    let req = as_user(
+        test::TestRequest::post().uri("/v1/query"),
+        &idp,
+        "researcher",
+    )
+    .set_json(json!({"sql": "SELECT * FROM samples"}));
     let body: ErrorBody =
         test::read_body_json(test::call_service(&service, req.to_request()).await).await;
     assert_eq!(body.message, "SELECT * is not allowed");
@@ -126,7 +173,8 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
 
 #[actix_web::test]
 async fn site_budget_health_and_metrics() {
-    let site = TestSite::new("DK-NAE", 50, Policy::default());
+    let mut site = TestSite::new("DK-NAE", 50, Policy::default());
+    let idp = provider_for(&mut site);
     let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
     let service = test::init_service(app(web::Data::new(state))).await;
 
@@ -159,13 +207,22 @@ async fn site_budget_health_and_metrics() {
         "the description names no donor or sample"
     );
 
-    let req = as_user(test::TestRequest::post().uri("/v1/query"), "researcher")
-        .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 0.3}))
-        .to_request();
+    let req = as_user(
+        test::TestRequest::post().uri("/v1/query"),
+        &idp,
+        "researcher",
+    )
+    .set_json(json!({"sql": "SELECT COUNT(*) FROM samples", "epsilon": 0.3}))
+    .to_request();
     let _: QueryResult = test::call_and_read_body_json(&service, req).await;
     let budget: BudgetStatus = test::call_and_read_body_json(
         &service,
-        as_user(test::TestRequest::get().uri("/v1/budget"), "researcher").to_request(),
+        as_user(
+            test::TestRequest::get().uri("/v1/budget"),
+            &idp,
+            "researcher",
+        )
+        .to_request(),
     )
     .await;
     assert!((budget.user.spent - 0.3).abs() < 1e-12);

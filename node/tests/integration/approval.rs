@@ -150,6 +150,8 @@ fn policy_decisions_follow_the_first_matching_rule() {
     );
 }
 
+use crate::common::OIDC_SECTION as OIDC;
+
 #[test]
 fn an_invalid_rule_stops_the_node_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -169,7 +171,7 @@ fn an_invalid_rule_stops_the_node_with_its_line() {
         std::fs::write(
             &path,
             format!(
-                "site_id = \"DK-ODE\"\ndata_dir = \"d\"\nstate_dir = \"s\"\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n\n[[policy.rules]]\n{rule}\n"
+                "site_id = \"DK-ODE\"\ndata_dir = \"d\"\nstate_dir = \"s\"\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n\n[[policy.rules]]\n{rule}\n{OIDC}"
             ),
         )
         .unwrap();
@@ -201,7 +203,7 @@ fn any_invalid_policy_setting_is_named_with_its_line() {
         ),
     ] {
         let path = tmp.path().join("node.toml");
-        std::fs::write(&path, format!("{head}{body}")).unwrap();
+        std::fs::write(&path, format!("{head}{body}{OIDC}")).unwrap();
         let err = bonebank_node::config::NodeConfig::load(&path)
             .unwrap_err()
             .to_string();
@@ -493,8 +495,10 @@ async fn stewards_decide_from_the_command_line() {
     std::fs::write(
         &config,
         format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n",
-            site.config.data_dir, site.config.state_dir
+            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n{}",
+            site.config.data_dir,
+            site.config.state_dir,
+            crate::common::OIDC_SECTION
         ),
     )
     .unwrap();

@@ -200,8 +200,10 @@ async fn the_verify_command_names_the_entry_and_fails() {
     std::fs::write(
         &config,
         format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n",
-            site.config.data_dir, site.config.state_dir
+            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n{}",
+            site.config.data_dir,
+            site.config.state_dir,
+            crate::common::OIDC_SECTION
         ),
     )
     .unwrap();
@@ -256,8 +258,10 @@ fn an_import_through_the_node_config_is_logged() {
     std::fs::write(
         &config,
         format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n",
-            site.config.data_dir, site.config.state_dir
+            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n{}",
+            site.config.data_dir,
+            site.config.state_dir,
+            crate::common::OIDC_SECTION
         ),
     )
     .unwrap();

@@ -138,6 +138,11 @@ pub fn refused(dir: &DataDir, files: &[(Table, PathBuf)]) -> (u64, Vec<Problem>)
     }
 }
 
+/// The identity section every node config file needs; tests put it last so
+/// that the lines above keep their numbers.
+pub const OIDC_SECTION: &str =
+    "\n[oidc]\nissuer = \"http://127.0.0.1:7109\"\naudience = \"bonebank\"\n";
+
 /// A generated site with a node config pointing at it, in a temp dir.
 pub struct TestSite {
     pub tmp: tempfile::TempDir,
@@ -154,7 +159,15 @@ impl TestSite {
             data_dir: data.path().to_owned(),
             state_dir: tmp.path().join("state"),
             listen: "127.0.0.1:0".parse().unwrap(),
-            identity: bonebank_node::config::IdentityMode::Development,
+            // Service-level tests pass callers directly; HTTP tests start a
+            // development provider and point this at it.
+            oidc: bonebank_node::oidc::OidcSettings {
+                issuer: "http://127.0.0.1:9".into(),
+                audience: "bonebank".into(),
+                leeway_seconds: 30,
+                claims: Default::default(),
+                ca: None,
+            },
             tls: None,
             policy,
         };

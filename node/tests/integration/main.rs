@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod datadir;
 mod generate;
+mod identity;
 mod ledger;
 mod noise;
 mod refusals;
