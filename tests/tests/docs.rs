@@ -95,6 +95,10 @@ fn example_coordinator_config_matches_the_node_configs() {
         assert_eq!(tls.key, pki.node_key(&site.id));
         assert_eq!(tls.client_ca, pki.ca_cert());
         assert_eq!(tls.allowed_clients, vec![pki::COORDINATOR_NAME.to_owned()]);
+        assert_eq!(
+            node.oidc, config.oidc,
+            "node and coordinator trust one provider"
+        );
     }
 }
 
