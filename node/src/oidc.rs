@@ -157,7 +157,10 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 #[derive(Debug, Default)]
 struct Keys {
     by_kid: HashMap<String, PublishedKey>,
+    /// When the keys above were fetched.
     fetched: Option<Instant>,
+    /// When a fetch was last tried, whether it worked or not.
+    tried: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -189,7 +192,28 @@ pub struct TokenVerifier {
     keys: tokio::sync::RwLock<Keys>,
     /// One fetch at a time; others wait for its result.
     fetching: tokio::sync::Mutex<()>,
+    /// Tokens whose signature, issuer and audience checked out, by their
+    /// SHA-256, with the caller they name and when they expire: a token
+    /// sent again (the CLI and a session send the same one until it
+    /// expires) costs a hash instead of a signature check. Times are
+    /// checked again on every use.
+    checked: std::sync::Mutex<HashMap<[u8; 32], Checked>>,
 }
+
+#[derive(Debug, Clone)]
+struct Checked {
+    caller: Caller,
+    /// `exp` and `nbf` of the token (Unix seconds).
+    exp: u64,
+    nbf: Option<u64>,
+    /// Entries are dropped this long after they were checked, so that a key
+    /// the issuer withdraws stops working soon even for cached tokens.
+    until: Instant,
+}
+
+/// How many checked tokens are remembered, and for how long at most.
+const CHECKED_CAPACITY: usize = 10_000;
+const CHECKED_FOR: Duration = Duration::from_secs(60);
 
 /// Why a token was not accepted: 401 (who are you?) or 403 (not allowed).
 fn unauthenticated(why: impl Into<String>) -> Error {
@@ -204,6 +228,7 @@ impl TokenVerifier {
             settings,
             keys: Default::default(),
             fetching: Default::default(),
+            checked: Default::default(),
         })
     }
 
@@ -213,8 +238,49 @@ impl TokenVerifier {
 
     /// Verifies a bearer token and reads the caller from its claims.
     pub async fn verify(&self, token: &str) -> Result<Caller> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self
+            .checked
+            .lock()
+            .expect("token cache")
+            .get(&digest)
+            .cloned();
+        if let Some(hit) = cached
+            && hit.until > Instant::now()
+        {
+            let now = jsonwebtoken::get_current_timestamp();
+            let leeway = self.settings.leeway_seconds;
+            if hit.exp + leeway <= now {
+                return Err(unauthenticated("the token has expired; sign in again"));
+            }
+            if hit.nbf.is_some_and(|nbf| nbf > now + leeway) {
+                return Err(unauthenticated("the token is not valid yet (nbf)"));
+            }
+            return Ok(hit.caller);
+        }
         let claims = self.verify_claims(token).await?;
-        self.caller(&claims)
+        let caller = self.caller(&claims)?;
+        let entry = Checked {
+            caller: caller.clone(),
+            // Numeric dates may be written as decimals.
+            exp: claims
+                .get("exp")
+                .and_then(Value::as_f64)
+                .map_or(0, |t| t as u64),
+            nbf: claims.get("nbf").and_then(Value::as_f64).map(|t| t as u64),
+            until: Instant::now() + CHECKED_FOR,
+        };
+        let mut checked = self.checked.lock().expect("token cache");
+        if checked.len() >= CHECKED_CAPACITY {
+            let now = Instant::now();
+            checked.retain(|_, c| c.until > now);
+            if checked.len() >= CHECKED_CAPACITY {
+                checked.clear();
+            }
+        }
+        checked.insert(digest, entry);
+        Ok(caller)
     }
 
     /// Verifies signature, issuer, audience and times; returns the claims.
@@ -316,31 +382,51 @@ impl TokenVerifier {
         if let Some(key) = self.lookup(kid, alg, KEYS_MAX_AGE).await? {
             return Ok(key);
         }
+        let mut failure = None;
         {
             let _one = self.fetching.lock().await;
             // Another request may have fetched while this one waited.
             if let Some(key) = self.lookup(kid, alg, REFETCH_AFTER).await? {
                 return Ok(key);
             }
-            let fresh_enough = self
+            let tried_lately = self
                 .keys
                 .read()
                 .await
-                .fetched
+                .tried
                 .is_some_and(|t| t.elapsed() < REFETCH_AFTER);
-            if !fresh_enough {
-                let keys = self.fetch().await?;
-                *self.keys.write().await = keys;
+            if !tried_lately {
+                let fetched = self.fetch().await;
+                let mut keys = self.keys.write().await;
+                keys.tried = Some(Instant::now());
+                match fetched {
+                    Ok((by_kid, at)) => {
+                        keys.by_kid = by_kid;
+                        keys.fetched = Some(at);
+                    }
+                    Err(e) => failure = Some(e),
+                }
             }
         }
-        self.lookup(kid, alg, Duration::MAX).await?.ok_or_else(|| {
-            unauthenticated(match kid {
-                Some(kid) => format!(
-                    "the token is signed with key id {kid:?}, which the issuer does not publish"
-                ),
-                None => "the token names no key id and the issuer publishes several keys".into(),
-            })
-        })
+        // A key fetched before still works while the issuer cannot be
+        // reached; with no keys at all, no token can be checked.
+        if let Some(key) = self.lookup(kid, alg, Duration::MAX).await? {
+            return Ok(key);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if self.keys.read().await.fetched.is_none() {
+            return Err(Error::IdentityUnavailable(
+                "the identity provider's keys could not be fetched; try again shortly".into(),
+            ));
+        }
+        Err(unauthenticated(match kid {
+            Some(kid) => format!(
+                "the token is signed with key id {kid:?}, which the issuer does not publish"
+            ),
+            None => "the token names no key id and the issuer publishes several keys".into(),
+        }))
     }
 
     /// A known key, if the keys are younger than `max_age`.
@@ -370,8 +456,8 @@ impl TokenVerifier {
         })
     }
 
-    /// Discovery, then the JWKS.
-    async fn fetch(&self) -> Result<Keys> {
+    /// Discovery, then the JWKS: the usable signing keys by key id.
+    async fn fetch(&self) -> Result<(HashMap<String, PublishedKey>, Instant)> {
         let issuer_down = |e: String| {
             tracing::warn!(issuer = %self.settings.issuer, "fetching the issuer's keys: {e}");
             Error::IdentityUnavailable(
@@ -427,10 +513,7 @@ impl TokenVerifier {
             }
         }
         tracing::info!(issuer = %self.settings.issuer, keys = by_kid.len(), "fetched the issuer's signing keys");
-        Ok(Keys {
-            by_kid,
-            fetched: Some(Instant::now()),
-        })
+        Ok((by_kid, Instant::now()))
     }
 
     async fn get_json(&self, url: &str) -> std::result::Result<Value, String> {

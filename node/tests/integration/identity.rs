@@ -122,3 +122,43 @@ async fn an_unreachable_issuer_is_a_503_not_a_401() {
     let e = verifier.verify(&token).await;
     assert!(matches!(e, Err(Error::IdentityUnavailable(_))), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_fetched_before_keep_working_while_the_issuer_is_down() {
+    let idp = provider();
+    let user = DevUser::new("rita", Role::Researcher, Some("p1"), &[]);
+    let verifier = TokenVerifier::new(idp.settings()).unwrap();
+    verifier.verify(&idp.token_for(&user)).await.unwrap();
+    let later = idp.token_for(&user);
+    idp.rotate_key().unwrap();
+    let unknown_key = idp.token_for(&user);
+    idp.stop().await;
+    drop(idp);
+    tokio::time::sleep(REFETCH_AFTER + Duration::from_millis(200)).await;
+    // A token under the known key still checks out.
+    verifier.verify(&later).await.unwrap();
+    // One under a key the node could not fetch cannot be checked: 503.
+    let e = verifier.verify(&unknown_key).await;
+    assert!(matches!(e, Err(Error::IdentityUnavailable(_))), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_checked_before_is_still_refused_once_it_expires() {
+    let idp = provider();
+    let verifier = TokenVerifier::new(OidcSettings {
+        leeway_seconds: 0,
+        ..idp.settings()
+    })
+    .unwrap();
+    let token = idp.sign(&claims(&idp, now() + 2));
+    verifier.verify(&token).await.unwrap();
+    verifier.verify(&token).await.unwrap();
+    let fetches = idp.jwks_fetches();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let late = verifier.verify(&token).await;
+    assert!(
+        matches!(&late, Err(Error::Unauthenticated(m)) if m.contains("expired")),
+        "{late:?}"
+    );
+    assert_eq!(idp.jwks_fetches(), fetches);
+}
