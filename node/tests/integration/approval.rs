@@ -491,17 +491,8 @@ async fn stewards_decide_from_the_command_line() {
             )
             .await,
     );
-    let config = site.tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n{}",
-            site.config.data_dir,
-            site.config.state_dir,
-            crate::common::OIDC_SECTION
-        ),
-    )
-    .unwrap();
+    let config =
+        site.write_config("\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n");
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
             .arg("steward")

@@ -196,17 +196,7 @@ async fn policy_changes_are_recorded_once_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_verify_command_names_the_entry_and_fails() {
     let site = site_with_history().await;
-    let config = site.tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n{}",
-            site.config.data_dir,
-            site.config.state_dir,
-            crate::common::OIDC_SECTION
-        ),
-    )
-    .unwrap();
+    let config = site.write_config("");
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
             .args(args)
@@ -254,17 +244,7 @@ fn an_import_through_the_node_config_is_logged() {
     let site = TestSite::new("DK-ODE", 10, Policy::default());
     let export = site.tmp.path().join("export");
     bonebank_node::generate::into_csv(&crate::common::spec("DK-ODE", 12, 9), &export).unwrap();
-    let config = site.tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "site_id = \"DK-ODE\"\ndata_dir = {:?}\nstate_dir = {:?}\n{}",
-            site.config.data_dir,
-            site.config.state_dir,
-            crate::common::OIDC_SECTION
-        ),
-    )
-    .unwrap();
+    let config = site.write_config("");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"));
     cmd.args(["import", "--config"]).arg(&config);
     for t in ["donors", "samples", "diagnoses"] {

@@ -174,6 +174,23 @@ impl TestSite {
         Self { tmp, config }
     }
 
+    /// Writes a config file for this site's directories (plus `policy`, TOML
+    /// text) beside them, as an operator would, and returns its path.
+    pub fn write_config(&self, policy: &str) -> PathBuf {
+        let path = self.tmp.path().join("node.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "site_id = {:?}\ndata_dir = {:?}\nstate_dir = {:?}\n{policy}{OIDC_SECTION}",
+                self.config.site_id.as_str(),
+                self.config.data_dir,
+                self.config.state_dir
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     pub fn dir(&self) -> DataDir {
         DataDir::new(&self.config.data_dir)
     }
