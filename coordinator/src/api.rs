@@ -28,7 +28,7 @@ pub fn app(
     >,
 > {
     let json = web::JsonConfig::default()
-        .limit(64 * 1024)
+        .limit(bonebank_query::limits::LIMITS.max_body_bytes)
         .error_handler(|e, _| {
             Error::BadRequest(format!(
                 "the request body is not a valid query request: {e}"
@@ -66,8 +66,11 @@ async fn query(
     Ok(HttpResponse::Ok().json(result))
 }
 
-async fn sites(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().json(state.coordinator.list_sites().await)
+/// The sites' descriptions: every node is asked, so only a signed-in user
+/// may ask (as for everything else that reaches the nodes).
+async fn sites(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    state.auth.requester(&req).await?;
+    Ok(HttpResponse::Ok().json(state.coordinator.list_sites().await))
 }
 
 async fn history(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {

@@ -158,7 +158,7 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
         .build()
         .map_err(Error::io("tokio runtime"))?;
     runtime.block_on(async {
-        let net = LocalNetwork::start(work.path(), &sites, &policy(), 60_000)?;
+        let net = LocalNetwork::start_unthrottled(work.path(), &sites, &policy(), 60_000)?;
         let url = net.coordinator.url();
         let token = net.token(&bench_user());
         // The first question loads each site's dataset version into memory.
@@ -211,7 +211,7 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
             for (i, id) in ids.iter().enumerate() {
                 local::generate_site_with(&root, id, 200, None, i as u64)?;
             }
-            let net = LocalNetwork::start(&root, &ids, &policy(), 60_000)?;
+            let net = LocalNetwork::start_unthrottled(&root, &ids, &policy(), 60_000)?;
             let url = net.coordinator.url();
             let token = net.token(&bench_user());
             series(&url, &token, "warm-up", 1, 839..840).await?;

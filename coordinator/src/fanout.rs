@@ -125,12 +125,14 @@ impl SiteClient {
             Ok(e) => {
                 let status = match e.code {
                     ErrorCode::BudgetExhausted => SiteStatus::BudgetExhausted,
+                    ErrorCode::TooManyRequests => SiteStatus::Busy,
                     ErrorCode::PendingApproval => SiteStatus::WaitingForApproval,
                     ErrorCode::QueryRefused
                     | ErrorCode::PolicyRefused
                     | ErrorCode::Forbidden
                     | ErrorCode::Unauthenticated
-                    | ErrorCode::BadRequest => SiteStatus::Refused,
+                    | ErrorCode::BadRequest
+                    | ErrorCode::TooSlow => SiteStatus::Refused,
                     ErrorCode::NoData
                     | ErrorCode::NotFound
                     | ErrorCode::IdentityUnavailable

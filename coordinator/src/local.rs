@@ -11,6 +11,7 @@ use bonebank_node::config::NodeConfig;
 use bonebank_node::dataset::DataDir;
 use bonebank_node::devidp::{self, DevProvider, DevUser};
 use bonebank_node::generate::{self, Profile, ProfileKind, Spec};
+use bonebank_node::limits::WorkLimits;
 use bonebank_node::oidc::OidcSettings;
 use bonebank_node::policy::Policy;
 use bonebank_node::server::{self, RunningNode};
@@ -66,6 +67,7 @@ pub fn node_config(
     site: &SiteId,
     policy: Policy,
     oidc: OidcSettings,
+    limits: WorkLimits,
 ) -> NodeConfig {
     let base = root.join(site.to_string());
     NodeConfig {
@@ -81,6 +83,7 @@ pub fn node_config(
             allowed_clients: vec![pki::COORDINATOR_NAME.into()],
         }),
         policy,
+        limits,
     }
 }
 
@@ -163,12 +166,40 @@ impl LocalNetwork {
         Self::start_with(root, sites, |_| policy.clone(), deadline_ms)
     }
 
+    /// Like [`LocalNetwork::start`], with nodes that do not limit how many
+    /// questions one user asks at once or per minute: a benchmark's clients
+    /// all share one user.
+    pub fn start_unthrottled(
+        root: &Path,
+        sites: &[SiteId],
+        policy: &Policy,
+        deadline_ms: u64,
+    ) -> Result<Self> {
+        Self::start_with_limits(
+            root,
+            sites,
+            |_| policy.clone(),
+            deadline_ms,
+            WorkLimits::unthrottled(),
+        )
+    }
+
     /// Like [`LocalNetwork::start`], with each site's own policy.
     pub fn start_with(
         root: &Path,
         sites: &[SiteId],
         policy: impl Fn(&SiteId) -> Policy,
         deadline_ms: u64,
+    ) -> Result<Self> {
+        Self::start_with_limits(root, sites, policy, deadline_ms, WorkLimits::default())
+    }
+
+    fn start_with_limits(
+        root: &Path,
+        sites: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+        limits: WorkLimits,
     ) -> Result<Self> {
         let site_names: Vec<String> = sites.iter().map(ToString::to_string).collect();
         let idp = DevProvider::start(
@@ -178,7 +209,7 @@ impl LocalNetwork {
             DEV_TOKEN_TTL,
         )?;
         let identity = Identity::development(&idp);
-        let mut network = Self::start_with_identity(root, sites, policy, deadline_ms, identity)?;
+        let mut network = Self::start_nodes(root, sites, policy, deadline_ms, identity, limits)?;
         network.idp = Some(idp);
         Ok(network)
     }
@@ -191,13 +222,38 @@ impl LocalNetwork {
         deadline_ms: u64,
         identity: Identity,
     ) -> Result<Self> {
+        Self::start_nodes(
+            root,
+            sites,
+            policy,
+            deadline_ms,
+            identity,
+            WorkLimits::default(),
+        )
+    }
+
+    fn start_nodes(
+        root: &Path,
+        sites: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+        identity: Identity,
+        limits: WorkLimits,
+    ) -> Result<Self> {
         let pki = PkiDir::new(root.join("pki"));
         if !pki.ca_cert().exists() {
             pki.init(sites)?;
         }
         let mut nodes = Vec::new();
         for site in sites {
-            let config = node_config(root, &pki, site, policy(site), identity.oidc.clone());
+            let config = node_config(
+                root,
+                &pki,
+                site,
+                policy(site),
+                identity.oidc.clone(),
+                limits,
+            );
             let running = server::start(&config, server::state(&config)?)?;
             nodes.push((config, running));
         }

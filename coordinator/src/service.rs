@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bonebank_node::policy::Policy;
-use bonebank_node::query::{self, sql};
+use bonebank_node::query;
 use bonebank_node::service::Caller;
+use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
     FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
@@ -53,7 +54,13 @@ impl Coordinator {
                 message: r.message,
                 hint: r.hint,
             })?,
-            (None, Some(q)) => q.clone(),
+            (None, Some(q)) => {
+                limits::check_query(q).map_err(|r| Error::QueryRefused {
+                    message: r.message,
+                    hint: r.hint,
+                })?;
+                q.clone()
+            }
             _ => {
                 return Err(Error::BadRequest(
                     "send either \"sql\" or \"query\", not both and not neither".into(),
@@ -92,7 +99,13 @@ impl Coordinator {
         let caller = &who.caller;
         let started = Instant::now();
         let deadline = started + self.deadline;
-        let query = self.check(&request, caller)?;
+        // Parsing happens on a blocking thread, never on an HTTP worker.
+        let (this, checked_request, checked_caller) =
+            (self.clone(), request.clone(), caller.clone());
+        let query =
+            tokio::task::spawn_blocking(move || this.check(&checked_request, &checked_caller))
+                .await
+                .map_err(|e| Error::Internal(format!("question check: {e}")))??;
         let sites = match &request.sites {
             None => self.sites.clone(),
             Some(ids) => {

@@ -14,7 +14,7 @@ fn coverage(truth: &[i64], settings: &[(i64, f64)]) -> f64 {
     let mut scales = Vec::new();
     for (&t, &(sensitivity, epsilon)) in truth.iter().zip(settings) {
         let released = OpenDpLaplace
-            .release(&vec![t; RELEASES], sensitivity, epsilon)
+            .calibrate_and_release(&vec![t; RELEASES], sensitivity, epsilon)
             .unwrap();
         scales.push(released.scale);
         noisy.push(released.values);
@@ -59,7 +59,9 @@ fn a_too_narrow_interval_would_be_caught() {
     let mut noisy = Vec::new();
     let mut scales = Vec::new();
     for (&t, &(s, e)) in truth.iter().zip(&settings) {
-        let r = OpenDpLaplace.release(&vec![t; RELEASES], s, e).unwrap();
+        let r = OpenDpLaplace
+            .calibrate_and_release(&vec![t; RELEASES], s, e)
+            .unwrap();
         scales.push(r.scale);
         noisy.push(r.values);
     }

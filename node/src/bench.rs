@@ -213,6 +213,8 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             },
             ..Policy::default()
         },
+        // One client asks everything: no per-user fair share.
+        limits: crate::limits::WorkLimits::unthrottled(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -46,6 +46,19 @@ pub enum Command {
     /// A data steward's queue: list waiting queries, approve or reject one.
     #[command(subcommand)]
     Steward(StewardCommand),
+    /// The site policy as the node reads it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Prints the effective policy, defaults included, as TOML: what the
+    /// node enforces after merging its config over the built-in defaults.
+    Show {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +314,17 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Steward(command) => run_steward(command),
+        Command::Policy(PolicyCommand::Show { config }) => {
+            let config = crate::config::NodeConfig::load(&config)?;
+            print!(
+                "{}",
+                config
+                    .policy
+                    .to_toml(&config.site_id)
+                    .map_err(Error::Usage)?
+            );
+            Ok(())
+        }
         Command::Audit(AuditCommand::Verify { config, head }) => {
             let store = audit_store(&config)?;
             let intact = store.verify_audit()?.map_err(Error::AuditBroken)?;

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::WorkLimits;
 use crate::oidc::OidcSettings;
 use crate::policy::Policy;
 use crate::tls::NodeTls;
@@ -37,6 +38,9 @@ pub struct NodeConfig {
     pub tls: Option<NodeTls>,
     #[serde(default)]
     pub policy: Policy,
+    /// Each question's plan time, and each user's and project's fair share.
+    #[serde(default)]
+    pub limits: WorkLimits,
 }
 
 fn default_listen() -> SocketAddr {
@@ -66,12 +70,12 @@ impl NodeConfig {
             )));
         }
         if let Err(why) = config.policy.validate() {
-            // Messages name the key, e.g. "policy.epsilon must …".
-            let key = why
-                .strip_prefix("policy.")
-                .and_then(|r| r.split([' ', '.']).next())
-                .unwrap_or_default();
-            let line = key_line(&std::fs::read_to_string(path).unwrap_or_default(), key)
+            // Messages start with the key at fault, e.g. "policy.epsilon must …".
+            let key: String = why
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .collect();
+            let line = key_line(&std::fs::read_to_string(path).unwrap_or_default(), &key)
                 .map_or(String::new(), |l| format!(" line {l}"));
             return Err(Error::Usage(format!(
                 "config {}{line}: {why}",
@@ -90,6 +94,7 @@ impl NodeConfig {
             .validate_rules()
             .map_err(|(rule, why)| Error::Usage(format!("policy rule {rule}: {why}")))?;
         self.oidc.validate()?;
+        self.limits.validate().map_err(Error::Usage)?;
         if self.tls.is_none() && !self.listen.ip().is_loopback() {
             return Err(Error::Usage(format!(
                 "without a [tls] section the node would serve plain HTTP on {}; \
@@ -121,11 +126,11 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, env_prefix: &str) 
         .merge(Env::prefixed(env_prefix).split("__"))
         .extract()
         .map_err(|e: figment::Error| {
-            let line = e
-                .path
-                .last()
-                .and_then(|key| key_line(&std::fs::read_to_string(path).unwrap_or_default(), key))
-                .map_or(String::new(), |l| format!(" line {l}"));
+            let line = key_line(
+                &std::fs::read_to_string(path).unwrap_or_default(),
+                &e.path.join("."),
+            )
+            .map_or(String::new(), |l| format!(" line {l}"));
             Error::Usage(format!("config {}{line}: {e}", path.display()))
         })
 }
@@ -142,21 +147,35 @@ fn rule_line(text: &str, n: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
-/// The line (1-based) that sets `key` (`key = …`) or opens its table
-/// (`[….key]`), if the file has one.
+/// The line (1-based) that sets a dotted key such as
+/// `policy.roles.industry.force_filter`: the `key = …` line under its table
+/// (`[policy.roles.industry]`), or else the nearest enclosing table or key the
+/// file has (the table of a key left out, a dotted key set inline).
 fn key_line(text: &str, key: &str) -> Option<usize> {
-    if key.is_empty() {
-        return None;
+    let mut path: Vec<&str> = key.split('.').filter(|k| !k.is_empty()).collect();
+    while !path.is_empty() {
+        let wanted = path.join(".");
+        let mut table = String::new();
+        for (i, raw) in text.lines().enumerate() {
+            let l = raw.trim();
+            if l.starts_with('[') {
+                table = l.trim_matches(['[', ']']).trim().to_owned();
+                if table == wanted {
+                    return Some(i + 1);
+                }
+            } else if let Some((k, _)) = l.split_once('=') {
+                let k = k.trim().trim_matches('"');
+                let full = if table.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{table}.{k}")
+                };
+                if full == wanted {
+                    return Some(i + 1);
+                }
+            }
+        }
+        path.pop();
     }
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-                || (l.starts_with('[')
-                    && l.trim_end()
-                        .trim_end_matches(']')
-                        .ends_with(&format!(".{key}")))
-        })
-        .map(|i| i + 1)
+    None
 }

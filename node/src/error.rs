@@ -33,6 +33,16 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// One user or project asked too much at once or too fast; ask again
+    /// after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
+    /// The question's plan ran past the site's limit (milliseconds) and was
+    /// stopped; nothing was charged.
+    #[error(
+        "this site stops a question's work after {0} ms; this one took longer and was stopped, and nothing was charged"
+    )]
+    TooSlow(u64),
     /// The site has no data yet.
     #[error("this site has not imported any data yet")]
     NoData,

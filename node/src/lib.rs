@@ -16,6 +16,7 @@ pub mod export;
 pub mod generate;
 pub mod identity;
 pub mod import;
+pub mod limits;
 pub mod oidc;
 pub mod pki;
 pub mod policy;

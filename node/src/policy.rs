@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bonebank_schemas::wire::EpsilonRange;
-use bonebank_schemas::{Filter, Role};
+use bonebank_schemas::{Filter, Role, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::query::{Refusal, sql};
@@ -28,7 +28,10 @@ pub struct Policy {
     pub sampling_years: [i32; 2],
     /// ICD-10 categories listed by `diagnosis_3char`; others are `other`.
     pub diagnosis_categories: Vec<String>,
-    /// Extra rules per role.
+    /// Extra rules per role. A config's `[policy.roles.<role>]` tables are
+    /// merged over the defaults key by key, so configuring one role never
+    /// drops another role's rules (such as industry's consent filter).
+    #[serde(deserialize_with = "roles_over_defaults")]
     pub roles: BTreeMap<Role, RoleRules>,
     /// What happens to a query, decided by the first rule that matches it;
     /// a query no rule matches runs at once.
@@ -48,6 +51,9 @@ pub struct Rule {
     /// The caller's role.
     #[serde(default)]
     pub role: Option<Role>,
+    /// The caller's project is one of these.
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
     /// The query uses at least one of these measures: `samples`, `donors`,
     /// `sum`, `avg`.
     #[serde(default)]
@@ -110,6 +116,62 @@ pub struct RoleRules {
     pub max_epsilon: Option<f64>,
     /// The role may not query at all.
     pub denied: bool,
+    /// For the industry role: the site means its industry partners to count
+    /// donors without commercial consent. Without it a node refuses to start
+    /// with an industry filter that does not require `consent_commercial =
+    /// true`.
+    pub count_without_commercial_consent: bool,
+}
+
+/// One role's settings as a config writes them: every key optional, and a
+/// key left out keeps the default. `force_filter = ""` removes a forced
+/// filter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RoleSettings {
+    force_filter: Option<String>,
+    max_epsilon: Option<f64>,
+    denied: Option<bool>,
+    count_without_commercial_consent: Option<bool>,
+}
+
+/// The default roles with a config's role tables merged over them.
+fn roles_over_defaults<'de, D>(deserializer: D) -> Result<BTreeMap<Role, RoleRules>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let given = BTreeMap::<Role, RoleSettings>::deserialize(deserializer)?;
+    let mut roles = Policy::default().roles;
+    for (role, s) in given {
+        let r = roles.entry(role).or_default();
+        if let Some(f) = s.force_filter {
+            r.force_filter = Some(f).filter(|f| !f.trim().is_empty());
+        }
+        if let Some(m) = s.max_epsilon {
+            r.max_epsilon = Some(m);
+        }
+        if let Some(d) = s.denied {
+            r.denied = d;
+        }
+        if let Some(c) = s.count_without_commercial_consent {
+            r.count_without_commercial_consent = c;
+        }
+    }
+    Ok(roles)
+}
+
+/// Whether every row a filter keeps has `consent_commercial = true`: the
+/// filter requires it itself or through one of its `AND`-ed parts. Anything
+/// cleverer (an `OR` whose every branch requires it) is not recognised, so
+/// the check errs on the side of refusing a policy.
+fn requires_commercial_consent(f: &Filter) -> bool {
+    match f {
+        Filter::In { column, values } => {
+            column == "consent_commercial" && values.as_slice() == [Value::Bool(true)]
+        }
+        Filter::And(children) => children.iter().any(requires_commercial_consent),
+        _ => false,
+    }
 }
 
 impl Default for Policy {
@@ -119,8 +181,7 @@ impl Default for Policy {
             Role::Industry,
             RoleRules {
                 force_filter: Some("consent_commercial = true".into()),
-                max_epsilon: None,
-                denied: false,
+                ..RoleRules::default()
             },
         );
         Self {
@@ -186,6 +247,30 @@ impl Policy {
             if rules.max_epsilon.is_some_and(|m| m.is_nan() || m <= 0.0) {
                 return Err(format!("policy.roles.{role}.max_epsilon must be positive"));
             }
+            if rules.count_without_commercial_consent && *role != Role::Industry {
+                return Err(format!(
+                    "policy.roles.{role}.count_without_commercial_consent is for the industry role only"
+                ));
+            }
+        }
+        let industry = self.roles.get(&Role::Industry).cloned().unwrap_or_default();
+        let filter = self
+            .forced_filter(Role::Industry)
+            .map_err(|r| format!("policy.roles.industry.force_filter: {r}"))?;
+        if !industry.denied
+            && !industry.count_without_commercial_consent
+            && !filter.as_ref().is_some_and(requires_commercial_consent)
+        {
+            return Err(format!(
+                "policy.roles.industry.force_filter: with {} industry partners would count donors \
+                 without commercial consent; keep `consent_commercial = true` in it (AND-ed with \
+                 anything else), or, if this site means that, say so with \
+                 count_without_commercial_consent = true in [policy.roles.industry]",
+                match &industry.force_filter {
+                    Some(f) => format!("force_filter = {f:?}"),
+                    None => "no forced filter".into(),
+                }
+            ));
         }
         Ok(())
     }
@@ -228,10 +313,12 @@ impl Policy {
         Ok(())
     }
 
-    /// The decision for a query of `role` that spends `epsilon`.
+    /// The decision for a query of a caller with `role` and `project` that
+    /// spends `epsilon`.
     pub fn decide(
         &self,
         role: Role,
+        project: &str,
         query: &bonebank_schemas::FeasibilityQuery,
         epsilon: f64,
     ) -> Decision {
@@ -243,6 +330,9 @@ impl Policy {
         };
         for (i, r) in self.rules.iter().enumerate() {
             let matches = r.role.is_none_or(|x| x == role)
+                && r.projects
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| p == project))
                 && r.measures.as_ref().is_none_or(|ms| {
                     query
                         .measures
@@ -267,6 +357,21 @@ impl Policy {
             rule: None,
             reason: None,
         }
+    }
+
+    /// The effective policy as a `[policy]` section of a node config, with
+    /// every default written out.
+    pub fn to_toml(&self, site: &bonebank_schemas::SiteId) -> Result<String, String> {
+        #[derive(Serialize)]
+        struct Section<'a> {
+            policy: &'a Policy,
+        }
+        let body = toml::to_string_pretty(&Section { policy: self })
+            .map_err(|e| format!("the policy could not be written as TOML: {e}"))?;
+        Ok(format!(
+            "# The policy {site} enforces: its config merged over the built-in defaults.\n\
+             # Rules are matched in order; a query no rule matches runs at once.\n\n{body}"
+        ))
     }
 
     /// The filter every query of `role` gets, if any.

@@ -28,7 +28,8 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
         DataDir::new(&config.data_dir),
         config.site_id.clone(),
         config.policy.diagnosis_categories.clone(),
-    );
+    )
+    .with_plan_timeout(config.limits.plan_timeout());
     let store = Store::open(&config.state_db())?;
     let service = QueryService::new(
         config.site_id.clone(),
@@ -36,7 +37,8 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
         Arc::new(engine),
         noise,
         store,
-    );
+    )
+    .with_limits(config.limits);
     service.note_policy()?;
     let identity = Arc::new(TokenVerifier::new(config.oidc.clone())?);
     Ok(AppState {

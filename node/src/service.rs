@@ -15,9 +15,10 @@ use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Aggregate, Plan, QueryEngine};
+use crate::limits::{FairShare, WorkLimits};
 use crate::policy::{Action, Policy};
 use crate::privacy::{self, NoiseMechanism, halfwidth};
-use crate::query::{self, Checked, Dimension, Refusal, dimension_values, sql};
+use crate::query::{self, Checked, Dimension, Refusal, dimension_values, limits, sql};
 use crate::store::{Committed, Payer, Store};
 use crate::{Error, Result};
 
@@ -31,6 +32,14 @@ pub struct Caller {
     pub sites: Vec<String>,
 }
 
+/// What a steward's queue says about a caller's request.
+enum Approval {
+    /// A steward approved this caller's request (the ticket id).
+    Approved(String),
+    /// Still waiting, or rejected: the error the caller gets.
+    Waiting(Error),
+}
+
 /// Coverage of the intervals released with each number.
 const COVERAGE: f64 = 0.95;
 
@@ -42,6 +51,8 @@ pub struct QueryService {
     engine: Arc<dyn QueryEngine>,
     noise: Arc<dyn NoiseMechanism>,
     store: Store,
+    /// Each user's and project's share of the site.
+    fair: FairShare,
     /// The dataset version last recorded in the audit log by this process.
     noted_version: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -60,8 +71,15 @@ impl QueryService {
             engine,
             noise,
             store,
+            fair: FairShare::new(WorkLimits::default()),
             noted_version: Arc::default(),
         }
+    }
+
+    /// The same service under other fair share limits.
+    pub fn with_limits(mut self, limits: WorkLimits) -> Self {
+        self.fair = FairShare::new(limits);
+        self
     }
 
     /// The node's state database (ledger, releases, audit log).
@@ -69,11 +87,14 @@ impl QueryService {
         &self.store
     }
 
-    /// Parses a request into a query.
+    /// Parses a request into a query, held to the language's limits.
     pub fn parse(request: &QueryRequest) -> Result<FeasibilityQuery> {
         match (&request.sql, &request.query) {
             (Some(text), None) => sql::parse(text).map_err(Error::QueryRefused),
-            (None, Some(q)) => Ok(q.clone()),
+            (None, Some(q)) => {
+                limits::check_query(q).map_err(Error::QueryRefused)?;
+                Ok(q.clone())
+            }
             _ => Err(Error::BadRequest(
                 "send either \"sql\" or \"query\", not both and not neither".into(),
             )),
@@ -87,13 +108,19 @@ impl QueryService {
         q: &FeasibilityQuery,
         epsilon: Option<f64>,
     ) -> Result<Checked> {
-        query::check(q, epsilon, caller.role, &self.site, &self.policy).map_err(|(r, policy)| {
-            if policy {
-                Error::PolicyRefused(r)
-            } else {
-                Error::QueryRefused(r)
-            }
+        check_for(q, epsilon, caller.role, &self.site, &self.policy)
+    }
+
+    /// Parses and checks a request on a blocking thread, never on an HTTP
+    /// worker: however a question is built, it cannot stall the workers.
+    async fn parse_and_check(&self, caller: &Caller, request: &QueryRequest) -> Result<Checked> {
+        let (request, role) = (request.clone(), caller.role);
+        let (site, policy) = (self.site.clone(), self.policy.clone());
+        blocking(move || {
+            let q = Self::parse(&request)?;
+            check_for(&q, request.epsilon, role, &site, &policy)
         })
+        .await
     }
 
     /// Runs a query and returns its noisy answer. Every request and its
@@ -116,6 +143,8 @@ impl QueryService {
             Err(Error::BudgetExhausted(_)) => Some("budget_exhausted"),
             Err(Error::BadRequest(_)) => Some("bad_request"),
             Err(Error::NoData) => Some("no_data"),
+            Err(Error::TooManyRequests { .. }) => Some("too_many_requests"),
+            Err(Error::TooSlow(_)) => Some("stopped"),
             Err(Error::Pending { audited: true, .. }) => None,
             Err(Error::Pending { .. }) => Some("pending_approval"),
             Err(_) => Some("failed"),
@@ -146,8 +175,8 @@ impl QueryService {
         request: &QueryRequest,
         detail: &mut serde_json::Value,
     ) -> Result<(QueryResult, bool)> {
-        let q = Self::parse(request)?;
-        let checked = self.check(caller, &q, request.epsilon)?;
+        let _in_flight = self.fair.enter(&caller.user)?;
+        let checked = self.parse_and_check(caller, request).await?;
         detail["query"] = checked.query.to_sql().into();
         detail["epsilon"] = checked.epsilon.into();
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
@@ -155,16 +184,14 @@ impl QueryService {
         let units = privacy::units(checked.epsilon);
         let key = self.release_key(&version, &checked, units);
 
-        let store = self.store.clone();
-        let k = key.clone();
-        if let Some((json, _)) = blocking(move || store.release(&k)).await? {
-            detail["dataset_version"] = version.into();
-            return Ok((remembered(&json)?, false));
-        }
-
-        let decision = self
-            .policy
-            .decide(caller.role, &checked.query, checked.epsilon);
+        // The rules hold on every path: a remembered release is the same
+        // numbers, but the steward decided who may receive them.
+        let decision = self.policy.decide(
+            caller.role,
+            &caller.project,
+            &checked.query,
+            checked.epsilon,
+        );
         if let Some(rule) = decision.rule {
             detail["rule"] = rule.into();
         }
@@ -178,43 +205,73 @@ impl QueryService {
                     "ask the site's data steward what this site answers",
                 )));
             }
-            Action::Approve => return Err(self.ticket(caller, &checked, key, detail).await?),
+            // Only a steward's approval of this caller's own request hands
+            // out the release, even if someone else's request made it.
+            Action::Approve => {
+                return match self.ticket(caller, &checked, key.clone(), detail).await? {
+                    Approval::Approved(ticket) => {
+                        let store = self.store.clone();
+                        match blocking(move || store.release(&key)).await? {
+                            Some((json, _)) => {
+                                detail["ticket"] = ticket.into();
+                                detail["dataset_version"] = version.into();
+                                Ok((remembered(&json)?, false))
+                            }
+                            None => Err(Error::Engine(format!(
+                                "ticket {ticket} is approved but its release is missing"
+                            ))),
+                        }
+                    }
+                    Approval::Waiting(e) => Err(e),
+                };
+            }
         }
+
+        let store = self.store.clone();
+        let k = key.clone();
+        if let Some((json, _)) = blocking(move || store.release(&k)).await? {
+            detail["dataset_version"] = version.into();
+            return Ok((remembered(&json)?, false));
+        }
+        // Only fresh questions run a plan, and only they take a token.
+        self.fair.take(&caller.user, &caller.project)?;
         self.release(caller, &checked, version, key, detail).await
     }
 
-    /// For a query that needs a steward: the state of the caller's ticket
-    /// for it, filing a new one if there is none (or it expired).
+    /// For a query that needs a steward: the caller's own approved ticket
+    /// for it, or why the caller waits (filing a new ticket if there is none,
+    /// or it expired).
     async fn ticket(
         &self,
         caller: &Caller,
         checked: &Checked,
         key: String,
         detail: &mut serde_json::Value,
-    ) -> Result<Error> {
+    ) -> Result<Approval> {
         let (store, user, k) = (self.store.clone(), caller.user.clone(), key.clone());
         let existing = blocking(move || store.ticket_for(&user, &k)).await?;
         let site = self.site.to_string();
         if let Some(t) = existing {
             detail["ticket"] = t.id.clone().into();
             match t.current_state() {
+                "approved" => return Ok(Approval::Approved(t.id)),
                 "pending" => {
-                    return Ok(Error::Pending {
+                    return Ok(Approval::Waiting(Error::Pending {
                         site,
                         ticket: t.id,
                         audited: false,
-                    });
+                    }));
                 }
                 "rejected" => {
-                    return Ok(Error::PolicyRefused(Refusal::new(
+                    return Ok(Approval::Waiting(Error::PolicyRefused(Refusal::new(
                         format!(
                             "a data steward of {site} rejected this query: {}",
                             t.reason.as_deref().unwrap_or("no reason given")
                         ),
                         "change the question, or talk to the site's data steward",
-                    )));
+                    ))));
                 }
-                // Expired, or approved for data that has since changed: ask anew.
+                // Expired: ask anew.
                 _ => {}
             }
         }
@@ -237,11 +294,11 @@ impl QueryService {
         detail["outcome"] = "pending_approval".into();
         let (store, audit, t) = (self.store.clone(), detail.clone(), ticket.clone());
         blocking(move || store.file_ticket(&t, &audit)).await?;
-        Ok(Error::Pending {
+        Ok(Approval::Waiting(Error::Pending {
             site,
             ticket: ticket.id,
             audited: true,
-        })
+        }))
     }
 
     /// Reserves the budget, runs the plan, adds noise and commits the release
@@ -257,12 +314,19 @@ impl QueryService {
         let checked = checked.clone();
         let plan = self.plan(&checked);
         let units = privacy::units(checked.epsilon);
+        let calibrations = self.calibrate(&plan, units)?;
+        // What the privacy maps state, each rounded up: never less than the
+        // release costs, and never more than the ε asked for.
+        let charge: i64 = calibrations
+            .iter()
+            .map(|c| privacy::units_up(c.epsilon))
+            .sum();
         let payer = Payer {
             user: caller.user.clone(),
             project: caller.project.clone(),
         };
         let (store, policy) = (self.store.clone(), self.policy.clone());
-        let reservation = blocking(move || store.reserve(&payer, units, &policy))
+        let reservation = blocking(move || store.reserve(&payer, charge, &policy))
             .await?
             .map_err(Error::BudgetExhausted)?;
 
@@ -280,7 +344,8 @@ impl QueryService {
             &plan,
             &exact.values,
             &exact.dataset_version,
-            units,
+            &calibrations,
+            charge,
         )?;
         let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
         let query_json = checked.query.canonical_json();
@@ -295,7 +360,7 @@ impl QueryService {
                 &dataset_version,
                 &query_json,
                 &json,
-                units,
+                charge,
                 &actor,
                 audit,
             )
@@ -390,6 +455,21 @@ impl QueryService {
             let (requester, query) = requester_of(&t)?;
             // Checked again under today's policy; the budget is reserved now.
             let checked = self.check(&requester, &query, Some(t.epsilon))?;
+            let rules = self.policy.decide(
+                requester.role,
+                &requester.project,
+                &checked.query,
+                checked.epsilon,
+            );
+            if rules.action == Action::Deny {
+                return Err(Error::PolicyRefused(Refusal::new(
+                    format!(
+                        "this site's policy now refuses this request (rule {})",
+                        rules.rule.unwrap_or_default()
+                    ),
+                    "reject the request with a reason for the requester",
+                )));
+            }
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
             let units = privacy::units(checked.epsilon);
             let key = self.release_key(&version, &checked, units);
@@ -539,27 +619,35 @@ impl QueryService {
         hex::encode(h.finalize())
     }
 
-    /// Noises each aggregate vector with its share of ε and assembles the result.
+    /// The noise of each aggregate vector, from its share of ε: whole units
+    /// per vector, so the shares add up to exactly the ε asked for.
+    fn calibrate(&self, plan: &Plan, units: i64) -> Result<Vec<privacy::Calibration>> {
+        let n = plan.aggregates.len() as i64;
+        let cells = plan.cells_per_donor();
+        plan.aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, aggregate)| {
+                let share = units / n + i64::from((i as i64) < units % n);
+                let sensitivity = aggregate.sensitivity(plan.max_samples_per_donor, cells);
+                self.noise.calibrate(sensitivity, privacy::epsilon(share))
+            })
+            .collect()
+    }
+
+    /// Noises each aggregate vector as calibrated and assembles the result.
     fn noise(
         &self,
         checked: &Checked,
         plan: &Plan,
         exact: &[Vec<i64>],
         version: &str,
-        units: i64,
+        calibrations: &[privacy::Calibration],
+        charge: i64,
     ) -> Result<QueryResult> {
-        let n = plan.aggregates.len() as i64;
-        let cells = plan.cells_per_donor();
         let mut noised = Vec::new();
-        for (i, (aggregate, values)) in plan.aggregates.iter().zip(exact).enumerate() {
-            // Whole units per vector, so the shares add up to exactly what is charged.
-            let share = units / n + i64::from((i as i64) < units % n);
-            let sensitivity = aggregate.sensitivity(plan.max_samples_per_donor, cells);
-            noised.push((
-                sensitivity,
-                self.noise
-                    .release(values, sensitivity, privacy::epsilon(share))?,
-            ));
+        for (values, c) in exact.iter().zip(calibrations) {
+            noised.push((c.sensitivity, self.noise.release(values, c)?));
         }
 
         let mut measures = Vec::new();
@@ -619,7 +707,7 @@ impl QueryService {
                 values: per_measure.iter().map(|m| m[c].clone()).collect(),
             })
             .collect();
-        let charged = privacy::epsilon(units);
+        let charged = privacy::epsilon(charge);
         Ok(QueryResult {
             site_id: self.site.to_string(),
             dataset_version: version.to_owned(),
@@ -696,12 +784,31 @@ impl QueryService {
             max_samples_per_donor: p.max_samples_per_donor,
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
+            limits: self.fair.limits().describe(),
         })
     }
 
     pub fn dataset_version(&self) -> Result<Option<String>> {
         self.engine.dataset_version()
     }
+}
+
+/// Checks a query for a caller of `role`; a refusal by the site's policy is
+/// kept apart from one by the language.
+fn check_for(
+    q: &FeasibilityQuery,
+    epsilon: Option<f64>,
+    role: Role,
+    site: &SiteId,
+    policy: &Policy,
+) -> Result<Checked> {
+    query::check(q, epsilon, role, site, policy).map_err(|(r, by_policy)| {
+        if by_policy {
+            Error::PolicyRefused(r)
+        } else {
+            Error::QueryRefused(r)
+        }
+    })
 }
 
 fn aggregates_of(m: &Measure) -> Vec<Aggregate> {

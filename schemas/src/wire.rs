@@ -96,6 +96,45 @@ pub struct SiteDescription {
     pub max_samples_per_donor: i64,
     pub max_groups_per_donor: i64,
     pub budget_period_days: u32,
+    /// How large a question may be and how much work and how many questions
+    /// one user may ask of this site.
+    pub limits: SiteLimits,
+}
+
+/// The size and shape limits every question is held to, at the coordinator
+/// and at every node, before and right after parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryLimits {
+    /// Length of the SQL text.
+    pub max_sql_bytes: usize,
+    /// Length of a request's JSON body.
+    pub max_body_bytes: usize,
+    /// How deep parentheses, and levels of AND, OR and NOT, may nest.
+    pub max_nesting: usize,
+    /// AND, OR and NOT words in the SQL text.
+    pub max_boolean_words: usize,
+    /// Conditions (comparisons, IN, BETWEEN, LIKE, IS NULL) in the filter.
+    pub max_predicates: usize,
+    /// Values in one IN list.
+    pub max_in_values: usize,
+    pub max_measures: usize,
+    pub max_group_by: usize,
+}
+
+/// A site's limits: the questions' size and shape, and its fair share rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteLimits {
+    pub question: QueryLimits,
+    /// Wall-clock time one question's plan may run before it is stopped;
+    /// a stopped question is charged nothing.
+    pub plan_timeout_ms: u64,
+    /// Questions one user may have in flight at this site at once.
+    pub concurrent_per_user: u32,
+    /// Fresh questions (those that run a plan) one user may ask per minute;
+    /// remembered answers do not count.
+    pub user_questions_per_minute: u32,
+    /// The same for all users of one project together.
+    pub project_questions_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +218,12 @@ pub enum ErrorCode {
     /// The identity provider's keys could not be fetched, so no token can be
     /// checked just now.
     IdentityUnavailable,
+    /// The caller asked too much too fast; `Retry-After` says when to ask
+    /// again.
+    TooManyRequests,
+    /// The question's plan ran longer than the site allows and was stopped;
+    /// nothing was charged.
+    TooSlow,
     /// Our fault; details are in the service's log.
     Internal,
 }
@@ -192,7 +237,8 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::PolicyRefused | Self::Forbidden => 403,
             Self::NotFound => 404,
-            Self::BudgetExhausted => 429,
+            Self::BudgetExhausted | Self::TooManyRequests => 429,
+            Self::TooSlow => 422,
             Self::NoData | Self::IdentityUnavailable => 503,
             Self::Internal => 500,
         }
@@ -270,6 +316,9 @@ pub enum SiteStatus {
     TimedOut,
     /// The site answered with an error or something unreadable.
     Failed,
+    /// The site turned the question away because its user (or project) has
+    /// asked too many at once or too fast.
+    Busy,
 }
 
 impl SiteStatus {
@@ -282,6 +331,7 @@ impl SiteStatus {
             Self::Unreachable => "unreachable",
             Self::TimedOut => "timed out",
             Self::Failed => "failed",
+            Self::Busy => "busy",
         }
     }
 }

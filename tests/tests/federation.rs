@@ -88,6 +88,22 @@ async fn a_federated_query_adds_up_the_sites() {
     let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
     let url = net.coordinator.url();
 
+    // Listing the sites asks every node: signed-in users only.
+    tls::install_default_provider();
+    let sites_url = format!("{url}/v1/sites");
+    let anonymous = reqwest::get(&sites_url).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let req = as_user(
+        reqwest::Client::new().get(&sites_url),
+        &net,
+        "ada",
+        "p1",
+        Role::Researcher,
+    );
+    let listed: Vec<serde_json::Value> = req.send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|s| s["status"] == "up"), "{listed:?}");
+
     let r = ask(
         &net,
         &url,
@@ -145,6 +161,43 @@ async fn a_federated_query_adds_up_the_sites() {
             .map(|s| s.result.as_ref().unwrap().rows[k].values[0].value)
             .sum();
         assert_eq!(row.values[0].as_ref().unwrap().unclamped, sum);
+    }
+
+    // A hostile question is refused by the coordinator before it is parsed,
+    // and one too deep for JSON as well.
+    for (body, expected) in [
+        (
+            serde_json::json!({ "sql": format!(
+                "SELECT COUNT(*) FROM samples WHERE {}sex = 'Female'{}",
+                "NOT (".repeat(40),
+                ")".repeat(40)
+            ) }),
+            "nests parentheses 40 deep",
+        ),
+        (
+            serde_json::json!({ "query": {
+                "measures": [{ "kind": "samples" }],
+                "filter": (0..30).fold(serde_json::json!({"is_null": {"column": "diagnosis"}}), |f, _| serde_json::json!({ "not": f })),
+                "group_by": [],
+            } }),
+            "30 deep",
+        ),
+    ] {
+        let started = Instant::now();
+        let req = as_user(
+            reqwest::Client::new().post(format!("{url}/v1/query")),
+            &net,
+            "ada",
+            "p1",
+            Role::Researcher,
+        );
+        let (status, answer) = send(req, Some(body)).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(expected),
+            "{answer}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     // Grouped by site: each site lists only its own id, and so does the total.
@@ -459,6 +512,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
         if site.as_str() == "DK-ODE" {
             p.rules = vec![Rule {
                 role: Some(bonebank_schemas::Role::Industry),
+                projects: None,
                 measures: None,
                 min_dimensions: None,
                 dimensions: None,

@@ -44,7 +44,7 @@ pub fn app(
     >,
 > {
     let json = web::JsonConfig::default()
-        .limit(64 * 1024)
+        .limit(crate::query::limits::LIMITS.max_body_bytes)
         .error_handler(|e, _| {
             Error::BadRequest(format!(
                 "the request body is not a valid query request: {e}"
@@ -116,6 +116,18 @@ impl Error {
                 )),
             ),
             Error::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), None),
+            Error::TooManyRequests { message, retry_after } => (
+                ErrorCode::TooManyRequests,
+                message.clone(),
+                Some(format!(
+                    "ask again in {retry_after} s; remembered answers (questions asked before) are not limited"
+                )),
+            ),
+            Error::TooSlow(_) => (
+                ErrorCode::TooSlow,
+                self.to_string(),
+                Some("narrow the question (fewer dimensions, a narrower filter), or ask the site's operator".into()),
+            ),
             Error::NotFound => (
                 ErrorCode::NotFound,
                 "no such endpoint".into(),
@@ -141,7 +153,16 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        respond(self.body(), self)
+        let mut response = respond(self.body(), self);
+        if let Error::TooManyRequests { retry_after, .. } = self
+            && let Ok(value) =
+                actix_web::http::header::HeaderValue::from_str(&retry_after.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

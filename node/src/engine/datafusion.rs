@@ -26,6 +26,8 @@ pub struct DataFusionEngine {
     categories: Vec<String>,
     loaded: RwLock<Option<Arc<Loaded>>>,
     cpu: CpuRuntime,
+    /// A plan still running after this is stopped.
+    plan_timeout: std::time::Duration,
 }
 
 /// Where plans run: a multi-threaded runtime of the engine's own. HTTP
@@ -92,7 +94,14 @@ impl DataFusionEngine {
             categories,
             loaded: RwLock::new(None),
             cpu: CpuRuntime::new(),
+            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
         }
+    }
+
+    /// The same engine, stopping plans that run longer than `timeout`.
+    pub fn with_plan_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.plan_timeout = timeout;
+        self
     }
 
     /// An engine over a surface built from stored-table batches.
@@ -108,6 +117,7 @@ impl DataFusionEngine {
             categories,
             loaded: RwLock::new(None),
             cpu: CpuRuntime::new(),
+            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
         };
         *engine.loaded.write().expect("lock") = Some(Arc::new(Loaded {
             version: version.into(),
@@ -183,13 +193,25 @@ impl QueryEngine for DataFusionEngine {
                 .acquire()
                 .await
                 .map_err(|e| Error::Engine(format!("engine queue: {e}")))?;
-            let batches = self
+            let mut task = self
                 .cpu
                 .handle()
-                .spawn(async move { ctx.sql(&sql).await?.collect().await })
-                .await
-                .map_err(|e| Error::Engine(format!("engine task: {e}")))?
-                .map_err(Error::from_df)?;
+                .spawn(async move { ctx.sql(&sql).await?.collect().await });
+            // Past the limit the task is aborted: DataFusion's streams stop
+            // at their next batch, and the core is free again.
+            let batches = match tokio::time::timeout(self.plan_timeout, &mut task).await {
+                Ok(joined) => joined
+                    .map_err(|e| Error::Engine(format!("engine task: {e}")))?
+                    .map_err(Error::from_df)?,
+                Err(_) => {
+                    task.abort();
+                    tracing::warn!(
+                        ms = self.plan_timeout.as_millis() as u64,
+                        "a plan ran past the limit and was stopped"
+                    );
+                    return Err(Error::TooSlow(self.plan_timeout.as_millis() as u64));
+                }
+            };
             let values = read_cells(plan, &batches)?;
             Ok(Exact {
                 dataset_version: loaded.version.clone(),

@@ -6,23 +6,11 @@ use std::sync::Arc;
 use bonebank_node::Error;
 use bonebank_node::policy::{Action, Policy, Rule};
 use bonebank_node::privacy::FixedOffset;
-use bonebank_node::service::{Caller, QueryService};
+use bonebank_node::service::QueryService;
 use bonebank_schemas::wire::ApprovalDecision;
 use bonebank_schemas::{Role, Table};
 
-use crate::common::{TestSite, caller, sql};
-
-fn rule(action: Action) -> Rule {
-    Rule {
-        role: None,
-        measures: None,
-        min_dimensions: None,
-        dimensions: None,
-        epsilon_above: None,
-        action,
-        reason: None,
-    }
-}
+use crate::common::{TestSite, approve, caller, rule, sql, steward};
 
 /// DESIGN.md's example: researchers up to ε 0.5 and one dimension run at
 /// once; industry partners and two-dimension breakdowns wait; a third
@@ -137,7 +125,7 @@ fn policy_decisions_follow_the_first_matching_rule() {
     ];
     for (role, text, epsilon, action, rule) in cases {
         let q = bonebank_node::query::sql::parse(text).unwrap();
-        let d = policy.decide(*role, &q, *epsilon);
+        let d = policy.decide(*role, "p", &q, *epsilon);
         assert_eq!(
             (d.action, d.rule),
             (*action, *rule),
@@ -145,7 +133,7 @@ fn policy_decisions_follow_the_first_matching_rule() {
         );
     }
     assert_eq!(
-        policy.decide(Role::Researcher, &bonebank_node::query::sql::parse("SELECT sex, age_band, country, COUNT(*) FROM samples GROUP BY sex, age_band, country").unwrap(), 0.1).reason.as_deref(),
+        policy.decide(Role::Researcher, "p", &bonebank_node::query::sql::parse("SELECT sex, age_band, country, COUNT(*) FROM samples GROUP BY sex, age_band, country").unwrap(), 0.1).reason.as_deref(),
         Some("this site answers at most two dimensions")
     );
 }
@@ -258,20 +246,6 @@ async fn industry_counts_only_donors_with_commercial_consent_in_the_data() {
     );
     assert_eq!(industry, commercial);
     assert_eq!(everyone, all);
-}
-
-fn steward(site: &str) -> Caller {
-    Caller {
-        sites: vec![site.into()],
-        ..caller("sam", "stewardship", Role::Steward)
-    }
-}
-
-fn approve() -> ApprovalDecision {
-    ApprovalDecision {
-        decision: "approve".into(),
-        reason: None,
-    }
 }
 
 fn pending_ticket(r: Result<bonebank_schemas::wire::QueryResult, Error>) -> String {

@@ -170,6 +170,7 @@ impl TestSite {
             },
             tls: None,
             policy,
+            limits: Default::default(),
         };
         Self { tmp, config }
     }
@@ -225,5 +226,34 @@ pub fn sql(text: &str, epsilon: f64) -> bonebank_schemas::wire::QueryRequest {
         sql: Some(text.into()),
         query: None,
         epsilon: Some(epsilon),
+    }
+}
+
+/// A policy rule matching every question, with the given action.
+pub fn rule(action: bonebank_node::policy::Action) -> bonebank_node::policy::Rule {
+    bonebank_node::policy::Rule {
+        role: None,
+        projects: None,
+        measures: None,
+        min_dimensions: None,
+        dimensions: None,
+        epsilon_above: None,
+        action,
+        reason: None,
+    }
+}
+
+/// A data steward of `site`.
+pub fn steward(site: &str) -> bonebank_node::service::Caller {
+    bonebank_node::service::Caller {
+        sites: vec![site.into()],
+        ..caller("sam", "stewardship", bonebank_schemas::Role::Steward)
+    }
+}
+
+pub fn approve() -> bonebank_schemas::wire::ApprovalDecision {
+    bonebank_schemas::wire::ApprovalDecision {
+        decision: "approve".into(),
+        reason: None,
     }
 }

@@ -5,12 +5,21 @@
 use std::sync::Arc;
 
 use bonebank_node::Error;
+use bonebank_node::limits::WorkLimits;
 use bonebank_node::policy::{Budgets, Policy};
 use bonebank_node::privacy::OpenDpLaplace;
 use bonebank_node::store::Account;
 use bonebank_schemas::{Role, Table};
 
 use crate::common::{TestSite, caller, sql};
+
+/// A site whose fair share does not get in the way: these tests race many
+/// questions from one user at the ledger on purpose.
+fn site(donors: u64, policy: Policy) -> TestSite {
+    let mut site = TestSite::new("DE-LUE", donors, policy);
+    site.config.limits = WorkLimits::unthrottled();
+    site
+}
 
 fn policy(user: f64, project: f64, site: f64) -> Policy {
     Policy {
@@ -25,7 +34,7 @@ fn policy(user: f64, project: f64, site: f64) -> Policy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_queries_never_overspend() {
-    let site = TestSite::new("DE-LUE", 300, policy(1.0, 50.0, 50.0));
+    let site = site(300, policy(1.0, 50.0, 50.0));
     let service = site.service(Arc::new(OpenDpLaplace));
     let who = caller("ana", "p1", Role::Researcher);
     let tasks: Vec<_> = (0..200)
@@ -191,7 +200,7 @@ async fn a_refused_query_costs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_identical_queries_release_once_and_pay_once() {
-    let site = TestSite::new("DE-LUE", 300, policy(5.0, 50.0, 50.0));
+    let site = site(300, policy(5.0, 50.0, 50.0));
     let service = site.service(Arc::new(OpenDpLaplace));
     let who = caller("ana", "p1", Role::Researcher);
     let text = "SELECT sex, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sex";

@@ -16,8 +16,9 @@ fn moments(xs: &[i64]) -> (f64, f64) {
 #[test]
 fn released_values_follow_the_discrete_laplace_of_the_stated_scale() {
     for (sensitivity, epsilon, truth) in [(1, 0.5, 0i64), (10, 1.0, 1000), (4, 0.25, 37)] {
+        let calibration = OpenDpLaplace.calibrate(sensitivity, epsilon).unwrap();
         let released = OpenDpLaplace
-            .release(&vec![truth; DRAWS], sensitivity, epsilon)
+            .release(&vec![truth; DRAWS], &calibration)
             .unwrap();
         let b = released.scale;
         assert!(
@@ -63,11 +64,17 @@ fn released_values_follow_the_discrete_laplace_of_the_stated_scale() {
 
 #[test]
 fn noise_is_integer_and_fresh_for_each_release() {
-    let a = OpenDpLaplace.release(&[100; 64], 5, 0.5).unwrap();
-    let b = OpenDpLaplace.release(&[100; 64], 5, 0.5).unwrap();
+    let a = OpenDpLaplace
+        .calibrate_and_release(&[100; 64], 5, 0.5)
+        .unwrap();
+    let b = OpenDpLaplace
+        .calibrate_and_release(&[100; 64], 5, 0.5)
+        .unwrap();
     assert_ne!(a.values, b.values, "two releases drew the same noise");
     // Zero and small counts get the same noise as any other: no special case.
-    let small = OpenDpLaplace.release(&vec![0; DRAWS], 1, 0.5).unwrap();
+    let small = OpenDpLaplace
+        .calibrate_and_release(&vec![0; DRAWS], 1, 0.5)
+        .unwrap();
     assert!(
         small.values.iter().any(|v| *v < 0),
         "noise on zero was never negative"

@@ -2,33 +2,26 @@
 //! subset is refused with a message that names the construct.
 
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
-use datafusion::sql::sqlparser::ast::{
+use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
     GroupByExpr, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement,
     TableFactor, UnaryOperator, Value as SqlValue,
 };
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
 
-use super::{Refusal, SHAPE_HINT};
+use crate::{Refusal, SHAPE_HINT, limits};
 
 type Result<T> = std::result::Result<T, Refusal>;
-
-/// Longest SQL text accepted; feasibility questions are short.
-const MAX_SQL_LEN: usize = 8 * 1024;
 
 fn refuse<T>(construct: impl std::fmt::Display, hint: &str) -> Result<T> {
     Err(Refusal::new(format!("{construct} is not allowed"), hint))
 }
 
-/// Parses a query.
+/// Parses a query. The text is held to the [`limits`] before the parser
+/// sees it, and the query to them right after.
 pub fn parse(sql: &str) -> Result<FeasibilityQuery> {
-    if sql.len() > MAX_SQL_LEN {
-        return Err(Refusal::new(
-            format!("the query is longer than {MAX_SQL_LEN} bytes"),
-            SHAPE_HINT,
-        ));
-    }
+    limits::check_text(sql)?;
     let statements = Parser::parse_sql(&GenericDialect {}, sql)
         .map_err(|e| Refusal::new(format!("the SQL could not be parsed: {e}"), SHAPE_HINT))?;
     let [statement] = statements.as_slice() else {
@@ -40,7 +33,9 @@ pub fn parse(sql: &str) -> Result<FeasibilityQuery> {
     let Statement::Query(query) = statement else {
         return refuse("a statement other than SELECT", SHAPE_HINT);
     };
-    select_of(query).and_then(translate)
+    let query = select_of(query).and_then(translate)?;
+    limits::check_query(&query)?;
+    Ok(query)
 }
 
 /// Parses a bare filter expression, as in a policy's forced filter.

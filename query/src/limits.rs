@@ -1,0 +1,285 @@
+//! How large and how deep a question may be. The text is checked before any
+//! parsing (its length, how deep its parentheses nest, how many AND/OR/NOT
+//! it has), and the parsed query right after (nesting of AND/OR/NOT, number
+//! of predicates, values in an IN list, measures, dimensions), at the
+//! coordinator and at every node, so that a hostile question is refused in
+//! microseconds instead of keeping a core busy. The limits are generous for
+//! real feasibility questions: the largest realistic ones (a few dozen
+//! diagnosis codes, two or three levels of parentheses) stay far below them.
+
+use bonebank_schemas::wire::QueryLimits;
+use bonebank_schemas::{FeasibilityQuery, Filter};
+
+use crate::Refusal;
+
+/// The limits every bonebank service holds questions to.
+pub const LIMITS: QueryLimits = QueryLimits {
+    max_sql_bytes: 8 * 1024,
+    max_body_bytes: 64 * 1024,
+    max_nesting: 10,
+    max_boolean_words: 200,
+    max_predicates: 64,
+    max_in_values: 256,
+    max_measures: 8,
+    max_group_by: 8,
+};
+
+const HINT: &str = "feasibility questions are short: split a very large one into several";
+
+fn over(what: String, limit: usize) -> Refusal {
+    Refusal::new(format!("{what}; at most {limit} are allowed"), HINT)
+}
+
+/// Checks SQL text before it is parsed: a linear scan that skips quoted
+/// text, so its cost does not depend on what the parser would make of it.
+pub fn check_text(sql: &str) -> Result<(), Refusal> {
+    let l = &LIMITS;
+    if sql.len() > l.max_sql_bytes {
+        return Err(Refusal::new(
+            format!(
+                "the question is {} bytes long; at most {} are allowed",
+                sql.len(),
+                l.max_sql_bytes
+            ),
+            HINT,
+        ));
+    }
+    let (mut depth, mut deepest, mut words) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut word = String::new();
+    for c in sql.chars().chain(std::iter::once(' ')) {
+        if let Some(q) = quote {
+            // A doubled quote inside quoted text closes and reopens it,
+            // which this treats the same as staying inside.
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if ["AND", "OR", "NOT"]
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(&word))
+        {
+            words += 1;
+        }
+        word.clear();
+        match c {
+            '\'' | '"' | '`' => quote = Some(c),
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > l.max_nesting {
+        return Err(over(
+            format!("the question nests parentheses {deepest} deep"),
+            l.max_nesting,
+        ));
+    }
+    if words > l.max_boolean_words {
+        return Err(over(
+            format!("the question has {words} AND, OR and NOT"),
+            l.max_boolean_words,
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a parsed query, or one sent as JSON, before anything else is done
+/// with it.
+pub fn check_query(q: &FeasibilityQuery) -> Result<(), Refusal> {
+    let l = &LIMITS;
+    if q.measures.len() > l.max_measures {
+        return Err(over(
+            format!("the question has {} measures", q.measures.len()),
+            l.max_measures,
+        ));
+    }
+    if q.group_by.len() > l.max_group_by {
+        return Err(over(
+            format!("the question groups by {} columns", q.group_by.len()),
+            l.max_group_by,
+        ));
+    }
+    let nesting = nesting(&q.filter, None);
+    if nesting > l.max_nesting {
+        return Err(over(
+            format!("the filter nests AND, OR and NOT {nesting} deep"),
+            l.max_nesting,
+        ));
+    }
+    let (mut predicates, mut longest, mut empty_list) = (0, 0, false);
+    q.filter.visit(&mut |f| match f {
+        Filter::In { values, .. } => {
+            predicates += 1;
+            longest = longest.max(values.len());
+        }
+        Filter::Range { .. } | Filter::Prefix { .. } | Filter::IsNull { .. } => predicates += 1,
+        Filter::And(c) | Filter::Or(c) => empty_list |= c.is_empty(),
+        Filter::True | Filter::Not(_) => {}
+    });
+    if empty_list {
+        // It has no SQL, and an empty OR keeps nothing while its canonical
+        // form would keep everything.
+        return Err(Refusal::new(
+            "the filter has an empty AND or OR list",
+            "give every AND and OR at least one condition, or leave the filter out",
+        ));
+    }
+    if predicates > l.max_predicates {
+        return Err(over(
+            format!("the filter has {predicates} conditions"),
+            l.max_predicates,
+        ));
+    }
+    if longest > l.max_in_values {
+        return Err(over(
+            format!("an IN list has {longest} values"),
+            l.max_in_values,
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    And,
+    Or,
+}
+
+/// Levels of AND, OR and NOT: an AND directly inside an AND (or OR inside
+/// OR) is one list, as `a AND b AND c` is, and adds no level.
+fn nesting(f: &Filter, parent: Option<Op>) -> usize {
+    let list = |children: &[Filter], op: Op| {
+        let inner = children
+            .iter()
+            .map(|c| nesting(c, Some(op)))
+            .max()
+            .unwrap_or(0);
+        inner + usize::from(parent != Some(op))
+    };
+    match f {
+        Filter::And(c) => list(c, Op::And),
+        Filter::Or(c) => list(c, Op::Or),
+        Filter::Not(inner) => 1 + nesting(inner, None),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parse;
+
+    fn refused(sql: &str) -> String {
+        parse(sql).unwrap_err().message
+    }
+
+    #[test]
+    fn realistic_questions_pass() {
+        let codes: Vec<String> = (0..40).map(|i| format!("'S72.{}'", i % 10)).collect();
+        for sql in [
+            "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 50 AND 70 AND diagnosis LIKE 'S72%' GROUP BY sample_type".to_owned(),
+            "SELECT COUNT(*) FROM samples WHERE (sex = 'Female' AND (age_at_sampling < 40 OR age_at_sampling > 70)) OR NOT (diagnosis LIKE 'S72%' AND passage_number IS NOT NULL)".to_owned(),
+            format!("SELECT COUNT(*) FROM samples WHERE diagnosis IN ({})", codes.join(", ")),
+        ] {
+            parse(&sql).unwrap_or_else(|r| panic!("{sql}: {r}"));
+        }
+    }
+
+    #[test]
+    fn deep_parentheses_are_refused_before_parsing() {
+        let deep = |n: usize| {
+            format!(
+                "SELECT COUNT(*) FROM samples WHERE {}sex = 'Female'{}",
+                "NOT (".repeat(n),
+                ")".repeat(n)
+            )
+        };
+        parse(&deep(LIMITS.max_nesting)).unwrap();
+        let m = refused(&deep(LIMITS.max_nesting + 1));
+        assert!(m.contains("nests parentheses 11 deep"), "{m}");
+        // Parentheses inside quoted text do not count.
+        let quoted = format!(
+            "SELECT COUNT(*) FROM samples WHERE sex = '{}'",
+            "(".repeat(50)
+        );
+        parse(&quoted).unwrap_or_else(|r| panic!("{quoted}: {r}"));
+    }
+
+    #[test]
+    fn long_and_wide_questions_are_refused_with_the_limit_named() {
+        let many = |n: usize, sep: &str| {
+            (0..n)
+                .map(|i| format!("age_at_sampling <> {i}"))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let text = format!("SELECT COUNT(*) FROM samples WHERE {}", many(65, " AND "));
+        assert!(refused(&text).contains("65 conditions; at most 64"));
+        let text = format!("SELECT COUNT(*) FROM samples WHERE {}", many(64, " AND "));
+        parse(&text).unwrap();
+
+        let values: Vec<String> = (0..257).map(|i| i.to_string()).collect();
+        let text = format!(
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling IN ({})",
+            values.join(",")
+        );
+        assert!(refused(&text).contains("IN list has 257 values"));
+
+        let text = format!(
+            "SELECT COUNT(*) FROM samples WHERE {}",
+            "NOT ".repeat(201) + "consent_research"
+        );
+        assert!(refused(&text).contains("201 AND, OR and NOT"));
+
+        let text = format!("SELECT {} FROM samples", ["COUNT(*)"; 9].join(", "));
+        assert!(refused(&text).contains("9 measures"));
+
+        let text = format!(
+            "SELECT COUNT(*) FROM samples WHERE sex = '{}'",
+            "x".repeat(9000)
+        );
+        assert!(refused(&text).contains("bytes long"));
+    }
+
+    #[test]
+    fn nesting_counts_alternations_not_list_length() {
+        let leaf = || Filter::IsNull {
+            column: "diagnosis".into(),
+        };
+        let and = |c: Vec<Filter>| Filter::And(c);
+        assert_eq!(
+            nesting(&and(vec![and(vec![leaf(), leaf()]), leaf()]), None),
+            1
+        );
+        assert_eq!(
+            nesting(
+                &and(vec![Filter::Or(vec![
+                    leaf(),
+                    Filter::Not(Box::new(leaf()))
+                ])]),
+                None
+            ),
+            3
+        );
+        // A JSON query is held to the same limit as SQL.
+        let mut deep = leaf();
+        for _ in 0..11 {
+            deep = Filter::Not(Box::new(deep));
+        }
+        let q = FeasibilityQuery {
+            measures: vec![bonebank_schemas::Measure::Samples],
+            filter: deep,
+            group_by: Vec::new(),
+        };
+        assert!(check_query(&q).unwrap_err().message.contains("11 deep"));
+    }
+}
