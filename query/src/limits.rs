@@ -10,7 +10,7 @@
 use bonebank_schemas::wire::QueryLimits;
 use bonebank_schemas::{FeasibilityQuery, Filter};
 
-use crate::Refusal;
+use crate::{Refusal, SHAPE_HINT};
 
 /// The limits every bonebank service holds questions to.
 pub const LIMITS: QueryLimits = QueryLimits {
@@ -30,6 +30,10 @@ fn over(what: String, limit: usize) -> Refusal {
     Refusal::new(format!("{what}; at most {limit} are allowed"), HINT)
 }
 
+/// Characters besides letters, digits, `_`, quotes, parentheses and white
+/// space that a question may use outside quoted text.
+const OPERATORS: &str = ",*=<>!-+;";
+
 /// Checks SQL text before it is parsed: a linear scan that skips quoted
 /// text, so its cost does not depend on what the parser would make of it.
 pub fn check_text(sql: &str) -> Result<(), Refusal> {
@@ -47,7 +51,12 @@ pub fn check_text(sql: &str) -> Result<(), Refusal> {
     let (mut depth, mut deepest, mut words) = (0usize, 0usize, 0usize);
     let mut quote: Option<char> = None;
     let mut word = String::new();
-    for c in sql.chars().chain(std::iter::once(' ')) {
+    // Dots in the name or number being read: `samples.col` and `2.5` have
+    // one, and nothing in the query language has more.
+    let mut dots = 0usize;
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut chars = sql.chars().chain(std::iter::once(' ')).peekable();
+    while let Some(c) = chars.next() {
         if let Some(q) = quote {
             // A doubled quote inside quoted text closes and reopens it,
             // which this treats the same as staying inside.
@@ -56,10 +65,38 @@ pub fn check_text(sql: &str) -> Result<(), Refusal> {
             }
             continue;
         }
-        if c.is_ascii_alphanumeric() || c == '_' {
+        if is_word(c) {
             word.push(c);
             continue;
         }
+        if c == '-' && chars.peek() == Some(&'-') {
+            // A comment runs to the end of the line; what it says is free.
+            for c in chars.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+            }
+            dots = 0;
+            word.clear();
+            continue;
+        }
+        if c == '.' {
+            // The parser backtracks over long dotted chains, badly so when
+            // one ends in a dot; a name or number needs at most one dot,
+            // written between letters or digits.
+            dots += 1;
+            let inside = !word.is_empty() && chars.peek().is_some_and(|&n| is_word(n));
+            if !inside || dots > 1 {
+                return Err(Refusal::new(
+                    "a dot outside quotes belongs only after the table name (samples.sex) \
+                     or inside a number",
+                    SHAPE_HINT,
+                ));
+            }
+            word.push(c);
+            continue;
+        }
+        dots = 0;
         if ["AND", "OR", "NOT"]
             .iter()
             .any(|w| w.eq_ignore_ascii_case(&word))
@@ -74,7 +111,18 @@ pub fn check_text(sql: &str) -> Result<(), Refusal> {
                 deepest = deepest.max(depth);
             }
             ')' => depth = depth.saturating_sub(1),
-            _ => {}
+            c if c.is_ascii_whitespace() || OPERATORS.contains(c) => {}
+            // Brackets, braces and the like belong to SQL the query
+            // language does not have, and the parser can spend exponential
+            // time backtracking over them: refuse them unread.
+            other => {
+                return Err(Refusal::new(
+                    format!(
+                        "the character {other:?} outside quotes is not part of the query language"
+                    ),
+                    SHAPE_HINT,
+                ));
+            }
         }
     }
     if deepest > l.max_nesting {
@@ -212,6 +260,61 @@ mod tests {
             "(".repeat(50)
         );
         parse(&quoted).unwrap_or_else(|r| panic!("{quoted}: {r}"));
+    }
+
+    #[test]
+    fn characters_outside_the_language_are_refused_before_parsing() {
+        // Found by fuzzing (scripts/fuzz, target json): unclosed brackets
+        // made the parser backtrack for seconds on 250 bytes.
+        let brackets = format!(
+            "SELECT T1~F2*G&R0MaCOUNT1~F2G.G{}",
+            "[G.GGGGGGG.GGGGGG.R0MG".repeat(8)
+        );
+        let start = std::time::Instant::now();
+        assert!(refused(&brackets).contains("the character '~'"));
+        assert!(refused(&brackets.replace(['~', '&'], " ")).contains("the character '['"));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        for c in [
+            '[', ']', '{', '}', '~', '^', '&', '|', '#', '@', '$', '?', ':', '/', '%', '\\',
+        ] {
+            let text = format!("SELECT COUNT(*) FROM samples WHERE age_at_sampling {c} 3");
+            assert!(refused(&text).contains(&format!("{c:?}")), "{text}");
+        }
+        // Inside quotes and comments anything goes.
+        parse(
+            "-- don't [worry] ~ about ø...\nSELECT COUNT(*) FROM samples -- [x]'\n WHERE sex = 'x'",
+        )
+        .unwrap();
+        assert!(refused("SELECT COUNT(*) -- note\nFROM samples WHERE a [ 3").contains("'['"));
+        parse("SELECT COUNT(*) FROM samples WHERE diagnosis LIKE '[S72]~ø%'").unwrap();
+        parse("SELECT COUNT(*) FROM samples WHERE age_at_sampling >= -3 AND sex <> 'x';").unwrap();
+    }
+
+    #[test]
+    fn dots_outside_names_and_numbers_are_refused_before_parsing() {
+        // Found by fuzzing (scripts/fuzz, target sql): dotted chains that
+        // end in a dot kept the parser busy for minutes on 210 bytes.
+        let chains = format!(
+            "SELECT COUN.E.EES.EN.E.EESE_OUN {}.",
+            "E.EaN.E.EN.E.EESE_.E.EES.EN.E.COCNT .EU.EES>EN".repeat(4)
+        );
+        let start = std::time::Instant::now();
+        for text in [
+            chains.as_str(),
+            "SELECT COUNT(*) FROM samples WHERE samples.sex.x = 'Female'",
+            "SELECT COUNT(*) FROM samples WHERE samples..sex = 'Female'",
+            "SELECT COUNT(*) FROM samples WHERE samples. sex = 'Female'",
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling > .5",
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling > 1.5.",
+        ] {
+            assert!(refused(text).contains("a dot outside quotes"), "{text}");
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        parse("SELECT COUNT(*) FROM samples WHERE samples.sex = 'F.e.m.a.l.e.'").unwrap();
+        parse("SELECT COUNT(*) FROM samples WHERE samples.age_at_sampling > 2").unwrap();
+        // A decimal gets past the text check and is refused for what it is.
+        let decimal = "SELECT COUNT(*) FROM samples WHERE age_at_sampling > 2.5";
+        assert!(refused(decimal).contains("not a whole number"));
     }
 
     #[test]

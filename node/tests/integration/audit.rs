@@ -131,7 +131,9 @@ async fn a_changed_hash_is_found() {
     let site = site_with_history().await;
     db(&site)
         .execute(
-            "UPDATE audit SET hash = replace(hash, substr(hash, 1, 1), 'f') WHERE seq = 4",
+            // Flip the first hex digit so the stored hash always differs.
+            "UPDATE audit SET hash = (CASE substr(hash, 1, 1) WHEN '0' THEN '1' ELSE '0' END)
+                 || substr(hash, 2) WHERE seq = 4",
             [],
         )
         .unwrap();

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM samples WHERE (sex = 'Female' AND (age_at_sampling < 40 OR age_at_sampling > 70)) OR NOT (diagnosis IN ('S72.0', 'S72.1') AND passage_number IS NOT NULL)

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM samples WHERE NOT (NOT (NOT (NOT (sex = 'Female'))))

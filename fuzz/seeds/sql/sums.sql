@@ -1,0 +1,1 @@
+SELECT age_band, SUM(aliquots_available), AVG(passage_number) FROM samples WHERE consent_commercial AND storage_temperature <> 'RT' AND sampling_year >= 2010 GROUP BY age_band
