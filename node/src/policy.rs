@@ -19,8 +19,14 @@ pub struct Policy {
     pub epsilon: EpsilonRange,
     /// Rows (samples) one donor may add to one cell of an answer.
     pub max_samples_per_donor: i64,
-    /// Cells one donor may add to in one answer.
+    /// Values of a sample-level dimension (sample type, age band, …) one
+    /// donor may add to in one answer, for dimensions `groups_per_donor`
+    /// does not name. Dimensions fixed per donor (site, country, sex) need
+    /// no bound: a donor is in one of their cells.
     pub max_groups_per_donor: i64,
+    /// The bound of single sample-level dimensions, by name, in place of
+    /// `max_groups_per_donor`.
+    pub groups_per_donor: BTreeMap<String, i64>,
     /// Length of the rolling window over which budgets are summed.
     pub budget_period_days: u32,
     pub budget: Budgets,
@@ -193,6 +199,7 @@ impl Default for Policy {
             },
             max_samples_per_donor: 5,
             max_groups_per_donor: 4,
+            groups_per_donor: BTreeMap::new(),
             budget_period_days: 30,
             budget: Budgets {
                 site: 100.0,
@@ -215,6 +222,18 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// How many values of `dimension` one donor may add to in one answer:
+    /// one for a dimension fixed per donor, else the site's bound for it.
+    pub fn groups_per_donor(&self, dimension: crate::query::Dimension) -> i64 {
+        if dimension.fixed_per_donor() {
+            return 1;
+        }
+        self.groups_per_donor
+            .get(dimension.name())
+            .copied()
+            .unwrap_or(self.max_groups_per_donor)
+    }
+
     /// Checks the policy's own consistency; a node refuses to start otherwise.
     pub fn validate(&self) -> Result<(), String> {
         let e = self.epsilon;
@@ -227,6 +246,28 @@ impl Policy {
             return Err(
                 "policy.max_samples_per_donor and max_groups_per_donor must be at least 1".into(),
             );
+        }
+        for (name, bound) in &self.groups_per_donor {
+            let Some(d) = crate::query::Dimension::from_name(name) else {
+                return Err(format!(
+                    "policy.groups_per_donor.{name} is not a dimension; use one of {}",
+                    crate::query::ALL_DIMENSIONS
+                        .iter()
+                        .filter(|d| !d.fixed_per_donor())
+                        .map(|d| d.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            };
+            if d.fixed_per_donor() {
+                return Err(format!(
+                    "policy.groups_per_donor.{name}: {name} is fixed per donor, so a donor \
+                     is always in one of its cells; it takes no bound"
+                ));
+            }
+            if *bound < 1 {
+                return Err(format!("policy.groups_per_donor.{name} must be at least 1"));
+            }
         }
         let b = self.budget;
         if [b.site, b.project, b.user]

@@ -14,7 +14,7 @@ use bonebank_schemas::wire::{
 use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Aggregate, Plan, QueryEngine};
+use crate::engine::{Aggregate, Plan, QueryEngine, Spread};
 use crate::limits::{FairShare, WorkLimits};
 use crate::policy::{Action, Policy};
 use crate::privacy::{self, NoiseMechanism, halfwidth};
@@ -601,7 +601,18 @@ impl QueryService {
             filter: checked.query.filter.clone(),
             aggregates,
             max_samples_per_donor: self.policy.max_samples_per_donor,
-            max_groups_per_donor: self.policy.max_groups_per_donor,
+            spread: checked
+                .dimensions
+                .iter()
+                .map(|d| {
+                    if d.fixed_per_donor() {
+                        Spread::FixedPerDonor
+                    } else {
+                        Spread::AtMost(self.policy.groups_per_donor(*d))
+                    }
+                })
+                .collect(),
+            seed: rand::random(),
         }
     }
 
@@ -610,11 +621,12 @@ impl QueryService {
     fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
         let mut h = Sha256::new();
         h.update(format!(
-            "{}\n{version}\n{}\n{units}\n{} {}",
+            "{}\n{version}\n{}\n{units}\n{} {} {:?}",
             self.site,
             checked.query.canonical_json(),
             self.policy.max_samples_per_donor,
-            self.policy.max_groups_per_donor
+            self.policy.max_groups_per_donor,
+            self.policy.groups_per_donor
         ));
         hex::encode(h.finalize())
     }
@@ -762,6 +774,8 @@ impl QueryService {
                 .map(|d: &Dimension| DimensionDescription {
                     name: d.name().to_owned(),
                     values: dimension_values(*d, &self.site, p),
+                    fixed_per_donor: d.fixed_per_donor(),
+                    groups_per_donor: p.groups_per_donor(*d),
                 })
                 .collect(),
             filters: surface::COLUMNS

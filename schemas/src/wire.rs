@@ -142,6 +142,14 @@ pub struct DimensionDescription {
     pub name: String,
     /// Every key a grouped answer lists, zeros included.
     pub values: Vec<String>,
+    /// Every sample of a donor has the same value here (site, country,
+    /// sex): a donor is in one of these cells.
+    #[serde(default)]
+    pub fixed_per_donor: bool,
+    /// How many of these values one donor may add to in one answer (1 when
+    /// fixed per donor); a donor in more keeps that many, chosen at random.
+    #[serde(default)]
+    pub groups_per_donor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

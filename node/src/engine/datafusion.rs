@@ -1,6 +1,6 @@
 //! The DataFusion engine: the surface of the current dataset version as an
-//! in-memory table, and one SQL plan per query that bounds each donor's
-//! contribution inside the plan itself.
+//! in-memory table, one SQL plan per query that aggregates per donor and
+//! cell, and the contribution bounding applied to what it returns.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -212,7 +212,7 @@ impl QueryEngine for DataFusionEngine {
                     return Err(Error::TooSlow(self.plan_timeout.as_millis() as u64));
                 }
             };
-            let values = read_cells(plan, &batches)?;
+            let values = bound_cells(plan, &batches)?;
             Ok(Exact {
                 dataset_version: loaded.version.clone(),
                 values,
@@ -221,103 +221,248 @@ impl QueryEngine for DataFusionEngine {
     }
 }
 
-/// The SQL of a plan. Inner: the filtered rows aggregated per donor and
-/// cell. Middle: each donor's cells numbered (`bb_cell`). Outer: only a
-/// donor's first `max_groups_per_donor` cells count, and in each a donor adds
-/// at most `max_samples_per_donor` rows (`LEAST(n, S)`), at most S to a count
-/// of values, and a sum clamped to `[S·min(lo, 0), S·hi]`: at most what the
-/// sensitivities assume.
+/// The SQL of a plan: the filtered rows aggregated per donor and cell (per
+/// donor alone without dimensions): how many rows, and per aggregate the
+/// sum of its column clamped per row or the count of its values. What one
+/// donor may add is bounded afterwards, by [`bound_cells`].
 pub fn plan_sql(plan: &Plan) -> String {
-    let dims = plan.dimensions.join(", ");
-    let s = plan.max_samples_per_donor;
-    let mut per_donor = String::from("COUNT(*) AS n");
+    let mut per_donor = String::from("CAST(COUNT(*) AS BIGINT) AS n");
     for (i, a) in plan.aggregates.iter().enumerate() {
         match a {
             Aggregate::Sum { column, lo, hi } => write!(
                 per_donor,
-                ", SUM(CASE WHEN {column} < {lo} THEN {lo} WHEN {column} > {hi} THEN {hi} ELSE {column} END) AS v{i}"
+                ", CAST(SUM(CASE WHEN {column} < {lo} THEN {lo} WHEN {column} > {hi} THEN {hi} ELSE {column} END) AS BIGINT) AS v{i}"
             )
             .unwrap(),
-            Aggregate::Count { column } => write!(per_donor, ", COUNT({column}) AS v{i}").unwrap(),
+            Aggregate::Count { column } => {
+                write!(per_donor, ", CAST(COUNT({column}) AS BIGINT) AS v{i}").unwrap()
+            }
             Aggregate::Samples | Aggregate::Donors => {}
         }
     }
-    let aggregates: Vec<String> = plan
-        .aggregates
-        .iter()
-        .enumerate()
-        .map(|(i, a)| match a {
-            Aggregate::Samples => format!("CAST(COALESCE(SUM(LEAST(n, {s})), 0) AS BIGINT) AS a{i}"),
-            Aggregate::Donors => format!("CAST(COUNT(*) AS BIGINT) AS a{i}"),
-            Aggregate::Sum { lo, hi, .. } => format!(
-                "CAST(COALESCE(SUM(LEAST(GREATEST(COALESCE(v{i}, 0), {}), {})), 0) AS BIGINT) AS a{i}",
-                lo.min(&0) * s,
-                hi * s
-            ),
-            Aggregate::Count { .. } => format!("CAST(COALESCE(SUM(LEAST(v{i}, {s})), 0) AS BIGINT) AS a{i}"),
-        })
-        .collect();
     // Column names come from the checked surface; text is quoted with
     // doubled quotes.
     let filter = plan.filter.to_sql(true);
-    if dims.is_empty() {
-        return format!(
-            "SELECT {} FROM (SELECT donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY donor_key) g",
-            aggregates.join(", ")
-        );
-    }
-    let inner = format!(
-        "SELECT {dims}, donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY {dims}, donor_key"
-    );
-    let middle = format!(
-        "SELECT *, ROW_NUMBER() OVER (PARTITION BY donor_key ORDER BY {dims}) AS bb_cell FROM ({inner}) g"
-    );
+    let group: String = plan.dimensions.iter().map(|d| format!("{d}, ")).collect();
     format!(
-        "SELECT {dims}, {} FROM ({middle}) r WHERE bb_cell <= {} GROUP BY {dims}",
-        aggregates.join(", "),
-        plan.max_groups_per_donor
+        "SELECT {group}donor_key, {per_donor} FROM surface WHERE {filter} GROUP BY {group}donor_key"
     )
 }
 
-/// Puts the engine's rows into the plan's cell order; cells without rows are 0
-/// and rows whose key is not in the public value sets are dropped.
-fn read_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>> {
-    let cells = plan.cells();
-    let index: HashMap<&[String], usize> = cells
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.as_slice(), i))
-        .collect();
-    let mut values = vec![vec![0i64; cells.len()]; plan.aggregates.len()];
+/// Bounds each donor's contribution and sums per cell, in the order of
+/// `Plan::cells`; cells without rows are 0 and rows whose key is not in the
+/// public value sets are dropped. A donor in more than
+/// [`Plan::cells_per_donor`] cells keeps that many, chosen uniformly at
+/// random by ranking the donor's cells on a hash keyed by the plan's seed
+/// (so neither key names nor their order decide); in each kept cell it adds
+/// at most [`Aggregate::bounded`] of its rows.
+pub fn bound_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>> {
     let d = plan.dimensions.len();
+    let aggregates = plan.aggregates.len();
+    let positions: Vec<HashMap<&str, usize>> = plan
+        .keys
+        .iter()
+        .map(|keys| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect()
+        })
+        .collect();
+    let rank = ahash::RandomState::with_seeds(
+        plan.seed,
+        plan.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
+        plan.seed.rotate_left(31) ^ 0xbf58_476d_1ce4_e5b9,
+        plan.seed.rotate_left(47) ^ 0x94d0_49bb_1331_11eb,
+    );
+    let s = plan.max_samples_per_donor;
+    // One entry per donor and public cell: (donor, rank, cell); its bounded
+    // values at `entry index · aggregates` in `values`.
+    let mut entries: Vec<(i64, u64, usize)> = Vec::new();
+    let mut values: Vec<i64> = Vec::new();
     for b in batches {
         let keys: Vec<_> = (0..d)
             .map(|i| cast(b.column(i), &DataType::Utf8))
             .collect::<Result<_, _>>()?;
         let keys: Vec<_> = keys.iter().map(|k| k.as_string::<i32>().clone()).collect();
-        for row in 0..b.num_rows() {
-            let key: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    if k.is_null(row) {
-                        "none".into()
-                    } else {
-                        k.value(row).to_owned()
-                    }
-                })
-                .collect();
-            let Some(&cell) = index.get(key.as_slice()) else {
-                continue;
-            };
-            for (a, out) in values.iter_mut().enumerate() {
-                let column = b.column(d + a).as_primitive::<Int64Type>();
-                out[cell] = if column.is_null(row) {
-                    0
+        let donors = b.column(d).as_primitive::<Int64Type>();
+        let rows = b.column(d + 1).as_primitive::<Int64Type>();
+        let columns: Vec<Option<&arrow::array::Int64Array>> = (0..aggregates)
+            .map(|i| {
+                b.column_by_name(&format!("v{i}"))
+                    .map(|c| c.as_primitive::<Int64Type>())
+            })
+            .collect();
+        'rows: for row in 0..b.num_rows() {
+            let mut cell = 0;
+            for (k, (column, at)) in keys.iter().zip(&positions).enumerate() {
+                let value = if column.is_null(row) {
+                    "none"
                 } else {
                     column.value(row)
                 };
+                let Some(i) = at.get(value) else {
+                    continue 'rows;
+                };
+                cell = cell * plan.keys[k].len() + i;
+            }
+            let donor = donors.value(row);
+            entries.push((donor, rank.hash_one((donor, cell)), cell));
+            for (a, column) in plan.aggregates.iter().zip(&columns) {
+                let value = column.map_or(0, |c| if c.is_null(row) { 0 } else { c.value(row) });
+                values.push(a.bounded(rows.value(row), value, s));
             }
         }
     }
-    Ok(values)
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by_key(|&e| (entries[e].0, entries[e].1));
+    let limit = plan.cells_per_donor();
+    let cells: usize = plan.keys.iter().map(Vec::len).product();
+    let mut out = vec![vec![0i64; cells]; aggregates];
+    let (mut donor, mut kept) = (None, 0);
+    for e in order {
+        let (who, _, cell) = entries[e];
+        if donor != Some(who) {
+            (donor, kept) = (Some(who), 0);
+        }
+        kept += 1;
+        if kept > limit {
+            continue;
+        }
+        for (a, out) in out.iter_mut().enumerate() {
+            out[cell] += values[e * aggregates + a];
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use bonebank_schemas::Filter;
+
+    use super::*;
+    use crate::engine::Spread;
+
+    /// `donors` donors, each with `rows` rows in every one of `keys`.
+    fn everyone_everywhere(keys: &[String], donors: i64, rows: i64) -> RecordBatch {
+        let mut names = Vec::new();
+        let mut who = Vec::new();
+        for d in 0..donors {
+            for k in keys {
+                names.push(k.clone());
+                who.push(d * 7919);
+            }
+        }
+        let n = names.len();
+        let schema = Schema::new(vec![
+            Field::new("sample_type", DataType::Utf8, false),
+            Field::new("donor_key", DataType::Int64, false),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int64Array::from(who)),
+                Arc::new(Int64Array::from(vec![rows; n])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn plan(keys: Vec<String>, bound: i64, seed: u64) -> Plan {
+        Plan {
+            dimensions: vec!["sample_type".into()],
+            keys: vec![keys],
+            filter: Filter::True,
+            aggregates: vec![Aggregate::Donors, Aggregate::Samples],
+            max_samples_per_donor: 2,
+            spread: vec![Spread::AtMost(bound)],
+            seed,
+        }
+    }
+
+    fn keys() -> Vec<String> {
+        ('a'..='j').map(String::from).collect()
+    }
+
+    #[test]
+    fn donors_over_the_bound_keep_cells_chosen_without_regard_to_key_names() {
+        // 1000 donors in all 10 cells, 3 kept each: every cell expects 300
+        // donors (a sum of 1000 draws with p = 0.3, standard deviation 14.5).
+        // Keeping the first three keys in any fixed order would give 1000,
+        // 1000, 1000 and seven zeros.
+        let batch = everyone_everywhere(&keys(), 1000, 5);
+        for seed in [1, 2, 3] {
+            let values = bound_cells(&plan(keys(), 3, seed), std::slice::from_ref(&batch)).unwrap();
+            let (donors, samples) = (&values[0], &values[1]);
+            assert_eq!(donors.iter().sum::<i64>(), 3000, "3 cells per donor");
+            assert_eq!(
+                samples.iter().sum::<i64>(),
+                6000,
+                "2 rows per donor and cell"
+            );
+            for (cell, &count) in donors.iter().enumerate() {
+                assert!(
+                    (count - 300).abs() < 73,
+                    "seed {seed}: cell {cell} has {count}"
+                );
+            }
+        }
+        // Keys renamed in reverse order: the counts still spread evenly.
+        let reversed: Vec<String> = keys().into_iter().rev().collect();
+        let batch = everyone_everywhere(&reversed, 1000, 1);
+        let values = bound_cells(&plan(reversed, 3, 9), &[batch]).unwrap();
+        assert!(
+            values[0].iter().all(|&c| (c - 300).abs() < 73),
+            "{:?}",
+            values[0]
+        );
+    }
+
+    #[test]
+    fn the_choice_is_fixed_by_the_seed_and_changes_with_it() {
+        let batch = everyone_everywhere(&keys(), 200, 1);
+        let run = |seed| bound_cells(&plan(keys(), 2, seed), std::slice::from_ref(&batch)).unwrap();
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+
+    #[test]
+    fn donors_within_the_bound_keep_every_cell() {
+        let batch = everyone_everywhere(&keys(), 50, 9);
+        let values = bound_cells(&plan(keys(), 10, 1), &[batch]).unwrap();
+        assert_eq!(values[0], vec![50; 10]);
+        assert_eq!(
+            values[1],
+            vec![100; 10],
+            "9 rows count as max_samples_per_donor 2"
+        );
+    }
+
+    #[test]
+    fn cells_per_donor_multiplies_only_sample_level_dimensions() {
+        let mut p = plan(keys(), 4, 0);
+        assert_eq!(p.cells_per_donor(), 4);
+        assert!(p.bound_binds());
+        p.spread = vec![Spread::AtMost(40)];
+        assert_eq!(p.cells_per_donor(), 10, "no more cells than keys");
+        assert!(!p.bound_binds());
+        p.dimensions = vec!["sex".into(), "sample_type".into()];
+        p.keys = vec![vec!["F".into(), "M".into(), "U".into()], keys()];
+        p.spread = vec![Spread::FixedPerDonor, Spread::AtMost(3)];
+        assert_eq!(p.cells_per_donor(), 3, "a donor has one sex");
+        p.spread = vec![Spread::AtMost(2), Spread::AtMost(3)];
+        assert_eq!(p.cells_per_donor(), 6);
+        p.spread = vec![Spread::FixedPerDonor];
+        p.keys = vec![vec!["F".into(), "M".into(), "U".into()]];
+        assert_eq!(p.cells_per_donor(), 1);
+        assert!(!p.bound_binds());
+        assert_eq!(Aggregate::Donors.sensitivity(5, p.cells_per_donor()), 1);
+        assert_eq!(Aggregate::Samples.sensitivity(5, p.cells_per_donor()), 5);
+    }
 }

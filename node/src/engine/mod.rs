@@ -35,16 +35,44 @@ impl Aggregate {
         }
     }
 
+    /// The most one donor adds to one cell when each donor adds at most
+    /// `max_samples` rows to a cell.
+    pub fn per_cell(&self, max_samples: i64) -> i64 {
+        match self {
+            // A donor is counted at most once per cell.
+            Self::Donors => 1,
+            other => other.per_row() * max_samples,
+        }
+    }
+
     /// L1 sensitivity over all cells when each donor adds at most
     /// `max_samples` rows to a cell and touches at most `cells` cells: the
     /// most that removing one donor can change the vector of true values.
     pub fn sensitivity(&self, max_samples: i64, cells: i64) -> i64 {
+        self.per_cell(max_samples) * cells
+    }
+
+    /// What one donor's rows in one cell add to this aggregate, bounded:
+    /// `rows` rows, of which `value` is their sum (clamped per row) or count
+    /// of values. At most [`Aggregate::per_cell`] in absolute value.
+    pub fn bounded(&self, rows: i64, value: i64, max_samples: i64) -> i64 {
         match self {
-            // A donor is counted at most once per cell.
-            Self::Donors => cells,
-            other => other.per_row() * max_samples * cells,
+            Self::Samples => rows.min(max_samples),
+            Self::Donors => 1,
+            Self::Sum { lo, hi, .. } => value.clamp(lo.min(&0) * max_samples, hi * max_samples),
+            Self::Count { .. } => value.min(max_samples),
         }
     }
+}
+
+/// How many cells along one dimension of an answer a donor may add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// Every sample of a donor has the same value: one cell, always.
+    FixedPerDonor,
+    /// A sample-level dimension: at most this many of its values.
+    AtMost(i64),
 }
 
 /// What to compute: bounded aggregates over the rows matching `filter`,
@@ -59,8 +87,12 @@ pub struct Plan {
     pub aggregates: Vec<Aggregate>,
     /// At most this many rows of one donor count in one cell.
     pub max_samples_per_donor: i64,
-    /// At most this many cells count for one donor.
-    pub max_groups_per_donor: i64,
+    /// How far one donor may spread along each dimension, in order.
+    pub spread: Vec<Spread>,
+    /// Chooses which cells a donor who is in more than
+    /// [`Plan::cells_per_donor`] cells keeps: drawn at random for every
+    /// release, so the choice depends neither on the data nor on key names.
+    pub seed: u64,
 }
 
 impl Plan {
@@ -80,11 +112,33 @@ impl Plan {
         })
     }
 
-    /// Cells one donor can touch: the policy's bound, or fewer if the answer
-    /// has fewer cells.
+    /// Cells one donor can add to: one along each dimension fixed per
+    /// donor, times the bound (or the number of keys, if fewer) along each
+    /// sample-level dimension. What the sensitivities multiply.
     pub fn cells_per_donor(&self) -> i64 {
-        let cells: usize = self.keys.iter().map(Vec::len).product();
-        (cells as i64).min(self.max_groups_per_donor)
+        self.keys
+            .iter()
+            .zip(&self.spread)
+            .map(|(keys, spread)| match spread {
+                Spread::FixedPerDonor => 1,
+                Spread::AtMost(b) => (*b).min(keys.len() as i64).max(1),
+            })
+            .product()
+    }
+
+    /// Whether some donor could be in more cells than
+    /// [`Plan::cells_per_donor`], so that the plan must choose which count.
+    pub fn bound_binds(&self) -> bool {
+        let reachable: i64 = self
+            .keys
+            .iter()
+            .zip(&self.spread)
+            .map(|(keys, spread)| match spread {
+                Spread::FixedPerDonor => 1,
+                Spread::AtMost(_) => keys.len() as i64,
+            })
+            .product();
+        reachable > self.cells_per_donor()
     }
 }
 

@@ -83,7 +83,7 @@ pub fn build(
     diagnoses: &[RecordBatch],
 ) -> Result<Vec<RecordBatch>> {
     let mut by_id: HashMap<String, DonorRow, ahash::RandomState> = HashMap::default();
-    let mut next_key = 0;
+    let mut keys = std::collections::HashSet::new();
     for b in donors {
         let ids = b
             .column_by_name("donor_id")
@@ -106,11 +106,11 @@ pub fn build(
             if withdrawn.value(i) {
                 continue;
             }
-            next_key += 1;
+            let key = donor_key(ids.value(i), &mut keys);
             by_id.insert(
                 ids.value(i).to_owned(),
                 DonorRow {
-                    key: next_key,
+                    key,
                     sex: sex.value(i).to_owned(),
                     consents: std::array::from_fn(|k| consents[k].value(i)),
                 },
@@ -205,6 +205,20 @@ pub fn build(
         out.push(builder.finish()?);
     }
     sorted_by_donor(out)
+}
+
+/// A donor's key on the surface: from a hash of the donor's id, so that it
+/// does not change when other donors come or go (which cells a donor keeps
+/// when over a bound is ranked on it); the next free number in the
+/// unlikely case two ids share a hash.
+fn donor_key(id: &str, taken: &mut std::collections::HashSet<i64>) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let mut key = i64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+    while !taken.insert(key) {
+        key = key.wrapping_add(1);
+    }
+    key
 }
 
 /// The rows ordered by donor, so that plans can bound each donor's

@@ -71,6 +71,15 @@ impl Dimension {
         ALL.into_iter().find(|d| d.name() == name)
     }
 
+    /// Whether every sample of a donor has the same value here (the donor's
+    /// site, country and sex), so that along this dimension a donor is in
+    /// exactly one cell, whatever the bounds. Every other dimension is a
+    /// sample's own (type, age at sampling, year, diagnosis) and a donor can
+    /// be in as many of its cells as the donor has kinds of samples.
+    pub fn fixed_per_donor(self) -> bool {
+        matches!(self, Self::SiteId | Self::Country | Self::Sex)
+    }
+
     /// Whether the dimension is derived from another column and so exists for
     /// GROUP BY only.
     pub fn derived_from(self) -> Option<&'static str> {

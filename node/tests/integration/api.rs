@@ -201,6 +201,17 @@ async fn site_budget_health_and_metrics() {
             "NotApplicable"
         ]
     );
+    assert!(sex.fixed_per_donor && sex.groups_per_donor == 1);
+    let sample_type = description
+        .dimensions
+        .iter()
+        .find(|d| d.name == "sample_type")
+        .unwrap();
+    assert!(!sample_type.fixed_per_donor);
+    assert_eq!(
+        sample_type.groups_per_donor,
+        Policy::default().groups_per_donor(bonebank_node::query::Dimension::SampleType)
+    );
     let text = serde_json::to_string(&description).unwrap();
     assert!(
         !text.contains("NAE-D") && !text.contains("NAE-S"),

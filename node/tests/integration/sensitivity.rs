@@ -78,6 +78,10 @@ const QUERIES: &[&str] = &[
     "SELECT sex, age_band, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sex, age_band",
     "SELECT material_subtype, diagnosis_3char, COUNT(*), SUM(passage_number) FROM samples \
      WHERE storage_temperature IN ('LN_vapour', 'LN_liquid', '-60to-85') GROUP BY material_subtype, diagnosis_3char",
+    // A donor has one sex and one country: Δ counts only sample-level
+    // dimensions.
+    "SELECT sex, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sex",
+    "SELECT country, sample_type, COUNT(DISTINCT donor_id) FROM samples GROUP BY country, sample_type",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,6 +98,7 @@ async fn removing_one_donor_moves_each_aggregate_by_at_most_its_sensitivity() {
     let policy = Policy {
         max_samples_per_donor: 2,
         max_groups_per_donor: 2,
+        groups_per_donor: [("sample_type".to_owned(), 3)].into(),
         ..Policy::default()
     };
 
@@ -135,6 +140,14 @@ async fn removing_one_donor_moves_each_aggregate_by_at_most_its_sensitivity() {
             .iter()
             .map(|a| a.sensitivity(plan.max_samples_per_donor, plan.cells_per_donor()))
             .collect();
+        let expected_cells = match plan.dimensions.join(" ").as_str() {
+            "" | "sex" => 1,
+            "sample_type" | "country sample_type" => 3,
+            "age_band sex" => 2,
+            "diagnosis_3char material_subtype" => 4,
+            other => panic!("no expectation for {other}"),
+        };
+        assert_eq!(plan.cells_per_donor(), expected_cells, "{text}");
         for donor in &chosen {
             let sample_ids: std::collections::HashSet<String> = full
                 .samples
