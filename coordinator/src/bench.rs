@@ -107,7 +107,7 @@ async fn series(
                     let request = FederatedRequest {
                         sql: Some(bench_sql(i)),
                         query: None,
-                        epsilon: Some(0.1),
+                        loss: None,
                         sites: None,
                     };
                     let t = Instant::now();

@@ -201,9 +201,10 @@ pub enum ResearcherCommand {
         /// A file holding the query.
         #[arg(long)]
         file: Option<PathBuf>,
-        /// Privacy loss each site spends; the sites' default if absent.
-        #[arg(long)]
-        epsilon: Option<f64>,
+        /// Privacy loss each site spends, in the sites' measure (ρ under
+        /// zCDP, ε under pure accounting); the sites' default if absent.
+        #[arg(long, alias = "epsilon")]
+        loss: Option<f64>,
         /// Only these sites (repeatable).
         #[arg(long = "site")]
         sites: Vec<String>,
@@ -301,7 +302,7 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
         ResearcherCommand::Query {
             sql,
             file,
-            epsilon,
+            loss,
             sites,
             json,
         } => {
@@ -314,7 +315,7 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
             let request = FederatedRequest {
                 sql: Some(sql),
                 query: None,
-                epsilon,
+                loss,
                 sites: (!sites.is_empty()).then_some(sites),
             };
             let result = rt.block_on(client.query(&request)).map_err(show)?;

@@ -106,7 +106,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     let request = FederatedRequest {
         sql: Some(EXAMPLE_SQL.into()),
         query: None,
-        epsilon: None,
+        loss: None,
         sites: None,
     };
     match client.query(&request).await {

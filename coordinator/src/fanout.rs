@@ -76,12 +76,12 @@ impl SiteClient {
         &self,
         who: &Requester,
         query: &FeasibilityQuery,
-        epsilon: Option<f64>,
+        loss: Option<f64>,
     ) -> SiteAnswer {
         let request = QueryRequest {
             sql: None,
             query: Some(query.clone()),
-            epsilon,
+            loss,
         };
         let sent = self
             .http
@@ -210,13 +210,13 @@ pub async fn ask_all(
     sites: &[Arc<SiteClient>],
     who: &Requester,
     query: &FeasibilityQuery,
-    epsilon: Option<f64>,
+    loss: Option<f64>,
     deadline: Instant,
 ) -> Vec<SiteAnswer> {
     let asks = sites.iter().map(|site| {
         let site = site.clone();
         async move {
-            match tokio::time::timeout_at(deadline, site.query(who, query, epsilon)).await {
+            match tokio::time::timeout_at(deadline, site.query(who, query, loss)).await {
                 Ok(answer) => answer,
                 Err(_) => SiteAnswer {
                     site_id: site.id.to_string(),

@@ -30,7 +30,7 @@ impl History {
                 user TEXT NOT NULL,
                 project TEXT NOT NULL,
                 at TEXT NOT NULL,
-                epsilon REAL,
+                epsilon REAL, -- the loss asked for, in the sites' measure
                 result TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
@@ -45,7 +45,7 @@ impl History {
         &self,
         user: &str,
         project: &str,
-        epsilon: Option<f64>,
+        loss: Option<f64>,
         result: &FederatedResult,
     ) -> Result<i64> {
         let json = serde_json::to_string(result).map_err(|e| Error::Internal(e.to_string()))?;
@@ -53,7 +53,7 @@ impl History {
         let db = self.db.lock().expect("history lock");
         db.execute(
             "INSERT INTO history (user, project, at, epsilon, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user, project, at, epsilon, json],
+            params![user, project, at, loss, json],
         )?;
         Ok(db.last_insert_rowid())
     }
@@ -102,7 +102,7 @@ impl History {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at, epsilon, json) = row?;
+            let (id, at, loss, json) = row?;
             let result: FederatedResult = serde_json::from_str(&json)
                 .map_err(|e| Error::Internal(format!("history entry {id}: {e}")))?;
             let mut result = result;
@@ -111,7 +111,7 @@ impl History {
                 id,
                 at,
                 query: result.query.clone(),
-                epsilon,
+                loss,
                 result,
             });
         }

@@ -1,6 +1,7 @@
 //! The 95% interval of a total over sites. Each site adds independent
-//! discrete Laplace noise, P(X = k) ∝ exp(−|k|/b) with its own scale b, so the
-//! noise of the total is the convolution of the sites' distributions. This
+//! noise of its own mechanism and scale: discrete Gaussian,
+//! P(X = k) ∝ exp(−k²/(2σ²)), or discrete Laplace, P(X = k) ∝ exp(−|k|/b),
+//! so the noise of the total is the convolution of the sites' distributions. This
 //! module convolves them numerically and returns the smallest t with
 //! P(|noise of the total| ≤ t) ≥ 95%.
 //!
@@ -13,6 +14,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use bonebank_schemas::wire::Mechanism;
 
 /// Tail mass cut from each site's distribution.
 const TAIL: f64 = 1e-10;
@@ -35,8 +38,8 @@ fn support(b: f64) -> i64 {
 }
 
 /// The grid width used for `scales`.
-pub fn grid(scales: &[f64]) -> i64 {
-    let max = scales.iter().copied().fold(0.0, f64::max);
+pub fn grid(scales: &[(Mechanism, f64)]) -> i64 {
+    let max = scales.iter().map(|(_, s)| *s).fold(0.0, f64::max);
     let spread = max * (scales.len() as f64).sqrt();
     if spread < 16.0 {
         1
@@ -47,12 +50,30 @@ pub fn grid(scales: &[f64]) -> i64 {
 
 /// The noise of one site rounded to multiples of `w` (odd or 1): mass of the
 /// bin j = [j·w − r, j·w + r] with r = ⌊w/2⌋, for j in −m..=m.
-fn binned(b: f64, w: i64) -> Vec<f64> {
+fn binned(mechanism: Mechanism, scale: f64, w: i64) -> Vec<f64> {
     let r = w / 2;
-    let m = (support(b) + r) / w;
-    (-m..=m)
-        .map(|j| cdf(b, j * w + r) - cdf(b, j * w - r - 1))
-        .collect()
+    match mechanism {
+        Mechanism::DiscreteLaplace => {
+            let m = (support(scale) + r) / w;
+            (-m..=m)
+                .map(|j| cdf(scale, j * w + r) - cdf(scale, j * w - r - 1))
+                .collect()
+        }
+        Mechanism::DiscreteGaussian => {
+            let pmf = bonebank_node::privacy::discrete_gaussian_pmf(scale);
+            let half = (pmf.len() / 2) as i64;
+            let m = (half + r) / w;
+            let at = |k: i64| pmf.get((k + half) as usize).copied().unwrap_or(0.0);
+            (-m..=m)
+                .map(|j| {
+                    (j * w - r..=j * w + r)
+                        .filter(|k| k.abs() <= half)
+                        .map(at)
+                        .sum()
+                })
+                .collect()
+        }
+    }
 }
 
 fn convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -69,11 +90,11 @@ fn convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
 }
 
 /// The halfwidth on a given grid width (rounded up to odd). `w = 1` is exact.
-pub fn halfwidth_on_grid(scales: &[f64], coverage: f64, w: i64) -> f64 {
+pub fn halfwidth_on_grid(scales: &[(Mechanism, f64)], coverage: f64, w: i64) -> f64 {
     let w = if w > 1 && w % 2 == 0 { w + 1 } else { w.max(1) };
     let mut pmf = vec![1.0];
-    for &b in scales.iter().filter(|b| **b > 0.0) {
-        pmf = convolve(&pmf, &binned(b, w));
+    for &(mechanism, scale) in scales.iter().filter(|(_, s)| *s > 0.0) {
+        pmf = convolve(&pmf, &binned(mechanism, scale, w));
     }
     // pmf is symmetric around its middle index.
     let mid = pmf.len() / 2;
@@ -90,15 +111,19 @@ pub fn halfwidth_on_grid(scales: &[f64], coverage: f64, w: i64) -> f64 {
 /// few distinct settings, so this stays small; it is emptied if it grows.
 static CACHE: Mutex<Option<HashMap<Vec<u64>, f64>>> = Mutex::new(None);
 
-/// The 95%-style halfwidth for a total of independent discrete Laplace noises
-/// with `scales`: the smallest t (on the grid) with P(|Σ X_i| ≤ t) ≥ coverage.
-pub fn halfwidth(scales: &[f64], coverage: f64) -> f64 {
-    let mut scales: Vec<f64> = scales.iter().copied().filter(|b| *b > 0.0).collect();
+/// The 95%-style halfwidth for a total of independent noises with `scales`:
+/// the smallest t (on the grid) with P(|Σ X_i| ≤ t) ≥ coverage.
+pub fn halfwidth(scales: &[(Mechanism, f64)], coverage: f64) -> f64 {
+    let mut scales: Vec<(Mechanism, f64)> =
+        scales.iter().copied().filter(|(_, s)| *s > 0.0).collect();
     if scales.is_empty() {
         return 0.0;
     }
-    scales.sort_by(f64::total_cmp);
-    let mut key: Vec<u64> = scales.iter().map(|b| b.to_bits()).collect();
+    scales.sort_by(|a, b| (a.0 as u8).cmp(&(b.0 as u8)).then(a.1.total_cmp(&b.1)));
+    let mut key: Vec<u64> = scales
+        .iter()
+        .map(|(m, s)| s.to_bits() ^ (*m as u64))
+        .collect();
     key.push(coverage.to_bits());
     if let Some(t) = CACHE
         .lock()
@@ -122,19 +147,54 @@ pub fn halfwidth(scales: &[f64], coverage: f64) -> f64 {
 mod tests {
     use super::*;
 
+    const L: Mechanism = Mechanism::DiscreteLaplace;
+    const G: Mechanism = Mechanism::DiscreteGaussian;
+
+    fn laplace(scales: &[f64]) -> Vec<(Mechanism, f64)> {
+        scales.iter().map(|s| (L, *s)).collect()
+    }
+
     #[test]
-    fn one_site_matches_the_closed_form() {
+    fn one_site_matches_the_single_distribution() {
         for b in [0.5, 1.0, 4.0, 12.5, 40.0, 400.0] {
-            let exact = bonebank_node::privacy::halfwidth(b, 0.95) as f64;
-            assert_eq!(halfwidth_on_grid(&[b], 0.95, 1), exact, "scale {b}");
+            for m in [L, G] {
+                let exact = bonebank_node::privacy::halfwidth(m, b, 0.95) as f64;
+                assert_eq!(
+                    halfwidth_on_grid(&[(m, b)], 0.95, 1),
+                    exact,
+                    "{m:?} scale {b}"
+                );
+            }
         }
     }
 
     #[test]
     fn pmf_sums_to_one() {
         for (b, w) in [(3.0, 1), (50.0, 7), (500.0, 33)] {
-            let s: f64 = binned(b, w).iter().sum();
-            assert!((s - 1.0).abs() < 1e-8, "scale {b}, grid {w}: {s}");
+            for m in [L, G] {
+                let s: f64 = binned(m, b, w).iter().sum();
+                assert!((s - 1.0).abs() < 1e-8, "{m:?} scale {b}, grid {w}: {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn gaussian_sites_add_their_variances() {
+        // A sum of discrete Gaussians is close to a Gaussian with the summed
+        // variance: 1.96·√(Σσ²).
+        for sigmas in [
+            vec![5.0, 5.0, 5.0],
+            vec![20.0, 7.0],
+            vec![60.0, 80.0, 100.0],
+        ] {
+            let scales: Vec<(Mechanism, f64)> = sigmas.iter().map(|s| (G, *s)).collect();
+            let t = halfwidth(&scales, 0.95);
+            let expected = 1.959_964 * sigmas.iter().map(|s| s * s).sum::<f64>().sqrt();
+            let slack = 1.0 + 2.0 * grid(&scales) as f64;
+            assert!(
+                (t - expected).abs() <= slack,
+                "{sigmas:?}: {t} vs {expected}"
+            );
         }
     }
 
@@ -142,7 +202,7 @@ mod tests {
     fn two_sites_match_a_direct_sum() {
         // P(|X + Y| ≤ t) summed directly over the joint distribution.
         let (a, b) = (3.0, 7.0);
-        let t = halfwidth_on_grid(&[a, b], 0.95, 1) as i64;
+        let t = halfwidth_on_grid(&laplace(&[a, b]), 0.95, 1) as i64;
         let p = |b: f64, k: i64| cdf(b, k) - cdf(b, k - 1);
         let covered = |t: i64| -> f64 {
             let mut s = 0.0;
@@ -162,6 +222,7 @@ mod tests {
     #[test]
     fn the_grid_stays_close_to_the_exact_convolution() {
         for scales in [vec![40.0, 60.0, 100.0], vec![10.0; 20], vec![150.0, 5.0]] {
+            let scales = laplace(&scales);
             let w = grid(&scales);
             assert!(w > 1, "{scales:?} should use a coarser grid");
             let exact = halfwidth_on_grid(&scales, 0.95, 1);
@@ -181,8 +242,8 @@ mod tests {
 
     #[test]
     fn more_sites_widen_the_interval() {
-        let one = halfwidth(&[10.0], 0.95);
-        let three = halfwidth(&[10.0, 10.0, 10.0], 0.95);
+        let one = halfwidth(&laplace(&[10.0]), 0.95);
+        let three = halfwidth(&laplace(&[10.0, 10.0, 10.0]), 0.95);
         assert!(three > one && three < 3.0 * one, "{one} {three}");
     }
 }

@@ -3,7 +3,7 @@
 //! the convolution of the sites' noise distributions.
 
 use bonebank_schemas::wire::{
-    FederatedResult, QueryResult, SiteAnswer, SiteStatus, TotalRow, TotalValue,
+    FederatedResult, Mechanism, QueryResult, SiteAnswer, SiteStatus, TotalRow, TotalValue,
 };
 use bonebank_schemas::{FeasibilityQuery, Measure};
 
@@ -85,7 +85,7 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
                     for r in answered {
                         if let Some(row) = r.rows.iter().find(|row| row.key == key) {
                             sum += row.values[m].value;
-                            scales.push(r.measures[m].scale);
+                            scales.push((r.measures[m].mechanism, r.measures[m].scale));
                             // A rounded value is off by at most half a step.
                             rounding += (r.measures[m].rounded_to.max(1) / 2) as f64;
                         }
@@ -104,7 +104,7 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
 }
 
 /// A total from the sum of noisy values and the sites' noise scales.
-pub fn total_value(sum: f64, scales: &[f64]) -> TotalValue {
+pub fn total_value(sum: f64, scales: &[(Mechanism, f64)]) -> TotalValue {
     let t = interval::halfwidth(scales, COVERAGE);
     TotalValue {
         value: sum.max(0.0),
@@ -116,7 +116,7 @@ pub fn total_value(sum: f64, scales: &[f64]) -> TotalValue {
 
 #[cfg(test)]
 mod tests {
-    use bonebank_schemas::wire::{MeasureNoise, NoisyValue, ResultRow};
+    use bonebank_schemas::wire::{Accounting, MeasureNoise, NoisyValue, ResultRow};
 
     use super::*;
 
@@ -129,15 +129,18 @@ mod tests {
                 filter: Default::default(),
                 group_by: vec![],
             },
-            epsilon_charged: 0.1,
-            epsilon: 0.1,
+            accounting: Accounting::Pure,
+            charged: 0.1,
+            loss: 0.1,
+            approx_dp: None,
             remembered: false,
             measures: vec![MeasureNoise {
                 measure: Measure::Samples,
                 label: "samples".into(),
-                sensitivity: 5,
+                mechanism: Mechanism::DiscreteLaplace,
+                sensitivity: 5.0,
                 scale: 50.0,
-                epsilon: 0.1,
+                loss: 0.1,
                 rounded_to,
             }],
             dimensions: vec![],

@@ -68,13 +68,22 @@ pub fn result(r: &FederatedResult) -> String {
     for s in &r.sites {
         let detail = match (&s.status, &s.result) {
             (SiteStatus::Answered, Some(res)) if res.remembered => {
+                let symbol = res.accounting.symbol();
                 format!(
-                    "remembered release, no ε charged (first cost ε {})",
-                    number_eps(res.epsilon)
+                    "remembered release, nothing charged (first cost {symbol} {})",
+                    number_eps(res.loss)
                 )
             }
             (SiteStatus::Answered, Some(res)) => {
-                format!("ε {} charged", number_eps(res.epsilon_charged))
+                let mut d = format!(
+                    "{} {} charged",
+                    res.accounting.symbol(),
+                    number_eps(res.charged)
+                );
+                if let Some(a) = res.approx_dp {
+                    write!(d, ", alone ({}, {})-DP", number_eps(a.epsilon), a.delta).unwrap();
+                }
+                d
             }
             _ => {
                 let mut d = s.message.clone().unwrap_or_default();
@@ -161,10 +170,11 @@ pub fn sites(list: &[SiteListing]) -> String {
                     .clone()
                     .unwrap_or_else(|| "none yet".into()),
                 format!(
-                    "{}–{} (default {})",
-                    number_eps(d.epsilon.min),
-                    number_eps(d.epsilon.max),
-                    number_eps(d.epsilon.default)
+                    "{} {}–{} (default {})",
+                    d.accounting.symbol(),
+                    number_eps(d.loss.min),
+                    number_eps(d.loss.max),
+                    number_eps(d.loss.default)
                 ),
                 format!("up to {}", d.max_dimensions),
                 format!("{}, {}", d.max_samples_per_donor, d.max_groups_per_donor),

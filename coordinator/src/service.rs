@@ -67,11 +67,11 @@ impl Coordinator {
                 ));
             }
         };
-        if let Some(e) = request.epsilon
+        if let Some(e) = request.loss
             && !(e.is_finite() && e > 0.0)
         {
             return Err(Error::BadRequest(format!(
-                "epsilon must be a positive number, not {e}"
+                "loss must be a positive number, not {e}"
             )));
         }
         let query = query.canonical();
@@ -131,13 +131,13 @@ impl Coordinator {
                 chosen
             }
         };
-        let answers = fanout::ask_all(&sites, who, &query, request.epsilon, deadline).await;
+        let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();
         let (user, project, epsilon, stored) = (
             caller.user.clone(),
             caller.project.clone(),
-            request.epsilon,
+            request.loss,
             result.clone(),
         );
         let id =

@@ -243,8 +243,8 @@ fn run_steward(command: StewardCommand) -> Result<()> {
                     println!("ticket {}  (expires {})", p.ticket, p.expires);
                     println!("  from     {} ({}), project {}", p.user, p.role, p.project);
                     println!(
-                        "  epsilon  {}  (user has {} left, project {})",
-                        p.epsilon, p.user_remaining, p.project_remaining
+                        "  loss     {}  (user has {} left, project {})",
+                        p.loss, p.user_remaining, p.project_remaining
                     );
                     println!("  query    {}", p.sql);
                 }

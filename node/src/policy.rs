@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bonebank_schemas::wire::EpsilonRange;
+use bonebank_schemas::wire::{Accounting, LossRange, SiteBudgets};
 use bonebank_schemas::{Filter, Role, Value};
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +15,15 @@ use crate::query::{Refusal, sql};
 pub struct Policy {
     /// Most dimensions a query may group by.
     pub max_dimensions: usize,
-    /// The ε a single query may spend, and what it spends when it does not say.
-    pub epsilon: EpsilonRange,
+    /// How privacy loss is accounted: `zcdp` (the default: discrete
+    /// Gaussian noise, losses in ρ) or `pure` (discrete Laplace, losses in ε).
+    pub accounting: Accounting,
+    /// Under zCDP: the ρ per query, the budgets in ρ, and the δ that their
+    /// (ε, δ) statements use.
+    pub zcdp: Zcdp,
+    /// Under pure accounting: the ε a single query may spend, and what it
+    /// spends when it does not say.
+    pub epsilon: LossRange,
     /// Rows (samples) one donor may add to one cell of an answer.
     pub max_samples_per_donor: i64,
     /// Values of a sample-level dimension (sample type, age band, …) one
@@ -29,6 +36,7 @@ pub struct Policy {
     pub groups_per_donor: BTreeMap<String, i64>,
     /// Length of the rolling window over which budgets are summed.
     pub budget_period_days: u32,
+    /// Under pure accounting: budgets in ε.
     pub budget: Budgets,
     /// First and last year of `sampling_year` as a dimension.
     pub sampling_years: [i32; 2],
@@ -70,9 +78,9 @@ pub struct Rule {
     /// The query groups by at least one of these dimensions.
     #[serde(default)]
     pub dimensions: Option<Vec<String>>,
-    /// The query spends more than this ε.
-    #[serde(default)]
-    pub epsilon_above: Option<f64>,
+    /// The query spends more than this loss, in the site's measure.
+    #[serde(default, alias = "epsilon_above")]
+    pub loss_above: Option<f64>,
     pub action: Action,
     /// Shown to the researcher; required for `deny`.
     #[serde(default)]
@@ -103,7 +111,42 @@ pub struct Decision {
 /// The measure kinds rules can name.
 pub const MEASURE_KINDS: &[&str] = &["samples", "donors", "sum", "avg"];
 
-/// Budgets in ε per rolling period.
+/// Settings of zero-concentrated DP accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Zcdp {
+    /// The ρ a single query may spend, and what it spends when it does not
+    /// say.
+    pub rho: LossRange,
+    /// Budgets in ρ per rolling period.
+    pub budget: Budgets,
+    /// The δ at which ρ is stated as (ε, δ)-DP in `/v1/site`, results and
+    /// the README.
+    pub delta: f64,
+}
+
+impl Default for Zcdp {
+    /// A user's ρ of 0.46 per 30 days is (4.98, 10⁻⁶)-DP by OpenDP's
+    /// conversion, as a user's ε 5 was before; a query's default is a
+    /// twentieth of it, so a user asks as many fresh questions as before.
+    fn default() -> Self {
+        Self {
+            rho: LossRange {
+                min: 0.0005,
+                max: 0.1,
+                default: 0.023,
+            },
+            budget: Budgets {
+                site: 48.0,
+                project: 4.5,
+                user: 0.46,
+            },
+            delta: 1e-6,
+        }
+    }
+}
+
+/// Budgets per rolling period, in the site's measure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budgets {
@@ -118,8 +161,10 @@ pub struct RoleRules {
     /// A filter added to every query of the role, in the WHERE syntax, e.g.
     /// `consent_commercial = true`.
     pub force_filter: Option<String>,
-    /// A lower ε ceiling for the role.
-    pub max_epsilon: Option<f64>,
+    /// A lower ceiling on one query's loss for the role, in the site's
+    /// measure.
+    #[serde(alias = "max_epsilon")]
+    pub max_loss: Option<f64>,
     /// The role may not query at all.
     pub denied: bool,
     /// For the industry role: the site means its industry partners to count
@@ -136,7 +181,8 @@ pub struct RoleRules {
 #[serde(default, deny_unknown_fields)]
 struct RoleSettings {
     force_filter: Option<String>,
-    max_epsilon: Option<f64>,
+    #[serde(alias = "max_epsilon")]
+    max_loss: Option<f64>,
     denied: Option<bool>,
     count_without_commercial_consent: Option<bool>,
 }
@@ -153,8 +199,8 @@ where
         if let Some(f) = s.force_filter {
             r.force_filter = Some(f).filter(|f| !f.trim().is_empty());
         }
-        if let Some(m) = s.max_epsilon {
-            r.max_epsilon = Some(m);
+        if let Some(m) = s.max_loss {
+            r.max_loss = Some(m);
         }
         if let Some(d) = s.denied {
             r.denied = d;
@@ -192,7 +238,9 @@ impl Default for Policy {
         );
         Self {
             max_dimensions: 2,
-            epsilon: EpsilonRange {
+            accounting: Accounting::default(),
+            zcdp: Zcdp::default(),
+            epsilon: LossRange {
                 min: 0.01,
                 max: 1.0,
                 default: 0.25,
@@ -222,6 +270,32 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The loss one query may spend, in the site's measure.
+    pub fn loss_range(&self) -> LossRange {
+        match self.accounting {
+            Accounting::Zcdp => self.zcdp.rho,
+            Accounting::Pure => self.epsilon,
+        }
+    }
+
+    /// The budgets, in the site's measure.
+    pub fn budgets(&self) -> Budgets {
+        match self.accounting {
+            Accounting::Zcdp => self.zcdp.budget,
+            Accounting::Pure => self.budget,
+        }
+    }
+
+    /// The budgets as `/v1/site` shows them.
+    pub fn site_budgets(&self) -> SiteBudgets {
+        let b = self.budgets();
+        SiteBudgets {
+            site: b.site,
+            project: b.project,
+            user: b.user,
+        }
+    }
+
     /// How many values of `dimension` one donor may add to in one answer:
     /// one for a dimension fixed per donor, else the site's bound for it.
     pub fn groups_per_donor(&self, dimension: crate::query::Dimension) -> i64 {
@@ -236,11 +310,28 @@ impl Policy {
 
     /// Checks the policy's own consistency; a node refuses to start otherwise.
     pub fn validate(&self) -> Result<(), String> {
-        let e = self.epsilon;
-        if !(e.min > 0.0 && e.min <= e.default && e.default <= e.max && e.max.is_finite()) {
+        for (name, e) in [
+            ("policy.epsilon", self.epsilon),
+            ("policy.zcdp.rho", self.zcdp.rho),
+        ] {
+            if !(e.min > 0.0 && e.min <= e.default && e.default <= e.max && e.max.is_finite()) {
+                return Err(format!(
+                    "{name} must have 0 < min <= default <= max, got {e:?}"
+                ));
+            }
+        }
+        let d = self.zcdp.delta;
+        if !(d > 0.0 && d < 1.0) {
             return Err(format!(
-                "policy.epsilon must have 0 < min <= default <= max, got {e:?}"
+                "policy.zcdp.delta must be between 0 and 1, got {d}"
             ));
+        }
+        let b = self.zcdp.budget;
+        if [b.site, b.project, b.user]
+            .iter()
+            .any(|x| !(x.is_finite() && *x >= 0.0))
+        {
+            return Err("policy.zcdp.budget values must be finite and not negative".into());
         }
         if self.max_samples_per_donor < 1 || self.max_groups_per_donor < 1 {
             return Err(
@@ -285,8 +376,8 @@ impl Policy {
         for (role, rules) in &self.roles {
             self.forced_filter(*role)
                 .map_err(|r| format!("policy.roles.{role}.force_filter: {r}"))?;
-            if rules.max_epsilon.is_some_and(|m| m.is_nan() || m <= 0.0) {
-                return Err(format!("policy.roles.{role}.max_epsilon must be positive"));
+            if rules.max_loss.is_some_and(|m| m.is_nan() || m <= 0.0) {
+                return Err(format!("policy.roles.{role}.max_loss must be positive"));
             }
             if rules.count_without_commercial_consent && *role != Role::Industry {
                 return Err(format!(
@@ -339,10 +430,8 @@ impl Policy {
                     return Err((n, format!("{d:?} is not a dimension")));
                 }
             }
-            if r.epsilon_above
-                .is_some_and(|e| !(e.is_finite() && e >= 0.0))
-            {
-                return Err((n, "epsilon_above must be a number ≥ 0".into()));
+            if r.loss_above.is_some_and(|e| !(e.is_finite() && e >= 0.0)) {
+                return Err((n, "loss_above must be a number ≥ 0".into()));
             }
         }
         if !(1..=1_000).contains(&self.round_to) {
@@ -355,13 +444,13 @@ impl Policy {
     }
 
     /// The decision for a query of a caller with `role` and `project` that
-    /// spends `epsilon`.
+    /// spends `loss` (in the site's measure).
     pub fn decide(
         &self,
         role: Role,
         project: &str,
         query: &bonebank_schemas::FeasibilityQuery,
-        epsilon: f64,
+        loss: f64,
     ) -> Decision {
         let kind = |m: &bonebank_schemas::Measure| match m {
             bonebank_schemas::Measure::Samples => "samples",
@@ -384,7 +473,7 @@ impl Policy {
                 && r.dimensions
                     .as_ref()
                     .is_none_or(|ds| query.group_by.iter().any(|g| ds.contains(g)))
-                && r.epsilon_above.is_none_or(|e| epsilon > e);
+                && r.loss_above.is_none_or(|e| loss > e);
             if matches {
                 return Decision {
                     action: r.action,

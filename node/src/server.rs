@@ -10,7 +10,7 @@ use crate::config::NodeConfig;
 use crate::dataset::DataDir;
 use crate::engine::DataFusionEngine;
 use crate::oidc::TokenVerifier;
-use crate::privacy::{NoiseMechanism, OpenDpLaplace};
+use crate::privacy::{NoiseMechanism, OpenDpNoise};
 use crate::service::QueryService;
 use crate::store::Store;
 use crate::tls;
@@ -18,7 +18,7 @@ use crate::{Error, Result};
 
 /// The state of a node for `config`, with OpenDP noise.
 pub fn state(config: &NodeConfig) -> Result<AppState> {
-    state_with_noise(config, Arc::new(OpenDpLaplace))
+    state_with_noise(config, Arc::new(OpenDpNoise))
 }
 
 /// The state of a node with a chosen noise mechanism (tests use fixed noise).

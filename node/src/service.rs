@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bonebank_schemas::surface::{self, Role as ColumnRole};
 use bonebank_schemas::wire::{
-    ApprovalDecision, ApprovalRequest, BoundedColumn, BudgetAccount, BudgetStatus,
-    DimensionDescription, FilterColumn, MeasureNoise, NoisyValue, QueryRequest, QueryResult,
-    ResultRow, SiteDescription, TicketStatus,
+    Accounting, ApprovalDecision, ApprovalRequest, ApproxDp, BoundedColumn, BudgetAccount,
+    BudgetStatus, DimensionDescription, FilterColumn, MeasureNoise, Mechanism, NoisyValue,
+    QueryRequest, QueryResult, ResultRow, SiteDescription, TicketStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
@@ -106,9 +106,9 @@ impl QueryService {
         &self,
         caller: &Caller,
         q: &FeasibilityQuery,
-        epsilon: Option<f64>,
+        loss: Option<f64>,
     ) -> Result<Checked> {
-        check_for(q, epsilon, caller.role, &self.site, &self.policy)
+        check_for(q, loss, caller.role, &self.site, &self.policy)
     }
 
     /// Parses and checks a request on a blocking thread, never on an HTTP
@@ -118,7 +118,7 @@ impl QueryService {
         let (site, policy) = (self.site.clone(), self.policy.clone());
         blocking(move || {
             let q = Self::parse(&request)?;
-            check_for(&q, request.epsilon, role, &site, &policy)
+            check_for(&q, request.loss, role, &site, &policy)
         })
         .await
     }
@@ -131,7 +131,7 @@ impl QueryService {
             "user": caller.user,
             "project": caller.project,
             "role": caller.role.to_string(),
-            "epsilon": request.epsilon,
+            "loss": request.loss,
         });
         let outcome = self.run_audited(caller, request, &mut detail).await;
         let outcome_name = match &outcome {
@@ -178,20 +178,17 @@ impl QueryService {
         let _in_flight = self.fair.enter(&caller.user)?;
         let checked = self.parse_and_check(caller, request).await?;
         detail["query"] = checked.query.to_sql().into();
-        detail["epsilon"] = checked.epsilon.into();
+        detail["loss"] = checked.loss.into();
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
         self.note_dataset(&version).await?;
-        let units = privacy::units(checked.epsilon);
+        let units = privacy::units(checked.loss);
         let key = self.release_key(&version, &checked, units);
 
         // The rules hold on every path: a remembered release is the same
         // numbers, but the steward decided who may receive them.
-        let decision = self.policy.decide(
-            caller.role,
-            &caller.project,
-            &checked.query,
-            checked.epsilon,
-        );
+        let decision =
+            self.policy
+                .decide(caller.role, &caller.project, &checked.query, checked.loss);
         if let Some(rule) = decision.rule {
             detail["rule"] = rule.into();
         }
@@ -285,7 +282,7 @@ impl QueryService {
             role: caller.role.to_string(),
             release_key: key,
             query: checked.query.canonical_json(),
-            epsilon: checked.epsilon,
+            loss: checked.loss,
             state: "pending".into(),
             decided_by: None,
             reason: None,
@@ -313,14 +310,11 @@ impl QueryService {
     ) -> Result<(QueryResult, bool)> {
         let checked = checked.clone();
         let plan = self.plan(&checked);
-        let units = privacy::units(checked.epsilon);
+        let units = privacy::units(checked.loss);
         let calibrations = self.calibrate(&plan, units)?;
         // What the privacy maps state, each rounded up: never less than the
-        // release costs, and never more than the ε asked for.
-        let charge: i64 = calibrations
-            .iter()
-            .map(|c| privacy::units_up(c.epsilon))
-            .sum();
+        // release costs, and never more than the loss asked for.
+        let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
         let payer = Payer {
             user: caller.user.clone(),
             project: caller.project.clone(),
@@ -394,7 +388,7 @@ impl QueryService {
                 project: t.project,
                 role: t.role,
                 sql: query.to_sql(),
-                epsilon: t.epsilon,
+                loss: t.loss,
                 created: time(t.created),
                 expires: time(t.expires),
                 user_remaining: budget.user.remaining,
@@ -454,12 +448,12 @@ impl QueryService {
         if approve {
             let (requester, query) = requester_of(&t)?;
             // Checked again under today's policy; the budget is reserved now.
-            let checked = self.check(&requester, &query, Some(t.epsilon))?;
+            let checked = self.check(&requester, &query, Some(t.loss))?;
             let rules = self.policy.decide(
                 requester.role,
                 &requester.project,
                 &checked.query,
-                checked.epsilon,
+                checked.loss,
             );
             if rules.action == Action::Deny {
                 return Err(Error::PolicyRefused(Refusal::new(
@@ -471,13 +465,13 @@ impl QueryService {
                 )));
             }
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
-            let units = privacy::units(checked.epsilon);
+            let units = privacy::units(checked.loss);
             let key = self.release_key(&version, &checked, units);
             let mut detail = serde_json::json!({
                 "user": requester.user,
                 "project": requester.project,
                 "role": requester.role.to_string(),
-                "epsilon": checked.epsilon,
+                "loss": checked.loss,
                 "query": checked.query.to_sql(),
                 "ticket": t.id,
                 "approved_by": steward.user,
@@ -631,18 +625,22 @@ impl QueryService {
         hex::encode(h.finalize())
     }
 
-    /// The noise of each aggregate vector, from its share of ε: whole units
-    /// per vector, so the shares add up to exactly the ε asked for.
+    /// The noise of each aggregate vector, from its share of the loss:
+    /// whole units per vector in proportion to [`need`], so the shares add
+    /// up to exactly the loss asked for.
     fn calibrate(&self, plan: &Plan, units: i64) -> Result<Vec<privacy::Calibration>> {
-        let n = plan.aggregates.len() as i64;
         let cells = plan.cells_per_donor();
+        let shares = split(units, &plan.aggregates.iter().map(need).collect::<Vec<_>>());
         plan.aggregates
             .iter()
-            .enumerate()
-            .map(|(i, aggregate)| {
-                let share = units / n + i64::from((i as i64) < units % n);
-                let sensitivity = aggregate.sensitivity(plan.max_samples_per_donor, cells);
-                self.noise.calibrate(sensitivity, privacy::epsilon(share))
+            .zip(shares)
+            .map(|(aggregate, share)| {
+                let sensitivity = privacy::Sensitivity::of_cells(
+                    aggregate.per_cell(plan.max_samples_per_donor),
+                    cells,
+                );
+                self.noise
+                    .calibrate(self.policy.accounting, sensitivity, privacy::epsilon(share))
             })
             .collect()
     }
@@ -662,6 +660,7 @@ impl QueryService {
             noised.push((c.sensitivity, self.noise.release(values, c)?));
         }
 
+        let mechanism = privacy::mechanism(self.policy.accounting);
         let mut measures = Vec::new();
         let mut per_measure: Vec<Vec<NoisyValue>> = Vec::new();
         let mut next = noised.iter();
@@ -671,19 +670,20 @@ impl QueryService {
                     let (ds, sum) = next.next().expect("one vector per aggregate");
                     let (_, count) = next.next().expect("one vector per aggregate");
                     let (lo, hi) = surface::bounds(column).expect("checked bounded column");
-                    per_measure.push(averages(sum, count, lo as f64, hi as f64));
+                    per_measure.push(averages(mechanism, sum, count, lo as f64, hi as f64));
                     measures.push(MeasureNoise {
                         measure: m.clone(),
                         label: m.label(),
+                        mechanism,
                         sensitivity: *ds,
                         scale: sum.scale,
-                        epsilon: sum.epsilon + count.epsilon,
+                        loss: sum.loss + count.loss,
                         rounded_to: 1,
                     });
                 }
                 _ => {
                     let (ds, v) = next.next().expect("one vector per aggregate");
-                    let t = halfwidth(v.scale, COVERAGE);
+                    let t = halfwidth(mechanism, v.scale, COVERAGE);
                     let r = self.policy.round_to.max(1);
                     per_measure.push(
                         v.values
@@ -702,9 +702,10 @@ impl QueryService {
                     measures.push(MeasureNoise {
                         measure: m.clone(),
                         label: m.label(),
+                        mechanism,
                         sensitivity: *ds,
                         scale: v.scale,
-                        epsilon: v.epsilon,
+                        loss: v.loss,
                         rounded_to: r,
                     });
                 }
@@ -724,13 +725,28 @@ impl QueryService {
             site_id: self.site.to_string(),
             dataset_version: version.to_owned(),
             query: checked.query.clone(),
-            epsilon_charged: charged,
-            epsilon: charged,
+            accounting: self.policy.accounting,
+            charged,
+            loss: charged,
+            approx_dp: self.approx_dp(charged)?,
             remembered: false,
             measures,
             dimensions: plan.dimensions.clone(),
             rows,
         })
+    }
+
+    /// Under zCDP, what a loss of `rho` amounts to in (ε, δ)-DP at the
+    /// site's δ.
+    fn approx_dp(&self, rho: f64) -> Result<Option<ApproxDp>> {
+        if self.policy.accounting != Accounting::Zcdp || rho <= 0.0 {
+            return Ok(None);
+        }
+        let delta = self.policy.zcdp.delta;
+        Ok(Some(ApproxDp {
+            epsilon: privacy::zcdp_epsilon(rho, delta)?,
+            delta,
+        }))
     }
 
     /// The caller's own budget (never anyone else's).
@@ -739,19 +755,22 @@ impl QueryService {
             user: caller.user.clone(),
             project: caller.project.clone(),
         };
-        let (store, days) = (self.store.clone(), self.policy.budget_period_days);
-        let spent = blocking(move || store.spent(&payer, days)).await?;
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        let days = policy.budget_period_days;
+        let spent = blocking(move || store.spent(&payer, &policy)).await?;
         let account = |name: &str, limit: f64, units: i64| BudgetAccount {
             name: name.to_owned(),
             limit,
             spent: privacy::epsilon(units),
             remaining: (limit - privacy::epsilon(units)).max(0.0),
         };
+        let budgets = self.policy.budgets();
         Ok(BudgetStatus {
             site_id: self.site.to_string(),
+            accounting: self.policy.accounting,
             period_days: days,
-            user: account(&caller.user, self.policy.budget.user, spent.user),
-            project: account(&caller.project, self.policy.budget.project, spent.project),
+            user: account(&caller.user, budgets.user, spent.user),
+            project: account(&caller.project, budgets.project, spent.project),
         })
     }
 
@@ -794,7 +813,10 @@ impl QueryService {
                 })
                 .collect(),
             max_dimensions: p.max_dimensions,
-            epsilon: p.epsilon,
+            accounting: p.accounting,
+            loss: p.loss_range(),
+            budgets: p.site_budgets(),
+            user_budget_approx_dp: self.approx_dp(p.budgets().user)?,
             max_samples_per_donor: p.max_samples_per_donor,
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
@@ -811,18 +833,51 @@ impl QueryService {
 /// kept apart from one by the language.
 fn check_for(
     q: &FeasibilityQuery,
-    epsilon: Option<f64>,
+    loss: Option<f64>,
     role: Role,
     site: &SiteId,
     policy: &Policy,
 ) -> Result<Checked> {
-    query::check(q, epsilon, role, site, policy).map_err(|(r, by_policy)| {
+    query::check(q, loss, role, site, policy).map_err(|(r, by_policy)| {
         if by_policy {
             Error::PolicyRefused(r)
         } else {
             Error::QueryRefused(r)
         }
     })
+}
+
+/// How much of a query's loss each aggregate vector needs, relative to the
+/// others. The donor count is what a feasibility question turns on (and
+/// the only count peers release), so it gets five parts; a sample count,
+/// a sum, and each of an average's two vectors get one. Under zCDP the
+/// noise of a vector grows as 1/√share, so with donors and samples asked
+/// together the donor count is noised only 1.1× as much as if it were
+/// asked alone, the sample count 2.4×.
+pub fn need(aggregate: &Aggregate) -> i64 {
+    match aggregate {
+        Aggregate::Donors => 5,
+        Aggregate::Samples | Aggregate::Sum { .. } | Aggregate::Count { .. } => 1,
+    }
+}
+
+/// `units` split in proportion to `weights`, in whole units that add up to
+/// exactly `units` (the remainder goes one unit each to the first vectors).
+pub fn split(units: i64, weights: &[i64]) -> Vec<i64> {
+    let total: i64 = weights.iter().sum::<i64>().max(1);
+    let mut shares: Vec<i64> = weights
+        .iter()
+        .map(|w| (i128::from(units) * i128::from(*w) / i128::from(total)) as i64)
+        .collect();
+    let mut left = units - shares.iter().sum::<i64>();
+    for s in shares.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        *s += 1;
+        left -= 1;
+    }
+    shares
 }
 
 fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
@@ -849,10 +904,16 @@ fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
 
 /// Averages as noisy sum over noisy count, clamped to the column's bounds;
 /// the interval combines 97.5% intervals of both, so it covers at 95%.
-fn averages(sum: &privacy::Noised, count: &privacy::Noised, lo: f64, hi: f64) -> Vec<NoisyValue> {
+fn averages(
+    mechanism: Mechanism,
+    sum: &privacy::Noised,
+    count: &privacy::Noised,
+    lo: f64,
+    hi: f64,
+) -> Vec<NoisyValue> {
     let (ts, tc) = (
-        halfwidth(sum.scale, 0.975) as f64,
-        halfwidth(count.scale, 0.975) as f64,
+        halfwidth(mechanism, sum.scale, 0.975) as f64,
+        halfwidth(mechanism, count.scale, 0.975) as f64,
     );
     sum.values
         .iter()
@@ -886,7 +947,7 @@ fn remembered(json: &str) -> Result<QueryResult> {
     let mut result: QueryResult =
         serde_json::from_str(json).map_err(|e| Error::Engine(format!("stored release: {e}")))?;
     result.remembered = true;
-    result.epsilon_charged = 0.0;
+    result.charged = 0.0;
     Ok(result)
 }
 
@@ -923,4 +984,25 @@ fn round_to(x: i64, r: i64) -> i64 {
     }
     let down = x.div_euclid(r) * r;
     if (x - down) * 2 >= r { down + r } else { down }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_loss_is_split_by_need_into_exact_shares() {
+        let donors = Aggregate::Donors;
+        let samples = Aggregate::Samples;
+        let shares = split(23_000_000, &[need(&samples), need(&donors)]);
+        assert_eq!(shares.iter().sum::<i64>(), 23_000_000);
+        assert_eq!(shares[1], 19_166_666, "donors get five parts of six");
+        assert_eq!(shares[0], 3_833_334);
+        for units in [1, 7, 1_000_000_007] {
+            for weights in [vec![1], vec![5, 1, 1], vec![1, 1, 1, 1, 1, 1, 1, 1]] {
+                let s = split(units, &weights);
+                assert_eq!(s.iter().sum::<i64>(), units, "{units} {weights:?}");
+            }
+        }
+    }
 }

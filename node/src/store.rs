@@ -11,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+use bonebank_schemas::wire::Accounting;
+
 use crate::policy::Policy;
 use crate::{Error, Result};
 
@@ -22,7 +24,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     project TEXT NOT NULL,
     units INTEGER NOT NULL CHECK (units >= 0),
     state TEXT NOT NULL CHECK (state IN ('reserved', 'committed')),
-    release_key TEXT
+    release_key TEXT,
+    measure TEXT NOT NULL DEFAULT 'epsilon' CHECK (measure IN ('epsilon', 'rho'))
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
 CREATE TABLE IF NOT EXISTS tickets (
@@ -64,7 +67,9 @@ pub struct Ticket {
     pub release_key: String,
     /// The checked query, canonical JSON.
     pub query: String,
-    pub epsilon: f64,
+    /// The loss asked for, in the site's measure (stored in the column
+    /// `epsilon`, named when every site accounted in ε).
+    pub loss: f64,
     /// `pending`, `approved`, `rejected`; a pending ticket past `expires` is
     /// reported as `expired`.
     pub state: String,
@@ -124,6 +129,18 @@ impl Store {
         )?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::audit::SCHEMA)?;
+        // Ledgers from before zCDP hold ε only: their rows get `epsilon`.
+        let has_measure: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'measure'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_measure {
+            conn.execute_batch(
+                "ALTER TABLE ledger ADD COLUMN measure TEXT NOT NULL DEFAULT 'epsilon' \
+                 CHECK (measure IN ('epsilon', 'rho'))",
+            )?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -194,7 +211,7 @@ impl Store {
         tx.execute(
             "INSERT INTO tickets (id, created, expires, user, project, role, release_key, query, epsilon, state) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
-            params![t.id, t.created, t.expires, t.user, t.project, t.role, t.release_key, t.query, t.epsilon],
+            params![t.id, t.created, t.expires, t.user, t.project, t.role, t.release_key, t.query, t.loss],
         )?;
         crate::audit::append(&tx, "request", &t.user, audit)?;
         tx.commit()?;
@@ -258,8 +275,13 @@ impl Store {
     }
 
     /// What a payer and the site spent in the rolling period ending now.
-    pub fn spent(&self, payer: &Payer, period_days: u32) -> Result<Spent> {
-        spent(&self.conn(), payer, since(period_days))
+    pub fn spent(&self, payer: &Payer, policy: &Policy) -> Result<Spent> {
+        spent(
+            &self.conn(),
+            payer,
+            since(policy.budget_period_days),
+            policy.accounting,
+        )
     }
 
     /// Reserves `units` if every account stays within its budget; otherwise
@@ -273,13 +295,19 @@ impl Store {
     ) -> Result<Result<Reservation, Account>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let s = spent(&tx, payer, since(policy.budget_period_days))?;
-        let limit = |eps: f64| crate::privacy::units(eps);
-        let over = if s.user + units > limit(policy.budget.user) {
+        let s = spent(
+            &tx,
+            payer,
+            since(policy.budget_period_days),
+            policy.accounting,
+        )?;
+        let budgets = policy.budgets();
+        let limit = |loss: f64| crate::privacy::units(loss);
+        let over = if s.user + units > limit(budgets.user) {
             Some(Account::User)
-        } else if s.project + units > limit(policy.budget.project) {
+        } else if s.project + units > limit(budgets.project) {
             Some(Account::Project)
-        } else if s.site + units > limit(policy.budget.site) {
+        } else if s.site + units > limit(budgets.site) {
             Some(Account::Site)
         } else {
             None
@@ -288,8 +316,8 @@ impl Store {
             return Ok(Err(account));
         }
         tx.execute(
-            "INSERT INTO ledger (at, user, project, units, state) VALUES (?1, ?2, ?3, ?4, 'reserved')",
-            params![now(), payer.user, payer.project, units],
+            "INSERT INTO ledger (at, user, project, units, state, measure) VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
+            params![now(), payer.user, payer.project, units, measure(policy.accounting)],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -350,7 +378,7 @@ impl Reservation {
             Committed::AlreadyReleased(_) => "remembered",
         }
         .into();
-        audit["epsilon_charged"] = match outcome {
+        audit["charged"] = match outcome {
             Committed::Released => crate::privacy::epsilon(units),
             Committed::AlreadyReleased(_) => 0.0,
         }
@@ -394,20 +422,62 @@ fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         role: r.get(5)?,
         release_key: r.get(6)?,
         query: r.get(7)?,
-        epsilon: r.get(8)?,
+        loss: r.get(8)?,
         state: r.get(9)?,
         decided_by: r.get(10)?,
         reason: r.get(11)?,
     })
 }
 
-fn spent(conn: &Connection, payer: &Payer, since: i64) -> Result<Spent> {
+/// The ledger's name for what a charge is measured in.
+fn measure(accounting: Accounting) -> &'static str {
+    match accounting {
+        Accounting::Zcdp => "rho",
+        Accounting::Pure => "epsilon",
+    }
+}
+
+/// Units of ρ that a charge of `units` of ε amounts to: an ε-DP release is
+/// ε²/2-zCDP (Bun and Steinke 2016, Proposition 1.4), rounded up.
+pub fn rho_units_of_epsilon(units: i64) -> i64 {
+    let per = crate::privacy::UNITS_PER_EPSILON as i128;
+    let u = i128::from(units);
+    ((u * u + 2 * per - 1) / (2 * per)) as i64
+}
+
+/// What was spent since `since`, in the measure of `accounting`. Under zCDP
+/// charges made under pure ε count as ε²/2; under pure accounting a ρ
+/// charge cannot be counted in ε, so one in the period is an error (the
+/// site must keep zCDP until it is older than the period).
+fn spent(conn: &Connection, payer: &Payer, since: i64, accounting: Accounting) -> Result<Spent> {
     let sum = |filter: &str, arg: Option<&str>| -> Result<i64> {
-        let sql = format!("SELECT COALESCE(SUM(units), 0) FROM ledger WHERE at > ?1 {filter}");
-        Ok(match arg {
-            Some(a) => conn.query_row(&sql, params![since, a], |r| r.get(0))?,
-            None => conn.query_row(&sql, params![since], |r| r.get(0))?,
-        })
+        let sql = format!("SELECT measure, units FROM ledger WHERE at > ?1 {filter}");
+        let mut stmt = conn.prepare(&sql)?;
+        let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+        let rows: Vec<(String, i64)> = match arg {
+            Some(a) => stmt
+                .query_map(params![since, a], row)?
+                .collect::<rusqlite::Result<_>>()?,
+            None => stmt
+                .query_map(params![since], row)?
+                .collect::<rusqlite::Result<_>>()?,
+        };
+        let mut total = 0i64;
+        for (m, units) in rows {
+            total += match (accounting, m.as_str()) {
+                (Accounting::Zcdp, "rho") | (Accounting::Pure, "epsilon") => units,
+                (Accounting::Zcdp, _) => rho_units_of_epsilon(units),
+                (Accounting::Pure, _) => {
+                    return Err(Error::Usage(
+                        "the ledger holds zCDP (ρ) charges from the current budget period, \
+                         which pure ε accounting cannot count; keep accounting = \"zcdp\" \
+                         until they are older than budget_period_days"
+                            .into(),
+                    ));
+                }
+            };
+        }
+        Ok(total)
     };
     Ok(Spent {
         user: sum("AND user = ?2", Some(&payer.user))?,

@@ -5,7 +5,55 @@ use serde::{Deserialize, Serialize};
 
 use crate::query::{FeasibilityQuery, Measure};
 
-/// A request to run a query: SQL or a FeasibilityQuery, and the ε to spend.
+/// How a site accounts for privacy loss: what a query's `loss` and every
+/// budget are measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accounting {
+    /// Zero-concentrated DP (the network's default): discrete Gaussian
+    /// noise, calibrated to the L2 sensitivity; losses are ρ and add up.
+    #[default]
+    Zcdp,
+    /// Pure ε-DP: discrete Laplace noise, calibrated to the L1 sensitivity;
+    /// losses are ε and add up.
+    Pure,
+}
+
+impl Accounting {
+    /// The letter the loss is written with: ρ or ε.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Zcdp => "ρ",
+            Self::Pure => "ε",
+        }
+    }
+
+    /// Old stored results carry no accounting: they were all pure ε.
+    fn legacy() -> Self {
+        Self::Pure
+    }
+}
+
+/// The noise a measure got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// Discrete Gaussian, `scale` its σ; the sensitivity is L2.
+    DiscreteGaussian,
+    /// Discrete Laplace, `scale` its b; the sensitivity is L1.
+    #[default]
+    DiscreteLaplace,
+}
+
+/// What a zCDP loss amounts to in (ε, δ)-DP, by OpenDP's conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ApproxDp {
+    pub epsilon: f64,
+    pub delta: f64,
+}
+
+/// A request to run a query: SQL or a FeasibilityQuery, and the privacy loss
+/// to spend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
@@ -14,9 +62,10 @@ pub struct QueryRequest {
     pub sql: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<FeasibilityQuery>,
-    /// Privacy loss to spend; the site's default if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epsilon: Option<f64>,
+    /// Privacy loss to spend, in the site's measure (ρ under zCDP, ε under
+    /// pure accounting); the site's default if absent.
+    #[serde(default, alias = "epsilon", skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
 /// A site's noisy answer.
@@ -27,10 +76,18 @@ pub struct QueryResult {
     /// The query as the site ran it: canonical, with the filters the site's
     /// policy adds for the caller's role.
     pub query: FeasibilityQuery,
-    /// ε charged for this release; 0 when it was a remembered release.
-    pub epsilon_charged: f64,
-    /// ε the release cost when it was first made.
-    pub epsilon: f64,
+    /// What `charged` and `loss` are measured in.
+    #[serde(default = "Accounting::legacy")]
+    pub accounting: Accounting,
+    /// Loss charged for this release; 0 when it was a remembered release.
+    #[serde(alias = "epsilon_charged")]
+    pub charged: f64,
+    /// Loss the release cost when it was first made.
+    #[serde(alias = "epsilon")]
+    pub loss: f64,
+    /// Under zCDP, the (ε, δ)-DP guarantee this release alone amounts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approx_dp: Option<ApproxDp>,
     /// Whether these numbers were released before (same query, same data).
     pub remembered: bool,
     /// How each measure was protected.
@@ -46,11 +103,16 @@ pub struct QueryResult {
 pub struct MeasureNoise {
     pub measure: Measure,
     pub label: String,
-    /// L1 sensitivity over all cells, from the contribution bounds.
-    pub sensitivity: i64,
-    /// Scale of the discrete Laplace noise added to each cell.
+    #[serde(default)]
+    pub mechanism: Mechanism,
+    /// Sensitivity over all cells, from the contribution bounds: L2 for the
+    /// Gaussian mechanism, L1 for Laplace.
+    pub sensitivity: f64,
+    /// Scale of the noise added to each cell (σ or b).
     pub scale: f64,
-    pub epsilon: f64,
+    /// Loss spent on this measure, as OpenDP's privacy map states it.
+    #[serde(alias = "epsilon")]
+    pub loss: f64,
     /// The site's policy rounds released values to multiples of this (1:
     /// not rounded); intervals are widened outward to match.
     #[serde(default = "one")]
@@ -92,7 +154,18 @@ pub struct SiteDescription {
     /// Columns that `SUM`/`AVG` accept, with their clamping bounds.
     pub bounded_columns: Vec<BoundedColumn>,
     pub max_dimensions: usize,
-    pub epsilon: EpsilonRange,
+    /// What losses and budgets are measured in.
+    #[serde(default = "Accounting::legacy")]
+    pub accounting: Accounting,
+    /// The loss one query may spend.
+    #[serde(alias = "epsilon")]
+    pub loss: LossRange,
+    /// Budgets per period, in the same measure.
+    #[serde(default)]
+    pub budgets: SiteBudgets,
+    /// Under zCDP, what the user budget amounts to in (ε, δ)-DP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_budget_approx_dp: Option<ApproxDp>,
     pub max_samples_per_donor: i64,
     pub max_groups_per_donor: i64,
     pub budget_period_days: u32,
@@ -166,17 +239,29 @@ pub struct BoundedColumn {
     pub max: i64,
 }
 
+/// The privacy loss one query may spend, in the site's measure.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpsilonRange {
+pub struct LossRange {
     pub min: f64,
     pub max: f64,
     pub default: f64,
+}
+
+/// How much loss may be spent per period: by the whole site, by one
+/// project, by one user.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct SiteBudgets {
+    pub site: f64,
+    pub project: f64,
+    pub user: f64,
 }
 
 /// The caller's own budget at a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BudgetStatus {
     pub site_id: String,
+    #[serde(default = "Accounting::legacy")]
+    pub accounting: Accounting,
     pub period_days: u32,
     pub user: BudgetAccount,
     pub project: BudgetAccount,
@@ -262,9 +347,10 @@ pub struct FederatedRequest {
     pub sql: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<FeasibilityQuery>,
-    /// Privacy loss each site spends; each site's default if absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epsilon: Option<f64>,
+    /// Privacy loss each site spends, in the sites' measure; each site's
+    /// default if absent.
+    #[serde(default, alias = "epsilon", skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
     /// Site ids to ask; every site of the network if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<String>>,
@@ -382,7 +468,8 @@ pub struct HistoryEntry {
     /// RFC 3339, UTC.
     pub at: String,
     pub query: FeasibilityQuery,
-    pub epsilon: Option<f64>,
+    #[serde(alias = "epsilon")]
+    pub loss: Option<f64>,
     pub result: FederatedResult,
 }
 
@@ -395,7 +482,9 @@ pub struct ApprovalRequest {
     pub role: String,
     /// The query as the site would run it (forced filters included), in SQL.
     pub sql: String,
-    pub epsilon: f64,
+    /// The loss the query would spend, in the site's measure.
+    #[serde(alias = "epsilon")]
+    pub loss: f64,
     /// RFC 3339, UTC.
     pub created: String,
     pub expires: String,

@@ -118,7 +118,7 @@ fn example_queries_pass_the_checks() {
         let request = QueryRequest {
             sql: Some(text),
             query: None,
-            epsilon: None,
+            loss: None,
         };
         let query =
             QueryService::parse(&request).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -66,7 +66,7 @@ async fn ask(net: &LocalNetwork, url: &str, sql: &str) -> FederatedResult {
     let request = FederatedRequest {
         sql: Some(sql.into()),
         query: None,
-        epsilon: Some(0.5),
+        loss: Some(0.05),
         sites: None,
     };
     let req = as_user(
@@ -413,7 +413,7 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
         serde_json::json!({ "sql": "SELECT * FROM samples" }),
         serde_json::json!({ "query": { "measures": [{ "kind": "samples" }], "group_by": ["donor_id"] } }),
         serde_json::json!({ "query": { "measures": [{ "kind": "samples" }], "group_by": ["sex", "sample_type", "country"] } }),
-        serde_json::json!({ "sql": "SELECT COUNT(*) FROM samples", "epsilon": 50.0 }),
+        serde_json::json!({ "sql": "SELECT COUNT(*) FROM samples", "loss": 50.0 }),
     ] {
         let r = post_to_node(&net, &trusted, port, body.clone())
             .await
@@ -516,7 +516,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
                 measures: None,
                 min_dimensions: None,
                 dimensions: None,
-                epsilon_above: None,
+                loss_above: None,
                 action: Action::Approve,
                 reason: None,
             }];
@@ -534,7 +534,7 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
                 &token,
                 reqwest::Method::POST,
                 "/v1/query",
-                Some(serde_json::json!({ "sql": sql, "epsilon": 0.2 })),
+                Some(serde_json::json!({ "sql": sql, "loss": 0.02 })),
             )
             .await
         }

@@ -234,7 +234,7 @@ fn question() -> FederatedRequest {
     FederatedRequest {
         sql: Some("SELECT COUNT(*) FROM samples".into()),
         query: None,
-        epsilon: Some(0.2),
+        loss: Some(0.02),
         sites: None,
     }
 }
@@ -534,7 +534,7 @@ async fn call_node(
         )
         .bearer_auth(token);
     if method == reqwest::Method::POST && path == "/v1/query" {
-        req = req.json(&json!({ "sql": "SELECT COUNT(*) FROM samples", "epsilon": 0.1 }));
+        req = req.json(&json!({ "sql": "SELECT COUNT(*) FROM samples", "loss": 0.01 }));
     } else if method == reqwest::Method::POST {
         req = req.json(&json!({ "decision": "approve" }));
     }
@@ -699,7 +699,7 @@ async fn every_node_refuses_tokens_that_do_not_check_out() {
     };
     let (rita_user, p1) = budget("rita", "p1").await;
     assert!(
-        (rita_user - 0.1).abs() < 1e-9 && (p1 - 0.1).abs() < 1e-9,
+        (rita_user - 0.01).abs() < 1e-9 && (p1 - 0.01).abs() < 1e-9,
         "{rita_user} {p1}"
     );
     assert_eq!(budget("rosa", "p1").await, (0.0, p1));

@@ -29,8 +29,8 @@ impl Default for Metrics {
         )
         .expect("valid metric");
         let epsilon = prometheus::Counter::new(
-            "bonebank_node_epsilon_spent_total",
-            "Epsilon charged for new releases",
+            "bonebank_node_loss_spent_total",
+            "Privacy loss charged for new releases, in the site's measure (rho or epsilon)",
         )
         .expect("valid metric");
         registry
@@ -66,7 +66,7 @@ impl Metrics {
         self.queries.with_label_values(&[outcome]).inc();
         self.latency.observe(took.as_secs_f64());
         if let Ok(r) = result {
-            self.epsilon.inc_by(r.epsilon_charged);
+            self.epsilon.inc_by(r.charged);
         }
     }
 

@@ -89,7 +89,7 @@ impl Error {
                 (
                     ErrorCode::BudgetExhausted,
                     format!("the query would exceed {whose} privacy budget for the current period"),
-                    Some("ask again with a smaller epsilon, repeat an earlier query (free), or wait for the period to roll over".into()),
+                    Some("ask again with a smaller loss, repeat an earlier query (free), or wait for the period to roll over".into()),
                 )
             }
             Error::NoData => (

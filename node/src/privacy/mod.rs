@@ -1,16 +1,22 @@
 //! Noise. Every released number passes through a [`NoiseMechanism`]; the
-//! production one is OpenDP's discrete Laplace. ε is split into whole
-//! nano-ε units so that budgets add up exactly.
+//! production one is OpenDP's: the discrete Gaussian under zCDP (the
+//! network's default) or the discrete Laplace under pure ε-DP. Losses (ρ or
+//! ε) are split into whole nano units so that budgets add up exactly.
 
 mod interval;
 mod opendp;
 
-pub use interval::{discrete_laplace_tail, halfwidth};
-pub use opendp::OpenDpLaplace;
+pub use interval::{
+    discrete_gaussian_pmf, discrete_gaussian_tail, discrete_laplace_tail, halfwidth,
+};
+pub use opendp::{OpenDpNoise, zcdp_epsilon};
+
+use bonebank_schemas::wire::{Accounting, Mechanism};
 
 use crate::Result;
 
-/// ε is accounted in units of 10⁻⁹, so sums over many queries are exact.
+/// Losses are accounted in units of 10⁻⁹, so sums over many queries are
+/// exact. (The functions below say ε; they serve ρ alike.)
 pub const UNITS_PER_EPSILON: f64 = 1e9;
 
 /// ε as whole units (rounded to the nearest unit): for ε a caller asks for
@@ -38,46 +44,78 @@ pub fn epsilon(units: i64) -> f64 {
     units as f64 / UNITS_PER_EPSILON
 }
 
+/// The mechanism a site's accounting uses.
+pub fn mechanism(accounting: Accounting) -> Mechanism {
+    match accounting {
+        Accounting::Zcdp => Mechanism::DiscreteGaussian,
+        Accounting::Pure => Mechanism::DiscreteLaplace,
+    }
+}
+
+/// How far removing one donor can move a vector of true values: in L1
+/// (what the Laplace mechanism needs) and in L2 (the Gaussian).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sensitivity {
+    pub l1: i64,
+    /// Rounded up, never below the true L2 distance.
+    pub l2: f64,
+}
+
+impl Sensitivity {
+    /// One donor moves at most `cells` cells, each by at most `per_cell`:
+    /// L1 = cells·per_cell, L2 = √cells·per_cell.
+    pub fn of_cells(per_cell: i64, cells: i64) -> Self {
+        let l2 = (cells as f64).sqrt() * per_cell as f64;
+        Self {
+            l1: per_cell * cells,
+            // √ and × are correctly rounded; one step up covers both.
+            l2: if l2 > 0.0 {
+                l2.next_up().next_up()
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
 /// A vector of integers released with noise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Noised {
     pub values: Vec<i64>,
-    /// Scale of the discrete Laplace noise on each value.
+    /// Scale of the noise on each value (σ or b).
     pub scale: f64,
-    /// ε as the mechanism's privacy map states it for the sensitivity; never
-    /// above the ε asked for.
-    pub epsilon: f64,
+    /// Loss as the mechanism's privacy map states it; never above the loss
+    /// asked for.
+    pub loss: f64,
 }
 
 /// The noise for one vector, chosen before any data is read: its scale, and
-/// the ε the mechanism's privacy map states for the sensitivity.
+/// the loss the mechanism's privacy map states for the sensitivity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
-    pub sensitivity: i64,
+    pub accounting: Accounting,
+    /// The sensitivity the mechanism was calibrated to: L2 under zCDP, L1
+    /// under pure ε-DP.
+    pub sensitivity: f64,
     pub scale: f64,
-    /// Never above the ε asked for.
-    pub epsilon: f64,
+    /// Never above the loss asked for.
+    pub loss: f64,
 }
 
 /// The noise seam: OpenDP in production, a fixed offset in tests that need
 /// exact numbers.
 pub trait NoiseMechanism: Send + Sync + std::fmt::Debug {
-    /// The noise that makes a release `epsilon`-DP when one donor changes
-    /// the vector by at most `sensitivity` in L1 distance. Reads no data.
-    fn calibrate(&self, sensitivity: i64, epsilon: f64) -> Result<Calibration>;
+    /// The noise that makes a release cost at most `loss` (ρ or ε, by the
+    /// accounting) when one donor moves the vector by at most
+    /// `sensitivity`. Reads no data.
+    fn calibrate(
+        &self,
+        accounting: Accounting,
+        sensitivity: Sensitivity,
+        loss: f64,
+    ) -> Result<Calibration>;
     /// Releases `values` with the calibrated noise.
     fn release(&self, values: &[i64], calibration: &Calibration) -> Result<Noised>;
-
-    /// Calibrates and releases in one step.
-    fn calibrate_and_release(
-        &self,
-        values: &[i64],
-        sensitivity: i64,
-        epsilon: f64,
-    ) -> Result<Noised> {
-        let calibration = self.calibrate(sensitivity, epsilon)?;
-        self.release(values, &calibration)
-    }
 }
 
 /// Adds a fixed offset and claims the scale the real mechanism would use. For
@@ -86,11 +124,21 @@ pub trait NoiseMechanism: Send + Sync + std::fmt::Debug {
 pub struct FixedOffset(pub i64);
 
 impl NoiseMechanism for FixedOffset {
-    fn calibrate(&self, sensitivity: i64, epsilon: f64) -> Result<Calibration> {
+    fn calibrate(
+        &self,
+        accounting: Accounting,
+        sensitivity: Sensitivity,
+        loss: f64,
+    ) -> Result<Calibration> {
+        let (sensitivity, scale) = match accounting {
+            Accounting::Zcdp => (sensitivity.l2, sensitivity.l2 / (2.0 * loss).sqrt()),
+            Accounting::Pure => (sensitivity.l1 as f64, sensitivity.l1 as f64 / loss),
+        };
         Ok(Calibration {
+            accounting,
             sensitivity,
-            scale: sensitivity as f64 / epsilon,
-            epsilon,
+            scale,
+            loss,
         })
     }
 
@@ -98,7 +146,7 @@ impl NoiseMechanism for FixedOffset {
         Ok(Noised {
             values: values.iter().map(|v| v + self.0).collect(),
             scale: calibration.scale,
-            epsilon: calibration.epsilon,
+            loss: calibration.loss,
         })
     }
 }

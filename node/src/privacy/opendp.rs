@@ -1,72 +1,115 @@
-//! OpenDP's discrete Laplace mechanism over integer vectors.
+//! OpenDP's noise over integer vectors: the discrete Gaussian under zCDP
+//! (calibrated to the L2 sensitivity) and the discrete Laplace under pure
+//! ε-DP (calibrated to the L1 sensitivity). Integer noise, sampled exactly.
 
+use bonebank_schemas::wire::Accounting;
+use opendp::combinators::ConcentratedMeasure;
+use opendp::core::Measurement;
 use opendp::domains::{AtomDomain, VectorDomain};
-use opendp::measurements::make_laplace;
-use opendp::measures::MaxDivergence;
-use opendp::metrics::L1Distance;
+use opendp::measurements::{make_gaussian, make_laplace};
+use opendp::measures::{MaxDivergence, ZeroConcentratedDivergence};
+use opendp::metrics::{L1Distance, L2Distance};
 
-use super::{Calibration, NoiseMechanism, Noised};
+use super::{Calibration, NoiseMechanism, Noised, Sensitivity};
 use crate::{Error, Result};
 
-/// Discrete Laplace noise from OpenDP (`make_laplace` on
-/// `VectorDomain<AtomDomain<i64>>` with `L1Distance<i64>`): integer noise,
-/// sampled exactly, no floating-point noise.
+/// OpenDP's mechanisms: `make_gaussian` with `ZeroConcentratedDivergence` on
+/// `VectorDomain<AtomDomain<i64>>` and `L2Distance<f64>`, or `make_laplace`
+/// with `MaxDivergence` and `L1Distance<i64>`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OpenDpLaplace;
+pub struct OpenDpNoise;
 
-impl NoiseMechanism for OpenDpLaplace {
-    fn calibrate(&self, sensitivity: i64, epsilon: f64) -> Result<Calibration> {
-        if !(epsilon > 0.0 && epsilon.is_finite()) || sensitivity < 0 {
-            return Err(Error::Noise(format!(
-                "invalid epsilon {epsilon} or sensitivity {sensitivity}"
-            )));
-        }
-        // scale = Δ/ε; the privacy map rounds up, so widen the scale by a few
-        // ulps until the map's ε is within the ε asked for.
-        let mut scale = (sensitivity.max(1) as f64) / epsilon;
-        for _ in 0..64 {
-            let charged = measurement(scale)?.map(&sensitivity).map_err(fail)?;
-            if charged <= epsilon {
-                return Ok(Calibration {
-                    sensitivity,
-                    scale,
-                    epsilon: charged,
-                });
-            }
-            scale = scale.next_up();
-        }
-        Err(Error::Noise(format!(
-            "no scale found for epsilon {epsilon}"
-        )))
-    }
-
-    fn release(&self, values: &[i64], calibration: &Calibration) -> Result<Noised> {
-        let noisy = measurement(calibration.scale)?
-            .invoke(&values.to_vec())
-            .map_err(fail)?;
-        Ok(Noised {
-            values: noisy,
-            scale: calibration.scale,
-            epsilon: calibration.epsilon,
-        })
-    }
-}
-
-type Laplace = opendp::core::Measurement<
+type Gaussian = Measurement<
     VectorDomain<AtomDomain<i64>>,
-    L1Distance<i64>,
-    MaxDivergence,
+    L2Distance<f64>,
+    ZeroConcentratedDivergence,
     Vec<i64>,
 >;
+type Laplace = Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>;
 
-fn measurement(scale: f64) -> Result<Laplace> {
-    make_laplace::<_, _, MaxDivergence>(
+fn gaussian(scale: f64) -> Result<Gaussian> {
+    make_gaussian(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L2Distance::<f64>::default(),
+        scale,
+        None,
+    )
+    .map_err(fail)
+}
+
+fn laplace(scale: f64) -> Result<Laplace> {
+    make_laplace(
         VectorDomain::new(AtomDomain::<i64>::default()),
         L1Distance::<i64>::default(),
         scale,
         None,
     )
     .map_err(fail)
+}
+
+impl NoiseMechanism for OpenDpNoise {
+    fn calibrate(
+        &self,
+        accounting: Accounting,
+        sensitivity: Sensitivity,
+        loss: f64,
+    ) -> Result<Calibration> {
+        if !(loss > 0.0 && loss.is_finite()) || sensitivity.l1 < 0 {
+            return Err(Error::Noise(format!(
+                "invalid loss {loss} or sensitivity {sensitivity:?}"
+            )));
+        }
+        let (delta, mut scale) = match accounting {
+            // ρ = Δ₂² / (2σ²)
+            Accounting::Zcdp => (
+                sensitivity.l2,
+                sensitivity.l2.max(1.0) / (2.0 * loss).sqrt(),
+            ),
+            // ε = Δ₁ / b
+            Accounting::Pure => (sensitivity.l1 as f64, sensitivity.l1.max(1) as f64 / loss),
+        };
+        // The privacy maps round up, so widen the scale by a few ulps until
+        // the map's loss is within the loss asked for.
+        for _ in 0..64 {
+            let charged = match accounting {
+                Accounting::Zcdp => gaussian(scale)?.map(&sensitivity.l2),
+                Accounting::Pure => laplace(scale)?.map(&sensitivity.l1),
+            }
+            .map_err(fail)?;
+            if charged <= loss {
+                return Ok(Calibration {
+                    accounting,
+                    sensitivity: delta,
+                    scale,
+                    loss: charged,
+                });
+            }
+            scale = scale.next_up();
+        }
+        Err(Error::Noise(format!("no scale found for loss {loss}")))
+    }
+
+    fn release(&self, values: &[i64], c: &Calibration) -> Result<Noised> {
+        let values = values.to_vec();
+        let noisy = match c.accounting {
+            Accounting::Zcdp => gaussian(c.scale)?.invoke(&values),
+            Accounting::Pure => laplace(c.scale)?.invoke(&values),
+        }
+        .map_err(fail)?;
+        Ok(Noised {
+            values: noisy,
+            scale: c.scale,
+            loss: c.loss,
+        })
+    }
+}
+
+/// The ε that ρ-zCDP amounts to at `delta`, by OpenDP's conversion
+/// (Canonne, Kamath and Steinke's, as `make_zCDP_to_approxDP` uses it).
+pub fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64> {
+    <ZeroConcentratedDivergence as ConcentratedMeasure>::convert(rho)
+        .and_then(|profile| profile.epsilon(delta))
+        .map_err(fail)
 }
 
 fn fail(e: opendp::error::Error) -> Error {

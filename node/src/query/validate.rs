@@ -18,7 +18,8 @@ const MAX_CELLS: usize = 10_000;
 pub struct Checked {
     /// Canonical, normalised, with the role's forced filter.
     pub query: FeasibilityQuery,
-    pub epsilon: f64,
+    /// The loss it spends, in the site's measure (ρ or ε).
+    pub loss: f64,
     /// The group-by dimensions, in the canonical order.
     pub dimensions: Vec<Dimension>,
 }
@@ -36,7 +37,7 @@ fn query(message: impl Into<String>, hint: impl Into<String>) -> (Refusal, bool)
 /// site's policy, not the query language, refused.
 pub fn check(
     q: &FeasibilityQuery,
-    epsilon: Option<f64>,
+    loss: Option<f64>,
     role: Role,
     site: &SiteId,
     pol: &Policy,
@@ -48,14 +49,17 @@ pub fn check(
             "ask the site's data steward",
         ));
     }
-    let epsilon = epsilon.unwrap_or(pol.epsilon.default);
-    let max = rules
-        .max_epsilon
-        .map_or(pol.epsilon.max, |m| m.min(pol.epsilon.max));
-    if !(epsilon.is_finite() && epsilon >= pol.epsilon.min && epsilon <= max) {
+    let range = pol.loss_range();
+    let loss = loss.unwrap_or(range.default);
+    let max = rules.max_loss.map_or(range.max, |m| m.min(range.max));
+    let symbol = pol.accounting.symbol();
+    if !(loss.is_finite() && loss >= range.min && loss <= max) {
         return Err(policy(
-            format!("epsilon {epsilon} is outside what this site allows"),
-            format!("choose epsilon from {} to {max}", pol.epsilon.min),
+            format!("{symbol} {loss} is outside what this site allows"),
+            format!(
+                "this site accounts in {symbol}; choose a loss from {} to {max}",
+                range.min
+            ),
         ));
     }
 
@@ -124,7 +128,7 @@ pub fn check(
     .canonical();
     Ok(Checked {
         query,
-        epsilon,
+        loss,
         dimensions,
     })
 }

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use actix_web::{test, web};
 use bonebank_node::api::app;
 use bonebank_node::devidp::DevProvider;
-use bonebank_node::policy::Policy;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::server::state_with_noise;
 use bonebank_schemas::wire::{BudgetStatus, ErrorBody, ErrorCode, QueryResult, SiteDescription};
 use serde_json::json;
 
-use crate::common::TestSite;
+use crate::common::{TestSite, pure};
 
 /// A request with a token from the development provider for user "ana" of
 /// project "hip-msc" in `role` (any string: the node decides what it means).
@@ -43,7 +42,7 @@ fn provider_for(site: &mut TestSite) -> DevProvider {
 
 #[actix_web::test]
 async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
-    let mut site = TestSite::new("DE-LUE", 200, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 200, pure());
     let idp = provider_for(&mut site);
     let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
     let service = test::init_service(app(web::Data::new(state))).await;
@@ -76,11 +75,11 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
             && serum.values[0].value < serum.values[0].interval[1]
     );
     assert_eq!(
-        result.measures[1].sensitivity, 4,
+        result.measures[1].sensitivity, 4.0,
         "donors: one per cell, max_groups_per_donor 4 cells"
     );
     assert_eq!(
-        result.measures[0].sensitivity, 20,
+        result.measures[0].sensitivity, 20.0,
         "samples: 5 per cell × 4 cells"
     );
 
@@ -173,7 +172,7 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
 
 #[actix_web::test]
 async fn site_budget_health_and_metrics() {
-    let mut site = TestSite::new("DK-NAE", 50, Policy::default());
+    let mut site = TestSite::new("DK-NAE", 50, pure());
     let idp = provider_for(&mut site);
     let state = state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
     let service = test::init_service(app(web::Data::new(state))).await;
@@ -210,7 +209,7 @@ async fn site_budget_health_and_metrics() {
     assert!(!sample_type.fixed_per_donor);
     assert_eq!(
         sample_type.groups_per_donor,
-        Policy::default().groups_per_donor(bonebank_node::query::Dimension::SampleType)
+        pure().groups_per_donor(bonebank_node::query::Dimension::SampleType)
     );
     let text = serde_json::to_string(&description).unwrap();
     assert!(

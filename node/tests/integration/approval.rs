@@ -10,7 +10,7 @@ use bonebank_node::service::QueryService;
 use bonebank_schemas::wire::ApprovalDecision;
 use bonebank_schemas::{Role, Table};
 
-use crate::common::{TestSite, approve, caller, rule, sql, steward};
+use crate::common::{TestSite, approve, caller, pure, rule, sql, steward};
 
 /// DESIGN.md's example: researchers up to ε 0.5 and one dimension run at
 /// once; industry partners and two-dimension breakdowns wait; a third
@@ -31,7 +31,7 @@ fn example_rules() -> Vec<Rule> {
             ..rule(Action::Approve)
         },
         Rule {
-            epsilon_above: Some(0.5),
+            loss_above: Some(0.5),
             ..rule(Action::Approve)
         },
         Rule {
@@ -48,7 +48,7 @@ fn policy_decisions_follow_the_first_matching_rule() {
     let policy = Policy {
         rules: example_rules(),
         max_dimensions: 3,
-        ..Policy::default()
+        ..pure()
     };
     policy.validate_rules().unwrap();
     let cases: &[(Role, &str, f64, Action, Option<usize>)] = &[
@@ -219,7 +219,7 @@ fn any_invalid_policy_setting_is_named_with_its_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn industry_counts_only_donors_with_commercial_consent_in_the_data() {
-    let site = TestSite::new("DE-LUE", 300, Policy::default());
+    let site = TestSite::new("DE-LUE", 300, pure());
     let service = site.service(Arc::new(FixedOffset(0)));
     let q = sql("SELECT COUNT(DISTINCT donor_id) FROM samples", 0.5);
     let industry = service
@@ -282,7 +282,7 @@ fn approval_site() -> TestSite {
                 role: Some(Role::Industry),
                 ..rule(Action::Approve)
             }],
-            ..Policy::default()
+            ..pure()
         },
     )
 }
@@ -328,7 +328,7 @@ async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
         (ticket.as_str(), "ida", "scoping")
     );
     assert!(p.sql.contains("consent_commercial = true"), "{}", p.sql);
-    assert_eq!(p.epsilon, 0.2);
+    assert_eq!(p.loss, 0.2);
     assert_eq!(p.user_remaining, 5.0);
 
     let status = service
@@ -443,7 +443,7 @@ async fn deny_rules_refuse_with_their_reason() {
                 reason: Some("no breakdowns by year here".into()),
                 ..rule(Action::Deny)
             }],
-            ..Policy::default()
+            ..pure()
         },
     );
     let service: QueryService = site.service(Arc::new(FixedOffset(0)));
@@ -531,7 +531,7 @@ async fn released_values_are_rounded_for_display_when_the_policy_says_so() {
     let ana = caller("ana", "p", Role::Researcher);
     // Grouped by a dimension fixed per donor, so that no donor is over a
     // bound and both runs count the same. FixedOffset(0) releases the exact bounded values, so the rounding is visible.
-    let exact = TestSite::new("DE-LUE", 150, Policy::default());
+    let exact = TestSite::new("DE-LUE", 150, pure());
     let exact = exact
         .service(Arc::new(FixedOffset(0)))
         .run(&ana, &q)
@@ -542,7 +542,7 @@ async fn released_values_are_rounded_for_display_when_the_policy_says_so() {
         150,
         Policy {
             round_to: 10,
-            ..Policy::default()
+            ..pure()
         },
     );
     let rounded = site
@@ -570,7 +570,7 @@ async fn released_values_are_rounded_for_display_when_the_policy_says_so() {
     assert!(moved > 0, "some values were not multiples of 10 before");
     let bad = Policy {
         round_to: 0,
-        ..Policy::default()
+        ..pure()
     };
     assert!(bad.validate_rules().is_err());
 }

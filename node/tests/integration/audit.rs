@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use bonebank_node::policy::Policy;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_schemas::Role;
 use rusqlite::Connection;
 
-use crate::common::{TestSite, caller, sql};
+use crate::common::{TestSite, caller, pure, sql};
 
 /// A site whose audit log holds a policy, a dataset, and requests with every
 /// kind of outcome.
 async fn site_with_history() -> TestSite {
-    let mut policy = Policy::default();
+    let mut policy = pure();
     policy.budget.user = 0.3;
     let site = TestSite::new("DK-ODE", 40, policy);
     let service = site.service(Arc::new(FixedOffset(0)));
@@ -75,7 +74,7 @@ async fn every_request_and_its_outcome_is_logged_without_data() {
     let released = &entries[2].detail;
     assert_eq!(released["user"], "ana");
     assert_eq!(released["project"], "p1");
-    assert_eq!(released["epsilon_charged"], 0.2);
+    assert_eq!(released["charged"], 0.2);
     assert!(released["dataset_version"].as_str().unwrap().len() > 10);
     assert!(
         released["query"]
@@ -83,24 +82,21 @@ async fn every_request_and_its_outcome_is_logged_without_data() {
             .unwrap()
             .starts_with("SELECT sex, COUNT(*)")
     );
-    assert_eq!(
-        entries[3].detail["epsilon_charged"],
-        serde_json::Value::Null
-    );
+    assert_eq!(entries[3].detail["charged"], serde_json::Value::Null);
     assert_eq!(entries[4].detail["sql"], "SELECT * FROM samples");
     // Only these fields, so no count or row value can slip in.
     let allowed = [
         "user",
         "project",
         "role",
-        "epsilon",
+        "loss",
         "query",
         "sql",
         "dataset_version",
         "release",
         "outcome",
         "reason",
-        "epsilon_charged",
+        "charged",
     ];
     for e in entries.iter().filter(|e| e.kind == "request") {
         for key in e.detail.as_object().unwrap().keys() {
@@ -175,7 +171,7 @@ async fn swapped_entries_are_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_are_recorded_once_each() {
-    let mut site = TestSite::new("DE-LUE", 10, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 10, pure());
     let _ = site.service(Arc::new(FixedOffset(0)));
     let _ = site.service(Arc::new(FixedOffset(0))); // restart, same policy
     site.config.policy.max_dimensions = 1;
@@ -243,7 +239,7 @@ async fn the_verify_command_names_the_entry_and_fails() {
 
 #[test]
 fn an_import_through_the_node_config_is_logged() {
-    let site = TestSite::new("DK-ODE", 10, Policy::default());
+    let site = TestSite::new("DK-ODE", 10, pure());
     let export = site.tmp.path().join("export");
     bonebank_node::generate::into_csv(&crate::common::spec("DK-ODE", 12, 9), &export).unwrap();
     let config = site.write_config("");

@@ -221,11 +221,20 @@ pub fn caller(
     }
 }
 
-pub fn sql(text: &str, epsilon: f64) -> bonebank_schemas::wire::QueryRequest {
+pub fn sql(text: &str, loss: f64) -> bonebank_schemas::wire::QueryRequest {
     bonebank_schemas::wire::QueryRequest {
         sql: Some(text.into()),
         query: None,
-        epsilon: Some(epsilon),
+        loss: Some(loss),
+    }
+}
+
+/// The default policy with pure ε accounting, for tests whose losses and
+/// budgets are written in ε.
+pub fn pure() -> bonebank_node::policy::Policy {
+    bonebank_node::policy::Policy {
+        accounting: bonebank_schemas::wire::Accounting::Pure,
+        ..bonebank_node::policy::Policy::default()
     }
 }
 
@@ -237,7 +246,7 @@ pub fn rule(action: bonebank_node::policy::Action) -> bonebank_node::policy::Rul
         measures: None,
         min_dimensions: None,
         dimensions: None,
-        epsilon_above: None,
+        loss_above: None,
         action,
         reason: None,
     }

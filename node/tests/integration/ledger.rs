@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bonebank_node::Error;
 use bonebank_node::limits::WorkLimits;
 use bonebank_node::policy::{Budgets, Policy};
-use bonebank_node::privacy::OpenDpLaplace;
+use bonebank_node::privacy::OpenDpNoise;
 use bonebank_node::store::Account;
 use bonebank_schemas::{Role, Table};
 
-use crate::common::{TestSite, caller, sql};
+use crate::common::{TestSite, caller, pure, sql};
 
 /// A site whose fair share does not get in the way: these tests race many
 /// questions from one user at the ledger on purpose.
@@ -28,14 +28,14 @@ fn policy(user: f64, project: f64, site: f64) -> Policy {
             project,
             site,
         },
-        ..Policy::default()
+        ..pure()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_queries_never_overspend() {
     let site = site(300, policy(1.0, 50.0, 50.0));
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let who = caller("ana", "p1", Role::Researcher);
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -67,7 +67,7 @@ async fn concurrent_queries_never_overspend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_and_site_budgets_are_enforced_too() {
     let site = TestSite::new("DE-LUE", 50, policy(5.0, 0.3, 50.0));
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let q = |i: i32| {
         sql(
             &format!("SELECT COUNT(*) FROM samples WHERE age_at_sampling >= {i}"),
@@ -95,7 +95,7 @@ async fn project_and_site_budgets_are_enforced_too() {
         .unwrap();
 
     let site = TestSite::new("DE-LUE", 50, policy(5.0, 5.0, 0.2));
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     service
         .run(&caller("a", "x", Role::Researcher), &q(1))
         .await
@@ -124,18 +124,18 @@ async fn repeats_are_free_and_remembered_across_restarts() {
                    WHERE diagnosis LIKE 'S72%' AND age_at_sampling <= 70 AND age_at_sampling >= 50 AND sex IN ('Female') GROUP BY sample_type";
 
     let first = {
-        let service = site.service(Arc::new(OpenDpLaplace));
+        let service = site.service(Arc::new(OpenDpNoise));
         let first = service.run(&who, &sql(text, 0.4)).await.unwrap();
         assert!(!first.remembered);
-        assert!((first.epsilon_charged - 0.4).abs() < 1e-12);
+        assert!((first.charged - 0.4).abs() < 1e-12);
         let again = service.run(&who, &sql(rewrite, 0.4)).await.unwrap();
         assert!(again.remembered);
-        assert_eq!(again.epsilon_charged, 0.0);
+        assert_eq!(again.charged, 0.0);
         assert_eq!(again.rows, first.rows);
         first
     };
     // A restarted node: new service, same state directory.
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let budget = service.budget(&who).await.unwrap();
     assert!((budget.user.spent - 0.4).abs() < 1e-12, "{budget:?}");
     let after = service.run(&who, &sql(text, 0.4)).await.unwrap();
@@ -178,7 +178,7 @@ async fn repeats_are_free_and_remembered_across_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_query_costs_nothing() {
     let site = TestSite::new("DE-LUE", 30, policy(1.0, 10.0, 10.0));
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let who = caller("ana", "p1", Role::Researcher);
     assert!(
         service
@@ -201,7 +201,7 @@ async fn a_refused_query_costs_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_identical_queries_release_once_and_pay_once() {
     let site = site(300, policy(5.0, 50.0, 50.0));
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let who = caller("ana", "p1", Role::Researcher);
     let text = "SELECT sex, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sex";
     let tasks: Vec<_> = (0..20)
@@ -224,4 +224,85 @@ async fn racing_identical_queries_release_once_and_pay_once() {
     let other = service.run(&who, &sql(text, 0.2)).await.unwrap();
     assert!(!other.remembered);
     assert!((service.budget(&who).await.unwrap().user.spent - 0.3).abs() < 1e-12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_zcdp_the_ledger_counts_rho_and_converts_earlier_epsilon() {
+    // First pure ε: two questions at ε 0.4 and 0.2.
+    let mut site = site(200, policy(5.0, 50.0, 50.0));
+    let who = caller("ana", "p1", Role::Researcher);
+    let service = site.service(Arc::new(OpenDpNoise));
+    for (text, e) in [
+        ("SELECT COUNT(*) FROM samples", 0.4),
+        ("SELECT COUNT(DISTINCT donor_id) FROM samples", 0.2),
+    ] {
+        service.run(&who, &sql(text, e)).await.unwrap();
+    }
+    // Then the site moves to zCDP: an ε-DP release is ε²/2-zCDP, so what
+    // was spent counts as 0.08 + 0.02 = 0.1 of ρ, never less.
+    site.config.policy = Policy::default();
+    let service = site.service(Arc::new(OpenDpNoise));
+    let budget = service.budget(&who).await.unwrap();
+    assert_eq!(budget.accounting, bonebank_schemas::wire::Accounting::Zcdp);
+    assert!((budget.user.spent - 0.1).abs() < 1e-8, "{budget:?}");
+    assert_eq!(budget.user.limit, Policy::default().zcdp.budget.user);
+    // A question at ρ 0.023 is charged exactly that (the privacy map's ρ
+    // rounded up to whole nano units), and shows the (ε, δ) it amounts to.
+    let r = service
+        .run(
+            &who,
+            &sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.023),
+        )
+        .await
+        .unwrap();
+    assert!(r.charged <= 0.023 + 1e-9 && r.charged > 0.023 - 1e-8);
+    let approx = r.approx_dp.expect("zCDP results state their (ε, δ)");
+    assert_eq!(approx.delta, 1e-6);
+    let expected = bonebank_node::privacy::zcdp_epsilon(r.charged, 1e-6).unwrap();
+    assert_eq!(approx.epsilon, expected);
+    let spent = service.budget(&who).await.unwrap().user.spent;
+    assert!((spent - 0.1 - r.charged).abs() < 1e-8, "{spent}");
+    // Until the user's ρ budget is used up.
+    let mut refused = None;
+    for age in 0..40 {
+        let text = format!("SELECT COUNT(*) FROM samples WHERE age_at_sampling > {age}");
+        match service.run(&who, &sql(&text, 0.05)).await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(refused, Some(Error::BudgetExhausted(Account::User))),
+        "{refused:?}"
+    );
+    let spent = service.budget(&who).await.unwrap().user.spent;
+    assert!(spent <= 0.46 + 1e-9, "{spent}");
+
+    // Back to pure ε: ρ charges cannot be counted in ε, so the node refuses
+    // instead of under-counting.
+    site.config.policy = pure();
+    let service = site.service(Arc::new(OpenDpNoise));
+    let e = service
+        .run(
+            &who,
+            &sql("SELECT COUNT(*) FROM samples WHERE sex = 'Male'", 0.1),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot count"), "{e}");
+}
+
+#[test]
+fn an_epsilon_charge_counts_as_half_its_square_in_rho_rounded_up() {
+    use bonebank_node::store::rho_units_of_epsilon;
+    assert_eq!(rho_units_of_epsilon(400_000_000), 80_000_000);
+    assert_eq!(rho_units_of_epsilon(1_000_000_000), 500_000_000);
+    // 3 nano-ε: 4.5e-18 of ρ, which is one nano unit, not zero.
+    assert_eq!(rho_units_of_epsilon(3), 1);
+    assert_eq!(rho_units_of_epsilon(0), 0);
+    // ε 100 does not overflow.
+    assert_eq!(rho_units_of_epsilon(100_000_000_000), 5_000_000_000_000);
 }

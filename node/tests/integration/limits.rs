@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use bonebank_node::Error;
 use bonebank_node::devidp::DevProvider;
 use bonebank_node::limits::WorkLimits;
-use bonebank_node::policy::Policy;
-use bonebank_node::privacy::{self, FixedOffset, OpenDpLaplace};
+use bonebank_node::privacy::{self, FixedOffset, OpenDpNoise};
 use bonebank_schemas::wire::QueryRequest;
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Role};
 
-use crate::common::{TestSite, caller, sql};
+use crate::common::{TestSite, caller, pure, sql};
 
 fn nested(levels: usize) -> String {
     format!(
@@ -63,7 +62,7 @@ fn hostile_questions() -> Vec<(String, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_and_wide_questions_are_refused_in_milliseconds() {
-    let site = TestSite::new("DE-LUE", 50, Policy::default());
+    let site = TestSite::new("DE-LUE", 50, pure());
     let service = site.service(Arc::new(FixedOffset(0)));
     let rita = caller("rita", "p1", Role::Researcher);
     for (text, expected) in hostile_questions() {
@@ -95,7 +94,7 @@ async fn deep_and_wide_questions_are_refused_in_milliseconds() {
             filter,
             group_by: Vec::new(),
         }),
-        epsilon: Some(0.1),
+        loss: Some(0.1),
     };
     let r = service.run(&rita, &request).await;
     assert!(
@@ -109,14 +108,14 @@ async fn deep_and_wide_questions_are_refused_in_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_past_the_plan_limit_is_stopped_and_charged_nothing() {
-    let mut site = TestSite::new("DE-LUE", 3_000, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 3_000, pure());
     site.config.limits.plan_timeout_ms = 1;
     let rita = caller("rita", "p1", Role::Researcher);
     let q = sql(
         "SELECT sample_type, age_band, COUNT(*), COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type, age_band",
         0.2,
     );
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let r = service.run(&rita, &q).await;
     assert!(matches!(r, Err(Error::TooSlow(1))), "{r:?}");
     assert_eq!(service.budget(&rita).await.unwrap().user.spent, 0.0);
@@ -126,19 +125,16 @@ async fn a_question_past_the_plan_limit_is_stopped_and_charged_nothing() {
     // Under the default limit the same question runs, is charged once, and
     // nothing of the stopped attempt was remembered.
     site.config.limits = WorkLimits::default();
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let service = site.service(Arc::new(OpenDpNoise));
     let r = service.run(&rita, &q).await.unwrap();
     assert!(!r.remembered);
-    assert_eq!(
-        service.budget(&rita).await.unwrap().user.spent,
-        r.epsilon_charged
-    );
+    assert_eq!(service.budget(&rita).await.unwrap().user.spent, r.charged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_charges_what_the_privacy_maps_state_rounded_up() {
-    let site = TestSite::new("DE-LUE", 100, Policy::default());
-    let service = site.service(Arc::new(OpenDpLaplace));
+    let site = TestSite::new("DE-LUE", 100, pure());
+    let service = site.service(Arc::new(OpenDpNoise));
     let rita = caller("rita", "p1", Role::Researcher);
     for (n, epsilon) in [(1, 0.25), (2, 0.3), (3, 0.25), (3, 0.1)] {
         let before = service.budget(&rita).await.unwrap().user.spent;
@@ -156,17 +152,13 @@ async fn the_ledger_charges_what_the_privacy_maps_state_rounded_up() {
         let r = service.run(&rita, &sql(&text, epsilon)).await.unwrap();
         let spent = service.budget(&rita).await.unwrap().user.spent - before;
         let charged = privacy::units(spent);
-        let stated: i64 = r
-            .measures
-            .iter()
-            .map(|m| privacy::units_up(m.epsilon))
-            .sum();
+        let stated: i64 = r.measures.iter().map(|m| privacy::units_up(m.loss)).sum();
         assert_eq!(
             charged, stated,
             "{text}: the ledger charges each map's ε rounded up"
         );
-        assert_eq!(privacy::units(r.epsilon_charged), charged, "{text}");
-        let maps: f64 = r.measures.iter().map(|m| m.epsilon).sum();
+        assert_eq!(privacy::units(r.charged), charged, "{text}");
+        let maps: f64 = r.measures.iter().map(|m| m.loss).sum();
         assert!(privacy::epsilon(charged) >= maps, "{text}: under-charged");
         assert!(
             charged <= privacy::units(epsilon),
@@ -189,7 +181,7 @@ fn token(idp: &DevProvider, user: &str, project: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_users_flood_gets_429s_while_another_user_is_answered() {
-    let mut site = TestSite::new("DE-LUE", 4_000, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 4_000, pure());
     let idp = DevProvider::start(
         "127.0.0.1:0".parse().unwrap(),
         "bonebank",
@@ -198,7 +190,7 @@ async fn one_users_flood_gets_429s_while_another_user_is_answered() {
     )
     .unwrap();
     site.config.oidc = idp.settings();
-    let mut policy = Policy::default();
+    let mut policy = pure();
     policy.budget.user = 1_000.0;
     policy.budget.project = 1_000.0;
     policy.budget.site = 1_000.0;
@@ -292,7 +284,7 @@ async fn one_users_flood_gets_429s_while_another_user_is_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_count_fresh_questions_only() {
-    let mut site = TestSite::new("DE-LUE", 50, Policy::default());
+    let mut site = TestSite::new("DE-LUE", 50, pure());
     site.config.limits.user_questions_per_minute = 3;
     let service = site.service(Arc::new(FixedOffset(0)));
     let rita = caller("rita", "p1", Role::Researcher);

@@ -12,7 +12,7 @@ use bonebank_node::service::{Caller, QueryService};
 use bonebank_schemas::wire::QueryResult;
 use bonebank_schemas::{Filter, Role, Value};
 
-use crate::common::{self, TestSite, approve, caller, sql};
+use crate::common::{self, TestSite, approve, caller, pure, sql};
 
 fn rule(action: Action) -> Rule {
     Rule {
@@ -92,19 +92,12 @@ fn cases() -> Vec<Case> {
             grouped,
             0.2,
         ),
-        industry_case("epsilon_above", |r| r.epsilon_above = Some(0.3), plain, 0.4),
+        industry_case("loss_above", |r| r.loss_above = Some(0.3), plain, 0.4),
     ]
 }
 
 fn site_with(rules: Vec<Rule>) -> TestSite {
-    TestSite::new(
-        "DK-ODE",
-        60,
-        Policy {
-            rules,
-            ..Policy::default()
-        },
-    )
+    TestSite::new("DK-ODE", 60, Policy { rules, ..pure() })
 }
 
 /// The last request entry of the audit log.
@@ -225,12 +218,12 @@ async fn role_settings_hold_for_remembered_releases() {
         caller("rita", "open", Role::Researcher),
         caller("ida", "scoping", Role::Industry),
     );
-    for name in ["denied", "max_epsilon"] {
-        let mut policy = Policy::default();
+    for name in ["denied", "max_loss"] {
+        let mut policy = pure();
         let industry = policy.roles.get_mut(&Role::Industry).unwrap();
         match name {
             "denied" => industry.denied = true,
-            _ => industry.max_epsilon = Some(0.3),
+            _ => industry.max_loss = Some(0.3),
         }
         let site = TestSite::new("DK-ODE", 60, policy);
         let service = site.service(Arc::new(FixedOffset(0)));
@@ -247,7 +240,7 @@ async fn role_settings_hold_for_remembered_releases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_added_later_holds_for_releases_made_before_it() {
-    let mut site = TestSite::new("DK-ODE", 60, Policy::default());
+    let mut site = TestSite::new("DK-ODE", 60, pure());
     let q = sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.2);
     let rita = caller("rita", "open", Role::Researcher);
     let before = site.service(Arc::new(FixedOffset(0)));
@@ -283,17 +276,14 @@ fn commercial_consent() -> Filter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_with_only_a_researcher_section_keeps_the_industry_filter() {
-    let site = TestSite::new("DK-ODE", 60, Policy::default());
-    let path = site.write_config("\n[policy.roles.researcher]\nmax_epsilon = 0.5\n");
+    let site = TestSite::new("DK-ODE", 60, pure());
+    let path = site.write_config("\n[policy.roles.researcher]\nmax_loss = 0.5\n");
     let config = bonebank_node::config::NodeConfig::load(&path).unwrap();
     assert_eq!(
         config.policy.forced_filter(Role::Industry).unwrap(),
         Some(commercial_consent())
     );
-    assert_eq!(
-        config.policy.roles[&Role::Researcher].max_epsilon,
-        Some(0.5)
-    );
+    assert_eq!(config.policy.roles[&Role::Researcher].max_loss, Some(0.5));
     // And the question an industry partner asks runs with it.
     let service = bonebank_node::server::state_with_noise(&config, Arc::new(FixedOffset(0)))
         .unwrap()
@@ -301,14 +291,15 @@ async fn a_config_with_only_a_researcher_section_keeps_the_industry_filter() {
     let r = service
         .run(
             &caller("ida", "scoping", Role::Industry),
-            &sql("SELECT COUNT(*) FROM samples", 0.2),
+            // The config leaves the accounting at its default, zCDP.
+            &sql("SELECT COUNT(*) FROM samples", 0.02),
         )
         .await
         .unwrap();
     assert_eq!(r.query.filter, commercial_consent());
 
     // An industry section that sets something else keeps the filter too.
-    let path = site.write_config("\n[policy.roles.industry]\nmax_epsilon = 0.5\n");
+    let path = site.write_config("\n[policy.roles.industry]\nmax_loss = 0.5\n");
     let config = bonebank_node::config::NodeConfig::load(&path).unwrap();
     assert_eq!(
         config.policy.forced_filter(Role::Industry).unwrap(),
@@ -318,7 +309,7 @@ async fn a_config_with_only_a_researcher_section_keeps_the_industry_filter() {
 
 #[test]
 fn counting_industry_without_commercial_consent_must_be_said_on_purpose() {
-    let site = TestSite::new("DK-ODE", 20, Policy::default());
+    let site = TestSite::new("DK-ODE", 20, pure());
     // write_config puts the policy text on line 4 onwards.
     for (policy, refused) in [
         (
@@ -372,9 +363,9 @@ fn counting_industry_without_commercial_consent_must_be_said_on_purpose() {
 
 #[test]
 fn policy_show_prints_the_effective_policy_with_its_defaults() {
-    let site = TestSite::new("DK-ODE", 20, Policy::default());
+    let site = TestSite::new("DK-ODE", 20, pure());
     let path = site.write_config(
-        "\n[policy]\nmax_dimensions = 1\n\n[policy.roles.researcher]\nmax_epsilon = 0.5\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n",
+        "\n[policy]\nmax_dimensions = 1\n\n[policy.roles.researcher]\nmax_loss = 0.5\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n",
     );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
         .args(["policy", "show", "--config"])

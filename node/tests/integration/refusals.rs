@@ -2,11 +2,10 @@
 //! is read; the node re-checks JSON queries as strictly as SQL.
 
 use bonebank_node::Error;
-use bonebank_node::policy::Policy;
 use bonebank_node::service::QueryService;
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Role, Value};
 
-use crate::common::{TestSite, caller, sql};
+use crate::common::{TestSite, caller, pure, sql};
 
 /// SQL, and the refusal it must get: policy or query, and a message fragment.
 const CASES: &[(&str, bool, &str)] = &[
@@ -176,7 +175,7 @@ const CASES: &[(&str, bool, &str)] = &[
 fn refusal(service: &QueryService, text: &str, epsilon: f64) -> Error {
     let request = sql(text, epsilon);
     let who = caller("ana", "p1", Role::Researcher);
-    match QueryService::parse(&request).and_then(|q| service.check(&who, &q, request.epsilon)) {
+    match QueryService::parse(&request).and_then(|q| service.check(&who, &q, request.loss)) {
         Ok(checked) => panic!("{text}: accepted as {:?}", checked.query),
         Err(e) => e,
     }
@@ -184,7 +183,7 @@ fn refusal(service: &QueryService, text: &str, epsilon: f64) -> Error {
 
 #[test]
 fn constructs_outside_the_surface_are_refused_by_name() {
-    let site = TestSite::new("DE-LUE", 50, Policy::default());
+    let site = TestSite::new("DE-LUE", 50, pure());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     for (text, policy, fragment) in CASES {
         let err = refusal(&service, text, 0.1);
@@ -207,7 +206,7 @@ fn constructs_outside_the_surface_are_refused_by_name() {
 
 #[test]
 fn epsilon_outside_the_policy_is_refused() {
-    let site = TestSite::new("DE-LUE", 20, Policy::default());
+    let site = TestSite::new("DE-LUE", 20, pure());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     for eps in [0.0, -1.0, 1.5, f64::NAN, 0.001] {
         match refusal(&service, "SELECT COUNT(*) FROM samples", eps) {
@@ -220,8 +219,8 @@ fn epsilon_outside_the_policy_is_refused() {
         }
     }
     // The industry role has a lower ceiling in the policy under test.
-    let mut policy = Policy::default();
-    policy.roles.get_mut(&Role::Industry).unwrap().max_epsilon = Some(0.2);
+    let mut policy = pure();
+    policy.roles.get_mut(&Role::Industry).unwrap().max_loss = Some(0.2);
     let site = TestSite::new("DE-LUE", 20, policy);
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     let q = QueryService::parse(&sql("SELECT COUNT(*) FROM samples", 0.3)).unwrap();
@@ -239,7 +238,7 @@ fn epsilon_outside_the_policy_is_refused() {
 
 #[test]
 fn json_queries_are_checked_like_sql() {
-    let site = TestSite::new("DE-LUE", 20, Policy::default());
+    let site = TestSite::new("DE-LUE", 20, pure());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     let who = caller("ana", "p1", Role::Researcher);
     let q = |filter: Filter, group_by: Vec<&str>| FeasibilityQuery {
@@ -307,7 +306,7 @@ fn json_queries_are_checked_like_sql() {
 
 #[test]
 fn equivalent_queries_have_one_canonical_form() {
-    let site = TestSite::new("DE-LUE", 20, Policy::default());
+    let site = TestSite::new("DE-LUE", 20, pure());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     let who = caller("ana", "p1", Role::Researcher);
     let canonical = |text: &str| {
@@ -374,7 +373,7 @@ fn a_query_written_back_as_sql_parses_to_itself() {
 
 #[test]
 fn industry_partners_only_count_commercial_consent() {
-    let site = TestSite::new("DE-LUE", 20, Policy::default());
+    let site = TestSite::new("DE-LUE", 20, pure());
     let service = site.service(std::sync::Arc::new(bonebank_node::privacy::FixedOffset(0)));
     let q = QueryService::parse(&sql("SELECT COUNT(*) FROM samples", 0.1)).unwrap();
     let industry = service
