@@ -55,6 +55,21 @@ pub enum CoordinatorCommand {
         #[arg(long = "site")]
         sites: Vec<SiteId>,
     },
+    /// Measures how precise and honest answers are: the demo sites asked a
+    /// fixed set of questions many times, every released cell compared with
+    /// the true count, for bonebank's defaults and a focus-style scheme.
+    Eval {
+        /// Directory for the generated sites (reused if they are there); a
+        /// temporary directory if absent.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Donors per site.
+        #[arg(long, default_value_t = 20_000)]
+        donors: u64,
+        /// Releases per question and site.
+        #[arg(long, default_value_t = 20)]
+        releases: usize,
+    },
     /// Measures the network on this machine: three large sites with 1 and 16
     /// clients, then the fan-out to many small nodes.
     Bench {
@@ -118,6 +133,19 @@ pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
             donors,
             deadline_ms,
         })),
+        CoordinatorCommand::Eval {
+            dir,
+            donors,
+            releases,
+        } => {
+            let report = runtime()?.block_on(crate::eval::run(crate::eval::EvalOptions {
+                dir,
+                donors,
+                releases: releases.max(1),
+            }))?;
+            print!("{report}");
+            Ok(())
+        }
         CoordinatorCommand::DevIdp { listen, sites } => {
             let sites = if sites.is_empty() {
                 crate::local::demo_sites()

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 mod error;
+pub mod eval;
 pub mod fanout;
 pub mod history;
 pub mod interval;

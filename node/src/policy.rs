@@ -32,7 +32,9 @@ pub struct Policy {
     /// no bound: a donor is in one of their cells.
     pub max_groups_per_donor: i64,
     /// The bound of single sample-level dimensions, by name, in place of
-    /// `max_groups_per_donor`.
+    /// `max_groups_per_donor`. A config's `[policy.groups_per_donor]` is
+    /// merged over the defaults key by key.
+    #[serde(deserialize_with = "groups_over_defaults")]
     pub groups_per_donor: BTreeMap<String, i64>,
     /// Length of the rolling window over which budgets are summed.
     pub budget_period_days: u32,
@@ -187,6 +189,16 @@ struct RoleSettings {
     count_without_commercial_consent: Option<bool>,
 }
 
+/// The default per-dimension bounds with a config's merged over them.
+fn groups_over_defaults<'de, D>(deserializer: D) -> Result<BTreeMap<String, i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let mut groups = Policy::default().groups_per_donor;
+    groups.extend(BTreeMap::<String, i64>::deserialize(deserializer)?);
+    Ok(groups)
+}
+
 /// The default roles with a config's role tables merged over them.
 fn roles_over_defaults<'de, D>(deserializer: D) -> Result<BTreeMap<Role, RoleRules>, D::Error>
 where
@@ -247,7 +259,22 @@ impl Default for Policy {
             },
             max_samples_per_donor: 5,
             max_groups_per_donor: 4,
-            groups_per_donor: BTreeMap::new(),
+            // Set so that no donor of the demo sites is over them (which
+            // would bias large cells downwards) except in sampling_year,
+            // where repeat blood donors span up to 18 years and 7 keeps the
+            // interval within ±25 donors; see README, "Accuracy".
+            groups_per_donor: [
+                ("sample_type", 7),
+                ("material_subtype", 7),
+                ("storage_temperature", 4),
+                ("age_band", 3),
+                ("sampling_year", 7),
+                ("diagnosis_3char", 3),
+                ("diagnosis_chapter", 3),
+            ]
+            .into_iter()
+            .map(|(d, g)| (d.to_owned(), g))
+            .collect(),
             budget_period_days: 30,
             budget: Budgets {
                 site: 100.0,

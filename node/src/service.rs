@@ -848,15 +848,16 @@ fn check_for(
 }
 
 /// How much of a query's loss each aggregate vector needs, relative to the
-/// others. The donor count is what a feasibility question turns on (and
-/// the only count peers release), so it gets five parts; a sample count,
-/// a sum, and each of an average's two vectors get one. Under zCDP the
-/// noise of a vector grows as 1/√share, so with donors and samples asked
-/// together the donor count is noised only 1.1× as much as if it were
-/// asked alone, the sample count 2.4×.
+/// others. The donor count is what a feasibility question turns on (the
+/// network's precision targets are set in donors, and it is the only count
+/// peers release), so it gets sixteen parts; a sample count, a sum, and
+/// each of an average's two vectors get one. Under zCDP the noise of a
+/// vector grows as 1/√share, so with donors and samples asked together the
+/// donor count is noised only 3% more than if it were asked alone, and the
+/// sample count 4.1 times as much.
 pub fn need(aggregate: &Aggregate) -> i64 {
     match aggregate {
-        Aggregate::Donors => 5,
+        Aggregate::Donors => 16,
         Aggregate::Samples | Aggregate::Sum { .. } | Aggregate::Count { .. } => 1,
     }
 }
@@ -996,10 +997,13 @@ mod tests {
         let samples = Aggregate::Samples;
         let shares = split(23_000_000, &[need(&samples), need(&donors)]);
         assert_eq!(shares.iter().sum::<i64>(), 23_000_000);
-        assert_eq!(shares[1], 19_166_666, "donors get five parts of six");
-        assert_eq!(shares[0], 3_833_334);
+        assert_eq!(
+            shares[1], 21_647_058,
+            "donors get sixteen parts of seventeen"
+        );
+        assert_eq!(shares[0], 1_352_942);
         for units in [1, 7, 1_000_000_007] {
-            for weights in [vec![1], vec![5, 1, 1], vec![1, 1, 1, 1, 1, 1, 1, 1]] {
+            for weights in [vec![1], vec![16, 1, 1], vec![1, 1, 1, 1, 1, 1, 1, 1]] {
                 let s = split(units, &weights);
                 assert_eq!(s.iter().sum::<i64>(), units, "{units} {weights:?}");
             }

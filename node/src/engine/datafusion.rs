@@ -221,6 +221,80 @@ impl QueryEngine for DataFusionEngine {
     }
 }
 
+impl DataFusionEngine {
+    /// The true counts of a plan's `Samples` and `Donors` aggregates, with no
+    /// contribution bound: plain `COUNT(*)` and `COUNT(DISTINCT donor)` per
+    /// cell over the surface. For evaluating accuracy against the truth
+    /// (`bonebank-coordinator eval`); never released.
+    pub async fn true_counts(&self, plan: &Plan) -> Result<Vec<Vec<i64>>> {
+        let loaded = self.current()?.ok_or(Error::NoData)?;
+        let dims = plan.dimensions.join(", ");
+        let (select, group) = if dims.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{dims}, "), format!(" GROUP BY {dims}"))
+        };
+        let sql = format!(
+            "SELECT {select}CAST(COUNT(*) AS BIGINT) AS n, \
+             CAST(COUNT(DISTINCT donor_key) AS BIGINT) AS d FROM surface WHERE {}{group}",
+            plan.filter.to_sql(true)
+        );
+        let batches = loaded
+            .ctx
+            .sql(&sql)
+            .await
+            .map_err(Error::from_df)?
+            .collect()
+            .await
+            .map_err(Error::from_df)?;
+        let cells = plan.cells();
+        let index: HashMap<&[String], usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_slice(), i))
+            .collect();
+        let d = plan.dimensions.len();
+        let mut out = vec![vec![0i64; cells.len()]; plan.aggregates.len()];
+        for b in &batches {
+            let keys: Vec<_> = (0..d)
+                .map(|i| cast(b.column(i), &DataType::Utf8))
+                .collect::<Result<_, _>>()?;
+            let keys: Vec<_> = keys.iter().map(|k| k.as_string::<i32>().clone()).collect();
+            let (n, donors) = (
+                b.column(d).as_primitive::<Int64Type>(),
+                b.column(d + 1).as_primitive::<Int64Type>(),
+            );
+            for row in 0..b.num_rows() {
+                let key: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        if k.is_null(row) {
+                            "none".to_owned()
+                        } else {
+                            k.value(row).to_owned()
+                        }
+                    })
+                    .collect();
+                let Some(&cell) = index.get(key.as_slice()) else {
+                    continue;
+                };
+                for (a, values) in plan.aggregates.iter().zip(out.iter_mut()) {
+                    values[cell] = match a {
+                        Aggregate::Samples => n.value(row),
+                        Aggregate::Donors => donors.value(row),
+                        other => {
+                            return Err(Error::Engine(format!(
+                                "true counts cover samples and donors, not {other:?}"
+                            )));
+                        }
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The SQL of a plan: the filtered rows aggregated per donor and cell (per
 /// donor alone without dimensions): how many rows, and per aggregate the
 /// sum of its column clamped per row or the count of its values. What one

@@ -75,12 +75,12 @@ async fn grouped_answers_list_every_key_and_errors_share_one_shape() {
             && serum.values[0].value < serum.values[0].interval[1]
     );
     assert_eq!(
-        result.measures[1].sensitivity, 4.0,
-        "donors: one per cell, max_groups_per_donor 4 cells"
+        result.measures[1].sensitivity, 7.0,
+        "donors: one per cell, at most 7 sample types per donor"
     );
     assert_eq!(
-        result.measures[0].sensitivity, 20.0,
-        "samples: 5 per cell × 4 cells"
+        result.measures[0].sensitivity, 35.0,
+        "samples: 5 per cell × 7 cells"
     );
 
     // Industry: the same question counts only commercial consent.

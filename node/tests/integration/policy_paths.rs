@@ -400,3 +400,15 @@ fn policy_show_prints_the_effective_policy_with_its_defaults() {
     let loaded = bonebank_node::config::NodeConfig::load(&path).unwrap();
     assert_eq!(shown.policy, loaded.policy);
 }
+
+#[test]
+fn a_config_that_bounds_one_dimension_keeps_the_other_bounds() {
+    let site = TestSite::new("DK-ODE", 20, pure());
+    let path = site.write_config("\n[policy.groups_per_donor]\nsample_type = 5\n");
+    let config = bonebank_node::config::NodeConfig::load(&path).unwrap();
+    let defaults = bonebank_node::policy::Policy::default().groups_per_donor;
+    assert_eq!(config.policy.groups_per_donor["sample_type"], 5);
+    for (d, g) in defaults.iter().filter(|(d, _)| *d != "sample_type") {
+        assert_eq!(config.policy.groups_per_donor.get(d), Some(g), "{d}");
+    }
+}

@@ -221,6 +221,7 @@ async fn bounds_cap_what_one_donor_adds() {
         Policy {
             max_samples_per_donor: 1,
             max_groups_per_donor: 40,
+            groups_per_donor: Default::default(),
             ..Policy::default()
         },
         "one-row",
@@ -234,6 +235,7 @@ async fn bounds_cap_what_one_donor_adds() {
         Policy {
             max_samples_per_donor: 100,
             max_groups_per_donor: 40,
+            groups_per_donor: Default::default(),
             ..Policy::default()
         },
         "uncapped",
@@ -254,6 +256,7 @@ async fn bounds_cap_what_one_donor_adds() {
         Policy {
             max_samples_per_donor: 1,
             max_groups_per_donor: 1,
+            groups_per_donor: Default::default(),
             ..Policy::default()
         },
         "one-cell",
