@@ -46,6 +46,7 @@ pub fn app(
         .route("/v1/login", web::get().to(auth::login_info))
         .route("/v1/whoami", web::get().to(auth::whoami))
         .route("/v1/query", web::post().to(query))
+        .route("/v1/preview", web::post().to(preview))
         .route("/v1/sites", web::get().to(sites))
         .route("/v1/history", web::get().to(history))
         .route("/v1/history/{id}", web::get().to(look_again))
@@ -63,6 +64,18 @@ async fn query(
 ) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     let result = state.coordinator.ask(&who, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// What a question would cost at each site and how precise the answers
+/// would be; nothing is spent.
+async fn preview(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Json<FederatedRequest>,
+) -> Result<HttpResponse, Error> {
+    let who = state.auth.requester(&req).await?;
+    let result = state.coordinator.preview(&who, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(result))
 }
 

@@ -239,6 +239,11 @@ pub enum ResearcherCommand {
         /// Prints the answer as JSON.
         #[arg(long)]
         json: bool,
+        /// Shows what the question would cost at each site and the ± of
+        /// every measure at 95%, from public parameters only; nothing is
+        /// spent and no data is read.
+        #[arg(long)]
+        preview: bool,
     },
     /// Shows a question from your history again; sites that were waiting
     /// for approval are asked again.
@@ -333,6 +338,7 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
             loss,
             sites,
             json,
+            preview,
         } => {
             let sql = match (sql, file) {
                 (Some(s), None) => s,
@@ -346,6 +352,18 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
                 loss,
                 sites: (!sites.is_empty()).then_some(sites),
             };
+            if preview {
+                let p = rt.block_on(client.preview(&request)).map_err(show)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&p).expect("previews serialise")
+                    );
+                } else {
+                    print!("{}", render::preview(&p));
+                }
+                return Ok(());
+            }
             let result = rt.block_on(client.query(&request)).map_err(show)?;
             print_result(&result, json);
         }

@@ -96,6 +96,18 @@ impl Client {
         .await
     }
 
+    /// What a question would cost and how precise its answers would be.
+    pub async fn preview(
+        &self,
+        request: &FederatedRequest,
+    ) -> Result<bonebank_schemas::wire::FederatedPreview, ClientError> {
+        self.send(
+            self.request(reqwest::Method::POST, "v1/preview")
+                .json(request),
+        )
+        .await
+    }
+
     /// A question from the history, with waiting sites asked again.
     pub async fn look_again(&self, id: i64) -> Result<FederatedResult, ClientError> {
         self.send(self.request(reqwest::Method::GET, &format!("v1/history/{id}")))

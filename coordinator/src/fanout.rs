@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bonebank_node::tls;
 use bonebank_schemas::wire::{
-    ErrorBody, ErrorCode, QueryRequest, QueryResult, SiteAnswer, SiteDescription, SiteStatus,
+    ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult, SiteAnswer, SiteDescription,
+    SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use tokio::time::Instant;
@@ -121,32 +122,83 @@ impl SiteClient {
                 ),
             };
         }
-        match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => {
-                let status = match e.code {
-                    ErrorCode::BudgetExhausted => SiteStatus::BudgetExhausted,
-                    ErrorCode::TooManyRequests => SiteStatus::Busy,
-                    ErrorCode::PendingApproval => SiteStatus::WaitingForApproval,
-                    ErrorCode::QueryRefused
-                    | ErrorCode::PolicyRefused
-                    | ErrorCode::Forbidden
-                    | ErrorCode::Unauthenticated
-                    | ErrorCode::BadRequest
-                    | ErrorCode::TooSlow => SiteStatus::Refused,
-                    ErrorCode::NoData
-                    | ErrorCode::NotFound
-                    | ErrorCode::IdentityUnavailable
-                    | ErrorCode::Internal => SiteStatus::Failed,
-                };
-                self.answer(status, Some(e.message), e.hint, None)
+        let (status, message, hint) = failure(status, &body);
+        self.answer(status, Some(message), hint, None)
+    }
+
+    /// Asks the site what the question would cost and how precise its
+    /// answer would be; nothing is spent.
+    pub async fn preview(
+        &self,
+        who: &Requester,
+        query: &FeasibilityQuery,
+        loss: Option<f64>,
+    ) -> SitePreview {
+        let request = QueryRequest {
+            sql: None,
+            query: Some(query.clone()),
+            loss,
+        };
+        let site_id = self.id.to_string();
+        let answer = |status, message, hint, preview| SitePreview {
+            site_id: site_id.clone(),
+            status,
+            message,
+            hint,
+            preview,
+        };
+        let sent = self
+            .http
+            .post(self.url("v1/preview"))
+            .bearer_auth(&who.token)
+            .json(&request)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return answer(
+                    SiteStatus::Unreachable,
+                    Some(describe_error(&e)),
+                    None,
+                    None,
+                );
             }
-            Err(_) => self.answer(
-                SiteStatus::Failed,
-                Some(format!("the node answered HTTP {status}")),
-                None,
-                None,
-            ),
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return answer(
+                    SiteStatus::Unreachable,
+                    Some(describe_error(&e)),
+                    None,
+                    None,
+                );
+            }
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<Preview>(&body) {
+                Ok(p) if p.site_id == site_id => answer(SiteStatus::Answered, None, None, Some(p)),
+                Ok(p) => answer(
+                    SiteStatus::Failed,
+                    Some(format!(
+                        "the node answered as {}, not {}",
+                        p.site_id, self.id
+                    )),
+                    None,
+                    None,
+                ),
+                Err(e) => answer(
+                    SiteStatus::Failed,
+                    Some(format!("unreadable preview: {e}")),
+                    None,
+                    None,
+                ),
+            };
         }
+        let (status, message, hint) = failure(status, &body);
+        answer(status, Some(message), hint, None)
     }
 
     /// The site's public description.
@@ -188,6 +240,35 @@ impl SiteClient {
     }
 }
 
+/// A node's error answer as a site status, message and hint.
+fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Option<String>) {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => {
+            let status = match e.code {
+                ErrorCode::BudgetExhausted => SiteStatus::BudgetExhausted,
+                ErrorCode::TooManyRequests => SiteStatus::Busy,
+                ErrorCode::PendingApproval => SiteStatus::WaitingForApproval,
+                ErrorCode::QueryRefused
+                | ErrorCode::PolicyRefused
+                | ErrorCode::Forbidden
+                | ErrorCode::Unauthenticated
+                | ErrorCode::BadRequest
+                | ErrorCode::TooSlow => SiteStatus::Refused,
+                ErrorCode::NoData
+                | ErrorCode::NotFound
+                | ErrorCode::IdentityUnavailable
+                | ErrorCode::Internal => SiteStatus::Failed,
+            };
+            (status, e.message, e.hint)
+        }
+        Err(_) => (
+            SiteStatus::Failed,
+            format!("the node answered HTTP {status}"),
+            None,
+        ),
+    }
+}
+
 /// A connection failure in words for researchers: no addresses.
 fn describe_error(e: &reqwest::Error) -> String {
     let chain = error_chain(e);
@@ -206,6 +287,32 @@ fn describe_error(e: &reqwest::Error) -> String {
 }
 
 /// Asks every site in `sites` at once and waits until `deadline` at most.
+/// Previews at every site at once, each bounded by `deadline`.
+pub async fn preview_all(
+    sites: &[Arc<SiteClient>],
+    who: &Requester,
+    query: &FeasibilityQuery,
+    loss: Option<f64>,
+    deadline: Instant,
+) -> Vec<SitePreview> {
+    let asks = sites.iter().map(|site| {
+        let site = site.clone();
+        async move {
+            match tokio::time::timeout_at(deadline, site.preview(who, query, loss)).await {
+                Ok(p) => p,
+                Err(_) => SitePreview {
+                    site_id: site.id.to_string(),
+                    status: SiteStatus::TimedOut,
+                    message: Some("no answer before the deadline".into()),
+                    hint: None,
+                    preview: None,
+                },
+            }
+        }
+    });
+    futures::future::join_all(asks).await
+}
+
 pub async fn ask_all(
     sites: &[Arc<SiteClient>],
     who: &Requester,

@@ -109,7 +109,9 @@ pub fn total_value(sum: f64, scales: &[(Mechanism, f64)]) -> TotalValue {
     TotalValue {
         value: sum.max(0.0),
         unclamped: sum,
-        interval: [(sum - t).max(0.0), (sum + t).max(0.0)],
+        // Cut at zero, never to a point: a true count is not below zero,
+        // and an exact zero is never what the noise says.
+        interval: [(sum - t).max(0.0), (sum + t).max(t)],
         sites: scales.len(),
     }
 }

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use bonebank_schemas::wire::{FederatedResult, NoisyValue, SiteListing, SiteStatus, TotalValue};
+use bonebank_schemas::wire::{
+    FederatedPreview, FederatedResult, NoisyValue, SiteListing, SiteStatus, TotalValue,
+};
 
 /// A number as people read it: whole numbers without decimals, others with one.
 fn number(x: f64) -> String {
@@ -13,23 +15,31 @@ fn number(x: f64) -> String {
     }
 }
 
-fn noisy(v: &NoisyValue) -> String {
+/// A noisy value as shown to people (post-processing, free of privacy
+/// cost): a count below zero is shown as 0 with a `*` (the unclamped value
+/// still goes into the total), and the interval is cut at zero but never to
+/// a point: its upper end is at least the noise's half-width, since an
+/// exact zero is the one thing differential privacy never releases.
+pub fn shown(value: f64, interval: [f64; 2]) -> String {
+    let half = (interval[1] - interval[0]) / 2.0;
+    let low = interval[0].max(0.0);
+    let high = interval[1].max(low + half);
     format!(
-        "{} [{}, {}]",
-        number(v.value),
-        number(v.interval[0]),
-        number(v.interval[1])
+        "{}{} [{}, {}]",
+        number(value.max(0.0)),
+        if value < 0.0 { "*" } else { "" },
+        number(low),
+        number(high)
     )
+}
+
+fn noisy(v: &NoisyValue) -> String {
+    shown(v.value, v.interval)
 }
 
 fn total(v: &Option<TotalValue>) -> String {
     match v {
-        Some(v) => format!(
-            "{} [{}, {}]",
-            number(v.value),
-            number(v.interval[0]),
-            number(v.interval[1])
-        ),
+        Some(v) => shown(v.unclamped, v.interval),
         None => "-".into(),
     }
 }
@@ -55,6 +65,63 @@ fn table(rows: &[Vec<String>]) -> String {
             .collect();
         writeln!(out, "{}", line.join("  ").trim_end()).unwrap();
     }
+    out
+}
+
+/// A preview: per site the loss the question would cost and the ± of each
+/// measure at 95%, then the ± of each total.
+pub fn preview(p: &FederatedPreview) -> String {
+    let mut out = String::new();
+    writeln!(out, "{}", p.query.to_sql()).unwrap();
+    writeln!(out).unwrap();
+    let mut rows = vec![{
+        let mut h = vec!["site".to_owned(), "would cost".to_owned()];
+        h.extend(p.query.measures.iter().map(|m| format!("{} ±", m.label())));
+        h
+    }];
+    for s in &p.sites {
+        let mut row = vec![s.site_id.clone()];
+        match &s.preview {
+            Some(pv) => {
+                let mut cost = format!("{} {}", pv.accounting.symbol(), number_eps(pv.loss));
+                if let Some(a) = pv.approx_dp {
+                    write!(cost, " (ε {}, δ {})", number_eps(a.epsilon), a.delta).unwrap();
+                }
+                if pv.needs_approval {
+                    cost.push_str(", needs a steward's approval");
+                }
+                row.push(cost);
+                row.extend(pv.measures.iter().map(|m| match m.halfwidth {
+                    Some(h) => format!("±{}", number(h)),
+                    None => "depends on the count".into(),
+                }));
+            }
+            None => {
+                let mut d = format!(
+                    "{}: {}",
+                    s.status.as_str(),
+                    s.message.clone().unwrap_or_default()
+                );
+                if let Some(h) = &s.hint {
+                    write!(d, " (hint: {h})").unwrap();
+                }
+                row.push(d);
+            }
+        }
+        rows.push(row);
+    }
+    let mut total = vec!["total".to_owned(), String::new()];
+    total.extend(p.total_halfwidth.iter().map(|h| match h {
+        Some(h) => format!("±{}", number(*h)),
+        None => "-".into(),
+    }));
+    rows.push(total);
+    out.push_str(&table(&rows));
+    writeln!(
+        out,
+        "\nA preview reads no data and spends nothing; ± is the 95% noise interval of every cell."
+    )
+    .unwrap();
     out
 }
 
@@ -145,6 +212,13 @@ pub fn result(r: &FederatedResult) -> String {
         r.elapsed_ms
     )
     .unwrap();
+    if out.contains("* [") {
+        writeln!(
+            out,
+            "* the noisy value was below zero and is shown as 0; the total adds the value as released."
+        )
+        .unwrap();
+    }
     out
 }
 
@@ -191,4 +265,30 @@ pub fn sites(list: &[SiteListing]) -> String {
         ]);
     }
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_below_zero_show_as_zero_and_never_as_an_exact_zero() {
+        // As DE-LUE once printed DNA: −472 samples, interval ±228.
+        assert_eq!(shown(-472.0, [-700.0, -244.0]), "0* [0, 228]");
+        assert_eq!(shown(-3.0, [-12.0, 6.0]), "0* [0, 9]");
+        assert_eq!(shown(0.0, [-9.0, 9.0]), "0 [0, 9]");
+        assert_eq!(shown(41.0, [32.0, 50.0]), "41 [32, 50]");
+        assert!(!shown(-1e6, [-1e6 - 5.0, -1e6 + 5.0]).contains("[0, 0]"));
+    }
+
+    #[test]
+    fn a_clamped_total_keeps_an_interval_and_the_table_says_so() {
+        let t = crate::merge::total_value(
+            -40.0,
+            &[(bonebank_schemas::wire::Mechanism::DiscreteGaussian, 10.0)],
+        );
+        assert_eq!(t.value, 0.0);
+        assert!(t.interval[1] > 0.0, "{t:?}");
+        assert!(total(&Some(t)).starts_with("0* [0, "));
+    }
 }

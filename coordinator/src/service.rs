@@ -9,7 +9,7 @@ use bonebank_node::service::Caller;
 use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
-    FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
+    FederatedPreview, FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
 };
 use tokio::time::Instant;
 
@@ -94,14 +94,43 @@ impl Coordinator {
         })
     }
 
-    /// Asks the chosen sites and merges what arrives before the deadline.
-    pub async fn ask(&self, who: &Requester, request: FederatedRequest) -> Result<FederatedResult> {
-        let caller = &who.caller;
-        let started = Instant::now();
-        let deadline = started + self.deadline;
+    /// What the question would cost at each chosen site and how precise
+    /// the answers and their total would be; nothing is spent anywhere.
+    pub async fn preview(
+        &self,
+        who: &Requester,
+        request: FederatedRequest,
+    ) -> Result<FederatedPreview> {
+        let deadline = Instant::now() + self.deadline;
+        let (query, sites) = self.question_and_sites(who, &request).await?;
+        let previews = fanout::preview_all(&sites, who, &query, request.loss, deadline).await;
+        let total_halfwidth = (0..query.measures.len())
+            .map(|m| {
+                let mut scales = Vec::new();
+                for p in previews.iter().filter_map(|s| s.preview.as_ref()) {
+                    let measure = p.measures.get(m)?;
+                    measure.halfwidth?;
+                    scales.push((measure.mechanism, measure.scale));
+                }
+                (!scales.is_empty()).then(|| crate::interval::halfwidth(&scales, 0.95))
+            })
+            .collect();
+        Ok(FederatedPreview {
+            query,
+            sites: previews,
+            total_halfwidth,
+        })
+    }
+
+    /// The checked question and the sites it goes to.
+    async fn question_and_sites(
+        &self,
+        who: &Requester,
+        request: &FederatedRequest,
+    ) -> Result<(FeasibilityQuery, Vec<Arc<SiteClient>>)> {
         // Parsing happens on a blocking thread, never on an HTTP worker.
         let (this, checked_request, checked_caller) =
-            (self.clone(), request.clone(), caller.clone());
+            (self.clone(), request.clone(), who.caller.clone());
         let query =
             tokio::task::spawn_blocking(move || this.check(&checked_request, &checked_caller))
                 .await
@@ -131,6 +160,15 @@ impl Coordinator {
                 chosen
             }
         };
+        Ok((query, sites))
+    }
+
+    /// Asks the chosen sites and merges what arrives before the deadline.
+    pub async fn ask(&self, who: &Requester, request: FederatedRequest) -> Result<FederatedResult> {
+        let caller = &who.caller;
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let (query, sites) = self.question_and_sites(who, &request).await?;
         let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();

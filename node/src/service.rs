@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bonebank_schemas::surface::{self, Role as ColumnRole};
 use bonebank_schemas::wire::{
     Accounting, ApprovalDecision, ApprovalRequest, ApproxDp, BoundedColumn, BudgetAccount,
-    BudgetStatus, DimensionDescription, FilterColumn, MeasureNoise, Mechanism, NoisyValue,
-    QueryRequest, QueryResult, ResultRow, SiteDescription, TicketStatus,
+    BudgetStatus, DimensionDescription, FilterColumn, MeasureNoise, MeasurePreview, Mechanism,
+    NoisyValue, Preview, QueryRequest, QueryResult, ResultRow, SiteDescription, TicketStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
@@ -733,6 +733,65 @@ impl QueryService {
             measures,
             dimensions: plan.dimensions.clone(),
             rows,
+        })
+    }
+
+    /// What a question would cost and how precise its answer would be, from
+    /// public parameters only (the policy, the bounds, the dimensions' keys):
+    /// no data is read and nothing is charged. Refused like the question
+    /// itself would be.
+    pub async fn preview(&self, caller: &Caller, request: &QueryRequest) -> Result<Preview> {
+        let checked = self.parse_and_check(caller, request).await?;
+        let decision =
+            self.policy
+                .decide(caller.role, &caller.project, &checked.query, checked.loss);
+        if decision.action == Action::Deny {
+            return Err(Error::PolicyRefused(crate::query::Refusal::new(
+                decision
+                    .reason
+                    .unwrap_or_else(|| "this site's policy refuses this query".into()),
+                "ask the site's data steward",
+            )));
+        }
+        let plan = self.plan(&checked);
+        let calibrations = self.calibrate(&plan, privacy::units(checked.loss))?;
+        let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
+        let mechanism = privacy::mechanism(self.policy.accounting);
+        let mut next = calibrations.iter();
+        let measures = checked
+            .query
+            .measures
+            .iter()
+            .map(|m| {
+                let c = next.next().expect("one calibration per aggregate");
+                let (loss, halfwidth) = match m {
+                    Measure::Avg { .. } => {
+                        let count = next.next().expect("an average has two");
+                        (c.loss + count.loss, None)
+                    }
+                    _ => (c.loss, Some(halfwidth(mechanism, c.scale, COVERAGE) as f64)),
+                };
+                MeasurePreview {
+                    measure: m.clone(),
+                    label: m.label(),
+                    mechanism,
+                    sensitivity: c.sensitivity,
+                    scale: c.scale,
+                    loss,
+                    halfwidth,
+                }
+            })
+            .collect();
+        let loss = privacy::epsilon(charge);
+        Ok(Preview {
+            site_id: self.site.to_string(),
+            accounting: self.policy.accounting,
+            query: checked.query.clone(),
+            loss,
+            approx_dp: self.approx_dp(loss)?,
+            needs_approval: decision.action == Action::Approve,
+            cells_per_donor: plan.cells_per_donor(),
+            measures,
         })
     }
 

@@ -132,6 +132,65 @@ pub struct ResultRow {
     pub values: Vec<NoisyValue>,
 }
 
+/// What a question would cost at a site and how precise its answer would
+/// be, from public parameters only: no data is read and nothing is charged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    pub site_id: String,
+    pub accounting: Accounting,
+    /// The query as the site would run it.
+    pub query: FeasibilityQuery,
+    /// The loss the question would be charged, in the site's measure.
+    pub loss: f64,
+    /// Under zCDP, the (ε, δ)-DP that loss amounts to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approx_dp: Option<ApproxDp>,
+    /// The site's rules send this question to a data steward first.
+    pub needs_approval: bool,
+    /// Cells one donor may add to (the product of the bounds).
+    pub cells_per_donor: i64,
+    pub measures: Vec<MeasurePreview>,
+}
+
+/// The noise one measure would get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurePreview {
+    pub measure: Measure,
+    pub label: String,
+    pub mechanism: Mechanism,
+    pub sensitivity: f64,
+    pub scale: f64,
+    pub loss: f64,
+    /// Every cell's value would be within ± this of the (bounded) count in
+    /// 95% of releases; absent for averages, whose interval depends on the
+    /// count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halfwidth: Option<f64>,
+}
+
+/// One site's preview, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SitePreview {
+    pub site_id: String,
+    pub status: SiteStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
+}
+
+/// The coordinator's preview: each site's, and the ± at 95% of each
+/// measure's total over the sites that previewed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FederatedPreview {
+    pub query: FeasibilityQuery,
+    pub sites: Vec<SitePreview>,
+    /// Per measure; absent for averages.
+    pub total_halfwidth: Vec<Option<f64>>,
+}
+
 /// A released number with its uncertainty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoisyValue {

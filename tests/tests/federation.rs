@@ -29,6 +29,7 @@ fn generous() -> Policy {
     p.budget.site = 1000.0;
     p.budget.project = 1000.0;
     p.budget.user = 1000.0;
+    p.zcdp.budget = p.budget;
     p
 }
 
@@ -678,4 +679,68 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
             .contains("no agreement with this partner"),
         "{again}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_states_each_sites_cost_and_precision_and_spends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let net = LocalNetwork::start(tmp.path(), &ids, &Policy::default(), 10_000).unwrap();
+    let url = net.coordinator.url();
+    tls::install_default_provider();
+    let sql = "SELECT sex, COUNT(DISTINCT donor_id) FROM samples GROUP BY sex";
+    let body = serde_json::json!({ "sql": sql, "loss": 0.023 });
+    let req = as_user(
+        reqwest::Client::new().post(format!("{url}/v1/preview")),
+        &net,
+        "ada",
+        "p1",
+        Role::Researcher,
+    );
+    let (status, preview) = send(req, Some(body)).await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: bonebank_schemas::wire::FederatedPreview =
+        serde_json::from_value(preview).unwrap();
+    assert_eq!(preview.sites.len(), ids.len());
+    let halfwidths: Vec<f64> = preview
+        .sites
+        .iter()
+        .map(|s| {
+            let p = s.preview.as_ref().unwrap_or_else(|| panic!("{s:?}"));
+            assert_eq!(p.cells_per_donor, 1, "a donor has one sex");
+            assert!((p.loss - 0.023).abs() < 1e-8);
+            p.measures[0].halfwidth.unwrap()
+        })
+        .collect();
+    // Δ₂ = 1, ρ 0.023: σ = 4.66, so ±9 at every site; the total of three
+    // is about √3 times as wide.
+    assert!(halfwidths.iter().all(|h| *h == 9.0), "{halfwidths:?}");
+    let total = preview.total_halfwidth[0].unwrap();
+    assert!((14.0..=17.0).contains(&total), "{total}");
+
+    // Nothing was spent: the same question then answers with the stated ±.
+    let answer = {
+        let request = FederatedRequest {
+            sql: Some(sql.into()),
+            query: None,
+            loss: Some(0.023),
+            sites: None,
+        };
+        let req = as_user(
+            reqwest::Client::new().post(format!("{url}/v1/query")),
+            &net,
+            "ada",
+            "p1",
+            Role::Researcher,
+        );
+        let (status, body) = send(req, Some(serde_json::to_value(request).unwrap())).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value::<FederatedResult>(body).unwrap()
+    };
+    for s in &answer.sites {
+        let r = s.result.as_ref().unwrap();
+        assert!(!r.remembered);
+        let v = &r.rows[0].values[0];
+        assert_eq!((v.interval[1] - v.interval[0]) / 2.0, 9.0);
+    }
 }

@@ -5,6 +5,7 @@ mod approvals;
 mod budget;
 mod health;
 mod metrics;
+mod preview;
 mod query;
 mod site;
 
@@ -55,6 +56,7 @@ pub fn app(
         .app_data(state)
         .app_data(json)
         .route("/v1/query", web::post().to(query::run))
+        .route("/v1/preview", web::post().to(preview::preview))
         .route("/v1/budget", web::get().to(budget::get))
         .route("/v1/site", web::get().to(site::get))
         .route("/v1/approvals", web::get().to(approvals::list))

@@ -306,3 +306,59 @@ fn an_epsilon_charge_counts_as_half_its_square_in_rho_rounded_up() {
     // ε 100 does not overflow.
     assert_eq!(rho_units_of_epsilon(100_000_000_000), 5_000_000_000_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_states_the_cost_and_precision_and_spends_nothing() {
+    let site = site(200, Policy::default());
+    let service = site.service(Arc::new(OpenDpNoise));
+    let who = caller("ana", "p1", Role::Researcher);
+    let text = "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
+                WHERE sex = 'Female' GROUP BY sample_type";
+    let preview = service.preview(&who, &sql(text, 0.023)).await.unwrap();
+    assert_eq!(service.budget(&who).await.unwrap().user.spent, 0.0);
+    assert_eq!(
+        preview.cells_per_donor, 7,
+        "sample types one donor may add to"
+    );
+    assert!(!preview.needs_approval);
+    let mut audit = Vec::new();
+    service.store().export_audit(&mut audit).unwrap();
+    assert!(
+        !String::from_utf8(audit).unwrap().contains("\"request\""),
+        "a preview is not a request"
+    );
+    // The release then has exactly the stated cost and ± per measure.
+    let r = service.run(&who, &sql(text, 0.023)).await.unwrap();
+    assert_eq!(r.charged, preview.loss);
+    assert_eq!(r.approx_dp, preview.approx_dp);
+    for (m, p) in r.measures.iter().zip(&preview.measures) {
+        assert_eq!((m.scale, m.sensitivity), (p.scale, p.sensitivity));
+        let row = &r.rows[0].values[r.measures.iter().position(|x| x == m).unwrap()];
+        let half = (row.interval[1] - row.interval[0]) / 2.0;
+        assert_eq!(Some(half), p.halfwidth, "{}", p.label);
+    }
+    // The donor count's ± at 95% is 1.96 σ with σ = √7 / √(2 · 16/17 · 0.023).
+    let sigma = 7f64.sqrt() / (2.0f64 * 0.023 * 16.0 / 17.0).sqrt();
+    let donors = preview
+        .measures
+        .iter()
+        .find(|m| m.measure == bonebank_schemas::Measure::Donors)
+        .and_then(|m| m.halfwidth)
+        .unwrap();
+    assert!(
+        (donors - 1.96 * sigma).abs() <= 1.0,
+        "{donors} vs {}",
+        1.96 * sigma
+    );
+
+    // A question the rules deny is refused in preview too.
+    let mut policy = Policy::default();
+    policy.rules.push(bonebank_node::policy::Rule {
+        reason: Some("no breakdowns here".into()),
+        ..crate::common::rule(bonebank_node::policy::Action::Deny)
+    });
+    let site = self::site(50, policy);
+    let service = site.service(Arc::new(OpenDpNoise));
+    let e = service.preview(&who, &sql(text, 0.023)).await.unwrap_err();
+    assert!(matches!(e, Error::PolicyRefused(_)), "{e}");
+}
