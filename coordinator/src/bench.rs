@@ -65,14 +65,11 @@ pub struct FederationBench {
 }
 
 fn policy() -> Policy {
-    Policy {
-        budget: Budgets {
-            site: 1e9,
-            project: 1e9,
-            user: 1e9,
-        },
-        ..Policy::default()
-    }
+    Policy::default().with_budgets(Budgets {
+        site: 1e9,
+        project: 1e9,
+        user: 1e9,
+    })
 }
 
 /// The benchmark's researcher.

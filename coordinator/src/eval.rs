@@ -222,14 +222,11 @@ struct Site {
 /// The default policy with budgets too large to run out during the
 /// evaluation; everything that shapes the noise is the default.
 fn eval_policy(groups: &[(String, i64)]) -> Policy {
-    let mut p = Policy::default();
-    let big = Budgets {
+    let mut p = Policy::default().with_budgets(Budgets {
         site: 1e6,
         project: 1e6,
         user: 1e6,
-    };
-    p.zcdp.budget = big;
-    p.budget = big;
+    });
     for (d, g) in groups {
         p.groups_per_donor.insert(d.clone(), *g);
     }

@@ -205,14 +205,11 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         oidc: idp.settings(),
         tls: Some(tls.clone()),
-        policy: Policy {
-            budget: Budgets {
-                site: 1e6,
-                project: 1e6,
-                user: 1e6,
-            },
-            ..Policy::default()
-        },
+        policy: Policy::default().with_budgets(Budgets {
+            site: 1e6,
+            project: 1e6,
+            user: 1e6,
+        }),
         // One client asks everything: no per-user fair share.
         limits: crate::limits::WorkLimits::unthrottled(),
     };
@@ -244,7 +241,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
                 let resp = client
                     .post(&url)
                     .bearer_auth(&token)
-                    .json(&serde_json::json!({ "sql": sql, "epsilon": 0.1 }))
+                    .json(&serde_json::json!({ "sql": sql, "loss": 0.023 }))
                     .send()
                     .await
                     .map_err(|e| Error::Engine(format!("benchmark request: {e}")))?;

@@ -313,6 +313,14 @@ impl Policy {
         }
     }
 
+    /// The same policy with `budgets` under either accounting: for
+    /// benchmarks and evaluations that ask far more than a user would.
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budget = budgets;
+        self.zcdp.budget = budgets;
+        self
+    }
+
     /// The budgets as `/v1/site` shows them.
     pub fn site_budgets(&self) -> SiteBudgets {
         let b = self.budgets();
