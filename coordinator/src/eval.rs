@@ -355,7 +355,7 @@ pub async fn run(options: EvalOptions) -> Result<String> {
     .unwrap();
     writeln!(
         out,
-        "bonebank: zCDP, ρ {} per question (a user's ρ {} per {} days is ({:.2}, {})-DP), \
+        "bonebank: zCDP, ρ {} per question (a user's ρ {} per {} days is ({:.2}, {:e})-DP), \
          S = {} samples per donor and cell, G per sample-level dimension {}; intervals \
          against the TRUE unbounded counts",
         z.rho.default,

@@ -85,7 +85,7 @@ pub fn preview(p: &FederatedPreview) -> String {
             Some(pv) => {
                 let mut cost = format!("{} {}", pv.accounting.symbol(), number_eps(pv.loss));
                 if let Some(a) = pv.approx_dp {
-                    write!(cost, " (ε {}, δ {})", number_eps(a.epsilon), a.delta).unwrap();
+                    write!(cost, " (ε {}, δ {:e})", number_eps(a.epsilon), a.delta).unwrap();
                 }
                 if pv.needs_approval {
                     cost.push_str(", needs a steward's approval");
@@ -148,7 +148,7 @@ pub fn result(r: &FederatedResult) -> String {
                     number_eps(res.charged)
                 );
                 if let Some(a) = res.approx_dp {
-                    write!(d, ", alone ({}, {})-DP", number_eps(a.epsilon), a.delta).unwrap();
+                    write!(d, ", alone ({}, {:e})-DP", number_eps(a.epsilon), a.delta).unwrap();
                 }
                 d
             }

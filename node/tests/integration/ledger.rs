@@ -246,6 +246,19 @@ async fn under_zcdp_the_ledger_counts_rho_and_converts_earlier_epsilon() {
     assert_eq!(budget.accounting, bonebank_schemas::wire::Accounting::Zcdp);
     assert!((budget.user.spent - 0.1).abs() < 1e-8, "{budget:?}");
     assert_eq!(budget.user.limit, Policy::default().zcdp.budget.user);
+    // /v1/site says so, with the (ε, δ) a user's budget amounts to.
+    let described = service.describe().unwrap();
+    assert_eq!(
+        described.accounting,
+        bonebank_schemas::wire::Accounting::Zcdp
+    );
+    assert_eq!(described.loss, Policy::default().zcdp.rho);
+    assert_eq!(described.budgets.user, 0.46);
+    let approx = described.user_budget_approx_dp.unwrap();
+    assert!(
+        (4.9..=5.0).contains(&approx.epsilon) && approx.delta == 1e-6,
+        "{approx:?}"
+    );
     // A question at ρ 0.023 is charged exactly that (the privacy map's ρ
     // rounded up to whole nano units), and shows the (ε, δ) it amounts to.
     let r = service
