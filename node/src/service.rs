@@ -611,13 +611,15 @@ impl QueryService {
     }
 
     /// Releases are keyed by everything that shapes the numbers: site, data,
-    /// canonical query, ε and the contribution bounds.
+    /// canonical query, the loss and its measure, and the contribution
+    /// bounds.
     fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
         let mut h = Sha256::new();
         h.update(format!(
-            "{}\n{version}\n{}\n{units}\n{} {} {:?}",
+            "{}\n{version}\n{}\n{units} {:?}\n{} {} {:?}",
             self.site,
             checked.query.canonical_json(),
+            self.policy.accounting,
             self.policy.max_samples_per_donor,
             self.policy.max_groups_per_donor,
             self.policy.groups_per_donor

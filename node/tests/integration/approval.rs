@@ -480,8 +480,10 @@ async fn stewards_decide_from_the_command_line() {
             )
             .await,
     );
-    let config =
-        site.write_config("\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n");
+    // The same policy as the service above: pure ε accounting.
+    let config = site.write_config(
+        "\n[policy]\naccounting = \"pure\"\n\n[[policy.rules]]\nrole = \"industry\"\naction = \"approve\"\n",
+    );
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
             .arg("steward")

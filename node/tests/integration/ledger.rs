@@ -238,13 +238,22 @@ async fn under_zcdp_the_ledger_counts_rho_and_converts_earlier_epsilon() {
     ] {
         service.run(&who, &sql(text, e)).await.unwrap();
     }
+    let same_number = sql("SELECT COUNT(*) FROM samples WHERE sex = 'Female'", 0.02);
+    let pure_release = service.run(&who, &same_number).await.unwrap();
     // Then the site moves to zCDP: an ε-DP release is ε²/2-zCDP, so what
     // was spent counts as 0.08 + 0.02 = 0.1 of ρ, never less.
     site.config.policy = Policy::default();
     let service = site.service(Arc::new(OpenDpNoise));
     let budget = service.budget(&who).await.unwrap();
     assert_eq!(budget.accounting, bonebank_schemas::wire::Accounting::Zcdp);
-    assert!((budget.user.spent - 0.1).abs() < 1e-8, "{budget:?}");
+    // 0.4²/2 + 0.2²/2 + 0.02²/2
+    assert!((budget.user.spent - 0.1002).abs() < 1e-8, "{budget:?}");
+    // ε 0.02 then is not ρ 0.02 now: a fresh release, not the remembered one.
+    let zcdp_release = service.run(&who, &same_number).await.unwrap();
+    assert!(!zcdp_release.remembered);
+    assert_ne!(zcdp_release.accounting, pure_release.accounting);
+    let spent_before = service.budget(&who).await.unwrap().user.spent - zcdp_release.charged;
+    assert!((spent_before - 0.1002).abs() < 1e-8);
     assert_eq!(budget.user.limit, Policy::default().zcdp.budget.user);
     // /v1/site says so, with the (ε, δ) a user's budget amounts to.
     let described = service.describe().unwrap();
@@ -274,7 +283,10 @@ async fn under_zcdp_the_ledger_counts_rho_and_converts_earlier_epsilon() {
     let expected = bonebank_node::privacy::zcdp_epsilon(r.charged, 1e-6).unwrap();
     assert_eq!(approx.epsilon, expected);
     let spent = service.budget(&who).await.unwrap().user.spent;
-    assert!((spent - 0.1 - r.charged).abs() < 1e-8, "{spent}");
+    assert!(
+        (spent - 0.1002 - zcdp_release.charged - r.charged).abs() < 1e-8,
+        "{spent}"
+    );
     // Until the user's ρ budget is used up.
     let mut refused = None;
     for age in 0..40 {
