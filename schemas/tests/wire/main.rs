@@ -1,0 +1,374 @@
+//! Snapshots of every wire type: each example below is serialised and
+//! compared with its committed JSON in `schemas/tests/wire/snapshots/`, and
+//! that JSON must read back to the same value. A renamed or retyped field
+//! changes the JSON and fails here, so a breaking change to what nodes,
+//! coordinators and clients send each other is never silent. After a
+//! deliberate change, `BONEBANK_UPDATE_SNAPSHOTS=1 cargo test -p
+//! bonebank-schemas` rewrites the files; review their diff.
+
+use std::path::PathBuf;
+
+use bonebank_schemas::wire::*;
+use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+fn snapshot<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: &T) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/wire/snapshots")
+        .join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(value).unwrap() + "\n";
+    if std::env::var_os("BONEBANK_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &json).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (BONEBANK_UPDATE_SNAPSHOTS=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(stored, json, "{name}: the wire format changed");
+    let back: T = serde_json::from_str(&stored).unwrap();
+    assert_eq!(&back, value, "{name}: the snapshot does not read back");
+}
+
+fn query() -> FeasibilityQuery {
+    FeasibilityQuery {
+        measures: vec![Measure::Donors, Measure::Samples],
+        filter: Filter::And(vec![
+            Filter::In {
+                column: "sex".into(),
+                values: vec![Value::Text("Female".into())],
+            },
+            Filter::Range {
+                column: "age_at_sampling".into(),
+                min: Some(50),
+                max: Some(70),
+            },
+        ]),
+        group_by: vec!["sample_type".into()],
+    }
+}
+
+fn approx() -> ApproxDp {
+    ApproxDp {
+        epsilon: 0.97,
+        delta: 1e-6,
+    }
+}
+
+fn result() -> QueryResult {
+    QueryResult {
+        site_id: "DE-LUE".into(),
+        dataset_version: "20261124T000000Z-abc".into(),
+        query: query(),
+        accounting: Accounting::Zcdp,
+        charged: 0.023,
+        loss: 0.023,
+        approx_dp: Some(approx()),
+        remembered: false,
+        measures: vec![MeasureNoise {
+            measure: Measure::Donors,
+            label: "donors".into(),
+            mechanism: Mechanism::DiscreteGaussian,
+            sensitivity: 2.6457513110645907,
+            scale: 12.7,
+            loss: 0.021647058,
+            rounded_to: 1,
+        }],
+        dimensions: vec!["sample_type".into()],
+        rows: vec![ResultRow {
+            key: vec!["StemCells".into()],
+            values: vec![NoisyValue {
+                value: 272.0,
+                interval: [247.0, 297.0],
+            }],
+        }],
+    }
+}
+
+fn limits() -> SiteLimits {
+    SiteLimits {
+        question: QueryLimits {
+            max_sql_bytes: 8192,
+            max_body_bytes: 65536,
+            max_nesting: 10,
+            max_boolean_words: 200,
+            max_predicates: 64,
+            max_in_values: 256,
+            max_measures: 8,
+            max_group_by: 8,
+        },
+        plan_timeout_ms: 10_000,
+        concurrent_per_user: 4,
+        user_questions_per_minute: 30,
+        project_questions_per_minute: 120,
+    }
+}
+
+fn description() -> SiteDescription {
+    SiteDescription {
+        site_id: "DE-LUE".into(),
+        country: "DE".into(),
+        dataset_version: Some("20261124T000000Z-abc".into()),
+        dimensions: vec![DimensionDescription {
+            name: "sex".into(),
+            values: vec!["Female".into(), "Male".into()],
+            fixed_per_donor: true,
+            groups_per_donor: 1,
+        }],
+        filters: vec![FilterColumn {
+            name: "sex".into(),
+            operators: "=, <>, IN".into(),
+        }],
+        bounded_columns: vec![BoundedColumn {
+            name: "aliquots_available".into(),
+            min: 0,
+            max: 20,
+        }],
+        max_dimensions: 2,
+        accounting: Accounting::Zcdp,
+        loss: LossRange {
+            min: 0.0005,
+            max: 0.1,
+            default: 0.023,
+        },
+        budgets: SiteBudgets {
+            site: 48.0,
+            project: 4.5,
+            user: 0.46,
+        },
+        user_budget_approx_dp: Some(ApproxDp {
+            epsilon: 4.98,
+            delta: 1e-6,
+        }),
+        max_samples_per_donor: 5,
+        max_groups_per_donor: 4,
+        budget_period_days: 30,
+        limits: limits(),
+    }
+}
+
+fn preview() -> Preview {
+    Preview {
+        site_id: "DE-LUE".into(),
+        accounting: Accounting::Zcdp,
+        query: query(),
+        loss: 0.023,
+        approx_dp: Some(approx()),
+        needs_approval: false,
+        cells_per_donor: 7,
+        measures: vec![MeasurePreview {
+            measure: Measure::Avg {
+                column: "passage_number".into(),
+            },
+            label: "avg_passage_number".into(),
+            mechanism: Mechanism::DiscreteGaussian,
+            sensitivity: 132.3,
+            scale: 900.0,
+            loss: 0.002,
+            halfwidth: None,
+        }],
+    }
+}
+
+fn federated() -> FederatedResult {
+    FederatedResult {
+        id: Some(7),
+        query: query(),
+        dimensions: vec!["sample_type".into()],
+        measures: vec!["donors".into()],
+        sites: vec![
+            SiteAnswer {
+                site_id: "DE-LUE".into(),
+                status: SiteStatus::Answered,
+                message: None,
+                hint: None,
+                result: Some(result()),
+            },
+            SiteAnswer {
+                site_id: "DK-NAE".into(),
+                status: SiteStatus::WaitingForApproval,
+                message: Some("waiting for a steward (ticket abc)".into()),
+                hint: Some("look again later".into()),
+                result: None,
+            },
+        ],
+        total: vec![TotalRow {
+            key: vec!["StemCells".into()],
+            values: vec![Some(TotalValue {
+                value: 0.0,
+                unclamped: -3.0,
+                interval: [0.0, 22.0],
+                sites: 1,
+            })],
+        }],
+        missing: vec!["DK-NAE".into()],
+        elapsed_ms: 41,
+    }
+}
+
+#[test]
+fn requests() {
+    snapshot(
+        "query_request",
+        &QueryRequest {
+            sql: Some("SELECT COUNT(*) FROM samples".into()),
+            query: None,
+            loss: Some(0.023),
+        },
+    );
+    snapshot(
+        "federated_request",
+        &FederatedRequest {
+            sql: None,
+            query: Some(query()),
+            loss: None,
+            sites: Some(vec!["DE-LUE".into()]),
+        },
+    );
+    snapshot(
+        "approval_decision",
+        &ApprovalDecision {
+            decision: "reject".into(),
+            reason: Some("not this one".into()),
+        },
+    );
+}
+
+#[test]
+fn answers() {
+    snapshot("query_result", &result());
+    snapshot("federated_result", &federated());
+    snapshot("preview", &preview());
+    snapshot(
+        "federated_preview",
+        &FederatedPreview {
+            query: query(),
+            sites: vec![SitePreview {
+                site_id: "DE-LUE".into(),
+                status: SiteStatus::Answered,
+                message: None,
+                hint: None,
+                preview: Some(preview()),
+            }],
+            total_halfwidth: vec![Some(43.0), None],
+        },
+    );
+    snapshot(
+        "history_entry",
+        &HistoryEntry {
+            id: 7,
+            at: "2026-11-24T12:00:00Z".into(),
+            query: query(),
+            loss: None,
+            result: federated(),
+        },
+    );
+}
+
+#[test]
+fn descriptions_budgets_and_approvals() {
+    snapshot("site_description", &description());
+    snapshot(
+        "site_listing",
+        &SiteListing {
+            site_id: "DE-LUE".into(),
+            status: "up".into(),
+            description: Some(description()),
+        },
+    );
+    snapshot(
+        "budget_status",
+        &BudgetStatus {
+            site_id: "DE-LUE".into(),
+            accounting: Accounting::Zcdp,
+            period_days: 30,
+            user: BudgetAccount {
+                name: "alice".into(),
+                limit: 0.46,
+                spent: 0.046,
+                remaining: 0.414,
+            },
+            project: BudgetAccount {
+                name: "hip-fracture-msc".into(),
+                limit: 4.5,
+                spent: 0.046,
+                remaining: 4.454,
+            },
+        },
+    );
+    snapshot(
+        "approval_request",
+        &ApprovalRequest {
+            ticket: "abc".into(),
+            user: "ingrid".into(),
+            project: "msc-scoping".into(),
+            role: "industry".into(),
+            sql: "SELECT COUNT(*) FROM samples WHERE consent_commercial = true".into(),
+            loss: 0.023,
+            created: "2026-11-24T12:00:00Z".into(),
+            expires: "2026-12-08T12:00:00Z".into(),
+            user_remaining: 0.46,
+            project_remaining: 4.5,
+        },
+    );
+    snapshot(
+        "ticket_status",
+        &TicketStatus {
+            ticket: "abc".into(),
+            state: "rejected".into(),
+            reason: Some("not this one".into()),
+        },
+    );
+}
+
+#[test]
+fn errors() {
+    for code in [
+        ErrorCode::BadRequest,
+        ErrorCode::QueryRefused,
+        ErrorCode::PolicyRefused,
+        ErrorCode::BudgetExhausted,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NoData,
+        ErrorCode::PendingApproval,
+        ErrorCode::NotFound,
+        ErrorCode::IdentityUnavailable,
+        ErrorCode::TooManyRequests,
+        ErrorCode::TooSlow,
+        ErrorCode::Internal,
+    ] {
+        let name = serde_json::to_value(code).unwrap();
+        snapshot(
+            &format!("error_{}", name.as_str().unwrap()),
+            &ErrorBody {
+                code,
+                message: "what went wrong".into(),
+                hint: Some("what would work".into()),
+            },
+        );
+    }
+}
+
+#[test]
+fn old_names_still_read() {
+    // Requests and stored results from before zCDP used ε names.
+    let old: QueryRequest =
+        serde_json::from_str(r#"{"sql": "SELECT COUNT(*) FROM samples", "epsilon": 0.25}"#)
+            .unwrap();
+    assert_eq!(old.loss, Some(0.25));
+    let mut stored = serde_json::to_value(result()).unwrap();
+    let o = stored.as_object_mut().unwrap();
+    o.remove("accounting");
+    o.remove("approx_dp");
+    let charged = o.remove("charged").unwrap();
+    let loss = o.remove("loss").unwrap();
+    o.insert("epsilon_charged".into(), charged);
+    o.insert("epsilon".into(), loss);
+    let back: QueryResult = serde_json::from_value(stored).unwrap();
+    assert_eq!(back.accounting, Accounting::Pure, "old results were pure ε");
+    assert_eq!(back.loss, 0.023);
+}
