@@ -164,11 +164,18 @@ impl Coordinator {
     }
 
     /// Asks the chosen sites and merges what arrives before the deadline.
+    /// Traced with the user and the question's id, which every node logs
+    /// for the same question.
+    #[tracing::instrument(name = "question", skip_all, fields(user = %who.caller.user, question = tracing::field::Empty))]
     pub async fn ask(&self, who: &Requester, request: FederatedRequest) -> Result<FederatedResult> {
         let caller = &who.caller;
         let started = Instant::now();
         let deadline = started + self.deadline;
         let (query, sites) = self.question_and_sites(who, &request).await?;
+        tracing::Span::current().record(
+            "question",
+            bonebank_node::service::question_id(&query).as_str(),
+        );
         let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();

@@ -116,8 +116,10 @@ impl QueryService {
     async fn parse_and_check(&self, caller: &Caller, request: &QueryRequest) -> Result<Checked> {
         let (request, role) = (request.clone(), caller.role);
         let (site, policy) = (self.site.clone(), self.policy.clone());
+        let span = tracing::Span::current();
         blocking(move || {
             let q = Self::parse(&request)?;
+            span.record("question", question_id(&q.canonical()));
             check_for(&q, request.loss, role, &site, &policy)
         })
         .await
@@ -125,7 +127,9 @@ impl QueryService {
 
     /// Runs a query and returns its noisy answer. Every request and its
     /// outcome goes to the audit log; a release in the same transaction as
-    /// its charge.
+    /// its charge. Traced with the site, the user and the question's id
+    /// (see [`question_id`]), the same id the coordinator logs.
+    #[tracing::instrument(name = "question", skip_all, fields(site = %self.site, user = %caller.user, question = tracing::field::Empty))]
     pub async fn run(&self, caller: &Caller, request: &QueryRequest) -> Result<QueryResult> {
         let mut detail = serde_json::json!({
             "user": caller.user,
@@ -742,6 +746,7 @@ impl QueryService {
     /// public parameters only (the policy, the bounds, the dimensions' keys):
     /// no data is read and nothing is charged. Refused like the question
     /// itself would be.
+    #[tracing::instrument(name = "preview", skip_all, fields(site = %self.site, user = %caller.user, question = tracing::field::Empty))]
     pub async fn preview(&self, caller: &Caller, request: &QueryRequest) -> Result<Preview> {
         let checked = self.parse_and_check(caller, request).await?;
         let decision =
@@ -1013,6 +1018,14 @@ fn remembered(json: &str) -> Result<QueryResult> {
     Ok(result)
 }
 
+/// A short id of a question as the coordinator sends it (its canonical
+/// form, before a site adds a role's filter): the first 12 hex digits of
+/// its SHA-256, so the coordinator's and every node's logs of one question
+/// can be matched without logging the question.
+pub fn question_id(query: &FeasibilityQuery) -> String {
+    hex::encode(&Sha256::digest(query.canonical_json().as_bytes())[..6])
+}
+
 /// Runs database work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
@@ -1051,6 +1064,20 @@ fn round_to(x: i64, r: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_question_has_one_id_however_it_is_written() {
+        let id = |sql: &str| question_id(&bonebank_query::sql::parse(sql).unwrap().canonical());
+        let a = id(
+            "SELECT COUNT(*) FROM samples WHERE sex IN ('Male', 'Female') AND age_at_sampling BETWEEN 50 AND 70",
+        );
+        let b = id(
+            "select count(*) from samples where age_at_sampling >= 50 and age_at_sampling <= 70 and sex in ('Female', 'Male')",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 12);
+        assert_ne!(a, id("SELECT COUNT(*) FROM samples WHERE sex = 'Male'"));
+    }
 
     #[test]
     fn a_query_loss_is_split_by_need_into_exact_shares() {

@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 fn snapshot<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: &T) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // Read when the test runs (cargo sets it), not baked in at build time:
+    // a shared build cache may hold a binary built in another checkout.
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("tests/wire/snapshots")
         .join(format!("{name}.json"));
     let json = serde_json::to_string_pretty(value).unwrap() + "\n";

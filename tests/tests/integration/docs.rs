@@ -7,8 +7,14 @@ use bonebank_node::dataset::DataDir;
 use bonebank_node::import;
 use bonebank_schemas::{ColumnKind, Table, ValueSet};
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+/// The repository, read when the test runs (cargo sets the variable), not
+/// baked in at build time: a shared build cache may hold a binary built in
+/// another checkout.
+fn repo() -> std::path::PathBuf {
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 const AUDIENCE: &str = "urn:bonebank";
 
 fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("oidc")
 }
 
 /// The provider's process; killed when dropped.
