@@ -286,7 +286,30 @@ fn describe_error(e: &reqwest::Error) -> String {
     }
 }
 
-/// Asks every site in `sites` at once and waits until `deadline` at most.
+/// Runs `ask` at every site at once; a site that has not answered by
+/// `deadline` gets `timed_out` with its id.
+async fn at_every_site<T, Fut>(
+    sites: &[Arc<SiteClient>],
+    deadline: Instant,
+    ask: impl Fn(Arc<SiteClient>) -> Fut,
+    timed_out: fn(String) -> T,
+) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let asks = sites.iter().map(|site| {
+        let (answer, id) = (ask(site.clone()), site.id.to_string());
+        async move {
+            tokio::time::timeout_at(deadline, answer)
+                .await
+                .unwrap_or_else(|_| timed_out(id))
+        }
+    });
+    futures::future::join_all(asks).await
+}
+
+const TIMED_OUT: &str = "no answer before the deadline";
+
 /// Previews at every site at once, each bounded by `deadline`.
 pub async fn preview_all(
     sites: &[Arc<SiteClient>],
@@ -295,24 +318,22 @@ pub async fn preview_all(
     loss: Option<f64>,
     deadline: Instant,
 ) -> Vec<SitePreview> {
-    let asks = sites.iter().map(|site| {
-        let site = site.clone();
-        async move {
-            match tokio::time::timeout_at(deadline, site.preview(who, query, loss)).await {
-                Ok(p) => p,
-                Err(_) => SitePreview {
-                    site_id: site.id.to_string(),
-                    status: SiteStatus::TimedOut,
-                    message: Some("no answer before the deadline".into()),
-                    hint: None,
-                    preview: None,
-                },
-            }
-        }
-    });
-    futures::future::join_all(asks).await
+    at_every_site(
+        sites,
+        deadline,
+        |site| async move { site.preview(who, query, loss).await },
+        |site_id| SitePreview {
+            site_id,
+            status: SiteStatus::TimedOut,
+            message: Some(TIMED_OUT.into()),
+            hint: None,
+            preview: None,
+        },
+    )
+    .await
 }
 
+/// Asks every site in `sites` at once and waits until `deadline` at most.
 pub async fn ask_all(
     sites: &[Arc<SiteClient>],
     who: &Requester,
@@ -320,20 +341,17 @@ pub async fn ask_all(
     loss: Option<f64>,
     deadline: Instant,
 ) -> Vec<SiteAnswer> {
-    let asks = sites.iter().map(|site| {
-        let site = site.clone();
-        async move {
-            match tokio::time::timeout_at(deadline, site.query(who, query, loss)).await {
-                Ok(answer) => answer,
-                Err(_) => SiteAnswer {
-                    site_id: site.id.to_string(),
-                    status: SiteStatus::TimedOut,
-                    message: Some("no answer before the deadline".into()),
-                    hint: None,
-                    result: None,
-                },
-            }
-        }
-    });
-    futures::future::join_all(asks).await
+    at_every_site(
+        sites,
+        deadline,
+        |site| async move { site.query(who, query, loss).await },
+        |site_id| SiteAnswer {
+            site_id,
+            status: SiteStatus::TimedOut,
+            message: Some(TIMED_OUT.into()),
+            hint: None,
+            result: None,
+        },
+    )
+    .await
 }
