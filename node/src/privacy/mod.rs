@@ -78,6 +78,17 @@ impl Sensitivity {
     }
 }
 
+/// The sensitivity a mechanism is calibrated to under `accounting`, and the
+/// scale that spends `loss` on it before the privacy map's rounding:
+/// σ = Δ₂/√(2ρ) for the Gaussian, b = Δ₁/ε for the Laplace (a sensitivity
+/// of 0 is taken as 1, so the scale is never 0).
+pub fn nominal_scale(accounting: Accounting, s: Sensitivity, loss: f64) -> (f64, f64) {
+    match accounting {
+        Accounting::Zcdp => (s.l2, s.l2.max(1.0) / (2.0 * loss).sqrt()),
+        Accounting::Pure => (s.l1 as f64, s.l1.max(1) as f64 / loss),
+    }
+}
+
 /// A vector of integers released with noise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Noised {
@@ -130,10 +141,7 @@ impl NoiseMechanism for FixedOffset {
         sensitivity: Sensitivity,
         loss: f64,
     ) -> Result<Calibration> {
-        let (sensitivity, scale) = match accounting {
-            Accounting::Zcdp => (sensitivity.l2, sensitivity.l2 / (2.0 * loss).sqrt()),
-            Accounting::Pure => (sensitivity.l1 as f64, sensitivity.l1 as f64 / loss),
-        };
+        let (sensitivity, scale) = nominal_scale(accounting, sensitivity, loss);
         Ok(Calibration {
             accounting,
             sensitivity,

@@ -59,15 +59,7 @@ impl NoiseMechanism for OpenDpNoise {
                 "invalid loss {loss} or sensitivity {sensitivity:?}"
             )));
         }
-        let (delta, mut scale) = match accounting {
-            // ρ = Δ₂² / (2σ²)
-            Accounting::Zcdp => (
-                sensitivity.l2,
-                sensitivity.l2.max(1.0) / (2.0 * loss).sqrt(),
-            ),
-            // ε = Δ₁ / b
-            Accounting::Pure => (sensitivity.l1 as f64, sensitivity.l1.max(1) as f64 / loss),
-        };
+        let (delta, mut scale) = super::nominal_scale(accounting, sensitivity, loss);
         // The privacy maps round up, so widen the scale by a few ulps until
         // the map's loss is within the loss asked for.
         for _ in 0..64 {
