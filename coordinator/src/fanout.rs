@@ -72,6 +72,51 @@ impl SiteClient {
         self.base.join(path).expect("static paths join")
     }
 
+    /// Posts a question to `path` and reads the node's JSON answer; on any
+    /// failure, the site status, message and hint that say why not.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        who: &Requester,
+        query: &FeasibilityQuery,
+        loss: Option<f64>,
+        site_of: fn(&T) -> &str,
+    ) -> Result<T, (SiteStatus, String, Option<String>)> {
+        let request = QueryRequest {
+            sql: None,
+            query: Some(query.clone()),
+            loss,
+        };
+        let unreachable = |e: reqwest::Error| {
+            tracing::warn!(site = %self.id, error = %error_chain(&e), "site unreachable");
+            (SiteStatus::Unreachable, describe_error(&e), None)
+        };
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&who.token)
+            .json(&request)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        // 202 is a ticket waiting for a steward: an error body, not an answer.
+        if !(status.is_success() && status != reqwest::StatusCode::ACCEPTED) {
+            return Err(failure(status, &body));
+        }
+        let answer: T = serde_json::from_slice(&body)
+            .map_err(|e| (SiteStatus::Failed, format!("unreadable answer: {e}"), None))?;
+        if site_of(&answer) != self.id.as_str() {
+            return Err((
+                SiteStatus::Failed,
+                format!("the node answered as {}, not {}", site_of(&answer), self.id),
+                None,
+            ));
+        }
+        Ok(answer)
+    }
+
     /// Sends the question; the answer or a status that says why not.
     pub async fn query(
         &self,
@@ -79,51 +124,20 @@ impl SiteClient {
         query: &FeasibilityQuery,
         loss: Option<f64>,
     ) -> SiteAnswer {
-        let request = QueryRequest {
-            sql: None,
-            query: Some(query.clone()),
-            loss,
+        let (status, message, hint, result) = match self
+            .post("v1/query", who, query, loss, |r: &QueryResult| &r.site_id)
+            .await
+        {
+            Ok(r) => (SiteStatus::Answered, None, None, Some(r)),
+            Err((status, message, hint)) => (status, Some(message), hint, None),
         };
-        let sent = self
-            .http
-            .post(self.url("v1/query"))
-            .bearer_auth(&who.token)
-            .json(&request)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return self.unreachable(&e),
-        };
-        let status = response.status();
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => return self.unreachable(&e),
-        };
-        if status.is_success() && status != reqwest::StatusCode::ACCEPTED {
-            return match serde_json::from_slice::<QueryResult>(&body) {
-                Ok(r) if r.site_id == self.id.to_string() => {
-                    self.answer(SiteStatus::Answered, None, None, Some(r))
-                }
-                Ok(r) => self.answer(
-                    SiteStatus::Failed,
-                    Some(format!(
-                        "the node answered as {}, not {}",
-                        r.site_id, self.id
-                    )),
-                    None,
-                    None,
-                ),
-                Err(e) => self.answer(
-                    SiteStatus::Failed,
-                    Some(format!("unreadable answer: {e}")),
-                    None,
-                    None,
-                ),
-            };
+        SiteAnswer {
+            site_id: self.id.to_string(),
+            status,
+            message,
+            hint,
+            result,
         }
-        let (status, message, hint) = failure(status, &body);
-        self.answer(status, Some(message), hint, None)
     }
 
     /// Asks the site what the question would cost and how precise its
@@ -134,71 +148,20 @@ impl SiteClient {
         query: &FeasibilityQuery,
         loss: Option<f64>,
     ) -> SitePreview {
-        let request = QueryRequest {
-            sql: None,
-            query: Some(query.clone()),
-            loss,
+        let (status, message, hint, preview) = match self
+            .post("v1/preview", who, query, loss, |p: &Preview| &p.site_id)
+            .await
+        {
+            Ok(p) => (SiteStatus::Answered, None, None, Some(p)),
+            Err((status, message, hint)) => (status, Some(message), hint, None),
         };
-        let site_id = self.id.to_string();
-        let answer = |status, message, hint, preview| SitePreview {
-            site_id: site_id.clone(),
+        SitePreview {
+            site_id: self.id.to_string(),
             status,
             message,
             hint,
             preview,
-        };
-        let sent = self
-            .http
-            .post(self.url("v1/preview"))
-            .bearer_auth(&who.token)
-            .json(&request)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                return answer(
-                    SiteStatus::Unreachable,
-                    Some(describe_error(&e)),
-                    None,
-                    None,
-                );
-            }
-        };
-        let status = response.status();
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return answer(
-                    SiteStatus::Unreachable,
-                    Some(describe_error(&e)),
-                    None,
-                    None,
-                );
-            }
-        };
-        if status.is_success() {
-            return match serde_json::from_slice::<Preview>(&body) {
-                Ok(p) if p.site_id == site_id => answer(SiteStatus::Answered, None, None, Some(p)),
-                Ok(p) => answer(
-                    SiteStatus::Failed,
-                    Some(format!(
-                        "the node answered as {}, not {}",
-                        p.site_id, self.id
-                    )),
-                    None,
-                    None,
-                ),
-                Err(e) => answer(
-                    SiteStatus::Failed,
-                    Some(format!("unreadable preview: {e}")),
-                    None,
-                    None,
-                ),
-            };
         }
-        let (status, message, hint) = failure(status, &body);
-        answer(status, Some(message), hint, None)
     }
 
     /// The site's public description.
@@ -216,27 +179,6 @@ impl SiteClient {
             .json::<SiteDescription>()
             .await
             .map_err(|e| format!("unreadable description: {e}"))
-    }
-
-    fn unreachable(&self, e: &reqwest::Error) -> SiteAnswer {
-        tracing::warn!(site = %self.id, error = %error_chain(e), "site unreachable");
-        self.answer(SiteStatus::Unreachable, Some(describe_error(e)), None, None)
-    }
-
-    fn answer(
-        &self,
-        status: SiteStatus,
-        message: Option<String>,
-        hint: Option<String>,
-        result: Option<QueryResult>,
-    ) -> SiteAnswer {
-        SiteAnswer {
-            site_id: self.id.to_string(),
-            status,
-            message,
-            hint,
-            result,
-        }
     }
 }
 

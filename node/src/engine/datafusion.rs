@@ -247,35 +247,17 @@ impl DataFusionEngine {
             .collect()
             .await
             .map_err(Error::from_df)?;
-        let cells = plan.cells();
-        let index: HashMap<&[String], usize> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_slice(), i))
-            .collect();
+        let index = CellIndex::new(plan);
         let d = plan.dimensions.len();
-        let mut out = vec![vec![0i64; cells.len()]; plan.aggregates.len()];
+        let mut out = vec![vec![0i64; index.cells]; plan.aggregates.len()];
         for b in &batches {
-            let keys: Vec<_> = (0..d)
-                .map(|i| cast(b.column(i), &DataType::Utf8))
-                .collect::<Result<_, _>>()?;
-            let keys: Vec<_> = keys.iter().map(|k| k.as_string::<i32>().clone()).collect();
+            let keys = CellIndex::keys(b, d)?;
             let (n, donors) = (
                 b.column(d).as_primitive::<Int64Type>(),
                 b.column(d + 1).as_primitive::<Int64Type>(),
             );
             for row in 0..b.num_rows() {
-                let key: Vec<String> = keys
-                    .iter()
-                    .map(|k| {
-                        if k.is_null(row) {
-                            "none".to_owned()
-                        } else {
-                            k.value(row).to_owned()
-                        }
-                    })
-                    .collect();
-                let Some(&cell) = index.get(key.as_slice()) else {
+                let Some(cell) = index.cell(&keys, row) else {
                     continue;
                 };
                 for (a, values) in plan.aggregates.iter().zip(out.iter_mut()) {
@@ -323,6 +305,57 @@ pub fn plan_sql(plan: &Plan) -> String {
     )
 }
 
+/// Where a result row goes: the position of its key in `Plan::cells`
+/// (first dimension most significant), or none for a key outside the public
+/// value sets. A null key reads as `none`.
+struct CellIndex<'a> {
+    /// Per dimension, each public key's position.
+    positions: Vec<HashMap<&'a str, usize>>,
+    cells: usize,
+}
+
+impl<'a> CellIndex<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        Self {
+            positions: plan
+                .keys
+                .iter()
+                .map(|keys| {
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.as_str(), i))
+                        .collect()
+                })
+                .collect(),
+            cells: plan.keys.iter().map(Vec::len).product(),
+        }
+    }
+
+    /// The first `d` columns of a batch (the dimensions) as text.
+    fn keys(batch: &RecordBatch, d: usize) -> Result<Vec<arrow::array::StringArray>> {
+        (0..d)
+            .map(|i| {
+                Ok(cast(batch.column(i), &DataType::Utf8)?
+                    .as_string::<i32>()
+                    .clone())
+            })
+            .collect()
+    }
+
+    fn cell(&self, keys: &[arrow::array::StringArray], row: usize) -> Option<usize> {
+        let mut cell = 0;
+        for (column, at) in keys.iter().zip(&self.positions) {
+            let value = if column.is_null(row) {
+                "none"
+            } else {
+                column.value(row)
+            };
+            cell = cell * at.len() + at.get(value)?;
+        }
+        Some(cell)
+    }
+}
+
 /// Bounds each donor's contribution and sums per cell, in the order of
 /// `Plan::cells`; cells without rows are 0 and rows whose key is not in the
 /// public value sets are dropped. A donor in more than
@@ -333,16 +366,7 @@ pub fn plan_sql(plan: &Plan) -> String {
 pub fn bound_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>> {
     let d = plan.dimensions.len();
     let aggregates = plan.aggregates.len();
-    let positions: Vec<HashMap<&str, usize>> = plan
-        .keys
-        .iter()
-        .map(|keys| {
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| (k.as_str(), i))
-                .collect()
-        })
-        .collect();
+    let index = CellIndex::new(plan);
     let rank = ahash::RandomState::with_seeds(
         plan.seed,
         plan.seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
@@ -355,10 +379,7 @@ pub fn bound_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>
     let mut entries: Vec<(i64, u64, usize)> = Vec::new();
     let mut values: Vec<i64> = Vec::new();
     for b in batches {
-        let keys: Vec<_> = (0..d)
-            .map(|i| cast(b.column(i), &DataType::Utf8))
-            .collect::<Result<_, _>>()?;
-        let keys: Vec<_> = keys.iter().map(|k| k.as_string::<i32>().clone()).collect();
+        let keys = CellIndex::keys(b, d)?;
         let donors = b.column(d).as_primitive::<Int64Type>();
         let rows = b.column(d + 1).as_primitive::<Int64Type>();
         let columns: Vec<Option<&arrow::array::Int64Array>> = (0..aggregates)
@@ -367,19 +388,10 @@ pub fn bound_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>
                     .map(|c| c.as_primitive::<Int64Type>())
             })
             .collect();
-        'rows: for row in 0..b.num_rows() {
-            let mut cell = 0;
-            for (k, (column, at)) in keys.iter().zip(&positions).enumerate() {
-                let value = if column.is_null(row) {
-                    "none"
-                } else {
-                    column.value(row)
-                };
-                let Some(i) = at.get(value) else {
-                    continue 'rows;
-                };
-                cell = cell * plan.keys[k].len() + i;
-            }
+        for row in 0..b.num_rows() {
+            let Some(cell) = index.cell(&keys, row) else {
+                continue;
+            };
             let donor = donors.value(row);
             entries.push((donor, rank.hash_one((donor, cell)), cell));
             for (a, column) in plan.aggregates.iter().zip(&columns) {
@@ -391,8 +403,7 @@ pub fn bound_cells(plan: &Plan, batches: &[RecordBatch]) -> Result<Vec<Vec<i64>>
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_unstable_by_key(|&e| (entries[e].0, entries[e].1));
     let limit = plan.cells_per_donor();
-    let cells: usize = plan.keys.iter().map(Vec::len).product();
-    let mut out = vec![vec![0i64; cells]; aggregates];
+    let mut out = vec![vec![0i64; index.cells]; aggregates];
     let (mut donor, mut kept) = (None, 0);
     for e in order {
         let (who, _, cell) = entries[e];
