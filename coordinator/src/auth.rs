@@ -24,21 +24,21 @@ use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bonebank_node::api::escape_html as escape;
-use bonebank_node::oidc::TokenVerifier;
-use bonebank_node::service::Caller;
+use bonebank_service::Caller;
+use bonebank_service::escape_html as escape;
+use bonebank_service::oidc::TokenVerifier;
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
     AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
     RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::LoginConfig;
-use crate::oidc::{self, DiscoveredClient, ExtraMetadata};
 use crate::{Error, Result};
+use bonebank_service::discovery::{self as oidc, DiscoveredClient, ExtraMetadata};
 
 pub const SESSION_COOKIE: &str = "bonebank_session";
 const LOGIN_COOKIE: &str = "bonebank_login";
@@ -56,27 +56,7 @@ pub struct Requester {
     pub token: String,
 }
 
-/// What `bonebank login` needs to sign in with the device flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginInfo {
-    pub issuer: String,
-    /// The CLI's (public) client id.
-    pub client_id: String,
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub resource: Option<String>,
-    /// The issuer is bonebank's development provider.
-    pub development: bool,
-}
-
-/// Who is signed in, as `/v1/whoami` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WhoAmI {
-    pub user: String,
-    pub role: String,
-    pub project: String,
-    pub sites: Vec<String>,
-}
+pub use bonebank_schemas::wire::{LoginInfo, WhoAmI};
 
 struct Pending {
     verifier: PkceCodeVerifier,
@@ -145,9 +125,7 @@ impl Auth {
             ),
             None => None,
         };
-        std::fs::create_dir_all(state_dir).map_err(Error::io(state_dir))?;
-        let db = Connection::open(state_dir.join("sessions.sqlite"))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
+        let db = bonebank_service::state::open(&state_dir.join("sessions.sqlite"))?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS sessions (
                 id_hash TEXT PRIMARY KEY,
@@ -191,7 +169,7 @@ impl Auth {
                     .await
                     .map_err(|e| {
                         tracing::warn!("{e}");
-                        Error::Node(bonebank_node::Error::IdentityUnavailable(
+                        Error::Service(bonebank_service::Error::IdentityUnavailable(
                             "the identity provider cannot be reached; try again shortly".into(),
                         ))
                     })?;
@@ -231,19 +209,19 @@ impl Auth {
             .headers()
             .contains_key(actix_web::http::header::AUTHORIZATION)
         {
-            let token = bonebank_node::identity::bearer(req.headers())?;
+            let token = bonebank_service::identity::bearer(req.headers())?;
             let caller = self.verifier.verify(&token).await?;
             return Ok(Requester { caller, token });
         }
         let Some(cookie) = req.cookie(SESSION_COOKIE) else {
-            return Err(bonebank_node::Error::Unauthenticated(
+            return Err(bonebank_service::Error::Unauthenticated(
                 "not signed in: no access token and no session".into(),
             )
             .into());
         };
         let id_hash = hash(cookie.value());
         let session = self.session(&id_hash)?.ok_or_else(|| {
-            Error::from(bonebank_node::Error::Unauthenticated(
+            Error::from(bonebank_service::Error::Unauthenticated(
                 "the session has ended; sign in again".into(),
             ))
         })?;
@@ -276,7 +254,7 @@ impl Auth {
     /// A new access token for a session whose token has expired.
     async fn refresh(&self, id_hash: &str, session: Session) -> Result<String> {
         let ended = || {
-            Error::from(bonebank_node::Error::Unauthenticated(
+            Error::from(bonebank_service::Error::Unauthenticated(
                 "the session's access has expired and could not be renewed; sign in again".into(),
             ))
         };

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bonebank_node::oidc::OidcSettings;
 use bonebank_schemas::SiteId;
+use bonebank_service::oidc::OidcSettings;
+use bonebank_service::server::{check_https_or_loopback, is_loopback};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -108,7 +109,7 @@ fn default_deadline() -> u64 {
 impl CoordinatorConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let mut config: Self = bonebank_node::config::read_toml(path, "BONEBANK_COORDINATOR_")?;
+        let mut config: Self = bonebank_service::config::read_toml(path, "BONEBANK_COORDINATOR_")?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.oidc.resolve(base);
         if let Some(secret) = &mut config.login.client_secret_file
@@ -136,7 +137,7 @@ impl CoordinatorConfig {
         if self.login.development {
             let issuer = reqwest::Url::parse(&self.oidc.issuer)
                 .map_err(|e| Error::Usage(format!("oidc.issuer: {e}")))?;
-            if !self.listen.ip().is_loopback() || !bonebank_node::oidc::is_loopback(&issuer) {
+            if !self.listen.ip().is_loopback() || !is_loopback(&issuer) {
                 return Err(Error::Usage(
                     "login.development is for the development identity provider on this machine only; \
                      it is refused unless both the coordinator and the issuer are on 127.0.0.1"
@@ -145,13 +146,11 @@ impl CoordinatorConfig {
             }
         }
         if let Some(url) = &self.login.public_url {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| Error::Usage(format!("login.public_url {url:?}: {e}")))?;
-            if parsed.scheme() != "https" && !bonebank_node::oidc::is_loopback(&parsed) {
-                return Err(Error::Usage(format!(
+            check_https_or_loopback(url, "login.public_url").map_err(|_| {
+                Error::Usage(format!(
                     "login.public_url {url} must be https: session cookies would travel in the clear"
-                )));
-            }
+                ))
+            })?;
         }
         if self.sites.is_empty() {
             return Err(Error::Usage("the config lists no [[sites]]".into()));

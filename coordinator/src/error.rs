@@ -19,7 +19,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
-    Node(#[from] bonebank_node::Error),
+    Service(#[from] bonebank_service::Error),
     #[error("history database: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("{}: {source}", path.display())]
@@ -51,10 +51,10 @@ impl Error {
                 m.clone(),
                 Some("sign in: run `bonebank login --coordinator URL`, or open /auth/login in a browser".into()),
             ),
-            Self::Node(
-                e @ (bonebank_node::Error::Unauthenticated(_)
-                | bonebank_node::Error::Forbidden(_)
-                | bonebank_node::Error::IdentityUnavailable(_)),
+            Self::Service(
+                e @ (bonebank_service::Error::Unauthenticated(_)
+                | bonebank_service::Error::Forbidden(_)
+                | bonebank_service::Error::IdentityUnavailable(_)),
             ) => {
                 let body = e.body();
                 (body.code, body.message, body.hint)
@@ -76,10 +76,10 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        bonebank_node::api::status_of(&self.body())
+        bonebank_service::error::status_of(&self.body())
     }
 
     fn error_response(&self) -> HttpResponse {
-        bonebank_node::api::respond(self.body(), self)
+        bonebank_service::error::respond(self.body(), self)
     }
 }

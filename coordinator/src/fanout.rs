@@ -6,18 +6,18 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bonebank_node::tls;
 use bonebank_schemas::wire::{
     ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult, SiteAnswer, SiteDescription,
     SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
+use bonebank_service::tls;
 use tokio::time::Instant;
 
 use crate::auth::Requester;
 use crate::config::{ClientTls, SiteEndpoint};
-use crate::oidc::error_chain;
 use crate::{Error, Result};
+use bonebank_service::error_chain;
 
 /// How one site is reached.
 #[derive(Debug, Clone)]

@@ -60,7 +60,7 @@ fn binned(mechanism: Mechanism, scale: f64, w: i64) -> Vec<f64> {
                 .collect()
         }
         Mechanism::DiscreteGaussian => {
-            let pmf = bonebank_node::privacy::discrete_gaussian_pmf(scale);
+            let pmf = bonebank_query::interval::discrete_gaussian_pmf(scale);
             let half = (pmf.len() / 2) as i64;
             let m = (half + r) / w;
             let at = |k: i64| pmf.get((k + half) as usize).copied().unwrap_or(0.0);
@@ -158,7 +158,7 @@ mod tests {
     fn one_site_matches_the_single_distribution() {
         for b in [0.5, 1.0, 4.0, 12.5, 40.0, 400.0] {
             for m in [L, G] {
-                let exact = bonebank_node::privacy::halfwidth(m, b, 0.95) as f64;
+                let exact = bonebank_query::interval::halfwidth(m, b, 0.95) as f64;
                 assert_eq!(
                     halfwidth_on_grid(&[(m, b)], 0.95, 1),
                     exact,

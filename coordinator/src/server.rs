@@ -1,10 +1,10 @@
 //! Starting a coordinator: state from a config, bind, serve.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::{HttpServer, web};
-use bonebank_node::oidc::TokenVerifier;
+use bonebank_service::RunningServer;
+use bonebank_service::oidc::TokenVerifier;
 
 use crate::api::{State, app};
 use crate::auth::Auth;
@@ -13,27 +13,7 @@ use crate::service::Coordinator;
 use crate::{Error, Result};
 
 /// A coordinator serving in the background; stops when dropped.
-#[derive(Debug)]
-pub struct RunningCoordinator {
-    pub addr: SocketAddr,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl RunningCoordinator {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-    }
-}
-
-impl Drop for RunningCoordinator {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
+pub type RunningCoordinator = RunningServer;
 
 /// Builds the coordinator for `config`, binds and starts serving on the
 /// current Tokio runtime.
@@ -69,19 +49,19 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         .workers(2)
         .listen(listener)
         .map_err(Error::io(format!("listen address {}", config.listen)))?;
-    let server = server.disable_signals().run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    Ok(RunningCoordinator { addr, handle })
+    Ok(RunningServer::spawn(
+        server.disable_signals().run(),
+        addr,
+        false,
+    ))
 }
 
 /// `bonebank-coordinator serve`: serves until Ctrl-C.
 pub async fn serve(config: CoordinatorConfig) -> Result<()> {
     let running = start(&config)?;
     println!("coordinator: {}", running.url());
-    tokio::signal::ctrl_c()
+    running
+        .until_ctrl_c()
         .await
-        .map_err(Error::io("signal handler"))?;
-    running.stop().await;
-    Ok(())
+        .map_err(Error::io("signal handler"))
 }

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bonebank_node::policy::Policy;
-use bonebank_node::query;
-use bonebank_node::service::Caller;
+use bonebank_query as query;
+use bonebank_query::policy::Policy;
 use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
     FederatedPreview, FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
 };
+use bonebank_service::Caller;
 use tokio::time::Instant;
 
 use crate::auth::Requester;
@@ -172,10 +172,7 @@ impl Coordinator {
         let started = Instant::now();
         let deadline = started + self.deadline;
         let (query, sites) = self.question_and_sites(who, &request).await?;
-        tracing::Span::current().record(
-            "question",
-            bonebank_node::service::question_id(&query).as_str(),
-        );
+        tracing::Span::current().record("question", bonebank_query::question_id(&query).as_str());
         let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let history = self.history.clone();

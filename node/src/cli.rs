@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::dataset::DataDir;
 use crate::generate::{self, Profile, ProfileKind, Spec};
-use crate::{Error, Result, bench, export, import};
+use crate::{Error, Result, export, import};
 
 /// A bonebank node: one biobank site's data and, later, its query server.
 #[derive(Debug, Parser)]
@@ -37,9 +37,6 @@ pub enum Command {
         #[arg(long, env = "BONEBANK_NODE_CONFIG")]
         config: PathBuf,
     },
-    /// Measures the node's speed on synthetic data.
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Checks or exports the node's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -185,28 +182,6 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Imports a synthetic samples CSV and reports rows per second.
-    Import {
-        /// Rows in the samples file.
-        #[arg(long, default_value_t = 1_000_000)]
-        samples: u64,
-        /// Timed runs; the median is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
-    /// Serves a synthetic site over HTTPS (mutual TLS) and times queries; compares with DuckDB.
-    Query {
-        /// Samples in the site.
-        #[arg(long, default_value_t = 1_000_000)]
-        samples: u64,
-        /// Requests per series (at most 400).
-        #[arg(long, default_value_t = 200)]
-        requests: usize,
-    },
-}
-
 /// `bonebank-node steward …`: acts on the node's own state as a steward of
 /// its site (the operator's shell on the node's machine is trusted with that).
 fn run_steward(command: StewardCommand) -> Result<()> {
@@ -222,17 +197,8 @@ fn run_steward(command: StewardCommand) -> Result<()> {
     };
     let config = crate::config::NodeConfig::load(config)?;
     let service = crate::server::state(&config)?.service;
-    let who = crate::service::Caller {
-        user: steward.clone(),
-        project: "stewardship".into(),
-        role: bonebank_schemas::Role::Steward,
-        sites: vec![config.site_id.to_string()],
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::io("tokio runtime"))?;
-    runtime.block_on(async {
+    let who = crate::service::Steward::on_site_machine(steward, config.site_id.as_str());
+    bonebank_service::server::runtime()?.block_on(async {
         match command {
             StewardCommand::List { .. } => {
                 let pending = service.approvals(&who).await?;
@@ -303,15 +269,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => run_info(&DataDir::new(args.data_dir)),
         Command::Serve { config } => {
             let config = crate::config::NodeConfig::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(Error::io("tokio runtime"))?;
-            runtime.block_on(crate::server::serve(config))
-        }
-        Command::Bench(BenchCommand::Query { samples, requests }) => {
-            println!("{}", bench::query(samples, requests)?);
-            Ok(())
+            bonebank_service::server::runtime()?.block_on(crate::server::serve(config))
         }
         Command::Steward(command) => run_steward(command),
         Command::Policy(PolicyCommand::Show { config }) => {
@@ -360,11 +318,6 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(path) = out {
                 println!("exported {n} audit entries to {}", path.display());
             }
-            Ok(())
-        }
-        Command::Bench(BenchCommand::Import { samples, runs }) => {
-            let report = bench::import(samples, runs)?;
-            println!("{report}");
             Ok(())
         }
     }

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use crate::import::Problems;
-use crate::query::Refusal;
 use crate::store::Account;
+use bonebank_query::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -102,6 +102,21 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }
+    }
+}
+
+impl From<bonebank_service::Error> for Error {
+    fn from(e: bonebank_service::Error) -> Self {
+        use bonebank_service::Error as Frame;
+        match e {
+            Frame::Unauthenticated(m) => Self::Unauthenticated(m),
+            Frame::Forbidden(m) => Self::Forbidden(m),
+            Frame::IdentityUnavailable(m) => Self::IdentityUnavailable(m),
+            Frame::BadRequest(m) => Self::BadRequest(m),
+            Frame::Usage(m) => Self::Usage(m),
+            Frame::Io { path, source } => Self::Io { path, source },
+            Frame::Internal(m) => Self::Engine(m),
+        }
     }
 }
 

@@ -5,27 +5,19 @@
 
 pub mod api;
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dataset;
-pub mod devidp;
 pub mod engine;
 mod error;
 pub mod export;
 pub mod generate;
-pub mod identity;
 pub mod import;
 pub mod limits;
-pub mod oidc;
-pub mod pki;
-pub mod policy;
 pub mod privacy;
 mod progress;
-pub mod query;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod tls;
 
 pub use error::{Error, Result};

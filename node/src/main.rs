@@ -4,13 +4,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = bonebank_node::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BONEBANK_LOG")
-                .unwrap_or_else(|_| "warn,bonebank_node=info".into()),
-        )
-        .init();
+    bonebank_service::init_logging("warn,bonebank_node=info");
     match bonebank_node::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

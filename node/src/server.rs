@@ -1,19 +1,18 @@
 //! Starting a node: build the state from a config, bind, serve.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::{HttpServer, web};
+use bonebank_service::oidc::TokenVerifier;
+use bonebank_service::{RunningServer, tls};
 
 use crate::api::{AppState, Metrics, app};
 use crate::config::NodeConfig;
 use crate::dataset::DataDir;
 use crate::engine::DataFusionEngine;
-use crate::oidc::TokenVerifier;
 use crate::privacy::{NoiseMechanism, OpenDpNoise};
 use crate::service::QueryService;
 use crate::store::Store;
-use crate::tls;
 use crate::{Error, Result};
 
 /// The state of a node for `config`, with OpenDP noise.
@@ -40,7 +39,7 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
     )
     .with_limits(config.limits);
     service.note_policy()?;
-    let identity = Arc::new(TokenVerifier::new(config.oidc.clone())?);
+    let identity = web::Data::new(TokenVerifier::new(config.oidc.clone())?);
     Ok(AppState {
         service,
         identity,
@@ -49,31 +48,7 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
 }
 
 /// A node serving in the background; stops when dropped.
-#[derive(Debug)]
-pub struct RunningNode {
-    pub addr: SocketAddr,
-    /// Whether the node speaks HTTPS with client certificates.
-    pub tls: bool,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl RunningNode {
-    pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
-    }
-
-    /// Stops accepting requests and waits for running ones.
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-    }
-}
-
-impl Drop for RunningNode {
-    fn drop(&mut self) {
-        drop(self.handle.stop(false));
-    }
-}
+pub type RunningNode = RunningServer;
 
 /// Binds and starts serving on the current Tokio runtime.
 pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
@@ -85,14 +60,11 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     }
     .map_err(Error::io(format!("listen address {}", config.listen)))?;
     let addr = server.addrs()[0];
-    let server = server.disable_signals().run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    Ok(RunningNode {
+    Ok(RunningServer::spawn(
+        server.disable_signals().run(),
         addr,
-        tls: config.tls.is_some(),
-        handle,
-    })
+        config.tls.is_some(),
+    ))
 }
 
 /// `bonebank-node serve`: serves until Ctrl-C.
@@ -100,9 +72,7 @@ pub async fn serve(config: NodeConfig) -> Result<()> {
     let state = state(&config)?;
     let node = start(&config, state)?;
     println!("node {} listening on {}", config.site_id, node.url());
-    tokio::signal::ctrl_c()
+    node.until_ctrl_c()
         .await
-        .map_err(Error::io("signal handler"))?;
-    node.stop().await;
-    Ok(())
+        .map_err(Error::io("signal handler"))
 }

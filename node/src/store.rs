@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use bonebank_schemas::wire::Accounting;
 
-use crate::policy::Policy;
 use crate::{Error, Result};
+use bonebank_query::policy::Policy;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ledger (
@@ -120,13 +120,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the state database.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-        )?;
+        let conn = bonebank_service::state::open(path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::audit::SCHEMA)?;
         // Ledgers from before zCDP hold ε only: their rows get `epsilon`.

@@ -572,3 +572,25 @@ pub struct TicketStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// What `bonebank login` needs to sign in with the device flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginInfo {
+    pub issuer: String,
+    /// The CLI's (public) client id.
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The issuer is bonebank's development provider.
+    pub development: bool,
+}
+
+/// Who is signed in, as `/v1/whoami` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub user: String,
+    pub role: String,
+    pub project: String,
+    pub sites: Vec<String>,
+}

@@ -6,26 +6,26 @@ use bonebank_schemas::wire::{ApprovalDecision, ApprovalRequest, TicketStatus};
 
 use super::AppState;
 use crate::Error;
-use crate::service::Caller;
+use crate::service::{Caller, Steward};
 
 /// `GET /v1/approvals`
 pub async fn list(
     state: web::Data<AppState>,
-    caller: Caller,
+    steward: Steward,
 ) -> Result<web::Json<Vec<ApprovalRequest>>, Error> {
-    state.service.approvals(&caller).await.map(web::Json)
+    state.service.approvals(&steward).await.map(web::Json)
 }
 
 /// `POST /v1/approvals/{ticket}` with `{"decision": "approve" | "reject", "reason": …}`
 pub async fn decide(
     state: web::Data<AppState>,
-    caller: Caller,
+    steward: Steward,
     ticket: web::Path<String>,
     decision: web::Json<ApprovalDecision>,
 ) -> Result<web::Json<TicketStatus>, Error> {
     state
         .service
-        .decide(&caller, &ticket, &decision)
+        .decide(&steward, &ticket, &decision)
         .await
         .map(web::Json)
 }

@@ -9,18 +9,18 @@ mod preview;
 mod query;
 mod site;
 
-use std::sync::Arc;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, ResponseError, web};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+use bonebank_service::StewardedSite;
+use bonebank_service::error::{json_config, respond, status_of};
+use bonebank_service::oidc::TokenVerifier;
 
 pub use metrics::Metrics;
 
 use crate::Error;
-use crate::oidc::TokenVerifier;
 use crate::service::QueryService;
 use crate::store::Account;
 
@@ -28,7 +28,7 @@ use crate::store::Account;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub service: QueryService,
-    pub identity: Arc<TokenVerifier>,
+    pub identity: web::Data<TokenVerifier>,
     pub metrics: Metrics,
 }
 
@@ -44,16 +44,16 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let json = web::JsonConfig::default()
-        .limit(crate::query::limits::LIMITS.max_body_bytes)
-        .error_handler(|e, _| {
-            Error::BadRequest(format!(
-                "the request body is not a valid query request: {e}"
-            ))
-            .into()
-        });
+    let json = json_config(
+        bonebank_query::limits::LIMITS.max_body_bytes,
+        Some(bonebank_query::SHAPE_HINT),
+    );
+    let verifier = state.identity.clone();
+    let site = web::Data::new(StewardedSite(state.service.site.to_string()));
     App::new()
         .app_data(state)
+        .app_data(verifier)
+        .app_data(site)
         .app_data(json)
         .route("/v1/query", web::post().to(query::run))
         .route("/v1/preview", web::post().to(preview::preview))
@@ -102,7 +102,7 @@ impl Error {
             Error::BadRequest(m) => (
                 ErrorCode::BadRequest,
                 m.clone(),
-                Some(crate::query::SHAPE_HINT.into()),
+                Some(bonebank_query::SHAPE_HINT.into()),
             ),
             Error::Unauthenticated(m) => (
                 ErrorCode::Unauthenticated,
@@ -166,32 +166,4 @@ impl ResponseError for Error {
         }
         response
     }
-}
-
-/// Text made safe to put into HTML, in element content or a quoted
-/// attribute.
-pub fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The HTTP status of an error body.
-pub fn status_of(body: &ErrorBody) -> StatusCode {
-    StatusCode::from_u16(body.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// An error as every bonebank service sends it: the body with its status;
-/// for internal errors, the details go to the log only.
-pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
-    if body.code == ErrorCode::Internal {
-        tracing::error!(error = %error, "request failed");
-    }
-    let mut response = HttpResponse::build(status_of(&body));
-    if body.code == ErrorCode::Unauthenticated {
-        response.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
-    }
-    response.json(body)
 }

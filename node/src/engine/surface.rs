@@ -16,8 +16,8 @@ use bonebank_schemas::{Icd10, SiteId, Table};
 use chrono::Datelike;
 
 use crate::dataset::DataDir;
-use crate::query::AGE_BANDS;
 use crate::{Error, Result};
+use bonebank_query::AGE_BANDS;
 
 /// Rows per surface batch.
 const BATCH_ROWS: usize = 64 * 1024;

@@ -3,10 +3,9 @@
 //! network's default) or the discrete Laplace under pure ε-DP. Losses (ρ or
 //! ε) are split into whole nano units so that budgets add up exactly.
 
-mod interval;
 mod opendp;
 
-pub use interval::{
+pub use bonebank_query::interval::{
     discrete_gaussian_pmf, discrete_gaussian_tail, discrete_laplace_tail, halfwidth,
 };
 pub use opendp::{OpenDpNoise, zcdp_epsilon};

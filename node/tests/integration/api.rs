@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use actix_web::{test, web};
+use bonebank_dev::devidp::DevProvider;
 use bonebank_node::api::app;
-use bonebank_node::devidp::DevProvider;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::server::state_with_noise;
 use bonebank_schemas::wire::{BudgetStatus, ErrorBody, ErrorCode, QueryResult, SiteDescription};
@@ -209,7 +209,7 @@ async fn site_budget_health_and_metrics() {
     assert!(!sample_type.fixed_per_donor);
     assert_eq!(
         sample_type.groups_per_donor,
-        pure().groups_per_donor(bonebank_node::query::Dimension::SampleType)
+        pure().groups_per_donor(bonebank_query::Dimension::SampleType)
     );
     let text = serde_json::to_string(&description).unwrap();
     assert!(

@@ -150,7 +150,7 @@ pub struct TestSite {
 }
 
 impl TestSite {
-    pub fn new(site: &str, donors: u64, policy: bonebank_node::policy::Policy) -> Self {
+    pub fn new(site: &str, donors: u64, policy: bonebank_query::policy::Policy) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data = DataDir::new(tmp.path().join("data"));
         generate::into_data_dir(&spec(site, donors, 5), &data).unwrap();
@@ -161,7 +161,7 @@ impl TestSite {
             listen: "127.0.0.1:0".parse().unwrap(),
             // Service-level tests pass callers directly; HTTP tests start a
             // development provider and point this at it.
-            oidc: bonebank_node::oidc::OidcSettings {
+            oidc: bonebank_service::oidc::OidcSettings {
                 issuer: "http://127.0.0.1:9".into(),
                 audience: "bonebank".into(),
                 leeway_seconds: 30,
@@ -231,16 +231,16 @@ pub fn sql(text: &str, loss: f64) -> bonebank_schemas::wire::QueryRequest {
 
 /// The default policy with pure ε accounting, for tests whose losses and
 /// budgets are written in ε.
-pub fn pure() -> bonebank_node::policy::Policy {
-    bonebank_node::policy::Policy {
+pub fn pure() -> bonebank_query::policy::Policy {
+    bonebank_query::policy::Policy {
         accounting: bonebank_schemas::wire::Accounting::Pure,
-        ..bonebank_node::policy::Policy::default()
+        ..bonebank_query::policy::Policy::default()
     }
 }
 
 /// A policy rule matching every question, with the given action.
-pub fn rule(action: bonebank_node::policy::Action) -> bonebank_node::policy::Rule {
-    bonebank_node::policy::Rule {
+pub fn rule(action: bonebank_query::policy::Action) -> bonebank_query::policy::Rule {
+    bonebank_query::policy::Rule {
         role: None,
         projects: None,
         measures: None,
@@ -252,12 +252,18 @@ pub fn rule(action: bonebank_node::policy::Action) -> bonebank_node::policy::Rul
     }
 }
 
-/// A data steward of `site`.
-pub fn steward(site: &str) -> bonebank_node::service::Caller {
+/// A steward's token of `site`, as the identity provider states it.
+pub fn steward_caller(site: &str) -> bonebank_node::service::Caller {
     bonebank_node::service::Caller {
         sites: vec![site.into()],
         ..caller("sam", "stewardship", bonebank_schemas::Role::Steward)
     }
+}
+
+/// A data steward of `site`, admitted as the `Steward` extractor admits one.
+pub fn steward(site: &str) -> bonebank_node::service::Steward {
+    bonebank_node::service::Steward::admit(steward_caller(site), site)
+        .expect("a steward of the site")
 }
 
 pub fn approve() -> bonebank_schemas::wire::ApprovalDecision {

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use bonebank_node::Error;
-use bonebank_node::devidp::{DevProvider, DevUser};
-use bonebank_node::oidc::{OidcSettings, REFETCH_AFTER, TokenVerifier};
+use bonebank_dev::devidp::{DevProvider, DevUser};
 use bonebank_schemas::Role;
+use bonebank_service::Error;
+use bonebank_service::oidc::{OidcSettings, REFETCH_AFTER, TokenVerifier};
 use serde_json::json;
 
 fn provider() -> DevProvider {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use bonebank_node::Error;
 use bonebank_node::limits::WorkLimits;
-use bonebank_node::policy::{Budgets, Policy};
 use bonebank_node::privacy::OpenDpNoise;
 use bonebank_node::store::Account;
+use bonebank_query::policy::{Budgets, Policy};
 use bonebank_schemas::{Role, Table};
 
 use crate::common::{TestSite, caller, pure, sql};
@@ -378,9 +378,9 @@ async fn a_preview_states_the_cost_and_precision_and_spends_nothing() {
 
     // A question the rules deny is refused in preview too.
     let mut policy = Policy::default();
-    policy.rules.push(bonebank_node::policy::Rule {
+    policy.rules.push(bonebank_query::policy::Rule {
         reason: Some("no breakdowns here".into()),
-        ..crate::common::rule(bonebank_node::policy::Action::Deny)
+        ..crate::common::rule(bonebank_query::policy::Action::Deny)
     });
     let site = self::site(50, policy);
     let service = site.service(Arc::new(OpenDpNoise));

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bonebank_dev::devidp::DevProvider;
 use bonebank_node::Error;
-use bonebank_node::devidp::DevProvider;
 use bonebank_node::limits::WorkLimits;
 use bonebank_node::privacy::{self, FixedOffset, OpenDpNoise};
 use bonebank_schemas::wire::QueryRequest;
@@ -205,7 +205,7 @@ async fn one_users_flood_gets_429s_while_another_user_is_answered() {
         bonebank_node::server::state_with_noise(&site.config, Arc::new(FixedOffset(0))).unwrap();
     let node = bonebank_node::server::start(&site.config, state).unwrap();
     let url = format!("{}/v1/query", node.url());
-    bonebank_node::tls::install_default_provider();
+    bonebank_service::tls::install_default_provider();
     let client = reqwest::Client::new();
     let ask = |token: String, text: String| {
         let (client, url) = (client.clone(), url.clone());

@@ -155,7 +155,7 @@ fn the_l2_sensitivity_never_rounds_below_the_truth() {
 
 #[test]
 fn the_default_user_budget_is_epsilon_five_at_delta_one_in_a_million() {
-    let z = bonebank_node::policy::Policy::default().zcdp;
+    let z = bonebank_query::policy::Policy::default().zcdp;
     let eps = privacy::zcdp_epsilon(z.budget.user, z.delta).unwrap();
     assert!(z.delta <= 1e-6);
     assert!((4.9..=5.0).contains(&eps), "ρ {} is ε {eps}", z.budget.user);

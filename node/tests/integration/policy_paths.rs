@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use bonebank_node::Error;
-use bonebank_node::policy::{Action, Policy, Rule};
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::service::{Caller, QueryService};
+use bonebank_query::policy::{Action, Policy, Rule};
 use bonebank_schemas::wire::QueryResult;
 use bonebank_schemas::{Filter, Role, Value};
 
@@ -21,7 +21,7 @@ fn rule(action: Action) -> Rule {
     }
 }
 
-fn steward() -> Caller {
+fn steward() -> bonebank_node::service::Steward {
     common::steward("DK-ODE")
 }
 
@@ -406,7 +406,7 @@ fn a_config_that_bounds_one_dimension_keeps_the_other_bounds() {
     let site = TestSite::new("DK-ODE", 20, pure());
     let path = site.write_config("\n[policy.groups_per_donor]\nsample_type = 5\n");
     let config = bonebank_node::config::NodeConfig::load(&path).unwrap();
-    let defaults = bonebank_node::policy::Policy::default().groups_per_donor;
+    let defaults = bonebank_query::policy::Policy::default().groups_per_donor;
     assert_eq!(config.policy.groups_per_donor["sample_type"], 5);
     for (d, g) in defaults.iter().filter(|(d, _)| *d != "sample_type") {
         assert_eq!(config.policy.groups_per_donor.get(d), Some(g), "{d}");

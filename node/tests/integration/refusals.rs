@@ -352,7 +352,7 @@ fn equivalent_queries_have_one_canonical_form() {
 
 #[test]
 fn a_query_written_back_as_sql_parses_to_itself() {
-    use bonebank_node::query::sql::parse;
+    use bonebank_query::sql::parse;
     for text in [
         "SELECT COUNT(*) FROM samples",
         "SELECT sex, age_band, COUNT(DISTINCT donor_id), SUM(aliquots_available), AVG(age_at_sampling) \

@@ -9,10 +9,10 @@ use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use bonebank_node::dataset::DataDir;
 use bonebank_node::engine::{DataFusionEngine, QueryEngine, surface};
-use bonebank_node::policy::Policy;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::service::QueryService;
 use bonebank_node::store::Store;
+use bonebank_query::policy::Policy;
 use bonebank_schemas::{Role, SiteId, Table};
 
 use crate::common::{caller, spec, sql};

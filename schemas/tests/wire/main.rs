@@ -356,6 +356,29 @@ fn errors() {
 }
 
 #[test]
+fn sign_in_types() {
+    snapshot(
+        "login_info",
+        &LoginInfo {
+            issuer: "https://login.example/realms/bonebank".into(),
+            client_id: "bonebank-cli".into(),
+            scopes: vec!["openid".into(), "offline_access".into()],
+            resource: Some("bonebank".into()),
+            development: false,
+        },
+    );
+    snapshot(
+        "who_am_i",
+        &WhoAmI {
+            user: "alice".into(),
+            role: "researcher".into(),
+            project: "p1".into(),
+            sites: vec![],
+        },
+    );
+}
+
+#[test]
 fn old_names_still_read() {
     // Requests and stored results from before zCDP used ε names.
     let old: QueryRequest =

@@ -76,7 +76,7 @@ fn example_node_configs_load() {
 
 #[test]
 fn example_coordinator_config_matches_the_node_configs() {
-    use bonebank_coordinator::pki::{self, PkiDir};
+    use bonebank_dev::pki::{self, PkiDir};
     let config = bonebank_coordinator::config::CoordinatorConfig::load(
         &repo().join("examples/coordinator.toml"),
     )
@@ -110,11 +110,11 @@ fn example_coordinator_config_matches_the_node_configs() {
 
 #[test]
 fn example_queries_pass_the_checks() {
-    use bonebank_node::query::check;
     use bonebank_node::service::QueryService;
+    use bonebank_query::check;
     use bonebank_schemas::wire::QueryRequest;
 
-    let policy = bonebank_node::policy::Policy::default();
+    let policy = bonebank_query::policy::Policy::default();
     let site = bonebank_schemas::SiteId::parse("DE-LUE").unwrap();
     let dir = repo().join("examples/queries");
     let mut n = 0;
@@ -146,7 +146,7 @@ fn example_identity_provider_configs_are_valid() {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Identity {
-        oidc: bonebank_node::oidc::OidcSettings,
+        oidc: bonebank_service::oidc::OidcSettings,
         login: bonebank_coordinator::config::LoginConfig,
     }
     for name in ["keycloak", "entra"] {

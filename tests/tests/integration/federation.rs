@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use bonebank_coordinator::config::SiteEndpoint;
-use bonebank_coordinator::local::{self, LocalNetwork};
-use bonebank_coordinator::pki::{self, Ca, PkiDir};
 use bonebank_coordinator::server;
-use bonebank_node::devidp::DevUser;
-use bonebank_node::policy::Policy;
-use bonebank_node::tls;
+use bonebank_dev::devidp::DevUser;
+use bonebank_dev::local::{self, LocalNetwork};
+use bonebank_dev::pki::{self, Ca, PkiDir};
+use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::{FederatedRequest, FederatedResult, SiteStatus};
 use bonebank_schemas::{Role, SampleType, SiteId, ValueSet};
+use bonebank_service::tls;
 
 const DONORS: u64 = 400;
 
@@ -504,7 +504,7 @@ async fn steward_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
-    use bonebank_node::policy::{Action, Rule};
+    use bonebank_query::policy::{Action, Rule};
     let tmp = tempfile::tempdir().unwrap();
     let ids = sites(&tmp);
     // DK-ODE's stewards approve every industry query; the others run them.

@@ -1,8 +1,10 @@
-//! The workspace's end-to-end tests, in one binary (one link, one ~2 GB
-//! file instead of four): docs against the code, the synthetic sites, a
-//! federated network on loopback, and identity against a real OpenID
-//! Connect provider.
+//! The workspace's end-to-end tests, in one binary: docs against the code,
+//! the synthetic sites, a federated network on loopback, the totals'
+//! intervals against real noise, the demo and the researcher CLI as people
+//! run them, and identity against a real OpenID Connect provider.
 
+mod cli;
+mod coverage;
 mod docs;
 mod federation;
 mod oidc;

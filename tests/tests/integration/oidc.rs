@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bonebank_coordinator::client::Client;
+use bonebank_cli::client::Client;
+use bonebank_cli::login::{self, Approver, TokenCache};
 use bonebank_coordinator::config::LoginConfig;
-use bonebank_coordinator::local::{self, Identity, LocalNetwork};
-use bonebank_coordinator::login::{self, Approver, TokenCache};
-use bonebank_node::oidc::OidcSettings;
-use bonebank_node::policy::Policy;
-use bonebank_node::tls;
+use bonebank_dev::local::{self, Identity, LocalNetwork};
+use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::{FederatedRequest, SiteStatus};
+use bonebank_service::oidc::OidcSettings;
+use bonebank_service::tls;
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "urn:bonebank";

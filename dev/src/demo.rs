@@ -1,0 +1,123 @@
+//! `bonebank-dev demo`: the whole network on this machine in one
+//! command.
+
+use std::path::PathBuf;
+
+use bonebank_query::policy::Policy;
+use bonebank_schemas::wire::FederatedRequest;
+
+use crate::local::{self, LocalNetwork};
+use crate::{Error, Result};
+use bonebank_cli::client::Client;
+use bonebank_cli::render;
+
+/// The question the demo asks first.
+pub const EXAMPLE_SQL: &str = "SELECT sample_type, COUNT(DISTINCT donor_id) AS donors, COUNT(*) AS samples \
+FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 50 AND 70 AND diagnosis LIKE 'S72%' \
+GROUP BY sample_type";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where data, certificates and state go; a temporary directory if absent.
+    pub dir: Option<PathBuf>,
+    pub donors: u64,
+    pub deadline_ms: u64,
+}
+
+pub async fn run(options: DemoOptions) -> Result<()> {
+    let (root, _tmp) = match &options.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d).map_err(Error::io(d))?.next().is_some() {
+                return Err(Error::Usage(format!(
+                    "{} is not empty; give the demo a new directory",
+                    d.display()
+                )));
+            }
+            std::fs::create_dir_all(d).map_err(Error::io(d))?;
+            (d.clone(), None)
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("bonebank-demo-")
+                .tempdir()
+                .map_err(Error::io(std::env::temp_dir()))?;
+            (tmp.path().to_owned(), Some(tmp))
+        }
+    };
+    println!("bonebank demo in {}", root.display());
+    let sites = local::demo_sites();
+    for (i, site) in sites.iter().enumerate() {
+        println!("  generating {} donors for {site} …", options.donors);
+        let (root, site) = (root.clone(), site.clone());
+        let donors = options.donors;
+        tokio::task::spawn_blocking(move || {
+            local::generate_site(&root, &site, donors, 1 + i as u64)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    }
+    println!(
+        "  creating a development CA and certificates in {}",
+        root.join("pki").display()
+    );
+    let network = LocalNetwork::start(&root, &sites, &Policy::default(), options.deadline_ms)?;
+    for (config, node) in &network.nodes {
+        println!("  node {} on {} (mutual TLS)", config.site_id, node.url());
+    }
+    let url = network.coordinator.url();
+    println!();
+    let idp = network
+        .idp
+        .as_ref()
+        .expect("the demo runs the development provider");
+    println!(
+        "  DEVELOPMENT identity provider on {} (anyone here can sign in as a demo user; never use it at a site)",
+        idp.issuer()
+    );
+    println!("  demo users:");
+    for user in idp.users() {
+        let of = if user.sites.is_empty() {
+            format!("project {}", user.project.as_deref().unwrap_or("-"))
+        } else {
+            format!("steward of {}", user.sites.join(", "))
+        };
+        println!("    {:<16} {} ({of})", user.name, user.role);
+    }
+    println!();
+    println!("coordinator: {url}");
+    println!("  in a browser: {url}/auth/login");
+    println!();
+    println!("Ask it from another terminal:");
+    println!("  cargo run -q --bin bonebank -- login --coordinator {url} --user alice");
+    println!("  cargo run -q --bin bonebank -- query --coordinator {url} --sql \"{EXAMPLE_SQL}\"");
+    println!("  cargo run -q --bin bonebank -- sites --coordinator {url}");
+    println!();
+    println!("The example query, asked as alice:");
+    let alice = idp
+        .users()
+        .iter()
+        .find(|u| u.name == "alice")
+        .expect("alice is a demo user");
+    let client =
+        Client::new(&url, idp.token_for(alice)).map_err(|e| Error::Internal(e.to_string()))?;
+    let request = FederatedRequest {
+        sql: Some(EXAMPLE_SQL.into()),
+        query: None,
+        loss: None,
+        sites: None,
+    };
+    match client.query(&request).await {
+        Ok(result) => println!("{}", render::result(&result)),
+        Err(e) => println!("the example query failed: {e}"),
+    }
+    println!("Running until Ctrl-C.");
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(Error::io("signal handler"))?;
+    println!("stopping");
+    network.coordinator.stop().await;
+    for (_, node) in network.nodes {
+        node.stop().await;
+    }
+    Ok(())
+}

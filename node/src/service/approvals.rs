@@ -1,0 +1,249 @@
+//! Stewards' approvals: a question that needs one files a ticket; a steward
+//! of this site lists the waiting tickets and decides; the requester looks
+//! at where a ticket stands.
+
+use bonebank_query::policy::Action;
+use bonebank_query::{Checked, Refusal};
+use bonebank_schemas::FeasibilityQuery;
+use bonebank_schemas::wire::{ApprovalDecision, ApprovalRequest, TicketStatus};
+
+use super::{Approval, QueryService, blocking};
+use crate::privacy;
+use crate::service::{Caller, Steward};
+use crate::{Error, Result};
+
+impl QueryService {
+    /// For a query that needs a steward: the caller's own approved ticket
+    /// for it, or why the caller waits (filing a new ticket if there is none,
+    /// or it expired).
+    pub(super) async fn ticket(
+        &self,
+        caller: &Caller,
+        checked: &Checked,
+        key: String,
+        detail: &mut serde_json::Value,
+    ) -> Result<Approval> {
+        let (store, user, k) = (self.store.clone(), caller.user.clone(), key.clone());
+        let existing = blocking(move || store.ticket_for(&user, &k)).await?;
+        let site = self.site.to_string();
+        if let Some(t) = existing {
+            detail["ticket"] = t.id.clone().into();
+            match t.current_state() {
+                "approved" => return Ok(Approval::Approved(t.id)),
+                "pending" => {
+                    return Ok(Approval::Waiting(Error::Pending {
+                        site,
+                        ticket: t.id,
+                        audited: false,
+                    }));
+                }
+                "rejected" => {
+                    return Ok(Approval::Waiting(Error::PolicyRefused(Refusal::new(
+                        format!(
+                            "a data steward of {site} rejected this query: {}",
+                            t.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        "change the question, or talk to the site's data steward",
+                    ))));
+                }
+                // Expired: ask anew.
+                _ => {}
+            }
+        }
+        let created = crate::store::now();
+        let ticket = crate::store::Ticket {
+            id: new_ticket_id(),
+            created,
+            expires: created + i64::from(self.policy.approval_expiry_days) * 86_400,
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+            role: caller.role.to_string(),
+            release_key: key,
+            query: checked.query.canonical_json(),
+            loss: checked.loss,
+            state: "pending".into(),
+            decided_by: None,
+            reason: None,
+        };
+        detail["ticket"] = ticket.id.clone().into();
+        detail["outcome"] = "pending_approval".into();
+        let (store, audit, t) = (self.store.clone(), detail.clone(), ticket.clone());
+        blocking(move || store.file_ticket(&t, &audit)).await?;
+        Ok(Approval::Waiting(Error::Pending {
+            site,
+            ticket: ticket.id,
+            audited: true,
+        }))
+    }
+
+    /// Pending requests, for a steward of this site (the [`Steward`]
+    /// extractor admitted them; no other way in).
+    pub async fn approvals(&self, _steward: &Steward) -> Result<Vec<ApprovalRequest>> {
+        let store = self.store.clone();
+        let tickets = blocking(move || store.pending_tickets()).await?;
+        let mut out = Vec::new();
+        for t in tickets {
+            let (requester, query) = requester_of(&t)?;
+            let budget = self.budget(&requester).await?;
+            let time = |s: i64| {
+                chrono::DateTime::from_timestamp(s, 0)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default()
+            };
+            out.push(ApprovalRequest {
+                ticket: t.id.clone(),
+                user: t.user,
+                project: t.project,
+                role: t.role,
+                sql: query.to_sql(),
+                loss: t.loss,
+                created: time(t.created),
+                expires: time(t.expires),
+                user_remaining: budget.user.remaining,
+                project_remaining: budget.project.remaining,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A steward's decision. Approving reserves the requester's budget, runs
+    /// the query and stores the release, so the requester's next look gets
+    /// it; rejecting records the reason the requester will see.
+    pub async fn decide(
+        &self,
+        steward: &Steward,
+        ticket: &str,
+        decision: &ApprovalDecision,
+    ) -> Result<TicketStatus> {
+        let (store, id) = (self.store.clone(), ticket.to_owned());
+        let t = blocking(move || store.ticket(&id)).await?.ok_or_else(|| {
+            Error::BadRequest(format!("there is no ticket {ticket} at this site"))
+        })?;
+        if t.current_state() != "pending" {
+            return Err(Error::BadRequest(format!(
+                "ticket {ticket} is {}, not pending",
+                t.current_state()
+            )));
+        }
+        let mut audit = serde_json::json!({
+            "ticket": t.id,
+            "requester": t.user,
+            "decision": decision.decision,
+        });
+        let approve = match decision.decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "decision {other:?}: use \"approve\" or \"reject\""
+                )));
+            }
+        };
+        let reason = decision
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if !approve && reason.is_none() {
+            return Err(Error::BadRequest(
+                "a rejection needs a reason; the researcher sees it".into(),
+            ));
+        }
+        if let Some(r) = reason {
+            audit["reason"] = r.into();
+        }
+        if approve {
+            let (requester, query) = requester_of(&t)?;
+            // Checked again under today's policy; the budget is reserved now.
+            let checked = self.check(&requester, &query, Some(t.loss))?;
+            let rules = self.policy.decide(
+                requester.role,
+                &requester.project,
+                &checked.query,
+                checked.loss,
+            );
+            if rules.action == Action::Deny {
+                return Err(Error::PolicyRefused(Refusal::new(
+                    format!(
+                        "this site's policy now refuses this request (rule {})",
+                        rules.rule.unwrap_or_default()
+                    ),
+                    "reject the request with a reason for the requester",
+                )));
+            }
+            let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
+            let units = privacy::units(checked.loss);
+            let key = self.release_key(&version, &checked, units);
+            let mut detail = serde_json::json!({
+                "user": requester.user,
+                "project": requester.project,
+                "role": requester.role.to_string(),
+                "loss": checked.loss,
+                "query": checked.query.to_sql(),
+                "ticket": t.id,
+                "approved_by": steward.user(),
+            });
+            let store = self.store.clone();
+            let k = key.clone();
+            if blocking(move || store.release(&k)).await?.is_none() {
+                self.release(&requester, &checked, version, key, &mut detail)
+                    .await?;
+            }
+        }
+        let (store, id, who) = (self.store.clone(), t.id.clone(), steward.user().to_owned());
+        let reason_owned = reason.map(str::to_owned);
+        let decided = blocking(move || {
+            store.decide_ticket(&id, approve, &who, reason_owned.as_deref(), &audit)
+        })
+        .await?;
+        if !decided {
+            return Err(Error::BadRequest(format!(
+                "ticket {ticket} was decided or expired meanwhile"
+            )));
+        }
+        Ok(TicketStatus {
+            ticket: t.id,
+            state: if approve { "approved" } else { "rejected" }.into(),
+            reason: reason.map(str::to_owned),
+        })
+    }
+
+    /// Where a ticket stands, for its requester or a steward of this site.
+    pub async fn ticket_status(&self, caller: &Caller, ticket: &str) -> Result<TicketStatus> {
+        let (store, id) = (self.store.clone(), ticket.to_owned());
+        let t = blocking(move || store.ticket(&id)).await?;
+        match t {
+            Some(t) if t.user == caller.user || self.is_steward(caller) => Ok(TicketStatus {
+                state: t.current_state().to_owned(),
+                ticket: t.id,
+                reason: t.reason,
+            }),
+            _ => Err(Error::BadRequest(format!(
+                "you have no ticket {ticket} at this site"
+            ))),
+        }
+    }
+
+    pub(super) fn is_steward(&self, caller: &Caller) -> bool {
+        Steward::admit(caller.clone(), self.site.as_str()).is_ok()
+    }
+}
+
+/// A ticket id: 16 random bytes in hex (rand's thread-local CSPRNG, seeded by the OS).
+pub(super) fn new_ticket_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Who asked for a ticket's query, and the query.
+pub(super) fn requester_of(t: &crate::store::Ticket) -> Result<(Caller, FeasibilityQuery)> {
+    let damaged = |e: &dyn std::fmt::Display| Error::Engine(format!("ticket {}: {e}", t.id));
+    let caller = Caller {
+        user: t.user.clone(),
+        project: t.project.clone(),
+        role: t.role.parse().map_err(|e| damaged(&e))?,
+        sites: Vec::new(),
+    };
+    let query = serde_json::from_str(&t.query).map_err(|e| damaged(&e))?;
+    Ok((caller, query))
+}

@@ -1,0 +1,689 @@
+//! The query service: one method per thing a caller can ask of a site. A
+//! question reads top to bottom in this file: parse and check it, hand out a
+//! remembered release if there is one (or a steward's ticket,
+//! [`approvals`]), reserve the loss before any data is read, compute the
+//! bounded aggregates, noise them, and commit the release together with its
+//! charge and audit entry. What a site says before reading data (its
+//! description, budgets, a question's preview) is in [`describe`].
+
+use std::sync::Arc;
+
+use bonebank_schemas::surface::{self};
+use bonebank_schemas::wire::{
+    MeasureNoise, Mechanism, NoisyValue, QueryRequest, QueryResult, ResultRow,
+};
+use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Aggregate, Plan, QueryEngine, Spread};
+use crate::limits::{FairShare, WorkLimits};
+use crate::privacy::{self, NoiseMechanism, halfwidth};
+use crate::store::{Committed, Payer, Store};
+use crate::{Error, Result};
+use bonebank_query::policy::{Action, Policy};
+use bonebank_query::{self as query, Checked, Refusal, dimension_values, limits, question_id, sql};
+pub use bonebank_service::{Caller, Steward};
+
+mod approvals;
+mod describe;
+
+/// What a steward's queue says about a caller's request.
+enum Approval {
+    /// A steward approved this caller's request (the ticket id).
+    Approved(String),
+    /// Still waiting, or rejected: the error the caller gets.
+    Waiting(Error),
+}
+
+/// Coverage of the intervals released with each number.
+const COVERAGE: f64 = 0.95;
+
+/// A site's query service.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    pub site: SiteId,
+    pub policy: Arc<Policy>,
+    engine: Arc<dyn QueryEngine>,
+    noise: Arc<dyn NoiseMechanism>,
+    store: Store,
+    /// Each user's and project's share of the site.
+    fair: FairShare,
+    /// The dataset version last recorded in the audit log by this process.
+    noted_version: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl QueryService {
+    pub fn new(
+        site: SiteId,
+        policy: Policy,
+        engine: Arc<dyn QueryEngine>,
+        noise: Arc<dyn NoiseMechanism>,
+        store: Store,
+    ) -> Self {
+        Self {
+            site,
+            policy: Arc::new(policy),
+            engine,
+            noise,
+            store,
+            fair: FairShare::new(WorkLimits::default()),
+            noted_version: Arc::default(),
+        }
+    }
+
+    /// The same service under other fair share limits.
+    pub fn with_limits(mut self, limits: WorkLimits) -> Self {
+        self.fair = FairShare::new(limits);
+        self
+    }
+
+    /// The node's state database (ledger, releases, audit log).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Parses a request into a query, held to the language's limits.
+    pub fn parse(request: &QueryRequest) -> Result<FeasibilityQuery> {
+        match (&request.sql, &request.query) {
+            (Some(text), None) => sql::parse(text).map_err(Error::QueryRefused),
+            (None, Some(q)) => {
+                limits::check_query(q).map_err(Error::QueryRefused)?;
+                Ok(q.clone())
+            }
+            _ => Err(Error::BadRequest(
+                "send either \"sql\" or \"query\", not both and not neither".into(),
+            )),
+        }
+    }
+
+    /// Checks a query for a caller without running it.
+    pub fn check(
+        &self,
+        caller: &Caller,
+        q: &FeasibilityQuery,
+        loss: Option<f64>,
+    ) -> Result<Checked> {
+        check_for(q, loss, caller.role, &self.site, &self.policy)
+    }
+
+    /// Parses and checks a request on a blocking thread, never on an HTTP
+    /// worker: however a question is built, it cannot stall the workers.
+    async fn parse_and_check(&self, caller: &Caller, request: &QueryRequest) -> Result<Checked> {
+        let (request, role) = (request.clone(), caller.role);
+        let (site, policy) = (self.site.clone(), self.policy.clone());
+        let span = tracing::Span::current();
+        blocking(move || {
+            let q = Self::parse(&request)?;
+            span.record("question", question_id(&q.canonical()));
+            check_for(&q, request.loss, role, &site, &policy)
+        })
+        .await
+    }
+
+    /// Runs a query and returns its noisy answer. Every request and its
+    /// outcome goes to the audit log; a release in the same transaction as
+    /// its charge. Traced with the site, the user and the question's id
+    /// (see [`question_id`]), the same id the coordinator logs.
+    #[tracing::instrument(name = "question", skip_all, fields(site = %self.site, user = %caller.user, question = tracing::field::Empty))]
+    pub async fn run(&self, caller: &Caller, request: &QueryRequest) -> Result<QueryResult> {
+        let mut detail = serde_json::json!({
+            "user": caller.user,
+            "project": caller.project,
+            "role": caller.role.to_string(),
+            "loss": request.loss,
+        });
+        let outcome = self.run_audited(caller, request, &mut detail).await;
+        let outcome_name = match &outcome {
+            Ok((_, true)) => None,
+            Ok((r, false)) if r.remembered => Some("remembered"),
+            Ok(_) => Some("released"),
+            Err(Error::QueryRefused(_)) => Some("query_refused"),
+            Err(Error::PolicyRefused(_)) => Some("policy_refused"),
+            Err(Error::BudgetExhausted(_)) => Some("budget_exhausted"),
+            Err(Error::BadRequest(_)) => Some("bad_request"),
+            Err(Error::NoData) => Some("no_data"),
+            Err(Error::TooManyRequests { .. }) => Some("too_many_requests"),
+            Err(Error::TooSlow(_)) => Some("stopped"),
+            Err(Error::Pending { audited: true, .. }) => None,
+            Err(Error::Pending { .. }) => Some("pending_approval"),
+            Err(_) => Some("failed"),
+        };
+        if let Some(name) = outcome_name {
+            detail["outcome"] = name.into();
+            if let Err(e) = &outcome {
+                // The reason as the caller saw it: refusals name constructs
+                // and settings, never data.
+                detail["reason"] = e.body().message.into();
+            }
+            if detail.get("query").is_none()
+                && let Some(sql) = &request.sql
+            {
+                detail["sql"] = sql.chars().take(2_000).collect::<String>().into();
+            }
+            let (store, actor) = (self.store.clone(), caller.user.clone());
+            blocking(move || store.audit("request", &actor, &detail)).await?;
+        }
+        outcome.map(|(r, _)| r)
+    }
+
+    /// Runs a query; the flag says whether the audit entry was written with
+    /// the release. `detail` collects what the audit entry should say.
+    async fn run_audited(
+        &self,
+        caller: &Caller,
+        request: &QueryRequest,
+        detail: &mut serde_json::Value,
+    ) -> Result<(QueryResult, bool)> {
+        let _in_flight = self.fair.enter(&caller.user)?;
+        let checked = self.parse_and_check(caller, request).await?;
+        detail["query"] = checked.query.to_sql().into();
+        detail["loss"] = checked.loss.into();
+        let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
+        self.note_dataset(&version).await?;
+        let units = privacy::units(checked.loss);
+        let key = self.release_key(&version, &checked, units);
+
+        // The rules hold on every path: a remembered release is the same
+        // numbers, but the steward decided who may receive them.
+        let decision =
+            self.policy
+                .decide(caller.role, &caller.project, &checked.query, checked.loss);
+        if let Some(rule) = decision.rule {
+            detail["rule"] = rule.into();
+        }
+        match decision.action {
+            Action::Run => {}
+            Action::Deny => {
+                return Err(Error::PolicyRefused(Refusal::new(
+                    decision
+                        .reason
+                        .unwrap_or_else(|| "this site's policy refuses this query".into()),
+                    "ask the site's data steward what this site answers",
+                )));
+            }
+            // Only a steward's approval of this caller's own request hands
+            // out the release, even if someone else's request made it.
+            Action::Approve => {
+                return match self.ticket(caller, &checked, key.clone(), detail).await? {
+                    Approval::Approved(ticket) => {
+                        let store = self.store.clone();
+                        match blocking(move || store.release(&key)).await? {
+                            Some((json, _)) => {
+                                detail["ticket"] = ticket.into();
+                                detail["dataset_version"] = version.into();
+                                Ok((remembered(&json)?, false))
+                            }
+                            None => Err(Error::Engine(format!(
+                                "ticket {ticket} is approved but its release is missing"
+                            ))),
+                        }
+                    }
+                    Approval::Waiting(e) => Err(e),
+                };
+            }
+        }
+
+        let store = self.store.clone();
+        let k = key.clone();
+        if let Some((json, _)) = blocking(move || store.release(&k)).await? {
+            detail["dataset_version"] = version.into();
+            return Ok((remembered(&json)?, false));
+        }
+        // Only fresh questions run a plan, and only they take a token.
+        self.fair.take(&caller.user, &caller.project)?;
+        self.release(caller, &checked, version, key, detail).await
+    }
+
+    /// Reserves the budget, runs the plan, adds noise and commits the release
+    /// with its charge and audit entry.
+    async fn release(
+        &self,
+        caller: &Caller,
+        checked: &Checked,
+        version: String,
+        key: String,
+        detail: &mut serde_json::Value,
+    ) -> Result<(QueryResult, bool)> {
+        let checked = checked.clone();
+        let plan = self.plan(&checked);
+        let units = privacy::units(checked.loss);
+        let calibrations = self.calibrate(&plan, units)?;
+        // What the privacy maps state, each rounded up: never less than the
+        // release costs, and never more than the loss asked for.
+        let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
+        let payer = Payer {
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+        };
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        let reservation = blocking(move || store.reserve(&payer, charge, &policy))
+            .await?
+            .map_err(Error::BudgetExhausted)?;
+
+        let started = std::time::Instant::now();
+        let exact = self.engine.aggregate(&plan).await?;
+        let engine_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // The data may have changed since the version was read: key on what ran.
+        let key = if exact.dataset_version == version {
+            key
+        } else {
+            self.release_key(&exact.dataset_version, &checked, units)
+        };
+        let result = self.noise(
+            &checked,
+            &plan,
+            &exact.values,
+            &exact.dataset_version,
+            &calibrations,
+            charge,
+        )?;
+        let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
+        let query_json = checked.query.canonical_json();
+        let dataset_version = exact.dataset_version.clone();
+        detail["dataset_version"] = dataset_version.clone().into();
+        detail["release"] = key.clone().into();
+        detail["outcome"] = "released".into();
+        let (actor, audit) = (caller.user.clone(), detail.clone());
+        let committed = blocking(move || {
+            reservation.commit(
+                &key,
+                &dataset_version,
+                &query_json,
+                &json,
+                charge,
+                &actor,
+                audit,
+            )
+        })
+        .await?;
+        let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(engine_ms, total_ms, "released");
+        match committed {
+            Committed::Released => Ok((result, true)),
+            Committed::AlreadyReleased(existing) => Ok((remembered(&existing)?, true)),
+        }
+    }
+
+    /// Records in the audit log that this node serves a dataset version, the
+    /// first time it does.
+    pub async fn note_dataset(&self, version: &str) -> Result<()> {
+        if self.noted_version.lock().expect("lock").as_deref() == Some(version) {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let v = version.to_owned();
+        blocking(move || {
+            let last = store.last_audit("dataset")?;
+            if last.as_ref().and_then(|d| d["version"].as_str()) != Some(v.as_str()) {
+                store.audit("dataset", "node", &serde_json::json!({ "version": v }))?;
+            }
+            Ok(())
+        })
+        .await?;
+        *self.noted_version.lock().expect("lock") = Some(version.to_owned());
+        Ok(())
+    }
+
+    /// Records the policy in the audit log when it differs from the last one
+    /// recorded (at the first start, and after every change).
+    pub fn note_policy(&self) -> Result<()> {
+        let policy =
+            serde_json::to_value(&self.policy).map_err(|e| Error::Engine(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(policy.to_string().as_bytes()));
+        let last = self.store.last_audit("policy")?;
+        if last.as_ref().and_then(|d| d["sha256"].as_str()) != Some(digest.as_str()) {
+            self.store.audit(
+                "policy",
+                "node",
+                &serde_json::json!({ "sha256": digest, "policy": policy }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The plan for a checked query.
+    pub fn plan(&self, checked: &Checked) -> Plan {
+        let aggregates = checked
+            .query
+            .measures
+            .iter()
+            .flat_map(aggregates_of)
+            .collect();
+        Plan {
+            dimensions: checked
+                .dimensions
+                .iter()
+                .map(|d| d.name().to_owned())
+                .collect(),
+            keys: checked
+                .dimensions
+                .iter()
+                .map(|d| dimension_values(*d, &self.site, &self.policy))
+                .collect(),
+            filter: checked.query.filter.clone(),
+            aggregates,
+            max_samples_per_donor: self.policy.max_samples_per_donor,
+            spread: checked
+                .dimensions
+                .iter()
+                .map(|d| {
+                    if d.fixed_per_donor() {
+                        Spread::FixedPerDonor
+                    } else {
+                        Spread::AtMost(self.policy.groups_per_donor(*d))
+                    }
+                })
+                .collect(),
+            seed: rand::random(),
+        }
+    }
+
+    /// Releases are keyed by everything that shapes the numbers: site, data,
+    /// canonical query, the loss and its measure, and the contribution
+    /// bounds.
+    fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}\n{version}\n{}\n{units} {:?}\n{} {} {:?}",
+            self.site,
+            checked.query.canonical_json(),
+            self.policy.accounting,
+            self.policy.max_samples_per_donor,
+            self.policy.max_groups_per_donor,
+            self.policy.groups_per_donor
+        ));
+        hex::encode(h.finalize())
+    }
+
+    /// The noise of each aggregate vector, from its share of the loss:
+    /// whole units per vector in proportion to [`need`], so the shares add
+    /// up to exactly the loss asked for.
+    fn calibrate(&self, plan: &Plan, units: i64) -> Result<Vec<privacy::Calibration>> {
+        let cells = plan.cells_per_donor();
+        let shares = split(units, &plan.aggregates.iter().map(need).collect::<Vec<_>>());
+        plan.aggregates
+            .iter()
+            .zip(shares)
+            .map(|(aggregate, share)| {
+                let sensitivity = privacy::Sensitivity::of_cells(
+                    aggregate.per_cell(plan.max_samples_per_donor),
+                    cells,
+                );
+                self.noise
+                    .calibrate(self.policy.accounting, sensitivity, privacy::epsilon(share))
+            })
+            .collect()
+    }
+
+    /// Noises each aggregate vector as calibrated and assembles the result.
+    fn noise(
+        &self,
+        checked: &Checked,
+        plan: &Plan,
+        exact: &[Vec<i64>],
+        version: &str,
+        calibrations: &[privacy::Calibration],
+        charge: i64,
+    ) -> Result<QueryResult> {
+        let mut noised = Vec::new();
+        for (values, c) in exact.iter().zip(calibrations) {
+            noised.push((c.sensitivity, self.noise.release(values, c)?));
+        }
+
+        let mechanism = privacy::mechanism(self.policy.accounting);
+        let mut measures = Vec::new();
+        let mut per_measure: Vec<Vec<NoisyValue>> = Vec::new();
+        let mut next = noised.iter();
+        for m in &checked.query.measures {
+            match m {
+                Measure::Avg { column } => {
+                    let (ds, sum) = next.next().expect("one vector per aggregate");
+                    let (_, count) = next.next().expect("one vector per aggregate");
+                    let (lo, hi) = surface::bounds(column).expect("checked bounded column");
+                    per_measure.push(averages(mechanism, sum, count, lo as f64, hi as f64));
+                    measures.push(MeasureNoise {
+                        measure: m.clone(),
+                        label: m.label(),
+                        mechanism,
+                        sensitivity: *ds,
+                        scale: sum.scale,
+                        loss: sum.loss + count.loss,
+                        rounded_to: 1,
+                    });
+                }
+                _ => {
+                    let (ds, v) = next.next().expect("one vector per aggregate");
+                    let t = halfwidth(mechanism, v.scale, COVERAGE);
+                    let r = self.policy.round_to.max(1);
+                    per_measure.push(
+                        v.values
+                            .iter()
+                            .map(|&x| NoisyValue {
+                                value: round_to(x, r) as f64,
+                                // Outward from the unrounded value: it covers
+                                // whenever the exact interval did.
+                                interval: [
+                                    (x - t).div_euclid(r) as f64 * r as f64,
+                                    (x + t + r - 1).div_euclid(r) as f64 * r as f64,
+                                ],
+                            })
+                            .collect(),
+                    );
+                    measures.push(MeasureNoise {
+                        measure: m.clone(),
+                        label: m.label(),
+                        mechanism,
+                        sensitivity: *ds,
+                        scale: v.scale,
+                        loss: v.loss,
+                        rounded_to: r,
+                    });
+                }
+            }
+        }
+        let rows = plan
+            .cells()
+            .into_iter()
+            .enumerate()
+            .map(|(c, key)| ResultRow {
+                key,
+                values: per_measure.iter().map(|m| m[c].clone()).collect(),
+            })
+            .collect();
+        let charged = privacy::epsilon(charge);
+        Ok(QueryResult {
+            site_id: self.site.to_string(),
+            dataset_version: version.to_owned(),
+            query: checked.query.clone(),
+            accounting: self.policy.accounting,
+            charged,
+            loss: charged,
+            approx_dp: self.approx_dp(charged)?,
+            remembered: false,
+            measures,
+            dimensions: plan.dimensions.clone(),
+            rows,
+        })
+    }
+
+    pub fn dataset_version(&self) -> Result<Option<String>> {
+        self.engine.dataset_version()
+    }
+}
+
+/// Checks a query for a caller of `role`; a refusal by the site's policy is
+/// kept apart from one by the language.
+fn check_for(
+    q: &FeasibilityQuery,
+    loss: Option<f64>,
+    role: Role,
+    site: &SiteId,
+    policy: &Policy,
+) -> Result<Checked> {
+    query::check(q, loss, role, site, policy).map_err(|(r, by_policy)| {
+        if by_policy {
+            Error::PolicyRefused(r)
+        } else {
+            Error::QueryRefused(r)
+        }
+    })
+}
+
+/// How much of a query's loss each aggregate vector needs, relative to the
+/// others. The donor count is what a feasibility question turns on (the
+/// network's precision targets are set in donors, and it is the only count
+/// peers release), so it gets sixteen parts; a sample count, a sum, and
+/// each of an average's two vectors get one. Under zCDP the noise of a
+/// vector grows as 1/√share, so with donors and samples asked together the
+/// donor count is noised only 3% more than if it were asked alone, and the
+/// sample count 4.1 times as much.
+pub fn need(aggregate: &Aggregate) -> i64 {
+    match aggregate {
+        Aggregate::Donors => 16,
+        Aggregate::Samples | Aggregate::Sum { .. } | Aggregate::Count { .. } => 1,
+    }
+}
+
+/// `units` split in proportion to `weights`, in whole units that add up to
+/// exactly `units` (the remainder goes one unit each to the first vectors).
+pub fn split(units: i64, weights: &[i64]) -> Vec<i64> {
+    let total: i64 = weights.iter().sum::<i64>().max(1);
+    let mut shares: Vec<i64> = weights
+        .iter()
+        .map(|w| (i128::from(units) * i128::from(*w) / i128::from(total)) as i64)
+        .collect();
+    let mut left = units - shares.iter().sum::<i64>();
+    for s in shares.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        *s += 1;
+        left -= 1;
+    }
+    shares
+}
+
+fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
+    let sum = |column: &str| {
+        let (lo, hi) = surface::bounds(column).expect("checked bounded column");
+        Aggregate::Sum {
+            column: column.to_owned(),
+            lo,
+            hi,
+        }
+    };
+    match m {
+        Measure::Samples => vec![Aggregate::Samples],
+        Measure::Donors => vec![Aggregate::Donors],
+        Measure::Sum { column } => vec![sum(column)],
+        Measure::Avg { column } => vec![
+            sum(column),
+            Aggregate::Count {
+                column: column.clone(),
+            },
+        ],
+    }
+}
+
+/// Averages as noisy sum over noisy count, clamped to the column's bounds;
+/// the interval combines 97.5% intervals of both, so it covers at 95%.
+fn averages(
+    mechanism: Mechanism,
+    sum: &privacy::Noised,
+    count: &privacy::Noised,
+    lo: f64,
+    hi: f64,
+) -> Vec<NoisyValue> {
+    let (ts, tc) = (
+        halfwidth(mechanism, sum.scale, 0.975) as f64,
+        halfwidth(mechanism, count.scale, 0.975) as f64,
+    );
+    sum.values
+        .iter()
+        .zip(&count.values)
+        .map(|(&s, &c)| {
+            let (s, c) = (s as f64, c as f64);
+            let value = if c >= 1.0 {
+                (s / c).clamp(lo, hi)
+            } else {
+                (lo + hi) / 2.0
+            };
+            let low = if c + tc >= 1.0 {
+                ((s - ts) / (c + tc)).clamp(lo, hi)
+            } else {
+                lo
+            };
+            let high = if c - tc >= 1.0 {
+                ((s + ts) / (c - tc)).clamp(lo, hi)
+            } else {
+                hi
+            };
+            NoisyValue {
+                value,
+                interval: [low.min(value), high.max(value)],
+            }
+        })
+        .collect()
+}
+
+fn remembered(json: &str) -> Result<QueryResult> {
+    let mut result: QueryResult =
+        serde_json::from_str(json).map_err(|e| Error::Engine(format!("stored release: {e}")))?;
+    result.remembered = true;
+    result.charged = 0.0;
+    Ok(result)
+}
+
+/// Runs database work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Engine(format!("worker: {e}")))?
+}
+
+/// `x` rounded to the nearest multiple of `r` (halves away from zero).
+fn round_to(x: i64, r: i64) -> i64 {
+    if r <= 1 {
+        return x;
+    }
+    let down = x.div_euclid(r) * r;
+    if (x - down) * 2 >= r { down + r } else { down }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_question_has_one_id_however_it_is_written() {
+        let id = |sql: &str| question_id(&bonebank_query::sql::parse(sql).unwrap().canonical());
+        let a = id(
+            "SELECT COUNT(*) FROM samples WHERE sex IN ('Male', 'Female') AND age_at_sampling BETWEEN 50 AND 70",
+        );
+        let b = id(
+            "select count(*) from samples where age_at_sampling >= 50 and age_at_sampling <= 70 and sex in ('Female', 'Male')",
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 12);
+        assert_ne!(a, id("SELECT COUNT(*) FROM samples WHERE sex = 'Male'"));
+    }
+
+    #[test]
+    fn a_query_loss_is_split_by_need_into_exact_shares() {
+        let donors = Aggregate::Donors;
+        let samples = Aggregate::Samples;
+        let shares = split(23_000_000, &[need(&samples), need(&donors)]);
+        assert_eq!(shares.iter().sum::<i64>(), 23_000_000);
+        assert_eq!(
+            shares[1], 21_647_058,
+            "donors get sixteen parts of seventeen"
+        );
+        assert_eq!(shares[0], 1_352_942);
+        for units in [1, 7, 1_000_000_007] {
+            for weights in [vec![1], vec![16, 1, 1], vec![1, 1, 1, 1, 1, 1, 1, 1]] {
+                let s = split(units, &weights);
+                assert_eq!(s.iter().sum::<i64>(), units, "{units} {weights:?}");
+            }
+        }
+    }
+}

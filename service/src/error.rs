@@ -1,0 +1,154 @@
+//! The frame's own failures (who is calling, TLS, config files) and how every
+//! bonebank service sends an error: `{code, message, hint}` with the status
+//! of its code, details of internal failures in the log only.
+
+use std::path::PathBuf;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No verified identity.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The identity provider could not be reached to check a token.
+    #[error("{0}")]
+    IdentityUnavailable(String),
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A config file, certificate or argument that does not work.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Ours, not the caller's.
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path (or what) it happened at.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    /// The wire form.
+    pub fn body(&self) -> ErrorBody {
+        let (code, message, hint) = match self {
+            Self::Unauthenticated(m) => (
+                ErrorCode::Unauthenticated,
+                m.clone(),
+                Some(
+                    "sign in again (bonebank login) and send the token as Authorization: Bearer"
+                        .into(),
+                ),
+            ),
+            Self::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), None),
+            Self::IdentityUnavailable(m) => (ErrorCode::IdentityUnavailable, m.clone(), None),
+            Self::BadRequest(m) => (ErrorCode::BadRequest, m.clone(), None),
+            Self::Usage(_) | Self::Io { .. } | Self::Internal(_) => (
+                ErrorCode::Internal,
+                "internal error; the service's log has the details".into(),
+                None,
+            ),
+        };
+        ErrorBody {
+            code,
+            message,
+            hint,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        status_of(&self.body())
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        respond(self.body(), self)
+    }
+}
+
+/// The HTTP status of an error body.
+pub fn status_of(body: &ErrorBody) -> StatusCode {
+    StatusCode::from_u16(body.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// An error as every bonebank service sends it: the body with its status;
+/// for internal errors, the details go to the log only.
+pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
+    if body.code == ErrorCode::Internal {
+        tracing::error!(error = %error, "request failed");
+    }
+    let mut response = HttpResponse::build(status_of(&body));
+    if body.code == ErrorCode::Unauthenticated {
+        response.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
+    }
+    response.json(body)
+}
+
+/// How a service reads JSON bodies: at most `limit` bytes, and a body that
+/// does not parse is a 400 in the wire shape that names the route's body
+/// (`what`, e.g. "query request"), with the parser's reason and `hint`.
+pub fn json_config(limit: usize, hint: Option<&'static str>) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |e, req| {
+            let what = body_name(req.path());
+            let body = ErrorBody {
+                code: ErrorCode::BadRequest,
+                message: format!("the request body is not a valid {what}: {e}"),
+                hint: hint.map(str::to_owned),
+            };
+            let response = respond(body.clone(), &body.message);
+            actix_web::error::InternalError::from_response(body.message, response).into()
+        })
+}
+
+/// What a route's JSON body is, for error messages.
+fn body_name(path: &str) -> &'static str {
+    if path.starts_with("/v1/approvals") {
+        "steward's decision ({\"decision\": \"approve\" | \"reject\", \"reason\": …})"
+    } else if path.starts_with("/v1/preview") {
+        "preview request"
+    } else {
+        "query request"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_names_its_body() {
+        assert!(body_name("/v1/approvals/abc").starts_with("steward's decision"));
+        assert_eq!(body_name("/v1/query"), "query request");
+        assert_eq!(body_name("/v1/preview"), "preview request");
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_body() {
+        let e = Error::Usage("/etc/secret/path is wrong".into());
+        let body = e.body();
+        assert_eq!(body.code, ErrorCode::Internal);
+        assert!(!body.message.contains("secret"));
+        assert_eq!(status_of(&body), StatusCode::INTERNAL_SERVER_ERROR);
+        let e = Error::Unauthenticated("expired".into());
+        assert_eq!(e.status_code(), StatusCode::UNAUTHORIZED);
+    }
+}

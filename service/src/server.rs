@@ -1,0 +1,112 @@
+//! A service serving in the background: its address and a handle that stops
+//! it. Node, coordinator and the development identity provider all run as
+//! one of these.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::{Server, ServerHandle};
+
+/// A server running on the current Tokio runtime; stops when dropped.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// Whether it speaks HTTPS.
+    pub tls: bool,
+    handle: ServerHandle,
+}
+
+impl RunningServer {
+    /// Spawns `server` (built with signals disabled: the owner decides when
+    /// it stops) on the current Tokio runtime.
+    pub fn spawn(server: Server, addr: SocketAddr, tls: bool) -> Self {
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self { addr, tls, handle }
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops accepting requests and waits for running ones.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+
+    /// Serves until Ctrl-C, then stops gracefully.
+    pub async fn until_ctrl_c(self) -> std::io::Result<()> {
+        tokio::signal::ctrl_c().await?;
+        self.stop().await;
+        Ok(())
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// Plain HTTP is for this machine only: `url` must be https, or http on
+/// loopback. `what` names the setting in the error.
+pub fn check_https_or_loopback(url: &str, what: &str) -> crate::Result<reqwest::Url> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| crate::Error::Usage(format!("{what} {url:?} is not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if is_loopback(&parsed) => Ok(parsed),
+        _ => Err(crate::Error::Usage(format!(
+            "{what} {url} must be https (plain http only on this machine's loopback)"
+        ))),
+    }
+}
+
+/// The Tokio runtime a service's command runs on: multi-threaded (one worker
+/// per core), with I/O and timers.
+pub fn runtime() -> crate::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::Error::io("tokio runtime"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in [
+            "https://idp.example",
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]:9/",
+        ] {
+            assert!(check_https_or_loopback(ok, "oidc.issuer").is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://idp.example",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "not a url",
+        ] {
+            assert!(
+                check_https_or_loopback(bad, "oidc.issuer").is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
