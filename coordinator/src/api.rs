@@ -27,14 +27,8 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let json = web::JsonConfig::default()
-        .limit(bonebank_query::limits::LIMITS.max_body_bytes)
-        .error_handler(|e, _| {
-            Error::BadRequest(format!(
-                "the request body is not a valid query request: {e}"
-            ))
-            .into()
-        });
+    let json =
+        bonebank_service::error::json_config(bonebank_query::limits::LIMITS.max_body_bytes, None);
     App::new()
         .app_data(state.auth.clone())
         .app_data(state)

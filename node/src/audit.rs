@@ -25,6 +25,62 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
+/// What the log says about one question (kind `request`): who asked, what,
+/// under which rule, and what came of it. Never a count or a row value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Question {
+    pub user: String,
+    pub project: String,
+    pub role: String,
+    /// The loss asked for, then the loss the checked question spends.
+    pub loss: Option<f64>,
+    /// The checked question, as the site ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The SQL as sent, when it did not get as far as a checked question
+    /// (first 2,000 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// The policy rule that matched (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// The steward whose approval ran the question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_version: Option<String>,
+    /// The release's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// `released`, `remembered`, `pending_approval`, `policy_refused`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// A refusal's message, as the caller saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The loss charged by this release (0 for a remembered one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charged: Option<f64>,
+}
+
+/// A steward's decision on a ticket (kind `decision`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub ticket: String,
+    pub requester: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// An entry's detail as the log stores it.
+pub fn detail(entry: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(entry).expect("audit entries are plain data")
+}
+
 /// The `prev` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

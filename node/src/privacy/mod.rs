@@ -4,6 +4,7 @@
 //! ε) are split into whole nano units so that budgets add up exactly.
 
 mod opendp;
+pub mod release;
 
 pub use bonebank_query::interval::{
     discrete_gaussian_pmf, discrete_gaussian_tail, discrete_laplace_tail, halfwidth,
@@ -17,6 +18,9 @@ use crate::Result;
 /// Losses are accounted in units of 10⁻⁹, so sums over many queries are
 /// exact. (The functions below say ε; they serve ρ alike.)
 pub const UNITS_PER_EPSILON: f64 = 1e9;
+
+/// Coverage of the intervals released with each number.
+pub const COVERAGE: f64 = 0.95;
 
 /// ε as whole units (rounded to the nearest unit): for ε a caller asks for
 /// and budgets a policy sets.

@@ -10,7 +10,8 @@ use bonebank_schemas::wire::{ApprovalDecision, ApprovalRequest, TicketStatus};
 use super::{Approval, QueryService, blocking};
 use crate::privacy;
 use crate::service::{Caller, Steward};
-use crate::{Error, Result};
+use crate::store::TicketState;
+use crate::{Error, Result, audit};
 
 impl QueryService {
     /// For a query that needs a steward: the caller's own approved ticket
@@ -21,23 +22,23 @@ impl QueryService {
         caller: &Caller,
         checked: &Checked,
         key: String,
-        detail: &mut serde_json::Value,
+        detail: &mut audit::Question,
     ) -> Result<Approval> {
         let (store, user, k) = (self.store.clone(), caller.user.clone(), key.clone());
         let existing = blocking(move || store.ticket_for(&user, &k)).await?;
         let site = self.site.to_string();
         if let Some(t) = existing {
-            detail["ticket"] = t.id.clone().into();
+            detail.ticket = Some(t.id.clone());
             match t.current_state() {
-                "approved" => return Ok(Approval::Approved(t.id)),
-                "pending" => {
+                TicketState::Approved => return Ok(Approval::Approved(t.id)),
+                TicketState::Pending => {
                     return Ok(Approval::Waiting(Error::Pending {
                         site,
                         ticket: t.id,
                         audited: false,
                     }));
                 }
-                "rejected" => {
+                TicketState::Rejected => {
                     return Ok(Approval::Waiting(Error::PolicyRefused(Refusal::new(
                         format!(
                             "a data steward of {site} rejected this query: {}",
@@ -46,8 +47,7 @@ impl QueryService {
                         "change the question, or talk to the site's data steward",
                     ))));
                 }
-                // Expired: ask anew.
-                _ => {}
+                TicketState::Expired => {}
             }
         }
         let created = crate::store::now();
@@ -61,14 +61,14 @@ impl QueryService {
             release_key: key,
             query: checked.query.canonical_json(),
             loss: checked.loss,
-            state: "pending".into(),
+            state: TicketState::Pending,
             decided_by: None,
             reason: None,
         };
-        detail["ticket"] = ticket.id.clone().into();
-        detail["outcome"] = "pending_approval".into();
-        let (store, audit, t) = (self.store.clone(), detail.clone(), ticket.clone());
-        blocking(move || store.file_ticket(&t, &audit)).await?;
+        detail.ticket = Some(ticket.id.clone());
+        detail.outcome = Some("pending_approval".into());
+        let (store, entry, t) = (self.store.clone(), audit::detail(detail), ticket.clone());
+        blocking(move || store.file_ticket(&t, &entry)).await?;
         Ok(Approval::Waiting(Error::Pending {
             site,
             ticket: ticket.id,
@@ -119,17 +119,18 @@ impl QueryService {
         let t = blocking(move || store.ticket(&id)).await?.ok_or_else(|| {
             Error::BadRequest(format!("there is no ticket {ticket} at this site"))
         })?;
-        if t.current_state() != "pending" {
+        if t.current_state() != TicketState::Pending {
             return Err(Error::BadRequest(format!(
                 "ticket {ticket} is {}, not pending",
                 t.current_state()
             )));
         }
-        let mut audit = serde_json::json!({
-            "ticket": t.id,
-            "requester": t.user,
-            "decision": decision.decision,
-        });
+        let mut entry = audit::Decision {
+            ticket: t.id.clone(),
+            requester: t.user.clone(),
+            decision: decision.decision.clone(),
+            reason: None,
+        };
         let approve = match decision.decision.as_str() {
             "approve" => true,
             "reject" => false,
@@ -150,7 +151,7 @@ impl QueryService {
             ));
         }
         if let Some(r) = reason {
-            audit["reason"] = r.into();
+            entry.reason = Some(r.to_owned());
         }
         if approve {
             let (requester, query) = requester_of(&t)?;
@@ -174,15 +175,16 @@ impl QueryService {
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
             let units = privacy::units(checked.loss);
             let key = self.release_key(&version, &checked, units);
-            let mut detail = serde_json::json!({
-                "user": requester.user,
-                "project": requester.project,
-                "role": requester.role.to_string(),
-                "loss": checked.loss,
-                "query": checked.query.to_sql(),
-                "ticket": t.id,
-                "approved_by": steward.user(),
-            });
+            let mut detail = audit::Question {
+                user: requester.user.clone(),
+                project: requester.project.clone(),
+                role: requester.role.to_string(),
+                loss: Some(checked.loss),
+                query: Some(checked.query.to_sql()),
+                ticket: Some(t.id.clone()),
+                approved_by: Some(steward.user().to_owned()),
+                ..Default::default()
+            };
             let store = self.store.clone();
             let k = key.clone();
             if blocking(move || store.release(&k)).await?.is_none() {
@@ -193,7 +195,13 @@ impl QueryService {
         let (store, id, who) = (self.store.clone(), t.id.clone(), steward.user().to_owned());
         let reason_owned = reason.map(str::to_owned);
         let decided = blocking(move || {
-            store.decide_ticket(&id, approve, &who, reason_owned.as_deref(), &audit)
+            store.decide_ticket(
+                &id,
+                approve,
+                &who,
+                reason_owned.as_deref(),
+                &audit::detail(&entry),
+            )
         })
         .await?;
         if !decided {
@@ -203,7 +211,12 @@ impl QueryService {
         }
         Ok(TicketStatus {
             ticket: t.id,
-            state: if approve { "approved" } else { "rejected" }.into(),
+            state: if approve {
+                TicketState::Approved
+            } else {
+                TicketState::Rejected
+            }
+            .to_string(),
             reason: reason.map(str::to_owned),
         })
     }
@@ -214,7 +227,7 @@ impl QueryService {
         let t = blocking(move || store.ticket(&id)).await?;
         match t {
             Some(t) if t.user == caller.user || self.is_steward(caller) => Ok(TicketStatus {
-                state: t.current_state().to_owned(),
+                state: t.current_state().to_string(),
                 ticket: t.id,
                 reason: t.reason,
             }),

@@ -11,8 +11,8 @@ use bonebank_schemas::wire::{
     FilterColumn, MeasurePreview, Preview, QueryRequest, SiteDescription,
 };
 
-use super::{COVERAGE, QueryService, blocking};
-use crate::privacy::{self, halfwidth};
+use super::{QueryService, blocking};
+use crate::privacy::{self, COVERAGE, halfwidth};
 use crate::service::Caller;
 use crate::store::Payer;
 use crate::{Error, Result};

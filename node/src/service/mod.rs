@@ -9,17 +9,15 @@
 use std::sync::Arc;
 
 use bonebank_schemas::surface::{self};
-use bonebank_schemas::wire::{
-    MeasureNoise, Mechanism, NoisyValue, QueryRequest, QueryResult, ResultRow,
-};
+use bonebank_schemas::wire::{QueryRequest, QueryResult};
 use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Aggregate, Plan, QueryEngine, Spread};
 use crate::limits::{FairShare, WorkLimits};
-use crate::privacy::{self, NoiseMechanism, halfwidth};
+use crate::privacy::{self, NoiseMechanism};
 use crate::store::{Committed, Payer, Store};
-use crate::{Error, Result};
+use crate::{Error, Result, audit};
 use bonebank_query::policy::{Action, Policy};
 use bonebank_query::{self as query, Checked, Refusal, dimension_values, limits, question_id, sql};
 pub use bonebank_service::{Caller, Steward};
@@ -34,9 +32,6 @@ enum Approval {
     /// Still waiting, or rejected: the error the caller gets.
     Waiting(Error),
 }
-
-/// Coverage of the intervals released with each number.
-const COVERAGE: f64 = 0.95;
 
 /// A site's query service.
 #[derive(Debug, Clone)]
@@ -126,12 +121,13 @@ impl QueryService {
     /// (see [`question_id`]), the same id the coordinator logs.
     #[tracing::instrument(name = "question", skip_all, fields(site = %self.site, user = %caller.user, question = tracing::field::Empty))]
     pub async fn run(&self, caller: &Caller, request: &QueryRequest) -> Result<QueryResult> {
-        let mut detail = serde_json::json!({
-            "user": caller.user,
-            "project": caller.project,
-            "role": caller.role.to_string(),
-            "loss": request.loss,
-        });
+        let mut detail = audit::Question {
+            user: caller.user.clone(),
+            project: caller.project.clone(),
+            role: caller.role.to_string(),
+            loss: request.loss,
+            ..Default::default()
+        };
         let outcome = self.run_audited(caller, request, &mut detail).await;
         let outcome_name = match &outcome {
             Ok((_, true)) => None,
@@ -149,19 +145,19 @@ impl QueryService {
             Err(_) => Some("failed"),
         };
         if let Some(name) = outcome_name {
-            detail["outcome"] = name.into();
+            detail.outcome = Some(name.into());
             if let Err(e) = &outcome {
                 // The reason as the caller saw it: refusals name constructs
                 // and settings, never data.
-                detail["reason"] = e.body().message.into();
+                detail.reason = Some(e.body().message);
             }
-            if detail.get("query").is_none()
+            if detail.query.is_none()
                 && let Some(sql) = &request.sql
             {
-                detail["sql"] = sql.chars().take(2_000).collect::<String>().into();
+                detail.sql = Some(sql.chars().take(2_000).collect());
             }
             let (store, actor) = (self.store.clone(), caller.user.clone());
-            blocking(move || store.audit("request", &actor, &detail)).await?;
+            blocking(move || store.audit("request", &actor, &audit::detail(&detail))).await?;
         }
         outcome.map(|(r, _)| r)
     }
@@ -172,12 +168,12 @@ impl QueryService {
         &self,
         caller: &Caller,
         request: &QueryRequest,
-        detail: &mut serde_json::Value,
+        detail: &mut audit::Question,
     ) -> Result<(QueryResult, bool)> {
         let _in_flight = self.fair.enter(&caller.user)?;
         let checked = self.parse_and_check(caller, request).await?;
-        detail["query"] = checked.query.to_sql().into();
-        detail["loss"] = checked.loss.into();
+        detail.query = Some(checked.query.to_sql());
+        detail.loss = Some(checked.loss);
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
         self.note_dataset(&version).await?;
         let units = privacy::units(checked.loss);
@@ -188,9 +184,7 @@ impl QueryService {
         let decision =
             self.policy
                 .decide(caller.role, &caller.project, &checked.query, checked.loss);
-        if let Some(rule) = decision.rule {
-            detail["rule"] = rule.into();
-        }
+        detail.rule = decision.rule;
         match decision.action {
             Action::Run => {}
             Action::Deny => {
@@ -209,8 +203,8 @@ impl QueryService {
                         let store = self.store.clone();
                         match blocking(move || store.release(&key)).await? {
                             Some((json, _)) => {
-                                detail["ticket"] = ticket.into();
-                                detail["dataset_version"] = version.into();
+                                detail.ticket = Some(ticket);
+                                detail.dataset_version = Some(version);
                                 Ok((remembered(&json)?, false))
                             }
                             None => Err(Error::Engine(format!(
@@ -226,7 +220,7 @@ impl QueryService {
         let store = self.store.clone();
         let k = key.clone();
         if let Some((json, _)) = blocking(move || store.release(&k)).await? {
-            detail["dataset_version"] = version.into();
+            detail.dataset_version = Some(version);
             return Ok((remembered(&json)?, false));
         }
         // Only fresh questions run a plan, and only they take a token.
@@ -242,7 +236,7 @@ impl QueryService {
         checked: &Checked,
         version: String,
         key: String,
-        detail: &mut serde_json::Value,
+        detail: &mut audit::Question,
     ) -> Result<(QueryResult, bool)> {
         let checked = checked.clone();
         let plan = self.plan(&checked);
@@ -280,9 +274,9 @@ impl QueryService {
         let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
         let query_json = checked.query.canonical_json();
         let dataset_version = exact.dataset_version.clone();
-        detail["dataset_version"] = dataset_version.clone().into();
-        detail["release"] = key.clone().into();
-        detail["outcome"] = "released".into();
+        detail.dataset_version = Some(dataset_version.clone());
+        detail.release = Some(key.clone());
+        detail.outcome = Some("released".into());
         let (actor, audit) = (caller.user.clone(), detail.clone());
         let committed = blocking(move || {
             reservation.commit(
@@ -425,71 +419,16 @@ impl QueryService {
         calibrations: &[privacy::Calibration],
         charge: i64,
     ) -> Result<QueryResult> {
-        let mut noised = Vec::new();
-        for (values, c) in exact.iter().zip(calibrations) {
-            noised.push((c.sensitivity, self.noise.release(values, c)?));
-        }
-
         let mechanism = privacy::mechanism(self.policy.accounting);
-        let mut measures = Vec::new();
-        let mut per_measure: Vec<Vec<NoisyValue>> = Vec::new();
-        let mut next = noised.iter();
-        for m in &checked.query.measures {
-            match m {
-                Measure::Avg { column } => {
-                    let (ds, sum) = next.next().expect("one vector per aggregate");
-                    let (_, count) = next.next().expect("one vector per aggregate");
-                    let (lo, hi) = surface::bounds(column).expect("checked bounded column");
-                    per_measure.push(averages(mechanism, sum, count, lo as f64, hi as f64));
-                    measures.push(MeasureNoise {
-                        measure: m.clone(),
-                        label: m.label(),
-                        mechanism,
-                        sensitivity: *ds,
-                        scale: sum.scale,
-                        loss: sum.loss + count.loss,
-                        rounded_to: 1,
-                    });
-                }
-                _ => {
-                    let (ds, v) = next.next().expect("one vector per aggregate");
-                    let t = halfwidth(mechanism, v.scale, COVERAGE);
-                    let r = self.policy.round_to.max(1);
-                    per_measure.push(
-                        v.values
-                            .iter()
-                            .map(|&x| NoisyValue {
-                                value: round_to(x, r) as f64,
-                                // Outward from the unrounded value: it covers
-                                // whenever the exact interval did.
-                                interval: [
-                                    (x - t).div_euclid(r) as f64 * r as f64,
-                                    (x + t + r - 1).div_euclid(r) as f64 * r as f64,
-                                ],
-                            })
-                            .collect(),
-                    );
-                    measures.push(MeasureNoise {
-                        measure: m.clone(),
-                        label: m.label(),
-                        mechanism,
-                        sensitivity: *ds,
-                        scale: v.scale,
-                        loss: v.loss,
-                        rounded_to: r,
-                    });
-                }
-            }
-        }
-        let rows = plan
-            .cells()
-            .into_iter()
-            .enumerate()
-            .map(|(c, key)| ResultRow {
-                key,
-                values: per_measure.iter().map(|m| m[c].clone()).collect(),
-            })
-            .collect();
+        let released = privacy::release::assemble(
+            self.noise.as_ref(),
+            mechanism,
+            self.policy.round_to,
+            &checked.query.measures,
+            plan.cells(),
+            exact,
+            calibrations,
+        )?;
         let charged = privacy::epsilon(charge);
         Ok(QueryResult {
             site_id: self.site.to_string(),
@@ -500,9 +439,9 @@ impl QueryService {
             loss: charged,
             approx_dp: self.approx_dp(charged)?,
             remembered: false,
-            measures,
+            measures: released.measures,
             dimensions: plan.dimensions.clone(),
-            rows,
+            rows: released.rows,
         })
     }
 
@@ -585,47 +524,6 @@ fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
     }
 }
 
-/// Averages as noisy sum over noisy count, clamped to the column's bounds;
-/// the interval combines 97.5% intervals of both, so it covers at 95%.
-fn averages(
-    mechanism: Mechanism,
-    sum: &privacy::Noised,
-    count: &privacy::Noised,
-    lo: f64,
-    hi: f64,
-) -> Vec<NoisyValue> {
-    let (ts, tc) = (
-        halfwidth(mechanism, sum.scale, 0.975) as f64,
-        halfwidth(mechanism, count.scale, 0.975) as f64,
-    );
-    sum.values
-        .iter()
-        .zip(&count.values)
-        .map(|(&s, &c)| {
-            let (s, c) = (s as f64, c as f64);
-            let value = if c >= 1.0 {
-                (s / c).clamp(lo, hi)
-            } else {
-                (lo + hi) / 2.0
-            };
-            let low = if c + tc >= 1.0 {
-                ((s - ts) / (c + tc)).clamp(lo, hi)
-            } else {
-                lo
-            };
-            let high = if c - tc >= 1.0 {
-                ((s + ts) / (c - tc)).clamp(lo, hi)
-            } else {
-                hi
-            };
-            NoisyValue {
-                value,
-                interval: [low.min(value), high.max(value)],
-            }
-        })
-        .collect()
-}
-
 fn remembered(json: &str) -> Result<QueryResult> {
     let mut result: QueryResult =
         serde_json::from_str(json).map_err(|e| Error::Engine(format!("stored release: {e}")))?;
@@ -639,15 +537,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Engine(format!("worker: {e}")))?
-}
-
-/// `x` rounded to the nearest multiple of `r` (halves away from zero).
-fn round_to(x: i64, r: i64) -> i64 {
-    if r <= 1 {
-        return x;
-    }
-    let down = x.div_euclid(r) * r;
-    if (x - down) * 2 >= r { down + r } else { down }
 }
 
 #[cfg(test)]

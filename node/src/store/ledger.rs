@@ -1,0 +1,247 @@
+//! The privacy-budget ledger and the remembered releases. A query's loss is
+//! reserved in one immediate transaction that checks every account, so
+//! concurrent queries can never overspend; the release and the charge are
+//! committed in one transaction, so no release exists that was not charged.
+//! A reservation left by a crash stays charged.
+
+use bonebank_query::policy::Policy;
+use bonebank_schemas::wire::Accounting;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{Store, now, since};
+use crate::{Error, Result};
+
+/// Who pays for a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payer {
+    pub user: String,
+    pub project: String,
+}
+
+/// Units spent in the current period by one payer's accounts and the site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub user: i64,
+    pub project: i64,
+    pub site: i64,
+}
+
+/// Which account a query would overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    User,
+    Project,
+    Site,
+}
+
+/// Reserved ε. Commit it with a release, or it is refunded when dropped: a
+/// query that failed released nothing.
+#[derive(Debug)]
+pub struct Reservation {
+    store: Store,
+    id: Option<i64>,
+}
+
+impl Reservation {
+    /// Stores the release, turns the reservation into a charge and appends
+    /// `audit` (by `actor`, with the outcome added) to the audit log, in one
+    /// transaction. If the same release was stored meanwhile by a concurrent
+    /// query, the reservation is refunded and the stored release returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit(
+        mut self,
+        key: &str,
+        dataset_version: &str,
+        query: &str,
+        result: &str,
+        units: i64,
+        actor: &str,
+        mut audit: crate::audit::Question,
+    ) -> Result<Committed> {
+        let id = self.id.take().expect("committed once");
+        let mut conn = self.store.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO releases (key, dataset_version, query, result, units, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, dataset_version, query, result, units, now()],
+        )?;
+        let outcome = if inserted == 1 {
+            tx.execute(
+                "UPDATE ledger SET state = 'committed', release_key = ?2 WHERE id = ?1",
+                params![id, key],
+            )?;
+            Committed::Released
+        } else {
+            tx.execute("DELETE FROM ledger WHERE id = ?1", [id])?;
+            let existing: String =
+                tx.query_row("SELECT result FROM releases WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })?;
+            Committed::AlreadyReleased(existing)
+        };
+        audit.outcome = Some(
+            match outcome {
+                Committed::Released => "released",
+                Committed::AlreadyReleased(_) => "remembered",
+            }
+            .into(),
+        );
+        audit.charged = Some(match outcome {
+            Committed::Released => crate::privacy::epsilon(units),
+            Committed::AlreadyReleased(_) => 0.0,
+        });
+        crate::audit::append(&tx, "request", actor, &crate::audit::detail(&audit))?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+}
+
+/// What committing a reservation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Released,
+    /// Another query released the same numbers first; here is its result.
+    AlreadyReleased(String),
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Err(e) = self.store.conn().execute(
+                "DELETE FROM ledger WHERE id = ?1 AND state = 'reserved'",
+                [id],
+            )
+        {
+            tracing::error!(error = %e, reservation = id, "could not refund a reservation; it stays charged");
+        }
+    }
+}
+
+/// The ledger's name for what a charge is measured in.
+pub(super) fn measure(accounting: Accounting) -> &'static str {
+    match accounting {
+        Accounting::Zcdp => "rho",
+        Accounting::Pure => "epsilon",
+    }
+}
+
+/// Units of ρ that a charge of `units` of ε amounts to: an ε-DP release is
+/// ε²/2-zCDP (Bun and Steinke 2016, Proposition 1.4), rounded up.
+pub fn rho_units_of_epsilon(units: i64) -> i64 {
+    let per = crate::privacy::UNITS_PER_EPSILON as i128;
+    let u = i128::from(units);
+    ((u * u + 2 * per - 1) / (2 * per)) as i64
+}
+
+/// What was spent since `since`, in the measure of `accounting`. Under zCDP
+/// charges made under pure ε count as ε²/2; under pure accounting a ρ
+/// charge cannot be counted in ε, so one in the period is an error (the
+/// site must keep zCDP until it is older than the period).
+pub(super) fn spent(
+    conn: &Connection,
+    payer: &Payer,
+    since: i64,
+    accounting: Accounting,
+) -> Result<Spent> {
+    let sum = |filter: &str, arg: Option<&str>| -> Result<i64> {
+        let sql = format!("SELECT measure, units FROM ledger WHERE at > ?1 {filter}");
+        let mut stmt = conn.prepare(&sql)?;
+        let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
+        let rows: Vec<(String, i64)> = match arg {
+            Some(a) => stmt
+                .query_map(params![since, a], row)?
+                .collect::<rusqlite::Result<_>>()?,
+            None => stmt
+                .query_map(params![since], row)?
+                .collect::<rusqlite::Result<_>>()?,
+        };
+        let mut total = 0i64;
+        for (m, units) in rows {
+            total += match (accounting, m.as_str()) {
+                (Accounting::Zcdp, "rho") | (Accounting::Pure, "epsilon") => units,
+                (Accounting::Zcdp, _) => rho_units_of_epsilon(units),
+                (Accounting::Pure, _) => {
+                    return Err(Error::Usage(
+                        "the ledger holds zCDP (ρ) charges from the current budget period, \
+                         which pure ε accounting cannot count; keep accounting = \"zcdp\" \
+                         until they are older than budget_period_days"
+                            .into(),
+                    ));
+                }
+            };
+        }
+        Ok(total)
+    };
+    Ok(Spent {
+        user: sum("AND user = ?2", Some(&payer.user))?,
+        project: sum("AND project = ?2", Some(&payer.project))?,
+        site: sum("", None)?,
+    })
+}
+
+impl Store {
+    /// A remembered release's result JSON and units.
+    pub fn release(&self, key: &str) -> Result<Option<(String, i64)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT result, units FROM releases WHERE key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// What a payer and the site spent in the rolling period ending now.
+    pub fn spent(&self, payer: &Payer, policy: &Policy) -> Result<Spent> {
+        spent(
+            &self.conn(),
+            payer,
+            since(policy.budget_period_days),
+            policy.accounting,
+        )
+    }
+
+    /// Reserves `units` if every account stays within its budget; otherwise
+    /// names the account that would overrun. Nothing is read from the data
+    /// before this succeeds.
+    pub fn reserve(
+        &self,
+        payer: &Payer,
+        units: i64,
+        policy: &Policy,
+    ) -> Result<Result<Reservation, Account>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let s = spent(
+            &tx,
+            payer,
+            since(policy.budget_period_days),
+            policy.accounting,
+        )?;
+        let budgets = policy.budgets();
+        let limit = |loss: f64| crate::privacy::units(loss);
+        let over = if s.user + units > limit(budgets.user) {
+            Some(Account::User)
+        } else if s.project + units > limit(budgets.project) {
+            Some(Account::Project)
+        } else if s.site + units > limit(budgets.site) {
+            Some(Account::Site)
+        } else {
+            None
+        };
+        if let Some(account) = over {
+            return Ok(Err(account));
+        }
+        tx.execute(
+            "INSERT INTO ledger (at, user, project, units, state, measure) VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
+            params![now(), payer.user, payer.project, units, measure(policy.accounting)],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Ok(Reservation {
+            store: self.clone(),
+            id: Some(id),
+        }))
+    }
+}

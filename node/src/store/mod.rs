@@ -1,0 +1,135 @@
+//! The node's state in SQLite, one file, by concern: the privacy-budget
+//! ledger and remembered releases ([`ledger`]), stewards' tickets
+//! ([`tickets`]), and the hash-chained audit log (`crate::audit`), each
+//! written in the same transaction as the change it records.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::Result;
+
+mod ledger;
+mod tickets;
+
+pub use ledger::{Account, Committed, Payer, Reservation, Spent, rho_units_of_epsilon};
+pub use tickets::{Ticket, TicketState};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    units INTEGER NOT NULL CHECK (units >= 0),
+    state TEXT NOT NULL CHECK (state IN ('reserved', 'committed')),
+    release_key TEXT,
+    measure TEXT NOT NULL DEFAULT 'epsilon' CHECK (measure IN ('epsilon', 'rho'))
+);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    role TEXT NOT NULL,
+    release_key TEXT NOT NULL,
+    query TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected')),
+    decided_by TEXT,
+    decided_at INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS tickets_request ON tickets (user, release_key);
+CREATE TABLE IF NOT EXISTS releases (
+    key TEXT PRIMARY KEY,
+    dataset_version TEXT NOT NULL,
+    query TEXT NOT NULL,
+    result TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+";
+
+/// The SQLite state of one node.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state database.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = bonebank_service::state::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::audit::SCHEMA)?;
+        // Ledgers from before zCDP hold ε only: their rows get `epsilon`.
+        let has_measure: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'measure'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_measure {
+            conn.execute_batch(
+                "ALTER TABLE ledger ADD COLUMN measure TEXT NOT NULL DEFAULT 'epsilon' \
+                 CHECK (measure IN ('epsilon', 'rho'))",
+            )?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an audit entry on its own.
+    pub fn audit(&self, kind: &str, actor: &str, detail: &serde_json::Value) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let seq = crate::audit::append(&tx, kind, actor, detail)?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// The latest audit detail of a kind.
+    pub fn last_audit(&self, kind: &str) -> Result<Option<serde_json::Value>> {
+        crate::audit::last_detail(&self.conn(), kind)
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> Result<Result<crate::audit::Intact, crate::audit::Broken>> {
+        crate::audit::verify(&self.conn())
+    }
+
+    /// Whether an audit entry has this hash.
+    pub fn has_audit_hash(&self, hash: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM audit WHERE hash = ?1", [hash], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Writes the audit log as JSON lines.
+    pub fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<i64> {
+        crate::audit::export(&self.conn(), out)
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn since(period_days: u32) -> i64 {
+    now() - i64::from(period_days) * 86_400
+}
