@@ -27,8 +27,11 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let json =
-        bonebank_service::error::json_config(bonebank_query::limits::LIMITS.max_body_bytes, None);
+    let json = bonebank_service::error::json_config(
+        bonebank_query::limits::LIMITS.max_body_bytes,
+        "query request",
+        None,
+    );
     App::new()
         .app_data(state.auth.clone())
         .app_data(state)

@@ -101,14 +101,19 @@ pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
     response.json(body)
 }
 
-/// How a service reads JSON bodies: at most `limit` bytes, and a body that
-/// does not parse is a 400 in the wire shape that names the route's body
-/// (`what`, e.g. "query request"), with the parser's reason and `hint`.
-pub fn json_config(limit: usize, hint: Option<&'static str>) -> web::JsonConfig {
+/// How a route reads its JSON body: at most `limit` bytes, and a body that
+/// does not parse is a 400 in the wire shape that names what the route
+/// expects (`what`, e.g. "query request"), with the parser's reason and
+/// `hint`. A service sets one for the whole app and overrides it on a
+/// resource whose body is something else.
+pub fn json_config(
+    limit: usize,
+    what: &'static str,
+    hint: Option<&'static str>,
+) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
-        .error_handler(move |e, req| {
-            let what = body_name(req.path());
+        .error_handler(move |e, _| {
             let body = ErrorBody {
                 code: ErrorCode::BadRequest,
                 message: format!("the request body is not a valid {what}: {e}"),
@@ -119,26 +124,46 @@ pub fn json_config(limit: usize, hint: Option<&'static str>) -> web::JsonConfig 
         })
 }
 
-/// What a route's JSON body is, for error messages.
-fn body_name(path: &str) -> &'static str {
-    if path.starts_with("/v1/approvals") {
-        "steward's decision ({\"decision\": \"approve\" | \"reject\", \"reason\": …})"
-    } else if path.starts_with("/v1/preview") {
-        "preview request"
-    } else {
-        "query request"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn each_route_names_its_body() {
-        assert!(body_name("/v1/approvals/abc").starts_with("steward's decision"));
-        assert_eq!(body_name("/v1/query"), "query request");
-        assert_eq!(body_name("/v1/preview"), "preview request");
+    #[actix_web::test]
+    async fn a_resource_names_its_own_body() {
+        use actix_web::{App, test};
+        async fn take(_: web::Json<serde_json::Value>) -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+        let app = test::init_service(
+            App::new()
+                .app_data(json_config(1024, "query request", Some("a hint")))
+                .route("/q", web::post().to(take))
+                .service(
+                    web::resource("/d")
+                        .app_data(json_config(1024, "steward's decision", None))
+                        .route(web::post().to(take)),
+                ),
+        )
+        .await;
+        for (path, what, hint) in [
+            ("/q", "query request", Some("a hint")),
+            ("/d", "steward's decision", None),
+        ] {
+            let req = test::TestRequest::post()
+                .uri(path)
+                .insert_header(("content-type", "application/json"))
+                .set_payload("{not json")
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+            let body: ErrorBody = test::read_body_json(resp).await;
+            assert!(
+                body.message
+                    .starts_with(&format!("the request body is not a valid {what}: ")),
+                "{body:?}"
+            );
+            assert_eq!(body.hint.as_deref(), hint);
+        }
     }
 
     #[test]

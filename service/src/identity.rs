@@ -43,12 +43,17 @@ impl Steward {
                 "only the site's data stewards decide on queries".into(),
             ));
         }
-        if !caller.sites.iter().any(|s| s == site) {
+        if !Self::stewards(&caller, site) {
             return Err(Error::Forbidden(format!(
                 "you are not a data steward of {site}"
             )));
         }
         Ok(Self { caller })
+    }
+
+    /// Whether `caller`'s token names them a steward of `site`.
+    pub fn stewards(caller: &Caller, site: &str) -> bool {
+        caller.role == Role::Steward && caller.sites.iter().any(|s| s == site)
     }
 
     /// A steward acting from the node's own machine (`bonebank-node steward

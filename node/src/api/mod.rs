@@ -44,9 +44,12 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let json = json_config(
-        bonebank_query::limits::LIMITS.max_body_bytes,
-        Some(bonebank_query::SHAPE_HINT),
+    let limit = bonebank_query::limits::LIMITS.max_body_bytes;
+    let json = json_config(limit, "query request", Some(bonebank_query::SHAPE_HINT));
+    let decision = json_config(
+        limit,
+        "steward's decision ({\"decision\": \"approve\" | \"reject\", \"reason\": …})",
+        None,
     );
     let verifier = state.identity.clone();
     let site = web::Data::new(StewardedSite(state.service.site.to_string()));
@@ -60,7 +63,11 @@ pub fn app(
         .route("/v1/budget", web::get().to(budget::get))
         .route("/v1/site", web::get().to(site::get))
         .route("/v1/approvals", web::get().to(approvals::list))
-        .route("/v1/approvals/{ticket}", web::post().to(approvals::decide))
+        .service(
+            web::resource("/v1/approvals/{ticket}")
+                .app_data(decision)
+                .route(web::post().to(approvals::decide)),
+        )
         .route("/v1/tickets/{ticket}", web::get().to(approvals::ticket))
         .route("/health", web::get().to(health::health))
         .route("/metrics", web::get().to(health::metrics))
