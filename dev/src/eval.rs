@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bonebank_node::dataset::DataDir;
-use bonebank_node::engine::DataFusionEngine;
+use bonebank_node::engine::SurfaceEngine;
 use bonebank_node::privacy::{self, NoiseMechanism, OpenDpNoise, Sensitivity};
 use bonebank_node::service::{Caller, QueryService};
 use bonebank_node::store::Store;
@@ -216,7 +216,7 @@ fn median(xs: &[f64]) -> f64 {
 /// One demo site ready to be asked.
 struct Site {
     id: SiteId,
-    engine: Arc<DataFusionEngine>,
+    engine: Arc<SurfaceEngine>,
 }
 
 /// The default policy with budgets too large to run out during the
@@ -330,7 +330,7 @@ pub async fn run(options: EvalOptions) -> Result<String> {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
-        let engine = DataFusionEngine::new(DataDir::new(&dir), id.clone(), categories.clone());
+        let engine = SurfaceEngine::new(DataDir::new(&dir), id.clone(), categories.clone());
         sites.push(Site {
             id,
             engine: Arc::new(engine),

@@ -92,9 +92,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// A DataFusion failure. Plans are built from checked queries only, so a
-    /// failure here is ours, not the user's.
-    pub fn from_df(e: datafusion::error::DataFusionError) -> Self {
+    /// A DataFusion failure. Filters are built from checked queries only, so
+    /// a failure here is ours, not the user's.
+    pub fn from_df(e: datafusion_common::DataFusionError) -> Self {
         Self::Engine(e.to_string())
     }
 

@@ -9,7 +9,7 @@ use bonebank_service::{RunningServer, tls};
 use crate::api::{AppState, Metrics, app};
 use crate::config::NodeConfig;
 use crate::dataset::DataDir;
-use crate::engine::DataFusionEngine;
+use crate::engine::SurfaceEngine;
 use crate::privacy::{NoiseMechanism, OpenDpNoise};
 use crate::service::QueryService;
 use crate::store::Store;
@@ -23,17 +23,19 @@ pub fn state(config: &NodeConfig) -> Result<AppState> {
 /// The state of a node with a chosen noise mechanism (tests use fixed noise).
 pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> Result<AppState> {
     config.validate()?;
-    let engine = DataFusionEngine::new(
-        DataDir::new(&config.data_dir),
-        config.site_id.clone(),
-        config.policy.diagnosis_categories.clone(),
-    )
-    .with_plan_timeout(config.limits.plan_timeout());
+    let engine = Arc::new(
+        SurfaceEngine::new(
+            DataDir::new(&config.data_dir),
+            config.site_id.clone(),
+            config.policy.diagnosis_categories.clone(),
+        )
+        .with_plan_timeout(config.limits.plan_timeout()),
+    );
     let store = Store::open(&config.state_db())?;
     let service = QueryService::new(
         config.site_id.clone(),
         config.policy.clone(),
-        Arc::new(engine),
+        engine,
         noise,
         store,
     )
@@ -52,6 +54,7 @@ pub type RunningNode = RunningServer;
 
 /// Binds and starts serving on the current Tokio runtime.
 pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
+    state.service.watch_data();
     let state = web::Data::new(state);
     let server = HttpServer::new(move || app(state.clone())).workers(2);
     let server = match &config.tls {

@@ -3,13 +3,15 @@
 //! per-cell aggregates, which the privacy layer noises before anything else
 //! sees them.
 
-mod datafusion;
+mod filter;
+mod pass;
+mod runner;
 pub mod surface;
 
 use bonebank_schemas::Filter;
 use futures::future::BoxFuture;
 
-pub use self::datafusion::DataFusionEngine;
+pub use self::runner::SurfaceEngine;
 use crate::Result;
 
 /// One aggregate the engine computes per cell.
@@ -149,11 +151,15 @@ pub struct Exact {
     pub values: Vec<Vec<i64>>,
 }
 
-/// The engine seam: DataFusion in production; tests can use it directly to
-/// check sensitivity on exact values.
+/// The engine seam: [`SurfaceEngine`] in production; tests can use it
+/// directly to check sensitivity on exact values.
 pub trait QueryEngine: Send + Sync + std::fmt::Debug {
     /// The current dataset version, if any data was imported.
     fn dataset_version(&self) -> Result<Option<String>>;
+    /// Starts loading the data in the background and keeps it current, for
+    /// an engine that serves questions (a command that only reads the
+    /// state database does not need the data).
+    fn watch(self: std::sync::Arc<Self>) {}
     /// Computes the plan's exact bounded aggregates.
     fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>>;
 }

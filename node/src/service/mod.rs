@@ -448,6 +448,12 @@ impl QueryService {
     pub fn dataset_version(&self) -> Result<Option<String>> {
         self.engine.dataset_version()
     }
+
+    /// Loads the site's data now and each new version as it is imported,
+    /// off the request path.
+    pub fn watch_data(&self) {
+        self.engine.clone().watch();
+    }
 }
 
 /// Checks a query for a caller of `role`; a refusal by the site's policy is

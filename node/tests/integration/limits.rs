@@ -108,7 +108,8 @@ async fn deep_and_wide_questions_are_refused_in_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_past_the_plan_limit_is_stopped_and_charged_nothing() {
-    let mut site = TestSite::new("DE-LUE", 3_000, pure());
+    // Large enough that the pass takes well over a millisecond.
+    let mut site = TestSite::new("DE-LUE", 20_000, pure());
     site.config.limits.plan_timeout_ms = 1;
     let rita = caller("rita", "p1", Role::Researcher);
     let q = sql(

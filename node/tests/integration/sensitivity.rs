@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use bonebank_node::dataset::DataDir;
-use bonebank_node::engine::{DataFusionEngine, QueryEngine, surface};
+use bonebank_node::engine::{QueryEngine, SurfaceEngine, surface};
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::service::QueryService;
 use bonebank_node::store::Store;
@@ -39,7 +39,7 @@ fn service_over(
     t: &Tables,
     policy: &Policy,
     name: &str,
-) -> (QueryService, Arc<DataFusionEngine>) {
+) -> (QueryService, Arc<SurfaceEngine>) {
     let site = SiteId::parse("DE-LUE").unwrap();
     let surface = surface::build(
         &site,
@@ -49,15 +49,12 @@ fn service_over(
         &t.diagnoses,
     )
     .unwrap();
-    let engine = Arc::new(
-        DataFusionEngine::from_batches(
-            site.clone(),
-            policy.diagnosis_categories.clone(),
-            name,
-            surface,
-        )
-        .unwrap(),
-    );
+    let engine = Arc::new(SurfaceEngine::from_batches(
+        site.clone(),
+        policy.diagnosis_categories.clone(),
+        name,
+        surface,
+    ));
     let store = Store::open(&tmp.join(format!("{name}.sqlite"))).unwrap();
     (
         QueryService::new(

@@ -1,0 +1,395 @@
+//! A checked filter as one DataFusion physical expression over the surface:
+//! evaluated batch by batch with DataFusion's vectorised kernels (on
+//! dictionary-encoded codes they compare the few dictionary values, not every
+//! row), under SQL's three-valued logic, exactly as a `WHERE` clause would.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
+use arrow::datatypes::{DataType, Schema};
+use bonebank_schemas::{Filter, Value};
+use datafusion_common::ScalarValue;
+use datafusion_expr_common::operator::Operator;
+use datafusion_physical_expr::PhysicalExpr;
+use datafusion_physical_expr::expressions::{
+    BinaryExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
+};
+
+use crate::{Error, Result};
+
+type Expr = Arc<dyn PhysicalExpr>;
+
+/// A filter ready to run over batches of one schema.
+#[derive(Debug, Clone)]
+pub struct CompiledFilter {
+    /// `None` keeps every row (the filter `TRUE`).
+    expr: Option<Expr>,
+}
+
+impl CompiledFilter {
+    /// Compiles `filter` against `schema`. The filter was checked against the
+    /// surface, so a column or value that does not fit is our error, not the
+    /// caller's.
+    pub fn new(filter: &Filter, schema: &Schema) -> Result<Self> {
+        Ok(Self {
+            expr: match filter {
+                Filter::True => None,
+                f => Some(compile(f, schema)?),
+            },
+        })
+    }
+
+    /// The rows of `batch` the filter keeps: true, not false and not unknown.
+    pub fn keeps(&self, batch: &RecordBatch) -> Result<BooleanBuffer> {
+        let Some(expr) = &self.expr else {
+            return Ok(BooleanBuffer::new_set(batch.num_rows()));
+        };
+        let value = expr
+            .evaluate(batch)
+            .and_then(|v| v.into_array(batch.num_rows()))
+            .map_err(Error::from_df)?;
+        let kept = value
+            .as_boolean_opt()
+            .ok_or_else(|| Error::Engine("a filter did not evaluate to booleans".into()))?;
+        Ok(match kept.nulls() {
+            Some(nulls) => kept.values() & nulls.inner(),
+            None => kept.values().clone(),
+        })
+    }
+}
+
+fn compile(filter: &Filter, schema: &Schema) -> Result<Expr> {
+    Ok(match filter {
+        Filter::True => literal(ScalarValue::Boolean(Some(true))),
+        Filter::Not(inner) => Arc::new(NotExpr::new(compile(inner, schema)?)),
+        Filter::And(children) => fold(children, Operator::And, schema)?,
+        Filter::Or(children) => fold(children, Operator::Or, schema)?,
+        Filter::IsNull { column } => Arc::new(IsNullExpr::new(column_expr(column, schema)?)),
+        Filter::In { column, values } => in_values(column, values, schema)?,
+        Filter::Range { column, min, max } => {
+            let bounds: Vec<Value> = min.iter().chain(max).map(|v| Value::Int(*v)).collect();
+            let (col, lits) = operands(column, &bounds, schema)?;
+            let mut lits = lits.into_iter();
+            let mut parts: Vec<Expr> = Vec::new();
+            if min.is_some() {
+                let lo = lits.next().expect("one literal per bound");
+                parts.push(Arc::new(BinaryExpr::new(col.clone(), Operator::GtEq, lo)));
+            }
+            if max.is_some() {
+                let hi = lits.next().expect("one literal per bound");
+                parts.push(Arc::new(BinaryExpr::new(col.clone(), Operator::LtEq, hi)));
+            }
+            match parts.len() {
+                0 => Arc::new(IsNotNullExpr::new(col)),
+                _ => parts
+                    .into_iter()
+                    .reduce(|a, b| Arc::new(BinaryExpr::new(a, Operator::And, b)))
+                    .expect("at least one bound"),
+            }
+        }
+        Filter::Prefix { column, prefix } => {
+            let col = column_expr(column, schema)?;
+            let pattern = literal(ScalarValue::Utf8(Some(format!("{prefix}%"))));
+            Arc::new(LikeExpr::new(false, false, col, pattern))
+        }
+    })
+}
+
+fn fold(children: &[Filter], op: Operator, schema: &Schema) -> Result<Expr> {
+    let mut exprs = children.iter().map(|c| compile(c, schema));
+    let first = match exprs.next() {
+        Some(e) => e?,
+        // An empty AND keeps everything, an empty OR nothing.
+        None => return Ok(literal(ScalarValue::Boolean(Some(op == Operator::And)))),
+    };
+    exprs.try_fold(first, |acc, next| {
+        Ok(Arc::new(BinaryExpr::new(acc, op, next?)) as Expr)
+    })
+}
+
+/// `column IN (values)`, or `column = value` for one value.
+fn in_values(column: &str, values: &[Value], schema: &Schema) -> Result<Expr> {
+    let (col, lits) = operands(column, values, schema)?;
+    Ok(match <[_; 1]>::try_from(lits) {
+        Ok([one]) => Arc::new(BinaryExpr::new(col, Operator::Eq, one)),
+        Err(lits) => {
+            Arc::new(InListExpr::try_new(col, lits, false, schema).map_err(Error::from_df)?)
+        }
+    })
+}
+
+/// The column and the values as literals of one type: text as text (a
+/// dictionary-encoded column compares its dictionary), whole numbers as the
+/// column's integers, or both widened to 64 bits when a value does not fit.
+fn operands(column: &str, values: &[Value], schema: &Schema) -> Result<(Expr, Vec<Expr>)> {
+    let col = column_expr(column, schema)?;
+    let data_type = schema
+        .field_with_name(column)
+        .map_err(|e| Error::Engine(e.to_string()))?
+        .data_type();
+    let value_type = match data_type {
+        DataType::Dictionary(_, v) => v.as_ref(),
+        other => other,
+    };
+    let fits_i32 = values.iter().all(|v| match v {
+        Value::Int(i) => i32::try_from(*i).is_ok(),
+        _ => true,
+    });
+    let (col, int_type) = match value_type {
+        DataType::Int32 if !fits_i32 => (
+            Arc::new(CastExpr::new(col, DataType::Int64, None)) as Expr,
+            DataType::Int64,
+        ),
+        other => (col, other.clone()),
+    };
+    let lits = values
+        .iter()
+        .map(|v| {
+            let scalar = match (v, value_type) {
+                (Value::Text(t), DataType::Utf8) => ScalarValue::Utf8(Some(t.clone())),
+                (Value::Bool(b), DataType::Boolean) => ScalarValue::Boolean(Some(*b)),
+                (Value::Int(i), DataType::Int32) if int_type == DataType::Int32 => {
+                    ScalarValue::Int32(Some(*i as i32))
+                }
+                (Value::Int(i), DataType::Int32 | DataType::Int64) => ScalarValue::Int64(Some(*i)),
+                (v, t) => {
+                    return Err(Error::Engine(format!(
+                        "the value {v} does not fit {column} ({t})"
+                    )));
+                }
+            };
+            Ok(literal(scalar))
+        })
+        .collect::<Result<_>>()?;
+    Ok((col, lits))
+}
+
+fn column_expr(name: &str, schema: &Schema) -> Result<Expr> {
+    Ok(Arc::new(
+        Column::new_with_schema(name, schema).map_err(Error::from_df)?,
+    ))
+}
+
+fn literal(value: ScalarValue) -> Expr {
+    Arc::new(Literal::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringDictionaryBuilder};
+    use arrow::datatypes::{Field, Int16Type};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// A row of the test table: each column's value, or none for NULL.
+    type Row = BTreeMap<&'static str, Option<Value>>;
+
+    const TEXTS: &[&str] = &["Female", "Male", "Unknown"];
+    const CODES: &[&str] = &["S72.0", "S72.1", "M16.1", "C90.0"];
+
+    fn rows(n: usize, rng: &mut impl Rng) -> Vec<Row> {
+        (0..n)
+            .map(|_| {
+                let mut row = Row::new();
+                let pick = |rng: &mut dyn rand::RngCore, of: &[&str]| {
+                    Value::Text(of[rng.random_range(0..of.len())].to_owned())
+                };
+                row.insert("sex", Some(pick(rng, TEXTS)));
+                row.insert("diagnosis", rng.random_bool(0.8).then(|| pick(rng, CODES)));
+                row.insert("age", Some(Value::Int(rng.random_range(0..100))));
+                row.insert(
+                    "passage",
+                    rng.random_bool(0.3)
+                        .then(|| Value::Int(rng.random_range(0..6))),
+                );
+                row.insert("consent", Some(Value::Bool(rng.random_bool(0.5))));
+                row
+            })
+            .collect()
+    }
+
+    fn batch(rows: &[Row]) -> RecordBatch {
+        let dict = |name: &str| {
+            let mut b = StringDictionaryBuilder::<Int16Type>::new();
+            for r in rows {
+                match &r[name] {
+                    Some(Value::Text(t)) => b.append_value(t),
+                    _ => b.append_null(),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        };
+        let int = |name: &str| {
+            Arc::new(Int32Array::from_iter(rows.iter().map(|r| match &r[name] {
+                Some(Value::Int(i)) => Some(*i as i32),
+                _ => None,
+            }))) as ArrayRef
+        };
+        let flags = BooleanArray::from_iter(rows.iter().map(|r| match &r["consent"] {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }));
+        let d = || DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8));
+        let schema = Schema::new(vec![
+            Field::new("sex", d(), false),
+            Field::new("diagnosis", d(), true),
+            Field::new("age", DataType::Int32, false),
+            Field::new("passage", DataType::Int32, true),
+            Field::new("consent", DataType::Boolean, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                dict("sex"),
+                dict("diagnosis"),
+                int("age"),
+                int("passage"),
+                Arc::new(flags),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// What `WHERE f` does to `row` under SQL's three-valued logic; `None`
+    /// is unknown, which a WHERE clause does not keep.
+    fn reference(f: &Filter, row: &Row) -> Option<bool> {
+        let value = |c: &str| row.get(c).cloned().flatten();
+        match f {
+            Filter::True => Some(true),
+            Filter::Not(x) => reference(x, row).map(|b| !b),
+            Filter::And(c) => {
+                let all: Vec<_> = c.iter().map(|c| reference(c, row)).collect();
+                if all.contains(&Some(false)) {
+                    Some(false)
+                } else if all.contains(&None) {
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            Filter::Or(c) => {
+                let all: Vec<_> = c.iter().map(|c| reference(c, row)).collect();
+                if all.contains(&Some(true)) {
+                    Some(true)
+                } else if all.contains(&None) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Filter::In { column, values } => value(column).map(|v| values.contains(&v)),
+            // A range without bounds is `IS NOT NULL` (as `Filter::to_sql` writes it).
+            Filter::Range {
+                column,
+                min: None,
+                max: None,
+            } => Some(value(column).is_some()),
+            Filter::Range { column, min, max } => value(column).map(|v| match v {
+                Value::Int(i) => min.is_none_or(|m| i >= m) && max.is_none_or(|m| i <= m),
+                _ => false,
+            }),
+            Filter::Prefix { column, prefix } => value(column).map(|v| match v {
+                Value::Text(t) => t.starts_with(prefix.as_str()),
+                _ => false,
+            }),
+            Filter::IsNull { column } => Some(value(column).is_none()),
+        }
+    }
+
+    fn random_filter(rng: &mut impl Rng, depth: u32) -> Filter {
+        let leaf = |rng: &mut dyn rand::RngCore| -> Filter {
+            let int = |rng: &mut dyn rand::RngCore| {
+                // Now and then a bound beyond 32 bits.
+                if rng.random_bool(0.05) {
+                    Some(i64::from(i32::MAX) + 10)
+                } else {
+                    Some(rng.random_range(-5..110))
+                }
+            };
+            match rng.random_range(0..6) {
+                0 => Filter::In {
+                    column: "sex".into(),
+                    values: (0..rng.random_range(1..3))
+                        .map(|_| Value::Text(TEXTS[rng.random_range(0..3)].into()))
+                        .collect(),
+                },
+                1 => Filter::In {
+                    column: "diagnosis".into(),
+                    values: (0..rng.random_range(1..4))
+                        .map(|_| Value::Text(CODES[rng.random_range(0..4)].into()))
+                        .collect(),
+                },
+                2 => Filter::In {
+                    column: "consent".into(),
+                    values: vec![Value::Bool(rng.random_bool(0.5))],
+                },
+                3 => Filter::Range {
+                    column: ["age", "passage"][rng.random_range(0..2)].into(),
+                    min: if rng.random_bool(0.7) { int(rng) } else { None },
+                    max: if rng.random_bool(0.7) { int(rng) } else { None },
+                },
+                4 => Filter::Prefix {
+                    column: "diagnosis".into(),
+                    prefix: ["S", "S72", "S72.1", "M", "X"][rng.random_range(0..5)].into(),
+                },
+                _ => Filter::IsNull {
+                    column: ["diagnosis", "passage"][rng.random_range(0..2)].into(),
+                },
+            }
+        };
+        if depth == 0 || rng.random_bool(0.3) {
+            return leaf(rng);
+        }
+        match rng.random_range(0..3) {
+            0 => Filter::Not(Box::new(random_filter(rng, depth - 1))),
+            k => {
+                let children = (0..rng.random_range(1..4))
+                    .map(|_| random_filter(rng, depth - 1))
+                    .collect();
+                if k == 1 {
+                    Filter::And(children)
+                } else {
+                    Filter::Or(children)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_expression_keeps_exactly_the_rows_sql_keeps() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let rows = rows(2_000, &mut rng);
+        let batch = batch(&rows);
+        for _ in 0..500 {
+            let f = random_filter(&mut rng, 4);
+            let kept = CompiledFilter::new(&f, &batch.schema())
+                .unwrap()
+                .keeps(&batch)
+                .unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(
+                    kept.value(i),
+                    reference(&f, row) == Some(true),
+                    "row {i} {row:?} under {f:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_the_column_is_an_engine_error() {
+        let batch = batch(&rows(3, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1)));
+        let f = Filter::In {
+            column: "age".into(),
+            values: vec![Value::Text("old".into())],
+        };
+        assert!(matches!(
+            CompiledFilter::new(&f, &batch.schema()),
+            Err(Error::Engine(_))
+        ));
+    }
+}

@@ -1,0 +1,540 @@
+//! One streaming pass over the donor-sorted surface: the rows the filter
+//! keeps are gathered per donor into the cells of the plan (small integer
+//! indices, from the dictionary codes), and when a donor's rows end its
+//! contribution is bounded and added to the answer. Every aggregate of a
+//! plan comes out of the same pass; nothing is hashed per row.
+
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::buffer::NullBuffer;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+
+use super::filter::CompiledFilter;
+use super::{Aggregate, Plan};
+use crate::{Error, Result};
+
+/// A cell's index along one dimension that no public key has: the row is
+/// dropped.
+const OFF: u32 = u32::MAX;
+
+/// Rows between two looks at the clock.
+const CLOCK_EVERY: usize = 8 * 1024;
+
+/// What the pass adds up for each cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The plan's aggregates, each donor bounded as the privacy model says.
+    Bounded,
+    /// The true, unbounded `COUNT(*)` and `COUNT(DISTINCT donor)` of each
+    /// cell, for evaluating accuracy; never released.
+    Truth,
+}
+
+/// Runs the pass. Past `deadline` it stops with [`Error::TooSlow`]
+/// (`limit_ms` is what the error says).
+pub fn run(
+    plan: &Plan,
+    filter: &CompiledFilter,
+    batches: &[RecordBatch],
+    mode: Mode,
+    deadline: Option<(Instant, u64)>,
+) -> Result<Vec<Vec<i64>>> {
+    let layout = Layout::new(plan)?;
+    let mut sums = Sums::new(plan, &layout, mode);
+    let mut rows_since_clock = 0;
+    for batch in batches {
+        let kept = filter.keeps(batch)?;
+        let columns = Columns::of(plan, &layout, batch)?;
+        for row in kept.set_indices() {
+            rows_since_clock += 1;
+            if rows_since_clock == CLOCK_EVERY {
+                rows_since_clock = 0;
+                check_clock(deadline)?;
+            }
+            let Some(cell) = columns.cell(row) else {
+                continue;
+            };
+            sums.add(columns.donor(row), cell, |a| columns.value(a, row));
+        }
+        check_clock(deadline)?;
+    }
+    Ok(sums.finish())
+}
+
+fn check_clock(deadline: Option<(Instant, u64)>) -> Result<()> {
+    match deadline {
+        Some((at, limit_ms)) if Instant::now() >= at => Err(Error::TooSlow(limit_ms)),
+        _ => Ok(()),
+    }
+}
+
+/// Where each dimension's public keys sit in a cell's index: the first
+/// dimension most significant, as [`Plan::cells`] lists them.
+struct Layout {
+    strides: Vec<u32>,
+    cells: usize,
+}
+
+impl Layout {
+    fn new(plan: &Plan) -> Result<Self> {
+        let mut strides = vec![1u32; plan.keys.len()];
+        let mut cells: u64 = 1;
+        for (d, keys) in plan.keys.iter().enumerate().rev() {
+            strides[d] = u32::try_from(cells)
+                .map_err(|_| Error::Engine("too many cells in one answer".into()))?;
+            cells *= keys.len() as u64;
+        }
+        if cells >= u64::from(OFF) {
+            return Err(Error::Engine("too many cells in one answer".into()));
+        }
+        Ok(Self {
+            strides,
+            cells: cells as usize,
+        })
+    }
+}
+
+/// One batch's columns as the pass reads them.
+struct Columns<'a> {
+    dimensions: Vec<Dimension<'a>>,
+    donors: &'a [i64],
+    /// Per aggregate, the column it sums or counts (64-bit), if any.
+    values: Vec<Option<arrow::array::Int64Array>>,
+}
+
+/// A dimension's column, and the offset its every value adds to a cell's
+/// index (`OFF` for a value without a public key).
+enum Dimension<'a> {
+    Codes {
+        keys: &'a [i16],
+        nulls: Option<&'a NullBuffer>,
+        /// Per dictionary entry.
+        offsets: Vec<u32>,
+        null_offset: u32,
+    },
+    Integers {
+        values: &'a [i32],
+        nulls: Option<&'a NullBuffer>,
+        /// Per value from `lowest`.
+        offsets: Vec<u32>,
+        lowest: i64,
+        null_offset: u32,
+    },
+}
+
+impl<'a> Columns<'a> {
+    fn of(plan: &Plan, layout: &Layout, batch: &'a RecordBatch) -> Result<Self> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Engine(format!("the surface has no column {name}")))
+        };
+        let mut dimensions = Vec::with_capacity(plan.dimensions.len());
+        for ((name, keys), stride) in plan.dimensions.iter().zip(&plan.keys).zip(&layout.strides) {
+            let offset_of = |key: Option<&str>| {
+                keys.iter()
+                    .position(|k| Some(k.as_str()) == key)
+                    .map_or(OFF, |i| i as u32 * stride)
+            };
+            // A missing value reads as the key "none", where there is one.
+            let null_offset = offset_of(Some("none"));
+            let array = column(name)?;
+            dimensions.push(match array.data_type() {
+                DataType::Dictionary(k, v) if **k == DataType::Int16 && **v == DataType::Utf8 => {
+                    let dict = array.as_dictionary::<Int16Type>();
+                    let values = dict.values().as_string::<i32>();
+                    Dimension::Codes {
+                        keys: dict.keys().values(),
+                        nulls: dict.nulls(),
+                        offsets: (0..values.len())
+                            .map(|i| offset_of(values.is_valid(i).then(|| values.value(i))))
+                            .collect(),
+                        null_offset,
+                    }
+                }
+                DataType::Int32 => {
+                    let ints = array.as_primitive::<Int32Type>();
+                    let parsed: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+                    let lowest = parsed.iter().copied().min().unwrap_or(0);
+                    let highest = parsed.iter().copied().max().unwrap_or(-1);
+                    Dimension::Integers {
+                        values: ints.values(),
+                        nulls: ints.nulls(),
+                        offsets: (lowest..=highest)
+                            .map(|v| offset_of(Some(&v.to_string())))
+                            .collect(),
+                        lowest,
+                        null_offset,
+                    }
+                }
+                other => {
+                    return Err(Error::Engine(format!(
+                        "the dimension {name} is stored as {other}, not as codes or integers"
+                    )));
+                }
+            });
+        }
+        let donors = column("donor_key")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| Error::Engine("donor keys are not 64-bit integers".into()))?
+            .values();
+        let values = plan
+            .aggregates
+            .iter()
+            .map(|a| match a {
+                Aggregate::Sum { column: c, .. } | Aggregate::Count { column: c } => Ok(Some(
+                    cast(column(c)?, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .clone(),
+                )),
+                Aggregate::Samples | Aggregate::Donors => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            dimensions,
+            donors,
+            values,
+        })
+    }
+
+    /// The row's cell, or none if one of its keys is not public.
+    fn cell(&self, row: usize) -> Option<u32> {
+        let mut cell = 0;
+        for d in &self.dimensions {
+            let offset = match d {
+                Dimension::Codes {
+                    keys,
+                    nulls,
+                    offsets,
+                    null_offset,
+                } => {
+                    if nulls.is_some_and(|n| n.is_null(row)) {
+                        *null_offset
+                    } else {
+                        offsets.get(keys[row] as usize).copied().unwrap_or(OFF)
+                    }
+                }
+                Dimension::Integers {
+                    values,
+                    nulls,
+                    offsets,
+                    lowest,
+                    null_offset,
+                } => {
+                    if nulls.is_some_and(|n| n.is_null(row)) {
+                        *null_offset
+                    } else {
+                        usize::try_from(i64::from(values[row]) - lowest)
+                            .ok()
+                            .and_then(|i| offsets.get(i).copied())
+                            .unwrap_or(OFF)
+                    }
+                }
+            };
+            if offset == OFF {
+                return None;
+            }
+            cell += offset;
+        }
+        Some(cell)
+    }
+
+    fn donor(&self, row: usize) -> i64 {
+        self.donors[row]
+    }
+
+    /// The value aggregate `a` reads from the row: none where the column is
+    /// empty (it then adds nothing, as SQL's SUM and COUNT skip NULL).
+    fn value(&self, a: usize, row: usize) -> Option<i64> {
+        let column = self.values[a].as_ref()?;
+        column.is_valid(row).then(|| column.value(row))
+    }
+}
+
+/// The answer so far, and the current donor's rows per cell.
+struct Sums<'p> {
+    plan: &'p Plan,
+    mode: Mode,
+    out: Vec<Vec<i64>>,
+    donor: Option<i64>,
+    /// The current donor's cells: (cell, rows) and, at the same position in
+    /// `values`, one running value per aggregate.
+    cells: Vec<(u32, i64)>,
+    values: Vec<i64>,
+    rank: ahash::RandomState,
+    limit: usize,
+}
+
+impl<'p> Sums<'p> {
+    fn new(plan: &'p Plan, layout: &Layout, mode: Mode) -> Self {
+        let vectors = match mode {
+            Mode::Bounded => plan.aggregates.len(),
+            Mode::Truth => 2,
+        };
+        Self {
+            plan,
+            mode,
+            out: vec![vec![0; layout.cells]; vectors],
+            donor: None,
+            cells: Vec::new(),
+            values: Vec::new(),
+            rank: rank_hasher(plan.seed),
+            limit: usize::try_from(plan.cells_per_donor()).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// One kept row of `donor` in `cell`.
+    fn add(&mut self, donor: i64, cell: u32, value: impl Fn(usize) -> Option<i64>) {
+        if self.donor != Some(donor) {
+            self.end_donor();
+            self.donor = Some(donor);
+        }
+        let n = self.plan.aggregates.len();
+        let at = match self.cells.iter().position(|(c, _)| *c == cell) {
+            Some(at) => at,
+            None => {
+                self.cells.push((cell, 0));
+                self.values.extend(std::iter::repeat_n(0, n));
+                self.cells.len() - 1
+            }
+        };
+        self.cells[at].1 += 1;
+        if self.mode == Mode::Truth {
+            return;
+        }
+        for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
+            let Some(v) = value(a) else { continue };
+            self.values[at * n + a] += match aggregate {
+                Aggregate::Sum { lo, hi, .. } => v.clamp(*lo, *hi),
+                Aggregate::Count { .. } => 1,
+                Aggregate::Samples | Aggregate::Donors => 0,
+            };
+        }
+    }
+
+    /// Adds the current donor's contribution. A donor in more than
+    /// [`Plan::cells_per_donor`] cells keeps that many, chosen by ranking
+    /// its cells on a hash keyed by the plan's seed: uniformly at random for
+    /// each release, whatever the cells' names or order. In each kept cell
+    /// it adds at most [`Aggregate::bounded`] of its rows.
+    fn end_donor(&mut self) {
+        let Some(donor) = self.donor else { return };
+        let n = self.plan.aggregates.len();
+        match self.mode {
+            Mode::Truth => {
+                for &(cell, rows) in &self.cells {
+                    self.out[0][cell as usize] += rows;
+                    self.out[1][cell as usize] += 1;
+                }
+            }
+            Mode::Bounded => {
+                let mut order: Vec<usize> = (0..self.cells.len()).collect();
+                if order.len() > self.limit {
+                    let rank = |i: usize| self.rank.hash_one((donor, self.cells[i].0 as usize));
+                    order.sort_unstable_by_key(|&i| rank(i));
+                    order.truncate(self.limit);
+                }
+                let s = self.plan.max_samples_per_donor;
+                for i in order {
+                    let (cell, rows) = self.cells[i];
+                    for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
+                        self.out[a][cell as usize] +=
+                            aggregate.bounded(rows, self.values[i * n + a], s);
+                    }
+                }
+            }
+        }
+        self.cells.clear();
+        self.values.clear();
+    }
+
+    fn finish(mut self) -> Vec<Vec<i64>> {
+        self.end_donor();
+        self.out
+    }
+}
+
+/// The keyed hash that ranks a donor's cells: a function of the plan's seed
+/// alone.
+fn rank_hasher(seed: u64) -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        seed,
+        seed.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
+        seed.rotate_left(31) ^ 0xbf58_476d_1ce4_e5b9,
+        seed.rotate_left(47) ^ 0x94d0_49bb_1331_11eb,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringDictionaryBuilder};
+    use arrow::datatypes::{Field, Schema};
+    use bonebank_schemas::{Filter, Value};
+
+    use super::*;
+    use crate::engine::Spread;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new(
+                "sample_type",
+                DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8)),
+                false,
+            ),
+            Field::new("donor_key", DataType::Int64, false),
+        ]))
+    }
+
+    /// `donors` donors in donor order, each with `rows` rows in every one of
+    /// `keys`, in batches of at most `batch_rows` rows.
+    fn everyone_everywhere(
+        keys: &[String],
+        donors: i64,
+        rows: i64,
+        batch_rows: usize,
+    ) -> Vec<RecordBatch> {
+        let mut all = Vec::new();
+        for d in 0..donors {
+            for k in keys {
+                for _ in 0..rows {
+                    all.push((k.clone(), d * 7919));
+                }
+            }
+        }
+        all.chunks(batch_rows)
+            .map(|chunk| {
+                let mut names = StringDictionaryBuilder::<Int16Type>::new();
+                for (k, _) in chunk {
+                    names.append_value(k);
+                }
+                let who = Int64Array::from_iter_values(chunk.iter().map(|(_, d)| *d));
+                RecordBatch::try_new(schema(), vec![Arc::new(names.finish()), Arc::new(who)])
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn plan(keys: Vec<String>, bound: i64, seed: u64) -> Plan {
+        Plan {
+            dimensions: vec!["sample_type".into()],
+            keys: vec![keys],
+            filter: Filter::True,
+            aggregates: vec![Aggregate::Donors, Aggregate::Samples],
+            max_samples_per_donor: 2,
+            spread: vec![Spread::AtMost(bound)],
+            seed,
+        }
+    }
+
+    fn keys() -> Vec<String> {
+        ('a'..='j').map(String::from).collect()
+    }
+
+    fn bounded(plan: &Plan, batches: &[RecordBatch]) -> Vec<Vec<i64>> {
+        let filter = CompiledFilter::new(&plan.filter, &schema()).unwrap();
+        run(plan, &filter, batches, Mode::Bounded, None).unwrap()
+    }
+
+    #[test]
+    fn donors_over_the_bound_keep_cells_chosen_without_regard_to_key_names() {
+        // 1000 donors in all 10 cells, 3 kept each: every cell expects 300
+        // donors (a sum of 1000 draws with p = 0.3, standard deviation 14.5).
+        // Keeping the first three keys in any fixed order would give 1000,
+        // 1000, 1000 and seven zeros.
+        let batches = everyone_everywhere(&keys(), 1000, 3, 4096);
+        for seed in [1, 2, 3] {
+            let values = bounded(&plan(keys(), 3, seed), &batches);
+            let (donors, samples) = (&values[0], &values[1]);
+            assert_eq!(donors.iter().sum::<i64>(), 3000, "3 cells per donor");
+            assert_eq!(
+                samples.iter().sum::<i64>(),
+                6000,
+                "2 rows per donor and cell"
+            );
+            for (cell, &count) in donors.iter().enumerate() {
+                assert!(
+                    (count - 300).abs() < 73,
+                    "seed {seed}: cell {cell} has {count}"
+                );
+            }
+        }
+        // Keys renamed in reverse order: the counts still spread evenly.
+        let reversed: Vec<String> = keys().into_iter().rev().collect();
+        let batches = everyone_everywhere(&reversed, 1000, 1, 4096);
+        let values = bounded(&plan(reversed, 3, 9), &batches);
+        assert!(
+            values[0].iter().all(|&c| (c - 300).abs() < 73),
+            "{:?}",
+            values[0]
+        );
+    }
+
+    #[test]
+    fn the_choice_is_fixed_by_the_seed_and_changes_with_it() {
+        let batches = everyone_everywhere(&keys(), 200, 1, 4096);
+        let run = |seed| bounded(&plan(keys(), 2, seed), &batches);
+        assert_eq!(run(5), run(5));
+        assert_ne!(run(5), run(6));
+    }
+
+    #[test]
+    fn a_donor_split_across_batches_is_one_donor() {
+        // Batches of 7 rows cut through donors' 30 rows (10 cells, 3 rows each).
+        let small = everyone_everywhere(&keys(), 40, 3, 7);
+        let whole = everyone_everywhere(&keys(), 40, 3, 100_000);
+        let p = plan(keys(), 4, 11);
+        assert_eq!(bounded(&p, &small), bounded(&p, &whole));
+        assert_eq!(bounded(&p, &small)[0].iter().sum::<i64>(), 40 * 4);
+    }
+
+    #[test]
+    fn donors_within_the_bound_keep_every_cell() {
+        let batches = everyone_everywhere(&keys(), 50, 9, 4096);
+        let values = bounded(&plan(keys(), 10, 1), &batches);
+        assert_eq!(values[0], vec![50; 10]);
+        assert_eq!(
+            values[1],
+            vec![100; 10],
+            "9 rows count as max_samples_per_donor 2"
+        );
+    }
+
+    #[test]
+    fn the_truth_is_unbounded() {
+        let batches = everyone_everywhere(&keys(), 50, 9, 4096);
+        let filter = CompiledFilter::new(&Filter::True, &schema()).unwrap();
+        let truth = run(&plan(keys(), 2, 1), &filter, &batches, Mode::Truth, None).unwrap();
+        assert_eq!(truth[0], vec![450; 10], "every row");
+        assert_eq!(truth[1], vec![50; 10], "every donor in every cell");
+    }
+
+    #[test]
+    fn rows_outside_the_filter_or_the_public_keys_add_nothing() {
+        let batches = everyone_everywhere(&keys(), 20, 1, 4096);
+        let mut p = plan(keys()[..4].to_vec(), 10, 1);
+        p.filter = Filter::In {
+            column: "sample_type".into(),
+            values: vec![Value::Text("b".into()), Value::Text("e".into())],
+        };
+        assert_eq!(bounded(&p, &batches)[0], vec![0, 20, 0, 0]);
+    }
+
+    #[test]
+    fn a_pass_past_its_deadline_stops() {
+        let batches = everyone_everywhere(&keys(), 10, 1, 4096);
+        let p = plan(keys(), 2, 1);
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        let r = run(
+            &p,
+            &filter,
+            &batches,
+            Mode::Bounded,
+            Some((Instant::now(), 5)),
+        );
+        assert!(matches!(r, Err(Error::TooSlow(5))), "{r:?}");
+    }
+}

@@ -1,0 +1,273 @@
+//! The engine over a site's data directory: the surface of the current
+//! dataset version held in memory, loaded off the request path (at start,
+//! and as soon as an import makes a new version), and each plan run as one
+//! pass ([`super::pass`]) on a core of the engine's own, after DataFusion's
+//! physical expressions have evaluated its filter ([`super::filter`]).
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bonebank_schemas::SiteId;
+use futures::future::BoxFuture;
+
+use super::filter::CompiledFilter;
+use super::pass::{self, Mode};
+use super::{Aggregate, Exact, Plan, QueryEngine, surface};
+use crate::dataset::DataDir;
+use crate::{Error, Result};
+
+/// How often the engine looks for a dataset version made by an import.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Queries a site's data; loads each new version as it appears.
+#[derive(Debug)]
+pub struct SurfaceEngine {
+    source: Source,
+    site: SiteId,
+    categories: Vec<String>,
+    loaded: RwLock<Option<Arc<Loaded>>>,
+    /// Held while a version loads: one load at a time, and questions that
+    /// need it wait here without holding a thread.
+    loading: tokio::sync::Mutex<()>,
+    cpu: CpuRuntime,
+    /// A plan still running after this is stopped.
+    plan_timeout: Duration,
+}
+
+/// Where plans and loads run: threads of the engine's own, never the HTTP
+/// workers. At most one plan per core runs at a time; the rest wait their
+/// turn instead of all slowing each other down.
+#[derive(Debug)]
+struct CpuRuntime(Option<tokio::runtime::Runtime>, Arc<tokio::sync::Semaphore>);
+
+impl CpuRuntime {
+    fn new() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(threads + 1)
+            .enable_time()
+            .thread_name("bonebank-engine")
+            .build()
+            .expect("the engine's runtime starts");
+        Self(
+            Some(runtime),
+            Arc::new(tokio::sync::Semaphore::new(threads)),
+        )
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until drop").handle()
+    }
+
+    /// Runs CPU-bound work on one of the engine's cores, in turn.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _turn = self
+            .1
+            .acquire()
+            .await
+            .map_err(|e| Error::Engine(format!("engine queue: {e}")))?;
+        self.handle()
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Engine(format!("engine task: {e}")))?
+    }
+}
+
+impl Drop for CpuRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which async contexts forbid.
+        if let Some(r) = self.0.take() {
+            r.shutdown_background();
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    Dir(DataDir),
+    /// A fixed surface, for tests that compare exact values across datasets.
+    Batches,
+}
+
+/// One dataset version's surface, sorted by donor.
+#[derive(Debug)]
+struct Loaded {
+    version: String,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+impl SurfaceEngine {
+    pub fn new(dir: DataDir, site: SiteId, categories: Vec<String>) -> Self {
+        Self {
+            source: Source::Dir(dir),
+            site,
+            categories,
+            loaded: RwLock::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            cpu: CpuRuntime::new(),
+            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
+        }
+    }
+
+    /// The same engine, stopping plans that run longer than `timeout`.
+    pub fn with_plan_timeout(mut self, timeout: Duration) -> Self {
+        self.plan_timeout = timeout;
+        self
+    }
+
+    /// An engine over a surface built from stored-table batches.
+    pub fn from_batches(
+        site: SiteId,
+        categories: Vec<String>,
+        version: &str,
+        surface: Vec<RecordBatch>,
+    ) -> Self {
+        let engine = Self {
+            source: Source::Batches,
+            site,
+            categories,
+            loaded: RwLock::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            cpu: CpuRuntime::new(),
+            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
+        };
+        *engine.loaded.write().expect("lock") = Some(Arc::new(Loaded {
+            version: version.into(),
+            schema: surface::schema(),
+            batches: surface,
+        }));
+        engine
+    }
+
+    /// The loaded surface for the current version, loading it (off this
+    /// thread) if it changed.
+    async fn current(&self) -> Result<Option<Arc<Loaded>>> {
+        let Source::Dir(dir) = &self.source else {
+            return Ok(self.loaded.read().expect("lock").clone());
+        };
+        let Some(version) = dir.current()? else {
+            return Ok(None);
+        };
+        let up_to_date = || {
+            self.loaded
+                .read()
+                .expect("lock")
+                .as_ref()
+                .filter(|l| l.version == version.id)
+                .cloned()
+        };
+        if let Some(l) = up_to_date() {
+            return Ok(Some(l));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(l) = up_to_date() {
+            return Ok(Some(l));
+        }
+        let started = Instant::now();
+        let (dir, site, categories) = (dir.clone(), self.site.clone(), self.categories.clone());
+        let (id, batches) = self
+            .cpu
+            .handle()
+            .spawn_blocking(move || surface::load(&dir, &site, &categories))
+            .await
+            .map_err(|e| Error::Engine(format!("loading task: {e}")))??;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let loaded = Arc::new(Loaded {
+            version: id,
+            schema: surface::schema(),
+            batches,
+        });
+        tracing::info!(site = %self.site, version = %loaded.version, rows, ms = started.elapsed().as_millis() as u64, "loaded dataset version");
+        *self.loaded.write().expect("lock") = Some(loaded.clone());
+        Ok(Some(loaded))
+    }
+
+    /// Runs one pass of `plan` over the current version.
+    async fn pass(&self, plan: &Plan, mode: Mode) -> Result<(String, Vec<Vec<i64>>)> {
+        let loaded = self.current().await?.ok_or(Error::NoData)?;
+        let filter = CompiledFilter::new(&plan.filter, &loaded.schema)?;
+        let (plan, limit) = (plan.clone(), self.plan_timeout);
+        let version = loaded.version.clone();
+        let values = self
+            .cpu
+            .run(move || {
+                // The clock starts when the plan gets its core.
+                let deadline = (Instant::now() + limit, limit.as_millis() as u64);
+                pass::run(&plan, &filter, &loaded.batches, mode, Some(deadline))
+            })
+            .await;
+        if let Err(Error::TooSlow(ms)) = &values {
+            tracing::warn!(ms, "a plan ran past the limit and was stopped");
+        }
+        Ok((version, values?))
+    }
+
+    /// The true counts of a plan's `Samples` and `Donors` aggregates, with no
+    /// contribution bound: every row and every donor of each cell. For
+    /// evaluating accuracy against the truth (`bonebank-dev eval`); never
+    /// released.
+    pub async fn true_counts(&self, plan: &Plan) -> Result<Vec<Vec<i64>>> {
+        let (_, truth) = self.pass(plan, Mode::Truth).await?;
+        plan.aggregates
+            .iter()
+            .map(|a| match a {
+                Aggregate::Samples => Ok(truth[0].clone()),
+                Aggregate::Donors => Ok(truth[1].clone()),
+                other => Err(Error::Engine(format!(
+                    "true counts cover samples and donors, not {other:?}"
+                ))),
+            })
+            .collect()
+    }
+}
+
+impl QueryEngine for SurfaceEngine {
+    fn dataset_version(&self) -> Result<Option<String>> {
+        match &self.source {
+            Source::Dir(dir) => Ok(dir.current()?.map(|v| v.id)),
+            Source::Batches => Ok(self
+                .loaded
+                .read()
+                .expect("lock")
+                .as_ref()
+                .map(|l| l.version.clone())),
+        }
+    }
+
+    /// Loads the current version now, in the background, and from then on
+    /// every new version as soon as an import makes it, so that no question
+    /// waits for a load it could have been spared.
+    fn watch(self: Arc<Self>) {
+        if !matches!(self.source, Source::Dir(_)) {
+            return;
+        }
+        let engine: Weak<Self> = Arc::downgrade(&self);
+        self.cpu.handle().spawn(async move {
+            loop {
+                let Some(e) = engine.upgrade() else { return };
+                if let Err(err) = e.current().await {
+                    tracing::warn!(site = %e.site, error = %err, "could not load the dataset version");
+                }
+                drop(e);
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        });
+    }
+
+    fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>> {
+        Box::pin(async move {
+            let (dataset_version, values) = self.pass(plan, Mode::Bounded).await?;
+            Ok(Exact {
+                dataset_version,
+                values,
+            })
+        })
+    }
+}
