@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use bonebank_schemas::wire::LoginInfo;
 use bonebank_service::discovery as oidc;
+use bonebank_service::unix_now;
 
 /// One coordinator's cached sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,10 +142,6 @@ fn set_owner_only(path: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn set_owner_only(_: &Path) -> std::io::Result<()> {
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// How the user approves the device: shown the URL and code, or (the

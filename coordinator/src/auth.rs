@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bonebank_service::Caller;
 use bonebank_service::escape_html as escape;
 use bonebank_service::oidc::TokenVerifier;
+use bonebank_service::{Caller, unix_now};
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
     AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
@@ -98,10 +98,6 @@ struct Session {
     refresh: Option<String>,
     /// Unix seconds when the access token expires.
     expires: i64,
-}
-
-fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 fn hash(id: &str) -> String {

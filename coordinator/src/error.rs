@@ -1,8 +1,7 @@
 //! The coordinator's error type, and how each error looks on the wire.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+use bonebank_service::error::WireError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,9 +37,11 @@ impl Error {
         let path = path.into();
         move |source| Self::Io { path, source }
     }
+}
 
+impl WireError for Error {
     /// The error as researchers see it; internal details stay in the log.
-    pub fn body(&self) -> ErrorBody {
+    fn body(&self) -> ErrorBody {
         let (code, message, hint) = match self {
             Self::QueryRefused { message, hint } => {
                 (ErrorCode::QueryRefused, message.clone(), Some(hint.clone()))
@@ -74,12 +75,4 @@ impl Error {
     }
 }
 
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        bonebank_service::error::status_of(&self.body())
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        bonebank_service::error::respond(self.body(), self)
-    }
-}
+bonebank_service::responds_in_wire_shape!(Error);

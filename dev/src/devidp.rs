@@ -344,7 +344,7 @@ impl Inner {
 }
 
 fn now() -> u64 {
-    jsonwebtoken::get_current_timestamp()
+    bonebank_service::unix_now().max(0) as u64
 }
 
 fn random_token(bytes: usize) -> String {

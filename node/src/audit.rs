@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::error::Broken;
 use crate::{Error, Result};
 
 pub const SCHEMA: &str = "
@@ -158,14 +159,6 @@ pub fn last_detail(conn: &Connection, kind: &str) -> Result<Option<serde_json::V
 pub struct Intact {
     pub entries: i64,
     pub head: String,
-}
-
-/// The first entry that does not check out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit log broken at entry {seq}: {why}")]
-pub struct Broken {
-    pub seq: i64,
-    pub why: String,
 }
 
 /// Walks the whole chain in order.

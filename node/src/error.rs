@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::import::Problems;
-use crate::store::Account;
 use bonebank_query::Refusal;
+
+use crate::problems::Problems;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -85,10 +85,26 @@ pub enum Error {
     Noise(String),
     /// The audit log does not check out.
     #[error("{0}")]
-    AuditBroken(crate::audit::Broken),
+    AuditBroken(Broken),
     /// A certificate could not be made.
     #[error("certificate generation: {0}")]
     Certificate(String),
+}
+
+/// Which privacy budget a query would overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    User,
+    Project,
+    Site,
+}
+
+/// The first entry of the audit log that does not check out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit log broken at entry {seq}: {why}")]
+pub struct Broken {
+    pub seq: i64,
+    pub why: String,
 }
 
 impl Error {

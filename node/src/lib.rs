@@ -15,6 +15,7 @@ pub mod generate;
 pub mod import;
 pub mod limits;
 pub mod privacy;
+pub mod problems;
 mod progress;
 pub mod server;
 pub mod service;

@@ -4,9 +4,42 @@
 
 use std::path::PathBuf;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+pub use actix_web::http::StatusCode;
+use actix_web::web;
+pub use actix_web::{HttpResponse, ResponseError};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
+
+/// An error as a bonebank service sends it: `{code, message, hint}`, the
+/// status of its code, and for `too_many_requests` how long to wait. Each
+/// service's error type says its body here and gets actix's
+/// `ResponseError` from [`responds_in_wire_shape!`](crate::responds_in_wire_shape).
+pub trait WireError: std::fmt::Display + std::fmt::Debug {
+    /// The body: users' faults with their message and hint, ours with a
+    /// generic message (the details go to the log).
+    fn body(&self) -> ErrorBody;
+
+    /// Seconds to wait before asking again, sent as `Retry-After`.
+    fn retry_after(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Implements actix's `ResponseError` for a type that is a [`WireError`]:
+/// one shape, one status table and one logging rule for every service.
+#[macro_export]
+macro_rules! responds_in_wire_shape {
+    ($error:ty) => {
+        impl $crate::error::ResponseError for $error {
+            fn status_code(&self) -> $crate::error::StatusCode {
+                $crate::error::status_of(&$crate::error::WireError::body(self))
+            }
+
+            fn error_response(&self) -> $crate::error::HttpResponse {
+                $crate::error::response(self)
+            }
+        }
+    };
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,9 +77,10 @@ impl Error {
         let path = path.into();
         move |source| Self::Io { path, source }
     }
+}
 
-    /// The wire form.
-    pub fn body(&self) -> ErrorBody {
+impl WireError for Error {
+    fn body(&self) -> ErrorBody {
         let (code, message, hint) = match self {
             Self::Unauthenticated(m) => (
                 ErrorCode::Unauthenticated,
@@ -73,15 +107,7 @@ impl Error {
     }
 }
 
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        status_of(&self.body())
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        respond(self.body(), self)
-    }
-}
+crate::responds_in_wire_shape!(Error);
 
 /// The HTTP status of an error body.
 pub fn status_of(body: &ErrorBody) -> StatusCode {
@@ -90,13 +116,24 @@ pub fn status_of(body: &ErrorBody) -> StatusCode {
 
 /// An error as every bonebank service sends it: the body with its status;
 /// for internal errors, the details go to the log only.
-pub fn respond(body: ErrorBody, error: &dyn std::fmt::Display) -> HttpResponse {
+pub fn response(error: &impl WireError) -> HttpResponse {
+    respond(error.body(), error, error.retry_after())
+}
+
+fn respond(
+    body: ErrorBody,
+    error: &dyn std::fmt::Display,
+    retry_after: Option<u64>,
+) -> HttpResponse {
     if body.code == ErrorCode::Internal {
         tracing::error!(error = %error, "request failed");
     }
     let mut response = HttpResponse::build(status_of(&body));
     if body.code == ErrorCode::Unauthenticated {
         response.insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
+    }
+    if let Some(seconds) = retry_after {
+        response.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
     }
     response.json(body)
 }
@@ -119,7 +156,7 @@ pub fn json_config(
                 message: format!("the request body is not a valid {what}: {e}"),
                 hint: hint.map(str::to_owned),
             };
-            let response = respond(body.clone(), &body.message);
+            let response = respond(body.clone(), &body.message, None);
             actix_web::error::InternalError::from_response(body.message, response).into()
         })
 }

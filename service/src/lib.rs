@@ -42,3 +42,11 @@ pub fn init_logging(default: &str) {
         )
         .init();
 }
+
+/// Seconds since the Unix epoch: the one clock behind sessions, ledgers,
+/// tickets and tokens' lifetimes.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

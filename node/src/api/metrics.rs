@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bonebank_schemas::wire::QueryResult;
+use bonebank_service::error::WireError;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::Error;

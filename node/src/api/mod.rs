@@ -11,11 +11,10 @@ mod site;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, ResponseError, web};
+use actix_web::{App, ResponseError, web};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
 use bonebank_service::StewardedSite;
-use bonebank_service::error::{json_config, respond, status_of};
+use bonebank_service::error::{WireError, json_config};
 use bonebank_service::oidc::TokenVerifier;
 
 pub use metrics::Metrics;
@@ -74,10 +73,10 @@ pub fn app(
         .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
-impl Error {
+impl WireError for Error {
     /// The wire form: users' faults with their message and hint, ours with a
     /// generic message (the details go to the log).
-    pub fn body(&self) -> ErrorBody {
+    fn body(&self) -> ErrorBody {
         let (code, message, hint) = match self {
             Error::QueryRefused(r) => (
                 ErrorCode::QueryRefused,
@@ -154,23 +153,13 @@ impl Error {
             hint,
         }
     }
-}
 
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        status_of(&self.body())
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = respond(self.body(), self);
-        if let Error::TooManyRequests { retry_after, .. } = self
-            && let Ok(value) =
-                actix_web::http::header::HeaderValue::from_str(&retry_after.to_string())
-        {
-            response
-                .headers_mut()
-                .insert(actix_web::http::header::RETRY_AFTER, value);
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
-        response
     }
 }
+
+bonebank_service::responds_in_wire_shape!(Error);

@@ -13,7 +13,7 @@ use arrow::array::{
 use bonebank_schemas::{Column, ColumnKind, Icd10, MaterialSubtype, SampleType, Table};
 use chrono::{Datelike, NaiveDate};
 
-use super::problems::{Problem, Problems, excerpt};
+use crate::problems::{Problem, Problems, excerpt};
 
 /// The ids of a table, each with the row it was first seen in. Hashed with
 /// aHash: ids come from the site's own export, and SipHash's protection

@@ -4,7 +4,6 @@
 //! dataset version becomes current only when everything has passed.
 
 mod check;
-mod problems;
 mod read;
 
 use std::collections::BTreeMap;
@@ -14,9 +13,9 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use bonebank_schemas::{Table, ValueSet};
 
+pub use crate::problems::{Problem, Problems};
 pub use check::Ids;
 use check::{Referenced, TableCheck};
-pub use problems::{Problem, Problems};
 
 use crate::dataset::{DataDir, DatasetVersion, Transaction};
 use crate::{Error, Result};
@@ -201,7 +200,7 @@ fn check_kept_references(
                     file: format!("the current {child} table"),
                     row: Some(row),
                     column: Some(column.to_owned()),
-                    value: Some(problems::excerpt(id)),
+                    value: Some(crate::problems::excerpt(id)),
                     message: format!(
                         "refers to a row missing from {parent_source}; import {child} again together with {parent}"
                     ),

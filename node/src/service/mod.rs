@@ -3,27 +3,29 @@
 //! remembered release if there is one (or a steward's ticket,
 //! [`approvals`]), reserve the loss before any data is read, compute the
 //! bounded aggregates, noise them, and commit the release together with its
-//! charge and audit entry. What a site says before reading data (its
-//! description, budgets, a question's preview) is in [`describe`].
+//! charge and audit entry. The plan a checked question becomes, and each
+//! aggregate's share of the loss, are in [`plan`]; what a site says before
+//! reading data (its description, budgets, a question's preview) is in
+//! [`describe`].
 
 use std::sync::Arc;
 
-use bonebank_schemas::surface::{self};
 use bonebank_schemas::wire::{QueryRequest, QueryResult};
-use bonebank_schemas::{FeasibilityQuery, Measure, Role, SiteId};
+use bonebank_schemas::{FeasibilityQuery, Role, SiteId};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Aggregate, Plan, QueryEngine, Spread};
+use crate::engine::{Plan, QueryEngine};
 use crate::limits::{FairShare, WorkLimits};
 use crate::privacy::{self, NoiseMechanism};
 use crate::store::{Committed, Payer, Store};
 use crate::{Error, Result, audit};
 use bonebank_query::policy::{Action, Policy};
-use bonebank_query::{self as query, Checked, Refusal, dimension_values, limits, question_id, sql};
+use bonebank_query::{self as query, Checked, Refusal, limits, question_id, sql};
 pub use bonebank_service::{Caller, Steward};
 
 mod approvals;
 mod describe;
+mod plan;
 
 /// What a steward's queue says about a caller's request.
 enum Approval {
@@ -149,7 +151,7 @@ impl QueryService {
             if let Err(e) = &outcome {
                 // The reason as the caller saw it: refusals name constructs
                 // and settings, never data.
-                detail.reason = Some(e.body().message);
+                detail.reason = Some(bonebank_service::error::WireError::body(e).message);
             }
             if detail.query.is_none()
                 && let Some(sql) = &request.sql
@@ -335,80 +337,6 @@ impl QueryService {
         Ok(())
     }
 
-    /// The plan for a checked query.
-    pub fn plan(&self, checked: &Checked) -> Plan {
-        let aggregates = checked
-            .query
-            .measures
-            .iter()
-            .flat_map(aggregates_of)
-            .collect();
-        Plan {
-            dimensions: checked
-                .dimensions
-                .iter()
-                .map(|d| d.name().to_owned())
-                .collect(),
-            keys: checked
-                .dimensions
-                .iter()
-                .map(|d| dimension_values(*d, &self.site, &self.policy))
-                .collect(),
-            filter: checked.query.filter.clone(),
-            aggregates,
-            max_samples_per_donor: self.policy.max_samples_per_donor,
-            spread: checked
-                .dimensions
-                .iter()
-                .map(|d| {
-                    if d.fixed_per_donor() {
-                        Spread::FixedPerDonor
-                    } else {
-                        Spread::AtMost(self.policy.groups_per_donor(*d))
-                    }
-                })
-                .collect(),
-            seed: rand::random(),
-        }
-    }
-
-    /// Releases are keyed by everything that shapes the numbers: site, data,
-    /// canonical query, the loss and its measure, and the contribution
-    /// bounds.
-    fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
-        let mut h = Sha256::new();
-        h.update(format!(
-            "{}\n{version}\n{}\n{units} {:?}\n{} {} {:?}",
-            self.site,
-            checked.query.canonical_json(),
-            self.policy.accounting,
-            self.policy.max_samples_per_donor,
-            self.policy.max_groups_per_donor,
-            self.policy.groups_per_donor
-        ));
-        hex::encode(h.finalize())
-    }
-
-    /// The noise of each aggregate vector, from its share of the loss:
-    /// whole units per vector in proportion to [`need`], so the shares add
-    /// up to exactly the loss asked for.
-    fn calibrate(&self, plan: &Plan, units: i64) -> Result<Vec<privacy::Calibration>> {
-        let cells = plan.cells_per_donor();
-        let shares = split(units, &plan.aggregates.iter().map(need).collect::<Vec<_>>());
-        plan.aggregates
-            .iter()
-            .zip(shares)
-            .map(|(aggregate, share)| {
-                let sensitivity = privacy::Sensitivity::of_cells(
-                    aggregate.per_cell(plan.max_samples_per_donor),
-                    cells,
-                );
-                self.noise
-                    .calibrate(self.policy.accounting, sensitivity, privacy::epsilon(share))
-            })
-            .collect()
-    }
-
     /// Noises each aggregate vector as calibrated and assembles the result.
     fn noise(
         &self,
@@ -474,62 +402,6 @@ fn check_for(
     })
 }
 
-/// How much of a query's loss each aggregate vector needs, relative to the
-/// others. The donor count is what a feasibility question turns on (the
-/// network's precision targets are set in donors, and it is the only count
-/// peers release), so it gets sixteen parts; a sample count, a sum, and
-/// each of an average's two vectors get one. Under zCDP the noise of a
-/// vector grows as 1/√share, so with donors and samples asked together the
-/// donor count is noised only 3% more than if it were asked alone, and the
-/// sample count 4.1 times as much.
-pub fn need(aggregate: &Aggregate) -> i64 {
-    match aggregate {
-        Aggregate::Donors => 16,
-        Aggregate::Samples | Aggregate::Sum { .. } | Aggregate::Count { .. } => 1,
-    }
-}
-
-/// `units` split in proportion to `weights`, in whole units that add up to
-/// exactly `units` (the remainder goes one unit each to the first vectors).
-pub fn split(units: i64, weights: &[i64]) -> Vec<i64> {
-    let total: i64 = weights.iter().sum::<i64>().max(1);
-    let mut shares: Vec<i64> = weights
-        .iter()
-        .map(|w| (i128::from(units) * i128::from(*w) / i128::from(total)) as i64)
-        .collect();
-    let mut left = units - shares.iter().sum::<i64>();
-    for s in shares.iter_mut() {
-        if left == 0 {
-            break;
-        }
-        *s += 1;
-        left -= 1;
-    }
-    shares
-}
-
-fn aggregates_of(m: &Measure) -> Vec<Aggregate> {
-    let sum = |column: &str| {
-        let (lo, hi) = surface::bounds(column).expect("checked bounded column");
-        Aggregate::Sum {
-            column: column.to_owned(),
-            lo,
-            hi,
-        }
-    };
-    match m {
-        Measure::Samples => vec![Aggregate::Samples],
-        Measure::Donors => vec![Aggregate::Donors],
-        Measure::Sum { column } => vec![sum(column)],
-        Measure::Avg { column } => vec![
-            sum(column),
-            Aggregate::Count {
-                column: column.clone(),
-            },
-        ],
-    }
-}
-
 fn remembered(json: &str) -> Result<QueryResult> {
     let mut result: QueryResult =
         serde_json::from_str(json).map_err(|e| Error::Engine(format!("stored release: {e}")))?;
@@ -561,24 +433,5 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 12);
         assert_ne!(a, id("SELECT COUNT(*) FROM samples WHERE sex = 'Male'"));
-    }
-
-    #[test]
-    fn a_query_loss_is_split_by_need_into_exact_shares() {
-        let donors = Aggregate::Donors;
-        let samples = Aggregate::Samples;
-        let shares = split(23_000_000, &[need(&samples), need(&donors)]);
-        assert_eq!(shares.iter().sum::<i64>(), 23_000_000);
-        assert_eq!(
-            shares[1], 21_647_058,
-            "donors get sixteen parts of seventeen"
-        );
-        assert_eq!(shares[0], 1_352_942);
-        for units in [1, 7, 1_000_000_007] {
-            for weights in [vec![1], vec![16, 1, 1], vec![1, 1, 1, 1, 1, 1, 1, 1]] {
-                let s = split(units, &weights);
-                assert_eq!(s.iter().sum::<i64>(), units, "{units} {weights:?}");
-            }
-        }
     }
 }

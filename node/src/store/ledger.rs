@@ -9,6 +9,7 @@ use bonebank_schemas::wire::Accounting;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, now, since};
+pub use crate::error::Account;
 use crate::{Error, Result};
 
 /// Who pays for a query.
@@ -24,14 +25,6 @@ pub struct Spent {
     pub user: i64,
     pub project: i64,
     pub site: i64,
-}
-
-/// Which account a query would overrun.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Account {
-    User,
-    Project,
-    Site,
 }
 
 /// Reserved ε. Commit it with a release, or it is refunded when dropped: a
