@@ -43,7 +43,7 @@ impl Client {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        bonebank_service::tls::install_default_provider();
+        bonebank_login::install_default_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use openidconnect::{OAuth2TokenResponse, RefreshToken, Scope};
 use serde::{Deserialize, Serialize};
 
+use bonebank_login::discovery as oidc;
+use bonebank_login::unix_now;
 use bonebank_schemas::wire::LoginInfo;
-use bonebank_service::discovery as oidc;
-use bonebank_service::unix_now;
 
 /// One coordinator's cached sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,11 +192,11 @@ pub async fn login(
     cache: &TokenCache,
     show: impl FnOnce(&DevicePrompt),
 ) -> Result<CachedLogin, String> {
-    let http = oidc::http_client(None)?;
+    let http = bonebank_login::issuer_client(None)?;
     let info = login_info(coordinator, &http).await?;
     if let Approver::DemoUser(_) = &approver {
         let issuer = reqwest::Url::parse(&info.issuer).map_err(|e| e.to_string())?;
-        if !info.development || !bonebank_service::server::is_loopback(&issuer) {
+        if !info.development || !bonebank_login::is_loopback(&issuer) {
             return Err(
                 "--user works only with the demo's development identity provider; \
                  this coordinator uses a real one, so sign in without --user"
@@ -304,7 +304,7 @@ pub async fn access_token(coordinator: &str, cache: &TokenCache) -> Result<Strin
         )
     };
     let refresh = login.refresh_token.clone().ok_or_else(expired)?;
-    let http = oidc::http_client(None)?;
+    let http = bonebank_login::issuer_client(None)?;
     let metadata = oidc::discover(&login.issuer, &http).await?;
     let (client, _) = oidc::client(metadata, &login.client_id, None);
     let refresh = RefreshToken::new(refresh);

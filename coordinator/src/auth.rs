@@ -133,7 +133,7 @@ impl Auth {
             );",
         )?;
         db.execute("DELETE FROM sessions WHERE ends < ?1", params![unix_now()])?;
-        let http = oidc::http_client(verifier.settings().ca.as_deref()).map_err(Error::Usage)?;
+        let http = bonebank_service::oidc::issuer_client(verifier.settings().ca.as_deref())?;
         Ok(Self {
             secure_cookies: public_url.starts_with("https://"),
             public_url: public_url.trim_end_matches('/').to_owned(),

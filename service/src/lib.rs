@@ -2,12 +2,11 @@
 //! alike: who is calling ([`identity`]: the bearer token checked by an
 //! [`oidc::TokenVerifier`], the [`Caller`] and [`Steward`] extractors), TLS
 //! ([`tls`]), errors in the wire shape ([`error`]), config files
-//! ([`config`]), a running server's handle ([`server`]), and the OpenID
-//! Connect client side that the coordinator's browser login and the CLI's
-//! device flow share ([`discovery`]). Nothing here knows about data or noise.
+//! ([`config`]) and a running server's handle ([`server`]). The OpenID
+//! Connect client side, which the CLI shares, is the `bonebank-login`
+//! crate, re-exported here. Nothing here knows about data or noise.
 
 pub mod config;
-pub mod discovery;
 pub mod error;
 pub mod identity;
 pub mod oidc;
@@ -15,7 +14,7 @@ pub mod server;
 pub mod state;
 pub mod tls;
 
-pub use discovery::error_chain;
+pub use bonebank_login::{discovery, error_chain, is_loopback, unix_now};
 pub use error::{Error, Result};
 pub use identity::{Caller, Steward, StewardedSite};
 pub use server::RunningServer;
@@ -41,12 +40,4 @@ pub fn init_logging(default: &str) {
                 .unwrap_or_else(|_| default.into()),
         )
         .init();
-}
-
-/// Seconds since the Unix epoch: the one clock behind sessions, ledgers,
-/// tickets and tokens' lifetimes.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

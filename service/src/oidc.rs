@@ -115,23 +115,10 @@ impl OidcSettings {
 /// `openidconnect` docs warn that following them opens up SSRF), short
 /// timeouts, the public web roots plus `ca` if given.
 pub fn issuer_client(ca: Option<&Path>) -> Result<reqwest::Client> {
-    crate::tls::install_default_provider();
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20));
-    if let Some(ca) = ca {
-        let pem = std::fs::read(ca).map_err(Error::io(format!("oidc.ca {}", ca.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| Error::Usage(format!("oidc.ca {}: {e}", ca.display())))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder
-        .build()
-        .map_err(|e| Error::Usage(format!("HTTP client for the identity provider: {e}")))
+    bonebank_login::issuer_client(ca).map_err(Error::Usage)
 }
 
-pub use crate::server::is_loopback;
+pub use bonebank_login::is_loopback;
 
 /// The issuer's keys as last fetched.
 #[derive(Debug, Default)]

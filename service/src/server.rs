@@ -48,17 +48,7 @@ impl Drop for RunningServer {
     }
 }
 
-/// Whether `url` names this machine: `localhost` or a loopback address.
-pub fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
-}
+pub use bonebank_login::is_loopback;
 
 /// Plain HTTP is for this machine only: `url` must be https, or http on
 /// loopback. `what` names the setting in the error.

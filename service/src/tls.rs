@@ -58,9 +58,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Makes ring the process-wide default provider, for HTTP clients built
 /// without a TLS config of their own (reqwest needs one even for plain HTTP).
 /// Safe to call more than once.
-pub fn install_default_provider() {
-    let _ = CryptoProvider::install_default(rustls::crypto::ring::default_provider());
-}
+pub use bonebank_login::install_default_provider;
 
 /// The certificates in a PEM file.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {

@@ -51,12 +51,6 @@ pub type DiscoveredClient = CoreClient<
     EndpointMaybeSet,
 >;
 
-/// The HTTP client for talking to an identity provider (no redirects, short
-/// timeouts, web roots plus an optional private CA).
-pub fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
-    crate::oidc::issuer_client(ca).map_err(|e| e.to_string())
-}
-
 /// Fetches the issuer's discovery document (and its keys).
 pub async fn discover(issuer: &str, http: &reqwest::Client) -> Result<Metadata, String> {
     let url = IssuerUrl::new(issuer.to_owned()).map_err(|e| format!("issuer {issuer:?}: {e}"))?;
