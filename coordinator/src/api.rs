@@ -1,9 +1,13 @@
-//! The coordinator's HTTP API for researchers and the CLI.
+//! The coordinator's HTTP API for researchers and the CLI, and the
+//! researcher's web app (its files are in `coordinator/web/`, compiled in).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
 use bonebank_schemas::wire::FederatedRequest;
+use bonebank_service::asset;
+use bonebank_service::pages::{self, Asset};
+use serde::Deserialize;
 
 use crate::Error;
 use crate::auth::{self, Auth};
@@ -36,7 +40,13 @@ pub fn app(
         .app_data(state.auth.clone())
         .app_data(state)
         .app_data(json)
-        .route("/", web::get().to(auth::home))
+        .route(
+            "/",
+            web::get().to(|| async { pages::serve(APP, "index.html") }),
+        )
+        .route("/app/{path}", web::get().to(app_file))
+        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
+        .route("/assets/{path:.*}", web::get().to(pages::shared))
         .route("/auth/login", web::get().to(auth::login))
         .route("/auth/callback", web::get().to(auth::callback))
         .route("/auth/logout", web::post().to(auth::logout))
@@ -45,6 +55,9 @@ pub fn app(
         .route("/v1/query", web::post().to(query))
         .route("/v1/preview", web::post().to(preview))
         .route("/v1/sites", web::get().to(sites))
+        .route("/v1/check", web::post().to(check))
+        .route("/v1/codes", web::get().to(codes))
+        .route("/v1/budgets", web::get().to(budgets))
         .route("/v1/history", web::get().to(history))
         .route("/v1/history/{id}", web::get().to(look_again))
         .route(
@@ -52,6 +65,19 @@ pub fn app(
             web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
         )
         .default_service(web::to(|| async { Error::NotFound.error_response() }))
+}
+
+/// The researcher's app: its page and scripts.
+const APP: &[Asset] = &[
+    asset!("web", "index.html"),
+    asset!("web", "main.js"),
+    asset!("web", "model.js"),
+    asset!("web", "builder.js"),
+    asset!("web", "results.js"),
+];
+
+async fn app_file(path: web::Path<String>) -> HttpResponse {
+    pages::serve(APP, &path)
 }
 
 async fn query(
@@ -96,4 +122,38 @@ async fn look_again(
     let who = state.auth.requester(&req).await?;
     let result = state.coordinator.look_again(&who, *id).await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// A question checked against the shared language and given back as its
+/// canonical query and SQL; nothing is asked.
+async fn check(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: web::Json<FederatedRequest>,
+) -> Result<HttpResponse, Error> {
+    let who = state.auth.requester(&req).await?;
+    let checked = state.coordinator.check_only(&who, &body).await?;
+    Ok(HttpResponse::Ok().json(checked))
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeSearch {
+    q: String,
+}
+
+/// ICD-10 codes by code (any accepted spelling) or by words of their title.
+async fn codes(
+    state: web::Data<State>,
+    req: HttpRequest,
+    search: web::Query<CodeSearch>,
+) -> Result<HttpResponse, Error> {
+    state.auth.requester(&req).await?;
+    let text: String = search.q.chars().take(100).collect();
+    Ok(HttpResponse::Ok().json(bonebank_schemas::icd10_titles::search(&text, 20)))
+}
+
+/// The caller's budget left at every site.
+async fn budgets(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    let who = state.auth.requester(&req).await?;
+    Ok(HttpResponse::Ok().json(state.coordinator.budgets(&who).await))
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bonebank_schemas::wire::{
-    ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult, SiteAnswer, SiteDescription,
-    SitePreview, SiteStatus,
+    BudgetListing, BudgetStatus, ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult,
+    SiteAnswer, SiteDescription, SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use bonebank_service::tls;
@@ -164,6 +164,39 @@ impl SiteClient {
         }
     }
 
+    /// The caller's own budget at the site.
+    pub async fn budget(&self, who: &Requester) -> BudgetListing {
+        let fetched = async {
+            let response = self
+                .http
+                .get(self.url("v1/budget"))
+                .bearer_auth(&who.token)
+                .send()
+                .await
+                .map_err(|e| (SiteStatus::Unreachable, describe_error(&e), None))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| (SiteStatus::Unreachable, describe_error(&e), None))?;
+            if !status.is_success() {
+                return Err(failure(status, &body));
+            }
+            serde_json::from_slice::<BudgetStatus>(&body)
+                .map_err(|e| (SiteStatus::Failed, format!("unreadable budget: {e}"), None))
+        };
+        let (status, message, budget) = match fetched.await {
+            Ok(b) => (SiteStatus::Answered, None, Some(b)),
+            Err((status, message, _)) => (status, Some(message), None),
+        };
+        BudgetListing {
+            site_id: self.id.to_string(),
+            status,
+            message,
+            budget,
+        }
+    }
+
     /// The site's public description.
     pub async fn describe(&self) -> Result<SiteDescription, String> {
         let response = self
@@ -270,6 +303,26 @@ pub async fn preview_all(
             message: Some(TIMED_OUT.into()),
             hint: None,
             preview: None,
+        },
+    )
+    .await
+}
+
+/// The caller's budget at every site at once, each bounded by `deadline`.
+pub async fn budgets_all(
+    sites: &[Arc<SiteClient>],
+    who: &Requester,
+    deadline: Instant,
+) -> Vec<BudgetListing> {
+    at_every_site(
+        sites,
+        deadline,
+        |site| async move { site.budget(who).await },
+        |site_id| BudgetListing {
+            site_id,
+            status: SiteStatus::TimedOut,
+            message: Some(TIMED_OUT.into()),
+            budget: None,
         },
     )
     .await

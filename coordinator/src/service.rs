@@ -8,7 +8,8 @@ use bonebank_query::policy::Policy;
 use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
-    FederatedPreview, FederatedRequest, FederatedResult, HistoryEntry, SiteListing, SiteStatus,
+    BudgetListing, CheckedQuestion, FederatedPreview, FederatedRequest, FederatedResult,
+    HistoryEntry, SiteListing, SiteStatus,
 };
 use bonebank_service::Caller;
 use tokio::time::Instant;
@@ -258,6 +259,29 @@ impl Coordinator {
             }
         });
         futures::future::join_all(asks).await
+    }
+
+    /// The caller's own budget left at every site.
+    pub async fn budgets(&self, who: &Requester) -> Vec<BudgetListing> {
+        fanout::budgets_all(&self.sites, who, Instant::now() + self.deadline).await
+    }
+
+    /// A question checked against the shared language, as the canonical
+    /// query and its SQL: how the researcher's app shows what it would send
+    /// and reads SQL typed by hand back into criteria. Nothing is asked.
+    pub async fn check_only(
+        &self,
+        who: &Requester,
+        request: &FederatedRequest,
+    ) -> Result<CheckedQuestion> {
+        let (this, request, caller) = (self.clone(), request.clone(), who.caller.clone());
+        let query = tokio::task::spawn_blocking(move || this.check(&request, &caller))
+            .await
+            .map_err(|e| Error::Internal(format!("question check: {e}")))??;
+        Ok(CheckedQuestion {
+            sql: query.to_sql(),
+            query,
+        })
     }
 
     /// The caller's history, newest first.

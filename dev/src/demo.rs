@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::FederatedRequest;
 
 use crate::local::{self, LocalNetwork};
@@ -60,7 +59,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "  creating a development CA and certificates in {}",
         root.join("pki").display()
     );
-    let network = LocalNetwork::start(&root, &sites, &Policy::default(), options.deadline_ms)?;
+    let network = LocalNetwork::start_with(&root, &sites, local::demo_policy, options.deadline_ms)?;
     for (config, node) in &network.nodes {
         println!("  node {} on {} (mutual TLS)", config.site_id, node.url());
     }
@@ -85,7 +84,14 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     }
     println!();
     println!("coordinator: {url}");
-    println!("  in a browser: {url}/auth/login");
+    println!("  researchers' app: open {url}/ in a browser and sign in as alice or ingrid");
+    println!();
+    println!("stewards' pages (sign in as the site's steward):");
+    for (config, node) in &network.nodes {
+        if let Some(pages) = &node.steward_pages {
+            println!("  {}: {}/", config.site_id, pages.url());
+        }
+    }
     println!();
     println!("Ask it from another terminal:");
     println!("  cargo run -q --bin bonebank -- login --coordinator {url} --user alice");

@@ -71,6 +71,8 @@ pub const DEMO_AUDIENCE: &str = "bonebank";
 pub const CLI_CLIENT_ID: &str = "bonebank-cli";
 /// The client id of the coordinator's web login.
 pub const WEB_CLIENT_ID: &str = "bonebank-coordinator";
+/// The client of the nodes' stewards' pages (authorization code with PKCE).
+pub const STEWARD_CLIENT_ID: &str = "bonebank-steward";
 /// A device grant's user code is approved by this path's form.
 pub const DEVICE_PATH: &str = "/device";
 

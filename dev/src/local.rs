@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::devidp::{self, DevProvider, DevUser};
-use bonebank_node::config::NodeConfig;
+use bonebank_node::config::{NodeConfig, StewardPages};
 use bonebank_node::dataset::DataDir;
 use bonebank_node::generate::{self, Profile, ProfileKind, Spec};
 use bonebank_node::limits::WorkLimits;
 use bonebank_node::server::{self, RunningNode};
-use bonebank_query::policy::Policy;
+use bonebank_query::policy::{Action, Policy, Rule};
+use bonebank_schemas::Role;
 use bonebank_schemas::SiteId;
 use bonebank_service::oidc::OidcSettings;
 use bonebank_service::tls::NodeTls;
@@ -29,6 +30,26 @@ pub fn demo_sites() -> Vec<SiteId> {
         .iter()
         .map(|s| SiteId::parse(s).expect("demo site ids are valid"))
         .collect()
+}
+
+/// The demo's policy at `site`: the defaults, and at Odense questions of
+/// industry partners wait for a data steward, so that the demo shows the
+/// approval flow next to sites that answer at once.
+pub fn demo_policy(site: &SiteId) -> Policy {
+    let mut policy = Policy::default();
+    if site.as_str() == SiteId::ODENSE {
+        policy.rules.push(Rule {
+            role: Some(Role::Industry),
+            projects: None,
+            measures: None,
+            min_dimensions: None,
+            dimensions: None,
+            loss_above: None,
+            action: Action::Approve,
+            reason: None,
+        });
+    }
+    policy
 }
 
 /// Generates `donors` synthetic donors for `site` into `root/<site>/data`.
@@ -84,6 +105,17 @@ pub fn node_config(
         }),
         policy,
         limits,
+        // Plain HTTP on loopback: a browser on this machine does not trust
+        // the development CA; a site serves them over HTTPS (the default).
+        steward_pages: Some(StewardPages {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            https: false,
+            public_url: None,
+            client_id: devidp::STEWARD_CLIENT_ID.into(),
+            client_secret_file: None,
+            scopes: vec!["offline_access".into()],
+            resource: None,
+        }),
     }
 }
 

@@ -142,44 +142,10 @@ pub fn row(u: &mut Unstructured<'_>) -> Result<Row> {
     Ok(row)
 }
 
-/// Whether `f` keeps `row` under SQL's three-valued logic: `None` is
-/// unknown (a comparison with NULL), which WHERE treats as not kept.
+/// Whether `f` keeps `row` under SQL's three-valued logic (see
+/// [`Filter::evaluate`]).
 pub fn keeps(f: &Filter, row: &Row) -> Option<bool> {
-    let value = |column: &str| row.get(column).cloned().flatten();
-    match f {
-        Filter::True => Some(true),
-        Filter::Not(inner) => keeps(inner, row).map(|b| !b),
-        Filter::And(children) => {
-            let all: Vec<_> = children.iter().map(|c| keeps(c, row)).collect();
-            if all.contains(&Some(false)) {
-                Some(false)
-            } else if all.contains(&None) {
-                None
-            } else {
-                Some(true)
-            }
-        }
-        Filter::Or(children) => {
-            let all: Vec<_> = children.iter().map(|c| keeps(c, row)).collect();
-            if all.contains(&Some(true)) {
-                Some(true)
-            } else if all.contains(&None) {
-                None
-            } else {
-                Some(false)
-            }
-        }
-        Filter::In { column, values } => value(column).map(|v| values.contains(&v)),
-        Filter::Range { column, min, max } => value(column).map(|v| match v {
-            Value::Int(i) => min.is_none_or(|m| i >= m) && max.is_none_or(|m| i <= m),
-            _ => false,
-        }),
-        Filter::Prefix { column, prefix } => value(column).map(|v| match v {
-            Value::Text(t) => t.starts_with(prefix.as_str()),
-            _ => false,
-        }),
-        Filter::IsNull { column } => Some(value(column).is_none()),
-    }
+    f.evaluate(&|column| row.get(column).cloned().flatten())
 }
 
 /// Columns of the query surface: only queries over these are meant to

@@ -86,19 +86,22 @@ pub fn detail(entry: &impl Serialize) -> serde_json::Value {
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One entry as stored and exported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub seq: i64,
-    /// RFC 3339, UTC.
-    pub at: String,
-    /// `request`, `policy`, `dataset`, …
-    pub kind: String,
-    /// Who caused it: a user, or `node` for the node itself.
-    pub actor: String,
-    /// What happened, as JSON.
-    pub detail: serde_json::Value,
-    pub prev: String,
-    pub hash: String,
+pub use bonebank_schemas::wire::AuditEntry as Entry;
+
+/// Which entries a steward looks at: all filters given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Filter {
+    /// Who caused the entry.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The project the entry's question was asked for.
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Entries before this one (for the next page).
+    #[serde(default)]
+    pub before: Option<i64>,
 }
 
 /// The hash of an entry: SHA-256 over the previous hash and the entry's
@@ -218,6 +221,44 @@ pub fn verify(conn: &Connection) -> Result<Result<Intact, Broken>> {
     }))
 }
 
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let detail: String = r.get(4)?;
+    Ok(Entry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        kind: r.get(2)?,
+        actor: r.get(3)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        prev: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
+
+/// Up to `limit` entries matching `filter`, newest first, and how many
+/// entries the whole log holds.
+pub fn page(conn: &Connection, filter: &Filter, limit: usize) -> Result<(Vec<Entry>, i64)> {
+    let total: i64 = conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, kind, actor, detail, prev, hash FROM audit \
+         WHERE (?1 IS NULL OR actor = ?1) \
+           AND (?2 IS NULL OR json_extract(detail, '$.project') = ?2) \
+           AND (?3 IS NULL OR kind = ?3) \
+           AND (?4 IS NULL OR seq < ?4) \
+         ORDER BY seq DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            filter.user,
+            filter.project,
+            filter.kind,
+            filter.before,
+            limit as i64
+        ],
+        entry,
+    )?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+}
+
 /// Writes every entry as one JSON line; returns how many.
 pub fn export(conn: &Connection, out: &mut dyn Write) -> Result<i64> {
     let mut stmt =
@@ -225,17 +266,7 @@ pub fn export(conn: &Connection, out: &mut dyn Write) -> Result<i64> {
     let mut rows = stmt.query([])?;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        let detail: String = r.get(4)?;
-        let entry = Entry {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            kind: r.get(2)?,
-            actor: r.get(3)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-            prev: r.get(5)?,
-            hash: r.get(6)?,
-        };
-        let line = serde_json::to_string(&entry).map_err(|e| Error::Engine(e.to_string()))?;
+        let line = serde_json::to_string(&entry(r)?).map_err(|e| Error::Engine(e.to_string()))?;
         writeln!(out, "{line}").map_err(Error::io("audit export"))?;
         n += 1;
     }

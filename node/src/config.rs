@@ -40,6 +40,49 @@ pub struct NodeConfig {
     /// Each question's plan time, and each user's and project's fair share.
     #[serde(default)]
     pub limits: WorkLimits,
+    /// The data stewards' pages (approval queue, budget, audit log, policy)
+    /// on a listener of their own; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward_pages: Option<StewardPages>,
+}
+
+/// Where and how the stewards' pages are served. Stewards' browsers have no
+/// client certificates, so the pages cannot share the node's port (which
+/// admits coordinators only); put `listen` on the site's internal network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StewardPages {
+    /// Address to listen on, e.g. an address on the site's internal network.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the certificate and key of `[tls]` (asking browsers
+    /// for no certificate). `false` serves plain HTTP, on loopback only.
+    #[serde(default = "yes")]
+    pub https: bool,
+    /// The pages' address as stewards' browsers reach it; the sign-in's
+    /// redirect URI is `<public_url>/auth/callback`. `https://<listen>` (or
+    /// `http://` without https) if absent.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The pages' client at the site's identity provider (authorization
+    /// code with PKCE; the same provider as `[oidc]`).
+    pub client_id: String,
+    /// A file holding that client's secret, for a confidential client.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes to ask for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// A resource indicator (RFC 8707), for providers that need one.
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["offline_access".into()]
 }
 
 fn default_listen() -> SocketAddr {
@@ -58,6 +101,14 @@ impl NodeConfig {
         }
         if let Some(tls) = &mut config.tls {
             tls.resolve(base);
+        }
+        if let Some(secret) = config
+            .steward_pages
+            .as_mut()
+            .and_then(|p| p.client_secret_file.as_mut())
+            && secret.is_relative()
+        {
+            *secret = base.join(&*secret);
         }
         config.oidc.resolve(base);
         if let Err((rule, why)) = config.policy.validate_rules() {
@@ -100,6 +151,22 @@ impl NodeConfig {
                  set tls.certificate, tls.key, tls.client_ca and tls.allowed_clients (see examples/nodes/)",
                 self.listen
             )));
+        }
+        if let Some(pages) = &self.steward_pages {
+            if pages.https && self.tls.is_none() {
+                return Err(Error::Usage(
+                    "steward_pages.https needs the node's [tls] certificate and key".into(),
+                ));
+            }
+            if !pages.https && !pages.listen.ip().is_loopback() {
+                return Err(Error::Usage(format!(
+                    "steward_pages would serve plain HTTP on {}; set https = true (the default) off loopback",
+                    pages.listen
+                )));
+            }
+            if let Some(url) = &pages.public_url {
+                bonebank_service::server::check_https_or_loopback(url, "steward_pages.public_url")?;
+            }
         }
         Ok(())
     }

@@ -49,13 +49,44 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
     })
 }
 
-/// A node serving in the background; stops when dropped.
-pub type RunningNode = RunningServer;
+/// A node serving in the background: its API and, where the config asks
+/// for them, the stewards' pages. Stops when dropped.
+#[derive(Debug)]
+pub struct RunningNode {
+    pub api: RunningServer,
+    pub steward_pages: Option<RunningServer>,
+}
+
+impl std::ops::Deref for RunningNode {
+    type Target = RunningServer;
+
+    fn deref(&self) -> &RunningServer {
+        &self.api
+    }
+}
+
+impl RunningNode {
+    /// Stops accepting requests and waits for running ones.
+    pub async fn stop(self) {
+        if let Some(pages) = self.steward_pages {
+            pages.stop().await;
+        }
+        self.api.stop().await;
+    }
+
+    /// Serves until Ctrl-C, then stops gracefully.
+    pub async fn until_ctrl_c(self) -> std::io::Result<()> {
+        tokio::signal::ctrl_c().await?;
+        self.stop().await;
+        Ok(())
+    }
+}
 
 /// Binds and starts serving on the current Tokio runtime.
 pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     state.service.watch_data();
     let state = web::Data::new(state);
+    let steward_pages = crate::pages::start(config, state.clone())?;
     let server = HttpServer::new(move || app(state.clone())).workers(2);
     let server = match &config.tls {
         Some(tls) => server.bind_rustls_0_23(config.listen, tls::server_config(tls)?),
@@ -63,11 +94,10 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     }
     .map_err(Error::io(format!("listen address {}", config.listen)))?;
     let addr = server.addrs()[0];
-    Ok(RunningServer::spawn(
-        server.disable_signals().run(),
-        addr,
-        config.tls.is_some(),
-    ))
+    Ok(RunningNode {
+        api: RunningServer::spawn(server.disable_signals().run(), addr, config.tls.is_some()),
+        steward_pages,
+    })
 }
 
 /// `bonebank-node serve`: serves until Ctrl-C.
@@ -75,6 +105,9 @@ pub async fn serve(config: NodeConfig) -> Result<()> {
     let state = state(&config)?;
     let node = start(&config, state)?;
     println!("node {} listening on {}", config.site_id, node.url());
+    if let Some(pages) = &node.steward_pages {
+        println!("stewards' pages of {} on {}", config.site_id, pages.url());
+    }
     node.until_ctrl_c()
         .await
         .map_err(Error::io("signal handler"))

@@ -8,6 +8,7 @@ mod value_set;
 pub mod codes;
 mod error;
 pub mod icd10;
+pub mod icd10_titles;
 pub mod query;
 pub mod site;
 pub mod surface;

@@ -248,6 +248,46 @@ impl Filter {
         }
     }
 
+    /// What a `WHERE` clause with this filter does to one row, under SQL's
+    /// three-valued logic: `Some(true)` keeps it; `Some(false)`, and `None`
+    /// (unknown: a comparison with NULL), do not. `value` gives a column's
+    /// value in the row, `None` for NULL. The reference the engines and the
+    /// canonical form are tested against.
+    pub fn evaluate(&self, value: &dyn Fn(&str) -> Option<Value>) -> Option<bool> {
+        let all = |children: &[Filter], absorbing: bool| {
+            let results: Vec<_> = children.iter().map(|c| c.evaluate(value)).collect();
+            if results.contains(&Some(absorbing)) {
+                Some(absorbing)
+            } else if results.contains(&None) {
+                None
+            } else {
+                Some(!absorbing)
+            }
+        };
+        match self {
+            Self::True => Some(true),
+            Self::Not(inner) => inner.evaluate(value).map(|b| !b),
+            Self::And(children) => all(children, false),
+            Self::Or(children) => all(children, true),
+            Self::In { column, values } => value(column).map(|v| values.contains(&v)),
+            // A range without bounds is `IS NOT NULL` (see `to_sql`).
+            Self::Range {
+                column,
+                min: None,
+                max: None,
+            } => Some(value(column).is_some()),
+            Self::Range { column, min, max } => value(column).map(|v| match v {
+                Value::Int(i) => min.is_none_or(|m| i >= m) && max.is_none_or(|m| i <= m),
+                _ => false,
+            }),
+            Self::Prefix { column, prefix } => value(column).map(|v| match v {
+                Value::Text(t) => t.starts_with(prefix.as_str()),
+                _ => false,
+            }),
+            Self::IsNull { column } => Some(value(column).is_none()),
+        }
+    }
+
     /// Every column the filter mentions.
     pub fn columns(&self) -> Vec<&str> {
         let mut out = Vec::new();
@@ -318,6 +358,41 @@ fn merge_in_lists(children: Vec<Filter>) -> Vec<Filter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reference_follows_three_valued_logic() {
+        // passage_number is NULL, age is 60.
+        let row = |c: &str| (c == "age").then_some(Value::Int(60));
+        let passage = range("passage_number", Some(2), None);
+        let old = range("age", Some(50), None);
+        assert_eq!(
+            passage.evaluate(&row),
+            None,
+            "a comparison with NULL is unknown"
+        );
+        assert_eq!(Filter::Not(Box::new(passage.clone())).evaluate(&row), None);
+        let young = Filter::Not(Box::new(old.clone()));
+        assert_eq!(
+            Filter::And(vec![passage.clone(), young.clone()]).evaluate(&row),
+            Some(false),
+            "false wins an AND"
+        );
+        assert_eq!(
+            Filter::Or(vec![passage.clone(), old.clone()]).evaluate(&row),
+            Some(true),
+            "true wins an OR"
+        );
+        assert_eq!(Filter::Or(vec![passage, young]).evaluate(&row), None);
+        assert_eq!(
+            range("passage_number", None, None).evaluate(&row),
+            Some(false)
+        );
+        assert_eq!(range("age", None, None).evaluate(&row), Some(true));
+        let is_null = Filter::IsNull {
+            column: "passage_number".into(),
+        };
+        assert_eq!(is_null.evaluate(&row), Some(true));
+    }
 
     fn range(c: &str, min: Option<i64>, max: Option<i64>) -> Filter {
         Filter::Range {

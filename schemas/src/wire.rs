@@ -228,6 +228,10 @@ pub struct SiteDescription {
     pub max_samples_per_donor: i64,
     pub max_groups_per_donor: i64,
     pub budget_period_days: u32,
+    /// The filter this site adds to every question of a role, as SQL (e.g.
+    /// industry partners: `consent_commercial = true`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub role_filters: std::collections::BTreeMap<String, String>,
     /// How large a question may be and how much work and how many questions
     /// one user may ask of this site.
     pub limits: SiteLimits,
@@ -532,7 +536,7 @@ pub struct HistoryEntry {
     pub result: FederatedResult,
 }
 
-/// A query waiting for a steward, as stewards see it.
+/// A query waiting for a steward (or decided by one), as stewards see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     pub ticket: String,
@@ -541,6 +545,9 @@ pub struct ApprovalRequest {
     pub role: String,
     /// The query as the site would run it (forced filters included), in SQL.
     pub sql: String,
+    /// The same query, for saying it in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<FeasibilityQuery>,
     /// The loss the query would spend, in the site's measure.
     #[serde(alias = "epsilon")]
     pub loss: f64,
@@ -550,6 +557,85 @@ pub struct ApprovalRequest {
     /// What the requester's and the project's budgets have left now.
     pub user_remaining: f64,
     pub project_remaining: f64,
+    /// What they have spent here in the current period.
+    #[serde(default)]
+    pub user_spent: f64,
+    #[serde(default)]
+    pub project_spent: f64,
+    /// `pending`, `approved`, `rejected` or `expired`.
+    #[serde(default = "pending")]
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// A rejection's reason, as the requester sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+fn pending() -> String {
+    "pending".into()
+}
+
+/// A site's privacy budget as its stewards see it: what every user and
+/// project, and the site as a whole, spent in the current period, and the
+/// releases day by day. Losses only, never counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteLedger {
+    pub site_id: String,
+    pub accounting: Accounting,
+    pub period_days: u32,
+    pub site: BudgetAccount,
+    pub users: Vec<BudgetAccount>,
+    pub projects: Vec<BudgetAccount>,
+    /// Days of the period with releases, oldest first.
+    pub days: Vec<LedgerDay>,
+}
+
+/// One day's releases at a site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub releases: u64,
+    /// Loss charged that day, in the site's measure.
+    pub spent: f64,
+}
+
+/// One entry of a node's hash-chained audit log, as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `request`, `decision`, `policy`, `dataset`, `import`.
+    pub kind: String,
+    /// Who caused it: a user, or `node` for the node itself.
+    pub actor: String,
+    /// What happened, as JSON: queries, identities, decisions; never counts.
+    pub detail: serde_json::Value,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// A page of the audit log for stewards, newest first, with the whole
+/// chain's check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub site_id: String,
+    pub entries: Vec<AuditEntry>,
+    /// Entries in the whole log.
+    pub total: i64,
+    /// Whether the whole chain checks out.
+    pub intact: bool,
+    /// Where and why it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
+    /// The last entry's hash, when the chain is intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// A steward's decision on a ticket.
@@ -593,4 +679,28 @@ pub struct WhoAmI {
     pub role: String,
     pub project: String,
     pub sites: Vec<String>,
+    /// For a browser session: the token its pages send back in
+    /// `X-CSRF-Token` with every request that changes something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
+}
+
+/// A question checked against the shared language, without asking anyone:
+/// its canonical form and that form's SQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckedQuestion {
+    pub query: FeasibilityQuery,
+    pub sql: String,
+}
+
+/// The caller's budget at one site, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetListing {
+    pub site_id: String,
+    /// `answered` when `budget` is there.
+    pub status: SiteStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
 }

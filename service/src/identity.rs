@@ -1,6 +1,9 @@
-//! Who is calling. Every request carries an OIDC access token as
+//! Who is calling. An API request carries an OIDC access token as
 //! `Authorization: Bearer`; the service checks it itself with the
-//! [`TokenVerifier`] in its app data. Handlers get callers only through the
+//! [`TokenVerifier`] in its app data. Pages' requests carry a session cookie
+//! instead, where the app has a [`BrowserLogin`] (its session's token is
+//! checked the same way, and a request that changes something must carry
+//! the session's CSRF token). Handlers get callers only through the
 //! [`Caller`] extractor, so no handler can skip the check, and a steward's
 //! handlers only through [`Steward`], so none can skip that check either.
 
@@ -10,6 +13,7 @@ use bonebank_schemas::Role;
 use futures::future::LocalBoxFuture;
 
 use crate::Error;
+use crate::browser::BrowserLogin;
 use crate::oidc::TokenVerifier;
 
 /// A caller whose identity was verified.
@@ -106,6 +110,18 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        if let Some(login) = req.app_data::<web::Data<BrowserLogin>>().cloned() {
+            let req = req.clone();
+            return Box::pin(async move {
+                login
+                    .signed_in(&req)
+                    .await?
+                    .map(|s| s.caller)
+                    .ok_or_else(|| {
+                        Error::Unauthenticated("not signed in: sign in at /auth/login".into())
+                    })
+            });
+        }
         let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
         let token = bearer(req.headers());
         Box::pin(async move {

@@ -1,15 +1,18 @@
 //! The frame every bonebank HTTP service stands in, node and coordinator
 //! alike: who is calling ([`identity`]: the bearer token checked by an
-//! [`oidc::TokenVerifier`], the [`Caller`] and [`Steward`] extractors), TLS
+//! [`oidc::TokenVerifier`], or a browser's session ([`browser`]), the
+//! [`Caller`] and [`Steward`] extractors), TLS
 //! ([`tls`]), errors in the wire shape ([`error`]), config files
 //! ([`config`]) and a running server's handle ([`server`]). The OpenID
 //! Connect client side, which the CLI shares, is the `bonebank-login`
 //! crate, re-exported here. Nothing here knows about data or noise.
 
+pub mod browser;
 pub mod config;
 pub mod error;
 pub mod identity;
 pub mod oidc;
+pub mod pages;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -120,6 +120,17 @@ pub fn server_config(tls: &NodeTls) -> Result<ServerConfig> {
         .map_err(|e| Error::Usage(format!("tls.certificate/tls.key: {e}")))
 }
 
+/// A server with the node's certificate that asks browsers for none: the
+/// stewards' pages, reached by people, not by coordinators.
+pub fn browser_server_config(certificate: &Path, key: &Path) -> Result<ServerConfig> {
+    ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Usage(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(read_certificates(certificate)?, read_key(key)?)
+        .map_err(|e| Error::Usage(format!("tls.certificate/tls.key: {e}")))
+}
+
 /// The client side of a coordinator: trusts nodes whose certificates chain to
 /// `ca`, and presents `certificate` as its own identity.
 pub fn client_config(ca: &Path, certificate: &Path, key: &Path) -> Result<ClientConfig> {

@@ -1,7 +1,7 @@
 //! The node's HTTP API. Handlers extract, call one service method and map the
 //! result to a wire type; errors all leave as `{code, message, hint}`.
 
-mod approvals;
+pub(crate) mod approvals;
 mod budget;
 mod health;
 mod metrics;

@@ -254,50 +254,9 @@ mod tests {
         .unwrap()
     }
 
-    /// What `WHERE f` does to `row` under SQL's three-valued logic; `None`
-    /// is unknown, which a WHERE clause does not keep.
+    /// What `WHERE f` does to `row` (the reference in the schemas crate).
     fn reference(f: &Filter, row: &Row) -> Option<bool> {
-        let value = |c: &str| row.get(c).cloned().flatten();
-        match f {
-            Filter::True => Some(true),
-            Filter::Not(x) => reference(x, row).map(|b| !b),
-            Filter::And(c) => {
-                let all: Vec<_> = c.iter().map(|c| reference(c, row)).collect();
-                if all.contains(&Some(false)) {
-                    Some(false)
-                } else if all.contains(&None) {
-                    None
-                } else {
-                    Some(true)
-                }
-            }
-            Filter::Or(c) => {
-                let all: Vec<_> = c.iter().map(|c| reference(c, row)).collect();
-                if all.contains(&Some(true)) {
-                    Some(true)
-                } else if all.contains(&None) {
-                    None
-                } else {
-                    Some(false)
-                }
-            }
-            Filter::In { column, values } => value(column).map(|v| values.contains(&v)),
-            // A range without bounds is `IS NOT NULL` (as `Filter::to_sql` writes it).
-            Filter::Range {
-                column,
-                min: None,
-                max: None,
-            } => Some(value(column).is_some()),
-            Filter::Range { column, min, max } => value(column).map(|v| match v {
-                Value::Int(i) => min.is_none_or(|m| i >= m) && max.is_none_or(|m| i <= m),
-                _ => false,
-            }),
-            Filter::Prefix { column, prefix } => value(column).map(|v| match v {
-                Value::Text(t) => t.starts_with(prefix.as_str()),
-                _ => false,
-            }),
-            Filter::IsNull { column } => Some(value(column).is_none()),
-        }
+        f.evaluate(&|c| row.get(c).cloned().flatten())
     }
 
     fn random_filter(rng: &mut impl Rng, depth: u32) -> Filter {

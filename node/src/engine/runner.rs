@@ -105,15 +105,7 @@ struct Loaded {
 
 impl SurfaceEngine {
     pub fn new(dir: DataDir, site: SiteId, categories: Vec<String>) -> Self {
-        Self {
-            source: Source::Dir(dir),
-            site,
-            categories,
-            loaded: RwLock::new(None),
-            loading: tokio::sync::Mutex::new(()),
-            cpu: CpuRuntime::new(),
-            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
-        }
+        Self::over(Source::Dir(dir), site, categories, None)
     }
 
     /// The same engine, stopping plans that run longer than `timeout`.
@@ -129,21 +121,24 @@ impl SurfaceEngine {
         version: &str,
         surface: Vec<RecordBatch>,
     ) -> Self {
-        let engine = Self {
-            source: Source::Batches,
-            site,
-            categories,
-            loaded: RwLock::new(None),
-            loading: tokio::sync::Mutex::new(()),
-            cpu: CpuRuntime::new(),
-            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
-        };
-        *engine.loaded.write().expect("lock") = Some(Arc::new(Loaded {
+        let loaded = Loaded {
             version: version.into(),
             schema: surface::schema(),
             batches: surface,
-        }));
-        engine
+        };
+        Self::over(Source::Batches, site, categories, Some(loaded))
+    }
+
+    fn over(source: Source, site: SiteId, categories: Vec<String>, loaded: Option<Loaded>) -> Self {
+        Self {
+            source,
+            site,
+            categories,
+            loaded: RwLock::new(loaded.map(Arc::new)),
+            loading: tokio::sync::Mutex::new(()),
+            cpu: CpuRuntime::new(),
+            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
+        }
     }
 
     /// The loaded surface for the current version, loading it (off this

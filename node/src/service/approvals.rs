@@ -63,6 +63,7 @@ impl QueryService {
             loss: checked.loss,
             state: TicketState::Pending,
             decided_by: None,
+            decided_at: None,
             reason: None,
         };
         detail.ticket = Some(ticket.id.clone());
@@ -78,29 +79,47 @@ impl QueryService {
 
     /// Pending requests, for a steward of this site (the [`Steward`]
     /// extractor admitted them; no other way in).
-    pub async fn approvals(&self, _steward: &Steward) -> Result<Vec<ApprovalRequest>> {
+    pub async fn approvals(&self, steward: &Steward) -> Result<Vec<ApprovalRequest>> {
         let store = self.store.clone();
         let tickets = blocking(move || store.pending_tickets()).await?;
+        self.as_requests(steward, tickets).await
+    }
+
+    /// The latest requests, pending and decided, newest first: a steward's
+    /// queue with what was decided, by whom and when.
+    pub async fn recent_approvals(&self, steward: &Steward) -> Result<Vec<ApprovalRequest>> {
+        let store = self.store.clone();
+        let tickets = blocking(move || store.recent_tickets(RECENT_TICKETS)).await?;
+        self.as_requests(steward, tickets).await
+    }
+
+    async fn as_requests(
+        &self,
+        _steward: &Steward,
+        tickets: Vec<crate::store::Ticket>,
+    ) -> Result<Vec<ApprovalRequest>> {
         let mut out = Vec::new();
         for t in tickets {
             let (requester, query) = requester_of(&t)?;
             let budget = self.budget(&requester).await?;
-            let time = |s: i64| {
-                chrono::DateTime::from_timestamp(s, 0)
-                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default()
-            };
             out.push(ApprovalRequest {
                 ticket: t.id.clone(),
-                user: t.user,
-                project: t.project,
-                role: t.role,
+                state: t.current_state().to_string(),
+                user: t.user.clone(),
+                project: t.project.clone(),
+                role: t.role.clone(),
                 sql: query.to_sql(),
+                query: Some(query),
                 loss: t.loss,
-                created: time(t.created),
-                expires: time(t.expires),
+                created: rfc3339(t.created),
+                expires: rfc3339(t.expires),
                 user_remaining: budget.user.remaining,
                 project_remaining: budget.project.remaining,
+                user_spent: budget.user.spent,
+                project_spent: budget.project.spent,
+                decided_by: t.decided_by,
+                decided_at: t.decided_at.map(rfc3339),
+                reason: t.reason,
             });
         }
         Ok(out)
@@ -240,6 +259,16 @@ impl QueryService {
     pub(super) fn is_steward(&self, caller: &Caller) -> bool {
         Steward::stewards(caller, self.site.as_str())
     }
+}
+
+/// How many of the latest tickets a steward's queue lists.
+const RECENT_TICKETS: usize = 200;
+
+/// Unix seconds as RFC 3339, UTC.
+pub(super) fn rfc3339(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// A ticket id: 16 random bytes in hex (rand's thread-local CSPRNG, seeded by the OS).

@@ -162,6 +162,14 @@ impl QueryService {
             max_samples_per_donor: p.max_samples_per_donor,
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
+            role_filters: p
+                .roles
+                .iter()
+                .filter_map(|(role, rules)| {
+                    let filter = rules.force_filter.as_deref()?.trim();
+                    (!filter.is_empty()).then(|| (role.to_string(), filter.to_owned()))
+                })
+                .collect(),
             limits: self.fair.limits().describe(),
         })
     }

@@ -26,6 +26,7 @@ pub use bonebank_service::{Caller, Steward};
 mod approvals;
 mod describe;
 mod plan;
+mod stewards;
 
 /// What a steward's queue says about a caller's request.
 enum Approval {

@@ -126,6 +126,32 @@ pub fn rho_units_of_epsilon(units: i64) -> i64 {
     ((u * u + 2 * per - 1) / (2 * per)) as i64
 }
 
+/// A charge of `units` in the ledger's `measure`, in the units of
+/// `accounting`; pure accounting cannot count a ρ charge.
+fn in_measure(accounting: Accounting, measure: &str, units: i64) -> Result<i64> {
+    match (accounting, measure) {
+        (Accounting::Zcdp, "rho") | (Accounting::Pure, "epsilon") => Ok(units),
+        (Accounting::Zcdp, _) => Ok(rho_units_of_epsilon(units)),
+        (Accounting::Pure, _) => Err(Error::Usage(
+            "the ledger holds zCDP (ρ) charges from the current budget period, \
+             which pure ε accounting cannot count; keep accounting = \"zcdp\" \
+             until they are older than budget_period_days"
+                .into(),
+        )),
+    }
+}
+
+/// What the whole site spent in the current period, for its stewards: per
+/// user, per project, in total, and committed releases per day (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overview {
+    pub users: std::collections::BTreeMap<String, i64>,
+    pub projects: std::collections::BTreeMap<String, i64>,
+    pub site: i64,
+    /// Day (Unix day number) → (releases, units).
+    pub days: std::collections::BTreeMap<i64, (u64, i64)>,
+}
+
 /// What was spent since `since`, in the measure of `accounting`. Under zCDP
 /// charges made under pure ε count as ε²/2; under pure accounting a ρ
 /// charge cannot be counted in ε, so one in the period is an error (the
@@ -150,18 +176,7 @@ pub(super) fn spent(
         };
         let mut total = 0i64;
         for (m, units) in rows {
-            total += match (accounting, m.as_str()) {
-                (Accounting::Zcdp, "rho") | (Accounting::Pure, "epsilon") => units,
-                (Accounting::Zcdp, _) => rho_units_of_epsilon(units),
-                (Accounting::Pure, _) => {
-                    return Err(Error::Usage(
-                        "the ledger holds zCDP (ρ) charges from the current budget period, \
-                         which pure ε accounting cannot count; keep accounting = \"zcdp\" \
-                         until they are older than budget_period_days"
-                            .into(),
-                    ));
-                }
-            };
+            total += in_measure(accounting, &m, units)?;
         }
         Ok(total)
     };
@@ -193,6 +208,37 @@ impl Store {
             since(policy.budget_period_days),
             policy.accounting,
         )
+    }
+
+    /// The site's spending in the current period (see [`Overview`]).
+    pub fn overview(&self, policy: &Policy) -> Result<Overview> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT user, project, measure, units, state, at FROM ledger WHERE at > ?1")?;
+        let rows = stmt.query_map([since(policy.budget_period_days)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = Overview::default();
+        for row in rows {
+            let (user, project, measure, units, state, at) = row?;
+            let units = in_measure(policy.accounting, &measure, units)?;
+            *out.users.entry(user).or_default() += units;
+            *out.projects.entry(project).or_default() += units;
+            out.site += units;
+            if state == "committed" {
+                let day = out.days.entry(at.div_euclid(86_400)).or_default();
+                day.0 += 1;
+                day.1 += units;
+            }
+        }
+        Ok(out)
     }
 
     /// Reserves `units` if every account stays within its budget; otherwise

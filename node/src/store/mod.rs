@@ -117,6 +117,15 @@ impl Store {
             .is_some())
     }
 
+    /// A page of the audit log, newest first, and the whole log's size.
+    pub fn audit_page(
+        &self,
+        filter: &crate::audit::Filter,
+        limit: usize,
+    ) -> Result<(Vec<crate::audit::Entry>, i64)> {
+        crate::audit::page(&self.conn(), filter, limit)
+    }
+
     /// Writes the audit log as JSON lines.
     pub fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<i64> {
         crate::audit::export(&self.conn(), out)

@@ -26,6 +26,8 @@ pub struct Ticket {
     /// As stored; [`Ticket::current_state`] is what it is now.
     pub state: TicketState,
     pub decided_by: Option<String>,
+    /// Unix seconds.
+    pub decided_at: Option<i64>,
     pub reason: Option<String>,
 }
 
@@ -77,7 +79,7 @@ impl std::fmt::Display for TicketState {
     }
 }
 
-pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason";
+pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason, decided_at";
 
 pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     Ok(Ticket {
@@ -102,6 +104,7 @@ pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         },
         decided_by: r.get(10)?,
         reason: r.get(11)?,
+        decided_at: r.get(12)?,
     })
 }
 
@@ -136,6 +139,16 @@ impl Store {
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE state = 'pending' AND expires > ?1 ORDER BY created, rowid"
         ))?;
         let rows = stmt.query_map([now()], ticket)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest `limit` tickets, pending or decided, newest first.
+    pub fn recent_tickets(&self, limit: usize) -> Result<Vec<Ticket>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets ORDER BY created DESC, rowid DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], ticket)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -171,6 +171,7 @@ impl TestSite {
             tls: None,
             policy,
             limits: Default::default(),
+            steward_pages: None,
         };
         Self { tmp, config }
     }

@@ -109,6 +109,26 @@ fn limits() -> SiteLimits {
     }
 }
 
+fn budget() -> BudgetStatus {
+    BudgetStatus {
+        site_id: "DE-LUE".into(),
+        accounting: Accounting::Zcdp,
+        period_days: 30,
+        user: BudgetAccount {
+            name: "alice".into(),
+            limit: 0.46,
+            spent: 0.046,
+            remaining: 0.414,
+        },
+        project: BudgetAccount {
+            name: "hip-fracture-msc".into(),
+            limit: 4.5,
+            spent: 0.046,
+            remaining: 4.454,
+        },
+    }
+}
+
 fn description() -> SiteDescription {
     SiteDescription {
         site_id: "DE-LUE".into(),
@@ -148,6 +168,12 @@ fn description() -> SiteDescription {
         max_samples_per_donor: 5,
         max_groups_per_donor: 4,
         budget_period_days: 30,
+        role_filters: [(
+            "industry".to_owned(),
+            "consent_commercial = true".to_owned(),
+        )]
+        .into_iter()
+        .collect(),
         limits: limits(),
     }
 }
@@ -281,26 +307,7 @@ fn descriptions_budgets_and_approvals() {
             description: Some(description()),
         },
     );
-    snapshot(
-        "budget_status",
-        &BudgetStatus {
-            site_id: "DE-LUE".into(),
-            accounting: Accounting::Zcdp,
-            period_days: 30,
-            user: BudgetAccount {
-                name: "alice".into(),
-                limit: 0.46,
-                spent: 0.046,
-                remaining: 0.414,
-            },
-            project: BudgetAccount {
-                name: "hip-fracture-msc".into(),
-                limit: 4.5,
-                spent: 0.046,
-                remaining: 4.454,
-            },
-        },
-    );
+    snapshot("budget_status", &budget());
     snapshot(
         "approval_request",
         &ApprovalRequest {
@@ -314,6 +321,70 @@ fn descriptions_budgets_and_approvals() {
             expires: "2026-12-08T12:00:00Z".into(),
             user_remaining: 0.46,
             project_remaining: 4.5,
+            user_spent: 0.0,
+            project_spent: 0.0,
+            query: Some(FeasibilityQuery {
+                measures: vec![Measure::Samples],
+                filter: Filter::In {
+                    column: "consent_commercial".into(),
+                    values: vec![Value::Bool(true)],
+                },
+                group_by: vec![],
+            }),
+            state: "rejected".into(),
+            decided_by: Some("sam".into()),
+            decided_at: Some("2026-11-25T09:30:00Z".into()),
+            reason: Some("no agreement with this partner yet".into()),
+        },
+    );
+    snapshot(
+        "site_ledger",
+        &SiteLedger {
+            site_id: "DK-ODE".into(),
+            accounting: Accounting::Zcdp,
+            period_days: 30,
+            site: BudgetAccount {
+                name: "DK-ODE".into(),
+                limit: 48.0,
+                spent: 0.046,
+                remaining: 47.954,
+            },
+            users: vec![BudgetAccount {
+                name: "alice".into(),
+                limit: 0.46,
+                spent: 0.046,
+                remaining: 0.414,
+            }],
+            projects: vec![BudgetAccount {
+                name: "hip-fracture-msc".into(),
+                limit: 4.5,
+                spent: 0.046,
+                remaining: 4.454,
+            }],
+            days: vec![LedgerDay {
+                day: "2026-11-24".into(),
+                releases: 2,
+                spent: 0.046,
+            }],
+        },
+    );
+    snapshot(
+        "audit_page",
+        &AuditPage {
+            site_id: "DK-ODE".into(),
+            entries: vec![AuditEntry {
+                seq: 7,
+                at: "2026-11-25T09:30:00.120Z".into(),
+                kind: "decision".into(),
+                actor: "sam".into(),
+                detail: serde_json::json!({"ticket": "abc", "requester": "ingrid", "decision": "reject", "reason": "no agreement with this partner yet"}),
+                prev: "1f".repeat(32),
+                hash: "2e".repeat(32),
+            }],
+            total: 7,
+            intact: true,
+            broken: None,
+            head: Some("2e".repeat(32)),
         },
     );
     snapshot(
@@ -374,7 +445,36 @@ fn sign_in_types() {
             role: "researcher".into(),
             project: "p1".into(),
             sites: vec![],
+            csrf: Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
         },
+    );
+    snapshot(
+        "checked_question",
+        &CheckedQuestion {
+            query: query(),
+            sql: query().to_sql(),
+        },
+    );
+    snapshot(
+        "budget_listing",
+        &vec![
+            BudgetListing {
+                site_id: "DE-LUE".into(),
+                status: SiteStatus::Answered,
+                message: None,
+                budget: Some(budget()),
+            },
+            BudgetListing {
+                site_id: "DK-NAE".into(),
+                status: SiteStatus::Unreachable,
+                message: Some("no connection to the site".into()),
+                budget: None,
+            },
+        ],
+    );
+    snapshot(
+        "code_match",
+        &bonebank_schemas::icd10_titles::search("DS721", 1),
     );
 }
 

@@ -1,11 +1,15 @@
 //! The workspace's end-to-end tests, in one binary: docs against the code,
 //! the synthetic sites, a federated network on loopback, the totals'
 //! intervals against real noise, the demo and the researcher CLI as people
-//! run them, and identity against a real OpenID Connect provider.
+//! run them, identity against a real OpenID Connect provider, and the
+//! researchers' and stewards' pages in a real browser.
 
+mod browser;
 mod cli;
 mod coverage;
 mod docs;
 mod federation;
+mod i18n;
 mod oidc;
 mod sites;
+mod stewards;

@@ -307,17 +307,31 @@ async fn a_browser_signs_in_with_code_and_pkce_and_out_again() {
         "{body}"
     );
 
-    // Signing in at the provider brings the browser back with a session.
+    // Signing in at the provider brings the browser back to the app, with a
+    // session.
     let (url, page) = browse(&http, to_provider, "alice", None).await;
     assert_eq!(url.as_str(), base.join("/").unwrap().as_str(), "{page}");
-    assert!(
-        page.contains("Signed in as <b>alice</b> (researcher, project hip-fracture-msc)"),
-        "{page}"
-    );
+    assert!(page.contains("/app/main.js"), "{page}");
+    let who: Value = get(&http, &base, "/v1/whoami").await.json().await.unwrap();
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["project"], "hip-fracture-msc");
+    let csrf = who["csrf"]
+        .as_str()
+        .expect("a session has a CSRF token")
+        .to_owned();
 
+    // A request that changes something needs the session's CSRF token.
+    let r = http
+        .post(base.join("/v1/query").unwrap())
+        .json(&question())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no CSRF token");
     // The session's token reaches the nodes, which check it themselves.
     let r = http
         .post(base.join("/v1/query").unwrap())
+        .header("X-CSRF-Token", &csrf)
         .json(&question())
         .send()
         .await
@@ -349,10 +363,11 @@ async fn a_browser_signs_in_with_code_and_pkce_and_out_again() {
     assert_eq!(session.status(), 200);
     let r = http
         .post(base.join("/auth/logout").unwrap())
+        .header("X-CSRF-Token", &csrf)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 303);
+    assert_eq!(r.status(), 204);
     let r = get(&http, &base, "/v1/whoami").await;
     assert_eq!(r.status(), 401);
 }
@@ -377,11 +392,10 @@ async fn a_browser_signs_in_through_the_development_provider() {
     )
     .await;
     assert_eq!(url.as_str(), base.join("/").unwrap().as_str(), "{page}");
-    assert!(
-        page.contains("Signed in as <b>steward-dk-ode</b> (steward"),
-        "{page}"
-    );
+    assert!(page.contains("/app/main.js"), "{page}");
     let who: Value = get(&http, &base, "/v1/whoami").await.json().await.unwrap();
+    assert_eq!(who["user"], "steward-dk-ode");
+    assert_eq!(who["role"], "steward");
     assert_eq!(who["sites"], json!(["DK-ODE"]));
 }
 

@@ -1,0 +1,330 @@
+// Building a question without SQL: the catalogue of every filterable column
+// with the public values the sites describe, criteria as removable chips in
+// groups (AND within a group, OR between groups, and exclusion groups), the
+// measures, the breakdown and the sites to ask.
+
+import { t } from '/assets/i18n.js';
+import { api } from '/assets/api.js';
+import * as words from '/assets/words.js';
+import { el, clear, debounce } from '/assets/ui.js';
+
+/** Which columns the catalogue shows under which heading. */
+const SECTIONS = [
+  { id: 'sample', columns: ['sample_type', 'material_subtype', 'storage_temperature', 'sampling_year', 'aliquots_available', 'passage_number'] },
+  { id: 'donor', columns: ['sex', 'age_at_sampling', 'consent_research', 'consent_commercial', 'consent_genetic', 'consent_autologous', 'consent_allogeneic'] },
+  { id: 'diagnosis', columns: ['diagnosis'] },
+  { id: 'site', columns: ['site_id', 'country'] },
+];
+
+/** What the sites' public descriptions offer, merged. */
+export function catalogue(listings) {
+  const values = new Map();
+  const filters = new Map();
+  const dimensions = [];
+  let maxDimensions = Infinity;
+  for (const s of listings) {
+    const d = s.description;
+    if (!d) continue;
+    maxDimensions = Math.min(maxDimensions, d.max_dimensions);
+    for (const dim of d.dimensions) {
+      if (!values.has(dim.name)) {
+        values.set(dim.name, []);
+        dimensions.push(dim.name);
+      }
+      const known = values.get(dim.name);
+      for (const v of dim.values) if (!known.includes(v)) known.push(v);
+    }
+    for (const f of d.filters) filters.set(f.name, f.operators);
+  }
+  const kind = (column) => {
+    if (column === 'diagnosis') return 'codes';
+    if (column.startsWith('consent_')) return 'flag';
+    const ops = filters.get(column) || '';
+    if (ops.includes('BETWEEN') || !values.has(column)) return 'range';
+    return 'values';
+  };
+  return {
+    sections: SECTIONS.map((s) => ({ ...s, columns: s.columns.filter((c) => filters.has(c)) })).filter((s) => s.columns.length),
+    values: (column) => values.get(column) || [],
+    kind,
+    dimensions,
+    maxDimensions: Number.isFinite(maxDimensions) ? maxDimensions : 2,
+    sites: listings.map((s) => s.site_id),
+  };
+}
+
+/** A criterion in words, for its chip. */
+export function chipText(c) {
+  const name = words.column(c.column);
+  switch (c.kind) {
+    case 'in':
+      return `${name}: ${c.values.map((v) => words.value(c.column, v)).join(` ${t('words.or')} `)}`;
+    case 'range':
+      if (c.min != null && c.max != null) return `${name}: ${c.min}–${c.max}`;
+      if (c.min != null) return `${name} ≥ ${c.min}`;
+      if (c.max != null) return `${name} ≤ ${c.max}`;
+      return t('words.recorded', { column: name });
+    case 'codes':
+      return `${name}: ${c.entries.map((e) => (e.prefix ? `${e.code}*` : e.code)).join(` ${t('words.or')} `)}`;
+    case 'null':
+      return t('words.none_recorded', { column: name });
+    default:
+      return name;
+  }
+}
+
+/**
+ * The builder. `state` is the question (see model.js), `changed` is called
+ * whenever it changes.
+ */
+export class Builder {
+  constructor(catalogueEl, questionEl, cat, state, changed) {
+    this.catalogueEl = catalogueEl;
+    this.questionEl = questionEl;
+    this.cat = cat;
+    this.state = state;
+    this.changed = changed;
+    this.target = { list: 'include', index: 0 };
+    this.searchCodes = debounce((q, out) => this.codes(q, out), 250);
+  }
+
+  set(state) {
+    this.state = state;
+    this.target = { list: 'include', index: 0 };
+    this.render();
+  }
+
+  render() {
+    this.renderCatalogue();
+    this.renderQuestion();
+  }
+
+  update() {
+    this.renderQuestion();
+    this.changed(this.state);
+  }
+
+  /** Adds (or widens) a criterion in the active group. */
+  add(criterion) {
+    const list = this.state[this.target.list];
+    if (!list[this.target.index]) list[this.target.index] = [];
+    const group = list[this.target.index];
+    const same = group.find((c) => c.column === criterion.column && c.kind === criterion.kind);
+    if (same && criterion.kind === 'in') {
+      for (const v of criterion.values) if (!same.values.includes(v)) same.values.push(v);
+    } else if (same && criterion.kind === 'codes') {
+      for (const e of criterion.entries) {
+        if (!same.entries.some((x) => x.code === e.code && x.prefix === e.prefix)) same.entries.push(e);
+      }
+    } else if (same && criterion.kind === 'range') {
+      Object.assign(same, { min: criterion.min, max: criterion.max });
+    } else {
+      group.push(criterion);
+    }
+    this.update();
+  }
+
+  renderCatalogue() {
+    const root = clear(this.catalogueEl);
+    root.append(el('h2', { id: 'catalogue-title' }, t('catalogue.title')));
+    root.append(el('p', { class: 'help' }, t('catalogue.help')));
+    for (const section of this.cat.sections) {
+      const details = el('details', { open: true, id: `section-${section.id}` });
+      details.append(el('summary', {}, t(`catalogue.${section.id}`)));
+      for (const column of section.columns) details.append(this.field(column));
+      root.append(details);
+    }
+  }
+
+  field(column) {
+    const kind = this.cat.kind(column);
+    const box = el('fieldset', { class: `field field-${kind}`, id: `crit-${column}` });
+    box.append(el('legend', {}, words.column(column)));
+    if (kind === 'values') {
+      const list = el('div', { class: 'choices' });
+      for (const v of this.cat.values(column)) {
+        const id = `v-${column}-${v}`.replace(/[^\w-]/g, '_');
+        list.append(
+          el('label', { for: id, class: 'choice' }, [
+            el('input', { type: 'checkbox', id, name: `value-${column}`, value: v }),
+            ' ',
+            words.value(column, v),
+          ]),
+        );
+      }
+      const add = el('button', { type: 'button', id: `add-${column}`, class: 'add' }, t('catalogue.add'));
+      add.addEventListener('click', () => {
+        const picked = [...list.querySelectorAll('input:checked')].map((i) => i.value);
+        if (!picked.length) return;
+        for (const i of list.querySelectorAll('input:checked')) i.checked = false;
+        this.add({ column, kind: 'in', values: picked });
+      });
+      box.append(list, add);
+    } else if (kind === 'range') {
+      const min = el('input', { type: 'number', id: `min-${column}`, inputmode: 'numeric' });
+      const max = el('input', { type: 'number', id: `max-${column}`, inputmode: 'numeric' });
+      const add = el('button', { type: 'button', id: `add-${column}`, class: 'add' }, t('catalogue.add'));
+      add.addEventListener('click', () => {
+        const lo = min.value === '' ? null : Math.trunc(Number(min.value));
+        const hi = max.value === '' ? null : Math.trunc(Number(max.value));
+        if (lo == null && hi == null) return;
+        this.add({ column, kind: 'range', min: lo, max: hi });
+      });
+      box.append(
+        el('label', { for: `min-${column}` }, t('catalogue.from')), min,
+        el('label', { for: `max-${column}` }, t('catalogue.to')), max,
+        add,
+      );
+    } else if (kind === 'flag') {
+      for (const value of [true, false]) {
+        const b = el('button', { type: 'button', id: `add-${column}-${value}`, class: 'add' }, value ? t('words.yes') : t('words.no'));
+        b.addEventListener('click', () => this.add({ column, kind: 'in', values: [value] }));
+        box.append(b, ' ');
+      }
+    } else if (kind === 'codes') {
+      const input = el('input', {
+        type: 'search',
+        id: 'diagnosis-search',
+        autocomplete: 'off',
+        'aria-describedby': 'diagnosis-help',
+      });
+      const out = el('ul', { class: 'codes', id: 'diagnosis-results', 'aria-live': 'polite' });
+      input.addEventListener('input', () => this.searchCodes(input.value, out));
+      box.append(
+        el('label', { for: 'diagnosis-search' }, t('catalogue.diagnosis_search')),
+        input,
+        el('p', { class: 'help', id: 'diagnosis-help' }, t('catalogue.diagnosis_help')),
+        out,
+      );
+    }
+    return box;
+  }
+
+  async codes(query, out) {
+    if (query.trim().length < 2) {
+      clear(out);
+      return;
+    }
+    let found = [];
+    try {
+      found = await api(`/v1/codes?q=${encodeURIComponent(query)}`);
+    } catch {
+      found = [];
+    }
+    clear(out);
+    if (!found.length) {
+      out.append(el('li', { class: 'none' }, t('catalogue.no_codes')));
+      return;
+    }
+    const lang = document.documentElement.lang;
+    for (const m of found) {
+      const title = m[lang] || m.en || '';
+      const exact = el('button', { type: 'button', class: 'add-code', 'aria-label': t('catalogue.add_code', { code: m.code }) }, t('catalogue.exact'));
+      exact.addEventListener('click', () => this.add({ column: 'diagnosis', kind: 'codes', entries: [{ code: m.code, prefix: false }] }));
+      const prefix = el('button', { type: 'button', class: 'add-prefix', 'aria-label': t('catalogue.add_prefix', { code: m.code }) }, t('catalogue.with_subcodes'));
+      prefix.addEventListener('click', () => this.add({ column: 'diagnosis', kind: 'codes', entries: [{ code: m.code, prefix: true }] }));
+      out.append(el('li', { 'data-code': m.code }, [el('b', {}, m.code), ` ${title} `, exact, ' ', prefix]));
+    }
+  }
+
+  renderQuestion() {
+    const root = clear(this.questionEl);
+    root.append(el('h2', {}, t('question.title')));
+    root.append(this.groups('include'));
+    root.append(this.groups('exclude'));
+    root.append(this.measures(), this.breakdown(), this.sites());
+  }
+
+  groups(list) {
+    const box = el('div', { class: `groups groups-${list}`, id: `groups-${list}` });
+    box.append(el('h3', {}, t(`question.${list}`)));
+    const groups = this.state[list];
+    groups.forEach((group, index) => {
+      if (index > 0) box.append(el('p', { class: 'or' }, t('words.or').toUpperCase()));
+      const active = this.target.list === list && this.target.index === index;
+      const card = el('div', { class: `group${active ? ' active' : ''}`, 'data-group': `${list}-${index}` });
+      const radio = el('input', { type: 'radio', name: 'target', id: `target-${list}-${index}`, checked: active });
+      radio.addEventListener('change', () => {
+        this.target = { list, index };
+        this.renderQuestion();
+      });
+      card.append(
+        el('label', { for: `target-${list}-${index}`, class: 'target' }, [radio, ' ', t('question.add_here', { n: index + 1 })]),
+      );
+      const chips = el('ul', { class: 'chips' });
+      if (!group.length) chips.append(el('li', { class: 'empty' }, t(list === 'include' ? 'question.every_sample' : 'question.nothing_yet')));
+      group.forEach((c, ci) => {
+        const remove = el('button', { type: 'button', class: 'remove', 'aria-label': t('question.remove', { what: chipText(c) }) }, '×');
+        remove.addEventListener('click', () => {
+          group.splice(ci, 1);
+          this.update();
+        });
+        chips.append(el('li', { class: 'chip', 'data-column': c.column }, [chipText(c), ' ', remove]));
+      });
+      card.append(chips);
+      if (groups.length > 1 || list === 'exclude') {
+        const drop = el('button', { type: 'button', class: 'link' }, t('question.remove_group'));
+        drop.addEventListener('click', () => {
+          groups.splice(index, 1);
+          if (list === 'include' && !groups.length) groups.push([]);
+          this.target = { list: 'include', index: 0 };
+          this.update();
+        });
+        card.append(drop);
+      }
+      box.append(card);
+    });
+    const more = el('button', { type: 'button', id: `new-${list}` }, t(list === 'include' ? 'question.new_or_group' : 'question.new_exclusion'));
+    more.addEventListener('click', () => {
+      groups.push([]);
+      this.target = { list, index: groups.length - 1 };
+      this.update();
+    });
+    box.append(more);
+    return box;
+  }
+
+  measures() {
+    const box = el('fieldset', { class: 'inline', id: 'measures' }, el('legend', {}, t('question.measures')));
+    for (const kind of ['donors', 'samples']) {
+      const input = el('input', { type: 'checkbox', id: `measure-${kind}`, checked: this.state.measures.includes(kind) });
+      input.addEventListener('change', () => {
+        this.state.measures = ['donors', 'samples'].filter((k) => document.getElementById(`measure-${k}`).checked);
+        this.update();
+      });
+      box.append(el('label', { for: `measure-${kind}` }, [input, ' ', words.measure({ kind })]));
+    }
+    return box;
+  }
+
+  breakdown() {
+    const box = el('fieldset', { class: 'inline', id: 'breakdown' }, el('legend', {}, t('question.breakdown', { n: this.cat.maxDimensions })));
+    for (const d of this.cat.dimensions) {
+      const checked = this.state.by.includes(d);
+      const full = this.state.by.length >= this.cat.maxDimensions;
+      const input = el('input', { type: 'checkbox', id: `by-${d}`, checked, disabled: !checked && full });
+      input.addEventListener('change', () => {
+        if (input.checked) this.state.by.push(d);
+        else this.state.by = this.state.by.filter((x) => x !== d);
+        this.update();
+      });
+      box.append(el('label', { for: `by-${d}` }, [input, ' ', words.column(d)]));
+    }
+    return box;
+  }
+
+  sites() {
+    const box = el('fieldset', { class: 'inline', id: 'sites-choice' }, el('legend', {}, t('question.sites')));
+    for (const s of this.cat.sites) {
+      const checked = !this.state.sites || this.state.sites.includes(s);
+      const input = el('input', { type: 'checkbox', id: `site-${s}`, checked });
+      input.addEventListener('change', () => {
+        const picked = this.cat.sites.filter((x) => document.getElementById(`site-${x}`).checked);
+        this.state.sites = picked.length === this.cat.sites.length ? null : picked;
+        this.update();
+      });
+      box.append(el('label', { for: `site-${s}` }, [input, ' ', s]));
+    }
+    return box;
+  }
+}

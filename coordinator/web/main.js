@@ -1,0 +1,324 @@
+// The researcher's app at the coordinator: sign in, build a question from
+// the catalogue (or write SQL), see what it would cost, ask, read the
+// answer, come back to it, share it.
+
+import * as i18n from '/assets/i18n.js';
+import { t, num } from '/assets/i18n.js';
+import { api, setCsrf, signOut, ApiError } from '/assets/api.js';
+import * as words from '/assets/words.js';
+import { el, clear, announce, debounce } from '/assets/ui.js';
+import * as model from '/app/model.js';
+import { Builder, catalogue } from '/app/builder.js';
+import * as results from '/app/results.js';
+
+const app = {
+  who: null,
+  listings: [],
+  cat: null,
+  state: model.empty(),
+  /** SQL typed by hand that does not fit the builder: asked as written. */
+  sql: null,
+  answer: null,
+  builder: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function showError(where, e) {
+  const message = e instanceof ApiError ? [e.message, e.hint].filter(Boolean).join(' — ') : String(e.message || e);
+  clear(where).append(el('p', { class: 'error', role: 'alert' }, message));
+}
+
+/** The request for the current question. */
+function request() {
+  const body = app.sql ? { sql: app.sql } : { query: model.toQuery(app.state) };
+  if (app.state.sites) body.sites = app.state.sites;
+  return body;
+}
+
+function readHash() {
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  return { q: params.get('q'), a: params.get('a') };
+}
+
+function writeHash(answerId) {
+  const params = new URLSearchParams();
+  params.set('q', model.encode({ ...app.state, sql: app.sql }));
+  if (answerId != null) params.set('a', String(answerId));
+  history.replaceState(null, '', `#${params}`);
+}
+
+async function boot() {
+  await i18n.use(i18n.preferred());
+  i18n.apply();
+  $('lang-slot').append(i18n.switcher(rerender));
+  i18n.apply($('lang-slot'));
+  try {
+    app.who = await api('/v1/whoami');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      $('signin').hidden = false;
+      return;
+    }
+    showError($('main'), e);
+    return;
+  }
+  setCsrf(app.who.csrf);
+  $('sign-out').hidden = false;
+  $('sign-out').addEventListener('click', signOut);
+  $('app').hidden = false;
+  app.listings = await api('/v1/sites');
+  app.cat = catalogue(app.listings);
+  const { q, a } = readHash();
+  const restored = q ? model.decode(q) : null;
+  if (restored) {
+    app.sql = restored.sql || null;
+    delete restored.sql;
+    app.state = { ...model.empty(), ...restored };
+  }
+  app.builder = new Builder($('catalogue'), $('question'), app.cat, app.state, changed);
+  $('ask').addEventListener('click', ask);
+  rerender();
+  if (a) await lookAgain(Number(a));
+  await loadHistory();
+}
+
+/** Everything drawn again, in the current language. */
+function rerender() {
+  i18n.apply();
+  renderWho();
+  renderNotice();
+  app.builder.render();
+  renderWords();
+  refreshCost();
+  if (app.answer) results.render($('answer'), app.answer, { onLookAgain: () => lookAgain(app.answer.id) });
+  loadHistory();
+}
+
+function renderWho() {
+  const w = app.who;
+  clear($('who')).append(
+    t('app.signed_in_as', { user: w.user, role: t(`role.${w.role}`), project: w.project }),
+  );
+}
+
+/** For industry partners: what the sites restrict their counts to. */
+function renderNotice() {
+  const box = clear($('notice'));
+  const role = app.who.role;
+  const held = app.listings.filter((s) => s.description && s.description.role_filters && s.description.role_filters[role]);
+  if (!held.length) return;
+  const list = el('ul');
+  for (const s of held) {
+    list.append(el('li', {}, `${s.site_id}: ${s.description.role_filters[role]}`));
+  }
+  const key = held.every((s) => /consent_commercial\s*=\s*true/i.test(s.description.role_filters[role]))
+    ? 'notice.commercial'
+    : 'notice.role_filter';
+  box.append(el('div', { class: 'notice', id: 'role-notice', role: 'note' }, [el('p', {}, t(key, { role: t(`role.${role}`) })), list]));
+}
+
+function changed() {
+  app.sql = null;
+  renderWords();
+  writeHash(null);
+  refreshCost();
+}
+
+/** The question in words and as SQL (editable). */
+function renderWords() {
+  const box = clear($('words'));
+  box.append(el('h2', {}, t('question.in_words')));
+  const sentence = el('p', { id: 'question-words' });
+  box.append(sentence);
+  if (app.sql) {
+    sentence.textContent = t('question.custom_sql');
+    const back = el('button', { type: 'button', id: 'back-to-builder' }, t('question.back_to_builder'));
+    back.addEventListener('click', () => {
+      app.sql = null;
+      renderWords();
+      refreshCost();
+    });
+    box.append(el('p', {}, back));
+  } else {
+    sentence.textContent = words.question(model.toQuery(app.state));
+  }
+  const details = el('details', { id: 'sql-box' });
+  details.append(el('summary', {}, t('question.show_sql')));
+  const area = el('textarea', { id: 'sql', rows: 4, spellcheck: 'false', 'aria-label': t('question.sql_label') });
+  const note = el('p', { id: 'sql-note', class: 'help' });
+  const apply = el('button', { type: 'button', id: 'apply-sql' }, t('question.apply_sql'));
+  apply.addEventListener('click', () => applySql(area.value, note));
+  details.append(area, el('p', {}, apply), note);
+  box.append(details);
+  fillSql(area);
+}
+
+async function fillSql(area) {
+  if (app.sql) {
+    area.value = app.sql;
+    return;
+  }
+  try {
+    const checked = await api('/v1/check', { method: 'POST', body: { query: model.toQuery(app.state) } });
+    area.value = checked.sql;
+  } catch (e) {
+    area.value = '';
+  }
+}
+
+/** SQL typed by hand: back into chips where it fits, else asked as written. */
+async function applySql(sql, note) {
+  try {
+    const checked = await api('/v1/check', { method: 'POST', body: { sql } });
+    const back = model.fromQuery(checked.query, app.state.sites);
+    if (back) {
+      app.state = back;
+      app.sql = null;
+      app.builder.set(app.state);
+      renderWords();
+      announce(t('question.sql_applied'));
+    } else {
+      app.sql = sql;
+      renderWords();
+      $('sql-note').textContent = t('question.sql_kept');
+    }
+    writeHash(null);
+    refreshCost();
+  } catch (e) {
+    showError(note, e);
+  }
+}
+
+/** Budgets left at each site, and what this question would cost there. */
+const refreshCost = debounce(async () => {
+  const box = $('cost');
+  const body = request();
+  const question = body.query || null;
+  if (question && !question.measures.length) {
+    clear(box).append(el('p', { class: 'help' }, t('cost.pick_a_measure')));
+    return;
+  }
+  let budgets = [];
+  let preview = null;
+  try {
+    [budgets, preview] = await Promise.all([
+      api('/v1/budgets'),
+      api('/v1/preview', { method: 'POST', body }),
+    ]);
+  } catch (e) {
+    showError(clear(box), e);
+    return;
+  }
+  clear(box).append(el('h2', {}, t('cost.title')));
+  const table = el('table', { id: 'cost-table' });
+  const measures = preview.query.measures;
+  table.append(
+    el('thead', {}, el('tr', {}, [
+      el('th', { scope: 'col' }, t('result.site')),
+      el('th', { scope: 'col' }, t('cost.budget_left')),
+      el('th', { scope: 'col' }, t('cost.would_cost')),
+      ...measures.map((m) => el('th', { scope: 'col' }, t('cost.plus_minus', { measure: words.measure(m) }))),
+    ])),
+  );
+  const tbody = el('tbody');
+  for (const s of preview.sites) {
+    const b = budgets.find((x) => x.site_id === s.site_id);
+    const sym = s.preview && s.preview.accounting === 'pure' ? 'ε' : 'ρ';
+    const left = b && b.budget
+      ? t('cost.left', { symbol: sym, user: num(b.budget.user.remaining, 3), project: num(b.budget.project.remaining, 3) })
+      : t(`status.${b ? b.status : 'unreachable'}`);
+    const cells = [el('th', { scope: 'row' }, s.site_id), el('td', {}, left)];
+    if (s.preview) {
+      const p = s.preview;
+      const cost = [`${sym} ${num(p.loss, 3)}`];
+      if (p.approx_dp) cost.push(` (ε ${num(p.approx_dp.epsilon, 2)}, δ ${p.approx_dp.delta.toExponential(0)})`);
+      if (p.needs_approval) cost.push(` — ${t('cost.needs_approval')}`);
+      cells.push(el('td', {}, cost.join('')));
+      for (const m of p.measures) cells.push(el('td', {}, m.halfwidth == null ? t('cost.depends') : `±${num(Math.round(m.halfwidth))}`));
+    } else {
+      cells.push(el('td', { colspan: measures.length + 1 }, [t(`status.${s.status}`), s.message ? `: ${s.message}` : '']));
+    }
+    tbody.append(el('tr', { 'data-site': s.site_id }, cells));
+  }
+  table.append(tbody);
+  box.append(table);
+  const totals = preview.total_halfwidth
+    .map((h, i) => (h == null ? null : t('cost.total_pm', { measure: words.measure(measures[i]), pm: num(Math.round(h)) })))
+    .filter(Boolean);
+  if (totals.length) box.append(el('p', { class: 'help' }, totals.join(' · ')));
+}, 350);
+
+async function ask() {
+  const button = $('ask');
+  button.disabled = true;
+  announce(t('answer.asking'));
+  clear($('answer')).append(el('p', { class: 'help' }, t('answer.asking')));
+  try {
+    app.answer = await api('/v1/query', { method: 'POST', body: request() });
+    showAnswer();
+    writeHash(app.answer.id);
+    await loadHistory();
+    refreshCost();
+  } catch (e) {
+    showError($('answer'), e);
+    announce(t('answer.failed'), 'error');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function showAnswer() {
+  clear($('answer')).append(el('h2', {}, t('answer.title')));
+  const body = el('div', { id: 'answer-body' });
+  $('answer').append(body);
+  results.render(body, app.answer, { onLookAgain: () => lookAgain(app.answer.id) });
+  announce(t('answer.ready'));
+}
+
+/** Asks waiting sites again and shows the answer as it is now. */
+async function lookAgain(id) {
+  try {
+    app.answer = await api(`/v1/history/${id}`);
+    const back = model.fromQuery(app.answer.query, app.state.sites);
+    if (back && !app.sql) {
+      app.state = back;
+      app.builder.set(app.state);
+      renderWords();
+    }
+    showAnswer();
+    writeHash(id);
+  } catch (e) {
+    showError($('answer'), e);
+  }
+}
+
+async function loadHistory() {
+  const box = $('history');
+  let entries = [];
+  try {
+    entries = await api('/v1/history');
+  } catch {
+    return;
+  }
+  clear(box).append(el('h2', {}, t('history.title')));
+  if (!entries.length) {
+    box.append(el('p', { class: 'help' }, t('history.empty')));
+    return;
+  }
+  const list = el('ol', { id: 'history-list', reversed: true });
+  for (const e of entries) {
+    const state = model.fromQuery(e.query) || model.empty();
+    const link = el('a', { href: `#q=${model.encode(state)}&a=${e.id}` }, words.question(e.query));
+    link.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      history.replaceState(null, '', link.getAttribute('href'));
+      lookAgain(e.id);
+    });
+    const statuses = e.result.sites.map((s) => `${s.site_id}: ${t(`status.${s.status}`)}`).join(', ');
+    list.append(el('li', {}, [el('time', { datetime: e.at }, new Date(e.at).toLocaleString(i18n.lang())), ' ', link, el('br'), el('span', { class: 'help' }, statuses)]));
+  }
+  box.append(list);
+}
+
+boot().catch((e) => showError(document.getElementById('main'), e));

@@ -1,0 +1,167 @@
+// The researcher's question as the builder holds it, and its translation to
+// and from the FeasibilityQuery every service speaks.
+//
+// A question is groups of criteria: AND within a group, OR between groups,
+// and exclusion groups (NOT any of them). A criterion is one column: a set
+// of values, a range, or (for diagnoses) codes and code prefixes, any of
+// which matches.
+
+/** An empty question: donors and samples of every sample. */
+export function empty() {
+  return { include: [[]], exclude: [], by: [], measures: ['donors', 'samples'], sites: null };
+}
+
+function leaf(c) {
+  switch (c.kind) {
+    case 'in':
+      return { in: { column: c.column, values: c.values } };
+    case 'range':
+      return { range: { column: c.column, min: c.min ?? null, max: c.max ?? null } };
+    case 'null':
+      return { is_null: { column: c.column } };
+    case 'codes': {
+      const parts = [];
+      const codes = c.entries.filter((e) => !e.prefix).map((e) => e.code);
+      if (codes.length) parts.push({ in: { column: c.column, values: codes } });
+      for (const e of c.entries.filter((e) => e.prefix)) {
+        parts.push({ prefix: { column: c.column, prefix: e.code } });
+      }
+      return parts.length === 1 ? parts[0] : { or: parts };
+    }
+    default:
+      throw new Error(`unknown criterion ${c.kind}`);
+  }
+}
+
+function group(criteria) {
+  const parts = criteria.map(leaf);
+  return parts.length === 1 ? parts[0] : { and: parts };
+}
+
+function anyOf(groups) {
+  const parts = groups.filter((g) => g.length).map(group);
+  if (!parts.length) return null;
+  return parts.length === 1 ? parts[0] : { or: parts };
+}
+
+/** The filter of a question. */
+export function toFilter(m) {
+  const include = anyOf(m.include);
+  const exclude = anyOf(m.exclude);
+  if (!exclude) return include || 'true';
+  const not = { not: exclude };
+  return include ? { and: [include, not] } : not;
+}
+
+/** The FeasibilityQuery of a question. */
+export function toQuery(m) {
+  return {
+    measures: m.measures.map((kind) => ({ kind })),
+    filter: toFilter(m),
+    group_by: [...m.by],
+  };
+}
+
+const kindOf = (f) => (typeof f === 'string' ? f : Object.keys(f)[0]);
+
+/** A leaf (or an OR of leaves on one column) as a criterion, or null. */
+function criterion(f) {
+  const kind = kindOf(f);
+  if (kind === 'in') {
+    const { column, values } = f.in;
+    if (column === 'diagnosis') return { column, kind: 'codes', entries: values.map((code) => ({ code, prefix: false })) };
+    return { column, kind: 'in', values: [...values] };
+  }
+  if (kind === 'range') return { column: f.range.column, kind: 'range', min: f.range.min ?? null, max: f.range.max ?? null };
+  if (kind === 'prefix') return { column: f.prefix.column, kind: 'codes', entries: [{ code: f.prefix.prefix, prefix: true }] };
+  if (kind === 'is_null') return { column: f.is_null.column, kind: 'null' };
+  if (kind === 'or') {
+    const parts = f.or.map(criterion);
+    if (parts.some((p) => !p) || new Set(parts.map((p) => p.column)).size !== 1) return null;
+    if (parts.every((p) => p.kind === 'codes' || (p.kind === 'in' && p.column === 'diagnosis'))) {
+      return { column: parts[0].column, kind: 'codes', entries: parts.flatMap((p) => p.entries) };
+    }
+    if (parts.every((p) => p.kind === 'in')) {
+      return { column: parts[0].column, kind: 'in', values: parts.flatMap((p) => p.values) };
+    }
+  }
+  return null;
+}
+
+/** A conjunction of criteria as a group, or null. */
+function asGroup(f) {
+  const parts = kindOf(f) === 'and' ? f.and : [f];
+  const criteria = parts.map(criterion);
+  return criteria.every(Boolean) ? criteria : null;
+}
+
+/** An OR of groups (or one group), or null. */
+function asGroups(f) {
+  const single = criterion(f);
+  if (single) return [[single]];
+  if (kindOf(f) === 'or') {
+    const groups = f.or.map(asGroup);
+    return groups.every(Boolean) ? groups : null;
+  }
+  const g = asGroup(f);
+  return g ? [g] : null;
+}
+
+/**
+ * The question a filter means, where it fits the builder's shape; null
+ * where it does not (it is then asked as SQL).
+ */
+export function fromFilter(f) {
+  if (f === 'true' || f == null) return { include: [[]], exclude: [] };
+  const conjuncts = kindOf(f) === 'and' ? f.and : [f];
+  const exclude = [];
+  const rest = [];
+  for (const c of conjuncts) {
+    if (kindOf(c) === 'not') {
+      const groups = asGroups(c.not);
+      if (!groups) return null;
+      exclude.push(...groups);
+    } else {
+      rest.push(c);
+    }
+  }
+  let include;
+  if (rest.length === 0) {
+    include = [[]];
+  } else if (rest.length === 1) {
+    include = asGroups(rest[0]);
+  } else {
+    include = asGroup({ and: rest });
+    include = include ? [include] : null;
+  }
+  if (!include) return null;
+  return { include, exclude };
+}
+
+/** The question of a FeasibilityQuery, or null where its filter does not fit. */
+export function fromQuery(q, sites = null) {
+  const shape = fromFilter(q.filter);
+  if (!shape) return null;
+  const measures = q.measures.map((m) => m.kind);
+  if (measures.some((k) => k !== 'donors' && k !== 'samples')) return null;
+  return { ...shape, by: [...(q.group_by || [])], measures, sites };
+}
+
+/** A question for the address bar (base64url of its JSON). */
+export function encode(state) {
+  const bytes = new TextEncoder().encode(JSON.stringify(state));
+  let binary = '';
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** The question in an address, or null if it does not read. */
+export function decode(text) {
+  try {
+    const binary = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,94 @@
+//! What a site's data stewards see on their pages besides the queue: the
+//! privacy budget spent at the site, the audit log with its check, and the
+//! policy in force. Each takes a [`Steward`], which only the extractor (or
+//! the node's own command line) makes. Losses, identities and decisions
+//! only: never a count or a row value.
+
+use bonebank_query::policy::Policy;
+use bonebank_schemas::wire::{AuditPage, BudgetAccount, LedgerDay, SiteLedger};
+
+use super::{QueryService, Steward, blocking};
+use crate::{Result, audit, privacy};
+
+/// Audit entries on one page at most.
+pub const AUDIT_PAGE: usize = 100;
+
+impl QueryService {
+    /// The site's spending in the current period.
+    pub async fn ledger(&self, _steward: &Steward) -> Result<SiteLedger> {
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        let overview = blocking(move || store.overview(&policy)).await?;
+        let budgets = self.policy.budgets();
+        let account = |name: &str, limit: f64, units: i64| BudgetAccount {
+            name: name.to_owned(),
+            limit,
+            spent: privacy::epsilon(units),
+            remaining: (limit - privacy::epsilon(units)).max(0.0),
+        };
+        Ok(SiteLedger {
+            site_id: self.site.to_string(),
+            accounting: self.policy.accounting,
+            period_days: self.policy.budget_period_days,
+            site: account(self.site.as_str(), budgets.site, overview.site),
+            users: overview
+                .users
+                .iter()
+                .map(|(u, units)| account(u, budgets.user, *units))
+                .collect(),
+            projects: overview
+                .projects
+                .iter()
+                .map(|(p, units)| account(p, budgets.project, *units))
+                .collect(),
+            days: overview
+                .days
+                .iter()
+                .map(|(day, (releases, units))| LedgerDay {
+                    day: chrono::DateTime::from_timestamp(day * 86_400, 0)
+                        .map(|d| d.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default(),
+                    releases: *releases,
+                    spent: privacy::epsilon(*units),
+                })
+                .collect(),
+        })
+    }
+
+    /// A page of the audit log, newest first, with the whole chain checked.
+    pub async fn audit_page(&self, _steward: &Steward, filter: audit::Filter) -> Result<AuditPage> {
+        let store = self.store.clone();
+        let (entries, total, checked) = blocking(move || {
+            let (entries, total) = store.audit_page(&filter, AUDIT_PAGE)?;
+            Ok((entries, total, store.verify_audit()?))
+        })
+        .await?;
+        let (intact, broken, head) = match checked {
+            Ok(i) => (true, None, Some(i.head)),
+            Err(b) => (false, Some(b.to_string()), None),
+        };
+        Ok(AuditPage {
+            site_id: self.site.to_string(),
+            entries,
+            total,
+            intact,
+            broken,
+            head,
+        })
+    }
+
+    /// The whole audit log as JSON lines, for a steward to keep.
+    pub async fn audit_export(&self, _steward: &Steward) -> Result<Vec<u8>> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            store.export_audit(&mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The policy this node enforces, defaults included.
+    pub fn policy_in_force(&self, _steward: &Steward) -> &Policy {
+        &self.policy
+    }
+}

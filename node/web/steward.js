@@ -1,0 +1,317 @@
+// A site's data stewards' pages: the approval queue, the budget spent at
+// the site, the audit log with its check, and the policy in force. Served
+// by the node on a listener of its own; only stewards of this site get in.
+
+import * as i18n from '/assets/i18n.js';
+import { t, num } from '/assets/i18n.js';
+import { api, setCsrf, signOut, ApiError } from '/assets/api.js';
+import * as words from '/assets/words.js';
+import { el, clear, announce } from '/assets/ui.js';
+import * as policy from '/steward/policy.js';
+
+const $ = (id) => document.getElementById(id);
+const state = { site: '', who: null, accounting: 'zcdp', auditFilter: {} };
+
+function showError(where, e) {
+  const message = e instanceof ApiError ? [e.message, e.hint].filter(Boolean).join(' — ') : String(e.message || e);
+  where.append(el('p', { class: 'error', role: 'alert' }, message));
+}
+
+function symbolOf(accounting) {
+  return accounting === 'pure' ? 'ε' : 'ρ';
+}
+
+function when(rfc3339) {
+  return new Date(rfc3339).toLocaleString(i18n.lang());
+}
+
+/** How long until `rfc3339`, in days and hours. */
+function until(rfc3339) {
+  const ms = new Date(rfc3339) - Date.now();
+  if (ms <= 0) return t('steward.expired');
+  const hours = Math.floor(ms / 3_600_000);
+  return t('steward.expires_in', { days: Math.floor(hours / 24), hours: hours % 24 });
+}
+
+async function boot() {
+  await i18n.use(i18n.preferred());
+  $('lang-slot').append(i18n.switcher(render));
+  const site = await api('/api/site');
+  state.site = site.site_id;
+  try {
+    state.who = await api('/api/whoami');
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+      showSignIn();
+      return;
+    }
+    throw e;
+  }
+  setCsrf(state.who.csrf);
+  state.accounting = (await api('/api/policy')).accounting;
+  $('sign-out').hidden = false;
+  $('sign-out').addEventListener('click', signOut);
+  $('pages').hidden = false;
+  window.addEventListener('hashchange', render);
+  render();
+}
+
+function showSignIn() {
+  i18n.apply();
+  $('site-title').textContent = t('steward.title', { site: state.site });
+  $('signin-title').textContent = t('steward.signin_title', { site: state.site });
+  const refused = new URLSearchParams(window.location.search).get('refused');
+  if (refused === 'role' || refused === 'site') {
+    $('refused').hidden = false;
+    $('refused').textContent = t(`steward.refused_${refused}`, { site: state.site });
+  }
+  $('signin').hidden = false;
+}
+
+function render() {
+  if (!state.who) {
+    showSignIn();
+    return;
+  }
+  i18n.apply();
+  $('site-title').textContent = t('steward.title', { site: state.site });
+  $('who').textContent = t('steward.signed_in_as', { user: state.who.user });
+  const tab = (window.location.hash || '#queue').slice(1);
+  for (const name of ['queue', 'budget', 'audit', 'policy']) {
+    const link = $(`tab-${name}`);
+    if (name === tab) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  const view = clear($('view'));
+  const views = { queue, budget, audit, policy: showPolicy };
+  (views[tab] || queue)(view).catch((e) => showError(view, e));
+}
+
+/** The approval queue: waiting requests first, then the latest decided. */
+async function queue(view) {
+  view.append(el('h2', {}, t('steward.queue_title', { site: state.site })));
+  const requests = await api('/api/approvals');
+  const waiting = requests.filter((r) => r.state === 'pending');
+  const decided = requests.filter((r) => r.state !== 'pending');
+  view.append(el('h3', {}, t('steward.waiting', { n: waiting.length })));
+  if (!waiting.length) view.append(el('p', { class: 'help', id: 'queue-empty' }, t('steward.nothing_waiting')));
+  const list = el('div', { id: 'queue-waiting' });
+  for (const r of waiting) list.append(request(r, true));
+  view.append(list);
+  view.append(el('h3', {}, t('steward.decided')));
+  if (!decided.length) view.append(el('p', { class: 'help' }, t('steward.nothing_decided')));
+  const done = el('div', { id: 'queue-decided' });
+  for (const r of decided) done.append(request(r, false));
+  view.append(done);
+}
+
+function request(r, open) {
+  const sym = symbolOf(state.accounting);
+  const card = el('article', { class: 'group request', 'data-ticket': r.ticket, 'data-user': r.user, 'data-state': r.state });
+  card.append(
+    el('h4', {}, t('steward.request_from', { user: r.user, role: t(`role.${r.role}`), project: r.project, when: when(r.created) })),
+    el('p', { class: 'question-words' }, r.query ? words.question(r.query) : ''),
+    el('details', {}, [el('summary', {}, t('steward.sql_as_run')), el('code', { class: 'sql' }, r.sql)]),
+  );
+  const facts = el('dl', { class: 'kv' });
+  facts.append(
+    el('dt', {}, t('steward.would_charge')),
+    el('dd', {}, `${sym} ${num(r.loss, 3)}`),
+    el('dt', {}, t('steward.spent_user', { user: r.user })),
+    el('dd', {}, t('steward.spent_left', { sym, spent: num(r.user_spent, 3), left: num(r.user_remaining, 3) })),
+    el('dt', {}, t('steward.spent_project', { project: r.project })),
+    el('dd', {}, t('steward.spent_left', { sym, spent: num(r.project_spent, 3), left: num(r.project_remaining, 3) })),
+  );
+  if (open) {
+    facts.append(el('dt', {}, t('steward.expires')), el('dd', {}, until(r.expires)));
+  } else {
+    facts.append(
+      el('dt', {}, t('steward.state')),
+      el('dd', { class: `state-${r.state}` }, t(`steward.state_${r.state}`)),
+    );
+    if (r.decided_by) {
+      facts.append(el('dt', {}, t('steward.decided_by')), el('dd', {}, t('steward.by_at', { who: r.decided_by, when: when(r.decided_at) })));
+    }
+    if (r.reason) facts.append(el('dt', {}, t('steward.reason')), el('dd', {}, r.reason));
+  }
+  card.append(facts);
+  if (open) card.append(decisionForm(r));
+  return card;
+}
+
+function decisionForm(r) {
+  const form = el('form', { class: 'decide' });
+  const approve = el('button', { type: 'button', class: 'primary approve' }, t('steward.approve'));
+  const reasonId = `reason-${r.ticket}`;
+  const reason = el('textarea', { id: reasonId, rows: 2, name: 'reason' });
+  const reject = el('button', { type: 'button', class: 'reject' }, t('steward.reject'));
+  const out = el('div', { 'aria-live': 'polite' });
+  const decide = async (decision) => {
+    if (decision === 'reject' && !reason.value.trim()) {
+      clear(out).append(el('p', { class: 'error' }, t('steward.reason_needed')));
+      reason.focus();
+      return;
+    }
+    approve.disabled = true;
+    reject.disabled = true;
+    try {
+      const body = decision === 'approve' ? { decision } : { decision, reason: reason.value.trim() };
+      await api(`/api/approvals/${encodeURIComponent(r.ticket)}`, { method: 'POST', body });
+      announce(t(decision === 'approve' ? 'steward.approved_note' : 'steward.rejected_note', { user: r.user }));
+      render();
+    } catch (e) {
+      approve.disabled = false;
+      reject.disabled = false;
+      showError(clear(out), e);
+    }
+  };
+  approve.addEventListener('click', () => decide('approve'));
+  reject.addEventListener('click', () => decide('reject'));
+  form.append(
+    el('p', {}, approve),
+    el('label', { for: reasonId }, t('steward.reason_label')),
+    reason,
+    el('p', {}, reject),
+    out,
+  );
+  return form;
+}
+
+/** The site's budget: totals, per user and project, and releases per day. */
+async function budget(view) {
+  const l = await api('/api/ledger');
+  const sym = symbolOf(l.accounting);
+  view.append(el('h2', {}, t('steward.budget_title', { days: l.period_days })));
+  view.append(el('p', { id: 'site-total' }, t('steward.site_total', { sym, spent: num(l.site.spent, 3), limit: num(l.site.limit, 2), left: num(l.site.remaining, 3) })));
+  const table = (caption, id, rows) => {
+    const tb = el('table', { id });
+    tb.append(
+      el('caption', {}, caption),
+      el('thead', {}, el('tr', {}, [
+        el('th', { scope: 'col' }, t('steward.name')),
+        el('th', { scope: 'col' }, t('steward.spent')),
+        el('th', { scope: 'col' }, t('steward.left')),
+        el('th', { scope: 'col' }, t('steward.limit')),
+      ])),
+    );
+    const body = el('tbody');
+    for (const a of rows) {
+      body.append(el('tr', {}, [el('th', { scope: 'row' }, a.name), el('td', {}, `${sym} ${num(a.spent, 3)}`), el('td', {}, `${sym} ${num(a.remaining, 3)}`), el('td', {}, `${sym} ${num(a.limit, 3)}`)]));
+    }
+    if (!rows.length) body.append(el('tr', {}, el('td', { colspan: 4 }, t('steward.none_yet'))));
+    tb.append(body);
+    return tb;
+  };
+  view.append(table(t('steward.by_user'), 'budget-users', l.users));
+  view.append(table(t('steward.by_project'), 'budget-projects', l.projects));
+  view.append(el('h3', {}, t('steward.releases_title')));
+  if (!l.days.length) {
+    view.append(el('p', { class: 'help' }, t('steward.none_yet')));
+    return;
+  }
+  const days = el('table', { id: 'budget-days' });
+  days.append(el('thead', {}, el('tr', {}, [
+    el('th', { scope: 'col' }, t('steward.day')),
+    el('th', { scope: 'col' }, t('steward.releases')),
+    el('th', { scope: 'col' }, t('steward.spent')),
+    el('th', { scope: 'col' }, ''),
+  ])));
+  const body = el('tbody');
+  const most = Math.max(...l.days.map((d) => d.spent), 1e-9);
+  for (const d of l.days) {
+    const bar = el('span', { class: 'day-bar' });
+    bar.style.width = `${Math.round((d.spent / most) * 160)}px`;
+    body.append(el('tr', {}, [el('th', { scope: 'row' }, d.day), el('td', {}, num(d.releases)), el('td', {}, `${sym} ${num(d.spent, 3)}`), el('td', {}, bar)]));
+  }
+  days.append(body);
+  view.append(days);
+}
+
+/** The audit log, newest first, filterable, with the chain's check. */
+async function audit(view) {
+  view.append(el('h2', {}, t('steward.audit_title')));
+  const form = el('form', { id: 'audit-filter', class: 'inline' });
+  const field = (name, label) => {
+    const input = el('input', { id: `audit-${name}`, name, value: state.auditFilter[name] || '' });
+    return el('label', { for: `audit-${name}` }, [label, ' ', input]);
+  };
+  const kind = el('select', { id: 'audit-kind', name: 'kind' });
+  for (const k of ['', 'request', 'decision', 'policy', 'dataset', 'import']) {
+    const o = el('option', { value: k }, k ? t(`steward.kind_${k}`) : t('steward.kind_any'));
+    if ((state.auditFilter.kind || '') === k) o.selected = true;
+    kind.append(o);
+  }
+  const apply = el('button', { type: 'submit' }, t('steward.filter'));
+  form.append(field('user', t('steward.user')), ' ', field('project', t('steward.project')), ' ', el('label', { for: 'audit-kind' }, [t('steward.kind'), ' ', kind]), ' ', apply);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    state.auditFilter = { user: $('audit-user').value, project: $('audit-project').value, kind: kind.value };
+    render();
+  });
+  view.append(form);
+  const body = el('div');
+  view.append(body);
+  await auditPage(body, null);
+}
+
+async function auditPage(body, before) {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.auditFilter)) if (v) params.set(k, v);
+  if (before) params.set('before', before);
+  const page = await api(`/api/audit?${params}`);
+  if (!before) {
+    const status = page.intact
+      ? el('p', { id: 'chain-status', class: 'ok', 'data-intact': 'true' }, t('steward.chain_intact', { n: page.total, head: page.head }))
+      : el('p', { id: 'chain-status', class: 'broken', 'data-intact': 'false', role: 'alert' }, t('steward.chain_broken', { why: page.broken }));
+    const exportLink = el('a', { href: '/api/audit/export', class: 'button', id: 'audit-export', download: `audit-${state.site}.jsonl` }, t('steward.export'));
+    body.append(status, el('p', {}, exportLink));
+  }
+  const table = el('table', { class: 'audit' });
+  if (!before) {
+    table.append(el('thead', {}, el('tr', {}, [
+      el('th', { scope: 'col' }, '#'),
+      el('th', { scope: 'col' }, t('steward.when')),
+      el('th', { scope: 'col' }, t('steward.kind')),
+      el('th', { scope: 'col' }, t('steward.actor')),
+      el('th', { scope: 'col' }, t('steward.what')),
+    ])));
+  }
+  const rows = el('tbody');
+  for (const e of page.entries) {
+    rows.append(el('tr', { 'data-seq': e.seq }, [
+      el('td', {}, String(e.seq)),
+      el('td', {}, when(e.at)),
+      el('td', {}, t(`steward.kind_${e.kind}`)),
+      el('td', {}, e.actor),
+      el('td', {}, el('code', {}, summary(e))),
+    ]));
+  }
+  table.append(rows);
+  body.append(table);
+  if (page.entries.length === 100) {
+    const more = el('button', { type: 'button' }, t('steward.older'));
+    more.addEventListener('click', async () => {
+      more.remove();
+      await auditPage(body, page.entries[page.entries.length - 1].seq);
+    });
+    body.append(more);
+  }
+  if (!page.entries.length) body.append(el('p', { class: 'help' }, t('steward.none_yet')));
+}
+
+/** An entry's detail in one line: the fields people look for first. */
+function summary(e) {
+  const d = e.detail || {};
+  const parts = [];
+  for (const k of ['outcome', 'decision', 'user', 'requester', 'project', 'ticket', 'query', 'reason', 'version']) {
+    if (d[k] != null) parts.push(`${k}: ${typeof d[k] === 'string' ? d[k] : JSON.stringify(d[k])}`);
+  }
+  return parts.length ? parts.join(' · ') : JSON.stringify(d).slice(0, 200);
+}
+
+async function showPolicy(view) {
+  const p = await api('/api/policy');
+  view.append(...policy.render(p));
+}
+
+boot().catch((e) => showError($('main'), e));

@@ -1,0 +1,131 @@
+//! Pages' files, compiled into the binary: a service with pages needs no
+//! CDN and fetches nothing at run time. The files every service's pages
+//! share (the look, the language catalogues, talking to the API, plain-words
+//! questions) live in `service/web/` and are served under `/assets/`; each
+//! service serves its own pages' files next to them. Every file goes out
+//! with headers that allow only the service's own scripts and styles.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+
+/// One file of a page.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// Its path under the folder it is served from, e.g. `i18n/en.json`.
+    pub path: &'static str,
+    pub body: &'static [u8],
+}
+
+/// An [`Asset`] from a file below the calling crate's folder.
+#[macro_export]
+macro_rules! asset {
+    ($dir:literal, $path:literal) => {
+        $crate::pages::Asset {
+            path: $path,
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, "/", $path)),
+        }
+    };
+}
+
+/// The files every service's pages share, served under `/assets/`.
+pub const SHARED: &[Asset] = &[
+    asset!("web", "style.css"),
+    asset!("web", "i18n.js"),
+    asset!("web", "api.js"),
+    asset!("web", "ui.js"),
+    asset!("web", "words.js"),
+    asset!("web", "i18n/en.json"),
+    asset!("web", "i18n/de.json"),
+    asset!("web", "i18n/da.json"),
+];
+
+/// What pages may load: only the service's own files, and talk only to it.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+     connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A page's file with its headers; 404 if there is no such file.
+pub fn serve(assets: &[Asset], path: &str) -> HttpResponse {
+    match assets.iter().find(|a| a.path == path) {
+        Some(a) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, content_type(a.path)))
+            .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(a.body),
+        None => HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("no such file\n"),
+    }
+}
+
+/// `GET /assets/{path}`: the shared files.
+pub async fn shared(path: web::Path<String>) -> HttpResponse {
+    serve(SHARED, &path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys of a catalogue, in order.
+    fn keys(lang: &str) -> Vec<String> {
+        let file = SHARED
+            .iter()
+            .find(|a| a.path == format!("i18n/{lang}.json"))
+            .expect("a catalogue per language");
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(file.body).expect("a catalogue is a JSON object");
+        assert!(
+            map.values()
+                .all(|v| v.as_str().is_some_and(|s| !s.trim().is_empty())),
+            "{lang}: every string is text, none empty"
+        );
+        map.keys().cloned().collect()
+    }
+
+    #[test]
+    fn every_language_has_every_string() {
+        let en = keys("en");
+        assert!(en.len() > 50);
+        for lang in ["de", "da"] {
+            let other = keys(lang);
+            let missing: Vec<_> = en.iter().filter(|k| !other.contains(k)).collect();
+            let extra: Vec<_> = other.iter().filter(|k| !en.contains(k)).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{lang}: missing {missing:?}, not in English {extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_go_out_with_their_type_and_the_page_policy() {
+        let r = serve(SHARED, "i18n.js");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers().get(header::CONTENT_TYPE).unwrap(),
+            "text/javascript; charset=utf-8"
+        );
+        let csp = r
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"));
+        assert_eq!(serve(SHARED, "../Cargo.toml").status(), 404);
+    }
+}

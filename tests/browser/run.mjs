@@ -1,0 +1,325 @@
+// End-to-end tests of bonebank's pages in a real Chromium, as people use
+// them: a researcher and an industry partner at the coordinator, data
+// stewards at their nodes. Started by tests/tests/integration/browser.rs,
+// which runs a network on loopback and passes its addresses in
+// BONEBANK_E2E (JSON: coordinator, stewards {site: url}, screenshots).
+// `node run.mjs main` runs everything up to the audit check;
+// `node run.mjs tampered` checks the audit page after the test changed the
+// log behind the node's back. Exits non-zero on the first failure.
+
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+
+const env = JSON.parse(process.env.BONEBANK_E2E);
+const phase = process.argv[2];
+const STEWARD = env.stewards;
+let browser;
+
+async function context() {
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
+  ctx.setDefaultTimeout(20_000);
+  return ctx;
+}
+
+/** A page that fails the test on any script error. */
+async function page(ctx) {
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => {
+    throw new Error(`script error on ${p.url()}: ${e.message}`);
+  });
+  return p;
+}
+
+/** Signs in at a bonebank page through the development provider. */
+async function signIn(p, url, user) {
+  await p.goto(url);
+  await p.click('#sign-in');
+  await p.click(`button[value="${user}"]`);
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+    throw e;
+  }
+}
+
+const VALUE = /^\d[\d,.]*\*? \(\d[\d,.]*–\d[\d,.]*\)$/;
+
+async function texts(p, selector) {
+  return p.$$eval(selector, (els) => els.map((e) => e.textContent.trim()));
+}
+
+async function main() {
+  const researcher = await context();
+  const alice = await page(researcher);
+
+  await step('alice signs in and builds the example question from the catalogue', async () => {
+    await signIn(alice, env.coordinator, 'alice');
+    await alice.waitForSelector('#crit-sex');
+    await alice.check('input[name="value-sex"][value="Female"]');
+    await alice.click('#add-sex');
+    await alice.fill('#min-age_at_sampling', '50');
+    await alice.fill('#max-age_at_sampling', '70');
+    await alice.click('#add-age_at_sampling');
+    await alice.fill('#diagnosis-search', 'S72');
+    await alice.click('#diagnosis-results li[data-code="S72"] .add-prefix');
+    await alice.check('#by-sample_type');
+    const chips = await texts(alice, '#groups-include .chip');
+    assert.equal(chips.length, 3, chips.join(' | '));
+    assert.match(chips[0], /sex: female/);
+    assert.match(chips[1], /age at sampling: 50–70/);
+    assert.match(chips[2], /diagnosis: S72\*/);
+    await alice.click('#sql-box summary');
+    await alice.waitForFunction(() => document.getElementById('sql').value.includes('GROUP BY'));
+    const sql = await alice.inputValue('#sql');
+    for (const part of ["sex = 'Female'", 'age_at_sampling BETWEEN 50 AND 70', "diagnosis LIKE 'S72%'", 'GROUP BY sample_type']) {
+      assert.ok(sql.includes(part), `${part} in ${sql}`);
+    }
+    const words = await alice.textContent('#question-words');
+    assert.match(words, /female/);
+  });
+
+  await step('alice sees each site\u2019s budget and the cost of the question before asking', async () => {
+    await alice.waitForSelector('#cost-table tbody tr');
+    const rows = await texts(alice, '#cost-table tbody tr');
+    assert.equal(rows.length, 3);
+    for (const r of rows) assert.match(r, /ρ 0\.023/);
+  });
+
+  await step('alice asks and reads per-site values with 95% intervals', async () => {
+    await alice.click('#ask');
+    await alice.waitForSelector('#answer-sentence');
+    const statuses = await alice.$$eval('#site-status tbody tr', (rs) => rs.map((r) => r.dataset.status));
+    assert.deepEqual(statuses, ['answered', 'answered', 'answered']);
+    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE', 'total']) {
+      const cells = await texts(alice, `table.values[data-measure="donors"] td[data-site="${site}"]`);
+      assert.equal(cells.length, 19, `${site}: one value per sample type`);
+      for (const c of cells) assert.match(c, VALUE, `${site}: ${c}`);
+    }
+    const bars = await alice.$$eval('svg.chart rect.bar', (b) => b.length);
+    const whiskers = await alice.$$eval('svg.chart line.whisker', (w) => w.length);
+    assert.ok(bars > 0 && whiskers === 3 * bars, `${bars} bars, ${whiskers} whisker lines`);
+    const sentence = await alice.textContent('#answer-sentence');
+    assert.match(sentence, /3 of 3 sites answered/);
+    assert.match(sentence, /charged ρ 0\.023/);
+    assert.match(alice.url(), /#q=[^&]+&a=\d+/);
+    if (env.screenshots) {
+      // The answer's top: the sentence, the sites, the donors' charts.
+      const box = await alice.evaluate(() => {
+        const r = document.getElementById('answer').getBoundingClientRect();
+        return { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: Math.min(r.height, 1250) };
+      });
+      await alice.screenshot({ path: `${env.screenshots}/answer.png`, fullPage: true, clip: box });
+    }
+  });
+
+  await step('the answer exports as CSV and JSON', async () => {
+    const [csv] = await Promise.all([alice.waitForEvent('download'), alice.click('#export-csv')]);
+    const text = await readFile(await csv.path(), 'utf8');
+    assert.match(text.split('\n')[0], /^site,status,sample_type,samples,samples_low,samples_high,donors,donors_low,donors_high$/);
+    assert.equal(text.trim().split('\n').length, 1 + 3 * 19 + 19);
+    const [json] = await Promise.all([alice.waitForEvent('download'), alice.click('#export-json')]);
+    const answer = JSON.parse(await readFile(await json.path(), 'utf8'));
+    assert.equal(answer.sites.length, 3);
+  });
+
+  await step('the address brings the question and its answer back', async () => {
+    const shared = await page(researcher);
+    await shared.goto(alice.url());
+    await shared.waitForSelector('#answer-sentence');
+    const chips = await texts(shared, '#groups-include .chip');
+    assert.equal(chips.length, 3);
+    assert.ok(await shared.isChecked('#by-sample_type'));
+    await shared.close();
+  });
+
+  await step('SQL typed by hand becomes chips where it fits, and is kept as SQL where not', async () => {
+    await alice.fill('#sql', "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male' AND age_at_sampling >= 60 GROUP BY age_band");
+    await alice.click('#apply-sql');
+    await alice.waitForFunction(() => [...document.querySelectorAll('#groups-include .chip')].some((c) => c.textContent.includes('≥ 60')));
+    const chips = await texts(alice, '#groups-include .chip');
+    assert.equal(chips.length, 2, chips.join(' | '));
+    assert.match(chips.join(' '), /sex: male/);
+    assert.ok(await alice.isChecked('#by-age_band'));
+    assert.ok(!(await alice.isChecked('#measure-samples')));
+    await alice.click('#sql-box summary').catch(() => {});
+    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+    await alice.fill('#sql', "SELECT COUNT(*) FROM samples WHERE (sex = 'Male' OR age_at_sampling > 60) AND (diagnosis LIKE 'S72%' OR passage_number > 2)");
+    await alice.click('#apply-sql');
+    await alice.waitForSelector('#back-to-builder');
+    const note = await alice.textContent('#sql-note');
+    assert.match(note, /does not fit/);
+  });
+
+  await step('alice switches to German and Danish', async () => {
+    await alice.selectOption('#lang-switch', 'de');
+    await alice.waitForFunction(() => document.documentElement.lang === 'de');
+    assert.equal(await alice.textContent('#question h2'), 'Ihre Frage');
+    assert.equal(await alice.textContent('#ask'), 'Standorte fragen');
+    await alice.selectOption('#lang-switch', 'da');
+    await alice.waitForFunction(() => document.documentElement.lang === 'da');
+    assert.equal(await alice.textContent('#question h2'), 'Dit spørgsmål');
+    assert.match(await alice.textContent('#history h2'), /Dine tidligere spørgsmål/);
+    await alice.selectOption('#lang-switch', 'en');
+  });
+
+  const partner = await context();
+  const ingrid = await page(partner);
+  await step('ingrid sees that her counts are restricted to commercial consent', async () => {
+    await signIn(ingrid, env.coordinator, 'ingrid');
+    await ingrid.waitForSelector('#role-notice');
+    const notice = await ingrid.textContent('#role-notice');
+    assert.match(notice, /consented to commercial use/);
+    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) assert.ok(notice.includes(`${site}: consent_commercial = true`), notice);
+  });
+
+  let ticket;
+  await step('ingrid asks; DK-ODE waits for a steward, the others answer', async () => {
+    await ingrid.check('input[name="value-sample_type"][value="StemCells"]');
+    await ingrid.click('#add-sample_type');
+    await ingrid.check('#by-sex');
+    await ingrid.click('#ask');
+    await ingrid.waitForSelector('#answer-sentence');
+    const statuses = await ingrid.$$eval('#site-status tbody tr', (rs) => Object.fromEntries(rs.map((r) => [r.dataset.site, r.dataset.status])));
+    assert.deepEqual(statuses, { 'DE-LUE': 'answered', 'DK-ODE': 'waiting_for_approval', 'DK-NAE': 'answered' });
+    assert.ok(await ingrid.isVisible('#look-again'));
+  });
+
+  await step('a researcher is refused at the stewards\u2019 pages', async () => {
+    const ctx = await context();
+    const p = await page(ctx);
+    await signIn(p, STEWARD['DK-ODE'], 'alice');
+    await p.waitForSelector('#refused');
+    assert.match(await p.textContent('#refused'), /not a data steward/);
+    assert.ok(await p.isHidden('#pages'));
+    await ctx.close();
+  });
+
+  await step('a steward of DE-LUE can neither see nor decide DK-ODE\u2019s queue', async () => {
+    const ctx = await context();
+    const p = await page(ctx);
+    await signIn(p, STEWARD['DK-ODE'], 'steward-de-lue');
+    await p.waitForSelector('#refused');
+    assert.match(await p.textContent('#refused'), /not of DK-ODE/);
+    const status = await p.evaluate(async () => (await fetch('/api/approvals')).status);
+    assert.equal(status, 401, 'no session at DK-ODE');
+    await signIn(p, STEWARD['DE-LUE'], 'steward-de-lue');
+    await p.waitForSelector('#queue-waiting', { state: 'attached' });
+    assert.equal(await p.$$eval('[data-user="ingrid"]', (e) => e.length), 0, 'DE-LUE has no request of ingrid');
+    await ctx.close();
+  });
+
+  const stewardCtx = await context();
+  const steward = await page(stewardCtx);
+  await step('a steward of DK-ODE signs in and sees ingrid\u2019s waiting request', async () => {
+    await signIn(steward, STEWARD['DK-ODE'], 'steward-dk-ode');
+    await steward.waitForSelector('#queue-waiting [data-user="ingrid"]');
+    const card = steward.locator('#queue-waiting [data-user="ingrid"]');
+    ticket = await card.getAttribute('data-ticket');
+    const text = await card.textContent();
+    assert.match(text, /industry partner/);
+    assert.match(text, /commercial-use consent: yes/);
+    assert.match(text, /ρ 0\.023/);
+    assert.match(text, /Expires.*in 1[34] days/s);
+    assert.match(await card.locator('code.sql').textContent(), /consent_commercial = true/);
+    if (env.screenshots) await steward.screenshot({ path: `${env.screenshots}/queue.png` });
+  });
+
+  await step('a forged form post without the CSRF token is refused', async () => {
+    // Another page on the same host (so the browser sends the session
+    // cookie along, as SameSite=Lax allows): the identity provider's.
+    const forger = await page(stewardCtx);
+    await forger.goto(`${env.forger}/.well-known/openid-configuration`);
+    const response = forger.waitForResponse((r) => r.url().includes(`/api/approvals/${ticket}`));
+    await forger.evaluate(({ action }) => {
+      const form = document.createElement('form');
+      form.method = 'POST';
+      form.action = action;
+      const field = document.createElement('input');
+      field.name = 'decision';
+      field.value = 'approve';
+      form.append(field);
+      document.body.append(form);
+      form.submit();
+    }, { action: `${STEWARD['DK-ODE']}api/approvals/${ticket}` });
+    const r = await response;
+    assert.equal(r.status(), 403);
+    assert.match(await r.text(), /CSRF/);
+    const fetched = await steward.evaluate(async (t) => {
+      const r = await fetch(`/api/approvals/${t}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"decision": "approve"}' });
+      return r.status;
+    }, ticket);
+    assert.equal(fetched, 403, 'a script without the token is refused too');
+    await steward.reload();
+    await steward.waitForSelector(`#queue-waiting [data-ticket="${ticket}"]`);
+    await forger.close();
+  });
+
+  await step('the steward approves, and ingrid\u2019s next look fills in DK-ODE', async () => {
+    await steward.click(`#queue-waiting [data-ticket="${ticket}"] button.approve`);
+    await steward.waitForSelector(`#queue-decided [data-ticket="${ticket}"][data-state="approved"]`);
+    const done = await steward.textContent(`#queue-decided [data-ticket="${ticket}"]`);
+    assert.match(done, /steward-dk-ode/);
+    await ingrid.click('#look-again');
+    await ingrid.waitForSelector('#site-status tr[data-site="DK-ODE"][data-status="answered"]');
+    const cells = await texts(ingrid, 'table.values[data-measure="donors"] td[data-site="DK-ODE"]');
+    assert.equal(cells.length, 5, 'one value per sex');
+    for (const c of cells) assert.match(c, VALUE);
+  });
+
+  await step('the steward reads the budget, the audit log and the policy, in three languages', async () => {
+    await steward.click('#tab-budget');
+    await steward.waitForSelector('#budget-users');
+    assert.match(await steward.textContent('#budget-users'), /ingrid/);
+    assert.match(await steward.textContent('#site-total'), /ρ 0\.046 of ρ 48/, 'alice\u2019s question and ingrid\u2019s');
+    await steward.click('#tab-audit');
+    await steward.waitForSelector('#chain-status');
+    assert.equal(await steward.getAttribute('#chain-status', 'data-intact'), 'true');
+    assert.match(await steward.textContent('table.audit'), /decision: approve/);
+    await steward.selectOption('#audit-kind', 'decision');
+    await steward.click('#audit-filter button');
+    await steward.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 1);
+    await steward.click('#tab-policy');
+    await steward.waitForSelector('#policy-rules');
+    assert.match(await steward.textContent('#policy-rules'), /Rule 1: if the asking role is industry partner, it waits for a data steward/);
+    await steward.selectOption('#lang-switch', 'de');
+    await steward.waitForFunction(() => document.getElementById('tab-queue').textContent === 'Freigaben');
+    await steward.selectOption('#lang-switch', 'da');
+    await steward.waitForFunction(() => document.getElementById('tab-queue').textContent === 'Godkendelser');
+    await steward.selectOption('#lang-switch', 'en');
+    const html = await steward.content();
+    assert.doesNotMatch(html, /"value":/, 'no released value on a steward page');
+  });
+}
+
+async function tampered() {
+  const ctx = await context();
+  const p = await page(ctx);
+  await step('a log changed behind the node\u2019s back shows as broken on the audit page', async () => {
+    await signIn(p, STEWARD['DK-ODE'], 'steward-dk-ode');
+    await p.waitForSelector('#queue-decided', { state: 'attached' });
+    await p.click('#tab-audit');
+    await p.waitForSelector('#chain-status');
+    assert.equal(await p.getAttribute('#chain-status', 'data-intact'), 'false');
+    assert.match(await p.textContent('#chain-status'), /BROKEN: audit log broken at entry \d+/);
+  });
+}
+
+browser = await chromium.launch({
+  executablePath: env.chromium || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-component-update', '--no-first-run'],
+});
+try {
+  if (phase === 'main') await main();
+  else if (phase === 'tampered') await tampered();
+  else throw new Error(`unknown phase ${phase}`);
+} finally {
+  await browser.close();
+}
