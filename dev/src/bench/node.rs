@@ -141,6 +141,10 @@ pub struct QueryBench {
     pub load_ms: f64,
     pub fresh: Latency,
     pub remembered: Latency,
+    /// The node's engine in process on the same questions: filter, one
+    /// bounded pass; no HTTP, checks, noise or ledger.
+    pub engine: Latency,
+    /// DuckDB's figures on the same surface, as its script prints them.
     pub duckdb: std::result::Result<String, String>,
     pub peak_rss_kib: Option<u64>,
 }
@@ -149,18 +153,24 @@ pub struct QueryBench {
 /// sample type; `i` varies the age range so that every request is a new
 /// question (400 distinct ones).
 pub fn bench_sql(i: usize) -> String {
+    let (low, high) = bench_ages(i);
     format!(
         "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
-         WHERE sex = 'Female' AND age_at_sampling BETWEEN {} AND {} AND diagnosis LIKE 'S72%' GROUP BY sample_type",
-        40 + i % 20,
-        70 + (i / 20) % 20
+         WHERE sex = 'Female' AND age_at_sampling BETWEEN {low} AND {high} AND diagnosis LIKE 'S72%' GROUP BY sample_type"
     )
 }
 
-/// Generates a DE-LUE site with about `samples` samples, serves it over HTTP
-/// on loopback with OpenDP noise, and times `requests` fresh queries and as
-/// many remembered ones, one at a time; then runs the same query without
-/// privacy in DuckDB on the same Parquet files.
+/// The age range of the `i`-th question.
+fn bench_ages(i: usize) -> (usize, usize) {
+    (40 + i % 20, 70 + (i / 20) % 20)
+}
+
+/// Generates a DE-LUE site with about `samples` samples, serves it over
+/// HTTPS with mutual TLS, OpenDP noise and the SQLite ledger, and times
+/// `requests` fresh questions and as many remembered ones, one at a time;
+/// then the node's engine alone on the same questions, in process; then
+/// DuckDB on the same pre-joined surface, in process: the plain question,
+/// and the same bounded plan.
 pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
     use crate::devidp::{DEMO_AUDIENCE, DevProvider, DevUser};
     use bonebank_node::config::NodeConfig;
@@ -177,7 +187,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
     };
     let dir = DataDir::new(work.path().join("data"));
     eprintln!("generating a DE-LUE site with {samples} samples …");
-    let (counts, version) = generate::into_data_dir(&spec, &dir)?;
+    let (counts, _) = generate::into_data_dir(&spec, &dir)?;
     let requests = requests.clamp(1, 400);
     // Mutual TLS as between a coordinator and a node: a development PKI.
     let pki = crate::pki::PkiDir::new(work.path().join("pki"));
@@ -199,6 +209,11 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         Some("bench"),
         &[],
     );
+    let policy = Policy::default().with_budgets(Budgets {
+        site: 1e6,
+        project: 1e6,
+        user: 1e6,
+    });
     let make_config = |idp: &DevProvider| NodeConfig {
         site_id: site.clone(),
         data_dir: dir.path().to_owned(),
@@ -206,11 +221,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         oidc: idp.settings(),
         tls: Some(tls.clone()),
-        policy: Policy::default().with_budgets(Budgets {
-            site: 1e6,
-            project: 1e6,
-            user: 1e6,
-        }),
+        policy: policy.clone(),
         // One client asks everything: no per-user fair share.
         limits: bonebank_node::limits::WorkLimits::unthrottled(),
         steward_pages: None,
@@ -220,7 +231,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         .enable_all()
         .build()
         .map_err(Error::io("tokio runtime"))?;
-    let (load_ms, fresh, remembered) = runtime.block_on(async {
+    let (load_ms, fresh, remembered, engine) = runtime.block_on(async {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let idp = DevProvider::start(
             loopback,
@@ -230,7 +241,9 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         )?;
         let token = idp.token_for(&user);
         let config = make_config(&idp);
-        let node = bonebank_node::server::start(&config, bonebank_node::server::state(&config)?)?;
+        let state = bonebank_node::server::state(&config)?;
+        let service = state.service.clone();
+        let node = bonebank_node::server::start(&config, state)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(client_tls)
             .build()
@@ -259,7 +272,8 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
                 Ok::<f64, Error>(started.elapsed().as_secs_f64() * 1000.0)
             }
         };
-        // The first query loads the dataset version into memory.
+        // The node loads the dataset version as it starts; the first
+        // question waits for that.
         let load_ms = ask("SELECT COUNT(*) FROM samples".into()).await?;
         let mut fresh = Vec::new();
         for i in 0..requests {
@@ -270,28 +284,60 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             remembered.push(ask(bench_sql(i)).await?);
         }
         node.stop().await;
-        Ok::<_, Error>((load_ms, Latency::of(fresh), Latency::of(remembered)))
+        // The engine alone, on the same questions and the same data.
+        let engine = bonebank_node::engine::SurfaceEngine::new(
+            dir.clone(),
+            site.clone(),
+            policy.diagnosis_categories.clone(),
+        );
+        let caller = bonebank_node::service::Caller {
+            user: "bench".into(),
+            project: "bench".into(),
+            role: bonebank_schemas::Role::Researcher,
+            sites: Vec::new(),
+        };
+        let mut alone = Vec::new();
+        for i in 0..requests {
+            let request = bonebank_schemas::wire::QueryRequest {
+                sql: Some(bench_sql(i)),
+                query: None,
+                loss: None,
+            };
+            let query = bonebank_node::service::QueryService::parse(&request)?;
+            let plan = service.plan(&service.check(&caller, &query, None)?);
+            let started = Instant::now();
+            bonebank_node::engine::QueryEngine::aggregate(&engine, &plan).await?;
+            alone.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok::<_, Error>((
+            load_ms,
+            Latency::of(fresh),
+            Latency::of(remembered),
+            Latency::of(alone.split_off(1)),
+        ))
     })?;
-    let path = |t: Table| {
-        dir.table_path(&version, t)
-            .expect("generated table")
-            .display()
-            .to_string()
-    };
+    // DuckDB gets the very surface the node queries, as Parquet.
+    let surface = work.path().join("surface.parquet");
+    write_surface(&dir, &site, &policy.diagnosis_categories, &surface)?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/duckdb_query.py");
     let duckdb = std::process::Command::new("python3")
         .args([
             script,
-            &path(Table::Samples),
-            &path(Table::Donors),
-            &path(Table::Diagnoses),
+            &surface.display().to_string(),
             &requests.to_string(),
+            &policy.max_samples_per_donor.to_string(),
+            &policy
+                .groups_per_donor
+                .get("sample_type")
+                .copied()
+                .unwrap_or(policy.max_groups_per_donor)
+                .to_string(),
         ])
         .output()
         .map_err(|e| format!("python3 could not run: {e}"))
         .and_then(|out| {
             if out.status.success() {
-                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
             } else {
                 Err(format!(
                     "DuckDB baseline failed (pip install duckdb): {}",
@@ -307,9 +353,33 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         load_ms,
         fresh,
         remembered,
+        engine,
         duckdb,
         peak_rss_kib: peak_rss_kib(),
     })
+}
+
+/// Writes the node's query surface of `dir`'s current version (the rows
+/// the engine reads: donors, diagnoses and derived dimensions joined in)
+/// to a Parquet file.
+fn write_surface(
+    dir: &DataDir,
+    site: &SiteId,
+    categories: &[String],
+    path: &std::path::Path,
+) -> Result<()> {
+    let (_, batches) = bonebank_node::engine::surface::load(dir, site, categories)?;
+    let file = std::fs::File::create(path).map_err(Error::io(path))?;
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, bonebank_node::engine::surface::schema(), None)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    for b in &batches {
+        writer
+            .write(b)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    writer.close().map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(())
 }
 
 impl fmt::Display for QueryBench {
@@ -327,11 +397,9 @@ impl fmt::Display for QueryBench {
         )?;
         writeln!(f, "  fresh queries (noise + ledger):  {}", self.fresh)?;
         writeln!(f, "  remembered repeats:              {}", self.remembered)?;
+        writeln!(f, "  engine alone, in process:        {}", self.engine)?;
         match &self.duckdb {
-            Ok(json) => write!(
-                f,
-                "  DuckDB, same query without privacy, in process: {json}"
-            )?,
+            Ok(lines) => write!(f, "{lines}")?,
             Err(e) => write!(f, "  DuckDB baseline not run: {e}")?,
         }
         if let Some(kib) = self.peak_rss_kib {

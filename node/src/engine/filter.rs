@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Field, Int16Type, Schema};
 use bonebank_schemas::{Filter, Value};
 use datafusion_common::ScalarValue;
 use datafusion_expr_common::operator::Operator;
@@ -20,11 +20,43 @@ use crate::{Error, Result};
 
 type Expr = Arc<dyn PhysicalExpr>;
 
-/// A filter ready to run over batches of one schema.
+/// A filter ready to run over batches of one schema: the conditions that
+/// must all hold (the top-level AND, a range's two bounds), each one
+/// DataFusion expression. Each is evaluated over the whole batch and the
+/// results are ANDed as bitmaps, which is cheaper than DataFusion's
+/// short-circuiting AND (it copies the batch's columns for the rows still
+/// in play); a batch no row of which is left stops early.
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
-    /// `None` keeps every row (the filter `TRUE`).
-    expr: Option<Expr>,
+    /// No conditions: every row (the filter `TRUE`).
+    conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone)]
+enum Condition {
+    /// Evaluated over every row of a batch.
+    Rows(Expr),
+    /// A condition on one dictionary-encoded code column: evaluated over
+    /// the dictionary's values (and a NULL) once, then looked up by each
+    /// row's key, instead of comparing every row's code.
+    Codes { column: String, expr: Expr },
+}
+
+/// A filter at work on the batches of one pass: it keeps what it worked
+/// out about a dictionary for the next batch that shares it.
+#[derive(Debug)]
+pub struct Evaluation<'f> {
+    filter: &'f CompiledFilter,
+    /// Per condition on codes: what was worked out last.
+    codes: Vec<Option<PassingCodes>>,
+}
+
+/// Whether each code of a dictionary (and, last, NULL) passes a condition.
+#[derive(Debug, Clone)]
+struct PassingCodes {
+    /// The dictionary's values: their address and length.
+    dictionary: (usize, usize),
+    passes: Vec<bool>,
 }
 
 impl CompiledFilter {
@@ -32,31 +64,162 @@ impl CompiledFilter {
     /// surface, so a column or value that does not fit is our error, not the
     /// caller's.
     pub fn new(filter: &Filter, schema: &Schema) -> Result<Self> {
-        Ok(Self {
-            expr: match filter {
-                Filter::True => None,
-                f => Some(compile(f, schema)?),
-            },
-        })
+        let mut conditions = Vec::new();
+        conjuncts(filter, schema, &mut conditions)?;
+        Ok(Self { conditions })
     }
 
-    /// The rows of `batch` the filter keeps: true, not false and not unknown.
-    pub fn keeps(&self, batch: &RecordBatch) -> Result<BooleanBuffer> {
-        let Some(expr) = &self.expr else {
-            return Ok(BooleanBuffer::new_set(batch.num_rows()));
-        };
-        let value = expr
-            .evaluate(batch)
-            .and_then(|v| v.into_array(batch.num_rows()))
-            .map_err(Error::from_df)?;
-        let kept = value
-            .as_boolean_opt()
-            .ok_or_else(|| Error::Engine("a filter did not evaluate to booleans".into()))?;
-        Ok(match kept.nulls() {
-            Some(nulls) => kept.values() & nulls.inner(),
-            None => kept.values().clone(),
-        })
+    /// Starts a pass over batches.
+    pub fn evaluation(&self) -> Evaluation<'_> {
+        Evaluation {
+            filter: self,
+            codes: vec![None; self.conditions.len()],
+        }
     }
+}
+
+impl Evaluation<'_> {
+    /// The rows of `batch` the filter keeps: true, not false and not unknown.
+    pub fn keeps(&mut self, batch: &RecordBatch) -> Result<BooleanBuffer> {
+        let mut kept: Option<BooleanBuffer> = None;
+        for (i, condition) in self.filter.conditions.iter().enumerate() {
+            let holds = match condition {
+                Condition::Rows(expr) => {
+                    let value = expr
+                        .evaluate(batch)
+                        .and_then(|v| v.into_array(batch.num_rows()))
+                        .map_err(Error::from_df)?;
+                    let holds = value.as_boolean_opt().ok_or_else(|| {
+                        Error::Engine("a filter did not evaluate to booleans".into())
+                    })?;
+                    // Unknown (NULL) is not kept, as in a WHERE clause.
+                    match holds.nulls() {
+                        Some(nulls) => holds.values() & nulls.inner(),
+                        None => holds.values().clone(),
+                    }
+                }
+                Condition::Codes { column, expr } => {
+                    let codes = batch
+                        .column_by_name(column)
+                        .and_then(|c| c.as_dictionary_opt::<Int16Type>())
+                        .ok_or_else(|| Error::Engine(format!("{column} is not coded")))?;
+                    let id = (
+                        Arc::as_ptr(codes.values()) as *const () as usize,
+                        codes.values().len(),
+                    );
+                    if self.codes[i].as_ref().is_none_or(|p| p.dictionary != id) {
+                        self.codes[i] = Some(PassingCodes {
+                            dictionary: id,
+                            passes: passing_codes(column, codes.values(), expr)?,
+                        });
+                    }
+                    let passes = &self.codes[i].as_ref().expect("worked out above").passes;
+                    let null = passes[passes.len() - 1];
+                    let keys = codes.keys().values();
+                    match codes.nulls() {
+                        Some(nulls) => BooleanBuffer::collect_bool(keys.len(), |r| {
+                            if nulls.is_null(r) {
+                                null
+                            } else {
+                                passes.get(keys[r] as usize).copied().unwrap_or(false)
+                            }
+                        }),
+                        None => BooleanBuffer::collect_bool(keys.len(), |r| {
+                            passes.get(keys[r] as usize).copied().unwrap_or(false)
+                        }),
+                    }
+                }
+            };
+            let now = match kept {
+                Some(k) => &k & &holds,
+                None => holds,
+            };
+            if now.count_set_bits() == 0 {
+                return Ok(now);
+            }
+            kept = Some(now);
+        }
+        Ok(kept.unwrap_or_else(|| BooleanBuffer::new_set(batch.num_rows())))
+    }
+}
+
+/// Whether each of a dictionary's values passes `expr` (compiled against
+/// the column as plain text), and last whether NULL does: unknown does not.
+fn passing_codes(column: &str, values: &ArrayRef, expr: &Expr) -> Result<Vec<bool>> {
+    let with_null = arrow::compute::concat(&[
+        values.as_ref(),
+        arrow::array::new_null_array(values.data_type(), 1).as_ref(),
+    ])?;
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        column,
+        values.data_type().clone(),
+        true,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![with_null])?;
+    let value = expr
+        .evaluate(&batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(Error::from_df)?;
+    let holds = value
+        .as_boolean_opt()
+        .ok_or_else(|| Error::Engine("a filter did not evaluate to booleans".into()))?;
+    Ok((0..holds.len())
+        .map(|i| holds.is_valid(i) && holds.value(i))
+        .collect())
+}
+
+/// The conditions of `filter` that must all hold, compiled.
+fn conjuncts(filter: &Filter, schema: &Schema, out: &mut Vec<Condition>) -> Result<()> {
+    match filter {
+        Filter::True => {}
+        Filter::And(children) => {
+            for c in children {
+                conjuncts(c, schema, out)?;
+            }
+        }
+        Filter::Range {
+            column,
+            min: Some(min),
+            max: Some(max),
+        } => {
+            for bound in [
+                Filter::Range {
+                    column: column.clone(),
+                    min: Some(*min),
+                    max: None,
+                },
+                Filter::Range {
+                    column: column.clone(),
+                    min: None,
+                    max: Some(*max),
+                },
+            ] {
+                out.push(Condition::Rows(compile(&bound, schema)?));
+            }
+        }
+        other => out.push(condition(other, schema)?),
+    }
+    Ok(())
+}
+
+/// One condition: on a single dictionary-encoded column, worked out on the
+/// dictionary; otherwise over the rows.
+fn condition(filter: &Filter, schema: &Schema) -> Result<Condition> {
+    let mut columns = filter.columns();
+    columns.sort_unstable();
+    columns.dedup();
+    if let [column] = columns.as_slice()
+        && let Ok(field) = schema.field_with_name(column)
+        && let DataType::Dictionary(key, value) = field.data_type()
+        && **key == DataType::Int16
+    {
+        let plain = Schema::new(vec![Field::new(*column, (**value).clone(), true)]);
+        return Ok(Condition::Codes {
+            column: (*column).to_owned(),
+            expr: compile(filter, &plain)?,
+        });
+    }
+    Ok(Condition::Rows(compile(filter, schema)?))
 }
 
 fn compile(filter: &Filter, schema: &Schema) -> Result<Expr> {
@@ -327,6 +490,7 @@ mod tests {
             let f = random_filter(&mut rng, 4);
             let kept = CompiledFilter::new(&f, &batch.schema())
                 .unwrap()
+                .evaluation()
                 .keeps(&batch)
                 .unwrap();
             for (i, row) in rows.iter().enumerate() {
@@ -335,6 +499,36 @@ mod tests {
                     reference(&f, row) == Some(true),
                     "row {i} {row:?} under {f:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn batches_with_their_own_dictionaries_are_each_read_with_theirs() {
+        // Two batches whose dictionaries number the codes differently, read
+        // in one pass: what was worked out for one must not be used for
+        // the other.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (a, b) = (rows(300, &mut rng), rows(300, &mut rng));
+        let mut b_reordered = b.clone();
+        b_reordered.reverse();
+        let batches = [batch(&a), batch(&b_reordered)];
+        let f = Filter::And(vec![
+            Filter::In {
+                column: "sex".into(),
+                values: vec![Value::Text("Male".into())],
+            },
+            Filter::Prefix {
+                column: "diagnosis".into(),
+                prefix: "S72".into(),
+            },
+        ]);
+        let compiled = CompiledFilter::new(&f, &batches[0].schema()).unwrap();
+        let mut evaluation = compiled.evaluation();
+        for (batch, rows) in batches.iter().zip([&a, &b_reordered]) {
+            let kept = evaluation.keeps(batch).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(kept.value(i), reference(&f, row) == Some(true), "row {i}");
             }
         }
     }

@@ -43,24 +43,103 @@ pub fn run(
 ) -> Result<Vec<Vec<i64>>> {
     let layout = Layout::new(plan)?;
     let mut sums = Sums::new(plan, &layout, mode);
-    let mut rows_since_clock = 0;
+    // Reused for every batch: the kept rows, and each one's cell.
+    let (mut rows, mut cells) = (Vec::<u32>::new(), Vec::<u32>::new());
+    let mut evaluation = filter.evaluation();
     for batch in batches {
-        let kept = filter.keeps(batch)?;
-        let columns = Columns::of(plan, &layout, batch)?;
-        for row in kept.set_indices() {
-            rows_since_clock += 1;
-            if rows_since_clock == CLOCK_EVERY {
-                rows_since_clock = 0;
-                check_clock(deadline)?;
-            }
-            let Some(cell) = columns.cell(row) else {
-                continue;
-            };
-            sums.add(columns.donor(row), cell, |a| columns.value(a, row));
+        let kept = evaluation.keeps(batch)?;
+        kept_rows(&kept, &mut rows);
+        if rows.is_empty() {
+            check_clock(deadline)?;
+            continue;
         }
-        check_clock(deadline)?;
+        let columns = Columns::of(plan, &layout, batch)?;
+        cells.clear();
+        cells.resize(rows.len(), 0);
+        for d in &columns.dimensions {
+            d.add_offsets(&rows, &mut cells);
+        }
+        for (chunk, chunk_cells) in rows.chunks(CLOCK_EVERY).zip(cells.chunks(CLOCK_EVERY)) {
+            for (&row, &cell) in chunk.iter().zip(chunk_cells) {
+                // A key outside the public value sets: the row is dropped.
+                if cell == OFF {
+                    continue;
+                }
+                let row = row as usize;
+                sums.add(columns.donors[row], cell, |a| columns.value(a, row));
+            }
+            check_clock(deadline)?;
+        }
     }
     Ok(sums.finish())
+}
+
+/// Runs the pass on `cores` threads at once, each over a run of whole
+/// batches (batches never split a donor, so each donor is still bounded
+/// once, whole), and adds up what they found.
+pub fn run_on(
+    cores: usize,
+    plan: &Plan,
+    filter: &CompiledFilter,
+    batches: &[RecordBatch],
+    mode: Mode,
+    deadline: Option<(Instant, u64)>,
+) -> Result<Vec<Vec<i64>>> {
+    if cores <= 1 || batches.len() < 2 {
+        return run(plan, filter, batches, mode, deadline);
+    }
+    // Runs of about equal rows.
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut runs: Vec<&[RecordBatch]> = Vec::new();
+    let (mut start, mut rows) = (0, 0);
+    for (i, b) in batches.iter().enumerate() {
+        rows += b.num_rows();
+        if rows * cores >= total * (runs.len() + 1) && runs.len() + 1 < cores {
+            runs.push(&batches[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&batches[start..]);
+    let results: Vec<Result<Vec<Vec<i64>>>> = std::thread::scope(|scope| {
+        let others: Vec<_> = runs[1..]
+            .iter()
+            .map(|run_of| scope.spawn(move || run(plan, filter, run_of, mode, deadline)))
+            .collect();
+        let mut all = vec![run(plan, filter, runs[0], mode, deadline)];
+        all.extend(others.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Engine("a pass thread panicked".into())))
+        }));
+        all
+    });
+    let mut results = results.into_iter();
+    let mut sum = results.next().expect("at least one run")?;
+    for part in results {
+        for (out, add) in sum.iter_mut().zip(part?) {
+            for (o, a) in out.iter_mut().zip(add) {
+                *o += a;
+            }
+        }
+    }
+    Ok(sum)
+}
+
+/// The positions of the set bits, a 64-bit word at a time.
+fn kept_rows(kept: &arrow::buffer::BooleanBuffer, rows: &mut Vec<u32>) {
+    rows.clear();
+    rows.reserve(kept.count_set_bits());
+    let chunks = kept.inner().bit_chunks(kept.offset(), kept.len());
+    let mut base = 0u32;
+    for mut word in chunks
+        .iter()
+        .chain(std::iter::once(chunks.remainder_bits()))
+    {
+        while word != 0 {
+            rows.push(base + word.trailing_zeros());
+            word &= word - 1;
+        }
+        base += 64;
+    }
 }
 
 fn check_clock(deadline: Option<(Instant, u64)>) -> Result<()> {
@@ -199,57 +278,56 @@ impl<'a> Columns<'a> {
         })
     }
 
-    /// The row's cell, or none if one of its keys is not public.
-    fn cell(&self, row: usize) -> Option<u32> {
-        let mut cell = 0;
-        for d in &self.dimensions {
-            let offset = match d {
-                Dimension::Codes {
-                    keys,
-                    nulls,
-                    offsets,
-                    null_offset,
-                } => {
-                    if nulls.is_some_and(|n| n.is_null(row)) {
+    /// The value aggregate `a` reads from the row: none where the column is
+    /// empty (it then adds nothing, as SQL's SUM and COUNT skip NULL).
+    fn value(&self, a: usize, row: usize) -> Option<i64> {
+        let column = self.values[a].as_ref()?;
+        column.is_valid(row).then(|| column.value(row))
+    }
+}
+
+impl Dimension<'_> {
+    /// Adds each row's offset along this dimension to its cell; a value
+    /// without a public key makes the cell `OFF` for good (it saturates).
+    fn add_offsets(&self, rows: &[u32], cells: &mut [u32]) {
+        match self {
+            Dimension::Codes {
+                keys,
+                nulls,
+                offsets,
+                null_offset,
+            } => {
+                for (&row, cell) in rows.iter().zip(cells.iter_mut()) {
+                    let row = row as usize;
+                    let offset = if nulls.is_some_and(|n| n.is_null(row)) {
                         *null_offset
                     } else {
                         offsets.get(keys[row] as usize).copied().unwrap_or(OFF)
-                    }
+                    };
+                    *cell = cell.saturating_add(offset);
                 }
-                Dimension::Integers {
-                    values,
-                    nulls,
-                    offsets,
-                    lowest,
-                    null_offset,
-                } => {
-                    if nulls.is_some_and(|n| n.is_null(row)) {
+            }
+            Dimension::Integers {
+                values,
+                nulls,
+                offsets,
+                lowest,
+                null_offset,
+            } => {
+                for (&row, cell) in rows.iter().zip(cells.iter_mut()) {
+                    let row = row as usize;
+                    let offset = if nulls.is_some_and(|n| n.is_null(row)) {
                         *null_offset
                     } else {
                         usize::try_from(i64::from(values[row]) - lowest)
                             .ok()
                             .and_then(|i| offsets.get(i).copied())
                             .unwrap_or(OFF)
-                    }
+                    };
+                    *cell = cell.saturating_add(offset);
                 }
-            };
-            if offset == OFF {
-                return None;
             }
-            cell += offset;
         }
-        Some(cell)
-    }
-
-    fn donor(&self, row: usize) -> i64 {
-        self.donors[row]
-    }
-
-    /// The value aggregate `a` reads from the row: none where the column is
-    /// empty (it then adds nothing, as SQL's SUM and COUNT skip NULL).
-    fn value(&self, a: usize, row: usize) -> Option<i64> {
-        let column = self.values[a].as_ref()?;
-        column.is_valid(row).then(|| column.value(row))
     }
 }
 
@@ -265,6 +343,11 @@ struct Sums<'p> {
     values: Vec<i64>,
     rank: ahash::RandomState,
     limit: usize,
+    /// Whether an aggregate sums or counts a column's values (or only rows
+    /// and donors).
+    reads_values: bool,
+    /// Room to rank a donor's cells in, kept between donors.
+    order: Vec<usize>,
 }
 
 impl<'p> Sums<'p> {
@@ -282,6 +365,11 @@ impl<'p> Sums<'p> {
             values: Vec::new(),
             rank: rank_hasher(plan.seed),
             limit: usize::try_from(plan.cells_per_donor()).unwrap_or(usize::MAX),
+            reads_values: plan
+                .aggregates
+                .iter()
+                .any(|a| matches!(a, Aggregate::Sum { .. } | Aggregate::Count { .. })),
+            order: Vec::new(),
         }
     }
 
@@ -301,7 +389,7 @@ impl<'p> Sums<'p> {
             }
         };
         self.cells[at].1 += 1;
-        if self.mode == Mode::Truth {
+        if self.mode == Mode::Truth || !self.reads_values {
             return;
         }
         for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
@@ -330,19 +418,28 @@ impl<'p> Sums<'p> {
                 }
             }
             Mode::Bounded => {
-                let mut order: Vec<usize> = (0..self.cells.len()).collect();
-                if order.len() > self.limit {
-                    let rank = |i: usize| self.rank.hash_one((donor, self.cells[i].0 as usize));
-                    order.sort_unstable_by_key(|&i| rank(i));
-                    order.truncate(self.limit);
-                }
                 let s = self.plan.max_samples_per_donor;
-                for i in order {
+                let add = |i: usize, out: &mut Vec<Vec<i64>>| {
                     let (cell, rows) = self.cells[i];
                     for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
-                        self.out[a][cell as usize] +=
-                            aggregate.bounded(rows, self.values[i * n + a], s);
+                        out[a][cell as usize] += aggregate.bounded(rows, self.values[i * n + a], s);
                     }
+                };
+                if self.cells.len() <= self.limit {
+                    for i in 0..self.cells.len() {
+                        add(i, &mut self.out);
+                    }
+                } else {
+                    let mut order = std::mem::take(&mut self.order);
+                    order.clear();
+                    order.extend(0..self.cells.len());
+                    order.sort_unstable_by_key(|&i| {
+                        self.rank.hash_one((donor, self.cells[i].0 as usize))
+                    });
+                    for &i in &order[..self.limit] {
+                        add(i, &mut self.out);
+                    }
+                    self.order = order;
                 }
             }
         }
@@ -501,6 +598,45 @@ mod tests {
             vec![100; 10],
             "9 rows count as max_samples_per_donor 2"
         );
+    }
+
+    #[test]
+    fn a_pass_on_two_cores_finds_what_one_finds() {
+        // Batches cut at donors (30 rows each: 10 cells of 3 rows).
+        let batches = everyone_everywhere(&keys(), 60, 3, 30);
+        let p = plan(keys(), 4, 11);
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        for mode in [Mode::Bounded, Mode::Truth] {
+            let one = run(&p, &filter, &batches, mode, None).unwrap();
+            for cores in [2, 3, 7] {
+                assert_eq!(
+                    run_on(cores, &p, &filter, &batches, mode, None).unwrap(),
+                    one,
+                    "{cores} cores"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kept_rows_are_the_set_bits_in_order() {
+        for len in [0, 1, 63, 64, 65, 200, 4097] {
+            let bits: Vec<bool> = (0..len).map(|i| (i * 7 + i / 3) % 5 < 2).collect();
+            let buffer = arrow::buffer::BooleanBuffer::from(bits.clone());
+            // And a slice that does not start on a byte.
+            for (offset, view) in [
+                (0, buffer.clone()),
+                (3.min(len), buffer.slice(3.min(len), len - 3.min(len))),
+            ] {
+                let mut rows = Vec::new();
+                kept_rows(&view, &mut rows);
+                let expected: Vec<u32> = (offset..len)
+                    .filter(|&i| bits[i])
+                    .map(|i| (i - offset) as u32)
+                    .collect();
+                assert_eq!(rows, expected, "len {len}, offset {offset}");
+            }
+        }
     }
 
     #[test]

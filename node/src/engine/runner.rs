@@ -62,18 +62,29 @@ impl CpuRuntime {
         self.0.as_ref().expect("runtime until drop").handle()
     }
 
-    /// Runs CPU-bound work on one of the engine's cores, in turn.
+    /// Runs CPU-bound work on the engine's cores, in turn: it waits for one
+    /// core, and gets every other core that is free right then (`work` is
+    /// told how many), so that a question on an idle node uses the whole
+    /// machine and a busy node runs one question per core.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T> + Send + 'static,
+        work: impl FnOnce(usize) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _turn = self
+        let mut turn = self
             .1
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| Error::Engine(format!("engine queue: {e}")))?;
+        while let Ok(more) = self.1.clone().try_acquire_owned() {
+            turn.merge(more);
+        }
+        let cores = turn.num_permits();
         self.handle()
-            .spawn_blocking(work)
+            .spawn_blocking(move || {
+                let _turn = turn;
+                work(cores)
+            })
             .await
             .map_err(|e| Error::Engine(format!("engine task: {e}")))?
     }
@@ -192,10 +203,10 @@ impl SurfaceEngine {
         let version = loaded.version.clone();
         let values = self
             .cpu
-            .run(move || {
-                // The clock starts when the plan gets its core.
+            .run(move |cores| {
+                // The clock starts when the plan gets its cores.
                 let deadline = (Instant::now() + limit, limit.as_millis() as u64);
-                pass::run(&plan, &filter, &loaded.batches, mode, Some(deadline))
+                pass::run_on(cores, &plan, &filter, &loaded.batches, mode, Some(deadline))
             })
             .await;
         if let Err(Error::TooSlow(ms)) = &values {

@@ -233,10 +233,33 @@ fn sorted_by_donor(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
     let order = arrow::compute::sort_to_indices(donor, None, None)?;
     let sorted = arrow::compute::take_record_batch(&all, &order)?;
     drop(all);
-    Ok((0..sorted.num_rows())
-        .step_by(BATCH_ROWS)
-        .map(|at| sorted.slice(at, BATCH_ROWS.min(sorted.num_rows() - at)))
+    let donors = sorted
+        .column(sorted.num_columns() - 1)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .values();
+    Ok(donor_cuts(donors, BATCH_ROWS)
+        .windows(2)
+        .map(|w| sorted.slice(w[0], w[1] - w[0]))
         .collect())
+}
+
+/// Where to cut rows sorted by donor into batches of about `size` rows
+/// without splitting a donor: the starts of the batches, and the end. A
+/// pass can then give each core a run of whole batches.
+fn donor_cuts(donors: &[i64], size: usize) -> Vec<usize> {
+    let mut cuts = vec![0];
+    let mut at = size;
+    while at < donors.len() {
+        while at < donors.len() && donors[at] == donors[at - 1] {
+            at += 1;
+        }
+        if at < donors.len() {
+            cuts.push(at);
+        }
+        at += size;
+    }
+    cuts.push(donors.len());
+    cuts
 }
 
 #[derive(Default)]
@@ -286,5 +309,30 @@ impl Builder {
         columns.push(Arc::new(self.donor.finish()));
         self.len = 0;
         Ok(RecordBatch::try_new(schema(), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_never_split_a_donor() {
+        let donors = [1, 1, 1, 2, 3, 3, 3, 3, 4, 5, 5];
+        let cuts = donor_cuts(&donors, 2);
+        assert_eq!(cuts, vec![0, 3, 8, 11]);
+        for w in cuts.windows(2) {
+            assert!(w[0] < w[1]);
+            if w[0] > 0 {
+                assert_ne!(
+                    donors[w[0]],
+                    donors[w[0] - 1],
+                    "cut inside donor at {}",
+                    w[0]
+                );
+            }
+        }
+        assert_eq!(donor_cuts(&[7; 5], 2), vec![0, 5], "one donor, one batch");
+        assert_eq!(donor_cuts(&[], 2), vec![0, 0]);
     }
 }

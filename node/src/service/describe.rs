@@ -85,10 +85,25 @@ impl QueryService {
             return Ok(None);
         }
         let delta = self.policy.zcdp.delta;
-        Ok(Some(ApproxDp {
-            epsilon: privacy::zcdp_epsilon(rho, delta)?,
-            delta,
-        }))
+        let known = self
+            .conversions
+            .lock()
+            .expect("lock")
+            .get(&rho.to_bits())
+            .copied();
+        let epsilon = match known {
+            Some(e) => e,
+            None => {
+                let e = privacy::zcdp_epsilon(rho, delta)?;
+                let mut cache = self.conversions.lock().expect("lock");
+                if cache.len() >= 1024 {
+                    cache.clear();
+                }
+                cache.insert(rho.to_bits(), e);
+                e
+            }
+        };
+        Ok(Some(ApproxDp { epsilon, delta }))
     }
 
     /// The caller's own budget (never anyone else's).

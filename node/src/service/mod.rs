@@ -48,6 +48,9 @@ pub struct QueryService {
     fair: FairShare,
     /// The dataset version last recorded in the audit log by this process.
     noted_version: Arc<std::sync::Mutex<Option<String>>>,
+    /// ε of a ρ by OpenDP's conversion (a numerical search, milliseconds
+    /// each), by ρ's bits: a site's losses are a handful of values.
+    conversions: Arc<std::sync::Mutex<std::collections::HashMap<u64, f64>>>,
 }
 
 impl QueryService {
@@ -66,6 +69,7 @@ impl QueryService {
             store,
             fair: FairShare::new(WorkLimits::default()),
             noted_version: Arc::default(),
+            conversions: Arc::default(),
         }
     }
 
@@ -244,7 +248,10 @@ impl QueryService {
         let checked = checked.clone();
         let plan = self.plan(&checked);
         let units = privacy::units(checked.loss);
+        let clock = std::time::Instant::now();
+        let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
         let calibrations = self.calibrate(&plan, units)?;
+        let calibrate_ms = ms(clock);
         // What the privacy maps state, each rounded up: never less than the
         // release costs, and never more than the loss asked for.
         let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
@@ -253,34 +260,45 @@ impl QueryService {
             project: caller.project.clone(),
         };
         let (store, policy) = (self.store.clone(), self.policy.clone());
+        let clock = std::time::Instant::now();
         let reservation = blocking(move || store.reserve(&payer, charge, &policy))
             .await?
             .map_err(Error::BudgetExhausted)?;
+        let reserve_ms = ms(clock);
 
-        let started = std::time::Instant::now();
+        let clock = std::time::Instant::now();
         let exact = self.engine.aggregate(&plan).await?;
-        let engine_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let engine_ms = ms(clock);
         // The data may have changed since the version was read: key on what ran.
         let key = if exact.dataset_version == version {
             key
         } else {
             self.release_key(&exact.dataset_version, &checked, units)
         };
-        let result = self.noise(
-            &checked,
-            &plan,
-            &exact.values,
-            &exact.dataset_version,
-            &calibrations,
-            charge,
-        )?;
+        let clock = std::time::Instant::now();
+        // Sampling is CPU work: off the HTTP workers.
+        let (this, asked) = (self.clone(), checked.clone());
+        let version = exact.dataset_version.clone();
+        let result = blocking(move || {
+            this.noise(
+                &asked,
+                &plan,
+                &exact.values,
+                &version,
+                &calibrations,
+                charge,
+            )
+        })
+        .await?;
+        let noise_ms = ms(clock);
         let json = serde_json::to_string(&result).map_err(|e| Error::Engine(e.to_string()))?;
         let query_json = checked.query.canonical_json();
-        let dataset_version = exact.dataset_version.clone();
+        let dataset_version = result.dataset_version.clone();
         detail.dataset_version = Some(dataset_version.clone());
         detail.release = Some(key.clone());
         detail.outcome = Some("released".into());
         let (actor, audit) = (caller.user.clone(), detail.clone());
+        let clock = std::time::Instant::now();
         let committed = blocking(move || {
             reservation.commit(
                 &key,
@@ -293,8 +311,15 @@ impl QueryService {
             )
         })
         .await?;
-        let total_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!(engine_ms, total_ms, "released");
+        let commit_ms = ms(clock);
+        tracing::debug!(
+            calibrate_ms,
+            reserve_ms,
+            engine_ms,
+            noise_ms,
+            commit_ms,
+            "released"
+        );
         match committed {
             Committed::Released => Ok((result, true)),
             Committed::AlreadyReleased(existing) => Ok((remembered(&existing)?, true)),
