@@ -146,6 +146,9 @@ pub struct QueryBench {
     pub engine: Latency,
     /// DuckDB's figures on the same surface, as its script prints them.
     pub duckdb: std::result::Result<String, String>,
+    /// Peak RSS up to the node's stop: generating the data, the node
+    /// loading and serving it, and the client.
+    pub served_peak_rss_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
 }
 
@@ -231,7 +234,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         .enable_all()
         .build()
         .map_err(Error::io("tokio runtime"))?;
-    let (load_ms, fresh, remembered, engine) = runtime.block_on(async {
+    let (load_ms, fresh, remembered, engine, served_peak_rss_kib) = runtime.block_on(async {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let idp = DevProvider::start(
             loopback,
@@ -284,6 +287,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             remembered.push(ask(bench_sql(i)).await?);
         }
         node.stop().await;
+        let served_peak = peak_rss_kib();
         // The engine alone, on the same questions and the same data.
         let engine = bonebank_node::engine::SurfaceEngine::new(
             dir.clone(),
@@ -314,6 +318,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             Latency::of(fresh),
             Latency::of(remembered),
             Latency::of(alone.split_off(1)),
+            served_peak,
         ))
     })?;
     // DuckDB gets the very surface the node queries, as Parquet.
@@ -355,6 +360,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         remembered,
         engine,
         duckdb,
+        served_peak_rss_kib,
         peak_rss_kib: peak_rss_kib(),
     })
 }
@@ -402,10 +408,17 @@ impl fmt::Display for QueryBench {
             Ok(lines) => write!(f, "{lines}")?,
             Err(e) => write!(f, "  DuckDB baseline not run: {e}")?,
         }
+        if let Some(kib) = self.served_peak_rss_kib {
+            write!(
+                f,
+                "\npeak RSS while the node loaded and served (node, client and the data generator): {} MiB",
+                kib / 1024
+            )?;
+        }
         if let Some(kib) = self.peak_rss_kib {
             write!(
                 f,
-                "\npeak RSS of the benchmark process (node and client): {} MiB",
+                "\npeak RSS of the benchmark process, all steps: {} MiB",
                 kib / 1024
             )?;
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
-use arrow::datatypes::{DataType, Field, Int16Type, Schema};
+use arrow::datatypes::{DataType, Field, Int8Type, Int16Type, Schema};
 use bonebank_schemas::{Filter, Value};
 use datafusion_common::ScalarValue;
 use datafusion_expr_common::operator::Operator;
@@ -101,7 +101,7 @@ impl Evaluation<'_> {
                 Condition::Codes { column, expr } => {
                     let codes = batch
                         .column_by_name(column)
-                        .and_then(|c| c.as_dictionary_opt::<Int16Type>())
+                        .and_then(|c| c.as_any_dictionary_opt())
                         .ok_or_else(|| Error::Engine(format!("{column} is not coded")))?;
                     let id = (
                         Arc::as_ptr(codes.values()) as *const () as usize,
@@ -114,19 +114,13 @@ impl Evaluation<'_> {
                         });
                     }
                     let passes = &self.codes[i].as_ref().expect("worked out above").passes;
-                    let null = passes[passes.len() - 1];
-                    let keys = codes.keys().values();
-                    match codes.nulls() {
-                        Some(nulls) => BooleanBuffer::collect_bool(keys.len(), |r| {
-                            if nulls.is_null(r) {
-                                null
-                            } else {
-                                passes.get(keys[r] as usize).copied().unwrap_or(false)
-                            }
-                        }),
-                        None => BooleanBuffer::collect_bool(keys.len(), |r| {
-                            passes.get(keys[r] as usize).copied().unwrap_or(false)
-                        }),
+                    let keys = codes.keys();
+                    match keys.data_type() {
+                        DataType::Int8 => rows_passing(keys.as_primitive::<Int8Type>(), passes),
+                        DataType::Int16 => rows_passing(keys.as_primitive::<Int16Type>(), passes),
+                        other => {
+                            return Err(Error::Engine(format!("{column} has {other} keys")));
+                        }
                     }
                 }
             };
@@ -140,6 +134,35 @@ impl Evaluation<'_> {
             kept = Some(now);
         }
         Ok(kept.unwrap_or_else(|| BooleanBuffer::new_set(batch.num_rows())))
+    }
+}
+
+/// Which rows pass, by their dictionary keys: `passes` per key, and last
+/// for NULL.
+fn rows_passing<K: arrow::datatypes::ArrowPrimitiveType>(
+    keys: &arrow::array::PrimitiveArray<K>,
+    passes: &[bool],
+) -> BooleanBuffer
+where
+    K::Native: Into<i64>,
+{
+    let null = passes[passes.len() - 1];
+    let at = |key: K::Native| {
+        usize::try_from(key.into())
+            .ok()
+            .and_then(|k| passes.get(k).copied())
+            .unwrap_or(false)
+    };
+    let values = keys.values();
+    match keys.nulls() {
+        Some(nulls) => BooleanBuffer::collect_bool(values.len(), |r| {
+            if nulls.is_null(r) {
+                null
+            } else {
+                at(values[r])
+            }
+        }),
+        None => BooleanBuffer::collect_bool(values.len(), |r| at(values[r])),
     }
 }
 
@@ -211,7 +234,7 @@ fn condition(filter: &Filter, schema: &Schema) -> Result<Condition> {
     if let [column] = columns.as_slice()
         && let Ok(field) = schema.field_with_name(column)
         && let DataType::Dictionary(key, value) = field.data_type()
-        && **key == DataType::Int16
+        && matches!(**key, DataType::Int8 | DataType::Int16)
     {
         let plain = Schema::new(vec![Field::new(*column, (**value).clone(), true)]);
         return Ok(Condition::Codes {
@@ -295,16 +318,27 @@ fn operands(column: &str, values: &[Value], schema: &Schema) -> Result<(Expr, Ve
         DataType::Dictionary(_, v) => v.as_ref(),
         other => other,
     };
-    let fits_i32 = values.iter().all(|v| match v {
-        Value::Int(i) => i32::try_from(*i).is_ok(),
-        _ => true,
-    });
-    let (col, int_type) = match value_type {
-        DataType::Int32 if !fits_i32 => (
+    // Whole numbers compare in the column's own type where every value fits
+    // it, and else both are widened to 64 bits.
+    let fits = |ty: &DataType| {
+        values.iter().all(|v| match (v, ty) {
+            (Value::Int(i), DataType::Int8) => i8::try_from(*i).is_ok(),
+            (Value::Int(i), DataType::Int16) => i16::try_from(*i).is_ok(),
+            (Value::Int(i), DataType::Int32) => i32::try_from(*i).is_ok(),
+            _ => true,
+        })
+    };
+    let integer = matches!(
+        value_type,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+    );
+    let (col, int_type) = if integer && !fits(value_type) {
+        (
             Arc::new(CastExpr::new(col, DataType::Int64, None)) as Expr,
             DataType::Int64,
-        ),
-        other => (col, other.clone()),
+        )
+    } else {
+        (col, value_type.clone())
     };
     let lits = values
         .iter()
@@ -312,10 +346,12 @@ fn operands(column: &str, values: &[Value], schema: &Schema) -> Result<(Expr, Ve
             let scalar = match (v, value_type) {
                 (Value::Text(t), DataType::Utf8) => ScalarValue::Utf8(Some(t.clone())),
                 (Value::Bool(b), DataType::Boolean) => ScalarValue::Boolean(Some(*b)),
-                (Value::Int(i), DataType::Int32) if int_type == DataType::Int32 => {
-                    ScalarValue::Int32(Some(*i as i32))
-                }
-                (Value::Int(i), DataType::Int32 | DataType::Int64) => ScalarValue::Int64(Some(*i)),
+                (Value::Int(i), _) if integer => match int_type {
+                    DataType::Int8 => ScalarValue::Int8(Some(*i as i8)),
+                    DataType::Int16 => ScalarValue::Int16(Some(*i as i16)),
+                    DataType::Int32 => ScalarValue::Int32(Some(*i as i32)),
+                    _ => ScalarValue::Int64(Some(*i)),
+                },
                 (v, t) => {
                     return Err(Error::Engine(format!(
                         "the value {v} does not fit {column} ({t})"
@@ -342,8 +378,8 @@ fn literal(value: ScalarValue) -> Expr {
 mod tests {
     use std::collections::BTreeMap;
 
-    use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringDictionaryBuilder};
-    use arrow::datatypes::{Field, Int16Type};
+    use arrow::array::{ArrayRef, BooleanArray, Int16Array, Int32Array, StringDictionaryBuilder};
+    use arrow::datatypes::{Field, Int8Type, Int16Type};
     use rand::{Rng, SeedableRng};
 
     use super::*;
@@ -375,42 +411,46 @@ mod tests {
             .collect()
     }
 
+    /// The rows as the surface stores such columns: sex as small codes
+    /// (8-bit keys), diagnoses as codes with 16-bit keys, age as 32-bit and
+    /// passage as 16-bit numbers.
     fn batch(rows: &[Row]) -> RecordBatch {
-        let dict = |name: &str| {
-            let mut b = StringDictionaryBuilder::<Int16Type>::new();
-            for r in rows {
-                match &r[name] {
-                    Some(Value::Text(t)) => b.append_value(t),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
+        let text = |r: &Row, name: &str| match &r[name] {
+            Some(Value::Text(t)) => Some(t.clone()),
+            _ => None,
         };
-        let int = |name: &str| {
-            Arc::new(Int32Array::from_iter(rows.iter().map(|r| match &r[name] {
-                Some(Value::Int(i)) => Some(*i as i32),
-                _ => None,
-            }))) as ArrayRef
+        let int = |r: &Row, name: &str| match &r[name] {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
         };
+        let mut sex = StringDictionaryBuilder::<Int8Type>::new();
+        let mut diagnosis = StringDictionaryBuilder::<Int16Type>::new();
+        for r in rows {
+            sex.append_option(text(r, "sex"));
+            diagnosis.append_option(text(r, "diagnosis"));
+        }
+        let age = Int32Array::from_iter(rows.iter().map(|r| int(r, "age").map(|i| i as i32)));
+        let passage =
+            Int16Array::from_iter(rows.iter().map(|r| int(r, "passage").map(|i| i as i16)));
         let flags = BooleanArray::from_iter(rows.iter().map(|r| match &r["consent"] {
             Some(Value::Bool(b)) => Some(*b),
             _ => None,
         }));
-        let d = || DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8));
+        let d = |k: DataType| DataType::Dictionary(Box::new(k), Box::new(DataType::Utf8));
         let schema = Schema::new(vec![
-            Field::new("sex", d(), false),
-            Field::new("diagnosis", d(), true),
+            Field::new("sex", d(DataType::Int8), false),
+            Field::new("diagnosis", d(DataType::Int16), true),
             Field::new("age", DataType::Int32, false),
-            Field::new("passage", DataType::Int32, true),
+            Field::new("passage", DataType::Int16, true),
             Field::new("consent", DataType::Boolean, false),
         ]);
         RecordBatch::try_new(
             Arc::new(schema),
             vec![
-                dict("sex"),
-                dict("diagnosis"),
-                int("age"),
-                int("passage"),
+                Arc::new(sex.finish()) as ArrayRef,
+                Arc::new(diagnosis.finish()),
+                Arc::new(age),
+                Arc::new(passage),
                 Arc::new(flags),
             ],
         )

@@ -9,7 +9,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+use arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type};
 
 use super::filter::CompiledFilter;
 use super::{Aggregate, Plan};
@@ -185,22 +185,39 @@ struct Columns<'a> {
 
 /// A dimension's column, and the offset its every value adds to a cell's
 /// index (`OFF` for a value without a public key).
-enum Dimension<'a> {
-    Codes {
-        keys: &'a [i16],
-        nulls: Option<&'a NullBuffer>,
-        /// Per dictionary entry.
-        offsets: Vec<u32>,
-        null_offset: u32,
-    },
-    Integers {
-        values: &'a [i32],
-        nulls: Option<&'a NullBuffer>,
-        /// Per value from `lowest`.
-        offsets: Vec<u32>,
-        lowest: i64,
-        null_offset: u32,
-    },
+struct Dimension<'a> {
+    /// Dictionary keys of codes, or whole numbers.
+    values: Ints<'a>,
+    nulls: Option<&'a NullBuffer>,
+    /// Per dictionary entry, or per number from `lowest`.
+    offsets: Vec<u32>,
+    lowest: i64,
+    null_offset: u32,
+}
+
+/// Whole numbers as the surface stores them.
+enum Ints<'a> {
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+}
+
+impl<'a> Ints<'a> {
+    /// Dictionary keys or numbers of an array, if it holds either.
+    fn of(array: &'a dyn Array) -> Option<(Self, Option<&'a NullBuffer>)> {
+        let keys = |d: &'a dyn Array| match d.data_type() {
+            DataType::Dictionary(k, _) if **k == DataType::Int8 => {
+                Some(Ints::I8(d.as_dictionary::<Int8Type>().keys().values()))
+            }
+            DataType::Dictionary(k, _) if **k == DataType::Int16 => {
+                Some(Ints::I16(d.as_dictionary::<Int16Type>().keys().values()))
+            }
+            DataType::Int16 => Some(Ints::I16(d.as_primitive::<Int16Type>().values())),
+            DataType::Int32 => Some(Ints::I32(d.as_primitive::<Int32Type>().values())),
+            _ => None,
+        };
+        keys(array).map(|ints| (ints, array.nulls()))
+    }
 }
 
 impl<'a> Columns<'a> {
@@ -220,39 +237,36 @@ impl<'a> Columns<'a> {
             // A missing value reads as the key "none", where there is one.
             let null_offset = offset_of(Some("none"));
             let array = column(name)?;
-            dimensions.push(match array.data_type() {
-                DataType::Dictionary(k, v) if **k == DataType::Int16 && **v == DataType::Utf8 => {
-                    let dict = array.as_dictionary::<Int16Type>();
-                    let values = dict.values().as_string::<i32>();
-                    Dimension::Codes {
-                        keys: dict.keys().values(),
-                        nulls: dict.nulls(),
-                        offsets: (0..values.len())
-                            .map(|i| offset_of(values.is_valid(i).then(|| values.value(i))))
-                            .collect(),
-                        null_offset,
-                    }
+            let (values, nulls) = Ints::of(array.as_ref()).ok_or_else(|| {
+                Error::Engine(format!(
+                    "the dimension {name} is stored as {}, not as codes or integers",
+                    array.data_type()
+                ))
+            })?;
+            let (offsets, lowest) = match array.as_any_dictionary_opt() {
+                Some(dict) => {
+                    let names = dict.values().as_string::<i32>();
+                    let offsets = (0..names.len())
+                        .map(|i| offset_of(names.is_valid(i).then(|| names.value(i))))
+                        .collect();
+                    (offsets, 0)
                 }
-                DataType::Int32 => {
-                    let ints = array.as_primitive::<Int32Type>();
+                None => {
                     let parsed: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
                     let lowest = parsed.iter().copied().min().unwrap_or(0);
                     let highest = parsed.iter().copied().max().unwrap_or(-1);
-                    Dimension::Integers {
-                        values: ints.values(),
-                        nulls: ints.nulls(),
-                        offsets: (lowest..=highest)
-                            .map(|v| offset_of(Some(&v.to_string())))
-                            .collect(),
-                        lowest,
-                        null_offset,
-                    }
+                    let offsets = (lowest..=highest)
+                        .map(|v| offset_of(Some(&v.to_string())))
+                        .collect();
+                    (offsets, lowest)
                 }
-                other => {
-                    return Err(Error::Engine(format!(
-                        "the dimension {name} is stored as {other}, not as codes or integers"
-                    )));
-                }
+            };
+            dimensions.push(Dimension {
+                values,
+                nulls,
+                offsets,
+                lowest,
+                null_offset,
             });
         }
         let donors = column("donor_key")?
@@ -290,43 +304,25 @@ impl Dimension<'_> {
     /// Adds each row's offset along this dimension to its cell; a value
     /// without a public key makes the cell `OFF` for good (it saturates).
     fn add_offsets(&self, rows: &[u32], cells: &mut [u32]) {
-        match self {
-            Dimension::Codes {
-                keys,
-                nulls,
-                offsets,
-                null_offset,
-            } => {
-                for (&row, cell) in rows.iter().zip(cells.iter_mut()) {
-                    let row = row as usize;
-                    let offset = if nulls.is_some_and(|n| n.is_null(row)) {
-                        *null_offset
-                    } else {
-                        offsets.get(keys[row] as usize).copied().unwrap_or(OFF)
-                    };
-                    *cell = cell.saturating_add(offset);
-                }
-            }
-            Dimension::Integers {
-                values,
-                nulls,
-                offsets,
-                lowest,
-                null_offset,
-            } => {
-                for (&row, cell) in rows.iter().zip(cells.iter_mut()) {
-                    let row = row as usize;
-                    let offset = if nulls.is_some_and(|n| n.is_null(row)) {
-                        *null_offset
-                    } else {
-                        usize::try_from(i64::from(values[row]) - lowest)
-                            .ok()
-                            .and_then(|i| offsets.get(i).copied())
-                            .unwrap_or(OFF)
-                    };
-                    *cell = cell.saturating_add(offset);
-                }
-            }
+        match self.values {
+            Ints::I8(v) => self.add(v, rows, cells),
+            Ints::I16(v) => self.add(v, rows, cells),
+            Ints::I32(v) => self.add(v, rows, cells),
+        }
+    }
+
+    fn add<T: Copy + Into<i64>>(&self, values: &[T], rows: &[u32], cells: &mut [u32]) {
+        for (&row, cell) in rows.iter().zip(cells.iter_mut()) {
+            let row = row as usize;
+            let offset = if self.nulls.is_some_and(|n| n.is_null(row)) {
+                self.null_offset
+            } else {
+                usize::try_from(values[row].into() - self.lowest)
+                    .ok()
+                    .and_then(|i| self.offsets.get(i).copied())
+                    .unwrap_or(OFF)
+            };
+            *cell = cell.saturating_add(offset);
         }
     }
 }
