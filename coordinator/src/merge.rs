@@ -69,6 +69,18 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
     if keys.is_empty() && query.group_by.is_empty() {
         keys.push(Vec::new());
     }
+    // The interval depends only on the sites' noise, the same for every key
+    // of a measure: worked out once per set of scales (a convolution).
+    let mut halfwidths: Vec<(Vec<(Mechanism, f64)>, f64)> = Vec::new();
+    let mut halfwidth =
+        |scales: &[(Mechanism, f64)]| match halfwidths.iter().find(|(s, _)| s == scales) {
+            Some((_, t)) => *t,
+            None => {
+                let t = interval::halfwidth(scales, COVERAGE);
+                halfwidths.push((scales.to_vec(), t));
+                t
+            }
+        };
     keys.into_iter()
         .map(|key| {
             let values = query
@@ -90,7 +102,7 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
                             rounding += (r.measures[m].rounded_to.max(1) / 2) as f64;
                         }
                     }
-                    let mut total = total_value(sum, &scales);
+                    let mut total = total_with(sum, halfwidth(&scales), scales.len());
                     total.interval = [
                         (total.interval[0] - rounding).max(0.0),
                         (total.interval[1] + rounding).max(0.0),
@@ -105,14 +117,19 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
 
 /// A total from the sum of noisy values and the sites' noise scales.
 pub fn total_value(sum: f64, scales: &[(Mechanism, f64)]) -> TotalValue {
-    let t = interval::halfwidth(scales, COVERAGE);
+    total_with(sum, interval::halfwidth(scales, COVERAGE), scales.len())
+}
+
+/// A total from the sum of `sites` noisy values whose noise's 95%
+/// half-width is `t`.
+fn total_with(sum: f64, t: f64, sites: usize) -> TotalValue {
     TotalValue {
         value: sum.max(0.0),
         unclamped: sum,
         // Cut at zero, never to a point: a true count is not below zero,
         // and an exact zero is never what the noise says.
         interval: [(sum - t).max(0.0), (sum + t).max(t)],
-        sites: scales.len(),
+        sites,
     }
 }
 

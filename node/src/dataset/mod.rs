@@ -58,6 +58,14 @@ impl DataDir {
         Manifest::read(&self.manifest_path())
     }
 
+    /// When the manifest was last replaced and its size: a new version
+    /// (always a new manifest, put in place by rename) changes it. `None`
+    /// before the first import.
+    pub fn manifest_stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        let meta = std::fs::metadata(self.manifest_path()).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
     /// The current dataset version, if any import has happened.
     pub fn current(&self) -> Result<Option<DatasetVersion>> {
         Ok(self.manifest()?.current)

@@ -138,7 +138,8 @@ impl Evaluation<'_> {
 }
 
 /// Which rows pass, by their dictionary keys: `passes` per key, and last
-/// for NULL.
+/// for NULL. Keys are looked up in a table covering every value the key
+/// type can take (no bounds to check), and NULLs are settled with bitmaps.
 fn rows_passing<K: arrow::datatypes::ArrowPrimitiveType>(
     keys: &arrow::array::PrimitiveArray<K>,
     passes: &[bool],
@@ -147,22 +148,31 @@ where
     K::Native: Into<i64>,
 {
     let null = passes[passes.len() - 1];
-    let at = |key: K::Native| {
-        usize::try_from(key.into())
-            .ok()
-            .and_then(|k| passes.get(k).copied())
-            .unwrap_or(false)
+    let (bits, offset) = if std::mem::size_of::<K::Native>() == 1 {
+        (256usize, 128i64)
+    } else {
+        (65_536, 32_768)
     };
+    let mut table = vec![false; bits];
+    for (k, &p) in passes[..passes.len() - 1].iter().enumerate() {
+        if let Some(slot) = table.get_mut(k + offset as usize) {
+            *slot = p;
+        }
+    }
     let values = keys.values();
+    let by_key = BooleanBuffer::collect_bool(values.len(), |r| {
+        table[(values[r].into() + offset) as usize]
+    });
     match keys.nulls() {
-        Some(nulls) => BooleanBuffer::collect_bool(values.len(), |r| {
-            if nulls.is_null(r) {
-                null
+        None => by_key,
+        Some(nulls) => {
+            let valid = nulls.inner();
+            if null {
+                &(&by_key & valid) | &!valid
             } else {
-                at(values[r])
+                &by_key & valid
             }
-        }),
-        None => BooleanBuffer::collect_bool(values.len(), |r| at(values[r])),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use super::filter::CompiledFilter;
 use super::pass::{self, Mode};
 use super::{Aggregate, Exact, Plan, QueryEngine, surface};
-use crate::dataset::DataDir;
+use crate::dataset::{DataDir, DatasetVersion};
 use crate::{Error, Result};
 
 /// How often the engine looks for a dataset version made by an import.
@@ -34,7 +34,12 @@ pub struct SurfaceEngine {
     cpu: CpuRuntime,
     /// A plan still running after this is stopped.
     plan_timeout: Duration,
+    /// The current version as last read, with the manifest's stamp then:
+    /// the manifest is read again only when it was replaced.
+    known: std::sync::Mutex<Option<(ManifestStamp, Option<DatasetVersion>)>>,
 }
+
+type ManifestStamp = Option<(std::time::SystemTime, u64)>;
 
 /// Where plans and loads run: threads of the engine's own, never the HTTP
 /// workers. At most one plan per core runs at a time; the rest wait their
@@ -149,7 +154,23 @@ impl SurfaceEngine {
             loading: tokio::sync::Mutex::new(()),
             cpu: CpuRuntime::new(),
             plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
+            known: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The data directory's current version, read again only when its
+    /// manifest was replaced.
+    fn current_version(&self, dir: &DataDir) -> Result<Option<DatasetVersion>> {
+        let stamp = dir.manifest_stamp();
+        if let Some((known, version)) = self.known.lock().expect("lock").as_ref()
+            && *known == stamp
+            && stamp.is_some()
+        {
+            return Ok(version.clone());
+        }
+        let version = dir.current()?;
+        *self.known.lock().expect("lock") = Some((stamp, version.clone()));
+        Ok(version)
     }
 
     /// The loaded surface for the current version, loading it (off this
@@ -158,7 +179,7 @@ impl SurfaceEngine {
         let Source::Dir(dir) = &self.source else {
             return Ok(self.loaded.read().expect("lock").clone());
         };
-        let Some(version) = dir.current()? else {
+        let Some(version) = self.current_version(dir)? else {
             return Ok(None);
         };
         let up_to_date = || {
@@ -237,7 +258,7 @@ impl SurfaceEngine {
 impl QueryEngine for SurfaceEngine {
     fn dataset_version(&self) -> Result<Option<String>> {
         match &self.source {
-            Source::Dir(dir) => Ok(dir.current()?.map(|v| v.id)),
+            Source::Dir(dir) => Ok(self.current_version(dir)?.map(|v| v.id)),
             Source::Batches => Ok(self
                 .loaded
                 .read()

@@ -163,8 +163,9 @@ impl QueryService {
             {
                 detail.sql = Some(sql.chars().take(2_000).collect());
             }
-            let (store, actor) = (self.store.clone(), caller.user.clone());
-            blocking(move || store.audit("request", &actor, &audit::detail(&detail))).await?;
+            self.store
+                .audit_grouped("request", &caller.user, audit::detail(&detail))
+                .await?;
         }
         outcome.map(|(r, _)| r)
     }

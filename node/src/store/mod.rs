@@ -58,6 +58,25 @@ CREATE TABLE IF NOT EXISTS releases (
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Audit entries waiting for the next group commit.
+    group: Arc<Mutex<Group>>,
+}
+
+/// Entries asked for while another commit was on disk: the next commit
+/// writes them all, then tells each caller.
+#[derive(Debug, Default)]
+struct Group {
+    waiting: Vec<Waiting>,
+    /// A thread is writing groups now.
+    writing: bool,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    kind: String,
+    actor: String,
+    detail: serde_json::Value,
+    done: tokio::sync::oneshot::Sender<std::result::Result<i64, String>>,
 }
 
 impl Store {
@@ -80,6 +99,7 @@ impl Store {
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            group: Arc::default(),
         })
     }
 
@@ -96,6 +116,74 @@ impl Store {
         let seq = crate::audit::append(&tx, kind, actor, detail)?;
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Appends an audit entry with whatever other entries are waiting, in
+    /// one transaction: under load one commit (one sync to disk) serves
+    /// many requests. Returns once the entry is on disk, so nothing a caller
+    /// was answered about can be lost.
+    pub async fn audit_grouped(
+        &self,
+        kind: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<i64> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+            group.waiting.push(Waiting {
+                kind: kind.to_owned(),
+                actor: actor.to_owned(),
+                detail,
+                done,
+            });
+            !std::mem::replace(&mut group.writing, true)
+        };
+        if lead {
+            let store = self.clone();
+            tokio::task::spawn_blocking(move || store.write_groups());
+        }
+        written
+            .await
+            .map_err(|_| crate::Error::Engine("the audit writer stopped".into()))?
+            .map_err(crate::Error::Engine)
+    }
+
+    /// Writes waiting entries a group at a time until none are left.
+    fn write_groups(&self) {
+        loop {
+            let waiting = {
+                let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+                if group.waiting.is_empty() {
+                    group.writing = false;
+                    return;
+                }
+                std::mem::take(&mut group.waiting)
+            };
+            let written = (|| -> Result<Vec<i64>> {
+                let mut conn = self.conn();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let seqs = waiting
+                    .iter()
+                    .map(|w| crate::audit::append(&tx, &w.kind, &w.actor, &w.detail))
+                    .collect::<Result<Vec<_>>>()?;
+                tx.commit()?;
+                Ok(seqs)
+            })();
+            match written {
+                Ok(seqs) => {
+                    for (w, seq) in waiting.into_iter().zip(seqs) {
+                        let _ = w.done.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    for w in waiting {
+                        let _ = w.done.send(Err(why.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// The latest audit detail of a kind.

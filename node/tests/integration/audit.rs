@@ -270,3 +270,45 @@ fn an_import_through_the_node_config_is_logged() {
     );
     verify(&site).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_committed_in_groups_each_land_once_on_an_intact_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = bonebank_node::store::Store::open(&tmp.path().join("state.sqlite")).unwrap();
+    let asks = (0..60).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .audit_grouped(
+                    "request",
+                    &format!("user{i}"),
+                    serde_json::json!({ "n": i }),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut seqs: Vec<i64> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=60).collect::<Vec<_>>(),
+        "each entry once, in one chain"
+    );
+    let db = Connection::open(tmp.path().join("state.sqlite")).unwrap();
+    let intact = bonebank_node::audit::verify(&db).unwrap().unwrap();
+    assert_eq!(intact.entries, 60);
+    // Each caller's entry holds what that caller asked to write.
+    let wrong: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE actor <> 'user' || json_extract(detail, '$.n')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(wrong, 0);
+}
