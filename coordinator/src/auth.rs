@@ -19,7 +19,7 @@ use bonebank_service::browser::{BrowserLogin, BrowserLoginSettings, Callback, Si
 use bonebank_service::oidc::TokenVerifier;
 
 use crate::config::LoginConfig;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The coordinator's session cookie.
 pub const SESSION_COOKIE: &str = "bonebank_session";
@@ -45,15 +45,8 @@ impl Auth {
         public_url: String,
         state_dir: &Path,
     ) -> Result<Self> {
-        let client_secret = match &login.client_secret_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(Error::io(path))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
-        };
+        let client_secret =
+            bonebank_service::config::read_secret(login.client_secret_file.as_deref())?;
         let browser = BrowserLogin::new(
             verifier,
             BrowserLoginSettings {

@@ -241,15 +241,8 @@ fn browser_login(
     addr: std::net::SocketAddr,
     verifier: std::sync::Arc<bonebank_service::oidc::TokenVerifier>,
 ) -> Result<BrowserLogin> {
-    let client_secret = match &settings.client_secret_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(Error::io(path))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let client_secret =
+        bonebank_service::config::read_secret(settings.client_secret_file.as_deref())?;
     let scheme = if settings.https { "https" } else { "http" };
     Ok(BrowserLogin::new(
         verifier,

@@ -32,6 +32,17 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, env_prefix: &str) 
         })
 }
 
+/// A secret kept in a file of its own (a client secret), without the
+/// surrounding whitespace; none without a file.
+pub fn read_secret(path: Option<&Path>) -> Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .map_err(Error::io(p))
+    })
+    .transpose()
+}
+
 /// The line (1-based) that sets a dotted key such as
 /// `policy.roles.industry.force_filter`: the `key = …` line under its table
 /// (`[policy.roles.industry]`), or else the nearest enclosing table or key the
