@@ -255,14 +255,13 @@ pub fn sites(list: &[SiteListing]) -> String {
             ),
             None => Default::default(),
         };
-        rows.push(vec![
-            s.site_id.clone(),
-            s.status.clone(),
-            dataset,
-            eps,
-            dims,
-            bounds,
-        ]);
+        // A site that connects out says so, and when it was last heard from.
+        let status = match (s.connection.as_str(), &s.last_seen) {
+            ("outbound", Some(seen)) => format!("{} (connects out; seen {seen})", s.status),
+            ("outbound", None) => format!("{} (connects out)", s.status),
+            _ => s.status.clone(),
+        };
+        rows.push(vec![s.site_id.clone(), status, dataset, eps, dims, bounds]);
     }
     table(&rows)
 }

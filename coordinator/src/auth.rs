@@ -18,8 +18,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bonebank_service::browser::{BrowserLogin, BrowserLoginSettings, Callback, SignedIn};
 use bonebank_service::oidc::TokenVerifier;
 
-use crate::config::LoginConfig;
 use crate::Result;
+use crate::config::LoginConfig;
 
 /// The coordinator's session cookie.
 pub const SESSION_COOKIE: &str = "bonebank_session";

@@ -34,6 +34,34 @@ pub struct CoordinatorConfig {
     pub tls: ClientTls,
     /// The sites of the network.
     pub sites: Vec<SiteEndpoint>,
+    /// Where nodes in outbound mode connect to; needed when a site has no
+    /// `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkListener>,
+}
+
+/// The listener nodes behind firewalls connect out to (mutual TLS: node
+/// certificates from `tls.ca` that name a site without a `url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkListener {
+    /// e.g. `0.0.0.0:7443`; port 0 lets the system choose.
+    pub listen: SocketAddr,
+    /// The certificate the coordinator shows there (a server certificate
+    /// for the name nodes connect to); `tls.certificate` when absent.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// Its key; `tls.key` when absent.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// How long a node's poll is held when there is nothing for it, in
+    /// milliseconds; a node silent for this plus 3 s is taken for gone.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+}
+
+fn default_heartbeat() -> u64 {
+    2_000
 }
 
 /// The coordinator's OIDC clients.
@@ -89,8 +117,11 @@ pub struct ClientTls {
 #[serde(deny_unknown_fields)]
 pub struct SiteEndpoint {
     pub id: SiteId,
-    /// The node's base URL; always `https://`.
-    pub url: String,
+    /// The node's base URL; always `https://`. Absent for a site whose node
+    /// connects out to `[link]` (outbound mode); `server_name` is then the
+    /// name its certificate must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The DNS name the node's certificate must be valid for; the URL's host
     /// when absent. Lets a node be reached by address and still be checked by
     /// name.
@@ -117,12 +148,20 @@ impl CoordinatorConfig {
         {
             *secret = base.join(&*secret);
         }
+        let link_files = config
+            .link
+            .iter_mut()
+            .flat_map(|l| [l.certificate.as_mut(), l.key.as_mut()])
+            .flatten();
         for p in [
             &mut config.state_dir,
             &mut config.tls.ca,
             &mut config.tls.certificate,
             &mut config.tls.key,
-        ] {
+        ]
+        .into_iter()
+        .chain(link_files)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -165,17 +204,39 @@ impl CoordinatorConfig {
             if !seen.insert(site.id.to_string()) {
                 return Err(Error::Usage(format!("site {} is listed twice", site.id)));
             }
-            let url = reqwest::Url::parse(&site.url)
-                .map_err(|e| Error::Usage(format!("site {}: url {:?}: {e}", site.id, site.url)))?;
+            let Some(url) = &site.url else {
+                if site.server_name.is_none() {
+                    return Err(Error::Usage(format!(
+                        "site {}: a site without a url connects out; give the name its node's certificate carries as server_name",
+                        site.id
+                    )));
+                }
+                if self.link.is_none() {
+                    return Err(Error::Usage(format!(
+                        "site {} has no url, so its node connects out: set [link] listen for it to connect to",
+                        site.id
+                    )));
+                }
+                continue;
+            };
+            let url = reqwest::Url::parse(url)
+                .map_err(|e| Error::Usage(format!("site {}: url {url:?}: {e}", site.id)))?;
             if url.scheme() != "https" {
                 return Err(Error::Usage(format!(
-                    "site {}: {} is not https; nodes are reached over mutual TLS only",
-                    site.id, site.url
+                    "site {}: {url} is not https; nodes are reached over mutual TLS only",
+                    site.id
                 )));
             }
             if url.host_str().is_none() {
                 return Err(Error::Usage(format!("site {}: url has no host", site.id)));
             }
+        }
+        if let Some(link) = &self.link
+            && !(100..=60_000).contains(&link.heartbeat_ms)
+        {
+            return Err(Error::Usage(
+                "link.heartbeat_ms must be between 100 and 60000".into(),
+            ));
         }
         Ok(())
     }
@@ -218,9 +279,10 @@ mod tests {
             },
             sites: vec![SiteEndpoint {
                 id: SiteId::parse("DE-LUE").unwrap(),
-                url: "https://127.0.0.1:7101".into(),
+                url: Some("https://127.0.0.1:7101".into()),
                 server_name: None,
             }],
+            link: None,
         }
     }
 
@@ -235,6 +297,26 @@ mod tests {
         assert!(remote_idp.validate().is_err(), "provider off loopback");
         remote_idp.login.development = false;
         assert!(remote_idp.validate().is_ok(), "a real provider");
+    }
+
+    #[test]
+    fn a_site_that_connects_out_needs_a_name_and_a_link_listener() {
+        let mut c = config();
+        c.sites[0].url = None;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server_name"), "{e}");
+        c.sites[0].server_name = Some("de-lue.node.bonebank.test".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[link]"), "{e}");
+        c.link = Some(LinkListener {
+            listen: default_listen(),
+            certificate: None,
+            key: None,
+            heartbeat_ms: default_heartbeat(),
+        });
+        assert!(c.validate().is_ok());
+        c.link.as_mut().unwrap().heartbeat_ms = 10;
+        assert!(c.validate().is_err(), "a heartbeat too short");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::auth::Requester;
 use crate::config::{ClientTls, SiteEndpoint};
+use crate::link::{LinkSite, Links};
 use crate::{Error, Result};
 use bonebank_service::error_chain;
 
@@ -23,16 +24,42 @@ use bonebank_service::error_chain;
 #[derive(Debug, Clone)]
 pub struct SiteClient {
     pub id: SiteId,
-    base: reqwest::Url,
-    http: reqwest::Client,
+    transport: Transport,
 }
+
+#[derive(Debug, Clone)]
+enum Transport {
+    /// The coordinator connects to the node.
+    Inbound {
+        base: reqwest::Url,
+        http: reqwest::Client,
+    },
+    /// The node connects out to the coordinator and fetches its requests.
+    Outbound(Arc<LinkSite>),
+}
+
+/// Why a site gave no usable answer: status, message, hint.
+type Failure = (SiteStatus, String, Option<String>);
 
 impl SiteClient {
     /// A client for `site` that presents the coordinator's certificate and
-    /// accepts only a node certificate from the CA valid for the site's name.
-    pub fn new(site: &SiteEndpoint, tls_files: &ClientTls) -> Result<Self> {
-        let mut base = reqwest::Url::parse(&site.url)
-            .map_err(|e| Error::Usage(format!("site {}: {e}", site.id)))?;
+    /// accepts only a node certificate from the CA valid for the site's name;
+    /// or, for a site without a URL, its link (`links`).
+    pub fn new(site: &SiteEndpoint, tls_files: &ClientTls, links: Option<&Links>) -> Result<Self> {
+        let Some(url) = &site.url else {
+            let link = links.and_then(|l| l.site(&site.id)).ok_or_else(|| {
+                Error::Usage(format!(
+                    "site {} connects out, but there is no [link]",
+                    site.id
+                ))
+            })?;
+            return Ok(Self {
+                id: site.id.clone(),
+                transport: Transport::Outbound(link),
+            });
+        };
+        let mut base =
+            reqwest::Url::parse(url).map_err(|e| Error::Usage(format!("site {}: {e}", site.id)))?;
         let config = tls::client_config(&tls_files.ca, &tls_files.certificate, &tls_files.key)?;
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(config)
@@ -63,13 +90,65 @@ impl SiteClient {
             .map_err(|e| Error::Usage(format!("site {}: HTTPS client: {e}", site.id)))?;
         Ok(Self {
             id: site.id.clone(),
-            base,
-            http,
+            transport: Transport::Inbound { base, http },
         })
     }
 
-    fn url(&self, path: &str) -> reqwest::Url {
-        self.base.join(path).expect("static paths join")
+    /// `inbound` or `outbound`, and for a site that connects out, when it
+    /// was last heard from.
+    pub fn connection(&self) -> (&'static str, Option<std::time::SystemTime>) {
+        match &self.transport {
+            Transport::Inbound { .. } => ("inbound", None),
+            Transport::Outbound(link) => ("outbound", link.last_seen()),
+        }
+    }
+
+    /// Sends one request to the node, however it is reached; its HTTP
+    /// status and body, or why there is none.
+    async fn exchange(
+        &self,
+        method: &'static str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+        match &self.transport {
+            Transport::Inbound { base, http } => {
+                let unreachable = |e: reqwest::Error| {
+                    tracing::warn!(site = %self.id, error = %error_chain(&e), "site unreachable");
+                    (SiteStatus::Unreachable, describe_error(&e), None)
+                };
+                let url = base.join(path).expect("static paths join");
+                let mut request = match method {
+                    "POST" => http.post(url),
+                    _ => http.get(url),
+                };
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                if let Some(body) = &body {
+                    request = request.json(body);
+                }
+                let response = request.send().await.map_err(unreachable)?;
+                let status = response.status();
+                let bytes = response.bytes().await.map_err(unreachable)?;
+                Ok((status, bytes.to_vec()))
+            }
+            Transport::Outbound(link) => {
+                let response = link.ask(method, path, token, body).await.map_err(|why| {
+                    tracing::warn!(site = %self.id, why, "site unreachable");
+                    (
+                        SiteStatus::Unreachable,
+                        why,
+                        Some("the site's node connects out to the coordinator; its operator finds why it does not in the node's log".into()),
+                    )
+                })?;
+                let status = reqwest::StatusCode::from_u16(response.status)
+                    .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+                let body = serde_json::to_vec(&response.body).expect("JSON values serialise");
+                Ok((status, body))
+            }
+        }
     }
 
     /// Posts a question to `path` and reads the node's JSON answer; on any
@@ -81,26 +160,16 @@ impl SiteClient {
         query: &FeasibilityQuery,
         loss: Option<f64>,
         site_of: fn(&T) -> &str,
-    ) -> Result<T, (SiteStatus, String, Option<String>)> {
+    ) -> Result<T, Failure> {
         let request = QueryRequest {
             sql: None,
             query: Some(query.clone()),
             loss,
         };
-        let unreachable = |e: reqwest::Error| {
-            tracing::warn!(site = %self.id, error = %error_chain(&e), "site unreachable");
-            (SiteStatus::Unreachable, describe_error(&e), None)
-        };
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&who.token)
-            .json(&request)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
+        let request = serde_json::to_value(&request).expect("requests serialise");
+        let (status, body) = self
+            .exchange("POST", path, Some(&who.token), Some(request))
+            .await?;
         // 202 is a ticket waiting for a steward: an error body, not an answer.
         if !(status.is_success() && status != reqwest::StatusCode::ACCEPTED) {
             return Err(failure(status, &body));
@@ -167,18 +236,9 @@ impl SiteClient {
     /// The caller's own budget at the site.
     pub async fn budget(&self, who: &Requester) -> BudgetListing {
         let fetched = async {
-            let response = self
-                .http
-                .get(self.url("v1/budget"))
-                .bearer_auth(&who.token)
-                .send()
-                .await
-                .map_err(|e| (SiteStatus::Unreachable, describe_error(&e), None))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| (SiteStatus::Unreachable, describe_error(&e), None))?;
+            let (status, body) = self
+                .exchange("GET", "v1/budget", Some(&who.token), None)
+                .await?;
             if !status.is_success() {
                 return Err(failure(status, &body));
             }
@@ -199,18 +259,14 @@ impl SiteClient {
 
     /// The site's public description.
     pub async fn describe(&self) -> Result<SiteDescription, String> {
-        let response = self
-            .http
-            .get(self.url("v1/site"))
-            .send()
+        let (status, body) = self
+            .exchange("GET", "v1/site", None, None)
             .await
-            .map_err(|e| describe_error(&e))?;
-        if !response.status().is_success() {
-            return Err(format!("the node answered HTTP {}", response.status()));
+            .map_err(|(_, message, _)| message)?;
+        if !status.is_success() {
+            return Err(format!("the node answered HTTP {status}"));
         }
-        response
-            .json::<SiteDescription>()
-            .await
+        serde_json::from_slice::<SiteDescription>(&body)
             .map_err(|e| format!("unreadable description: {e}"))
     }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod fanout;
 pub mod history;
 pub mod interval;
+pub mod link;
 pub mod merge;
 pub mod server;
 pub mod service;

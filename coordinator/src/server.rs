@@ -9,11 +9,78 @@ use bonebank_service::oidc::TokenVerifier;
 use crate::api::{State, app};
 use crate::auth::Auth;
 use crate::config::CoordinatorConfig;
+use crate::link::Links;
 use crate::service::Coordinator;
 use crate::{Error, Result};
 
-/// A coordinator serving in the background; stops when dropped.
-pub type RunningCoordinator = RunningServer;
+/// A coordinator serving in the background: its API and, where sites
+/// connect out, its link listener. Stops when dropped.
+#[derive(Debug)]
+pub struct RunningCoordinator {
+    pub api: RunningServer,
+    pub link: Option<RunningServer>,
+    /// The sites that connect out, and whether they are connected.
+    pub links: Option<Arc<Links>>,
+}
+
+impl std::ops::Deref for RunningCoordinator {
+    type Target = RunningServer;
+
+    fn deref(&self) -> &RunningServer {
+        &self.api
+    }
+}
+
+impl RunningCoordinator {
+    /// Stops accepting requests and waits for running ones.
+    pub async fn stop(self) {
+        if let Some(link) = self.link {
+            link.stop().await;
+        }
+        self.api.stop().await;
+    }
+
+    /// Serves until Ctrl-C, then stops gracefully.
+    pub async fn until_ctrl_c(self) -> std::io::Result<()> {
+        tokio::signal::ctrl_c().await?;
+        self.stop().await;
+        Ok(())
+    }
+}
+
+/// Starts the listener nodes in outbound mode connect to.
+fn start_link(config: &CoordinatorConfig, links: &Arc<Links>) -> Result<Option<RunningServer>> {
+    let Some(listener) = &config.link else {
+        return Ok(None);
+    };
+    let tls = bonebank_service::tls::mutual_server_config(
+        listener
+            .certificate
+            .as_ref()
+            .unwrap_or(&config.tls.certificate),
+        listener.key.as_ref().unwrap_or(&config.tls.key),
+        &config.tls.ca,
+        &links.names(),
+        "the server_name of sites without a url",
+    )?;
+    links.watch();
+    let data = web::Data::from(links.clone());
+    let on_connect = links.clone();
+    let server = HttpServer::new(move || crate::link::app(data.clone()))
+        .workers(2)
+        .on_connect(move |connection, data| crate::link::on_connect(&on_connect, connection, data))
+        .bind_rustls_0_23(listener.listen, tls)
+        .map_err(Error::io(format!(
+            "link listen address {}",
+            listener.listen
+        )))?;
+    let addr = server.addrs()[0];
+    Ok(Some(RunningServer::spawn(
+        server.disable_signals().run(),
+        addr,
+        true,
+    )))
+}
 
 /// Builds the coordinator for `config`, binds and starts serving on the
 /// current Tokio runtime.
@@ -44,22 +111,30 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
             "signing in through the DEVELOPMENT identity provider; never run a site like this"
         );
     }
+    let link = match &coordinator.links {
+        Some(links) => start_link(config, links)?,
+        None => None,
+    };
+    let links = coordinator.links.clone();
     let state = web::Data::new(State { coordinator, auth });
     let server = HttpServer::new(move || app(state.clone()))
         .workers(2)
         .listen(listener)
         .map_err(Error::io(format!("listen address {}", config.listen)))?;
-    Ok(RunningServer::spawn(
-        server.disable_signals().run(),
-        addr,
-        false,
-    ))
+    Ok(RunningCoordinator {
+        api: RunningServer::spawn(server.disable_signals().run(), addr, false),
+        link,
+        links,
+    })
 }
 
 /// `bonebank-coordinator serve`: serves until Ctrl-C.
 pub async fn serve(config: CoordinatorConfig) -> Result<()> {
     let running = start(&config)?;
     println!("coordinator: {}", running.url());
+    if let Some(link) = &running.link {
+        println!("nodes that connect out: {}", link.url());
+    }
     running
         .until_ctrl_c()
         .await

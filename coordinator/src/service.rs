@@ -18,11 +18,14 @@ use crate::auth::Requester;
 use crate::config::CoordinatorConfig;
 use crate::fanout::{self, SiteClient};
 use crate::history::History;
+use crate::link::Links;
 use crate::{Error, Result, merge};
 
 #[derive(Debug, Clone)]
 pub struct Coordinator {
     sites: Vec<Arc<SiteClient>>,
+    /// The sites that connect out, when any do.
+    pub links: Option<Arc<Links>>,
     deadline: Duration,
     history: History,
 }
@@ -30,13 +33,23 @@ pub struct Coordinator {
 impl Coordinator {
     pub fn new(config: &CoordinatorConfig) -> Result<Self> {
         config.validate()?;
+        let links = config.link.as_ref().map(|link| {
+            let outbound: Vec<_> = config
+                .sites
+                .iter()
+                .filter(|s| s.url.is_none())
+                .map(|s| (s.id.clone(), s.server_name.clone().unwrap_or_default()))
+                .collect();
+            Links::new(&outbound, Duration::from_millis(link.heartbeat_ms))
+        });
         let sites = config
             .sites
             .iter()
-            .map(|s| SiteClient::new(s, &config.tls).map(Arc::new))
+            .map(|s| SiteClient::new(s, &config.tls, links.as_deref()).map(Arc::new))
             .collect::<Result<_>>()?;
         Ok(Self {
             sites,
+            links,
             deadline: Duration::from_millis(config.deadline_ms),
             history: History::open(&config.history_db())?,
         })
@@ -252,10 +265,13 @@ impl Coordinator {
                 Ok(Err(why)) => (why, None),
                 Err(_) => ("no answer before the deadline".to_owned(), None),
             };
+            let (connection, last_seen) = site.connection();
             SiteListing {
                 site_id: site.id.to_string(),
                 status,
                 description,
+                connection: connection.into(),
+                last_seen: last_seen.map(crate::link::rfc3339),
             }
         });
         futures::future::join_all(asks).await

@@ -190,9 +190,12 @@ async function applySql(sql, note) {
   }
 }
 
-/** Budgets left at each site, and what this question would cost there. */
+/** Budgets left at each site, and what this question would cost there.
+ * Only the latest call draws: an earlier one's answers may come later. */
+let costLoads = 0;
 const refreshCost = debounce(async () => {
   const box = $('cost');
+  const mine = ++costLoads;
   const body = request();
   const question = body.query || null;
   if (question && !question.measures.length) {
@@ -207,9 +210,10 @@ const refreshCost = debounce(async () => {
       api('/v1/preview', { method: 'POST', body }),
     ]);
   } catch (e) {
-    showError(clear(box), e);
+    if (mine === costLoads) showError(clear(box), e);
     return;
   }
+  if (mine !== costLoads) return;
   clear(box).append(el('h2', {}, t('cost.title')));
   const table = el('table', { id: 'cost-table' });
   const measures = preview.query.measures;
@@ -293,14 +297,20 @@ async function lookAgain(id) {
   }
 }
 
+/** Which loadHistory call is the latest: an older one that finishes later
+ * (the language switched twice quickly) must not draw over it. */
+let historyLoads = 0;
+
 async function loadHistory() {
   const box = $('history');
+  const mine = ++historyLoads;
   let entries = [];
   try {
     entries = await api('/v1/history');
   } catch {
     return;
   }
+  if (mine !== historyLoads) return;
   clear(box).append(el('h2', {}, t('history.title')));
   if (!entries.length) {
     box.append(el('p', { class: 'help' }, t('history.empty')));

@@ -36,6 +36,10 @@ pub enum DevCommand {
         /// Deadline for the sites' answers, in milliseconds.
         #[arg(long, default_value_t = 3_000)]
         deadline_ms: u64,
+        /// A site whose node connects out to the coordinator, as a node
+        /// behind a hospital firewall does (repeatable), e.g. DK-NAE.
+        #[arg(long = "outbound")]
+        outbound: Vec<SiteId>,
     },
     /// Runs the DEVELOPMENT identity provider alone (for the example
     /// configs): demo users sign in without a password. Loopback only.
@@ -143,10 +147,12 @@ pub fn run(cli: DevCli) -> Result<()> {
             dir,
             donors,
             deadline_ms,
+            outbound,
         } => runtime()?.block_on(demo::run(demo::DemoOptions {
             dir,
             donors,
             deadline_ms,
+            outbound,
         })),
         DevCommand::Eval {
             dir,

@@ -21,6 +21,8 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     pub donors: u64,
     pub deadline_ms: u64,
+    /// Sites whose nodes connect out to the coordinator.
+    pub outbound: Vec<bonebank_schemas::SiteId>,
 }
 
 pub async fn run(options: DemoOptions) -> Result<()> {
@@ -45,6 +47,16 @@ pub async fn run(options: DemoOptions) -> Result<()> {
     };
     println!("bonebank demo in {}", root.display());
     let sites = local::demo_sites();
+    if let Some(other) = options.outbound.iter().find(|s| !sites.contains(s)) {
+        return Err(Error::Usage(format!(
+            "--outbound {other}: the demo's sites are {}",
+            sites
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     for (i, site) in sites.iter().enumerate() {
         println!("  generating {} donors for {site} …", options.donors);
         let (root, site) = (root.clone(), site.clone());
@@ -59,9 +71,22 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         "  creating a development CA and certificates in {}",
         root.join("pki").display()
     );
-    let network = LocalNetwork::start_with(&root, &sites, local::demo_policy, options.deadline_ms)?;
+    let network = LocalNetwork::start_mixed(
+        &root,
+        &sites,
+        &options.outbound,
+        local::demo_policy,
+        options.deadline_ms,
+    )
+    .await?;
     for (config, node) in &network.nodes {
-        println!("  node {} on {} (mutual TLS)", config.site_id, node.url());
+        match &config.outbound {
+            Some(out) => println!(
+                "  node {} connects out to {} (outbound mode: mutual TLS, no inbound port needed)",
+                config.site_id, out.coordinator
+            ),
+            None => println!("  node {} on {} (mutual TLS)", config.site_id, node.url()),
+        }
     }
     let url = network.coordinator.url();
     println!();

@@ -21,8 +21,11 @@ use bonebank_service::tls::NodeTls;
 
 use crate::Result;
 use crate::pki::{self, PkiDir};
-use bonebank_coordinator::config::{ClientTls, CoordinatorConfig, LoginConfig, SiteEndpoint};
+use bonebank_coordinator::config::{
+    ClientTls, CoordinatorConfig, LinkListener, LoginConfig, SiteEndpoint,
+};
 use bonebank_coordinator::server::RunningCoordinator;
+use bonebank_node::link::Outbound;
 
 /// The three demo sites.
 pub fn demo_sites() -> Vec<SiteId> {
@@ -116,18 +119,29 @@ pub fn node_config(
             scopes: vec!["offline_access".into()],
             resource: None,
         }),
+        outbound: None,
     }
 }
 
 /// A coordinator config for nodes at `nodes`, checked by their development
-/// PKI names.
+/// PKI names; `None` for a site whose node connects out (the config then
+/// has a link listener on loopback).
 pub fn coordinator_config(
     root: &Path,
     pki: &PkiDir,
-    nodes: &[(SiteId, SocketAddr)],
+    nodes: &[(SiteId, Option<SocketAddr>)],
     deadline_ms: u64,
     identity: &Identity,
 ) -> CoordinatorConfig {
+    let link = nodes
+        .iter()
+        .any(|(_, a)| a.is_none())
+        .then(|| LinkListener {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            certificate: None,
+            key: None,
+            heartbeat_ms: 2_000,
+        });
     CoordinatorConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: root.join("coordinator"),
@@ -143,10 +157,22 @@ pub fn coordinator_config(
             .iter()
             .map(|(id, addr)| SiteEndpoint {
                 id: id.clone(),
-                url: format!("https://{addr}"),
+                url: addr.map(|a| format!("https://{a}")),
                 server_name: Some(pki::node_name(id)),
             })
             .collect(),
+        link,
+    }
+}
+
+/// The `[outbound]` section of a node that connects out to the coordinator
+/// whose link listener is at `link_url`.
+pub fn outbound_to(link_url: &str) -> Outbound {
+    Outbound {
+        coordinator: link_url.to_owned(),
+        server_name: Some(pki::COORDINATOR_NAME.into()),
+        proxy: None,
+        proxy_ca: None,
     }
 }
 
@@ -173,6 +199,19 @@ impl Identity {
             },
         }
     }
+}
+
+/// The development provider on loopback, with the demo users of `sites`.
+fn development_identity(sites: &[SiteId]) -> Result<(DevProvider, Identity)> {
+    let site_names: Vec<String> = sites.iter().map(ToString::to_string).collect();
+    let idp = DevProvider::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        devidp::DEMO_AUDIENCE,
+        devidp::demo_users(&site_names),
+        DEV_TOKEN_TTL,
+    )?;
+    let identity = Identity::development(&idp);
+    Ok((idp, identity))
 }
 
 /// How long the development provider's access tokens last.
@@ -233,14 +272,7 @@ impl LocalNetwork {
         deadline_ms: u64,
         limits: WorkLimits,
     ) -> Result<Self> {
-        let site_names: Vec<String> = sites.iter().map(ToString::to_string).collect();
-        let idp = DevProvider::start(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            devidp::DEMO_AUDIENCE,
-            devidp::demo_users(&site_names),
-            DEV_TOKEN_TTL,
-        )?;
-        let identity = Identity::development(&idp);
+        let (idp, identity) = development_identity(sites)?;
         let mut network = Self::start_nodes(root, sites, policy, deadline_ms, identity, limits)?;
         network.idp = Some(idp);
         Ok(network)
@@ -272,29 +304,82 @@ impl LocalNetwork {
         identity: Identity,
         limits: WorkLimits,
     ) -> Result<Self> {
+        Self::start_nodes_out(root, sites, &[], policy, deadline_ms, identity, limits)
+    }
+
+    /// Like [`LocalNetwork::start_with`], with the nodes of `outbound`
+    /// connecting out to the coordinator (as behind a firewall) instead of
+    /// being connected to; returns once they are connected.
+    pub async fn start_mixed(
+        root: &Path,
+        sites: &[SiteId],
+        outbound: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+    ) -> Result<Self> {
+        let (idp, identity) = development_identity(sites)?;
+        let mut network = Self::start_nodes_out(
+            root,
+            sites,
+            outbound,
+            policy,
+            deadline_ms,
+            identity,
+            WorkLimits::default(),
+        )?;
+        network.idp = Some(idp);
+        network
+            .wait_connected(outbound, Duration::from_secs(20))
+            .await?;
+        Ok(network)
+    }
+
+    fn start_nodes_out(
+        root: &Path,
+        sites: &[SiteId],
+        outbound: &[SiteId],
+        policy: impl Fn(&SiteId) -> Policy,
+        deadline_ms: u64,
+        identity: Identity,
+        limits: WorkLimits,
+    ) -> Result<Self> {
         let pki = PkiDir::new(root.join("pki"));
         if !pki.ca_cert().exists() {
             pki.init(sites)?;
         }
-        let mut nodes = Vec::new();
-        for site in sites {
-            let config = node_config(
+        let config_of = |site: &SiteId| {
+            node_config(
                 root,
                 &pki,
                 site,
                 policy(site),
                 identity.oidc.clone(),
                 limits,
-            );
+            )
+        };
+        let mut nodes = Vec::new();
+        let mut addrs = Vec::new();
+        for site in sites {
+            if outbound.contains(site) {
+                addrs.push((site.clone(), None));
+                continue;
+            }
+            let config = config_of(site);
+            let running = server::start(&config, server::state(&config)?)?;
+            addrs.push((site.clone(), Some(running.addr)));
+            nodes.push((config, running));
+        }
+        let coordinator_config = coordinator_config(root, &pki, &addrs, deadline_ms, &identity);
+        let coordinator = bonebank_coordinator::server::start(&coordinator_config)?;
+        for site in outbound {
+            let mut config = config_of(site);
+            let link = coordinator.link.as_ref().expect("a link listener");
+            config.outbound = Some(outbound_to(&link.url()));
             let running = server::start(&config, server::state(&config)?)?;
             nodes.push((config, running));
         }
-        let addrs: Vec<_> = nodes
-            .iter()
-            .map(|(c, n)| (c.site_id.clone(), n.addr))
-            .collect();
-        let coordinator_config = coordinator_config(root, &pki, &addrs, deadline_ms, &identity);
-        let coordinator = bonebank_coordinator::server::start(&coordinator_config)?;
+        // In the order of `sites`.
+        nodes.sort_by_key(|(c, _)| sites.iter().position(|s| *s == c.site_id));
         Ok(Self {
             root: root.to_owned(),
             pki,
@@ -303,6 +388,26 @@ impl LocalNetwork {
             coordinator_config,
             idp: None,
         })
+    }
+
+    /// Waits until the nodes of `sites`, which connect out, are connected.
+    pub async fn wait_connected(&self, sites: &[SiteId], within: Duration) -> Result<()> {
+        let Some(links) = &self.coordinator.links else {
+            return Ok(());
+        };
+        let until = std::time::Instant::now() + within;
+        for site in sites {
+            let link = links.site(site).expect("a site that connects out");
+            while !link.connected() {
+                if std::time::Instant::now() > until {
+                    return Err(crate::Error::Usage(format!(
+                        "the node of {site} did not connect out within {within:?}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
     }
 
     /// An access token from the development provider for any user (tests

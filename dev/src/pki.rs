@@ -72,7 +72,8 @@ impl Ca {
         &self,
         names: &[String],
         ips: &[IpAddr],
-        usage: ExtendedKeyUsagePurpose,
+        usages: &[ExtendedKeyUsagePurpose],
+        valid: (time::OffsetDateTime, time::OffsetDateTime),
     ) -> Result<Issued> {
         let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
         params
@@ -81,10 +82,9 @@ impl Ca {
         params
             .distinguished_name
             .push(DnType::CommonName, names[0].clone());
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+        (params.not_before, params.not_after) = valid;
         let key = KeyPair::generate().map_err(err)?;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
@@ -94,15 +94,50 @@ impl Ca {
         })
     }
 
-    /// A node's server certificate for `names` (and loopback addresses).
+    /// A node's certificate for `names` (and loopback addresses): a server
+    /// certificate for coordinators that connect to it, and a client
+    /// certificate for when it connects out.
     pub fn issue_server(&self, names: &[String]) -> Result<Issued> {
-        let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
-        self.issue(names, &ips, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue_node_until(names, rcgen::date_time_ymd(2035, 1, 1))
     }
 
-    /// A coordinator's client certificate for `name`.
+    /// Like [`Ca::issue_server`], valid until `not_after` (a past time
+    /// makes an expired certificate).
+    pub fn issue_node_until(
+        &self,
+        names: &[String],
+        not_after: impl Into<time::OffsetDateTime>,
+    ) -> Result<Issued> {
+        let not_after = not_after.into();
+        let ips = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let not_before = rcgen::date_time_ymd(2024, 1, 1).min(not_after);
+        self.issue(
+            names,
+            &ips,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            (not_before, not_after),
+        )
+    }
+
+    /// A coordinator's certificate for `name` (and loopback addresses): a
+    /// client certificate for the nodes it connects to, and a server
+    /// certificate for the nodes that connect out to it.
     pub fn issue_client(&self, name: &str) -> Result<Issued> {
-        self.issue(&[name.to_owned()], &[], ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(
+            &[name.to_owned()],
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            &[
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ],
+            (
+                rcgen::date_time_ymd(2024, 1, 1),
+                rcgen::date_time_ymd(2035, 1, 1),
+            ),
+        )
     }
 }
 

@@ -44,6 +44,11 @@ pub struct NodeConfig {
     /// on a listener of their own; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steward_pages: Option<StewardPages>,
+    /// Outbound mode, for a site whose firewall lets no connection in: the
+    /// node connects out to the coordinator and fetches its questions. The
+    /// node's own port can then stay on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<crate::link::Outbound>,
 }
 
 /// Where and how the stewards' pages are served. Stewards' browsers have no
@@ -110,6 +115,11 @@ impl NodeConfig {
         {
             *secret = base.join(&*secret);
         }
+        if let Some(ca) = config.outbound.as_mut().and_then(|o| o.proxy_ca.as_mut())
+            && ca.is_relative()
+        {
+            *ca = base.join(&*ca);
+        }
         config.oidc.resolve(base);
         if let Err((rule, why)) = config.policy.validate_rules() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -151,6 +161,16 @@ impl NodeConfig {
                  set tls.certificate, tls.key, tls.client_ca and tls.allowed_clients (see examples/nodes/)",
                 self.listen
             )));
+        }
+        if let Some(outbound) = &self.outbound {
+            if self.tls.is_none() {
+                return Err(Error::Usage(
+                    "[outbound] needs [tls]: the node shows its certificate to the coordinator \
+                     and checks the coordinator's against tls.client_ca"
+                        .into(),
+                ));
+            }
+            outbound.validate()?;
         }
         if let Some(pages) = &self.steward_pages {
             if pages.https && self.tls.is_none() {

@@ -55,6 +55,8 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
 pub struct RunningNode {
     pub api: RunningServer,
     pub steward_pages: Option<RunningServer>,
+    /// The connection out to the coordinator, in outbound mode.
+    pub link: Option<crate::link::Link>,
 }
 
 impl std::ops::Deref for RunningNode {
@@ -87,6 +89,7 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     state.service.watch_data();
     let state = web::Data::new(state);
     let steward_pages = crate::pages::start(config, state.clone())?;
+    let link = crate::link::start(config, state.clone())?;
     let server = HttpServer::new(move || app(state.clone())).workers(2);
     let server = match &config.tls {
         Some(tls) => server.bind_rustls_0_23(config.listen, tls::server_config(tls)?),
@@ -97,6 +100,7 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     Ok(RunningNode {
         api: RunningServer::spawn(server.disable_signals().run(), addr, config.tls.is_some()),
         steward_pages,
+        link,
     })
 }
 
@@ -107,6 +111,12 @@ pub async fn serve(config: NodeConfig) -> Result<()> {
     println!("node {} listening on {}", config.site_id, node.url());
     if let Some(pages) = &node.steward_pages {
         println!("stewards' pages of {} on {}", config.site_id, pages.url());
+    }
+    if let Some(outbound) = &config.outbound {
+        println!(
+            "node {} connects out to the coordinator at {}",
+            config.site_id, outbound.coordinator
+        );
     }
     node.until_ctrl_c()
         .await

@@ -522,6 +522,55 @@ pub struct SiteListing {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<SiteDescription>,
+    /// How the coordinator reaches the site: `inbound` (the coordinator
+    /// connects to the node) or `outbound` (the node connects out to the
+    /// coordinator, for sites behind a firewall).
+    #[serde(default = "inbound")]
+    pub connection: String,
+    /// For a site that connects out: when its node was last heard from
+    /// (RFC 3339, UTC); absent if it has not connected since the
+    /// coordinator started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+}
+
+fn inbound() -> String {
+    "inbound".into()
+}
+
+/// A request the coordinator hands to a node that connects out: the same
+/// method, path, token and body it would have sent to an inbound node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRequest {
+    /// Unique per coordinator run; the answer carries it back.
+    pub id: u64,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The node API path without its leading slash, e.g. `v1/query`.
+    pub path: String,
+    /// The researcher's access token, checked by the node as on its own port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+}
+
+/// What a node's poll brings back: the requests waiting for it (none when
+/// the poll was held for `heartbeat_ms` and nothing came), and how often
+/// the coordinator expects to hear from the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkPoll {
+    pub requests: Vec<LinkRequest>,
+    pub heartbeat_ms: u64,
+}
+
+/// A node's answer to one [`LinkRequest`]: the HTTP status and JSON body
+/// its own port would have sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkResponse {
+    pub id: u64,
+    pub status: u16,
+    pub body: serde_json::Value,
 }
 
 /// One question in a researcher's history.

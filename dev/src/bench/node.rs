@@ -228,6 +228,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         // One client asks everything: no per-user fair share.
         limits: bonebank_node::limits::WorkLimits::unthrottled(),
         steward_pages: None,
+        outbound: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

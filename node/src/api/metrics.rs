@@ -14,6 +14,10 @@ pub struct Metrics {
     queries: IntCounterVec,
     latency: Histogram,
     epsilon: prometheus::Counter,
+    /// Outbound mode: 1 while the link to the coordinator is up.
+    pub link_up: prometheus::IntGauge,
+    /// Outbound mode: how often the link failed and was made again.
+    pub link_failures: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -40,14 +44,30 @@ impl Default for Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("registered once");
-        registry
-            .register(Box::new(epsilon.clone()))
-            .expect("registered once");
+        let link_up = prometheus::IntGauge::new(
+            "bonebank_node_outbound_connected",
+            "Outbound mode: 1 while the node's link to the coordinator is up, else 0",
+        )
+        .expect("valid metric");
+        let link_failures = prometheus::IntCounter::new(
+            "bonebank_node_outbound_failures_total",
+            "Outbound mode: polls that failed, after which the node connected again",
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(epsilon.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(link_up.clone()),
+            Box::new(link_failures.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
         Self {
             registry,
             queries,
             latency,
             epsilon,
+            link_up,
+            link_failures,
         }
     }
 }

@@ -172,6 +172,7 @@ impl TestSite {
             policy,
             limits: Default::default(),
             steward_pages: None,
+            outbound: None,
         };
         Self { tmp, config }
     }

@@ -305,6 +305,29 @@ fn descriptions_budgets_and_approvals() {
             site_id: "DE-LUE".into(),
             status: "up".into(),
             description: Some(description()),
+            connection: "outbound".into(),
+            last_seen: Some("2026-12-02T10:00:00Z".into()),
+        },
+    );
+    snapshot(
+        "link_poll",
+        &LinkPoll {
+            requests: vec![LinkRequest {
+                id: 17,
+                method: "POST".into(),
+                path: "v1/query".into(),
+                token: Some("eyJ…".into()),
+                body: Some(serde_json::json!({"sql": "SELECT COUNT(*) FROM samples"})),
+            }],
+            heartbeat_ms: 2000,
+        },
+    );
+    snapshot(
+        "link_response",
+        &LinkResponse {
+            id: 17,
+            status: 403,
+            body: serde_json::json!({"code": "forbidden", "message": "no"}),
         },
     );
     snapshot("budget_status", &budget());

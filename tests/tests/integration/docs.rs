@@ -75,6 +75,45 @@ fn example_node_configs_load() {
 }
 
 #[test]
+fn the_outbound_example_fits_together() {
+    let coordinator = bonebank_coordinator::config::CoordinatorConfig::load(
+        &repo().join("examples/outbound/coordinator.toml"),
+    )
+    .unwrap();
+    let node =
+        bonebank_node::config::NodeConfig::load(&repo().join("examples/outbound/DK-NAE.toml"))
+            .unwrap();
+    let outbound = node.outbound.as_ref().expect("the node connects out");
+    let link = coordinator
+        .link
+        .as_ref()
+        .expect("the coordinator has a link listener");
+    assert_eq!(outbound.coordinator, format!("https://{}", link.listen));
+    assert_eq!(
+        outbound.server_name.as_deref(),
+        Some(bonebank_dev::pki::COORDINATOR_NAME)
+    );
+    let site = coordinator
+        .sites
+        .iter()
+        .find(|s| s.id == node.site_id)
+        .unwrap();
+    assert_eq!(site.url, None, "the site connects out");
+    assert_eq!(
+        site.server_name.as_deref(),
+        Some(bonebank_dev::pki::node_name(&node.site_id).as_str())
+    );
+    let tls = node.tls.as_ref().unwrap();
+    assert_eq!(tls.client_ca, coordinator.tls.ca);
+    // Everything but the connection is the same site as examples/nodes/.
+    let inbound =
+        bonebank_node::config::NodeConfig::load(&repo().join("examples/nodes/DK-NAE.toml"))
+            .unwrap();
+    assert_eq!(node.policy, inbound.policy);
+    assert_eq!(node.tls, inbound.tls);
+}
+
+#[test]
 fn example_coordinator_config_matches_the_node_configs() {
     use bonebank_dev::pki::{self, PkiDir};
     let config = bonebank_coordinator::config::CoordinatorConfig::load(
@@ -91,7 +130,7 @@ fn example_coordinator_config_matches_the_node_configs() {
             &repo().join(format!("examples/nodes/{}.toml", site.id)),
         )
         .unwrap();
-        assert_eq!(site.url, format!("https://{}", node.listen));
+        assert_eq!(site.url, Some(format!("https://{}", node.listen)));
         assert_eq!(
             site.server_name.as_deref(),
             Some(pki::node_name(&site.id).as_str())

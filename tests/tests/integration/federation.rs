@@ -267,7 +267,7 @@ async fn a_stalled_node_times_out_and_the_answer_still_arrives_by_the_deadline()
     let mut config = net.coordinator_config.clone();
     config.deadline_ms = deadline_ms;
     config.state_dir = tmp.path().join("coordinator-2");
-    config.sites[2].url = format!("https://{stall_addr}");
+    config.sites[2].url = Some(format!("https://{stall_addr}"));
     let coordinator = server::start(&config).unwrap();
 
     let started = Instant::now();
@@ -439,7 +439,7 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
     // DE-LUE's address, but the coordinator expects DK-ODE's certificate there.
     config.sites = vec![SiteEndpoint {
         id: SiteId::parse("DK-ODE").unwrap(),
-        url: format!("https://{}", net.nodes[0].1.addr),
+        url: Some(format!("https://{}", net.nodes[0].1.addr)),
         server_name: Some(pki::node_name(&SiteId::parse("DK-ODE").unwrap())),
     }];
     let coordinator = server::start(&config).unwrap();

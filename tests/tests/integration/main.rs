@@ -11,5 +11,6 @@ mod docs;
 mod federation;
 mod i18n;
 mod oidc;
+mod outbound;
 mod sites;
 mod stewards;

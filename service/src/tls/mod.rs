@@ -14,7 +14,6 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
@@ -23,6 +22,10 @@ use rustls::{
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
+
+pub mod reload;
+
+pub use reload::check_validity;
 
 /// The TLS settings of a node: its own certificate, and whom it lets in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,61 +95,99 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore> {
 }
 
 /// The server side of a node: its certificate, and client certificates
-/// required, checked against the CA and the allow-list.
+/// required, checked against the CA and the allow-list. The files are read
+/// again when they change, so a rotated certificate or CA takes effect
+/// without a restart.
 pub fn server_config(tls: &NodeTls) -> Result<ServerConfig> {
     if tls.allowed_clients.is_empty() {
         return Err(Error::Usage(
             "tls.allowed_clients is empty: name the coordinator(s) this node answers".into(),
         ));
     }
-    let allowed = tls
-        .allowed_clients
-        .iter()
-        .map(|n| {
-            ServerName::try_from(n.clone())
-                .map_err(|e| Error::Usage(format!("tls.allowed_clients: {n:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let roots = read_roots(&tls.client_ca)?;
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|e| Error::Usage(format!("tls.client_ca: {e}")))?;
-    let verifier = AllowListedClients { inner, allowed };
-    ServerConfig::builder_with_provider(provider())
+    mutual_server_config(
+        &tls.certificate,
+        &tls.key,
+        &tls.client_ca,
+        &tls.allowed_clients,
+        "tls.allowed_clients",
+    )
+}
+
+/// A server that shows `certificate` and admits only clients whose
+/// certificates chain to `ca` and carry one of the `allowed` names (the
+/// setting that lists them is named in errors). All files are read again
+/// when they change.
+pub fn mutual_server_config(
+    certificate: &Path,
+    key: &Path,
+    ca: &Path,
+    allowed: &[String],
+    setting: &str,
+) -> Result<ServerConfig> {
+    let clients = reload::ClientCerts::new(ca, allowed, setting)?;
+    let own = reload::OwnCert::new(certificate, key)?;
+    Ok(ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(read_certificates(&tls.certificate)?, read_key(&tls.key)?)
-        .map_err(|e| Error::Usage(format!("tls.certificate/tls.key: {e}")))
+        .with_client_cert_verifier(Arc::new(clients))
+        .with_cert_resolver(Arc::new(own)))
 }
 
 /// A server with the node's certificate that asks browsers for none: the
 /// stewards' pages, reached by people, not by coordinators.
 pub fn browser_server_config(certificate: &Path, key: &Path) -> Result<ServerConfig> {
-    ServerConfig::builder_with_provider(provider())
+    Ok(ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Usage(format!("TLS: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(read_certificates(certificate)?, read_key(key)?)
-        .map_err(|e| Error::Usage(format!("tls.certificate/tls.key: {e}")))
+        .with_cert_resolver(Arc::new(reload::OwnCert::new(certificate, key)?)))
 }
 
 /// The client side of a coordinator: trusts nodes whose certificates chain to
 /// `ca`, and presents `certificate` as its own identity.
 pub fn client_config(ca: &Path, certificate: &Path, key: &Path) -> Result<ClientConfig> {
-    let roots = read_roots(ca)?;
-    ClientConfig::builder_with_provider(provider())
+    client_config_for(&ClientFiles {
+        ca,
+        extra_ca: None,
+        certificate,
+        key,
+        server_name: None,
+    })
+}
+
+/// What a mutual-TLS client is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFiles<'a> {
+    /// The CA the servers' certificates must chain to.
+    pub ca: &'a Path,
+    /// More roots to trust, e.g. the CA of a forward proxy that inspects TLS.
+    pub extra_ca: Option<&'a Path>,
+    /// This side's certificate chain and key.
+    pub certificate: &'a Path,
+    pub key: &'a Path,
+    /// The name the server's certificate must carry; the URL's host when
+    /// absent.
+    pub server_name: Option<&'a str>,
+}
+
+/// A mutual-TLS client for `files`; the files are read again when they
+/// change, so rotated certificates and CAs take effect on the next
+/// connection without a restart.
+pub fn client_config_for(files: &ClientFiles) -> Result<ClientConfig> {
+    let servers = reload::ServerCerts::new(files.ca, files.extra_ca, files.server_name)?;
+    let own = reload::OwnCert::new(files.certificate, files.key)?;
+    Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Usage(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(read_certificates(certificate)?, read_key(key)?)
-        .map_err(|e| Error::Usage(format!("client certificate/key: {e}")))
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(servers))
+        .with_client_cert_resolver(Arc::new(own)))
 }
 
 /// Full WebPKI verification of the client chain, then a name check: the
 /// certificate must be valid for one of the allowed names.
 #[derive(Debug)]
-struct AllowListedClients {
+pub(crate) struct AllowListedClients {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: Vec<ServerName<'static>>,
 }
@@ -163,7 +204,8 @@ impl ClientCertVerifier for AllowListedClients {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+            .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| tracing::warn!(error = %e, "refused a client certificate"))?;
         let cert = webpki::EndEntityCert::try_from(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if self

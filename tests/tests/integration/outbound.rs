@@ -1,0 +1,614 @@
+//! Sites behind a hospital firewall: nodes that only connect out. The
+//! network runs on loopback; the firewall is a network namespace the test
+//! makes for itself with an nftables rule that drops every connection to the
+//! node, and the forward proxy is a real one (tinyproxy).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use bonebank_dev::devidp::DevUser;
+use bonebank_dev::local::{self, LocalNetwork};
+use bonebank_dev::pki::{self, Ca, PkiDir};
+use bonebank_node::server;
+use bonebank_query::policy::Policy;
+use bonebank_schemas::wire::{FederatedRequest, FederatedResult, SiteListing, SiteStatus};
+use bonebank_schemas::{Role, SiteId};
+use bonebank_service::tls;
+
+const DONORS: u64 = 300;
+/// The deadline of every network here: far longer than the link needs to
+/// notice a dead connection, so that `unreachable` before it shows the
+/// heartbeat at work, not the deadline.
+const DEADLINE_MS: u64 = 20_000;
+
+fn nae() -> SiteId {
+    SiteId::parse(SiteId::NAESTVED).unwrap()
+}
+
+fn ode() -> SiteId {
+    SiteId::parse(SiteId::ODENSE).unwrap()
+}
+
+fn sites(root: &Path) -> Vec<SiteId> {
+    let sites = local::demo_sites();
+    for (i, s) in sites.iter().enumerate() {
+        local::generate_site(root, s, DONORS, 30 + i as u64).unwrap();
+    }
+    sites
+}
+
+fn generous(_: &SiteId) -> Policy {
+    let mut p = Policy::default();
+    p.budget.site = 1000.0;
+    p.budget.project = 1000.0;
+    p.budget.user = 1000.0;
+    p.zcdp.budget = p.budget;
+    p
+}
+
+fn token(net: &LocalNetwork) -> String {
+    net.token(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]))
+}
+
+/// Asks the network a question; the answer and how long it took.
+async fn ask(net: &LocalNetwork, sql: &str) -> (FederatedResult, Duration) {
+    tls::install_default_provider();
+    let request = FederatedRequest {
+        sql: Some(sql.into()),
+        query: None,
+        loss: Some(0.05),
+        sites: None,
+    };
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/query", net.coordinator.url()))
+        .bearer_auth(token(net))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    (r.json().await.unwrap(), started.elapsed())
+}
+
+async fn listing(net: &LocalNetwork) -> Vec<SiteListing> {
+    reqwest::Client::new()
+        .get(format!("{}/v1/sites", net.coordinator.url()))
+        .bearer_auth(token(net))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn status_of(result: &FederatedResult, site: &SiteId) -> (SiteStatus, String) {
+    let s = result
+        .sites
+        .iter()
+        .find(|s| s.site_id == site.as_str())
+        .unwrap();
+    (s.status, s.message.clone().unwrap_or_default())
+}
+
+/// Whether the coordinator counts `site` as connected.
+fn connected(net: &LocalNetwork, site: &SiteId) -> bool {
+    net.coordinator
+        .links
+        .as_ref()
+        .unwrap()
+        .site(site)
+        .unwrap()
+        .connected()
+}
+
+/// Waits (at most `within`) until `site`'s connection is as wanted.
+async fn until_connected(net: &LocalNetwork, site: &SiteId, want: bool, within: Duration) {
+    let until = Instant::now() + within;
+    while connected(net, site) != want {
+        assert!(
+            Instant::now() < until,
+            "{site} still {} after {within:?}",
+            if want { "disconnected" } else { "connected" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops `site`'s node, waits until the coordinator has noticed, and starts
+/// another from its config changed by `change` (e.g. other files).
+async fn restart_node(
+    net: &mut LocalNetwork,
+    site: &SiteId,
+    change: impl FnOnce(&mut bonebank_node::config::NodeConfig),
+) {
+    let i = net
+        .nodes
+        .iter()
+        .position(|(c, _)| &c.site_id == site)
+        .unwrap();
+    let (mut config, running) = net.nodes.remove(i);
+    running.stop().await;
+    until_connected(net, site, false, Duration::from_secs(10)).await;
+    change(&mut config);
+    let running = server::start(&config, server::state(&config).unwrap()).unwrap();
+    net.nodes.insert(i, (config, running));
+}
+
+/// Writes a certificate and key the way an operator's tooling should:
+/// each file replaced whole.
+fn install(cert: &Path, key: &Path, issued: &pki::Issued) {
+    for (path, pem, secret) in [
+        (key, &issued.key_pem, true),
+        (cert, &issued.cert_pem, false),
+    ] {
+        let tmp = path.with_extension("new");
+        pki::write(&tmp, pem, secret).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+}
+
+const COUNT: &str = "SELECT COUNT(*) FROM samples";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_is_not_connected_is_unreachable_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let mut net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+
+    let (r, _) = ask(&net, COUNT).await;
+    assert!(
+        r.sites.iter().all(|s| s.status == SiteStatus::Answered),
+        "{:?}",
+        r.sites
+    );
+    let list = listing(&net).await;
+    let nae_listed = list.iter().find(|s| s.site_id == nae().as_str()).unwrap();
+    assert_eq!(nae_listed.connection, "outbound");
+    assert_eq!(nae_listed.status, "up");
+    assert!(nae_listed.last_seen.is_some(), "{nae_listed:?}");
+    let lue = list.iter().find(|s| s.site_id == "DE-LUE").unwrap();
+    assert_eq!(
+        (lue.connection.as_str(), &lue.last_seen),
+        ("inbound", &None)
+    );
+
+    // The node stops: its connections close and the site is gone at once.
+    let i = net
+        .nodes
+        .iter()
+        .position(|(c, _)| c.site_id == nae())
+        .unwrap();
+    let (_, node) = net.nodes.remove(i);
+    node.stop().await;
+    until_connected(&net, &nae(), false, Duration::from_secs(8)).await;
+    let (r, took) = ask(&net, COUNT).await;
+    let (status, message) = status_of(&r, &nae());
+    assert_eq!(status, SiteStatus::Unreachable, "{message}");
+    assert!(message.contains("not connected"), "{message}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(status_of(&r, &ode()).0, SiteStatus::Answered);
+    let list = listing(&net).await;
+    let nae_listed = list.iter().find(|s| s.site_id == nae().as_str()).unwrap();
+    assert!(
+        nae_listed.status.contains("not connected"),
+        "{nae_listed:?}"
+    );
+    assert!(nae_listed.last_seen.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused_and_a_renewed_one_used_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let ca = Ca::generate("bonebank test CA").unwrap();
+    let pki_dir = PkiDir::new(tmp.path().join("pki"));
+    pki_dir.init_with(&ca, &ids).unwrap();
+    // Naestved's certificate runs out a few seconds into the test.
+    let names = [pki::node_name(&nae())];
+    let short = ca
+        .issue_node_until(&names, SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    install(
+        &pki_dir.node_cert(&nae()),
+        &pki_dir.node_key(&nae()),
+        &short,
+    );
+
+    let net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+
+    // Expired: the open connection is refused at its next poll, and a new
+    // handshake with the certificate fails.
+    until_connected(&net, &nae(), false, Duration::from_secs(20)).await;
+    let (r, _) = ask(&net, COUNT).await;
+    let (status, message) = status_of(&r, &nae());
+    assert_eq!(status, SiteStatus::Unreachable);
+    assert!(message.contains("certificate expired on"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !connected(&net, &nae()),
+        "an expired certificate got back in"
+    );
+
+    // A renewed certificate is picked up by the running node.
+    let renewed = ca.issue_server(&names).unwrap();
+    install(
+        &pki_dir.node_cert(&nae()),
+        &pki_dir.node_key(&nae()),
+        &renewed,
+    );
+    until_connected(&net, &nae(), true, Duration::from_secs(30)).await;
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+}
+
+/// The certificate a TLS server at `addr` shows (checked against `ca`).
+fn served_certificate(addr: SocketAddr, ca: &Path) -> Vec<u8> {
+    use std::io::Write;
+    let roots = tls::read_roots(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(pki::COORDINATOR_NAME).unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The handshake completes (the server then wants a client certificate,
+    // which it does not get; the server's certificate is what matters here).
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut sock).is_err() {
+            break;
+        }
+    }
+    let _ = sock.flush();
+    conn.peer_certificates().expect("the server's certificate")[0].to_vec()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_shows_a_rotated_certificate_without_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let ca = Ca::generate("bonebank test CA").unwrap();
+    let pki_dir = PkiDir::new(tmp.path().join("pki"));
+    pki_dir.init_with(&ca, &ids).unwrap();
+    let net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    let link = net.coordinator.link.as_ref().unwrap().addr;
+    let ca_file = pki_dir.ca_cert();
+    let before = tokio::task::spawn_blocking({
+        let ca_file = ca_file.clone();
+        move || served_certificate(link, &ca_file)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        before,
+        der_of(&std::fs::read_to_string(pki_dir.coordinator_cert()).unwrap())
+    );
+
+    let rotated = ca.issue_client(pki::COORDINATOR_NAME).unwrap();
+    install(
+        &pki_dir.coordinator_cert(),
+        &pki_dir.coordinator_key(),
+        &rotated,
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let after = tokio::task::spawn_blocking(move || served_certificate(link, &ca_file))
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        der_of(&rotated.cert_pem),
+        "the old certificate is still shown"
+    );
+
+    // The node, connecting again, trusts the rotated one.
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_certificate_names_another_site_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let ca = Ca::generate("bonebank test CA").unwrap();
+    let pki_dir = PkiDir::new(tmp.path().join("pki"));
+    pki_dir.init_with(&ca, &ids).unwrap();
+    let mut net =
+        LocalNetwork::start_mixed(tmp.path(), &ids, &[ode(), nae()], generous, DEADLINE_MS)
+            .await
+            .unwrap();
+
+    // Naestved's node comes back with Odense's certificate.
+    let (ode_cert, ode_key) = (pki_dir.node_cert(&ode()), pki_dir.node_key(&ode()));
+    restart_node(&mut net, &nae(), |c| {
+        let tls = c.tls.as_mut().unwrap();
+        tls.certificate = ode_cert.clone();
+        tls.key = ode_key.clone();
+    })
+    .await;
+    until_connected(&net, &nae(), false, Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !connected(&net, &nae()),
+        "a node with Odense's certificate connected as Naestved"
+    );
+    let (r, _) = ask(&net, COUNT).await;
+    let (status, message) = status_of(&r, &nae());
+    assert_eq!(status, SiteStatus::Unreachable);
+    assert!(message.contains("DK-ODE's certificate"), "{message}");
+    // Odense itself is not disturbed.
+    assert_eq!(status_of(&r, &ode()).0, SiteStatus::Answered);
+
+    // A certificate from the network's CA for a name no site has, and one
+    // for Naestved's name from another CA: refused in the handshake.
+    let dir = tmp.path().join("intruders");
+    std::fs::create_dir_all(&dir).unwrap();
+    let other_ca = Ca::generate("someone else's CA").unwrap();
+    for (n, issued) in [
+        ca.issue_server(&["intruder.node.bonebank.test".into()])
+            .unwrap(),
+        other_ca.issue_server(&[pki::node_name(&nae())]).unwrap(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (cert, key) = (dir.join(format!("{n}.crt")), dir.join(format!("{n}.key")));
+        install(&cert, &key, &issued);
+        restart_node(&mut net, &nae(), |c| {
+            let tls = c.tls.as_mut().unwrap();
+            tls.certificate = cert.clone();
+            tls.key = key.clone();
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!connected(&net, &nae()), "intruder {n} connected");
+        let (r, took) = ask(&net, COUNT).await;
+        assert_eq!(status_of(&r, &nae()).0, SiteStatus::Unreachable);
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+}
+
+/// tinyproxy on loopback, killed when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Proxy {
+    /// Starts tinyproxy on `port` (0: one the system chooses), letting
+    /// CONNECT through to `link_port` only.
+    fn start(dir: &Path, port: u16, link_port: u16) -> Option<Self> {
+        let port = if port == 0 {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            port
+        };
+        let log = dir.join("tinyproxy.log");
+        let conf = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nConnectPort {link_port}\n\
+                 LogFile \"{}\"\nLogLevel Connect\nMaxClients 20\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "tinyproxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, port, log })
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a test that needs `tool` runs; without it the test says NOT RUN,
+/// unless `require` is set (CI sets it).
+fn have(tool: &str, require: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but {tool} is not installed"
+        );
+        eprintln!("NOT RUN: {tool} is not installed (CI installs it)");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_connects_out_through_a_forward_proxy_and_back_after_it_dies() {
+    if !have("tinyproxy", "BONEBANK_REQUIRE_PROXY") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let mut net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    let link_port = net.coordinator.link.as_ref().unwrap().addr.port();
+    let proxy = Proxy::start(tmp.path(), 0, link_port).expect("tinyproxy starts");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    restart_node(&mut net, &nae(), |c| {
+        c.outbound.as_mut().unwrap().proxy = Some(proxy_url.clone());
+    })
+    .await;
+    until_connected(&net, &nae(), true, Duration::from_secs(20)).await;
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+    let log = std::fs::read_to_string(&proxy.log).unwrap_or_default();
+    assert!(
+        log.contains(&format!("CONNECT 127.0.0.1:{link_port}")) || log.contains("CONNECT"),
+        "the proxy saw no CONNECT:\n{log}"
+    );
+
+    // The proxy dies: the site is gone at once, not at the deadline.
+    let port = proxy.port;
+    drop(proxy);
+    until_connected(&net, &nae(), false, Duration::from_secs(8)).await;
+    let (r, took) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Unreachable);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+
+    // It comes back on the same address; the node reconnects by itself.
+    let _proxy = Proxy::start(tmp.path(), port, link_port).expect("tinyproxy starts again");
+    until_connected(&net, &nae(), true, Duration::from_secs(30)).await;
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+}
+
+/// Runs `nft` with a script, in the current thread's network namespace.
+fn nft(script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft failed on:\n{script}");
+}
+
+#[test]
+fn a_node_behind_a_firewall_answers_and_its_dead_link_is_noticed_in_seconds() {
+    if !have("nft", "BONEBANK_REQUIRE_NETNS") || !have("ip", "BONEBANK_REQUIRE_NETNS") {
+        return;
+    }
+    // The whole network runs in a network namespace of this thread's own
+    // (threads, tasks and processes started from here inherit it), so the
+    // firewall rules below touch nothing else on the machine.
+    std::thread::spawn(|| {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+            assert!(
+                std::env::var_os("BONEBANK_REQUIRE_NETNS").is_none(),
+                "BONEBANK_REQUIRE_NETNS is set but no network namespace could be made: {e}"
+            );
+            eprintln!("NOT RUN: no network namespace could be made here ({e}); it needs root");
+            return;
+        }
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        assert!(up.unwrap().success(), "ip link set lo up");
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(behind_a_firewall());
+    })
+    .join()
+    .unwrap();
+}
+
+async fn behind_a_firewall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    let node = &net
+        .nodes
+        .iter()
+        .find(|(c, _)| c.site_id == nae())
+        .unwrap()
+        .1;
+    let mut ports = vec![node.addr.port()];
+    ports.extend(node.steward_pages.as_ref().map(|p| p.addr.port()));
+    let ports = ports
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The hospital's firewall: nothing gets in to the node.
+    nft(&format!(
+        "table inet hospital {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    tcp dport {{ {ports} }} drop\n  }}\n}}\n"
+    ));
+    let direct = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(node.addr),
+    )
+    .await;
+    assert!(
+        !matches!(direct, Ok(Ok(_))),
+        "the node could still be reached inbound"
+    );
+
+    let (r, _) = ask(&net, COUNT).await;
+    assert!(
+        r.sites.iter().all(|s| s.status == SiteStatus::Answered),
+        "{:?}",
+        r.sites
+    );
+
+    // The link goes silently dead (every packet of it dropped) while a
+    // question waits: the site is reported within seconds of the heartbeat.
+    let link = net.coordinator.link.as_ref().unwrap().addr.port();
+    nft(&format!(
+        "table inet cut {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    tcp dport {link} drop\n    tcp sport {link} drop\n  }}\n}}\n"
+    ));
+    let (r, took) = ask(&net, COUNT).await;
+    let (status, message) = status_of(&r, &nae());
+    eprintln!("link cut: {} after {took:?}: {message}", status.as_str());
+    assert_eq!(status, SiteStatus::Unreachable, "{message}");
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?}; the deadline was {DEADLINE_MS} ms"
+    );
+    assert_eq!(status_of(&r, &ode()).0, SiteStatus::Answered);
+
+    // The link comes back; the node reconnects by itself.
+    nft("delete table inet cut\n");
+    until_connected(&net, &nae(), true, Duration::from_secs(40)).await;
+    let (r, _) = ask(&net, COUNT).await;
+    assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
+}
