@@ -4,13 +4,14 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
-use bonebank_schemas::wire::FederatedRequest;
+use bonebank_schemas::wire::{FederatedRequest, NegotiatorHandoffRequest};
 use bonebank_service::asset;
 use bonebank_service::pages::{self, Asset};
 use serde::Deserialize;
 
 use crate::Error;
 use crate::auth::{self, Auth};
+use crate::negotiator::Negotiator;
 use crate::service::Coordinator;
 
 /// Everything handlers share.
@@ -18,6 +19,7 @@ use crate::service::Coordinator;
 pub struct State {
     pub coordinator: Coordinator,
     pub auth: web::Data<Auth>,
+    pub negotiator: Negotiator,
 }
 
 pub fn app(
@@ -60,6 +62,7 @@ pub fn app(
         .route("/v1/budgets", web::get().to(budgets))
         .route("/v1/history", web::get().to(history))
         .route("/v1/history/{id}", web::get().to(look_again))
+        .route("/v1/history/{id}/negotiator", web::post().to(negotiator))
         .route(
             "/health",
             web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
@@ -122,6 +125,20 @@ async fn look_again(
     let who = state.auth.requester(&req).await?;
     let result = state.coordinator.look_again(&who, *id).await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// A sample request in the BBMRI-ERIC Negotiator from one of the caller's
+/// answers: built, and sent when asked.
+async fn negotiator(
+    state: web::Data<State>,
+    req: HttpRequest,
+    id: web::Path<i64>,
+    body: web::Json<NegotiatorHandoffRequest>,
+) -> Result<HttpResponse, Error> {
+    let who = state.auth.requester(&req).await?;
+    let answer = state.coordinator.answer(&who.caller, *id).await?;
+    let handoff = state.negotiator.hand_off(*id, &answer, &body).await?;
+    Ok(HttpResponse::Ok().json(handoff))
 }
 
 /// A question checked against the shared language and given back as its

@@ -125,7 +125,11 @@ pub async fn login_info(auth: web::Data<Auth>) -> HttpResponse {
 
 /// `GET /v1/whoami`: who is signed in, and for a browser session the CSRF
 /// token its page sends back.
-pub async fn whoami(auth: web::Data<Auth>, req: HttpRequest) -> Result<HttpResponse> {
+pub async fn whoami(
+    auth: web::Data<Auth>,
+    state: web::Data<crate::api::State>,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
     let who = auth.requester(&req).await?.caller;
     Ok(HttpResponse::Ok().json(WhoAmI {
         user: who.user,
@@ -133,5 +137,6 @@ pub async fn whoami(auth: web::Data<Auth>, req: HttpRequest) -> Result<HttpRespo
         project: who.project,
         sites: who.sites,
         csrf: auth.csrf(&req),
+        negotiator: state.negotiator.can_send(),
     }))
 }

@@ -38,6 +38,23 @@ pub struct CoordinatorConfig {
     /// `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkListener>,
+    /// The BBMRI-ERIC Negotiator that researchers' sample requests go to
+    /// from an answer; without it they can still download the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negotiator: Option<NegotiatorConfig>,
+}
+
+/// `[negotiator]`: where a researcher's sample request is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiatorConfig {
+    /// The Negotiator's address, e.g. `https://negotiator.bbmri-eric.eu`;
+    /// requests go to `<url>/api/v3/requests`.
+    pub url: String,
+    /// A file holding `user:password` of the coordinator's account there
+    /// (HTTP basic authentication, as discovery services post requests).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// The listener nodes behind firewalls connect out to (mutual TLS: node
@@ -127,6 +144,11 @@ pub struct SiteEndpoint {
     /// name.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// The site's collection in the BBMRI-ERIC Directory, e.g.
+    /// `bbmri-eric:ID:DE_LUE:collection:MSC`: the resource a Negotiator
+    /// request from an answer names for this site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_collection: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -152,7 +174,13 @@ impl CoordinatorConfig {
             .link
             .iter_mut()
             .flat_map(|l| [l.certificate.as_mut(), l.key.as_mut()])
-            .flatten();
+            .flatten()
+            .chain(
+                config
+                    .negotiator
+                    .iter_mut()
+                    .filter_map(|n| n.credentials_file.as_mut()),
+            );
         for p in [
             &mut config.state_dir,
             &mut config.tls.ca,
@@ -231,6 +259,20 @@ impl CoordinatorConfig {
                 return Err(Error::Usage(format!("site {}: url has no host", site.id)));
             }
         }
+        for site in &self.sites {
+            if let Some(id) = &site.directory_collection
+                && crate::negotiator::biobank_of(id).is_none()
+            {
+                return Err(Error::Usage(format!(
+                    "site {}: directory_collection {id:?} is not a Directory collection id \
+                     (bbmri-eric:ID:<biobank>:collection:<collection>)",
+                    site.id
+                )));
+            }
+        }
+        if let Some(negotiator) = &self.negotiator {
+            check_https_or_loopback(&negotiator.url, "negotiator.url")?;
+        }
         if let Some(link) = &self.link
             && !(100..=60_000).contains(&link.heartbeat_ms)
         {
@@ -281,8 +323,10 @@ mod tests {
                 id: SiteId::parse("DE-LUE").unwrap(),
                 url: Some("https://127.0.0.1:7101".into()),
                 server_name: None,
+                directory_collection: None,
             }],
             link: None,
+            negotiator: None,
         }
     }
 
@@ -317,6 +361,22 @@ mod tests {
         assert!(c.validate().is_ok());
         c.link.as_mut().unwrap().heartbeat_ms = 10;
         assert!(c.validate().is_err(), "a heartbeat too short");
+    }
+
+    #[test]
+    fn directory_ids_and_the_negotiator_address_are_checked() {
+        let mut c = config();
+        c.sites[0].directory_collection = Some("DE_LUE".into());
+        assert!(c.validate().is_err());
+        c.sites[0].directory_collection = Some("bbmri-eric:ID:DE_LUE:collection:MSC".into());
+        assert!(c.validate().is_ok());
+        c.negotiator = Some(NegotiatorConfig {
+            url: "http://negotiator.example.org".into(),
+            credentials_file: None,
+        });
+        assert!(c.validate().is_err(), "credentials in the clear");
+        c.negotiator.as_mut().unwrap().url = "https://negotiator.example.org".into();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// Another service (a Negotiator) failed; the message is for the user.
+    #[error("{0}")]
+    Upstream(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -61,6 +64,11 @@ impl WireError for Error {
                 (body.code, body.message, body.hint)
             }
             Self::NotFound => (ErrorCode::NotFound, "no such endpoint".into(), None),
+            Self::Upstream(m) => (
+                ErrorCode::UpstreamFailed,
+                m.clone(),
+                Some("download the request and send it to the Negotiator by hand, or try again later".into()),
+            ),
             _ => (
                 ErrorCode::Internal,
                 "the coordinator failed; the details are in its log".into(),

@@ -288,6 +288,7 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Opt
                 ErrorCode::NoData
                 | ErrorCode::NotFound
                 | ErrorCode::IdentityUnavailable
+                | ErrorCode::UpstreamFailed
                 | ErrorCode::Internal => SiteStatus::Failed,
             };
             (status, e.message, e.hint)

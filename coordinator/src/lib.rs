@@ -15,6 +15,7 @@ pub mod history;
 pub mod interval;
 pub mod link;
 pub mod merge;
+pub mod negotiator;
 pub mod server;
 pub mod service;
 

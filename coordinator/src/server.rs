@@ -102,7 +102,7 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     let auth = web::Data::new(Auth::new(
         verifier,
         config.login.clone(),
-        public_url,
+        public_url.clone(),
         &config.state_dir,
     )?);
     if config.login.development {
@@ -116,7 +116,12 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         None => None,
     };
     let links = coordinator.links.clone();
-    let state = web::Data::new(State { coordinator, auth });
+    let negotiator = crate::negotiator::Negotiator::new(config, &public_url)?;
+    let state = web::Data::new(State {
+        coordinator,
+        auth,
+        negotiator,
+    });
     let server = HttpServer::new(move || app(state.clone()))
         .workers(2)
         .listen(listener)

@@ -300,6 +300,17 @@ impl Coordinator {
         })
     }
 
+    /// One answer from the caller's history, as it was stored.
+    pub async fn answer(&self, caller: &Caller, id: i64) -> Result<FederatedResult> {
+        let history = self.history.clone();
+        let user = caller.user.clone();
+        tokio::task::spawn_blocking(move || history.get(&user, id))
+            .await
+            .map_err(|e| Error::Internal(format!("history worker: {e}")))??
+            .map(|(_, result)| result)
+            .ok_or_else(|| Error::BadRequest(format!("there is no question {id} in your history")))
+    }
+
     /// The caller's history, newest first.
     pub async fn history(&self, caller: &Caller) -> Result<Vec<HistoryEntry>> {
         let history = self.history.clone();

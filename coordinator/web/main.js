@@ -91,7 +91,7 @@ function rerender() {
   app.builder.render();
   renderWords();
   refreshCost();
-  if (app.answer) results.render($('answer'), app.answer, { onLookAgain: () => lookAgain(app.answer.id) });
+  if (app.answer) results.render($('answer'), app.answer, answerOptions());
   loadHistory();
 }
 
@@ -272,11 +272,24 @@ async function ask() {
   }
 }
 
+/** What the answer's section can do: look again, and hand the answer to
+ * the Negotiator (sent from here where the coordinator has one). */
+function answerOptions() {
+  const id = app.answer.id;
+  return {
+    onLookAgain: () => lookAgain(id),
+    negotiator: {
+      canSend: Boolean(app.who && app.who.negotiator),
+      handOff: (send) => api(`/v1/history/${id}/negotiator`, { method: 'POST', body: { send } }),
+    },
+  };
+}
+
 function showAnswer() {
   clear($('answer')).append(el('h2', {}, t('answer.title')));
   const body = el('div', { id: 'answer-body' });
   $('answer').append(body);
-  results.render(body, app.answer, { onLookAgain: () => lookAgain(app.answer.id) });
+  results.render(body, app.answer, answerOptions());
   announce(t('answer.ready'));
 }
 

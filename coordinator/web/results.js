@@ -215,7 +215,7 @@ function chart(r, m, series) {
 }
 
 /** The answer's section: sentence, sites, values, charts, export. */
-export function render(container, r, { onLookAgain } = {}) {
+export function render(container, r, { onLookAgain, negotiator } = {}) {
   clear(container);
   container.append(el('p', { class: 'sentence', id: 'answer-sentence' }, sentence(r)));
 
@@ -286,6 +286,51 @@ export function render(container, r, { onLookAgain } = {}) {
     download(`bonebank-${r.id ?? 'answer'}.json`, 'application/json', JSON.stringify(r, null, 2)),
   );
   container.append(el('p', { class: 'export' }, [csv, ' ', json]));
+  if (negotiator && r.id != null) container.append(handOffSection(r, negotiator));
+}
+
+/** From the answer to a sample request in the BBMRI-ERIC Negotiator:
+ * download the request, or send it where the coordinator has a Negotiator. */
+function handOffSection(r, { canSend, handOff }) {
+  const section = el('section', { id: 'negotiator', class: 'handoff' }, [
+    el('h3', {}, t('negotiator.title')),
+    el('p', { class: 'help' }, t('negotiator.help')),
+  ]);
+  const status = el('p', { id: 'negotiator-status', role: 'status' });
+  const failed = (e) => {
+    clear(status).append([e.message, e.hint].filter(Boolean).join(' — '));
+  };
+  const get = el('button', { type: 'button', id: 'negotiator-download' }, t('negotiator.download'));
+  get.addEventListener('click', async () => {
+    try {
+      const h = await handOff(false);
+      download(`negotiator-request-${r.id}.json`, 'application/json', JSON.stringify(h.request, null, 2));
+    } catch (e) {
+      failed(e);
+    }
+  });
+  const buttons = [get];
+  if (canSend) {
+    const send = el('button', { type: 'button', id: 'negotiator-send' }, t('negotiator.send'));
+    send.addEventListener('click', async () => {
+      send.disabled = true;
+      try {
+        const h = await handOff(true);
+        clear(status).append(
+          t('negotiator.sent'),
+          ' ',
+          el('a', { href: h.redirect_url, id: 'negotiator-link', rel: 'noopener' }, t('negotiator.continue')),
+        );
+      } catch (e) {
+        failed(e);
+      } finally {
+        send.disabled = false;
+      }
+    });
+    buttons.push(' ', send);
+  }
+  section.append(el('p', {}, buttons), status);
+  return section;
 }
 
 /** The answer as CSV: one line per site (and the total) and key. */

@@ -159,9 +159,16 @@ pub fn coordinator_config(
                 id: id.clone(),
                 url: addr.map(|a| format!("https://{a}")),
                 server_name: Some(pki::node_name(id)),
+                // Made-up Directory ids in the Directory's shape, so that
+                // the demo can build Negotiator requests.
+                directory_collection: Some(format!(
+                    "bbmri-eric:ID:{}_DEMO:collection:bonebank",
+                    id.as_str().replace('-', "_")
+                )),
             })
             .collect(),
         link,
+        negotiator: None,
     }
 }
 

@@ -139,6 +139,7 @@ async fn whoami(
         project: c.project.clone(),
         sites: c.sites.clone(),
         csrf: login.csrf(&req),
+        negotiator: false,
     })
 }
 

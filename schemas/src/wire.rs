@@ -380,6 +380,9 @@ pub enum ErrorCode {
     /// The question's plan ran longer than the site allows and was stopped;
     /// nothing was charged.
     TooSlow,
+    /// Another service this one relies on (a BBMRI-ERIC Negotiator) did
+    /// not do what was asked; the message says what it answered.
+    UpstreamFailed,
     /// Our fault; details are in the service's log.
     Internal,
 }
@@ -396,6 +399,7 @@ impl ErrorCode {
             Self::BudgetExhausted | Self::TooManyRequests => 429,
             Self::TooSlow => 422,
             Self::NoData | Self::IdentityUnavailable => 503,
+            Self::UpstreamFailed => 502,
             Self::Internal => 500,
         }
     }
@@ -732,6 +736,10 @@ pub struct WhoAmI {
     /// `X-CSRF-Token` with every request that changes something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// Whether this coordinator sends sample requests to a BBMRI-ERIC
+    /// Negotiator (otherwise they can only be downloaded).
+    #[serde(default)]
+    pub negotiator: bool,
 }
 
 /// A question checked against the shared language, without asking anyone:
@@ -752,4 +760,58 @@ pub struct BudgetListing {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetStatus>,
+}
+
+/// A request for samples in the BBMRI-ERIC Negotiator (v3), made from an
+/// answer: where the question can be seen, the question in words, and one
+/// resource per chosen site (its collection in the BBMRI-ERIC Directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegotiatorRequest {
+    pub url: String,
+    #[serde(rename = "humanReadable")]
+    pub human_readable: String,
+    pub resources: Vec<NegotiatorResource>,
+}
+
+/// A Directory collection, as the Negotiator names resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegotiatorResource {
+    /// e.g. `bbmri-eric:ID:DE_LUE:collection:MSC`
+    pub id: String,
+    pub name: String,
+    pub organization: NegotiatorOrganization,
+}
+
+/// The biobank a collection belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegotiatorOrganization {
+    /// The Negotiator's own number for it; 0 when only the Directory id is
+    /// known.
+    pub id: i64,
+    /// e.g. `bbmri-eric:ID:DE_LUE`
+    #[serde(rename = "externalId")]
+    pub external_id: String,
+    pub name: String,
+}
+
+/// What to hand to the Negotiator from an answer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NegotiatorHandoffRequest {
+    /// The sites to ask for samples; every answered site with a Directory
+    /// collection when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<String>>,
+    /// Send it to the coordinator's Negotiator (else only build it, to
+    /// download or send by hand).
+    #[serde(default)]
+    pub send: bool,
+}
+
+/// The Negotiator request built from an answer, and where the researcher
+/// continues in the Negotiator once it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegotiatorHandoff {
+    pub request: NegotiatorRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
 }

@@ -129,6 +129,17 @@ async function main() {
     assert.equal(answer.sites.length, 3);
   });
 
+  await step('the answer becomes a sample request for the BBMRI-ERIC Negotiator', async () => {
+    // This network's coordinator has no Negotiator to send to: download only.
+    assert.equal(await alice.$('#negotiator-send'), null);
+    const [file] = await Promise.all([alice.waitForEvent('download'), alice.click('#negotiator-download')]);
+    const request = JSON.parse(await readFile(await file.path(), 'utf8'));
+    assert.match(request.url, /\/#a=\d+$/);
+    assert.match(request.humanReadable, /SELECT/);
+    assert.deepEqual(request.resources.map((r) => r.name), ['DE-LUE', 'DK-ODE', 'DK-NAE']);
+    assert.match(request.resources[0].id, /^bbmri-eric:ID:DE_LUE_DEMO:collection:/);
+  });
+
   await step('the address brings the question and its answer back', async () => {
     const shared = await page(researcher);
     await shared.goto(alice.url());

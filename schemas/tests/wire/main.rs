@@ -469,6 +469,7 @@ fn sign_in_types() {
             project: "p1".into(),
             sites: vec![],
             csrf: Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
+            negotiator: true,
         },
     );
     snapshot(
@@ -519,4 +520,36 @@ fn old_names_still_read() {
     let back: QueryResult = serde_json::from_value(stored).unwrap();
     assert_eq!(back.accounting, Accounting::Pure, "old results were pure ε");
     assert_eq!(back.loss, 0.023);
+}
+
+#[test]
+fn negotiator_hand_off() {
+    let request = NegotiatorRequest {
+        url: "https://bonebank.example.org/#a=7".into(),
+        human_readable: "Donors and samples by sample type, women aged 50 to 70".into(),
+        resources: vec![NegotiatorResource {
+            id: "bbmri-eric:ID:DE_LUE:collection:MSC".into(),
+            name: "DE-LUE".into(),
+            organization: NegotiatorOrganization {
+                id: 0,
+                external_id: "bbmri-eric:ID:DE_LUE".into(),
+                name: "DE-LUE".into(),
+            },
+        }],
+    };
+    snapshot("negotiator_request", &request);
+    snapshot(
+        "negotiator_handoff_request",
+        &NegotiatorHandoffRequest {
+            sites: Some(vec!["DE-LUE".into()]),
+            send: true,
+        },
+    );
+    snapshot(
+        "negotiator_handoff",
+        &NegotiatorHandoff {
+            request,
+            redirect_url: Some("https://negotiator.example.org/requests/new-1".into()),
+        },
+    );
 }

@@ -441,6 +441,7 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
         id: SiteId::parse("DK-ODE").unwrap(),
         url: Some(format!("https://{}", net.nodes[0].1.addr)),
         server_name: Some(pki::node_name(&SiteId::parse("DK-ODE").unwrap())),
+        directory_collection: None,
     }];
     let coordinator = server::start(&config).unwrap();
     let r = ask(&net, &coordinator.url(), "SELECT COUNT(*) FROM samples").await;

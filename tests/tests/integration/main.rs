@@ -10,6 +10,7 @@ mod coverage;
 mod docs;
 mod federation;
 mod i18n;
+mod negotiator;
 mod oidc;
 mod outbound;
 mod sites;
