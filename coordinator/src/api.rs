@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::auth::{self, Auth};
+use crate::beacon;
 use crate::negotiator::Negotiator;
 use crate::service::Coordinator;
 
@@ -63,6 +64,24 @@ pub fn app(
         .route("/v1/history", web::get().to(history))
         .route("/v1/history/{id}", web::get().to(look_again))
         .route("/v1/history/{id}/negotiator", web::post().to(negotiator))
+        .service(
+            web::scope("/beacon/v2")
+                .route("", web::get().to(beacon::info))
+                .route("/", web::get().to(beacon::info))
+                .route("/info", web::get().to(beacon::info))
+                .route("/service-info", web::get().to(beacon::service_info))
+                .route("/configuration", web::get().to(beacon::configuration))
+                .route("/entry_types", web::get().to(beacon::entry_types_endpoint))
+                .route("/map", web::get().to(beacon::map))
+                .route(
+                    "/filtering_terms",
+                    web::get().to(beacon::filtering_terms_endpoint),
+                )
+                .route("/individuals", web::post().to(beacon::individuals))
+                .route("/individuals", web::get().to(beacon::individuals))
+                .route("/biosamples", web::post().to(beacon::biosamples))
+                .route("/biosamples", web::get().to(beacon::biosamples)),
+        )
         .route(
             "/health",
             web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),

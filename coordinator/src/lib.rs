@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod beacon;
 pub mod cli;
 pub mod config;
 mod error;

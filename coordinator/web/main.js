@@ -324,7 +324,8 @@ async function loadHistory() {
     return;
   }
   if (mine !== historyLoads) return;
-  clear(box).append(el('h2', {}, t('history.title')));
+  // Relabelled at once on a language switch, before the list is drawn again.
+  clear(box).append(el('h2', { 'data-i18n': 'history.title' }, t('history.title')));
   if (!entries.length) {
     box.append(el('p', { class: 'help' }, t('history.empty')));
     return;

@@ -158,8 +158,19 @@ pub struct ImportArgs {
     pub config: Option<PathBuf>,
     /// A table and the file holding it: donors, samples or diagnoses, then a
     /// .csv or .parquet path. Repeat to import several tables as one version.
-    #[arg(long = "table", num_args = 2, value_names = ["TABLE", "FILE"], required = true)]
+    #[arg(long = "table", num_args = 2, value_names = ["TABLE", "FILE"], required_unless_present = "fhir")]
     pub tables: Vec<String>,
+    /// Or FHIR R4: a collection or transaction Bundle (.json), or resources
+    /// one per line (.ndjson), of Patient, Specimen and Condition under the
+    /// BBMRI.de profiles. Repeat for several files; together they replace
+    /// all three tables as one version.
+    #[arg(long, conflicts_with = "tables", requires = "consent")]
+    pub fhir: Vec<PathBuf>,
+    /// With --fhir: what every donor consented to, which FHIR bundles do not
+    /// say: `none`, or a list of research, commercial, genetic, autologous,
+    /// allogeneic, e.g. `research,genetic`.
+    #[arg(long)]
+    pub consent: Option<crate::import::fhir::Consents>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -373,14 +384,28 @@ fn run_import(args: ImportArgs) -> Result<()> {
         (None, Some(d)) => d.clone(),
         (None, None) => return Err(Error::Usage("give --data-dir or --config".into())),
     };
-    let report = import::import(&DataDir::new(&data_dir), &files)?;
+    let report = match &args.consent {
+        Some(consents) if !args.fhir.is_empty() => {
+            import::fhir::import(&DataDir::new(&data_dir), &args.fhir, *consents)?
+        }
+        _ => import::import(&DataDir::new(&data_dir), &files)?,
+    };
+    let files: Vec<(String, String)> = if args.fhir.is_empty() {
+        files
+            .iter()
+            .map(|(t, f)| (t.to_string(), f.display().to_string()))
+            .collect()
+    } else {
+        let names: Vec<String> = args.fhir.iter().map(|f| f.display().to_string()).collect();
+        vec![("fhir".to_owned(), names.join(", "))]
+    };
     if let Some(config) = &config {
         let store = crate::store::Store::open(&config.state_db())?;
         // Which files became which version; no row counts, which are exact
         // counts of the site's data.
         let tables: serde_json::Map<String, serde_json::Value> = files
             .iter()
-            .map(|(t, f)| (t.to_string(), f.display().to_string().into()))
+            .map(|(t, f)| (t.clone(), f.clone().into()))
             .collect();
         store.audit(
             "import",

@@ -44,6 +44,14 @@ impl Problems {
         self.total
     }
 
+    /// The same problems, each told another way (the count stays).
+    pub fn map(self, f: impl FnMut(Problem) -> Problem) -> Self {
+        Self {
+            shown: self.shown.into_iter().map(f).collect(),
+            total: self.total,
+        }
+    }
+
     /// The problems kept in full.
     pub fn shown(&self) -> &[Problem] {
         &self.shown

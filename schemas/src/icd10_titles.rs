@@ -340,6 +340,11 @@ pub fn search(query: &str, limit: usize) -> Vec<CodeMatch> {
     out
 }
 
+/// Every code the table has, with its titles.
+pub fn all() -> impl Iterator<Item = CodeMatch> {
+    TITLES.iter().map(CodeMatch::from)
+}
+
 /// The titles of one code in its normal form, if the table has them.
 pub fn title(code: &str) -> Option<CodeMatch> {
     TITLES.iter().find(|e| e.code == code).map(CodeMatch::from)

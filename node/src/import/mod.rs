@@ -4,6 +4,7 @@
 //! dataset version becomes current only when everything has passed.
 
 mod check;
+pub mod fhir;
 mod read;
 
 use std::collections::BTreeMap;

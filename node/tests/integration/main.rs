@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod common;
 mod datadir;
+mod fhir;
 mod generate;
 mod identity;
 mod ledger;

@@ -4,6 +4,7 @@
 //! run them, identity against a real OpenID Connect provider, and the
 //! researchers' and stewards' pages in a real browser.
 
+mod beacon;
 mod browser;
 mod cli;
 mod coverage;

@@ -1,0 +1,474 @@
+//! A GA4GH Beacon v2 count endpoint for biosamples and individuals, under
+//! `/beacon/v2`: the framework's informational endpoints, and queries with
+//! AND-ed ontology and alphanumeric filters answered at `count` granularity
+//! only. A count is bonebank's noisy total over the sites, asked as any
+//! question is (the caller's token, their budget at each site, the sites'
+//! rules), and the response says that it is differentially private.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bonebank_schemas::ValueSet;
+use bonebank_schemas::icd10_titles;
+use bonebank_schemas::wire::FederatedRequest;
+use bonebank_schemas::{
+    FeasibilityQuery, Filter, Icd10, Measure, SampleType, StorageTemperature, Value as Cell,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::State;
+use crate::{Error, Result};
+
+const API_VERSION: &str = "v2.0.0";
+const BEACON_ID: &str = "org.bonebank.beacon";
+
+/// Sex as Beacon filters name it (NCIT), and as bonebank records it.
+const SEXES: [(&str, &str, &str); 3] = [
+    ("NCIT:C16576", "female", "Female"),
+    ("NCIT:C20197", "male", "Male"),
+    ("NCIT:C17998", "unknown", "Unknown"),
+];
+
+/// The two entry types: what a count counts.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Individuals,
+    Biosamples,
+}
+
+impl Entry {
+    fn measure(self) -> Measure {
+        match self {
+            Self::Individuals => Measure::Donors,
+            Self::Biosamples => Measure::Samples,
+        }
+    }
+
+    fn entity(self) -> &'static str {
+        match self {
+            Self::Individuals => "individual",
+            Self::Biosamples => "biosample",
+        }
+    }
+
+    fn schema(self) -> Value {
+        let name = match self {
+            Self::Individuals => "beacon-individual-v2.0.0",
+            Self::Biosamples => "beacon-biosample-v2.0.0",
+        };
+        json!({"entityType": self.entity(), "schema": name})
+    }
+}
+
+fn meta(returned: &[Entry]) -> Value {
+    json!({
+        "beaconId": BEACON_ID,
+        "apiVersion": API_VERSION,
+        "returnedSchemas": returned.iter().map(|e| e.schema()).collect::<Vec<_>>(),
+    })
+}
+
+fn base(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}/beacon/v2", info.scheme(), info.host())
+}
+
+fn info_response() -> Value {
+    json!({
+        "id": BEACON_ID,
+        "name": "bonebank feasibility network",
+        "apiVersion": API_VERSION,
+        "environment": "prod",
+        "organization": {"id": "bonebank", "name": "bonebank"},
+        "description": "Counts of biosamples and individuals across the network's biobanks in Germany and Denmark. \
+            Every count is differentially private: the sites add noise, and the total is the sum of their noisy counts.",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `GET /beacon/v2` and `/beacon/v2/info`.
+pub async fn info() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"meta": meta(&[]), "response": info_response()}))
+}
+
+/// `GET /beacon/v2/service-info`: GA4GH service-info.
+pub async fn service_info() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "id": BEACON_ID,
+        "name": "bonebank feasibility network",
+        "type": {"group": "org.ga4gh", "artifact": "beacon", "version": API_VERSION},
+        "description": "Differentially private counts of biosamples and individuals.",
+        "organization": {"name": "bonebank", "url": "https://example.invalid/bonebank"},
+        "version": env!("CARGO_PKG_VERSION"),
+        "environment": "prod",
+    }))
+}
+
+fn entry_types() -> Value {
+    let one = |id: &str, name: &str, description: &str, term: &str, label: &str| {
+        json!({
+            "id": id,
+            "name": name,
+            "description": description,
+            "ontologyTermForThisType": {"id": term, "label": label},
+            "partOfSpecification": "Beacon v2.0.0",
+            "defaultSchema": {"id": format!("beacon-{id}-v2.0.0"), "name": format!("Default schema for {name}"), "referenceToSchemaDefinition": "https://github.com/ga4gh-beacon/beacon-v2", "schemaVersion": API_VERSION},
+        })
+    };
+    json!({
+        "individual": one("individual", "Individual", "A donor of samples", "NCIT:C25190", "Person"),
+        "biosample": one("biosample", "Biosample", "A sample held by a biobank", "NCIT:C70699", "Biospecimen"),
+    })
+}
+
+/// `GET /beacon/v2/configuration`.
+pub async fn configuration() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "meta": meta(&[]),
+        "response": {
+            "$schema": "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/framework/json/configuration/beaconConfigurationSchema.json",
+            "maturityAttributes": {"productionStatus": "PROD"},
+            "securityAttributes": {"defaultGranularity": "count", "securityLevels": ["REGISTERED"]},
+            "entryTypes": entry_types(),
+        },
+    }))
+}
+
+/// `GET /beacon/v2/entry_types`.
+pub async fn entry_types_endpoint() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"meta": meta(&[]), "response": {"entryTypes": entry_types()}}))
+}
+
+/// `GET /beacon/v2/map`.
+pub async fn map(req: HttpRequest) -> HttpResponse {
+    let base = base(&req);
+    HttpResponse::Ok().json(json!({
+        "meta": meta(&[]),
+        "response": {
+            "$schema": "https://raw.githubusercontent.com/ga4gh-beacon/beacon-v2/main/framework/json/configuration/beaconMapSchema.json",
+            "endpointSets": {
+                "individual": {"entryType": "individual", "rootUrl": format!("{base}/individuals")},
+                "biosample": {"entryType": "biosample", "rootUrl": format!("{base}/biosamples")},
+            },
+        },
+    }))
+}
+
+/// Every value a filter can name: ICD-10 codes, sex, sample type and
+/// storage temperature as CURIEs, and the age at sampling.
+fn filtering_terms() -> Vec<Value> {
+    let mut terms: Vec<Value> = icd10_titles::all()
+        .map(|c| {
+            json!({"type": "ontology", "id": format!("ICD10:{}", c.code), "label": c.en.unwrap_or_default(), "scopes": ["individual", "biosample"]})
+        })
+        .collect();
+    terms.extend(SEXES.iter().map(|(id, label, _)| {
+        json!({"type": "ontology", "id": id, "label": label, "scopes": ["individual", "biosample"]})
+    }));
+    terms.extend(SampleType::ALL.iter().map(|t| {
+        json!({"type": "custom", "id": format!("sample_type:{}", t.code()), "label": format!("sample type {}", t.code()), "scopes": ["individual", "biosample"]})
+    }));
+    terms.extend(StorageTemperature::ALL.iter().map(|t| {
+        json!({"type": "custom", "id": format!("storage_temperature:{}", t.code()), "label": format!("storage temperature {}", t.code()), "scopes": ["individual", "biosample"]})
+    }));
+    terms.push(json!({"type": "alphanumeric", "id": "age_at_sampling", "label": "age at sampling in years (=, <, <=, >, >=)", "scopes": ["individual", "biosample"]}));
+    terms
+}
+
+/// `GET /beacon/v2/filtering_terms`.
+pub async fn filtering_terms_endpoint() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "meta": meta(&[]),
+        "response": {
+            "filteringTerms": filtering_terms(),
+            "resources": [
+                {"id": "ICD10", "name": "International Classification of Diseases, 10th revision", "url": "https://icd.who.int/browse10", "nameSpacePrefix": "ICD10", "iriPrefix": "https://icd.who.int/browse10/2019/en#/"},
+                {"id": "NCIT", "name": "NCI Thesaurus", "url": "https://ncit.nci.nih.gov", "nameSpacePrefix": "NCIT", "iriPrefix": "http://purl.obolibrary.org/obo/NCIT_"},
+            ],
+        },
+    }))
+}
+
+/// A Beacon request, as far as bonebank reads it.
+#[derive(Debug, Default, Deserialize)]
+pub struct BeaconRequest {
+    #[serde(default)]
+    meta: Value,
+    #[serde(default)]
+    query: BeaconQuery,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BeaconQuery {
+    #[serde(default)]
+    filters: Vec<Value>,
+    #[serde(default)]
+    requested_granularity: Option<String>,
+}
+
+/// A Beacon filter as a condition on samples.
+fn condition(filter: &Value) -> Result<Filter> {
+    let bad = |m: String| Error::BadRequest(m);
+    let id = filter
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("a filter without an id: {filter}")))?;
+    if let Some(op) = filter.get("operator").and_then(Value::as_str) {
+        if id != "age_at_sampling" {
+            return Err(bad(format!(
+                "alphanumeric filters are on age_at_sampling only, not {id:?}"
+            )));
+        }
+        let value = filter.get("value").and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        });
+        let n = value.ok_or_else(|| {
+            bad(format!(
+                "age_at_sampling needs a whole number, not {}",
+                filter["value"]
+            ))
+        })?;
+        let (min, max) = match op {
+            "=" => (Some(n), Some(n)),
+            ">" => (Some(n + 1), None),
+            ">=" => (Some(n), None),
+            "<" => (None, Some(n - 1)),
+            "<=" => (None, Some(n)),
+            other => return Err(bad(format!("operator {other:?}: use =, <, <=, > or >="))),
+        };
+        return Ok(Filter::Range {
+            column: "age_at_sampling".into(),
+            min,
+            max,
+        });
+    }
+    if let Some(code) = id.strip_prefix("ICD10:") {
+        let code = Icd10::parse(code).map_err(|e| bad(format!("{id}: {e}")))?;
+        let descendants = filter
+            .get("includeDescendantTerms")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        return Ok(if descendants {
+            Filter::Prefix {
+                column: "diagnosis".into(),
+                prefix: code.as_str().into(),
+            }
+        } else {
+            Filter::In {
+                column: "diagnosis".into(),
+                values: vec![Cell::Text(code.as_str().into())],
+            }
+        });
+    }
+    let value_of = |column: &str, value: &str| Filter::In {
+        column: column.into(),
+        values: vec![Cell::Text(value.into())],
+    };
+    if let Some((_, _, sex)) = SEXES.iter().find(|(curie, _, _)| *curie == id) {
+        return Ok(value_of("sex", sex));
+    }
+    if let Some(t) = id.strip_prefix("sample_type:") {
+        t.parse::<SampleType>().map_err(|e| bad(e.to_string()))?;
+        return Ok(value_of("sample_type", t));
+    }
+    if let Some(t) = id.strip_prefix("storage_temperature:") {
+        t.parse::<StorageTemperature>()
+            .map_err(|e| bad(e.to_string()))?;
+        return Ok(value_of("storage_temperature", t));
+    }
+    Err(bad(format!(
+        "unknown filtering term {id:?}; /beacon/v2/filtering_terms lists them"
+    )))
+}
+
+/// The question a Beacon request asks: the entry type's count under every
+/// filter (Beacon ANDs them).
+fn question(entry: Entry, request: &BeaconRequest) -> Result<FeasibilityQuery> {
+    let conditions = request
+        .query
+        .filters
+        .iter()
+        .map(condition)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(FeasibilityQuery {
+        measures: vec![entry.measure()],
+        filter: match conditions.len() {
+            0 => Filter::True,
+            1 => conditions.into_iter().next().expect("one"),
+            _ => Filter::And(conditions),
+        },
+        group_by: Vec::new(),
+    })
+}
+
+fn beacon_error(status: u16, message: &str) -> HttpResponse {
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .json(json!({
+        "meta": meta(&[]),
+        "error": {"errorCode": status, "errorMessage": message},
+    }))
+}
+
+async fn count(
+    entry: Entry,
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: Option<web::Json<BeaconRequest>>,
+) -> HttpResponse {
+    let request = body.map(web::Json::into_inner).unwrap_or_default();
+    let who = match state.auth.requester(&req).await {
+        Ok(w) => w,
+        Err(e) => {
+            let body = bonebank_service::error::WireError::body(&e);
+            return beacon_error(401, &body.message);
+        }
+    };
+    let query = match question(entry, &request) {
+        Ok(q) => q,
+        Err(e) => return beacon_error(400, &e.to_string()),
+    };
+    let result = match state
+        .coordinator
+        .ask(
+            &who,
+            FederatedRequest {
+                sql: None,
+                query: Some(query),
+                loss: None,
+                sites: None,
+            },
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let body = bonebank_service::error::WireError::body(&e);
+            return beacon_error(body.code.status(), &body.message);
+        }
+    };
+    let total = result
+        .total
+        .first()
+        .and_then(|row| row.values.first().cloned().flatten());
+    let (count, interval) = match &total {
+        Some(t) => (t.value.max(0.0).round() as i64, Some(t.interval)),
+        None => (0, None),
+    };
+    let answered: Vec<&str> = result
+        .sites
+        .iter()
+        .filter(|s| s.status == bonebank_schemas::wire::SiteStatus::Answered)
+        .map(|s| s.site_id.as_str())
+        .collect();
+    let requested = request
+        .query
+        .requested_granularity
+        .clone()
+        .unwrap_or_else(|| "count".into());
+    HttpResponse::Ok().json(json!({
+        "meta": {
+            "beaconId": BEACON_ID,
+            "apiVersion": API_VERSION,
+            "returnedGranularity": "count",
+            "receivedRequestSummary": {
+                "apiVersion": request.meta.get("apiVersion").cloned().unwrap_or(json!(API_VERSION)),
+                "requestedSchemas": request.meta.get("requestedSchemas").cloned().unwrap_or(json!([])),
+                "filters": request.query.filters,
+                "pagination": {"skip": 0, "limit": 0},
+                "requestedGranularity": requested,
+            },
+            "returnedSchemas": [entry.schema()],
+        },
+        "responseSummary": {"exists": count > 0, "numTotalResults": count},
+        "info": {
+            "differentialPrivacy": "the count is the sum of the sites' differentially private counts (noise added at each site); it is not exact",
+            "interval95": interval,
+            "sitesAnswered": answered,
+            "sitesMissing": result.missing,
+            "historyId": result.id,
+        },
+        "beaconHandovers": [],
+    }))
+}
+
+/// `POST /beacon/v2/individuals`.
+pub async fn individuals(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: Option<web::Json<BeaconRequest>>,
+) -> HttpResponse {
+    count(Entry::Individuals, state, req, body).await
+}
+
+/// `POST /beacon/v2/biosamples`.
+pub async fn biosamples(
+    state: web::Data<State>,
+    req: HttpRequest,
+    body: Option<web::Json<BeaconRequest>>,
+) -> HttpResponse {
+    count(Entry::Biosamples, state, req, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(filters: Value) -> Result<FeasibilityQuery> {
+        let request: BeaconRequest =
+            serde_json::from_value(json!({"query": {"filters": filters}})).unwrap();
+        question(Entry::Individuals, &request)
+    }
+
+    #[test]
+    fn filters_become_anded_conditions() {
+        let query = q(json!([
+            {"id": "ICD10:S72"},
+            {"id": "NCIT:C16576"},
+            {"id": "age_at_sampling", "operator": ">=", "value": "50"},
+            {"id": "age_at_sampling", "operator": "<", "value": 71},
+            {"id": "sample_type:StemCells"},
+        ]))
+        .unwrap();
+        assert_eq!(query.measures, [Measure::Donors]);
+        assert_eq!(
+            query.to_sql(),
+            "SELECT COUNT(DISTINCT donor_id) AS donors FROM samples WHERE diagnosis LIKE 'S72%' AND sex = 'Female' AND age_at_sampling >= 50 AND age_at_sampling <= 70 AND sample_type = 'StemCells'"
+        );
+        let exact = q(json!([{"id": "ICD10:S72.1", "includeDescendantTerms": false}])).unwrap();
+        assert_eq!(
+            exact.to_sql(),
+            "SELECT COUNT(DISTINCT donor_id) AS donors FROM samples WHERE diagnosis = 'S72.1'"
+        );
+    }
+
+    #[test]
+    fn unknown_terms_and_operators_are_refused() {
+        for bad in [
+            json!([{"id": "HP:0000118"}]),
+            json!([{"id": "sample_type:Blood"}]),
+            json!([{"id": "bmi", "operator": ">", "value": "30"}]),
+            json!([{"id": "age_at_sampling", "operator": "!", "value": "3"}]),
+            json!([{"id": "age_at_sampling", "operator": ">", "value": "old"}]),
+            json!([{"operator": ">"}]),
+        ] {
+            assert!(q(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_filtering_term_is_one_the_endpoint_takes() {
+        for term in filtering_terms() {
+            let id = term["id"].as_str().unwrap();
+            let filter = if term["type"] == "alphanumeric" {
+                json!({"id": id, "operator": ">=", "value": "18"})
+            } else {
+                json!({"id": id})
+            };
+            q(json!([filter])).unwrap_or_else(|e| panic!("{id}: {e}"));
+        }
+    }
+}

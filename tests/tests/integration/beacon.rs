@@ -1,0 +1,188 @@
+//! The coordinator's Beacon v2 count endpoint on a network of real nodes:
+//! counts are the network's noisy totals, charged like any question.
+
+use bonebank_dev::devidp::DevUser;
+use bonebank_dev::local::{self, LocalNetwork};
+use bonebank_query::policy::Policy;
+use bonebank_schemas::Role;
+use bonebank_schemas::wire::{BudgetListing, FederatedResult};
+use bonebank_service::tls;
+use serde_json::{Value, json};
+
+async fn spent(http: &reqwest::Client, url: &str, token: &str) -> f64 {
+    let budgets: Vec<BudgetListing> = http
+        .get(format!("{url}/v1/budgets"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    budgets
+        .iter()
+        .map(|b| b.budget.as_ref().unwrap().user.spent)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
+    tls::install_default_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = local::demo_sites();
+    for (i, s) in ids.iter().enumerate() {
+        local::generate_site(tmp.path(), s, 400, 70 + i as u64).unwrap();
+    }
+    let net = LocalNetwork::start(tmp.path(), &ids, &Policy::default(), 10_000).unwrap();
+    let url = net.coordinator.url();
+    let beacon = format!("{url}/beacon/v2");
+    let http = reqwest::Client::new();
+
+    // The informational endpoints are public.
+    for path in [
+        "",
+        "/info",
+        "/service-info",
+        "/configuration",
+        "/entry_types",
+        "/map",
+        "/filtering_terms",
+    ] {
+        let r = http.get(format!("{beacon}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let body: Value = r.json().await.unwrap();
+        if path != "/service-info" {
+            assert_eq!(body["meta"]["apiVersion"], "v2.0.0", "{path}");
+        }
+    }
+    let terms: Value = http
+        .get(format!("{beacon}/filtering_terms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids_of_terms: Vec<&str> = terms["response"]["filteringTerms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "ICD10:S72",
+        "NCIT:C16576",
+        "sample_type:StemCells",
+        "storage_temperature:LN_vapour",
+        "age_at_sampling",
+    ] {
+        assert!(ids_of_terms.contains(&expected), "{expected} missing");
+    }
+    let configuration: Value = http
+        .get(format!("{beacon}/configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        configuration["response"]["securityAttributes"]["defaultGranularity"],
+        "count"
+    );
+
+    let request = json!({
+        "meta": {"apiVersion": "v2.0.0"},
+        "query": {
+            "filters": [
+                {"id": "ICD10:S72"},
+                {"id": "NCIT:C16576"},
+                {"id": "age_at_sampling", "operator": ">=", "value": "50"},
+            ],
+            "requestedGranularity": "record",
+        },
+    });
+    // Counting needs a signed-in user.
+    let r = http
+        .post(format!("{beacon}/individuals"))
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["errorCode"], 401);
+
+    let ada = net.token(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]));
+    let before = spent(&http, &url, &ada).await;
+    let r = http
+        .post(format!("{beacon}/individuals"))
+        .bearer_auth(&ada)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    // Asked for records, answered with a count, and says how it was made.
+    assert_eq!(answer["meta"]["returnedGranularity"], "count");
+    assert_eq!(
+        answer["meta"]["receivedRequestSummary"]["requestedGranularity"],
+        "record"
+    );
+    assert!(
+        answer["info"]["differentialPrivacy"]
+            .as_str()
+            .unwrap()
+            .contains("differentially private")
+    );
+    assert!(answer.get("resultSets").is_none(), "never records");
+    let count = answer["responseSummary"]["numTotalResults"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(answer["responseSummary"]["exists"], count > 0);
+    let after = spent(&http, &url, &ada).await;
+    assert!(after > before, "the count was charged ({before} → {after})");
+
+    // The same question asked as SQL is the same release (remembered, free):
+    // the count is the network's noisy total, rounded and never below zero.
+    let same: FederatedResult = http
+        .post(format!("{url}/v1/query"))
+        .bearer_auth(&ada)
+        .json(&json!({"sql": "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'S72%' AND sex = 'Female' AND age_at_sampling >= 50"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let total = same.total[0].values[0].as_ref().unwrap();
+    assert_eq!(count, total.value.max(0.0).round() as i64);
+    assert_eq!(spent(&http, &url, &ada).await, after, "asked again: free");
+
+    // Biosamples count samples; an unknown term is a Beacon error.
+    let r = http
+        .post(format!("{beacon}/biosamples"))
+        .bearer_auth(&ada)
+        .json(&json!({"query": {"filters": [{"id": "sample_type:StemCells"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{beacon}/biosamples"))
+        .bearer_auth(&ada)
+        .json(&json!({"query": {"filters": [{"id": "HP:0000118"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("filtering_terms"),
+        "{e}"
+    );
+}
