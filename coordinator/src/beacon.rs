@@ -302,13 +302,39 @@ fn question(entry: Entry, request: &BeaconRequest) -> Result<FeasibilityQuery> {
     })
 }
 
-fn beacon_error(status: u16, message: &str) -> HttpResponse {
-    HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(status)
-            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
-    )
-    .json(json!({
-        "meta": meta(&[]),
+/// The meta section of an answer to `request`.
+fn response_meta(entry: Entry, request: &BeaconRequest) -> Value {
+    let requested = request
+        .query
+        .requested_granularity
+        .clone()
+        .unwrap_or_else(|| "count".into());
+    json!({
+        "beaconId": BEACON_ID,
+        "apiVersion": API_VERSION,
+        "returnedGranularity": "count",
+        "receivedRequestSummary": {
+            "apiVersion": request.meta.get("apiVersion").cloned().unwrap_or(json!(API_VERSION)),
+            "requestedSchemas": request.meta.get("requestedSchemas").cloned().unwrap_or(json!([])),
+            // The summary names each filter by its id.
+            "filters": request
+                .query
+                .filters
+                .iter()
+                .map(|f| f.get("id").and_then(Value::as_str).unwrap_or("").to_owned())
+                .collect::<Vec<_>>(),
+            "pagination": {"skip": 0, "limit": 0},
+            "requestedGranularity": requested,
+        },
+        "returnedSchemas": [entry.schema()],
+    })
+}
+
+fn beacon_error(entry: Entry, request: &BeaconRequest, status: u16, message: &str) -> HttpResponse {
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(code).json(json!({
+        "meta": response_meta(entry, request),
         "error": {"errorCode": status, "errorMessage": message},
     }))
 }
@@ -324,12 +350,12 @@ async fn count(
         Ok(w) => w,
         Err(e) => {
             let body = bonebank_service::error::WireError::body(&e);
-            return beacon_error(401, &body.message);
+            return beacon_error(entry, &request, 401, &body.message);
         }
     };
     let query = match question(entry, &request) {
         Ok(q) => q,
-        Err(e) => return beacon_error(400, &e.to_string()),
+        Err(e) => return beacon_error(entry, &request, 400, &e.to_string()),
     };
     let result = match state
         .coordinator
@@ -347,7 +373,7 @@ async fn count(
         Ok(r) => r,
         Err(e) => {
             let body = bonebank_service::error::WireError::body(&e);
-            return beacon_error(body.code.status(), &body.message);
+            return beacon_error(entry, &request, body.code.status(), &body.message);
         }
     };
     let total = result
@@ -364,25 +390,8 @@ async fn count(
         .filter(|s| s.status == bonebank_schemas::wire::SiteStatus::Answered)
         .map(|s| s.site_id.as_str())
         .collect();
-    let requested = request
-        .query
-        .requested_granularity
-        .clone()
-        .unwrap_or_else(|| "count".into());
     HttpResponse::Ok().json(json!({
-        "meta": {
-            "beaconId": BEACON_ID,
-            "apiVersion": API_VERSION,
-            "returnedGranularity": "count",
-            "receivedRequestSummary": {
-                "apiVersion": request.meta.get("apiVersion").cloned().unwrap_or(json!(API_VERSION)),
-                "requestedSchemas": request.meta.get("requestedSchemas").cloned().unwrap_or(json!([])),
-                "filters": request.query.filters,
-                "pagination": {"skip": 0, "limit": 0},
-                "requestedGranularity": requested,
-            },
-            "returnedSchemas": [entry.schema()],
-        },
+        "meta": response_meta(entry, &request),
         "responseSummary": {"exists": count > 0, "numTotalResults": count},
         "info": {
             "differentialPrivacy": "the count is the sum of the sites' differentially private counts (noise added at each site); it is not exact",

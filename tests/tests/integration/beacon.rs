@@ -9,6 +9,56 @@ use bonebank_schemas::wire::{BudgetListing, FederatedResult};
 use bonebank_service::tls;
 use serde_json::{Value, json};
 
+/// Checks `response` against one of the Beacon v2 framework's response
+/// schemas (`tests/beacon-v2/`, with their relative references resolved),
+/// by the `jsonschema` package on Python (CI installs it from PyPI).
+fn conforms(schema: &str, response: &Value) {
+    use std::io::Write;
+    static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let have = *HAVE.get_or_init(|| {
+        let found = std::process::Command::new("python3")
+            .args(["-c", "import jsonschema"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var_os("BONEBANK_REQUIRE_BEACON_SCHEMAS").is_none(),
+                "BONEBANK_REQUIRE_BEACON_SCHEMAS is set but Python's jsonschema is not installed"
+            );
+            eprintln!(
+                "NOT RUN: the Beacon schema checks need python3 with jsonschema (CI installs it)"
+            );
+        }
+        found
+    });
+    if !have {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("beacon-v2");
+    let mut child = std::process::Command::new("python3")
+        .arg(dir.join("validate.py"))
+        .arg(format!("framework/json/responses/{schema}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(response.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{schema}:\n{}{}\n{response:#}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn spent(http: &reqwest::Client, url: &str, token: &str) -> f64 {
     let budgets: Vec<BudgetListing> = http
         .get(format!("{url}/v1/budgets"))
@@ -39,21 +89,19 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
     let http = reqwest::Client::new();
 
     // The informational endpoints are public.
-    for path in [
-        "",
-        "/info",
-        "/service-info",
-        "/configuration",
-        "/entry_types",
-        "/map",
-        "/filtering_terms",
+    for (path, schema) in [
+        ("", "beaconInfoResponse.json"),
+        ("/info", "beaconInfoResponse.json"),
+        ("/service-info", "ga4gh-service-info-1-0-0-schema.json"),
+        ("/configuration", "beaconConfigurationResponse.json"),
+        ("/entry_types", "beaconEntryTypesResponse.json"),
+        ("/map", "beaconMapResponse.json"),
+        ("/filtering_terms", "beaconFilteringTermsResponse.json"),
     ] {
         let r = http.get(format!("{beacon}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let body: Value = r.json().await.unwrap();
-        if path != "/service-info" {
-            assert_eq!(body["meta"]["apiVersion"], "v2.0.0", "{path}");
-        }
+        conforms(schema, &body);
     }
     let terms: Value = http
         .get(format!("{beacon}/filtering_terms"))
@@ -111,6 +159,7 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         .unwrap();
     assert_eq!(r.status(), 401);
     let e: Value = r.json().await.unwrap();
+    conforms("beaconErrorResponse.json", &e);
     assert_eq!(e["error"]["errorCode"], 401);
 
     let ada = net.token(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]));
@@ -124,6 +173,7 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
+    conforms("beaconCountResponse.json", &answer);
     // Asked for records, answered with a count, and says how it was made.
     assert_eq!(answer["meta"]["returnedGranularity"], "count");
     assert_eq!(
@@ -169,6 +219,7 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    conforms("beaconCountResponse.json", &r.json().await.unwrap());
     let r = http
         .post(format!("{beacon}/biosamples"))
         .bearer_auth(&ada)
@@ -178,6 +229,7 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
+    conforms("beaconErrorResponse.json", &e);
     assert!(
         e["error"]["errorMessage"]
             .as_str()
