@@ -23,6 +23,15 @@ use crate::{Error, Result};
 const SAMPLE_MATERIAL_TYPE: &str = "https://fhir.bbmri.de/CodeSystem/SampleMaterialType";
 const STORAGE_TEMPERATURE: &str = "https://fhir.bbmri.de/StructureDefinition/StorageTemperature";
 const SAMPLE_DIAGNOSIS: &str = "https://fhir.bbmri.de/StructureDefinition/SampleDiagnosis";
+/// MIABIS on FHIR's code systems and extensions (canonical
+/// `http://fhir.bbmri-eric.eu`).
+const MIABIS_MATERIAL_TYPE: &str = "http://fhir.bbmri-eric.eu/CodeSystem/miabis-material-type-CS";
+const MIABIS_DETAILED_TYPE: &str =
+    "http://fhir.bbmri-eric.eu/CodeSystem/miabis-detailed-samply-type-cs";
+const MIABIS_STORAGE_TEMPERATURE: &str =
+    "http://fhir.bbmri-eric.eu/StructureDefinition/miabis-sample-storage-temperature-extension";
+const MIABIS_DIAGNOSIS: &str =
+    "http://fhir.bbmri-eric.eu/StructureDefinition/miabis-sample-diagnosis-extension";
 /// ICD-10 (WHO) and ICD-10-GM, under their current and former system URLs.
 const ICD10_SYSTEMS: [&str; 3] = [
     "http://hl7.org/fhir/sid/icd-10",
@@ -50,6 +59,165 @@ pub fn sample_material(code: &str) -> Option<(&'static str, &'static str)> {
         | "liquid-other" | "tissue-other" | "derivative-other" => ("Other", "other"),
         _ => return None,
     })
+}
+
+/// A MIABIS on FHIR material type (`miabis-material-type-CS`) as a sample
+/// type and material.
+pub fn miabis_material(code: &str) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        "Blood" => ("WholeBlood", "other"),
+        "DNA" => ("DNA", "other"),
+        "RNA" => ("RNA", "other"),
+        "Plasma" => ("Plasma", "other"),
+        "Serum" => ("Serum", "serum"),
+        "Saliva" => ("Saliva", "other"),
+        "Urine" => ("Urine", "other"),
+        "TissueFrozen" => ("TissueFreshFrozen", "tissue_frozen"),
+        "TissueFFPE" => ("TissueFixed", "tissue_ffpe"),
+        "Faeces" | "ImmortalizedCellLine" | "IsolatedPathogen" | "Other" => ("Other", "other"),
+        _ => return None,
+    })
+}
+
+/// A MIABIS detailed sample type (`miabis-detailed-samply-type-cs`): the
+/// types bonebank has are themselves, with the material where the type
+/// says it; the other detailed types are `Other`.
+pub fn miabis_detailed(code: &str) -> Option<(&'static str, &'static str)> {
+    use bonebank_schemas::{SampleType, ValueSet};
+    let known = SampleType::ALL.iter().find(|t| t.code() == code);
+    if let Some(t) = known {
+        let material = match t.code() {
+            "Serum" => "serum",
+            "BuffyCoat" => "buffy_coat",
+            "PBMC" => "pbmc",
+            "BoneMarrowPlasma" => "bm_plasma",
+            "TissueFreshFrozen" => "tissue_frozen",
+            "SynovialFluid" => "synovial_fluid",
+            _ => "other",
+        };
+        return Some((t.code(), material));
+    }
+    // The rest of the code system, as published.
+    const OTHERS: &[&str] = &[
+        "AmnioticFluid",
+        "AscitesFluid",
+        "Bile",
+        "BodyCavityFluid",
+        "BreastMilk",
+        "BronchLavage",
+        "CancerCellLine",
+        "CerebrospinalFluid",
+        "CordBlood",
+        "DentalPulp",
+        "Embryo",
+        "EntireOrgan",
+        "Faeces",
+        "FetalTissue",
+        "Fibroblast",
+        "FoodSpecimen",
+        "Gas",
+        "GastricFluid",
+        "Hair",
+        "ImmortalizedCellLine",
+        "IsolatedMicrobe",
+        "IsolatedExosome",
+        "IsolatedTumorCell",
+        "LiquidBiopsy",
+        "MenstrualBlood",
+        "Nail",
+        "NasalWashing",
+        "Organoid",
+        "PericardialFluid",
+        "Placenta",
+        "PleuralFluid",
+        "PostMortemTissue",
+        "Protein",
+        "RedBloodCells",
+        "Semen",
+        "SpecimenEnvironment",
+        "Sputum",
+        "Swab",
+        "Sweat",
+        "Tears",
+        "Teeth",
+        "UmbilicalCord",
+        "UrineSediment",
+        "VitreousFluid",
+        "WholeBloodDried",
+    ];
+    OTHERS.contains(&code).then_some(("Other", "other"))
+}
+
+/// A MIABIS on FHIR storage temperature; `LN` (liquid nitrogen, -150 to
+/// -196 °C, either phase) counts as liquid.
+pub fn miabis_temperature(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "RT" => "RT",
+        "2to10" => "2to10",
+        "-18to-35" => "-18to-35",
+        "-60to-85" => "-60to-85",
+        "LN" => "LN_liquid",
+        "Other" => "Other",
+        _ => return None,
+    })
+}
+
+/// Reads one code system's codes as a sample type and material.
+type MaterialReader = fn(&str) -> Option<(&'static str, &'static str)>;
+
+/// The sample type and material of a Specimen.type, from any of the code
+/// systems read, and the code that was not understood.
+fn material_of(concept: Option<&Value>) -> Result<(&'static str, &'static str), Option<&str>> {
+    let readers: [(&str, MaterialReader); 3] = [
+        (SAMPLE_MATERIAL_TYPE, sample_material),
+        (MIABIS_DETAILED_TYPE, miabis_detailed),
+        (MIABIS_MATERIAL_TYPE, miabis_material),
+    ];
+    let mut first = None;
+    for (system, read) in readers {
+        for code in codes(concept, &[system]) {
+            first.get_or_insert(code);
+            if let Some(m) = read(code) {
+                return Ok(m);
+            }
+        }
+    }
+    Err(first)
+}
+
+/// The code of a CodeableConcept's first coding.
+fn first_coding(concept: &Value) -> Option<&str> {
+    concept
+        .get("coding")?
+        .as_array()?
+        .first()?
+        .get("code")?
+        .as_str()
+}
+
+/// The storage temperature of a Specimen: the BBMRI.de extension, or MIABIS
+/// on FHIR's (on Specimen.processing, or on the Specimen itself).
+fn temperature_of(specimen: &Value) -> Result<&'static str, Option<&str>> {
+    let first_code = first_coding;
+    if let Some(code) = extensions(specimen, STORAGE_TEMPERATURE)
+        .first()
+        .and_then(|c| first_code(c))
+    {
+        return storage_temperature(code).ok_or(Some(code));
+    }
+    let processing = specimen
+        .get("processing")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let miabis = processing
+        .chain(std::iter::once(specimen))
+        .flat_map(|p| extensions(p, MIABIS_STORAGE_TEMPERATURE))
+        .find_map(first_code);
+    match miabis {
+        Some(code) => miabis_temperature(code).ok_or(Some(code)),
+        None => Err(None),
+    }
 }
 
 /// A BBMRI.de StorageTemperature code as a MIABIS storage temperature.
@@ -445,27 +613,31 @@ pub fn import(dir: &DataDir, files: &[PathBuf], consents: Consents) -> Result<Im
             );
             continue;
         };
-        let material = codes(f.resource.get("type"), &[SAMPLE_MATERIAL_TYPE]);
-        let Some((sample_type, subtype)) = material.first().and_then(|c| sample_material(c)) else {
-            problem(
-                &f.place,
-                &at("Specimen.type"),
-                material.first().copied(),
-                format!("needs a code from {SAMPLE_MATERIAL_TYPE} (see the README's table)"),
-            );
-            continue;
+        let (sample_type, subtype) = match material_of(f.resource.get("type")) {
+            Ok(m) => m,
+            Err(code) => {
+                problem(
+                    &f.place,
+                    &at("Specimen.type"),
+                    code,
+                    format!(
+                        "needs a code from {SAMPLE_MATERIAL_TYPE}, {MIABIS_DETAILED_TYPE} or {MIABIS_MATERIAL_TYPE} (see the README's table)"
+                    ),
+                );
+                continue;
+            }
         };
-        let temperature = extensions(&f.resource, STORAGE_TEMPERATURE)
-            .first()
-            .and_then(|c| c.get("coding")?.as_array()?.first()?.get("code")?.as_str());
-        let Some(temperature) = temperature.and_then(storage_temperature) else {
-            problem(
-                &f.place,
-                &at("Specimen.extension:StorageTemperature"),
-                temperature,
-                "missing, or not a BBMRI.de StorageTemperature code".into(),
-            );
-            continue;
+        let temperature = match temperature_of(&f.resource) {
+            Ok(t) => t,
+            Err(code) => {
+                problem(
+                    &f.place,
+                    &at("Specimen.extension:StorageTemperature"),
+                    code,
+                    "missing, or not a BBMRI.de or MIABIS storage temperature code".into(),
+                );
+                continue;
+            }
         };
         let collected = f
             .resource
@@ -511,6 +683,24 @@ pub fn import(dir: &DataDir, files: &[PathBuf], consents: Consents) -> Result<Im
                 diagnoses.push(Row {
                     fields: vec![id.clone(), code.into(), b(n == 0 && seen.is_empty())],
                     from: format!("Specimen/{id} (extension SampleDiagnosis)"),
+                });
+                seen.push(code.into());
+            }
+        }
+        // MIABIS on FHIR gives the sample's diagnosis as a bare ICD-10 code.
+        for code in f
+            .resource
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.get("url").and_then(Value::as_str) == Some(MIABIS_DIAGNOSIS))
+            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
+        {
+            if !seen.iter().any(|s| s == code) {
+                diagnoses.push(Row {
+                    fields: vec![id.clone(), code.into(), b(seen.is_empty())],
+                    from: format!("Specimen/{id} (extension miabis-sample-diagnosis)"),
                 });
                 seen.push(code.into());
             }
@@ -697,5 +887,42 @@ mod tests {
             t.parse::<bonebank_schemas::StorageTemperature>().unwrap();
         }
         assert_eq!(sample_material("blood"), None);
+        for code in [
+            "Blood",
+            "DNA",
+            "Faeces",
+            "ImmortalizedCellLine",
+            "IsolatedPathogen",
+            "Plasma",
+            "RNA",
+            "Saliva",
+            "Serum",
+            "TissueFrozen",
+            "TissueFFPE",
+            "Urine",
+            "Other",
+        ] {
+            let (t, m) = miabis_material(code).unwrap_or_else(|| panic!("{code}"));
+            let t: bonebank_schemas::SampleType = t.parse().unwrap();
+            let m: bonebank_schemas::MaterialSubtype = m.parse().unwrap();
+            assert!(m.sample_types().contains(&t), "{code}");
+        }
+        use bonebank_schemas::ValueSet;
+        for code in bonebank_schemas::SampleType::CODES
+            .iter()
+            .chain(["Sputum", "CordBlood"].iter())
+        {
+            let (t, m) = miabis_detailed(code).unwrap_or_else(|| panic!("{code}"));
+            let t: bonebank_schemas::SampleType = t.parse().unwrap();
+            let m: bonebank_schemas::MaterialSubtype = m.parse().unwrap();
+            assert!(m.sample_types().contains(&t), "{code}");
+        }
+        assert_eq!(miabis_detailed("Blood"), None);
+        for code in ["RT", "2to10", "-18to-35", "-60to-85", "LN", "Other"] {
+            miabis_temperature(code)
+                .unwrap()
+                .parse::<bonebank_schemas::StorageTemperature>()
+                .unwrap();
+        }
     }
 }

@@ -89,6 +89,33 @@ fn bundles_and_ndjson_become_one_new_version() {
     assert_eq!(of("s6"), [("C90.0".into(), "true".into())]);
 }
 
+#[test]
+fn miabis_on_fhir_samples_are_read_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path().join("data"));
+    let report = fhir::import(&dir, &[example("miabis.ndjson")], Consents::default()).unwrap();
+    assert_eq!(report.rows[&Table::Samples], 2);
+    let samples = exported(&dir, Table::Samples, tmp.path());
+    // The detailed sample type, MIABIS's storage temperature on processing.
+    assert_eq!(
+        cell(&samples, "sample-m1", "sample_type"),
+        "BoneMarrowAspirate"
+    );
+    assert_eq!(
+        cell(&samples, "sample-m1", "storage_temperature"),
+        "LN_liquid"
+    );
+    assert_eq!(cell(&samples, "sample-m1", "age_at_sampling"), "63");
+    // The material type code system.
+    assert_eq!(cell(&samples, "sample-m2", "sample_type"), "Serum");
+    assert_eq!(
+        cell(&samples, "sample-m2", "storage_temperature"),
+        "-60to-85"
+    );
+    let diagnoses = exported(&dir, Table::Diagnoses, tmp.path());
+    assert_eq!(diagnoses.rows, [["sample-m1", "S72.0", "true"]]);
+}
+
 /// The example collection bundle with `change` made to it, written to a file.
 fn broken(tmp: &Path, name: &str, change: impl FnOnce(&mut Value)) -> PathBuf {
     let mut bundle: Value =
