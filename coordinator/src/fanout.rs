@@ -2,7 +2,6 @@
 //! certificate checked against the CA and the site's name), all sites asked
 //! at once, and whatever has arrived by the deadline is the answer.
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,33 +57,24 @@ impl SiteClient {
                 transport: Transport::Outbound(link),
             });
         };
-        let mut base =
+        let base =
             reqwest::Url::parse(url).map_err(|e| Error::Usage(format!("site {}: {e}", site.id)))?;
-        let config = tls::client_config(&tls_files.ca, &tls_files.certificate, &tls_files.key)?;
-        let mut builder = reqwest::Client::builder()
+        // The node's certificate must carry server_name where one is given:
+        // a node reached by its address is still checked by its name.
+        let config = tls::client_config_for(&tls::ClientFiles {
+            ca: &tls_files.ca,
+            extra_ca: None,
+            certificate: &tls_files.certificate,
+            key: &tls_files.key,
+            server_name: site.server_name.as_deref(),
+        })?;
+        let builder = reqwest::Client::builder()
             .use_preconfigured_tls(config)
             .https_only(true)
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true);
-        // Connect to the URL's address but check the certificate against
-        // server_name: the request goes to server_name, resolved to the URL's
-        // address.
-        if let Some(name) = &site.server_name {
-            let host = base.host_str().unwrap_or_default().trim_matches(['[', ']']);
-            let port = base.port_or_known_default().unwrap_or(443);
-            if name != host {
-                let addrs: Vec<_> = (host, port)
-                    .to_socket_addrs()
-                    .map_err(|e| Error::Usage(format!("site {}: resolving {host}: {e}", site.id)))?
-                    .collect();
-                builder = builder.resolve_to_addrs(name, &addrs);
-                base.set_host(Some(name)).map_err(|e| {
-                    Error::Usage(format!("site {}: server_name {name:?}: {e}", site.id))
-                })?;
-            }
-        }
         let http = builder
             .build()
             .map_err(|e| Error::Usage(format!("site {}: HTTPS client: {e}", site.id)))?;

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::body::MessageBody;
@@ -39,8 +39,6 @@ pub const SITE_HEADER: &str = "x-bonebank-site";
 #[derive(Debug)]
 pub struct Links {
     sites: Vec<Arc<LinkSite>>,
-    heartbeat: Duration,
-    next_id: AtomicU64,
 }
 
 /// One site that connects out, and the requests waiting for it.
@@ -49,7 +47,8 @@ pub struct LinkSite {
     pub id: SiteId,
     /// The name its node's certificate must carry.
     pub name: String,
-    links: Weak<Links>,
+    /// How long a poll is held; silence beyond it and [`SILENCE`] is death.
+    heartbeat: Duration,
     state: Mutex<SiteState>,
     arrived: Notify,
 }
@@ -74,8 +73,11 @@ struct SiteState {
 }
 
 impl SiteState {
-    fn alive(&self, heartbeat: Duration) -> bool {
-        self.connections > 0
+    /// Whether the node is connected: it has a connection open and its
+    /// polls keep coming.
+    fn up(&self, heartbeat: Duration) -> bool {
+        self.connected
+            && self.connections > 0
             && self
                 .last_poll
                 .is_some_and(|t| t.elapsed() < heartbeat + SILENCE)
@@ -97,21 +99,19 @@ impl SiteState {
 impl Links {
     /// The links of the sites `(id, certificate name)`.
     pub fn new(sites: &[(SiteId, String)], heartbeat: Duration) -> Arc<Self> {
-        Arc::new_cyclic(|links| Self {
+        Arc::new(Self {
             sites: sites
                 .iter()
                 .map(|(id, name)| {
                     Arc::new(LinkSite {
                         id: id.clone(),
                         name: name.clone(),
-                        links: links.clone(),
+                        heartbeat,
                         state: Mutex::default(),
                         arrived: Notify::new(),
                     })
                 })
                 .collect(),
-            heartbeat,
-            next_id: AtomicU64::new(1),
         })
     }
 
@@ -124,8 +124,8 @@ impl Links {
         self.sites.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Declares sites whose polls stopped disconnected, four times a
-    /// heartbeat; runs until the links are dropped.
+    /// Declares sites whose polls stopped disconnected, looking four times
+    /// a second; runs until the links are dropped.
     pub fn watch(self: &Arc<Self>) {
         let links = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -135,7 +135,7 @@ impl Links {
                 let Some(links) = links.upgrade() else { return };
                 for site in &links.sites {
                     let mut state = site.lock();
-                    if state.connected && !state.alive(links.heartbeat) {
+                    if state.connected && !state.up(site.heartbeat) {
                         state.lose(&site.id, "no poll within the heartbeat");
                     }
                 }
@@ -160,16 +160,9 @@ impl LinkSite {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn heartbeat(&self) -> Duration {
-        self.links
-            .upgrade()
-            .map_or(Duration::from_secs(2), |l| l.heartbeat)
-    }
-
     /// Whether the site's node is connected now.
     pub fn connected(&self) -> bool {
-        let state = self.lock();
-        state.connected && state.alive(self.heartbeat())
+        self.lock().up(self.heartbeat)
     }
 
     /// When the site's node was last heard from.
@@ -186,14 +179,11 @@ impl LinkSite {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Result<LinkResponse, String> {
-        let id = self
-            .links
-            .upgrade()
-            .map_or(0, |l| l.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = REQUESTS.fetch_add(1, Ordering::Relaxed);
         let (sender, answer) = oneshot::channel();
         {
             let mut state = self.lock();
-            if !(state.connected && state.alive(self.heartbeat())) {
+            if !state.up(self.heartbeat) {
                 let mut why = match state.last_seen {
                     Some(t) => format!(
                         "the site's node is not connected (it connects out; last seen {})",
@@ -226,7 +216,7 @@ impl LinkSite {
     /// The requests waiting, or none after the heartbeat, for the poll
     /// `number` on `connection`; none at once when a newer poll came.
     async fn poll(&self, number: u64, connection: u64) -> Vec<LinkRequest> {
-        let until = tokio::time::Instant::now() + self.heartbeat();
+        let until = tokio::time::Instant::now() + self.heartbeat;
         loop {
             let arrived = self.arrived.notified();
             {
@@ -283,6 +273,8 @@ struct Connection {
 
 /// Numbers connections, to know which requests went out on which.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+/// Numbers requests handed to nodes, which their answers carry back.
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
 
 impl Connection {
     fn open(site: Arc<LinkSite>, not_after: Option<i64>) -> Self {
@@ -436,7 +428,7 @@ async fn poll(request: HttpRequest) -> Result<web::Json<LinkPoll>, Error> {
     tracing::debug!(site = %site.id, requests = requests.len(), "poll answered");
     Ok(web::Json(LinkPoll {
         requests,
-        heartbeat_ms: site.heartbeat().as_millis() as u64,
+        heartbeat_ms: site.heartbeat.as_millis() as u64,
     }))
 }
 

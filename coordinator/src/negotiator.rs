@@ -165,11 +165,11 @@ fn human_readable(answer: &FederatedResult) -> String {
 
 impl Target {
     fn new(config: &NegotiatorConfig) -> Result<Self> {
-        let base = reqwest::Url::parse(config.url.trim_end_matches('/'))
+        // As a folder, so that the API's path joins below it.
+        let base = format!("{}/", config.url.trim_end_matches('/'));
+        let requests = reqwest::Url::parse(&base)
+            .and_then(|b| b.join("api/v3/requests"))
             .map_err(|e| Error::Usage(format!("negotiator.url: {e}")))?;
-        let requests =
-            reqwest::Url::parse(&format!("{base}/api/v3/requests").replace("//api", "/api"))
-                .map_err(|e| Error::Usage(format!("negotiator.url: {e}")))?;
         let credentials =
             bonebank_service::config::read_secret(config.credentials_file.as_deref())?
                 .map(|text| {

@@ -210,14 +210,7 @@ impl Coordinator {
     /// updated with what they say now.
     pub async fn look_again(&self, who: &Requester, id: i64) -> Result<FederatedResult> {
         let caller = &who.caller;
-        let history = self.history.clone();
-        let user = caller.user.clone();
-        let (epsilon, mut result) = tokio::task::spawn_blocking(move || history.get(&user, id))
-            .await
-            .map_err(|e| Error::Internal(format!("history worker: {e}")))??
-            .ok_or_else(|| {
-                Error::BadRequest(format!("there is no question {id} in your history"))
-            })?;
+        let (epsilon, mut result) = self.entry(caller, id).await?;
         let waiting: Vec<Arc<SiteClient>> = result
             .sites
             .iter()
@@ -302,12 +295,16 @@ impl Coordinator {
 
     /// One answer from the caller's history, as it was stored.
     pub async fn answer(&self, caller: &Caller, id: i64) -> Result<FederatedResult> {
+        Ok(self.entry(caller, id).await?.1)
+    }
+
+    /// One entry of the caller's history: the loss asked for and the answer.
+    async fn entry(&self, caller: &Caller, id: i64) -> Result<(Option<f64>, FederatedResult)> {
         let history = self.history.clone();
         let user = caller.user.clone();
         tokio::task::spawn_blocking(move || history.get(&user, id))
             .await
             .map_err(|e| Error::Internal(format!("history worker: {e}")))??
-            .map(|(_, result)| result)
             .ok_or_else(|| Error::BadRequest(format!("there is no question {id} in your history")))
     }
 

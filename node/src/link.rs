@@ -336,10 +336,9 @@ async fn respond(state: &AppState, request: LinkRequest) -> Result<serde_json::V
     match (method, request.path.as_str()) {
         ("POST", "v1/query") => {
             let q = question(request.body)?;
-            let started = std::time::Instant::now();
-            let result = state.service.run(&caller, &q).await;
-            state.metrics.observe(&result, started.elapsed());
-            json(serde_json::to_value(result?))
+            json(serde_json::to_value(
+                crate::api::query::answer(state, &caller, &q).await?,
+            ))
         }
         ("POST", "v1/preview") => {
             let q = question(request.body)?;

@@ -6,7 +6,7 @@ mod budget;
 mod health;
 mod metrics;
 mod preview;
-mod query;
+pub(crate) mod query;
 mod site;
 
 use actix_web::body::MessageBody;

@@ -5,20 +5,16 @@
 //! the coordinators on the node's allow-list; anything else fails the TLS
 //! handshake before a byte of HTTP is read. The coordinator checks each
 //! node's certificate against the same CA and the name it expects for that
-//! site.
+//! site. Every certificate, key and CA is read again when its file changes
+//! ([`reload`]), so rotation needs no restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
-    ServerConfig, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -182,67 +178,4 @@ pub fn client_config_for(files: &ClientFiles) -> Result<ClientConfig> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(servers))
         .with_client_cert_resolver(Arc::new(own)))
-}
-
-/// Full WebPKI verification of the client chain, then a name check: the
-/// certificate must be valid for one of the allowed names.
-#[derive(Debug)]
-pub(crate) struct AllowListedClients {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<ServerName<'static>>,
-}
-
-impl ClientCertVerifier for AllowListedClients {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
-            .inspect_err(|e| tracing::warn!(error = %e, "refused a client certificate"))?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if self
-            .allowed
-            .iter()
-            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
-        {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            tracing::warn!(
-                "refused a client certificate from the trusted CA whose name is not on tls.allowed_clients"
-            );
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

@@ -15,9 +15,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::{AllowListedClients, provider, read_certificates, read_key, read_roots};
+use super::{provider, read_certificates, read_key, read_roots};
 use crate::{Error, Result};
 
 /// How often the files are looked at.
@@ -208,9 +208,15 @@ impl ResolvesClientCert for OwnCert {
 }
 
 /// Client certificates that chain to a CA (read again on change) and carry
-/// one of the allowed names.
+/// one of the allowed names: full WebPKI verification of the chain, then
+/// the name check.
 #[derive(Debug)]
-pub struct ClientCerts(Reloading<AllowListedClients>);
+pub struct ClientCerts {
+    chain: Reloading<Arc<dyn ClientCertVerifier>>,
+    allowed: Vec<ServerName<'static>>,
+    /// The setting that lists the names, for the log.
+    setting: String,
+}
 
 impl ClientCerts {
     pub fn new(ca: &Path, allowed: &[String], setting: &str) -> Result<Self> {
@@ -219,7 +225,7 @@ impl ClientCerts {
                 "{setting} is empty: name the peers that may connect"
             )));
         }
-        let names = allowed
+        let allowed = allowed
             .iter()
             .map(|n| {
                 ServerName::try_from(n.clone())
@@ -229,19 +235,15 @@ impl ClientCerts {
         let ca_path = ca.to_owned();
         let load = move || {
             let roots = read_roots(&ca_path)?;
-            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
-                .map_err(|e| Error::Usage(format!("CA {}: {e}", ca_path.display())))?;
-            Ok(AllowListedClients {
-                inner,
-                allowed: names.clone(),
-            })
+                .map_err(|e| Error::Usage(format!("CA {}: {e}", ca_path.display())))
         };
-        Ok(Self(Reloading::new(
-            format!("CA {}", ca.display()),
-            vec![ca.to_owned()],
-            load,
-        )?))
+        Ok(Self {
+            chain: Reloading::new(format!("CA {}", ca.display()), vec![ca.to_owned()], load)?,
+            allowed,
+            setting: setting.to_owned(),
+        })
     }
 }
 
@@ -258,9 +260,21 @@ impl ClientCertVerifier for ClientCerts {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
+        self.chain
             .current()
             .verify_client_cert(end_entity, intermediates, now)
+            .inspect_err(|e| tracing::warn!(error = %e, "refused a client certificate"))?;
+        if self.allowed.iter().any(|name| valid_for(end_entity, name)) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            tracing::warn!(
+                setting = %self.setting,
+                "refused a client certificate from the trusted CA whose name is not allowed"
+            );
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
     }
 
     fn verify_tls12_signature(
@@ -269,7 +283,9 @@ impl ClientCertVerifier for ClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls12_signature(message, cert, dss)
+        self.chain
+            .current()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -278,11 +294,13 @@ impl ClientCertVerifier for ClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().verify_tls13_signature(message, cert, dss)
+        self.chain
+            .current()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().supported_verify_schemes()
+        self.chain.current().supported_verify_schemes()
     }
 }
 
@@ -369,9 +387,10 @@ impl ServerCertVerifier for ServerCerts {
 
 /// Whether a (verified) certificate is valid for `name`.
 pub fn names(end_entity: &CertificateDer<'_>, name: &str) -> bool {
-    let Ok(name) = ServerName::try_from(name.to_owned()) else {
-        return false;
-    };
+    ServerName::try_from(name.to_owned()).is_ok_and(|name| valid_for(end_entity, &name))
+}
+
+fn valid_for(end_entity: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
     webpki::EndEntityCert::try_from(end_entity)
-        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(name).is_ok())
 }

@@ -7,6 +7,8 @@ use bonebank_query::policy::Policy;
 use bonebank_schemas::Role;
 use bonebank_schemas::wire::{BudgetListing, FederatedResult};
 use bonebank_service::tls;
+
+use crate::http::{get, ok, post};
 use serde_json::{Value, json};
 
 /// Checks `response` against one of the Beacon v2 framework's response
@@ -59,16 +61,8 @@ fn conforms(schema: &str, response: &Value) {
     );
 }
 
-async fn spent(http: &reqwest::Client, url: &str, token: &str) -> f64 {
-    let budgets: Vec<BudgetListing> = http
-        .get(format!("{url}/v1/budgets"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn spent(url: &str, token: &str) -> f64 {
+    let budgets: Vec<BudgetListing> = ok(get(&format!("{url}/v1/budgets"), Some(token)).await);
     budgets
         .iter()
         .map(|b| b.budget.as_ref().unwrap().user.spent)
@@ -86,7 +80,6 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
     let net = LocalNetwork::start(tmp.path(), &ids, &Policy::default(), 10_000).unwrap();
     let url = net.coordinator.url();
     let beacon = format!("{url}/beacon/v2");
-    let http = reqwest::Client::new();
 
     // The informational endpoints are public.
     for (path, schema) in [
@@ -98,19 +91,11 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         ("/map", "beaconMapResponse.json"),
         ("/filtering_terms", "beaconFilteringTermsResponse.json"),
     ] {
-        let r = http.get(format!("{beacon}{path}")).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = get(&format!("{beacon}{path}"), None).await;
+        assert_eq!(status, 200, "{path}");
         conforms(schema, &body);
     }
-    let terms: Value = http
-        .get(format!("{beacon}/filtering_terms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let terms: Value = ok(get(&format!("{beacon}/filtering_terms"), None).await);
     let ids_of_terms: Vec<&str> = terms["response"]["filteringTerms"]
         .as_array()
         .unwrap()
@@ -126,14 +111,7 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
     ] {
         assert!(ids_of_terms.contains(&expected), "{expected} missing");
     }
-    let configuration: Value = http
-        .get(format!("{beacon}/configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let configuration: Value = ok(get(&format!("{beacon}/configuration"), None).await);
     assert_eq!(
         configuration["response"]["securityAttributes"]["defaultGranularity"],
         "count"
@@ -151,28 +129,14 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         },
     });
     // Counting needs a signed-in user.
-    let r = http
-        .post(format!("{beacon}/individuals"))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let e: Value = r.json().await.unwrap();
+    let (status, e) = post(&format!("{beacon}/individuals"), None, &request).await;
+    assert_eq!(status, 401);
     conforms("beaconErrorResponse.json", &e);
     assert_eq!(e["error"]["errorCode"], 401);
 
     let ada = net.token(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]));
-    let before = spent(&http, &url, &ada).await;
-    let r = http
-        .post(format!("{beacon}/individuals"))
-        .bearer_auth(&ada)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let answer: Value = r.json().await.unwrap();
+    let before = spent(&url, &ada).await;
+    let answer: Value = ok(post(&format!("{beacon}/individuals"), Some(&ada), &request).await);
     conforms("beaconCountResponse.json", &answer);
     // Asked for records, answered with a count, and says how it was made.
     assert_eq!(answer["meta"]["returnedGranularity"], "count");
@@ -191,44 +155,29 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         .as_i64()
         .unwrap();
     assert_eq!(answer["responseSummary"]["exists"], count > 0);
-    let after = spent(&http, &url, &ada).await;
+    let after = spent(&url, &ada).await;
     assert!(after > before, "the count was charged ({before} → {after})");
 
     // The same question asked as SQL is the same release (remembered, free):
     // the count is the network's noisy total, rounded and never below zero.
-    let same: FederatedResult = http
-        .post(format!("{url}/v1/query"))
-        .bearer_auth(&ada)
-        .json(&json!({"sql": "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'S72%' AND sex = 'Female' AND age_at_sampling >= 50"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sql = "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'S72%' AND sex = 'Female' AND age_at_sampling >= 50";
+    let same: FederatedResult = ok(post(
+        &format!("{url}/v1/query"),
+        Some(&ada),
+        &json!({ "sql": sql }),
+    )
+    .await);
     let total = same.total[0].values[0].as_ref().unwrap();
     assert_eq!(count, total.value.max(0.0).round() as i64);
-    assert_eq!(spent(&http, &url, &ada).await, after, "asked again: free");
+    assert_eq!(spent(&url, &ada).await, after, "asked again: free");
 
     // Biosamples count samples; an unknown term is a Beacon error.
-    let r = http
-        .post(format!("{beacon}/biosamples"))
-        .bearer_auth(&ada)
-        .json(&json!({"query": {"filters": [{"id": "sample_type:StemCells"}]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    conforms("beaconCountResponse.json", &r.json().await.unwrap());
-    let r = http
-        .post(format!("{beacon}/biosamples"))
-        .bearer_auth(&ada)
-        .json(&json!({"query": {"filters": [{"id": "HP:0000118"}]}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let e: Value = r.json().await.unwrap();
+    let filters = |id: &str| json!({"query": {"filters": [{ "id": id }]}});
+    let biosamples = format!("{beacon}/biosamples");
+    let counted: Value = ok(post(&biosamples, Some(&ada), &filters("sample_type:StemCells")).await);
+    conforms("beaconCountResponse.json", &counted);
+    let (status, e) = post(&biosamples, Some(&ada), &filters("HP:0000118")).await;
+    assert_eq!(status, 400);
     conforms("beaconErrorResponse.json", &e);
     assert!(
         e["error"]["errorMessage"]

@@ -10,6 +10,7 @@ mod cli;
 mod coverage;
 mod docs;
 mod federation;
+mod http;
 mod i18n;
 mod negotiator;
 mod oidc;

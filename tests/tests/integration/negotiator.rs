@@ -14,6 +14,9 @@ use bonebank_query::policy::Policy;
 use bonebank_schemas::Role;
 use bonebank_schemas::wire::{FederatedResult, NegotiatorHandoff, NegotiatorRequest, WhoAmI};
 use bonebank_service::tls;
+use serde_json::json;
+
+use crate::http::{get, ok, post};
 
 const USER: &str = "bonebank-coordinator";
 const PASSWORD: &str = "s3cret";
@@ -143,41 +146,22 @@ async fn an_answer_becomes_a_negotiator_request() {
     let coordinator = bonebank_coordinator::server::start(&config).unwrap();
     let url = coordinator.url();
     let ada = net.token(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]));
-    let http = reqwest::Client::new();
 
-    let who: WhoAmI = http
-        .get(format!("{url}/v1/whoami"))
-        .bearer_auth(&ada)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who: WhoAmI = ok(get(&format!("{url}/v1/whoami"), Some(&ada)).await);
     assert!(who.negotiator, "the app is told it can send");
 
-    let answer: FederatedResult = http
-        .post(format!("{url}/v1/query"))
-        .bearer_auth(&ada)
-        .json(&serde_json::json!({"sql": "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'S72%'"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sql = "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'S72%'";
+    let answer: FederatedResult = ok(post(
+        &format!("{url}/v1/query"),
+        Some(&ada),
+        &json!({ "sql": sql }),
+    )
+    .await);
     let id = answer.id.unwrap();
-    let hand_off = |body: serde_json::Value, token: &str| {
-        http.post(format!("{url}/v1/history/{id}/negotiator"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-    };
+    let hand_off = format!("{url}/v1/history/{id}/negotiator");
 
     // Built only: every answered site with its Directory collection.
-    let r = hand_off(serde_json::json!({}), &ada).await.unwrap();
-    assert_eq!(r.status(), 200);
-    let built: NegotiatorHandoff = r.json().await.unwrap();
+    let built: NegotiatorHandoff = ok(post(&hand_off, Some(&ada), &json!({})).await);
     assert_eq!(built.redirect_url, None);
     assert!(received.lock().unwrap().is_empty(), "nothing sent");
     assert_eq!(built.request.url, format!("{url}/#a={id}"));
@@ -199,11 +183,8 @@ async fn an_answer_becomes_a_negotiator_request() {
     );
 
     // Sent, for one chosen site: the researcher continues at redirectUrl.
-    let r = hand_off(serde_json::json!({"sites": ["dk-ode"], "send": true}), &ada)
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let sent: NegotiatorHandoff = r.json().await.unwrap();
+    let chosen = json!({"sites": ["dk-ode"], "send": true});
+    let sent: NegotiatorHandoff = ok(post(&hand_off, Some(&ada), &chosen).await);
     assert!(
         sent.redirect_url
             .as_deref()
@@ -227,13 +208,11 @@ async fn an_answer_becomes_a_negotiator_request() {
     );
 
     // A site that was not asked, and another user's answer: refused.
-    let r = hand_off(serde_json::json!({"sites": ["DE-XYZ"]}), &ada)
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, _) = post(&hand_off, Some(&ada), &json!({"sites": ["DE-XYZ"]})).await;
+    assert_eq!(status, 400);
     let bo = net.token(&DevUser::new("bo", Role::Researcher, Some("p1"), &[]));
-    let r = hand_off(serde_json::json!({}), &bo).await.unwrap();
-    assert_eq!(r.status(), 400, "bo cannot hand on ada's answer");
+    let (status, _) = post(&hand_off, Some(&bo), &json!({})).await;
+    assert_eq!(status, 400, "bo cannot hand on ada's answer");
 
     // The Negotiator refuses (wrong credentials): the researcher is told it
     // was the Negotiator, with what it said, as 502, not as our own failure.
@@ -241,29 +220,23 @@ async fn an_answer_becomes_a_negotiator_request() {
     let mut config = config.clone();
     config.state_dir = tmp.path().join("coordinator-negotiator-2");
     let other = bonebank_coordinator::server::start(&config).unwrap();
-    let answer: FederatedResult = http
-        .post(format!("{}/v1/query", other.url()))
-        .bearer_auth(&ada)
-        .json(&serde_json::json!({"sql": "SELECT COUNT(*) FROM samples"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = http
-        .post(format!(
+    let answer: FederatedResult = ok(post(
+        &format!("{}/v1/query", other.url()),
+        Some(&ada),
+        &json!({"sql": "SELECT COUNT(*) FROM samples"}),
+    )
+    .await);
+    let (status, e) = post(
+        &format!(
             "{}/v1/history/{}/negotiator",
             other.url(),
             answer.id.unwrap()
-        ))
-        .bearer_auth(&ada)
-        .json(&serde_json::json!({"send": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let e: serde_json::Value = r.json().await.unwrap();
+        ),
+        Some(&ada),
+        &json!({"send": true}),
+    )
+    .await;
+    assert_eq!(status, 502);
     assert_eq!(e["code"], "upstream_failed");
     assert!(
         e["message"].as_str().unwrap().contains("bad credentials"),

@@ -13,9 +13,11 @@ use bonebank_dev::local::{self, LocalNetwork};
 use bonebank_dev::pki::{self, Ca, PkiDir};
 use bonebank_node::server;
 use bonebank_query::policy::Policy;
-use bonebank_schemas::wire::{FederatedRequest, FederatedResult, SiteListing, SiteStatus};
+use bonebank_schemas::wire::{FederatedResult, SiteListing, SiteStatus};
 use bonebank_schemas::{Role, SiteId};
 use bonebank_service::tls;
+
+use crate::http::{get, ok, post};
 
 const DONORS: u64 = 300;
 /// The deadline of every network here: far longer than the link needs to
@@ -54,35 +56,16 @@ fn token(net: &LocalNetwork) -> String {
 
 /// Asks the network a question; the answer and how long it took.
 async fn ask(net: &LocalNetwork, sql: &str) -> (FederatedResult, Duration) {
-    tls::install_default_provider();
-    let request = FederatedRequest {
-        sql: Some(sql.into()),
-        query: None,
-        loss: Some(0.05),
-        sites: None,
-    };
+    let request = serde_json::json!({ "sql": sql, "loss": 0.05 });
     let started = Instant::now();
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/query", net.coordinator.url()))
-        .bearer_auth(token(net))
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    (r.json().await.unwrap(), started.elapsed())
+    let url = format!("{}/v1/query", net.coordinator.url());
+    let answer = ok(post(&url, Some(&token(net)), &request).await);
+    (answer, started.elapsed())
 }
 
 async fn listing(net: &LocalNetwork) -> Vec<SiteListing> {
-    reqwest::Client::new()
-        .get(format!("{}/v1/sites", net.coordinator.url()))
-        .bearer_auth(token(net))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let url = format!("{}/v1/sites", net.coordinator.url());
+    ok(get(&url, Some(&token(net))).await)
 }
 
 fn status_of(result: &FederatedResult, site: &SiteId) -> (SiteStatus, String) {
