@@ -505,24 +505,13 @@ async fn steward_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
-    use bonebank_query::policy::{Action, Rule};
     let tmp = tempfile::tempdir().unwrap();
     let ids = sites(&tmp);
-    // DK-ODE's stewards approve every industry query; the others run them.
+    // The demo's rules: DK-ODE's stewards approve every industry query; the
+    // others run them.
     let policy = |site: &SiteId| {
         let mut p = generous();
-        if site.as_str() == "DK-ODE" {
-            p.rules = vec![Rule {
-                role: Some(bonebank_schemas::Role::Industry),
-                projects: None,
-                measures: None,
-                min_dimensions: None,
-                dimensions: None,
-                loss_above: None,
-                action: Action::Approve,
-                reason: None,
-            }];
-        }
+        p.rules = local::demo_policy(site).rules;
         p
     };
     let mut net = LocalNetwork::start_with(tmp.path(), &ids, policy, 10_000).unwrap();
