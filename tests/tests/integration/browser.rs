@@ -117,7 +117,15 @@ async fn researchers_and_stewards_use_their_pages_in_a_real_browser() {
         // A page of another origin on the same host, without bonebank's
         // content security policy: where a forged form comes from.
         "forger": net.idp.as_ref().expect("the development provider").issuer(),
-        "screenshots": std::env::var("BONEBANK_SCREENSHOTS").ok(),
+        // A relative folder is taken from the repository's root, where the
+        // README's command is run.
+        "screenshots": std::env::var_os("BONEBANK_SCREENSHOTS").map(|dir| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(dir)
+                .display()
+                .to_string()
+        }),
     });
     run_phase("main", &config).await;
 
