@@ -615,3 +615,61 @@ async fn behind_a_firewall() {
     let (r, _) = ask(&net, COUNT).await;
     assert_eq!(status_of(&r, &nae()).0, SiteStatus::Answered);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_link_is_checked_as_on_the_nodes_own_port() {
+    use bonebank_schemas::wire::LinkRequest;
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    let config = &net
+        .nodes
+        .iter()
+        .find(|(c, _)| c.site_id == nae())
+        .unwrap()
+        .0;
+    let state = server::state(config).unwrap();
+    let request = |token: Option<String>, path: &str, sql: &str| LinkRequest {
+        id: 1,
+        method: if path == "v1/site" { "GET" } else { "POST" }.into(),
+        path: path.into(),
+        token,
+        body: Some(serde_json::json!({ "sql": sql, "loss": 0.05 })),
+    };
+    let answer = |r| bonebank_node::link::answer(&state, r);
+
+    // No token, and a token signed by another provider's keys.
+    let r = answer(request(None, "v1/query", COUNT)).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let stranger = bonebank_dev::devidp::DevProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        bonebank_dev::devidp::DEMO_AUDIENCE,
+        Vec::new(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let forged = stranger.token_for(&DevUser::new("ada", Role::Researcher, Some("p1"), &[]));
+    let r = answer(request(Some(forged), "v1/query", COUNT)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // A real token: the site's checks still apply, and unknown paths are not served.
+    let real = Some(token(&net));
+    let r = answer(request(real.clone(), "v1/query", "SELECT * FROM samples")).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (400, Some("query_refused"))
+    );
+    let r = answer(request(real.clone(), "v1/approvals", COUNT)).await;
+    assert_eq!(r.status, 404);
+    let r = answer(request(real, "v1/query", COUNT)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["site_id"], nae().as_str());
+    // The public description needs no token.
+    let r = answer(request(None, "v1/site", "")).await;
+    assert_eq!(r.status, 200);
+}
