@@ -3,11 +3,18 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
-use bonebank_schemas::wire::{FederatedRequest, NegotiatorHandoffRequest};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError, get, post, web};
+use bonebank_schemas::icd10_titles::CodeMatch;
+use bonebank_schemas::wire::{
+    BudgetListing, CheckedQuestion, ErrorBody, FederatedPreview, FederatedRequest, FederatedResult,
+    HistoryEntry, NegotiatorHandoff, NegotiatorHandoffRequest, SiteListing,
+};
 use bonebank_service::asset;
+use bonebank_service::openapi::{self, SignedIn};
 use bonebank_service::pages::{self, Asset};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_actix_web::{AppExt, scope};
 
 use crate::Error;
 use crate::auth::{self, Auth};
@@ -39,54 +46,76 @@ pub fn app(
         "query request",
         None,
     );
-    App::new()
+    let app = App::new()
+        .into_utoipa_app()
         .app_data(state.auth.clone())
         .app_data(state)
         .app_data(json)
-        .route(
-            "/",
-            web::get().to(|| async { pages::serve(APP, "index.html") }),
-        )
-        .route("/app/{path}", web::get().to(app_file))
-        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
-        .route("/assets/{path:.*}", web::get().to(pages::shared))
-        .route("/auth/login", web::get().to(auth::login))
-        .route("/auth/callback", web::get().to(auth::callback))
-        .route("/auth/logout", web::post().to(auth::logout))
-        .route("/v1/login", web::get().to(auth::login_info))
-        .route("/v1/whoami", web::get().to(auth::whoami))
-        .route("/v1/query", web::post().to(query))
-        .route("/v1/preview", web::post().to(preview))
-        .route("/v1/sites", web::get().to(sites))
-        .route("/v1/check", web::post().to(check))
-        .route("/v1/codes", web::get().to(codes))
-        .route("/v1/budgets", web::get().to(budgets))
-        .route("/v1/history", web::get().to(history))
-        .route("/v1/history/{id}", web::get().to(look_again))
-        .route("/v1/history/{id}/negotiator", web::post().to(negotiator))
+        .app_data(bonebank_service::error::query_config())
+        .app_data(bonebank_service::error::path_config())
+        .service(index)
+        .service(app_file)
+        .service(pages::favicon)
+        .service(pages::shared)
+        .service(auth::begin_login)
+        .service(auth::callback)
+        .service(auth::logout)
+        .service(auth::login_info)
+        .service(auth::whoami)
+        .service(query)
+        .service(preview)
+        .service(sites)
+        .service(check)
+        .service(codes)
+        .service(budgets)
+        .service(history)
+        .service(look_again)
+        .service(negotiator)
         .service(
-            web::scope("/beacon/v2")
-                .route("", web::get().to(beacon::info))
-                .route("/", web::get().to(beacon::info))
-                .route("/info", web::get().to(beacon::info))
-                .route("/service-info", web::get().to(beacon::service_info))
-                .route("/configuration", web::get().to(beacon::configuration))
-                .route("/entry_types", web::get().to(beacon::entry_types_endpoint))
-                .route("/map", web::get().to(beacon::map))
-                .route(
-                    "/filtering_terms",
-                    web::get().to(beacon::filtering_terms_endpoint),
-                )
-                .route("/individuals", web::post().to(beacon::individuals))
-                .route("/individuals", web::get().to(beacon::individuals))
-                .route("/biosamples", web::post().to(beacon::biosamples))
-                .route("/biosamples", web::get().to(beacon::biosamples)),
+            scope("/beacon/v2")
+                .service(beacon::root)
+                .service(beacon::root_slash)
+                .service(beacon::info_endpoint)
+                .service(beacon::service_info)
+                .service(beacon::configuration)
+                .service(beacon::entry_types_endpoint)
+                .service(beacon::map)
+                .service(beacon::filtering_terms_endpoint)
+                .service(beacon::individuals)
+                .service(beacon::individuals_get)
+                .service(beacon::biosamples)
+                .service(beacon::biosamples_get),
         )
-        .route(
-            "/health",
-            web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
-        )
-        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+        .service(health);
+    openapi::finish(
+        app,
+        openapi::About {
+            title: "bonebank coordinator",
+            description: "The researcher-facing coordinator of a bonebank network: a feasibility \
+                          question goes to every chosen site, and the answer is the sum of the \
+                          sites' differentially private counts, with intervals. Also the \
+                          researchers' web app, sign-in, history, the Negotiator hand-off and a \
+                          Beacon v2 count endpoint.",
+            session_cookie: Some(auth::SESSION_COOKIE),
+        },
+    )
+    .default_service(web::to(|| async { Error::NotFound.error_response() }))
+}
+
+/// `GET /`: the researchers' app.
+#[utoipa::path(tag = "pages", responses((status = 200, description = "The researchers' app.", content_type = "text/html", body = String)))]
+#[get("/")]
+async fn index() -> HttpResponse {
+    pages::serve(APP, "index.html")
+}
+
+/// `GET /health`
+#[utoipa::path(tag = "service", responses((status = 200, description = "The coordinator is up.", content_type = "text/plain", body = String)))]
+#[get("/health")]
+async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
 }
 
 /// The researcher's app: its page and scripts.
@@ -98,10 +127,33 @@ const APP: &[Asset] = &[
     asset!("web", "results.js"),
 ];
 
+/// `GET /app/{path}`: the app's scripts.
+#[utoipa::path(
+    tag = "pages",
+    params(("path" = String, Path, description = "A file of the app, e.g. `main.js`.")),
+    responses(
+        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
+        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
+    )
+)]
+#[get("/app/{path}")]
 async fn app_file(path: web::Path<String>) -> HttpResponse {
     pages::serve(APP, &path)
 }
 
+/// `POST /v1/query`: a question to every chosen site.
+#[utoipa::path(
+    tag = "questions",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The merged answer: the sum of the sites' noisy counts with intervals, and each site's own answer or why it gave none. The loss is charged at each site that answered.", body = FederatedResult),
+        (status = 400, description = "The body is not a question, or the question is outside the supported subset.", body = ErrorBody),
+        (status = 403, description = "A browser session's request came without its CSRF token.", body = ErrorBody),
+        (status = 401, description = "No access token or session, or one that did not check out.", body = ErrorBody),
+        (status = 503, description = "The identity provider's keys could not be fetched just now.", body = ErrorBody),
+    )
+)]
+#[post("/v1/query")]
 async fn query(
     state: web::Data<State>,
     req: HttpRequest,
@@ -114,6 +166,17 @@ async fn query(
 
 /// What a question would cost at each site and how precise the answers
 /// would be; nothing is spent.
+#[utoipa::path(
+    tag = "questions",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Each site's cost and expected precision for the question.", body = FederatedPreview),
+        (status = 400, description = "The body is not a question, or the question is outside the supported subset.", body = ErrorBody),
+        (status = 403, description = "A browser session's request came without its CSRF token.", body = ErrorBody),
+        SignedIn,
+    )
+)]
+#[post("/v1/preview")]
 async fn preview(
     state: web::Data<State>,
     req: HttpRequest,
@@ -126,16 +189,41 @@ async fn preview(
 
 /// The sites' descriptions: every node is asked, so only a signed-in user
 /// may ask (as for everything else that reaches the nodes).
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Every site of the network: its description, whether it can be reached, and how.", body = Vec<SiteListing>), SignedIn)
+)]
+#[get("/v1/sites")]
 async fn sites(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     state.auth.requester(&req).await?;
     Ok(HttpResponse::Ok().json(state.coordinator.list_sites().await))
 }
 
+/// `GET /v1/history`: the caller's earlier questions, newest first.
+#[utoipa::path(
+    tag = "history",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "The caller's earlier questions, newest first.", body = Vec<HistoryEntry>), SignedIn)
+)]
+#[get("/v1/history")]
 async fn history(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     Ok(HttpResponse::Ok().json(state.coordinator.history(&who.caller).await?))
 }
 
+/// `GET /v1/history/{id}`: an earlier answer again, costing nothing.
+#[utoipa::path(
+    tag = "history",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = i64, Path, description = "The answer's id in the caller's history.")),
+    responses(
+        (status = 200, description = "The earlier answer, as it was given.", body = FederatedResult),
+        (status = 404, description = "No such answer in the caller's history.", body = ErrorBody),
+        SignedIn,
+    )
+)]
+#[get("/v1/history/{id}")]
 async fn look_again(
     state: web::Data<State>,
     req: HttpRequest,
@@ -148,6 +236,20 @@ async fn look_again(
 
 /// A sample request in the BBMRI-ERIC Negotiator from one of the caller's
 /// answers: built, and sent when asked.
+#[utoipa::path(
+    tag = "history",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = i64, Path, description = "The answer's id in the caller's history.")),
+    responses(
+        (status = 200, description = "The Negotiator v3 request, and where the request continues if it was sent.", body = NegotiatorHandoff),
+        (status = 400, description = "The body is not a hand-off request, or it names a site the answer did not come from, or sending was asked and no Negotiator is configured.", body = ErrorBody),
+        (status = 403, description = "A browser session's request came without its CSRF token.", body = ErrorBody),
+        (status = 404, description = "No such answer in the caller's history.", body = ErrorBody),
+        (status = 502, description = "The Negotiator refused the request or could not be reached; the message says what it answered.", body = ErrorBody),
+        SignedIn,
+    )
+)]
+#[post("/v1/history/{id}/negotiator")]
 async fn negotiator(
     state: web::Data<State>,
     req: HttpRequest,
@@ -162,6 +264,17 @@ async fn negotiator(
 
 /// A question checked against the shared language and given back as its
 /// canonical query and SQL; nothing is asked.
+#[utoipa::path(
+    tag = "questions",
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The question in its canonical form and as SQL.", body = CheckedQuestion),
+        (status = 400, description = "The body is not a question, or the question is outside the supported subset.", body = ErrorBody),
+        (status = 403, description = "A browser session's request came without its CSRF token.", body = ErrorBody),
+        SignedIn,
+    )
+)]
+#[post("/v1/check")]
 async fn check(
     state: web::Data<State>,
     req: HttpRequest,
@@ -172,12 +285,26 @@ async fn check(
     Ok(HttpResponse::Ok().json(checked))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CodeSearch {
+    /// A code in any accepted spelling, or words of its title (the first
+    /// 100 characters are read).
     q: String,
 }
 
 /// ICD-10 codes by code (any accepted spelling) or by words of their title.
+#[utoipa::path(
+    tag = "questions",
+    security(("bearer" = []), ("session" = [])),
+    params(CodeSearch),
+    responses(
+        (status = 200, description = "Up to 20 ICD-10 codes with their English, German and Danish titles.", body = Vec<CodeMatch>),
+        (status = 400, description = "No search text.", body = ErrorBody),
+        SignedIn,
+    )
+)]
+#[get("/v1/codes")]
 async fn codes(
     state: web::Data<State>,
     req: HttpRequest,
@@ -189,6 +316,12 @@ async fn codes(
 }
 
 /// The caller's budget left at every site.
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "The caller's budget left at each site, or why it could not be read.", body = Vec<BudgetListing>), SignedIn)
+)]
+#[get("/v1/budgets")]
 async fn budgets(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     Ok(HttpResponse::Ok().json(state.coordinator.budgets(&who).await))

@@ -14,9 +14,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bonebank_service::browser::{BrowserLogin, BrowserLoginSettings, Callback, SignedIn};
 use bonebank_service::oidc::TokenVerifier;
+use bonebank_service::openapi;
 
 use crate::Result;
 use crate::config::LoginConfig;
@@ -99,12 +100,16 @@ impl Auth {
 }
 
 /// `GET /auth/login`: off to the provider.
-pub async fn login(auth: web::Data<Auth>) -> Result<HttpResponse> {
+#[utoipa::path(tag = "sign-in", responses((status = 303, description = "To the identity provider's sign-in page.")))]
+#[get("/auth/login")]
+pub async fn begin_login(auth: web::Data<Auth>) -> Result<HttpResponse> {
     Ok(auth.browser.begin().await?)
 }
 
 /// `GET /auth/callback`: back from the provider; every user of the network
 /// may use the researcher app (what they may ask is each site's to decide).
+#[utoipa::path(tag = "sign-in", params(Callback), responses(openapi::SignInCallback))]
+#[get("/auth/callback")]
 pub async fn callback(
     auth: web::Data<Auth>,
     req: HttpRequest,
@@ -114,17 +119,27 @@ pub async fn callback(
 }
 
 /// `POST /auth/logout`: ends the session here.
+#[utoipa::path(tag = "sign-in", security(("session" = [])), responses(openapi::SignOut))]
+#[post("/auth/logout")]
 pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> Result<HttpResponse> {
     Ok(auth.browser.end(&req)?)
 }
 
 /// `GET /v1/login`: what the CLI needs for the device flow.
-pub async fn login_info(auth: web::Data<Auth>) -> HttpResponse {
-    HttpResponse::Ok().json(auth.login_info())
+#[utoipa::path(tag = "sign-in", responses((status = 200, description = "The network's identity provider and client id.", body = LoginInfo)))]
+#[get("/v1/login")]
+pub async fn login_info(auth: web::Data<Auth>) -> web::Json<LoginInfo> {
+    web::Json(auth.login_info())
 }
 
 /// `GET /v1/whoami`: who is signed in, and for a browser session the CSRF
 /// token its page sends back.
+#[utoipa::path(
+    tag = "sign-in",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Who is signed in.", body = WhoAmI), openapi::SignedIn)
+)]
+#[get("/v1/whoami")]
 pub async fn whoami(
     auth: web::Data<Auth>,
     state: web::Data<crate::api::State>,

@@ -5,7 +5,7 @@
 //! question is (the caller's token, their budget at each site, the sites'
 //! rules), and the response says that it is differentially private.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bonebank_schemas::ValueSet;
 use bonebank_schemas::icd10_titles;
 use bonebank_schemas::wire::FederatedRequest;
@@ -85,12 +85,34 @@ fn info_response() -> Value {
     })
 }
 
-/// `GET /beacon/v2` and `/beacon/v2/info`.
-pub async fn info() -> HttpResponse {
+/// `GET /beacon/v2`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "As /beacon/v2/info.", body = Object)))]
+#[get("")]
+pub async fn root() -> HttpResponse {
+    info_body()
+}
+
+/// `GET /beacon/v2/`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "As /beacon/v2/info.", body = Object)))]
+#[get("/")]
+pub async fn root_slash() -> HttpResponse {
+    info_body()
+}
+
+/// `GET /beacon/v2/info`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "The beacon's information response, in the beaconInfoResponse schema (validated against the framework's JSON schemas in the tests).", body = Object)))]
+#[get("/info")]
+pub async fn info_endpoint() -> HttpResponse {
+    info_body()
+}
+
+fn info_body() -> HttpResponse {
     HttpResponse::Ok().json(json!({"meta": meta(&[]), "response": info_response()}))
 }
 
 /// `GET /beacon/v2/service-info`: GA4GH service-info.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "GA4GH service-info for the beacon.", body = Object)))]
+#[get("/service-info")]
 pub async fn service_info() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "id": BEACON_ID,
@@ -121,6 +143,8 @@ fn entry_types() -> Value {
 }
 
 /// `GET /beacon/v2/configuration`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "The beacon's configuration: count granularity, the entry types (Beacon v2 beaconConfigurationResponse).", body = Object)))]
+#[get("/configuration")]
 pub async fn configuration() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "meta": meta(&[]),
@@ -134,11 +158,15 @@ pub async fn configuration() -> HttpResponse {
 }
 
 /// `GET /beacon/v2/entry_types`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "Individuals and biosamples (Beacon v2 beaconEntryTypesResponse).", body = Object)))]
+#[get("/entry_types")]
 pub async fn entry_types_endpoint() -> HttpResponse {
     HttpResponse::Ok().json(json!({"meta": meta(&[]), "response": {"entryTypes": entry_types()}}))
 }
 
 /// `GET /beacon/v2/map`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "Where each entry type is asked (Beacon v2 beaconMapResponse).", body = Object)))]
+#[get("/map")]
 pub async fn map(req: HttpRequest) -> HttpResponse {
     let base = base(&req);
     HttpResponse::Ok().json(json!({
@@ -175,6 +203,8 @@ fn filtering_terms() -> Vec<Value> {
 }
 
 /// `GET /beacon/v2/filtering_terms`.
+#[utoipa::path(tag = "beacon", responses((status = 200, description = "Every value a filter can name, as CURIEs: ICD-10, sex, sample type, storage temperature, and age at sampling (Beacon v2 beaconFilteringTermsResponse).", body = Object)))]
+#[get("/filtering_terms")]
 pub async fn filtering_terms_endpoint() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "meta": meta(&[]),
@@ -188,8 +218,28 @@ pub async fn filtering_terms_endpoint() -> HttpResponse {
     }))
 }
 
+/// What a count endpoint answers.
+#[derive(Debug, utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built
+enum CountResponses {
+    /// The count, in the Beacon v2 beaconCountResponse shape: the noisy
+    /// total of the sites that answered, its 95% interval, and which sites
+    /// are missing.
+    #[response(status = 200)]
+    Count(#[to_schema] Value),
+    /// A Beacon v2 beaconErrorResponse: 400 for a filter that is not
+    /// understood, 401 without a signed-in caller, 403 for a session's
+    /// request without its CSRF token.
+    #[response(status = "4XX")]
+    Refused(#[to_schema] Value),
+    /// A Beacon v2 beaconErrorResponse: the identity provider could not
+    /// be reached.
+    #[response(status = 503)]
+    Unavailable(#[to_schema] Value),
+}
+
 /// A Beacon request, as far as bonebank reads it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct BeaconRequest {
     #[serde(default)]
     meta: Value,
@@ -197,7 +247,7 @@ pub struct BeaconRequest {
     query: BeaconQuery,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct BeaconQuery {
     #[serde(default)]
@@ -404,7 +454,14 @@ async fn count(
     }))
 }
 
-/// `POST /beacon/v2/individuals`.
+/// `POST /beacon/v2/individuals`: how many donors match the filters.
+#[utoipa::path(
+    tag = "beacon",
+    security(("bearer" = []), ("session" = [])),
+    request_body(content = BeaconRequest, description = "A Beacon v2 request; its `query.filters` are AND-ed."),
+    responses(CountResponses)
+)]
+#[post("/individuals")]
 pub async fn individuals(
     state: web::Data<State>,
     req: HttpRequest,
@@ -413,13 +470,42 @@ pub async fn individuals(
     count(Entry::Individuals, state, req, body).await
 }
 
-/// `POST /beacon/v2/biosamples`.
+/// `GET /beacon/v2/individuals`: how many donors there are.
+#[utoipa::path(
+    tag = "beacon",
+    security(("bearer" = []), ("session" = [])),
+    responses(CountResponses)
+)]
+#[get("/individuals")]
+pub async fn individuals_get(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    count(Entry::Individuals, state, req, None).await
+}
+
+/// `POST /beacon/v2/biosamples`: how many samples match the filters.
+#[utoipa::path(
+    tag = "beacon",
+    security(("bearer" = []), ("session" = [])),
+    request_body(content = BeaconRequest, description = "A Beacon v2 request; its `query.filters` are AND-ed."),
+    responses(CountResponses)
+)]
+#[post("/biosamples")]
 pub async fn biosamples(
     state: web::Data<State>,
     req: HttpRequest,
     body: Option<web::Json<BeaconRequest>>,
 ) -> HttpResponse {
     count(Entry::Biosamples, state, req, body).await
+}
+
+/// `GET /beacon/v2/biosamples`: how many samples there are.
+#[utoipa::path(
+    tag = "beacon",
+    security(("bearer" = []), ("session" = [])),
+    responses(CountResponses)
+)]
+#[get("/biosamples")]
+pub async fn biosamples_get(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
+    count(Entry::Biosamples, state, req, None).await
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub enum Error {
     Unauthenticated(String),
     #[error("not found")]
     NotFound,
+    /// The caller's history has no answer with this id.
+    #[error("there is no question {0} in your history")]
+    NotInHistory(i64),
     /// A config, a certificate or an argument that does not work.
     #[error("{0}")]
     Usage(String),
@@ -58,12 +61,18 @@ impl WireError for Error {
             Self::Service(
                 e @ (bonebank_service::Error::Unauthenticated(_)
                 | bonebank_service::Error::Forbidden(_)
-                | bonebank_service::Error::IdentityUnavailable(_)),
+                | bonebank_service::Error::IdentityUnavailable(_)
+                | bonebank_service::Error::BadRequest(_)),
             ) => {
                 let body = e.body();
                 (body.code, body.message, body.hint)
             }
             Self::NotFound => (ErrorCode::NotFound, "no such endpoint".into(), None),
+            Self::NotInHistory(_) => (
+                ErrorCode::NotFound,
+                self.to_string(),
+                Some("GET /v1/history lists the ids of your earlier questions".into()),
+            ),
             Self::Upstream(m) => (
                 ErrorCode::UpstreamFailed,
                 m.clone(),

@@ -305,7 +305,7 @@ impl Coordinator {
         tokio::task::spawn_blocking(move || history.get(&user, id))
             .await
             .map_err(|e| Error::Internal(format!("history worker: {e}")))??
-            .ok_or_else(|| Error::BadRequest(format!("there is no question {id} in your history")))
+            .ok_or(Error::NotInHistory(id))
     }
 
     /// The caller's history, newest first.

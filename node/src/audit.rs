@@ -89,7 +89,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub use bonebank_schemas::wire::AuditEntry as Entry;
 
 /// Which entries a steward looks at: all filters given must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Filter {
     /// Who caused the entry.
     #[serde(default)]

@@ -52,6 +52,9 @@ pub enum Error {
     /// No such endpoint.
     #[error("not found")]
     NotFound,
+    /// No ticket with this id, or none the caller may see.
+    #[error("{0}")]
+    NoTicket(String),
     /// No verified identity.
     #[error("{0}")]
     Unauthenticated(String),

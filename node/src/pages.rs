@@ -9,12 +9,19 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
-use bonebank_schemas::wire::{ApprovalRequest, AuditPage, SiteLedger, WhoAmI};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, get, post, web};
+use bonebank_query::policy::Policy;
+use bonebank_schemas::wire::{
+    ApprovalDecision, ApprovalRequest, AuditPage, ErrorBody, SiteLedger, TicketStatus, WhoAmI,
+};
 use bonebank_service::browser::{BrowserLogin, BrowserLoginSettings, Callback};
 use bonebank_service::error::json_config;
+use bonebank_service::openapi::{self, StewardOnly};
 use bonebank_service::pages::{self, Asset};
 use bonebank_service::{RunningServer, StewardedSite, asset, tls};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::{AppExt, scope};
 
 use crate::api::{AppState, approvals};
 use crate::config::{NodeConfig, StewardPages};
@@ -42,46 +49,95 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let site = web::Data::new(StewardedSite(state.service.site.to_string()));
+    let site_name = state.service.site.to_string();
+    let site = web::Data::new(StewardedSite(site_name.clone()));
     let decision = json_config(
         bonebank_query::limits::LIMITS.max_body_bytes,
         "steward's decision ({\"decision\": \"approve\" | \"reject\", \"reason\": …})",
         None,
     );
-    App::new()
+    let app = App::new()
+        .into_utoipa_app()
         .app_data(state.identity.clone())
         .app_data(state)
         .app_data(login)
         .app_data(site)
-        .route(
-            "/",
-            web::get().to(|| async { pages::serve(FILES, "index.html") }),
-        )
-        .route("/steward/{path}", web::get().to(file))
-        .route("/assets/{path:.*}", web::get().to(pages::shared))
-        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
-        .route("/auth/login", web::get().to(login_start))
-        .route("/auth/callback", web::get().to(callback))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/api/site", web::get().to(site_id))
-        .route("/api/whoami", web::get().to(whoami))
-        .route("/api/approvals", web::get().to(queue))
+        .app_data(bonebank_service::error::query_config())
+        .app_data(bonebank_service::error::path_config())
+        .service(index)
+        .service(file)
+        .service(pages::shared)
+        .service(pages::favicon)
+        .service(login_start)
+        .service(callback)
+        .service(logout)
+        .service(site_id)
+        .service(whoami)
         .service(
-            web::resource("/api/approvals/{ticket}")
+            scope("/api/approvals")
                 .app_data(decision)
-                .route(web::post().to(approvals::decide)),
+                .service(queue)
+                .service(decide),
         )
-        .route("/api/ledger", web::get().to(ledger))
-        .route("/api/audit", web::get().to(audit_page))
-        .route("/api/audit/export", web::get().to(audit_export))
-        .route("/api/policy", web::get().to(policy))
-        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+        .service(ledger)
+        .service(audit_page)
+        .service(audit_export)
+        .service(policy);
+    openapi::finish(
+        app,
+        openapi::About {
+            title: "bonebank node: data stewards' pages",
+            description: "The pages a site's data stewards sign in to: the approval queue, \
+                          the budget spent at the site, the audit log and the policy in force. \
+                          Only stewards of this site get a session.",
+            session_cookie: Some(&cookie_name(&site_name)),
+        },
+    )
+    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
+/// `GET /`: the pages.
+#[utoipa::path(tag = "pages", responses((status = 200, description = "The stewards' pages.", content_type = "text/html", body = String)))]
+#[get("/")]
+async fn index() -> HttpResponse {
+    pages::serve(FILES, "index.html")
+}
+
+/// `POST /api/approvals/{ticket}`: a decision, through the very handler
+/// of the API's `POST /v1/approvals/{ticket}`.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    params(("ticket" = String, Path, description = "The ticket a held question was given.")),
+    responses(approvals::Decided, StewardOnly)
+)]
+#[post("/{ticket}")]
+async fn decide(
+    state: web::Data<AppState>,
+    steward: Steward,
+    ticket: web::Path<String>,
+    decision: web::Json<ApprovalDecision>,
+) -> Result<web::Json<TicketStatus>> {
+    approvals::decide(state, steward, ticket, decision).await
+}
+
+/// `GET /steward/{path}`: the pages' scripts.
+#[utoipa::path(
+    tag = "pages",
+    params(("path" = String, Path, description = "A file of the pages, e.g. `steward.js`.")),
+    responses(
+        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
+        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
+    )
+)]
+#[get("/steward/{path}")]
 async fn file(path: web::Path<String>) -> HttpResponse {
     pages::serve(FILES, &path)
 }
 
+/// `GET /auth/login`: off to the site's identity provider.
+#[utoipa::path(tag = "sign-in", responses((status = 303, description = "To the identity provider's sign-in page.")))]
+#[get("/auth/login")]
 async fn login_start(login: web::Data<BrowserLogin>) -> Result<HttpResponse> {
     Ok(login.begin().await?)
 }
@@ -89,6 +145,8 @@ async fn login_start(login: web::Data<BrowserLogin>) -> Result<HttpResponse> {
 /// Back from the provider: only a steward of this site gets a session;
 /// anyone else is sent to the first page with the reason, which it shows
 /// in the steward's language.
+#[utoipa::path(tag = "sign-in", params(Callback), responses(openapi::SignInCallback))]
+#[get("/auth/callback")]
 async fn callback(
     login: web::Data<BrowserLogin>,
     site: web::Data<StewardedSite>,
@@ -118,15 +176,35 @@ async fn callback(
     }
 }
 
+/// `POST /auth/logout` (with the CSRF token): ends the session.
+#[utoipa::path(tag = "sign-in", security(("session" = [])), responses(openapi::SignOut))]
+#[post("/auth/logout")]
 async fn logout(login: web::Data<BrowserLogin>, req: HttpRequest) -> Result<HttpResponse> {
     Ok(login.end(&req)?)
 }
 
 /// The site's id, before anyone signs in (the pages' heading).
-async fn site_id(site: web::Data<StewardedSite>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "site_id": site.0 }))
+#[utoipa::path(tag = "site", responses((status = 200, description = "The site these pages belong to.", body = SiteName)))]
+#[get("/api/site")]
+async fn site_id(site: web::Data<StewardedSite>) -> web::Json<SiteName> {
+    web::Json(SiteName {
+        site_id: site.0.clone(),
+    })
 }
 
+/// `GET /api/site`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct SiteName {
+    site_id: String,
+}
+
+/// `GET /api/whoami`: the signed-in steward, with the session's CSRF token.
+#[utoipa::path(
+    tag = "sign-in",
+    security(("session" = [])),
+    responses((status = 200, description = "Who is signed in.", body = WhoAmI), StewardOnly)
+)]
+#[get("/api/whoami")]
 async fn whoami(
     login: web::Data<BrowserLogin>,
     steward: Steward,
@@ -144,6 +222,12 @@ async fn whoami(
 }
 
 /// The queue: waiting requests and the latest decided ones.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    responses((status = 200, description = "Waiting questions and the latest decided ones.", body = Vec<ApprovalRequest>), StewardOnly)
+)]
+#[get("")]
 async fn queue(
     state: web::Data<AppState>,
     steward: Steward,
@@ -155,10 +239,30 @@ async fn queue(
         .map(web::Json)
 }
 
+/// `GET /api/ledger`: the budget spent at the site.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    responses((status = 200, description = "What was spent at the site, by day, user and project.", body = SiteLedger), StewardOnly)
+)]
+#[get("/api/ledger")]
 async fn ledger(state: web::Data<AppState>, steward: Steward) -> Result<web::Json<SiteLedger>> {
     state.service.ledger(&steward).await.map(web::Json)
 }
 
+/// `GET /api/audit`: a page of the audit log, newest first, with the
+/// chain's check.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    params(audit::Filter),
+    responses(
+        (status = 200, description = "A page of entries and whether the hash chain checks out.", body = AuditPage),
+        (status = 400, description = "A filter that is not understood.", body = ErrorBody),
+        StewardOnly,
+    )
+)]
+#[get("/api/audit")]
 async fn audit_page(
     state: web::Data<AppState>,
     steward: Steward,
@@ -178,6 +282,13 @@ async fn audit_page(
         .map(web::Json)
 }
 
+/// `GET /api/audit/export`: the whole log, one JSON entry per line.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    responses((status = 200, description = "Every entry, oldest first, as JSON lines.", content_type = "application/x-ndjson", body = String), StewardOnly)
+)]
+#[get("/api/audit/export")]
 async fn audit_export(state: web::Data<AppState>, steward: Steward) -> Result<HttpResponse> {
     let lines = state.service.audit_export(&steward).await?;
     Ok(HttpResponse::Ok()
@@ -192,8 +303,15 @@ async fn audit_export(state: web::Data<AppState>, steward: Steward) -> Result<Ht
         .body(lines))
 }
 
-async fn policy(state: web::Data<AppState>, steward: Steward) -> HttpResponse {
-    HttpResponse::Ok().json(state.service.policy_in_force(&steward))
+/// `GET /api/policy`: the rules in force at the site.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    responses((status = 200, description = "The site's policy as the node reads it, defaults filled in.", body = Policy), StewardOnly)
+)]
+#[get("/api/policy")]
+async fn policy(state: web::Data<AppState>, steward: Steward) -> web::Json<Policy> {
+    web::Json(state.service.policy_in_force(&steward).clone())
 }
 
 /// Starts the stewards' pages if the config asks for them, on the current
@@ -257,8 +375,14 @@ fn browser_login(
             scopes: settings.scopes.clone(),
             resource: settings.resource.clone(),
             // Browsers send a host's cookies to every port: one name per site.
-            cookie: format!("bonebank_steward_{}", config.site_id).replace('-', "_"),
+            cookie: cookie_name(&config.site_id.to_string()),
         },
         &config.state_dir.join("steward-sessions.sqlite"),
     )?)
+}
+
+/// The stewards' session cookie: one per site, so that two nodes on one
+/// host keep their sessions apart.
+fn cookie_name(site: &str) -> String {
+    format!("bonebank_steward_{site}").replace('-', "_")
 }

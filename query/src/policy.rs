@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use bonebank_schemas::wire::{Accounting, LossRange, SiteBudgets};
 use bonebank_schemas::{Filter, Role, Value};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{Refusal, sql};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Most dimensions a query may group by.
@@ -61,7 +62,7 @@ pub struct Policy {
 
 /// One rule of the site policy. Every condition given must hold for the rule
 /// to match; a rule without conditions matches every query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// The caller's role.
@@ -90,7 +91,7 @@ pub struct Rule {
 }
 
 /// What a rule does with a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Answer at once.
@@ -114,7 +115,7 @@ pub struct Decision {
 pub const MEASURE_KINDS: &[&str] = &["samples", "donors", "sum", "avg"];
 
 /// Settings of zero-concentrated DP accounting.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Zcdp {
     /// The ρ a single query may spend, and what it spends when it does not
@@ -149,7 +150,7 @@ impl Default for Zcdp {
 }
 
 /// Budgets per rolling period, in the site's measure.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budgets {
     pub site: f64,
@@ -157,7 +158,7 @@ pub struct Budgets {
     pub user: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoleRules {
     /// A filter added to every query of the role, in the WHERE syntax, e.g.

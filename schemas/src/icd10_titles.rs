@@ -270,7 +270,7 @@ const TITLES: &[Entry] = &[
 ];
 
 /// A code found by a search, with its titles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CodeMatch {
     /// The normal form, e.g. `S72.1`.
     pub code: String,

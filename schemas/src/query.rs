@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// What to count, over which samples, broken down by which dimensions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeasibilityQuery {
     /// At least one measure.
@@ -23,7 +24,7 @@ pub struct FeasibilityQuery {
 }
 
 /// An aggregate.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Measure {
     /// `COUNT(*)`: samples.
@@ -49,18 +50,27 @@ impl Measure {
 }
 
 /// A filter over the `samples` relation.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Filter {
     /// Every sample.
     #[default]
     True,
+    // A filter holds filters: their schema refers to itself, not unfolds.
+    #[schema(no_recursion)]
     And(Vec<Filter>),
+    #[schema(no_recursion)]
     Or(Vec<Filter>),
+    #[schema(no_recursion)]
     Not(Box<Filter>),
     /// The column equals one of the values (`=`, `IN`).
     In {
         column: String,
+        // (utoipa takes a type named `Value` for any JSON; the alias names
+        // this one.)
+        #[schema(value_type = Vec<Literal>)]
         values: Vec<Value>,
     },
     /// An integer column within inclusive bounds (`BETWEEN`, `<`, `>=`, …).
@@ -72,18 +82,16 @@ pub enum Filter {
         max: Option<i64>,
     },
     /// A code column starts with the prefix (`LIKE 'S72%'`).
-    Prefix {
-        column: String,
-        prefix: String,
-    },
+    Prefix { column: String, prefix: String },
     /// The column has no value (`IS NULL`).
-    IsNull {
-        column: String,
-    },
+    IsNull { column: String },
 }
 
+/// [`Value`] by a name OpenAPI schemas do not read as "any JSON value".
+pub type Literal = Value;
+
 /// A literal in a filter.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Value {
     Bool(bool),

@@ -1,5 +1,6 @@
 //! Closed sets of codes (sex, sample type, …) declared once: the enum, its codes,
-//! parsing with an error that lists what is allowed, and serde as the code.
+//! parsing with an error that lists what is allowed, serde as the code and
+//! the OpenAPI schema of the codes.
 
 /// What every value set offers to code that handles them generically, such as
 /// validation and the public description of a column.
@@ -24,9 +25,9 @@ macro_rules! value_set {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
         pub enum $name {
-            $( $(#[$vmeta])* $variant, )+
+            $( $(#[$vmeta])* #[schema(rename = $code)] $variant, )+
         }
 
         impl $crate::value_set::ValueSet for $name {

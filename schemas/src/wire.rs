@@ -2,12 +2,13 @@
 //! noisy results, a site's public description, budgets, and the one error shape.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::query::{FeasibilityQuery, Measure};
 
 /// How a site accounts for privacy loss: what a query's `loss` and every
 /// budget are measured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Accounting {
     /// Zero-concentrated DP (the network's default): discrete Gaussian
@@ -35,7 +36,7 @@ impl Accounting {
 }
 
 /// The noise a measure got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     /// Discrete Gaussian, `scale` its σ; the sensitivity is L2.
@@ -46,7 +47,7 @@ pub enum Mechanism {
 }
 
 /// What a zCDP loss amounts to in (ε, δ)-DP, by OpenDP's conversion.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApproxDp {
     pub epsilon: f64,
     pub delta: f64,
@@ -54,7 +55,7 @@ pub struct ApproxDp {
 
 /// A request to run a query: SQL or a FeasibilityQuery, and the privacy loss
 /// to spend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// SQL in the supported subset; give this or `query`.
@@ -69,7 +70,7 @@ pub struct QueryRequest {
 }
 
 /// A site's noisy answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueryResult {
     pub site_id: String,
     pub dataset_version: String,
@@ -99,7 +100,7 @@ pub struct QueryResult {
 }
 
 /// The noise protecting one measure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MeasureNoise {
     pub measure: Measure,
     pub label: String,
@@ -124,7 +125,7 @@ fn one() -> i64 {
 }
 
 /// One cell of a result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResultRow {
     /// Values of the dimensions, in the order of `dimensions`.
     pub key: Vec<String>,
@@ -134,7 +135,7 @@ pub struct ResultRow {
 
 /// What a question would cost at a site and how precise its answer would
 /// be, from public parameters only: no data is read and nothing is charged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Preview {
     pub site_id: String,
     pub accounting: Accounting,
@@ -153,7 +154,7 @@ pub struct Preview {
 }
 
 /// The noise one measure would get.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MeasurePreview {
     pub measure: Measure,
     pub label: String,
@@ -169,7 +170,7 @@ pub struct MeasurePreview {
 }
 
 /// One site's preview, or why there is none.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SitePreview {
     pub site_id: String,
     pub status: SiteStatus,
@@ -183,7 +184,7 @@ pub struct SitePreview {
 
 /// The coordinator's preview: each site's, and the ± at 95% of each
 /// measure's total over the sites that previewed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FederatedPreview {
     pub query: FeasibilityQuery,
     pub sites: Vec<SitePreview>,
@@ -192,7 +193,7 @@ pub struct FederatedPreview {
 }
 
 /// A released number with its uncertainty.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NoisyValue {
     /// The noisy value, not clamped (it may be negative): sums over sites
     /// stay unbiased. Averages are a ratio of noisy values.
@@ -202,7 +203,7 @@ pub struct NoisyValue {
 }
 
 /// What a researcher needs to write a query for a site; nothing about its data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SiteDescription {
     pub site_id: String,
     pub country: String,
@@ -239,7 +240,7 @@ pub struct SiteDescription {
 
 /// The size and shape limits every question is held to, at the coordinator
 /// and at every node, before and right after parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct QueryLimits {
     /// Length of the SQL text.
     pub max_sql_bytes: usize,
@@ -258,7 +259,7 @@ pub struct QueryLimits {
 }
 
 /// A site's limits: the questions' size and shape, and its fair share rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SiteLimits {
     pub question: QueryLimits,
     /// Wall-clock time one question's plan may run before it is stopped;
@@ -273,7 +274,7 @@ pub struct SiteLimits {
     pub project_questions_per_minute: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DimensionDescription {
     pub name: String,
     /// Every key a grouped answer lists, zeros included.
@@ -288,14 +289,14 @@ pub struct DimensionDescription {
     pub groups_per_donor: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FilterColumn {
     pub name: String,
     /// e.g. "=, <>, IN", "BETWEEN, <, <=, >, >=", "LIKE 'prefix%'".
     pub operators: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BoundedColumn {
     pub name: String,
     pub min: i64,
@@ -303,7 +304,7 @@ pub struct BoundedColumn {
 }
 
 /// The privacy loss one query may spend, in the site's measure.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LossRange {
     pub min: f64,
     pub max: f64,
@@ -312,7 +313,7 @@ pub struct LossRange {
 
 /// How much loss may be spent per period: by the whole site, by one
 /// project, by one user.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct SiteBudgets {
     pub site: f64,
     pub project: f64,
@@ -320,7 +321,7 @@ pub struct SiteBudgets {
 }
 
 /// The caller's own budget at a site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BudgetStatus {
     pub site_id: String,
     #[serde(default = "Accounting::legacy")]
@@ -330,7 +331,7 @@ pub struct BudgetStatus {
     pub project: BudgetAccount,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BudgetAccount {
     pub name: String,
     pub limit: f64,
@@ -341,7 +342,7 @@ pub struct BudgetAccount {
 /// Every error a bonebank service returns: a stable code, a message for people
 /// and a hint saying what would work. Never row values, exact counts, tokens
 /// or internal addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -350,7 +351,7 @@ pub struct ErrorBody {
 }
 
 /// Stable error codes. Each has one HTTP status ([`ErrorCode::status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is not well-formed (bad JSON, neither SQL nor query, …).
@@ -407,7 +408,7 @@ impl ErrorCode {
 
 /// A researcher's question to the coordinator: a [`QueryRequest`] and the
 /// sites to ask.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FederatedRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,7 +426,7 @@ pub struct FederatedRequest {
 
 /// The coordinator's merged answer: each site's status and numbers, and the
 /// total over the sites that answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FederatedResult {
     /// The question's entry in the asker's history; looking it up again
     /// (`GET /v1/history/{id}`) fills in sites that were waiting for approval.
@@ -447,7 +448,7 @@ pub struct FederatedResult {
 }
 
 /// What one site did with the question.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SiteAnswer {
     pub site_id: String,
     pub status: SiteStatus,
@@ -462,7 +463,7 @@ pub struct SiteAnswer {
 }
 
 /// The state of one site's part of a federated answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteStatus {
     Answered,
@@ -498,14 +499,14 @@ impl SiteStatus {
 }
 
 /// One key of the total.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TotalRow {
     pub key: Vec<String>,
     pub values: Vec<Option<TotalValue>>,
 }
 
 /// A total over sites.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TotalValue {
     /// The sum of the sites' noisy values, clamped at zero after summing.
     pub value: f64,
@@ -519,7 +520,7 @@ pub struct TotalValue {
 
 /// A site as the coordinator lists it: no addresses, only what a researcher
 /// needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SiteListing {
     pub site_id: String,
     /// `up`, or why not.
@@ -544,7 +545,7 @@ fn inbound() -> String {
 
 /// A request the coordinator hands to a node that connects out: the same
 /// method, path, token and body it would have sent to an inbound node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinkRequest {
     /// Unique per coordinator run; the answer carries it back.
     pub id: u64,
@@ -562,7 +563,7 @@ pub struct LinkRequest {
 /// What a node's poll brings back: the requests waiting for it (none when
 /// the poll was held for `heartbeat_ms` and nothing came), and how often
 /// the coordinator expects to hear from the node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinkPoll {
     pub requests: Vec<LinkRequest>,
     pub heartbeat_ms: u64,
@@ -570,7 +571,7 @@ pub struct LinkPoll {
 
 /// A node's answer to one [`LinkRequest`]: the HTTP status and JSON body
 /// its own port would have sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinkResponse {
     pub id: u64,
     pub status: u16,
@@ -578,7 +579,7 @@ pub struct LinkResponse {
 }
 
 /// One question in a researcher's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryEntry {
     pub id: i64,
     /// RFC 3339, UTC.
@@ -590,7 +591,7 @@ pub struct HistoryEntry {
 }
 
 /// A query waiting for a steward (or decided by one), as stewards see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApprovalRequest {
     pub ticket: String,
     pub user: String,
@@ -635,7 +636,7 @@ fn pending() -> String {
 /// A site's privacy budget as its stewards see it: what every user and
 /// project, and the site as a whole, spent in the current period, and the
 /// releases day by day. Losses only, never counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SiteLedger {
     pub site_id: String,
     pub accounting: Accounting,
@@ -648,7 +649,7 @@ pub struct SiteLedger {
 }
 
 /// One day's releases at a site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LedgerDay {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
@@ -658,7 +659,7 @@ pub struct LedgerDay {
 }
 
 /// One entry of a node's hash-chained audit log, as stored and exported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     /// RFC 3339, UTC.
@@ -675,7 +676,7 @@ pub struct AuditEntry {
 
 /// A page of the audit log for stewards, newest first, with the whole
 /// chain's check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     pub site_id: String,
     pub entries: Vec<AuditEntry>,
@@ -692,7 +693,7 @@ pub struct AuditPage {
 }
 
 /// A steward's decision on a ticket.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalDecision {
     /// `approve` or `reject`.
@@ -703,7 +704,7 @@ pub struct ApprovalDecision {
 }
 
 /// Where a ticket stands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TicketStatus {
     pub ticket: String,
     /// `pending`, `approved`, `rejected` or `expired`.
@@ -713,7 +714,7 @@ pub struct TicketStatus {
 }
 
 /// What `bonebank login` needs to sign in with the device flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LoginInfo {
     pub issuer: String,
     /// The CLI's (public) client id.
@@ -726,7 +727,7 @@ pub struct LoginInfo {
 }
 
 /// Who is signed in, as `/v1/whoami` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WhoAmI {
     pub user: String,
     pub role: String,
@@ -744,14 +745,14 @@ pub struct WhoAmI {
 
 /// A question checked against the shared language, without asking anyone:
 /// its canonical form and that form's SQL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CheckedQuestion {
     pub query: FeasibilityQuery,
     pub sql: String,
 }
 
 /// The caller's budget at one site, or why it could not be read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BudgetListing {
     pub site_id: String,
     /// `answered` when `budget` is there.
@@ -765,7 +766,7 @@ pub struct BudgetListing {
 /// A request for samples in the BBMRI-ERIC Negotiator (v3), made from an
 /// answer: where the question can be seen, the question in words, and one
 /// resource per chosen site (its collection in the BBMRI-ERIC Directory).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NegotiatorRequest {
     pub url: String,
     #[serde(rename = "humanReadable")]
@@ -774,7 +775,7 @@ pub struct NegotiatorRequest {
 }
 
 /// A Directory collection, as the Negotiator names resources.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NegotiatorResource {
     /// e.g. `bbmri-eric:ID:DE_LUE:collection:MSC`
     pub id: String,
@@ -783,7 +784,7 @@ pub struct NegotiatorResource {
 }
 
 /// The biobank a collection belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NegotiatorOrganization {
     /// The Negotiator's own number for it; 0 when only the Directory id is
     /// known.
@@ -795,7 +796,7 @@ pub struct NegotiatorOrganization {
 }
 
 /// What to hand to the Negotiator from an answer.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct NegotiatorHandoffRequest {
     /// The sites to ask for samples; every answered site with a Directory
     /// collection when absent.
@@ -809,7 +810,7 @@ pub struct NegotiatorHandoffRequest {
 
 /// The Negotiator request built from an answer, and where the researcher
 /// continues in the Negotiator once it was sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NegotiatorHandoff {
     pub request: NegotiatorRequest,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -113,7 +113,8 @@ fn hash(id: &str) -> String {
 }
 
 /// What the provider sends the browser back with.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Callback {
     #[serde(default)]
     code: Option<String>,

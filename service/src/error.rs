@@ -161,6 +161,34 @@ pub fn json_config(
         })
 }
 
+/// Query strings that do not parse are answered in the wire shape: 400,
+/// naming what is wrong.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|e, _| {
+        let body = ErrorBody {
+            code: ErrorCode::BadRequest,
+            message: format!("the query string is not understood: {e}"),
+            hint: None,
+        };
+        let response = respond(body.clone(), &body.message, None);
+        actix_web::error::InternalError::from_response(body.message, response).into()
+    })
+}
+
+/// Path segments that do not parse (an id that is not a number) name no
+/// resource: 404 in the wire shape.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|e, _| {
+        let body = ErrorBody {
+            code: ErrorCode::NotFound,
+            message: format!("no such resource: {e}"),
+            hint: None,
+        };
+        let response = respond(body.clone(), &body.message, None);
+        actix_web::error::InternalError::from_response(body.message, response).into()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

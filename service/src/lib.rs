@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod oidc;
+pub mod openapi;
 pub mod pages;
 pub mod server;
 pub mod state;

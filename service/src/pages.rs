@@ -6,7 +6,7 @@
 //! with headers that allow only the service's own scripts and styles.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 
 /// One file of a page.
 #[derive(Debug, Clone, Copy)]
@@ -72,8 +72,26 @@ pub fn serve(assets: &[Asset], path: &str) -> HttpResponse {
 }
 
 /// `GET /assets/{path}`: the shared files.
+#[utoipa::path(
+    tag = "pages",
+    params(("path" = String, Path, description = "A shared file, e.g. `style.css` or `i18n/de.json`.")),
+    responses(
+        (status = 200, description = "The file, with the pages' content security policy.", content(
+            ("text/javascript"), ("text/css"), ("application/json")
+        )),
+        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
+    )
+)]
+#[get("/assets/{path:.*}")]
 pub async fn shared(path: web::Path<String>) -> HttpResponse {
     serve(SHARED, &path)
+}
+
+/// `GET /favicon.ico`: nothing, so browsers stop asking.
+#[utoipa::path(tag = "pages", responses((status = 204, description = "No icon.")))]
+#[get("/favicon.ico")]
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent().finish()
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use bonebank_schemas::wire::{ErrorBody, ErrorCode};
 use bonebank_service::StewardedSite;
 use bonebank_service::error::{WireError, json_config};
 use bonebank_service::oidc::TokenVerifier;
+use bonebank_service::openapi;
+use utoipa_actix_web::{AppExt, scope};
 
 pub use metrics::Metrics;
 
@@ -52,25 +54,41 @@ pub fn app(
     );
     let verifier = state.identity.clone();
     let site = web::Data::new(StewardedSite(state.service.site.to_string()));
-    App::new()
+    let app = App::new()
+        .into_utoipa_app()
         .app_data(state)
         .app_data(verifier)
         .app_data(site)
         .app_data(json)
-        .route("/v1/query", web::post().to(query::run))
-        .route("/v1/preview", web::post().to(preview::preview))
-        .route("/v1/budget", web::get().to(budget::get))
-        .route("/v1/site", web::get().to(site::get))
-        .route("/v1/approvals", web::get().to(approvals::list))
+        .app_data(bonebank_service::error::query_config())
+        .app_data(bonebank_service::error::path_config())
+        .service(query::run)
+        .service(preview::preview)
+        .service(budget::get)
+        .service(site::get)
         .service(
-            web::resource("/v1/approvals/{ticket}")
+            // A scope of its own so that decisions get their own body
+            // errors; the list shares it, as a scope takes every path below.
+            scope("/v1/approvals")
                 .app_data(decision)
-                .route(web::post().to(approvals::decide)),
+                .service(approvals::list)
+                .service(approvals::decide_here),
         )
-        .route("/v1/tickets/{ticket}", web::get().to(approvals::ticket))
-        .route("/health", web::get().to(health::health))
-        .route("/metrics", web::get().to(health::metrics))
-        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+        .service(approvals::ticket_status)
+        .service(health::health)
+        .service(health::metrics);
+    openapi::finish(
+        app,
+        openapi::About {
+            title: "bonebank node",
+            description: "One biobank site's node: differentially private answers to feasibility \
+                          questions over the site's sample metadata, the site's budgets, and its \
+                          data stewards' approvals. Callers present an access token; the port \
+                          also asks for a client certificate the node's tls.allowed_clients names.",
+            session_cookie: None,
+        },
+    )
+    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 impl WireError for Error {
@@ -139,7 +157,12 @@ impl WireError for Error {
             Error::NotFound => (
                 ErrorCode::NotFound,
                 "no such endpoint".into(),
-                Some("see /v1/site, /v1/query, /v1/budget, /v1/approvals, /v1/tickets/{id}, /health, /metrics".into()),
+                Some("the endpoints are listed in /openapi.json".into()),
+            ),
+            Error::NoTicket(m) => (
+                ErrorCode::NotFound,
+                m.clone(),
+                Some("a held question's ticket is in the message that said it waits".into()),
             ),
             _ => (
                 ErrorCode::Internal,

@@ -135,9 +135,9 @@ impl QueryService {
         decision: &ApprovalDecision,
     ) -> Result<TicketStatus> {
         let (store, id) = (self.store.clone(), ticket.to_owned());
-        let t = blocking(move || store.ticket(&id)).await?.ok_or_else(|| {
-            Error::BadRequest(format!("there is no ticket {ticket} at this site"))
-        })?;
+        let t = blocking(move || store.ticket(&id))
+            .await?
+            .ok_or_else(|| Error::NoTicket(format!("there is no ticket {ticket} at this site")))?;
         if t.current_state() != TicketState::Pending {
             return Err(Error::BadRequest(format!(
                 "ticket {ticket} is {}, not pending",
@@ -250,7 +250,7 @@ impl QueryService {
                 ticket: t.id,
                 reason: t.reason,
             }),
-            _ => Err(Error::BadRequest(format!(
+            _ => Err(Error::NoTicket(format!(
                 "you have no ticket {ticket} at this site"
             ))),
         }

@@ -14,6 +14,7 @@ mod http;
 mod i18n;
 mod negotiator;
 mod oidc;
+mod openapi;
 mod outbound;
 mod sites;
 mod stewards;

@@ -211,8 +211,9 @@ async fn an_answer_becomes_a_negotiator_request() {
     let (status, _) = post(&hand_off, Some(&ada), &json!({"sites": ["DE-XYZ"]})).await;
     assert_eq!(status, 400);
     let bo = net.token(&DevUser::new("bo", Role::Researcher, Some("p1"), &[]));
-    let (status, _) = post(&hand_off, Some(&bo), &json!({})).await;
-    assert_eq!(status, 400, "bo cannot hand on ada's answer");
+    let (status, e) = post(&hand_off, Some(&bo), &json!({})).await;
+    assert_eq!(status, 404, "bo cannot hand on ada's answer: {e}");
+    assert_eq!(e["code"], "not_found");
 
     // The Negotiator refuses (wrong credentials): the researcher is told it
     // was the Negotiator, with what it said, as 502, not as our own failure.

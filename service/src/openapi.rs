@@ -1,0 +1,164 @@
+//! Each service's OpenAPI 3.1 document, served at `/openapi.json`.
+//!
+//! Every handler carries `#[utoipa::path]` beside its actix route attribute
+//! and is registered through `utoipa_actix_web`, which takes the path and
+//! method from the route attribute and the request body from the handler's
+//! `Json<T>` argument. A handler is served only by being documented, so the
+//! document cannot drift from what the service answers. The wire types'
+//! schemas come from their serde definitions (`ToSchema` in
+//! `bonebank-schemas`). This module finishes a document (what the service
+//! is, how callers identify themselves, the one error shape) and serves it.
+
+use actix_web::dev::{ServiceFactory, ServiceRequest};
+use actix_web::{App, HttpResponse, get, web};
+use bonebank_schemas::wire::ErrorBody;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_actix_web::UtoipaApp;
+
+/// What a document says about its service.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    /// The browser session's cookie, for a service that signs people in.
+    pub session_cookie: Option<&'a str>,
+}
+
+/// The security scheme of a bearer access token from the network's
+/// OpenID Connect provider.
+pub const BEARER: &str = "bearer";
+/// The security scheme of a browser session (a cookie set by
+/// `/auth/callback`; requests that change something also carry the
+/// session's CSRF token in `x-csrf-token`).
+pub const SESSION: &str = "session";
+
+/// The served document, as JSON.
+#[derive(Debug)]
+struct Document(String);
+
+/// The application with its documented services, and the document served
+/// at `/openapi.json`.
+pub fn finish<T>(app: UtoipaApp<T>, about: About<'_>) -> App<T>
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let (app, doc) = app.service(document).split_for_parts();
+    let doc = complete(doc, about);
+    let json = doc.to_json().expect("an OpenAPI document is JSON");
+    app.app_data(web::Data::new(Document(json)))
+}
+
+/// The document's title, version, security schemes and error shape.
+pub fn complete(mut doc: OpenApi, about: About<'_>) -> OpenApi {
+    doc.info = InfoBuilder::new()
+        .title(about.title)
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(about.description))
+        .build();
+    let mut components = ComponentsBuilder::new()
+        .schema(ErrorBody::name(), ErrorBody::schema())
+        .security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from the network's OpenID Connect provider (`bonebank login`).",
+                    ))
+                    .build(),
+            ),
+        );
+    if let Some(cookie) = about.session_cookie {
+        components = components.security_scheme(
+            SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                cookie,
+                "A browser session started at /auth/login. Requests that change something \
+                 also send the session's CSRF token in the x-csrf-token header.",
+            ))),
+        );
+    }
+    let mut built = components.build();
+    if let Some(existing) = doc.components.take() {
+        built.schemas.extend(existing.schemas);
+        built.responses.extend(existing.responses);
+    }
+    doc.components = Some(built);
+    doc
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    tag = "service",
+    responses((status = 200, description = "This service's OpenAPI 3.1 document.", content_type = "application/json", body = Object))
+)]
+#[get("/openapi.json")]
+async fn document(doc: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+/// The answers of an endpoint that needs a signed-in caller, besides its
+/// own.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum SignedIn {
+    /// No access token or session, or one that did not check out.
+    #[response(status = 401)]
+    Unauthenticated(#[to_schema] ErrorBody),
+    /// The identity provider's keys could not be fetched, so no token can
+    /// be checked just now.
+    #[response(status = 503)]
+    IdentityUnavailable(#[to_schema] ErrorBody),
+}
+
+/// The answers of an endpoint only the site's data stewards may use,
+/// besides its own.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum StewardOnly {
+    /// No access token or session, or one that did not check out.
+    #[response(status = 401)]
+    Unauthenticated(#[to_schema] ErrorBody),
+    /// The caller is not a data steward of this site (or a session's
+    /// request came without its CSRF token).
+    #[response(status = 403)]
+    Forbidden(#[to_schema] ErrorBody),
+    /// The identity provider's keys could not be fetched, so no token can
+    /// be checked just now.
+    #[response(status = 503)]
+    IdentityUnavailable(#[to_schema] ErrorBody),
+}
+
+/// What `GET /auth/callback` answers, wherever people sign in.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum SignInCallback {
+    /// Signed in: on to the pages with a session cookie. Someone the
+    /// service does not admit goes to the first page with the reason
+    /// (`refused=…`).
+    #[response(status = 303)]
+    Redirect,
+    /// The provider's answer does not belong to a sign-in started here,
+    /// or carries an error.
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// The provider's tokens did not check out.
+    #[response(status = 401)]
+    Unauthenticated(#[to_schema] ErrorBody),
+    /// The identity provider could not be reached.
+    #[response(status = 503)]
+    IdentityUnavailable(#[to_schema] ErrorBody),
+}
+
+/// What `POST /auth/logout` answers, wherever people sign out.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum SignOut {
+    /// Signed out, or there was no session: the cookie is removed.
+    #[response(status = 204)]
+    SignedOut,
+    /// The request came without the session's CSRF token.
+    #[response(status = 403)]
+    Forbidden(#[to_schema] ErrorBody),
+}
