@@ -21,11 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Extensions, ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use bonebank_schemas::SiteId;
-use bonebank_schemas::wire::{LinkPoll, LinkRequest, LinkResponse};
-use bonebank_service::tls;
+use bonebank_schemas::wire::{ErrorBody, LinkPoll, LinkRequest, LinkResponse};
+use bonebank_service::{openapi, tls};
 use tokio::sync::{Notify, oneshot};
+use utoipa_actix_web::AppExt;
 
 use crate::Error;
 
@@ -350,12 +351,23 @@ pub fn app(
         "link answer",
         None,
     );
-    App::new()
+    let app = App::new()
+        .into_utoipa_app()
         .app_data(links)
         .app_data(json)
-        .route("/v1/link/poll", web::get().to(poll))
-        .route("/v1/link/answer", web::post().to(answer))
-        .default_service(web::to(|| async { Error::NotFound.error_response() }))
+        .service(poll)
+        .service(take_answer);
+    openapi::finish(
+        app,
+        openapi::About {
+            title: "bonebank coordinator: the link for nodes that connect out",
+            description: "Where nodes in outbound mode fetch the requests for their site and send \
+                          back their answers. Mutual TLS: only certificates that name a site \
+                          configured without a url are admitted.",
+            session_cookie: None,
+        },
+    )
+    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 /// The site whose node sent `request`, from its connection's certificate,
@@ -407,6 +419,16 @@ fn site_of(request: &HttpRequest) -> Result<Arc<LinkSite>, Error> {
     Ok(site)
 }
 
+/// `GET /v1/link/poll`: the requests waiting for the node's site.
+#[utoipa::path(
+    tag = "link",
+    params(("x-bonebank-site" = Option<String>, Header, description = "The site the node says it is; it must be the site its certificate names.")),
+    responses(
+        (status = 200, description = "The requests waiting for the site, or none once the heartbeat has passed; this poll ends there.", body = LinkPoll),
+        (status = 403, description = "The certificate names another site, or has expired.", body = ErrorBody),
+    )
+)]
+#[get("/v1/link/poll")]
 async fn poll(request: HttpRequest) -> Result<web::Json<LinkPoll>, Error> {
     let site = site_of(&request)?;
     let connection = request.conn_data::<Arc<Connection>>().map_or(0, |c| c.id);
@@ -432,7 +454,19 @@ async fn poll(request: HttpRequest) -> Result<web::Json<LinkPoll>, Error> {
     }))
 }
 
-async fn answer(request: HttpRequest, body: web::Json<LinkResponse>) -> HttpResponse {
+/// `POST /v1/link/answer`: the node's answer to one request.
+#[utoipa::path(
+    tag = "link",
+    params(("x-bonebank-site" = Option<String>, Header, description = "The site the node says it is; it must be the site its certificate names.")),
+    responses(
+        (status = 204, description = "The answer goes to the question that waits for it."),
+        (status = 400, description = "The body is not a link answer.", body = ErrorBody),
+        (status = 403, description = "The certificate names another site, or has expired.", body = ErrorBody),
+        (status = 410, description = "No question waits for this answer any more (its deadline passed)."),
+    )
+)]
+#[post("/v1/link/answer")]
+async fn take_answer(request: HttpRequest, body: web::Json<LinkResponse>) -> HttpResponse {
     let site = match site_of(&request) {
         Ok(s) => s,
         Err(e) => return e.error_response(),

@@ -161,6 +161,30 @@ async fn a_site_that_is_not_connected_is_unreachable_at_once() {
         ("inbound", &None)
     );
 
+    // The link listener describes itself to a node, as every service does.
+    let link = net.coordinator.link.as_ref().unwrap();
+    let node_client = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            tls::client_config(
+                &net.pki.ca_cert(),
+                &net.pki.node_cert(&nae()),
+                &net.pki.node_key(&nae()),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let doc: serde_json::Value = node_client
+        .get(format!("{}/openapi.json", link.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/link/poll"]["get"].is_object(), "{doc}");
+    assert!(doc["paths"]["/v1/link/answer"]["post"].is_object(), "{doc}");
+
     // The node stops: its connections close and the site is gone at once.
     let i = net
         .nodes
