@@ -226,16 +226,16 @@ enum CountResponses {
     /// total of the sites that answered, its 95% interval, and which sites
     /// are missing.
     #[response(status = 200)]
-    Count(#[to_schema] Value),
+    Count(Value),
     /// A Beacon v2 beaconErrorResponse: 400 for a filter that is not
     /// understood, 401 without a signed-in caller, 403 for a session's
     /// request without its CSRF token.
     #[response(status = "4XX")]
-    Refused(#[to_schema] Value),
+    Refused(Value),
     /// A Beacon v2 beaconErrorResponse: the identity provider could not
     /// be reached.
     #[response(status = 503)]
-    Unavailable(#[to_schema] Value),
+    Unavailable(Value),
 }
 
 /// A Beacon request, as far as bonebank reads it.

@@ -108,11 +108,11 @@ async fn document(doc: web::Data<Document>) -> HttpResponse {
 pub enum SignedIn {
     /// No access token or session, or one that did not check out.
     #[response(status = 401)]
-    Unauthenticated(#[to_schema] ErrorBody),
+    Unauthenticated(ErrorBody),
     /// The identity provider's keys could not be fetched, so no token can
     /// be checked just now.
     #[response(status = 503)]
-    IdentityUnavailable(#[to_schema] ErrorBody),
+    IdentityUnavailable(ErrorBody),
 }
 
 /// The answers of an endpoint only the site's data stewards may use,
@@ -121,15 +121,15 @@ pub enum SignedIn {
 pub enum StewardOnly {
     /// No access token or session, or one that did not check out.
     #[response(status = 401)]
-    Unauthenticated(#[to_schema] ErrorBody),
+    Unauthenticated(ErrorBody),
     /// The caller is not a data steward of this site (or a session's
     /// request came without its CSRF token).
     #[response(status = 403)]
-    Forbidden(#[to_schema] ErrorBody),
+    Forbidden(ErrorBody),
     /// The identity provider's keys could not be fetched, so no token can
     /// be checked just now.
     #[response(status = 503)]
-    IdentityUnavailable(#[to_schema] ErrorBody),
+    IdentityUnavailable(ErrorBody),
 }
 
 /// What `GET /auth/callback` answers, wherever people sign in.
@@ -143,13 +143,13 @@ pub enum SignInCallback {
     /// The provider's answer does not belong to a sign-in started here,
     /// or carries an error.
     #[response(status = 400)]
-    BadRequest(#[to_schema] ErrorBody),
+    BadRequest(ErrorBody),
     /// The provider's tokens did not check out.
     #[response(status = 401)]
-    Unauthenticated(#[to_schema] ErrorBody),
+    Unauthenticated(ErrorBody),
     /// The identity provider could not be reached.
     #[response(status = 503)]
-    IdentityUnavailable(#[to_schema] ErrorBody),
+    IdentityUnavailable(ErrorBody),
 }
 
 /// What `POST /auth/logout` answers, wherever people sign out.
@@ -160,5 +160,5 @@ pub enum SignOut {
     SignedOut,
     /// The request came without the session's CSRF token.
     #[response(status = 403)]
-    Forbidden(#[to_schema] ErrorBody),
+    Forbidden(ErrorBody),
 }

@@ -49,13 +49,13 @@ pub async fn decide_here(
 pub enum Decided {
     /// The decision is recorded (and audited); the ticket's state.
     #[response(status = 200)]
-    Recorded(#[to_schema] TicketStatus),
+    Recorded(TicketStatus),
     /// The body is not a decision, or the ticket was decided already.
     #[response(status = 400)]
-    BadRequest(#[to_schema] ErrorBody),
+    BadRequest(ErrorBody),
     /// No such ticket at this site.
     #[response(status = 404)]
-    NoTicket(#[to_schema] ErrorBody),
+    NoTicket(ErrorBody),
 }
 
 /// A steward's decision, from the API or from the stewards' pages.
