@@ -231,6 +231,42 @@ mod tests {
         }
     }
 
+    #[actix_web::test]
+    async fn query_strings_and_path_segments_that_do_not_parse_answer_in_the_wire_shape() {
+        use actix_web::{App, test};
+        #[derive(serde::Deserialize)]
+        struct Search {
+            #[allow(dead_code)]
+            q: String,
+        }
+        async fn search(_: web::Query<Search>) -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+        async fn entry(_: web::Path<i64>) -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+        let app = test::init_service(
+            App::new()
+                .app_data(query_config())
+                .app_data(path_config())
+                .route("/search", web::get().to(search))
+                .route("/entries/{id}", web::get().to(entry)),
+        )
+        .await;
+        for (uri, status, code) in [
+            ("/search", StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ("/entries/seven", StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        ] {
+            let resp =
+                test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+            assert_eq!(resp.status(), status, "{uri}");
+            let body: ErrorBody = test::read_body_json(resp).await;
+            assert_eq!(body.code, code, "{uri}: {body:?}");
+        }
+        let ok = test::TestRequest::get().uri("/entries/7").to_request();
+        assert_eq!(test::call_service(&app, ok).await.status(), StatusCode::OK);
+    }
+
     #[test]
     fn internal_details_stay_out_of_the_body() {
         let e = Error::Usage("/etc/secret/path is wrong".into());

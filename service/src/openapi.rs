@@ -51,7 +51,7 @@ where
 }
 
 /// The document's title, version, security schemes and error shape.
-pub fn complete(mut doc: OpenApi, about: About<'_>) -> OpenApi {
+fn complete(mut doc: OpenApi, about: About<'_>) -> OpenApi {
     doc.info = InfoBuilder::new()
         .title(about.title)
         .version(env!("CARGO_PKG_VERSION"))
