@@ -36,3 +36,26 @@ pub fn ok<T: serde::de::DeserializeOwned>((status, body): (u16, Value)) -> T {
     assert_eq!(status, 200, "{body}");
     serde_json::from_value(body).unwrap()
 }
+
+/// `GET url` as JSON over mutual TLS: the development CA, and the client
+/// certificate `cert` with its `key`.
+pub async fn get_with_certificate(
+    url: &str,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Value {
+    bonebank_service::tls::install_default_provider();
+    let config = bonebank_service::tls::client_config(ca, cert, key).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

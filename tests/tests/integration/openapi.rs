@@ -12,7 +12,7 @@ use bonebank_schemas::Role;
 use bonebank_service::tls;
 use serde_json::Value;
 
-use crate::http::{get, ok};
+use crate::http::{get, get_with_certificate, ok};
 
 /// The schemathesis command: `BONEBANK_SCHEMATHESIS`, the virtual
 /// environment `.ci/run` installs it into, or the one on `PATH`.
@@ -194,24 +194,13 @@ async fn both_services_publish_their_api_and_keep_to_it() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
     // The node's API and its stewards' pages have documents of their own.
-    let config = tls::client_config(
+    let node_doc = get_with_certificate(
+        &format!("{node_url}/openapi.json"),
         &net.pki.ca_cert(),
         &net.pki.coordinator_cert(),
         &net.pki.coordinator_key(),
     )
-    .unwrap();
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .build()
-        .unwrap();
-    let node_doc: Value = client
-        .get(format!("{node_url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    .await;
     let node_ops = operations(&node_doc);
     for expected in [
         "POST /v1/query",

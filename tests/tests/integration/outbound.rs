@@ -17,7 +17,7 @@ use bonebank_schemas::wire::{FederatedResult, SiteListing, SiteStatus};
 use bonebank_schemas::{Role, SiteId};
 use bonebank_service::tls;
 
-use crate::http::{get, ok, post};
+use crate::http::{get, get_with_certificate, ok, post};
 
 const DONORS: u64 = 300;
 /// The deadline of every network here: far longer than the link needs to
@@ -163,25 +163,13 @@ async fn a_site_that_is_not_connected_is_unreachable_at_once() {
 
     // The link listener describes itself to a node, as every service does.
     let link = net.coordinator.link.as_ref().unwrap();
-    let node_client = reqwest::Client::builder()
-        .use_preconfigured_tls(
-            tls::client_config(
-                &net.pki.ca_cert(),
-                &net.pki.node_cert(&nae()),
-                &net.pki.node_key(&nae()),
-            )
-            .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let doc: serde_json::Value = node_client
-        .get(format!("{}/openapi.json", link.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_with_certificate(
+        &format!("{}/openapi.json", link.url()),
+        &net.pki.ca_cert(),
+        &net.pki.node_cert(&nae()),
+        &net.pki.node_key(&nae()),
+    )
+    .await;
     assert!(doc["paths"]["/v1/link/poll"]["get"].is_object(), "{doc}");
     assert!(doc["paths"]["/v1/link/answer"]["post"].is_object(), "{doc}");
 
