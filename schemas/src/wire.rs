@@ -57,6 +57,10 @@ pub struct ApproxDp {
 /// to spend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"sql": "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE diagnosis LIKE 'S72%' GROUP BY sample_type"}),
+    json!({"query": {"measures": [{"kind": "donors"}], "filter": {"range": {"column": "age_at_sampling", "min": 50, "max": 70}}}, "loss": 0.05}),
+))]
 pub struct QueryRequest {
     /// SQL in the supported subset; give this or `query`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -410,6 +414,10 @@ impl ErrorCode {
 /// sites to ask.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(
+    json!({"sql": "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE diagnosis LIKE 'S72%' GROUP BY sample_type"}),
+    json!({"query": {"measures": [{"kind": "samples"}], "filter": {"in": {"column": "sex", "values": ["Female"]}}, "group_by": ["sample_type"]}, "sites": ["DE-LUE", "DK-ODE"]}),
+))]
 pub struct FederatedRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
