@@ -151,13 +151,11 @@ pub fn json_config(
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(move |e, _| {
-            let body = ErrorBody {
-                code: ErrorCode::BadRequest,
-                message: format!("the request body is not a valid {what}: {e}"),
-                hint: hint.map(str::to_owned),
-            };
-            let response = respond(body.clone(), &body.message, None);
-            actix_web::error::InternalError::from_response(body.message, response).into()
+            rejection(
+                ErrorCode::BadRequest,
+                format!("the request body is not a valid {what}: {e}"),
+                hint,
+            )
         })
 }
 
@@ -165,13 +163,11 @@ pub fn json_config(
 /// naming what is wrong.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|e, _| {
-        let body = ErrorBody {
-            code: ErrorCode::BadRequest,
-            message: format!("the query string is not understood: {e}"),
-            hint: None,
-        };
-        let response = respond(body.clone(), &body.message, None);
-        actix_web::error::InternalError::from_response(body.message, response).into()
+        rejection(
+            ErrorCode::BadRequest,
+            format!("the query string is not understood: {e}"),
+            None,
+        )
     })
 }
 
@@ -179,14 +175,19 @@ pub fn query_config() -> web::QueryConfig {
 /// resource: 404 in the wire shape.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|e, _| {
-        let body = ErrorBody {
-            code: ErrorCode::NotFound,
-            message: format!("no such resource: {e}"),
-            hint: None,
-        };
-        let response = respond(body.clone(), &body.message, None);
-        actix_web::error::InternalError::from_response(body.message, response).into()
+        rejection(ErrorCode::NotFound, format!("no such resource: {e}"), None)
     })
+}
+
+/// An extractor's refusal as every bonebank service answers.
+fn rejection(code: ErrorCode, message: String, hint: Option<&str>) -> actix_web::Error {
+    let body = ErrorBody {
+        code,
+        message,
+        hint: hint.map(str::to_owned),
+    };
+    let response = respond(body.clone(), &body.message, None);
+    actix_web::error::InternalError::from_response(body.message, response).into()
 }
 
 #[cfg(test)]
