@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -213,6 +214,9 @@ impl ResolvesClientCert for OwnCert {
 #[derive(Debug)]
 pub struct ClientCerts {
     chain: Reloading<Arc<dyn ClientCertVerifier>>,
+    /// Handshake signatures are checked with the provider's algorithms,
+    /// which do not change with the CA: no reloaded material is looked at.
+    signatures: WebPkiSupportedAlgorithms,
     allowed: Vec<ServerName<'static>>,
     /// The setting that lists the names, for the log.
     setting: String,
@@ -241,6 +245,7 @@ impl ClientCerts {
         };
         Ok(Self {
             chain: Reloading::new(format!("CA {}", ca.display()), vec![ca.to_owned()], load)?,
+            signatures: provider().signature_verification_algorithms,
             allowed,
             setting: setting.to_owned(),
         })
@@ -283,9 +288,7 @@ impl ClientCertVerifier for ClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain
-            .current()
-            .verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.signatures)
     }
 
     fn verify_tls13_signature(
@@ -294,13 +297,11 @@ impl ClientCertVerifier for ClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain
-            .current()
-            .verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.signatures)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.current().supported_verify_schemes()
+        self.signatures.supported_schemes()
     }
 }
 
@@ -309,6 +310,8 @@ impl ClientCertVerifier for ClientCerts {
 #[derive(Debug)]
 pub struct ServerCerts {
     roots: Reloading<Arc<WebPkiServerVerifier>>,
+    /// As [`ClientCerts::signatures`].
+    signatures: WebPkiSupportedAlgorithms,
     name: Option<ServerName<'static>>,
 }
 
@@ -338,6 +341,7 @@ impl ServerCerts {
         };
         Ok(Self {
             roots: Reloading::new(format!("CA {}", ca.display()), paths, load)?,
+            signatures: provider().signature_verification_algorithms,
             name,
         })
     }
@@ -364,9 +368,7 @@ impl ServerCertVerifier for ServerCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.roots
-            .current()
-            .verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.signatures)
     }
 
     fn verify_tls13_signature(
@@ -375,13 +377,11 @@ impl ServerCertVerifier for ServerCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.roots
-            .current()
-            .verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.signatures)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.roots.current().supported_verify_schemes()
+        self.signatures.supported_schemes()
     }
 }
 
