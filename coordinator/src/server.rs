@@ -34,17 +34,12 @@ impl std::ops::Deref for RunningCoordinator {
 impl RunningCoordinator {
     /// Stops accepting requests and waits for running ones.
     pub async fn stop(self) {
-        if let Some(link) = self.link {
-            link.stop().await;
-        }
-        self.api.stop().await;
+        bonebank_service::server::stop_all(self.link.into_iter().chain([self.api])).await;
     }
 
     /// Serves until Ctrl-C, then stops gracefully.
     pub async fn until_ctrl_c(self) -> std::io::Result<()> {
-        tokio::signal::ctrl_c().await?;
-        self.stop().await;
-        Ok(())
+        bonebank_service::server::until_ctrl_c(self.stop()).await
     }
 }
 

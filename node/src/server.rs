@@ -68,19 +68,21 @@ impl std::ops::Deref for RunningNode {
 }
 
 impl RunningNode {
-    /// Stops accepting requests and waits for running ones.
+    /// Stops accepting requests and waits for running ones; the link out
+    /// goes last.
     pub async fn stop(self) {
-        if let Some(pages) = self.steward_pages {
-            pages.stop().await;
-        }
-        self.api.stop().await;
+        let Self {
+            api,
+            steward_pages,
+            link,
+        } = self;
+        bonebank_service::server::stop_all(steward_pages.into_iter().chain([api])).await;
+        drop(link);
     }
 
     /// Serves until Ctrl-C, then stops gracefully.
     pub async fn until_ctrl_c(self) -> std::io::Result<()> {
-        tokio::signal::ctrl_c().await?;
-        self.stop().await;
-        Ok(())
+        bonebank_service::server::until_ctrl_c(self.stop()).await
     }
 }
 

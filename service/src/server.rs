@@ -36,10 +36,23 @@ impl RunningServer {
 
     /// Serves until Ctrl-C, then stops gracefully.
     pub async fn until_ctrl_c(self) -> std::io::Result<()> {
-        tokio::signal::ctrl_c().await?;
-        self.stop().await;
-        Ok(())
+        until_ctrl_c(self.stop()).await
     }
+}
+
+/// Stops each of a service's servers (its API, its pages or link listener)
+/// in turn, waiting for their running requests.
+pub async fn stop_all(servers: impl IntoIterator<Item = RunningServer>) {
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+/// Serves until Ctrl-C, then runs `stop` (a service's graceful stop).
+pub async fn until_ctrl_c(stop: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await?;
+    stop.await;
+    Ok(())
 }
 
 impl Drop for RunningServer {
