@@ -32,12 +32,57 @@ pub enum Mode {
     Truth,
 }
 
+/// A surface batch and where each donor's rows in it start: the pass
+/// learns whose row it reads from these runs, reading a donor's key once
+/// per donor instead of once per row.
+#[derive(Debug)]
+pub struct DonorBatch {
+    pub batch: RecordBatch,
+    /// The first row of each donor's run, then the batch's row count.
+    starts: Vec<u32>,
+    /// Each run's donor key.
+    keys: Vec<i64>,
+}
+
+impl DonorBatch {
+    /// Finds the donor runs of a batch of the surface (rows of a donor are
+    /// adjacent, as the surface is sorted by donor).
+    pub fn new(batch: RecordBatch) -> Result<Self> {
+        let donors = donor_keys(&batch)?;
+        let rows = u32::try_from(donors.len())
+            .map_err(|_| Error::Engine("a surface batch has too many rows".into()))?;
+        let mut starts: Vec<u32> = (0..rows)
+            .filter(|&i| i == 0 || donors[i as usize] != donors[i as usize - 1])
+            .collect();
+        let keys = starts.iter().map(|&s| donors[s as usize]).collect();
+        starts.push(rows);
+        Ok(Self {
+            batch,
+            starts,
+            keys,
+        })
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+}
+
+fn donor_keys(batch: &RecordBatch) -> Result<&[i64]> {
+    Ok(batch
+        .column_by_name("donor_key")
+        .ok_or_else(|| Error::Engine("the surface has no column donor_key".into()))?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| Error::Engine("donor keys are not 64-bit integers".into()))?
+        .values())
+}
+
 /// Runs the pass. Past `deadline` it stops with [`Error::TooSlow`]
 /// (`limit_ms` is what the error says).
 pub fn run(
     plan: &Plan,
     filter: &CompiledFilter,
-    batches: &[RecordBatch],
+    batches: &[DonorBatch],
     mode: Mode,
     deadline: Option<(Instant, u64)>,
 ) -> Result<Vec<Vec<i64>>> {
@@ -46,7 +91,8 @@ pub fn run(
     // Reused for every batch: the kept rows, and each one's cell.
     let (mut rows, mut cells) = (Vec::<u32>::new(), Vec::<u32>::new());
     let mut evaluation = filter.evaluation();
-    for batch in batches {
+    for part in batches {
+        let batch = &part.batch;
         let kept = evaluation.keeps(batch)?;
         kept_rows(&kept, &mut rows);
         if rows.is_empty() {
@@ -59,14 +105,24 @@ pub fn run(
         for d in &columns.dimensions {
             d.add_offsets(&rows, &mut cells);
         }
+        // The donor run the current row is in: `run` indexes `starts`, and
+        // rows before `end` are the same donor's.
+        let (mut run, mut end) = (0usize, 0u32);
         for (chunk, chunk_cells) in rows.chunks(CLOCK_EVERY).zip(cells.chunks(CLOCK_EVERY)) {
             for (&row, &cell) in chunk.iter().zip(chunk_cells) {
                 // A key outside the public value sets: the row is dropped.
                 if cell == OFF {
                     continue;
                 }
+                if row >= end {
+                    while part.starts[run + 1] <= row {
+                        run += 1;
+                    }
+                    end = part.starts[run + 1];
+                    sums.donor(part.keys[run]);
+                }
                 let row = row as usize;
-                sums.add(columns.donors[row], cell, |a| columns.value(a, row));
+                sums.add(cell, |a| columns.value(a, row));
             }
             check_clock(deadline)?;
         }
@@ -81,7 +137,7 @@ pub fn run_on(
     cores: usize,
     plan: &Plan,
     filter: &CompiledFilter,
-    batches: &[RecordBatch],
+    batches: &[DonorBatch],
     mode: Mode,
     deadline: Option<(Instant, u64)>,
 ) -> Result<Vec<Vec<i64>>> {
@@ -89,8 +145,8 @@ pub fn run_on(
         return run(plan, filter, batches, mode, deadline);
     }
     // Runs of about equal rows.
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut runs: Vec<&[RecordBatch]> = Vec::new();
+    let total: usize = batches.iter().map(DonorBatch::num_rows).sum();
+    let mut runs: Vec<&[DonorBatch]> = Vec::new();
     let (mut start, mut rows) = (0, 0);
     for (i, b) in batches.iter().enumerate() {
         rows += b.num_rows();
@@ -178,7 +234,6 @@ impl Layout {
 /// One batch's columns as the pass reads them.
 struct Columns<'a> {
     dimensions: Vec<Dimension<'a>>,
-    donors: &'a [i64],
     /// Per aggregate, the column it sums or counts (64-bit), if any.
     values: Vec<Option<arrow::array::Int64Array>>,
 }
@@ -269,10 +324,6 @@ impl<'a> Columns<'a> {
                 null_offset,
             });
         }
-        let donors = column("donor_key")?
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| Error::Engine("donor keys are not 64-bit integers".into()))?
-            .values();
         let values = plan
             .aggregates
             .iter()
@@ -285,11 +336,7 @@ impl<'a> Columns<'a> {
                 Aggregate::Samples | Aggregate::Donors => Ok(None),
             })
             .collect::<Result<_>>()?;
-        Ok(Self {
-            dimensions,
-            donors,
-            values,
-        })
+        Ok(Self { dimensions, values })
     }
 
     /// The value aggregate `a` reads from the row: none where the column is
@@ -327,70 +374,87 @@ impl Dimension<'_> {
     }
 }
 
-/// The answer so far, and the current donor's rows per cell.
+/// The answer so far, and the current donor's rows per cell. Cells are
+/// indices into dense arrays, the answer's and the current donor's alike,
+/// so that a row adds to its cell without a search.
 struct Sums<'p> {
     plan: &'p Plan,
     mode: Mode,
-    out: Vec<Vec<i64>>,
+    /// The answer: per cell, one value per vector (cell-major).
+    out: Vec<i64>,
+    /// Values per cell in `out`: the plan's aggregates, or two for the
+    /// truth.
+    width: usize,
     donor: Option<i64>,
-    /// The current donor's cells: (cell, rows) and, at the same position in
-    /// `values`, one running value per aggregate.
-    cells: Vec<(u32, i64)>,
+    /// The current donor's cells, in the order first seen.
+    touched: Vec<u32>,
+    /// Per cell, the current donor's rows in it (zero in cells it is not
+    /// in).
+    rows: Vec<i64>,
+    /// Per cell and aggregate, the current donor's running sum or count
+    /// of values (cell-major; only when some aggregate reads values).
     values: Vec<i64>,
     rank: ahash::RandomState,
     limit: usize,
     /// Whether an aggregate sums or counts a column's values (or only rows
     /// and donors).
     reads_values: bool,
-    /// Room to rank a donor's cells in, kept between donors.
-    order: Vec<usize>,
 }
 
 impl<'p> Sums<'p> {
     fn new(plan: &'p Plan, layout: &Layout, mode: Mode) -> Self {
-        let vectors = match mode {
+        let width = match mode {
             Mode::Bounded => plan.aggregates.len(),
             Mode::Truth => 2,
         };
+        let reads_values = mode == Mode::Bounded
+            && plan
+                .aggregates
+                .iter()
+                .any(|a| matches!(a, Aggregate::Sum { .. } | Aggregate::Count { .. }));
         Self {
             plan,
             mode,
-            out: vec![vec![0; layout.cells]; vectors],
+            out: vec![0; layout.cells * width],
+            width,
             donor: None,
-            cells: Vec::new(),
-            values: Vec::new(),
+            touched: Vec::new(),
+            rows: vec![0; layout.cells],
+            values: if reads_values {
+                vec![0; layout.cells * width]
+            } else {
+                Vec::new()
+            },
             rank: rank_hasher(plan.seed),
             limit: usize::try_from(plan.cells_per_donor()).unwrap_or(usize::MAX),
-            reads_values: plan
-                .aggregates
-                .iter()
-                .any(|a| matches!(a, Aggregate::Sum { .. } | Aggregate::Count { .. })),
-            order: Vec::new(),
+            reads_values,
         }
     }
 
-    /// One kept row of `donor` in `cell`.
-    fn add(&mut self, donor: i64, cell: u32, value: impl Fn(usize) -> Option<i64>) {
+    /// The next kept rows are `donor`'s: the one before is done, unless it
+    /// is the same donor (whose rows went on in the batch before).
+    fn donor(&mut self, donor: i64) {
         if self.donor != Some(donor) {
             self.end_donor();
             self.donor = Some(donor);
         }
-        let n = self.plan.aggregates.len();
-        let at = match self.cells.iter().position(|(c, _)| *c == cell) {
-            Some(at) => at,
-            None => {
-                self.cells.push((cell, 0));
-                self.values.extend(std::iter::repeat_n(0, n));
-                self.cells.len() - 1
-            }
-        };
-        self.cells[at].1 += 1;
-        if self.mode == Mode::Truth || !self.reads_values {
+    }
+
+    /// One kept row of the current donor in `cell`.
+    #[inline]
+    fn add(&mut self, cell: u32, value: impl Fn(usize) -> Option<i64>) {
+        let c = cell as usize;
+        if self.rows[c] == 0 {
+            self.touched.push(cell);
+        }
+        self.rows[c] += 1;
+        if !self.reads_values {
             return;
         }
+        let n = self.width;
         for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
             let Some(v) = value(a) else { continue };
-            self.values[at * n + a] += match aggregate {
+            self.values[c * n + a] += match aggregate {
                 Aggregate::Sum { lo, hi, .. } => v.clamp(*lo, *hi),
                 Aggregate::Count { .. } => 1,
                 Aggregate::Samples | Aggregate::Donors => 0,
@@ -405,47 +469,63 @@ impl<'p> Sums<'p> {
     /// it adds at most [`Aggregate::bounded`] of its rows.
     fn end_donor(&mut self) {
         let Some(donor) = self.donor else { return };
-        let n = self.plan.aggregates.len();
-        match self.mode {
-            Mode::Truth => {
-                for &(cell, rows) in &self.cells {
-                    self.out[0][cell as usize] += rows;
-                    self.out[1][cell as usize] += 1;
+        let n = self.width;
+        if self.mode == Mode::Bounded && self.touched.len() > self.limit {
+            let rank = &self.rank;
+            self.touched
+                .sort_unstable_by_key(|&c| rank.hash_one((donor, c as usize)));
+        }
+        let kept = match self.mode {
+            Mode::Bounded => self.touched.len().min(self.limit),
+            Mode::Truth => self.touched.len(),
+        };
+        for (i, &cell) in self.touched.iter().enumerate() {
+            let c = cell as usize;
+            let rows = std::mem::take(&mut self.rows[c]);
+            if i < kept {
+                let out = &mut self.out[c * n..(c + 1) * n];
+                match self.mode {
+                    Mode::Truth => {
+                        out[0] += rows;
+                        out[1] += 1;
+                    }
+                    Mode::Bounded if !self.reads_values => {
+                        let s = self.plan.max_samples_per_donor;
+                        for (o, aggregate) in out.iter_mut().zip(&self.plan.aggregates) {
+                            *o += aggregate.bounded(rows, 0, s);
+                        }
+                    }
+                    Mode::Bounded => {
+                        let s = self.plan.max_samples_per_donor;
+                        let values = &self.values[c * n..(c + 1) * n];
+                        for ((o, aggregate), &v) in
+                            out.iter_mut().zip(&self.plan.aggregates).zip(values)
+                        {
+                            *o += aggregate.bounded(rows, v, s);
+                        }
+                    }
                 }
             }
-            Mode::Bounded => {
-                let s = self.plan.max_samples_per_donor;
-                let add = |i: usize, out: &mut Vec<Vec<i64>>| {
-                    let (cell, rows) = self.cells[i];
-                    for (a, aggregate) in self.plan.aggregates.iter().enumerate() {
-                        out[a][cell as usize] += aggregate.bounded(rows, self.values[i * n + a], s);
-                    }
-                };
-                if self.cells.len() <= self.limit {
-                    for i in 0..self.cells.len() {
-                        add(i, &mut self.out);
-                    }
-                } else {
-                    let mut order = std::mem::take(&mut self.order);
-                    order.clear();
-                    order.extend(0..self.cells.len());
-                    order.sort_unstable_by_key(|&i| {
-                        self.rank.hash_one((donor, self.cells[i].0 as usize))
-                    });
-                    for &i in &order[..self.limit] {
-                        add(i, &mut self.out);
-                    }
-                    self.order = order;
-                }
+            if self.reads_values {
+                self.values[c * n..(c + 1) * n].fill(0);
             }
         }
-        self.cells.clear();
-        self.values.clear();
+        self.touched.clear();
     }
 
+    /// One vector per aggregate (or the truth's two), each in cell order.
     fn finish(mut self) -> Vec<Vec<i64>> {
         self.end_donor();
-        self.out
+        (0..self.width)
+            .map(|a| {
+                self.out
+                    .iter()
+                    .skip(a)
+                    .step_by(self.width)
+                    .copied()
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -489,7 +569,7 @@ mod tests {
         donors: i64,
         rows: i64,
         batch_rows: usize,
-    ) -> Vec<RecordBatch> {
+    ) -> Vec<DonorBatch> {
         let mut all = Vec::new();
         for d in 0..donors {
             for k in keys {
@@ -505,8 +585,10 @@ mod tests {
                     names.append_value(k);
                 }
                 let who = Int64Array::from_iter_values(chunk.iter().map(|(_, d)| *d));
-                RecordBatch::try_new(schema(), vec![Arc::new(names.finish()), Arc::new(who)])
-                    .unwrap()
+                let batch =
+                    RecordBatch::try_new(schema(), vec![Arc::new(names.finish()), Arc::new(who)])
+                        .unwrap();
+                DonorBatch::new(batch).unwrap()
             })
             .collect()
     }
@@ -527,7 +609,7 @@ mod tests {
         ('a'..='j').map(String::from).collect()
     }
 
-    fn bounded(plan: &Plan, batches: &[RecordBatch]) -> Vec<Vec<i64>> {
+    fn bounded(plan: &Plan, batches: &[DonorBatch]) -> Vec<Vec<i64>> {
         let filter = CompiledFilter::new(&plan.filter, &schema()).unwrap();
         run(plan, &filter, batches, Mode::Bounded, None).unwrap()
     }

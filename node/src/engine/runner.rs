@@ -13,7 +13,7 @@ use bonebank_schemas::SiteId;
 use futures::future::BoxFuture;
 
 use super::filter::CompiledFilter;
-use super::pass::{self, Mode};
+use super::pass::{self, DonorBatch, Mode};
 use super::{Aggregate, Exact, Plan, QueryEngine, surface};
 use crate::dataset::{DataDir, DatasetVersion};
 use crate::{Error, Result};
@@ -116,7 +116,20 @@ enum Source {
 struct Loaded {
     version: String,
     schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+    batches: Vec<DonorBatch>,
+}
+
+impl Loaded {
+    fn new(version: String, batches: Vec<RecordBatch>) -> Result<Self> {
+        Ok(Self {
+            version,
+            schema: surface::schema(),
+            batches: batches
+                .into_iter()
+                .map(DonorBatch::new)
+                .collect::<Result<_>>()?,
+        })
+    }
 }
 
 impl SurfaceEngine {
@@ -136,13 +149,9 @@ impl SurfaceEngine {
         categories: Vec<String>,
         version: &str,
         surface: Vec<RecordBatch>,
-    ) -> Self {
-        let loaded = Loaded {
-            version: version.into(),
-            schema: surface::schema(),
-            batches: surface,
-        };
-        Self::over(Source::Batches, site, categories, Some(loaded))
+    ) -> Result<Self> {
+        let loaded = Loaded::new(version.into(), surface)?;
+        Ok(Self::over(Source::Batches, site, categories, Some(loaded)))
     }
 
     fn over(source: Source, site: SiteId, categories: Vec<String>, loaded: Option<Loaded>) -> Self {
@@ -199,18 +208,17 @@ impl SurfaceEngine {
         }
         let started = Instant::now();
         let (dir, site, categories) = (dir.clone(), self.site.clone(), self.categories.clone());
-        let (id, batches) = self
+        let loaded = self
             .cpu
             .handle()
-            .spawn_blocking(move || surface::load(&dir, &site, &categories))
+            .spawn_blocking(move || {
+                let (id, batches) = surface::load(&dir, &site, &categories)?;
+                Loaded::new(id, batches)
+            })
             .await
             .map_err(|e| Error::Engine(format!("loading task: {e}")))??;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let loaded = Arc::new(Loaded {
-            version: id,
-            schema: surface::schema(),
-            batches,
-        });
+        let rows: usize = loaded.batches.iter().map(DonorBatch::num_rows).sum();
+        let loaded = Arc::new(loaded);
         tracing::info!(site = %self.site, version = %loaded.version, rows, ms = started.elapsed().as_millis() as u64, "loaded dataset version");
         *self.loaded.write().expect("lock") = Some(loaded.clone());
         Ok(Some(loaded))

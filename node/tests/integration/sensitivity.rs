@@ -49,12 +49,15 @@ fn service_over(
         &t.diagnoses,
     )
     .unwrap();
-    let engine = Arc::new(SurfaceEngine::from_batches(
-        site.clone(),
-        policy.diagnosis_categories.clone(),
-        name,
-        surface,
-    ));
+    let engine = Arc::new(
+        SurfaceEngine::from_batches(
+            site.clone(),
+            policy.diagnosis_categories.clone(),
+            name,
+            surface,
+        )
+        .unwrap(),
+    );
     let store = Store::open(&tmp.join(format!("{name}.sqlite"))).unwrap();
     (
         QueryService::new(
