@@ -93,7 +93,7 @@ impl Evaluation<'_> {
         let rows = batch.num_rows();
         let mut words = vec![u64::MAX; rows.div_ceil(64)];
         if let Some(last) = words.last_mut()
-            && rows % 64 != 0
+            && !rows.is_multiple_of(64)
         {
             *last = (1 << (rows % 64)) - 1;
         }

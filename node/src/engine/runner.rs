@@ -123,7 +123,7 @@ impl Loaded {
     fn new(version: String, batches: Vec<RecordBatch>) -> Result<Self> {
         Ok(Self {
             version,
-            schema: surface::schema(),
+            schema: pass::schema(&surface::schema()),
             batches: batches
                 .into_iter()
                 .map(DonorBatch::new)
