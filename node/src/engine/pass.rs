@@ -33,16 +33,18 @@ pub enum Mode {
 }
 
 /// A surface batch as the pass reads it: instead of a 64-bit donor key per
-/// row, which row begins each donor's run (the rows of a donor are
-/// adjacent, as the surface is sorted by donor), and each run's key. A
-/// row's run is the number of runs begun up to it, counted with the bits
-/// of a word and a running count per word: about 1.5 bits a row, small
-/// enough to stay in the processor's cache.
+/// row, which rows begin a donor's run (the rows of a donor are adjacent,
+/// as the surface is sorted by donor), and each run's key. Whether a new
+/// donor began between two rows is a look at a word or two of bits; a
+/// row's run is the number of runs begun up to it, from the bits of its
+/// word and a running count per word. About 1.5 bits a row, small enough
+/// to stay in the processor's cache.
 #[derive(Debug)]
 pub struct DonorBatch {
     /// The surface's columns but `donor_key`.
     pub batch: RecordBatch,
-    /// Bit `j` of word `w`: row `64 w + j` begins a run.
+    /// Bit `j` of word `w + 1`: row `64 w + j` begins a run (word 0 is
+    /// none, so that a row's word always has one before it).
     starts: Vec<u64>,
     /// Per word, the runs begun before it.
     before: Vec<u32>,
@@ -56,14 +58,14 @@ impl DonorBatch {
         u32::try_from(donors.len())
             .map_err(|_| Error::Engine("a surface batch has too many rows".into()))?;
         let mut keys = Vec::new();
-        let mut starts = vec![0u64; donors.len().div_ceil(64)];
+        let mut starts = vec![0u64; donors.len().div_ceil(64) + 1];
         for (i, &d) in donors.iter().enumerate() {
             if keys.last() != Some(&d) {
                 keys.push(d);
-                starts[i / 64] |= 1 << (i % 64);
+                starts[i / 64 + 1] |= 1 << (i % 64);
             }
         }
-        let before = starts
+        let before = starts[1..]
             .iter()
             .scan(0u32, |runs, w| {
                 let here = *runs;
@@ -84,11 +86,38 @@ impl DonorBatch {
     }
 
     /// The run `row` is in.
-    #[inline]
     fn run(&self, row: u32) -> u32 {
         let (w, bit) = ((row / 64) as usize, row % 64);
-        let begun = self.starts[w] & (u64::MAX >> (63 - bit));
+        let begun = self.starts[w + 1] & (u64::MAX >> (63 - bit));
         self.before[w] + begun.count_ones() - 1
+    }
+
+    /// The key of the donor of `row`.
+    fn key(&self, row: u32) -> i64 {
+        self.keys[self.run(row) as usize]
+    }
+
+    /// Whether a run begins in rows `lo..=hi` (none if `lo` is `hi + 1`).
+    /// Rows less than 64 apart are in two adjacent words, read as one
+    /// 128-bit number.
+    #[inline(always)]
+    fn begins(&self, lo: u32, hi: u32) -> bool {
+        let rows = hi + 1 - lo;
+        if rows > 64 {
+            return self.begins_far(lo, hi);
+        }
+        let w = (hi / 64) as usize;
+        let two = (u128::from(self.starts[w + 1]) << 64) | u128::from(self.starts[w]);
+        // Bit 0 of `two` is row 64 (w - 1).
+        let bits = two.wrapping_shr(lo + 64 - 64 * w as u32) & ((1u128 << rows) - 1);
+        bits != 0
+    }
+
+    fn begins_far(&self, lo: u32, hi: u32) -> bool {
+        let (first, last) = ((lo / 64) as usize + 1, (hi / 64) as usize + 1);
+        self.starts[first] >> (lo % 64) != 0
+            || self.starts[first + 1..last].iter().any(|&w| w != 0)
+            || self.starts[last] & (u64::MAX >> (63 - hi % 64)) != 0
     }
 }
 
@@ -143,16 +172,20 @@ fn run_with(
     counting: bool,
 ) -> Result<Vec<Vec<i64>>> {
     let layout = Layout::new(plan)?;
-    let mut counts = Counts::for_plan(plan, &layout, mode).filter(|_| counting);
+    let mut counts = Counts::for_plan(plan, &layout, mode, batches).filter(|_| counting);
     let mut sums = Sums::new(plan, if counts.is_some() { 0 } else { layout.cells }, mode);
     // Reused for every batch: the kept rows, and each one's cell.
     let (mut rows, mut cells) = (Vec::<u32>::new(), Vec::<u32>::new());
     let mut evaluation = filter.evaluation();
-    for part in batches {
+    for (b, part) in batches.iter().enumerate() {
         let batch = &part.batch;
         let kept = evaluation.keeps(batch)?;
         kept_rows(&kept, &mut rows);
         if rows.is_empty() {
+            if let Some(counts) = &mut counts {
+                counts.start(part, 0);
+                counts.end(part);
+            }
             check_clock(deadline)?;
             continue;
         }
@@ -165,9 +198,10 @@ fn run_with(
         if let Some(counts) = &mut counts {
             counts.start(part, rows.len());
             for (chunk, chunk_cells) in rows.chunks(CLOCK_EVERY).zip(cells.chunks(CLOCK_EVERY)) {
-                counts.add(part, chunk, chunk_cells);
+                counts.add(b, part, chunk, chunk_cells);
                 check_clock(deadline)?;
             }
+            counts.end(part);
             continue;
         }
         // The donor run of the rows just read.
@@ -603,6 +637,7 @@ impl<'p> Sums<'p> {
 /// [`Sums::end_donor`] chooses them, taken back when its rows end.
 struct Counts<'p> {
     plan: &'p Plan,
+    batches: &'p [DonorBatch],
     mode: Mode,
     /// At most this many of a donor's rows count in a cell.
     max_rows: i64,
@@ -611,27 +646,39 @@ struct Counts<'p> {
     samples: Vec<i64>,
     donors: Vec<i64>,
     /// Per cell, the last donor with a row in it (by its number in the
-    /// pass), and that donor's rows in it so far.
+    /// pass, from 1), and that donor's rows in it so far.
     last: Vec<u64>,
     rows_in: Vec<i64>,
-    /// The current donor: its number, key and cells so far, and the cell
-    /// of each of its rows (`cells[..rows]`).
+    /// The current donor: its number, its first row (batch and row), the
+    /// cells it is in so far, and the cell of each of its rows
+    /// (`cells[..rows]`).
     donor: u64,
-    key: i64,
+    first: (usize, u32),
     distinct: usize,
     cells: Vec<u32>,
     rows: usize,
-    /// Donors numbered so far; the current batch's first run's number; the
-    /// key of the last run of the batch before.
-    numbered: u64,
-    base: u64,
+    /// In the current batch: the row after the last one counted, whether
+    /// any was, and whether its first run is the current donor's, whose
+    /// rows went on from the batch before.
+    next: u32,
+    counted: bool,
+    continued: bool,
+    /// Whether the current donor's rows may go on into the next batch: no
+    /// other donor's run began after them. And the last key of the batch
+    /// before.
+    open: bool,
     last_key: Option<i64>,
     rank: ahash::RandomState,
 }
 
 impl<'p> Counts<'p> {
     /// The counting pass, if the plan only counts samples and donors.
-    fn for_plan(plan: &'p Plan, layout: &Layout, mode: Mode) -> Option<Self> {
+    fn for_plan(
+        plan: &'p Plan,
+        layout: &Layout,
+        mode: Mode,
+        batches: &'p [DonorBatch],
+    ) -> Option<Self> {
         let counts_only = plan
             .aggregates
             .iter()
@@ -648,104 +695,132 @@ impl<'p> Counts<'p> {
         };
         Some(Self {
             plan,
+            batches,
             mode,
             max_rows,
             limit,
             samples: vec![0; layout.cells],
             donors: vec![0; layout.cells],
-            last: vec![u64::MAX; layout.cells],
+            last: vec![0; layout.cells],
             rows_in: vec![0; layout.cells],
-            donor: u64::MAX,
-            key: 0,
+            donor: 0,
+            first: (0, 0),
             distinct: 0,
             cells: Vec::new(),
             rows: 0,
-            numbered: 0,
-            base: 0,
+            next: 0,
+            counted: false,
+            continued: false,
+            open: false,
             last_key: None,
             rank: rank_hasher(plan.seed),
         })
     }
 
-    /// A batch begins, of which at most `rows` rows will be added. Its
-    /// donors are numbered on from the batch before; a donor whose rows go
-    /// on from there keeps its number.
+    /// A batch begins, of which at most `rows` rows will be counted.
     fn start(&mut self, part: &DonorBatch, rows: usize) {
-        let Some(&first) = part.keys.first() else {
-            return;
-        };
-        self.base = if self.last_key == Some(first) {
-            self.numbered - 1
-        } else {
-            self.numbered
-        };
-        self.numbered = self.base + part.keys.len() as u64;
-        self.last_key = part.keys.last().copied();
+        self.continued = self.open && part.keys.first() == self.last_key.as_ref();
+        // A run that goes on from the batch before begins no new donor.
+        self.next = u32::from(self.continued);
+        self.counted = false;
         if self.cells.len() < self.rows + rows {
             self.cells.resize(self.rows + rows, 0);
         }
     }
 
-    /// Kept rows of the batch, and their cells.
-    fn add(&mut self, part: &DonorBatch, rows: &[u32], cells: &[u32]) {
+    /// Kept rows of batch `b`, in order, and their cells. The state the
+    /// loop changes is held in locals, and written back after it.
+    fn add(&mut self, b: usize, part: &DonorBatch, rows: &[u32], cells: &[u32]) {
+        let Self {
+            batches,
+            max_rows,
+            limit,
+            samples,
+            donors,
+            last,
+            rows_in,
+            cells: donor_cells,
+            rank,
+            ..
+        } = self;
+        let (max_rows, limit) = (*max_rows, *limit);
+        let (samples, donors, last, rows_in, donor_cells) = (
+            samples.as_mut_slice(),
+            donors.as_mut_slice(),
+            last.as_mut_slice(),
+            rows_in.as_mut_slice(),
+            donor_cells.as_mut_slice(),
+        );
+        let (mut donor, mut first, mut distinct, mut len, mut next) =
+            (self.donor, self.first, self.distinct, self.rows, self.next);
+        let mut counted = false;
         for (&row, &cell) in rows.iter().zip(cells) {
             // A key outside the public value sets: the row is dropped.
             if cell == OFF {
                 continue;
             }
-            let run = part.run(row);
-            let number = self.base + u64::from(run);
-            let new = number != self.donor;
-            if new & (self.distinct > self.limit) {
-                self.take_back();
+            let new = part.begins(next, row);
+            next = row + 1;
+            counted = true;
+            if new & (distinct > limit) {
+                let key = batches[first.0].key(first.1);
+                take_back(
+                    &mut donor_cells[..len],
+                    key,
+                    rank,
+                    limit,
+                    max_rows,
+                    samples,
+                    donors,
+                );
             }
-            self.donor = number;
-            self.key = if new {
-                part.keys[run as usize]
-            } else {
-                self.key
-            };
-            self.distinct = if new { 0 } else { self.distinct };
-            let at = if new { 0 } else { self.rows };
-            self.cells[at] = cell;
-            self.rows = at + 1;
+            donor += u64::from(new);
+            first = if new { (b, row) } else { first };
+            distinct = if new { 0 } else { distinct };
+            let at = if new { 0 } else { len };
+            donor_cells[at] = cell;
+            len = at + 1;
             let c = cell as usize;
-            let fresh = self.last[c] != number;
-            let before = if fresh { 0 } else { self.rows_in[c] };
-            self.rows_in[c] = before + 1;
-            self.last[c] = number;
-            self.samples[c] += i64::from(before < self.max_rows);
-            self.donors[c] += i64::from(fresh);
-            self.distinct += usize::from(fresh);
+            let fresh = last[c] != donor;
+            let before = if fresh { 0 } else { rows_in[c] };
+            rows_in[c] = before + 1;
+            last[c] = donor;
+            samples[c] += i64::from(before < max_rows);
+            donors[c] += i64::from(fresh);
+            distinct += usize::from(fresh);
         }
+        self.counted |= counted;
+        (self.donor, self.first, self.distinct, self.rows, self.next) =
+            (donor, first, distinct, len, next);
     }
 
-    /// The current donor is in more cells than allowed: keeps the first
-    /// [`Plan::cells_per_donor`] of them by the seed's ranking and takes
-    /// back what its other cells added.
-    fn take_back(&mut self) {
-        let rows = &mut self.cells[..self.rows];
-        rows.sort_unstable();
-        let mut cells: Vec<(u32, i64)> = Vec::new();
-        for &cell in rows.iter() {
-            match cells.last_mut() {
-                Some((c, n)) if *c == cell => *n += 1,
-                _ => cells.push((cell, 1)),
-            }
+    /// The batch ends.
+    fn end(&mut self, part: &DonorBatch) {
+        if part.num_rows() == 0 {
+            return;
         }
-        let (rank, key) = (&self.rank, self.key);
-        cells.sort_unstable_by_key(|&(c, _)| rank.hash_one((key, c as usize)));
-        for &(cell, n) in &cells[self.limit.min(cells.len())..] {
-            self.samples[cell as usize] -= n.min(self.max_rows);
-            self.donors[cell as usize] -= 1;
-        }
-        self.distinct = 0;
+        let last = part.num_rows() as u32 - 1;
+        self.open = if self.counted {
+            !part.begins(self.next, last)
+        } else {
+            self.continued && part.keys.len() == 1
+        };
+        self.last_key = part.keys.last().copied();
     }
 
     /// One vector per aggregate (or the truth's two), each in cell order.
     fn finish(mut self) -> Vec<Vec<i64>> {
         if self.distinct > self.limit {
-            self.take_back();
+            let key = self.batches[self.first.0].key(self.first.1);
+            take_back(
+                &mut self.cells[..self.rows],
+                key,
+                &self.rank,
+                self.limit,
+                self.max_rows,
+                &mut self.samples,
+                &mut self.donors,
+            );
         }
         match self.mode {
             Mode::Truth => vec![self.samples, self.donors],
@@ -759,6 +834,33 @@ impl<'p> Counts<'p> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A donor (`key`) is in more cells than allowed: keeps the first `limit`
+/// of them by the seed's ranking and takes back what its other cells added
+/// (`rows`: the cell of each of its rows).
+fn take_back(
+    rows: &mut [u32],
+    key: i64,
+    rank: &ahash::RandomState,
+    limit: usize,
+    max_rows: i64,
+    samples: &mut [i64],
+    donors: &mut [i64],
+) {
+    rows.sort_unstable();
+    let mut cells: Vec<(u32, i64)> = Vec::new();
+    for &cell in rows.iter() {
+        match cells.last_mut() {
+            Some((c, n)) if *c == cell => *n += 1,
+            _ => cells.push((cell, 1)),
+        }
+    }
+    cells.sort_unstable_by_key(|&(c, _)| rank.hash_one((key, c as usize)));
+    for &(cell, n) in &cells[limit.min(cells.len())..] {
+        samples[cell as usize] -= n.min(max_rows);
+        donors[cell as usize] -= 1;
     }
 }
 
@@ -993,7 +1095,7 @@ mod tests {
     }
 
     #[test]
-    fn each_row_is_read_as_its_donor_s() {
+    fn each_row_is_read_as_its_donor_s_and_new_donors_are_seen() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         // Donors of 1 to 150 rows: runs within a word, across words, and
@@ -1021,7 +1123,14 @@ mod tests {
             let part = DonorBatch::new(batch).unwrap();
             assert!(part.batch.column_by_name("donor_key").is_none());
             for (row, &donor) in donors.iter().enumerate() {
-                assert_eq!(part.keys[part.run(row as u32) as usize], donor, "row {row}");
+                assert_eq!(part.key(row as u32), donor, "row {row}");
+            }
+            let begins_at = |r: usize| r == 0 || donors[r] != donors[r - 1];
+            for _ in 0..2_000 {
+                let lo = rng.random_range(0..=rows);
+                let hi = rng.random_range(lo.max(1) - 1..rows);
+                let expected = (lo..=hi).any(begins_at);
+                assert_eq!(part.begins(lo as u32, hi as u32), expected, "{lo}..={hi}");
             }
         }
     }
