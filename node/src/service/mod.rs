@@ -225,9 +225,16 @@ impl QueryService {
             }
         }
 
-        let store = self.store.clone();
-        let k = key.clone();
-        if let Some((json, _)) = blocking(move || store.release(&k)).await? {
+        // A release asked for lately is in memory; any other is looked up
+        // in the database, off the HTTP workers.
+        let found = match self.store.recent_release(&key) {
+            Some(hit) => Some(hit),
+            None => {
+                let (store, k) = (self.store.clone(), key.clone());
+                blocking(move || store.release(&k)).await?
+            }
+        };
+        if let Some((json, _)) = found {
             detail.dataset_version = Some(version);
             return Ok((remembered(&json)?, false));
         }

@@ -85,6 +85,9 @@ impl Reservation {
         });
         crate::audit::append(&tx, "request", actor, &crate::audit::detail(&audit))?;
         tx.commit()?;
+        if outcome == Committed::Released {
+            self.store.remember(key, (result.to_owned(), units));
+        }
         Ok(outcome)
     }
 }
@@ -190,14 +193,38 @@ pub(super) fn spent(
 impl Store {
     /// A remembered release's result JSON and units.
     pub fn release(&self, key: &str) -> Result<Option<(String, i64)>> {
-        Ok(self
+        if let Some(hit) = self.recent_release(key) {
+            return Ok(Some(hit));
+        }
+        let stored: Option<(String, i64)> = self
             .conn()
             .query_row(
                 "SELECT result, units FROM releases WHERE key = ?1",
                 [key],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?)
+            .optional()?;
+        if let Some(release) = &stored {
+            self.remember(key, release.clone());
+        }
+        Ok(stored)
+    }
+
+    /// A release stored or read lately, from memory only: no wait for the
+    /// database.
+    pub fn recent_release(&self, key: &str) -> Option<(String, i64)> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn remember(&self, key: &str, release: (String, i64)) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), release);
     }
 
     /// What a payer and the site spent in the rolling period ending now.
@@ -251,36 +278,91 @@ impl Store {
         policy: &Policy,
     ) -> Result<Result<Reservation, Account>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let s = spent(
-            &tx,
-            payer,
-            since(policy.budget_period_days),
-            policy.accounting,
-        )?;
-        let budgets = policy.budgets();
-        let limit = |loss: f64| crate::privacy::units(loss);
-        let over = if s.user + units > limit(budgets.user) {
-            Some(Account::User)
-        } else if s.project + units > limit(budgets.project) {
-            Some(Account::Project)
-        } else if s.site + units > limit(budgets.site) {
-            Some(Account::Site)
-        } else {
-            None
-        };
-        if let Some(account) = over {
-            return Ok(Err(account));
-        }
-        tx.execute(
-            "INSERT INTO ledger (at, user, project, units, state, measure) VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
-            params![now(), payer.user, payer.project, units, measure(policy.accounting)],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(Ok(Reservation {
+        // The reservation is committed without a sync to disk of its own:
+        // the commit of the release it pays for syncs the log with it in,
+        // before anyone is answered. A power cut before then loses a
+        // reservation that paid for nothing; a crash of the process loses
+        // nothing, as the operating system holds what was written.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let reserved = reserve_in(&mut conn, payer, units, policy);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(reserved?.map(|id| Reservation {
             store: self.clone(),
             id: Some(id),
         }))
+    }
+}
+
+/// Reserves `units` for `payer` if every account has them: the reservation's
+/// id, or the first account that does not.
+fn reserve_in(
+    conn: &mut Connection,
+    payer: &Payer,
+    units: i64,
+    policy: &Policy,
+) -> Result<Result<i64, Account>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let s = spent(
+        &tx,
+        payer,
+        since(policy.budget_period_days),
+        policy.accounting,
+    )?;
+    let budgets = policy.budgets();
+    let limit = |loss: f64| crate::privacy::units(loss);
+    let over = if s.user + units > limit(budgets.user) {
+        Some(Account::User)
+    } else if s.project + units > limit(budgets.project) {
+        Some(Account::Project)
+    } else if s.site + units > limit(budgets.site) {
+        Some(Account::Site)
+    } else {
+        None
+    };
+    if let Some(account) = over {
+        return Ok(Err(account));
+    }
+    tx.execute(
+        "INSERT INTO ledger (at, user, project, units, state, measure) VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
+        params![now(), payer.user, payer.project, units, measure(policy.accounting)],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.commit()?;
+    Ok(Ok(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_leaves_every_later_commit_synced_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.sqlite")).unwrap();
+        let payer = Payer {
+            user: "ana".into(),
+            project: "p".into(),
+        };
+        let synchronous = |store: &Store| -> i64 {
+            store
+                .conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let policy = Policy::default();
+        let reserved = store.reserve(&payer, 10, &policy).unwrap();
+        assert!(reserved.is_ok());
+        assert_eq!(synchronous(&store), 2, "FULL after a reservation");
+        // And after one refused for want of budget.
+        let broke = policy.with_budgets(bonebank_query::policy::Budgets {
+            user: 0.0,
+            project: 1.0,
+            site: 1.0,
+        });
+        assert_eq!(
+            store.reserve(&payer, 10, &broke).unwrap().err(),
+            Some(Account::User)
+        );
+        assert_eq!(synchronous(&store), 2, "FULL after a refusal");
     }
 }

@@ -60,7 +60,13 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     /// Audit entries waiting for the next group commit.
     group: Arc<Mutex<Group>>,
+    /// Releases lately stored or read, by key: a release never changes
+    /// once stored, so a question asked again is answered from memory.
+    recent: Arc<Mutex<hashlink::LruCache<String, (String, i64)>>>,
 }
+
+/// Releases kept in memory (their JSON is a few kilobytes each).
+const RECENT_RELEASES: usize = 4_096;
 
 /// Entries asked for while another commit was on disk: the next commit
 /// writes them all, then tells each caller.
@@ -100,6 +106,7 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             group: Arc::default(),
+            recent: Arc::new(Mutex::new(hashlink::LruCache::new(RECENT_RELEASES))),
         })
     }
 

@@ -387,3 +387,42 @@ async fn a_preview_states_the_cost_and_precision_and_spends_nothing() {
     let e = service.preview(&who, &sql(text, 0.023)).await.unwrap_err();
     assert!(matches!(e, Error::PolicyRefused(_)), "{e}");
 }
+
+#[test]
+fn a_stored_release_is_answered_from_memory_as_stored() {
+    use bonebank_node::store::{Committed, Payer, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sqlite");
+    let store = Store::open(&path).unwrap();
+    let payer = Payer {
+        user: "ana".into(),
+        project: "p1".into(),
+    };
+    let reservation = store
+        .reserve(&payer, 10, &policy(1.0, 1.0, 1.0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.recent_release("k"), None);
+    let committed = reservation
+        .commit(
+            "k",
+            "v1",
+            "{}",
+            r#"{"n":1}"#,
+            10,
+            "ana",
+            bonebank_node::audit::Question::default(),
+        )
+        .unwrap();
+    assert_eq!(committed, Committed::Released);
+    let stored = Some((r#"{"n":1}"#.to_owned(), 10));
+    assert_eq!(store.recent_release("k"), stored);
+    // Another process's store has it only in the database: it reads it
+    // there once, and from then on has it in memory.
+    let other = Store::open(&path).unwrap();
+    assert_eq!(other.recent_release("k"), None);
+    assert_eq!(other.release("k").unwrap(), stored);
+    assert_eq!(other.recent_release("k"), stored);
+    assert_eq!(other.release("missing").unwrap(), None);
+    assert_eq!(other.recent_release("missing"), None);
+}
