@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bonebank_schemas::wire::{FederatedResult, HistoryEntry};
+use bonebank_service::state::GroupCommit;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Error, Result};
@@ -14,6 +15,18 @@ pub const PAGE: usize = 50;
 #[derive(Debug, Clone)]
 pub struct History {
     db: Arc<Mutex<Connection>>,
+    /// New entries, appended a group per commit.
+    entries: GroupCommit<Entry>,
+}
+
+/// A new entry.
+#[derive(Debug)]
+struct Entry {
+    user: String,
+    project: String,
+    at: String,
+    loss: Option<f64>,
+    result: String,
 }
 
 impl History {
@@ -30,13 +43,23 @@ impl History {
             );
             CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
         )?;
+        let db = Arc::new(Mutex::new(db));
         Ok(Self {
-            db: Arc::new(Mutex::new(db)),
+            entries: GroupCommit::new(db.clone(), |tx, e: &Entry| {
+                tx.execute(
+                    "INSERT INTO history (user, project, at, epsilon, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![e.user, e.project, e.at, e.loss, e.result],
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(tx.last_insert_rowid())
+            }),
+            db,
         })
     }
 
-    /// Records a question and its answer; returns the entry's id.
-    pub fn record(
+    /// Records a question and its answer, with whatever other entries are
+    /// waiting, in one commit; returns the entry's id once it is on disk.
+    pub async fn record(
         &self,
         user: &str,
         project: &str,
@@ -45,12 +68,16 @@ impl History {
     ) -> Result<i64> {
         let json = serde_json::to_string(result).map_err(|e| Error::Internal(e.to_string()))?;
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let db = self.db.lock().expect("history lock");
-        db.execute(
-            "INSERT INTO history (user, project, at, epsilon, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![user, project, at, loss, json],
-        )?;
-        Ok(db.last_insert_rowid())
+        self.entries
+            .append(Entry {
+                user: user.to_owned(),
+                project: project.to_owned(),
+                at,
+                loss,
+                result: json,
+            })
+            .await
+            .map_err(|why| Error::Internal(format!("history: {why}")))
     }
 
     /// One of the user's entries.

@@ -189,17 +189,10 @@ impl Coordinator {
         tracing::Span::current().record("question", bonebank_query::question_id(&query).as_str());
         let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
-        let history = self.history.clone();
-        let (user, project, epsilon, stored) = (
-            caller.user.clone(),
-            caller.project.clone(),
-            request.loss,
-            result.clone(),
-        );
-        let id =
-            tokio::task::spawn_blocking(move || history.record(&user, &project, epsilon, &stored))
-                .await
-                .map_err(|e| Error::Internal(format!("history worker: {e}")))??;
+        let id = self
+            .history
+            .record(&caller.user, &caller.project, request.loss, &result)
+            .await?;
         result.id = Some(id);
         Ok(result)
     }

@@ -5,8 +5,9 @@
 //! every state file through here, so all of them behave alike.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// How long a writer waits for another before giving up.
 const BUSY_TIMEOUT_MS: u32 = 10_000;
@@ -27,9 +28,153 @@ pub fn open(path: &Path) -> crate::Result<Connection> {
     Ok(db)
 }
 
+/// Appends one item in a transaction; its row id, or why not.
+pub type Append<I> = fn(&Transaction<'_>, &I) -> Result<i64, String>;
+
+/// Items appended a group per transaction: each caller waits until the
+/// commit that holds its item is on disk, and under load one commit (one
+/// sync to disk) serves every item that arrived while the last was being
+/// written. Nothing a caller was answered about can be lost.
+#[derive(Debug)]
+pub struct GroupCommit<I> {
+    conn: Arc<Mutex<Connection>>,
+    append: Append<I>,
+    group: Arc<Mutex<Group<I>>>,
+}
+
+impl<I> Clone for GroupCommit<I> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn.clone(),
+            append: self.append,
+            group: self.group.clone(),
+        }
+    }
+}
+
+/// Items waiting for the next commit.
+#[derive(Debug)]
+struct Group<I> {
+    waiting: Vec<(I, tokio::sync::oneshot::Sender<Result<i64, String>>)>,
+    /// A thread is writing groups now.
+    writing: bool,
+}
+
+impl<I: Send + 'static> GroupCommit<I> {
+    /// Appends with `append` through the connection `conn`.
+    pub fn new(conn: Arc<Mutex<Connection>>, append: Append<I>) -> Self {
+        Self {
+            conn,
+            append,
+            group: Arc::new(Mutex::new(Group {
+                waiting: Vec::new(),
+                writing: false,
+            })),
+        }
+    }
+
+    /// Appends `item` with whatever else is waiting; returns its row id once
+    /// it is on disk.
+    pub async fn append(&self, item: I) -> Result<i64, String> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+            group.waiting.push((item, done));
+            !std::mem::replace(&mut group.writing, true)
+        };
+        if lead {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.write_groups());
+        }
+        written
+            .await
+            .map_err(|_| "the group writer stopped".to_owned())?
+    }
+
+    /// Writes waiting items a group at a time until none are left.
+    fn write_groups(&self) {
+        loop {
+            let waiting = {
+                let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+                if group.waiting.is_empty() {
+                    group.writing = false;
+                    return;
+                }
+                std::mem::take(&mut group.waiting)
+            };
+            let written = (|| -> Result<Vec<i64>, String> {
+                let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| e.to_string())?;
+                let ids = waiting
+                    .iter()
+                    .map(|(item, _)| (self.append)(&tx, item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit().map_err(|e| e.to_string())?;
+                Ok(ids)
+            })();
+            match written {
+                Ok(ids) => {
+                    for ((_, done), id) in waiting.into_iter().zip(ids) {
+                        let _ = done.send(Ok(id));
+                    }
+                }
+                Err(why) => {
+                    for (_, done) in waiting {
+                        let _ = done.send(Err(why.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_items_are_each_on_disk_once_when_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let db = open(&path).unwrap();
+        db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+            .unwrap();
+        let groups = GroupCommit::new(Arc::new(Mutex::new(db)), |tx, n: &i64| {
+            tx.execute("INSERT INTO t (n) VALUES (?1)", [n])
+                .map_err(|e| e.to_string())?;
+            Ok(tx.last_insert_rowid())
+        });
+        let tasks: Vec<_> = (0..200i64)
+            .map(|n| {
+                let groups = groups.clone();
+                tokio::spawn(async move { (n, groups.append(n).await.unwrap()) })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for t in tasks {
+            let (n, id) = t.await.unwrap();
+            // Answered: it is in the database, read through another connection.
+            let other = open(&path).unwrap();
+            let stored: i64 = other
+                .query_row("SELECT n FROM t WHERE id = ?1", [id], |r| r.get(0))
+                .unwrap();
+            assert_eq!(stored, n);
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 200, "one row per item");
+        // A failing append fails its whole group, and says why.
+        let failing = GroupCommit::new(Arc::new(Mutex::new(open(&path).unwrap())), |tx, _: &()| {
+            tx.execute("INSERT INTO missing VALUES (1)", [])
+                .map_err(|e| e.to_string())?;
+            Ok(0)
+        });
+        let why = failing.append(()).await.unwrap_err();
+        assert!(why.contains("missing"), "{why}");
+    }
 
     #[test]
     fn every_state_file_is_durable_and_waits() {

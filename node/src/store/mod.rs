@@ -58,8 +58,8 @@ CREATE TABLE IF NOT EXISTS releases (
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    /// Audit entries waiting for the next group commit.
-    group: Arc<Mutex<Group>>,
+    /// Audit entries appended a group per commit.
+    audits: bonebank_service::state::GroupCommit<Entry>,
     /// Releases lately stored or read, by key: a release never changes
     /// once stored, so a question asked again is answered from memory.
     recent: Arc<Mutex<hashlink::LruCache<String, (String, i64)>>>,
@@ -68,21 +68,12 @@ pub struct Store {
 /// Releases kept in memory (their JSON is a few kilobytes each).
 const RECENT_RELEASES: usize = 4_096;
 
-/// Entries asked for while another commit was on disk: the next commit
-/// writes them all, then tells each caller.
-#[derive(Debug, Default)]
-struct Group {
-    waiting: Vec<Waiting>,
-    /// A thread is writing groups now.
-    writing: bool,
-}
-
+/// An audit entry waiting for the next group commit.
 #[derive(Debug)]
-struct Waiting {
+struct Entry {
     kind: String,
     actor: String,
     detail: serde_json::Value,
-    done: tokio::sync::oneshot::Sender<std::result::Result<i64, String>>,
 }
 
 impl Store {
@@ -103,9 +94,12 @@ impl Store {
                  CHECK (measure IN ('epsilon', 'rho'))",
             )?;
         }
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            group: Arc::default(),
+            audits: bonebank_service::state::GroupCommit::new(conn.clone(), |tx, e: &Entry| {
+                crate::audit::append(tx, &e.kind, &e.actor, &e.detail).map_err(|e| e.to_string())
+            }),
+            conn,
             recent: Arc::new(Mutex::new(hashlink::LruCache::new(RECENT_RELEASES))),
         })
     }
@@ -135,62 +129,14 @@ impl Store {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<i64> {
-        let (done, written) = tokio::sync::oneshot::channel();
-        let lead = {
-            let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
-            group.waiting.push(Waiting {
+        self.audits
+            .append(Entry {
                 kind: kind.to_owned(),
                 actor: actor.to_owned(),
                 detail,
-                done,
-            });
-            !std::mem::replace(&mut group.writing, true)
-        };
-        if lead {
-            let store = self.clone();
-            tokio::task::spawn_blocking(move || store.write_groups());
-        }
-        written
+            })
             .await
-            .map_err(|_| crate::Error::Engine("the audit writer stopped".into()))?
             .map_err(crate::Error::Engine)
-    }
-
-    /// Writes waiting entries a group at a time until none are left.
-    fn write_groups(&self) {
-        loop {
-            let waiting = {
-                let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
-                if group.waiting.is_empty() {
-                    group.writing = false;
-                    return;
-                }
-                std::mem::take(&mut group.waiting)
-            };
-            let written = (|| -> Result<Vec<i64>> {
-                let mut conn = self.conn();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let seqs = waiting
-                    .iter()
-                    .map(|w| crate::audit::append(&tx, &w.kind, &w.actor, &w.detail))
-                    .collect::<Result<Vec<_>>>()?;
-                tx.commit()?;
-                Ok(seqs)
-            })();
-            match written {
-                Ok(seqs) => {
-                    for (w, seq) in waiting.into_iter().zip(seqs) {
-                        let _ = w.done.send(Ok(seq));
-                    }
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    for w in waiting {
-                        let _ = w.done.send(Err(why.clone()));
-                    }
-                }
-            }
-        }
     }
 
     /// The latest audit detail of a kind.
