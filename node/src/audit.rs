@@ -125,11 +125,8 @@ pub fn append(
     detail: &serde_json::Value,
 ) -> Result<i64> {
     let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev) = match last {
         Some((seq, hash)) => (seq + 1, hash),
@@ -138,10 +135,10 @@ pub fn append(
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let detail = detail.to_string();
     let h = hash(&prev, seq, &at, kind, actor, &detail);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit (seq, at, kind, actor, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, at, kind, actor, detail, prev, h],
-    )?;
+    )?
+    .execute(params![seq, at, kind, actor, detail, prev, h])?;
     Ok(seq)
 }
 

@@ -54,15 +54,16 @@ impl Reservation {
         let id = self.id.take().expect("committed once");
         let mut conn = self.store.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO releases (key, dataset_version, query, result, units, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![key, dataset_version, query, result, units, now()],
-        )?;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO releases (key, dataset_version, query, result, units, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![key, dataset_version, query, result, units, now()])?;
         let outcome = if inserted == 1 {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE ledger SET state = 'committed', release_key = ?2 WHERE id = ?1",
-                params![id, key],
-            )?;
+            )?
+            .execute(params![id, key])?;
             Committed::Released
         } else {
             tx.execute("DELETE FROM ledger WHERE id = ?1", [id])?;
@@ -165,29 +166,28 @@ pub(super) fn spent(
     since: i64,
     accounting: Accounting,
 ) -> Result<Spent> {
-    let sum = |filter: &str, arg: Option<&str>| -> Result<i64> {
-        let sql = format!("SELECT measure, units FROM ledger WHERE at > ?1 {filter}");
-        let mut stmt = conn.prepare(&sql)?;
-        let row = |r: &Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
-        let rows: Vec<(String, i64)> = match arg {
-            Some(a) => stmt
-                .query_map(params![since, a], row)?
-                .collect::<rusqlite::Result<_>>()?,
-            None => stmt
-                .query_map(params![since], row)?
-                .collect::<rusqlite::Result<_>>()?,
-        };
-        let mut total = 0i64;
-        for (m, units) in rows {
-            total += in_measure(accounting, &m, units)?;
-        }
-        Ok(total)
+    // One look at the period's charges serves all three accounts; each
+    // charge is converted on its own, as a conversion rounds up.
+    let mut stmt = conn.prepare_cached(
+        "SELECT measure, units, user = ?2, project = ?3 FROM ledger WHERE at > ?1",
+    )?;
+    let mut rows = stmt.query(params![since, payer.user, payer.project])?;
+    let mut spent = Spent {
+        user: 0,
+        project: 0,
+        site: 0,
     };
-    Ok(Spent {
-        user: sum("AND user = ?2", Some(&payer.user))?,
-        project: sum("AND project = ?2", Some(&payer.project))?,
-        site: sum("", None)?,
-    })
+    while let Some(r) = rows.next()? {
+        let units = in_measure(accounting, &r.get::<_, String>(0)?, r.get(1)?)?;
+        if r.get::<_, bool>(2)? {
+            spent.user += units;
+        }
+        if r.get::<_, bool>(3)? {
+            spent.project += units;
+        }
+        spent.site += units;
+    }
+    Ok(spent)
 }
 
 impl Store {
@@ -198,11 +198,8 @@ impl Store {
         }
         let stored: Option<(String, i64)> = self
             .conn()
-            .query_row(
-                "SELECT result, units FROM releases WHERE key = ?1",
-                [key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT result, units FROM releases WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some(release) = &stored {
             self.remember(key, release.clone());
@@ -322,10 +319,10 @@ fn reserve_in(
     if let Some(account) = over {
         return Ok(Err(account));
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO ledger (at, user, project, units, state, measure) VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
-        params![now(), payer.user, payer.project, units, measure(policy.accounting)],
-    )?;
+    )?
+    .execute(params![now(), payer.user, payer.project, units, measure(policy.accounting)])?;
     let id = tx.last_insert_rowid();
     tx.commit()?;
     Ok(Ok(id))
