@@ -142,13 +142,17 @@ impl Coordinator {
         who: &Requester,
         request: &FederatedRequest,
     ) -> Result<(FeasibilityQuery, Vec<Arc<SiteClient>>)> {
-        // Parsing happens on a blocking thread, never on an HTTP worker.
-        let (this, checked_request, checked_caller) =
-            (self.clone(), request.clone(), who.caller.clone());
-        let query =
+        // A long question is parsed on a blocking thread, never on an HTTP
+        // worker; a short one here (see `limits::parse_inline`).
+        let query = if limits::parse_inline(request.sql.as_deref()) {
+            self.check(request, &who.caller)?
+        } else {
+            let (this, checked_request, checked_caller) =
+                (self.clone(), request.clone(), who.caller.clone());
             tokio::task::spawn_blocking(move || this.check(&checked_request, &checked_caller))
                 .await
-                .map_err(|e| Error::Internal(format!("question check: {e}")))??;
+                .map_err(|e| Error::Internal(format!("question check: {e}")))??
+        };
         let sites = match &request.sites {
             None => self.sites.clone(),
             Some(ids) => {

@@ -27,6 +27,19 @@ pub const LIMITS: QueryLimits = QueryLimits {
     max_group_by: 8,
 };
 
+/// Questions whose SQL is at most this long are parsed and checked on the
+/// thread that received them; longer ones on a blocking thread. Within the
+/// limits above, a question this short is a few dozen tokens at most, and
+/// parsing it takes microseconds; moving it to another thread would cost
+/// more than the work (two thread switches).
+pub const INLINE_SQL_BYTES: usize = 1024;
+
+/// Whether a question with this SQL (or none: a structured query, checked
+/// in one linear walk) is parsed where it was received.
+pub fn parse_inline(sql: Option<&str>) -> bool {
+    sql.is_none_or(|s| s.len() <= INLINE_SQL_BYTES)
+}
+
 const HINT: &str = "feasibility questions are short: split a very large one into several";
 
 fn over(what: String, limit: usize) -> Refusal {
@@ -227,6 +240,14 @@ fn nesting(f: &Filter, parent: Option<Op>) -> usize {
 mod tests {
     use super::*;
     use crate::sql::parse;
+
+    #[test]
+    fn only_short_questions_are_parsed_where_they_arrive() {
+        assert!(parse_inline(None));
+        assert!(parse_inline(Some(&"x".repeat(INLINE_SQL_BYTES))));
+        assert!(!parse_inline(Some(&"x".repeat(INLINE_SQL_BYTES + 1))));
+        assert!(!parse_inline(Some(&"x".repeat(LIMITS.max_sql_bytes))));
+    }
 
     fn refused(sql: &str) -> String {
         parse(sql).unwrap_err().message

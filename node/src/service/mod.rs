@@ -108,18 +108,21 @@ impl QueryService {
         check_for(q, loss, caller.role, &self.site, &self.policy)
     }
 
-    /// Parses and checks a request on a blocking thread, never on an HTTP
-    /// worker: however a question is built, it cannot stall the workers.
+    /// Parses and checks a request: a short one here, a long one on a
+    /// blocking thread, never on an HTTP worker (see
+    /// [`limits::parse_inline`]): however a question is built, it cannot
+    /// stall the workers.
     async fn parse_and_check(&self, caller: &Caller, request: &QueryRequest) -> Result<Checked> {
+        let inline = limits::parse_inline(request.sql.as_deref());
         let (request, role) = (request.clone(), caller.role);
         let (site, policy) = (self.site.clone(), self.policy.clone());
         let span = tracing::Span::current();
-        blocking(move || {
+        let work = move || {
             let q = Self::parse(&request)?;
             span.record("question", question_id(&q.canonical()));
             check_for(&q, request.loss, role, &site, &policy)
-        })
-        .await
+        };
+        if inline { work() } else { blocking(work).await }
     }
 
     /// Runs a query and returns its noisy answer. Every request and its

@@ -6,7 +6,7 @@
 
 use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::Accounting;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Store, now, since};
 pub use crate::error::Account;
