@@ -347,23 +347,31 @@ fn pack(flags: &[u8; 64]) -> u64 {
         })
 }
 
-impl<K: Copy, const N: usize> Codes<'_, K, N> {
-    fn word(&self, w: usize, index: impl Fn(K) -> usize) -> u64 {
-        let mut flags = [0u8; 64];
-        let keys = chunk(self.keys, w);
-        match <&[K; 64]>::try_from(keys) {
-            Ok(all) => {
-                for (f, &k) in flags.iter_mut().zip(all) {
-                    *f = self.table[index(k)];
-                }
-            }
-            Err(_) => {
-                for (f, &k) in flags.iter_mut().zip(keys) {
-                    *f = self.table[index(k)];
-                }
+/// Which of the rows `64 w ..` of a column `pass` (0 or 1 per value), as
+/// the bits of a word. A whole word is a loop of known length, which the
+/// compiler turns into vector instructions.
+#[inline(always)]
+fn word_of<T: Copy>(values: &[T], w: usize, pass: impl Fn(T) -> u8) -> u64 {
+    let mut flags = [0u8; 64];
+    let values = chunk(values, w);
+    match <&[T; 64]>::try_from(values) {
+        Ok(all) => {
+            for (f, &v) in flags.iter_mut().zip(all) {
+                *f = pass(v);
             }
         }
-        let bits = pack(&flags);
+        Err(_) => {
+            for (f, &v) in flags.iter_mut().zip(values) {
+                *f = pass(v);
+            }
+        }
+    }
+    pack(&flags)
+}
+
+impl<K: Copy, const N: usize> Codes<'_, K, N> {
+    fn word(&self, w: usize, index: impl Fn(K) -> usize) -> u64 {
+        let bits = word_of(self.keys, w, |k| self.table[index(k)]);
         match &self.valid {
             None => bits,
             Some((valid, true)) => (bits & valid[w]) | !valid[w],
@@ -375,23 +383,7 @@ impl<K: Copy, const N: usize> Codes<'_, K, N> {
 impl Range<'_> {
     fn word<T: Copy + PartialOrd>(&self, values: &[T], bounds: Option<(T, T)>, w: usize) -> u64 {
         let Some((lo, hi)) = bounds else { return 0 };
-        let mut flags = [0u8; 64];
-        let values = chunk(values, w);
-        match <&[T; 64]>::try_from(values) {
-            // A whole word: a loop of known length, which the compiler
-            // turns into vector instructions.
-            Ok(all) => {
-                for (f, &v) in flags.iter_mut().zip(all) {
-                    *f = u8::from(v >= lo) & u8::from(v <= hi);
-                }
-            }
-            Err(_) => {
-                for (f, &v) in flags.iter_mut().zip(values) {
-                    *f = u8::from(v >= lo) & u8::from(v <= hi);
-                }
-            }
-        }
-        let bits = pack(&flags);
+        let bits = word_of(values, w, |v| u8::from(v >= lo) & u8::from(v <= hi));
         match &self.valid {
             None => bits,
             Some(valid) => bits & valid[w],

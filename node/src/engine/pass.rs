@@ -913,19 +913,19 @@ mod tests {
                 }
             }
         }
-        all.chunks(batch_rows)
-            .map(|chunk| {
-                let mut names = StringDictionaryBuilder::<Int16Type>::new();
-                for (k, _) in chunk {
-                    names.append_value(k);
-                }
-                let who = Int64Array::from_iter_values(chunk.iter().map(|(_, d)| *d));
-                let batch =
-                    RecordBatch::try_new(schema(), vec![Arc::new(names.finish()), Arc::new(who)])
-                        .unwrap();
-                DonorBatch::new(batch).unwrap()
-            })
-            .collect()
+        all.chunks(batch_rows).map(donor_batch).collect()
+    }
+
+    /// A batch of (sample type, donor key) rows.
+    fn donor_batch(rows: &[(String, i64)]) -> DonorBatch {
+        let mut names = StringDictionaryBuilder::<Int16Type>::new();
+        for (k, _) in rows {
+            names.append_value(k);
+        }
+        let who = Int64Array::from_iter_values(rows.iter().map(|(_, d)| *d));
+        let batch =
+            RecordBatch::try_new(schema(), vec![Arc::new(names.finish()), Arc::new(who)]).unwrap();
+        DonorBatch::new(batch).unwrap()
     }
 
     fn plan(keys: Vec<String>, bound: i64, seed: u64) -> Plan {
@@ -1047,15 +1047,7 @@ mod tests {
         let mut rest = all.as_slice();
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(rng.random_range(1..200).min(rest.len()));
-            let mut codes = StringDictionaryBuilder::<Int16Type>::new();
-            for (k, _) in chunk {
-                codes.append_value(k);
-            }
-            let who = Int64Array::from_iter_values(chunk.iter().map(|(_, d)| *d));
-            let batch =
-                RecordBatch::try_new(schema(), vec![Arc::new(codes.finish()), Arc::new(who)])
-                    .unwrap();
-            batches.push(DonorBatch::new(batch).unwrap());
+            batches.push(donor_batch(chunk));
             rest = tail;
         }
         // Public keys: the first ten names; the other four are dropped.
@@ -1108,19 +1100,8 @@ mod tests {
                 let n = rng.random_range(1..150).min(rows - donors.len());
                 donors.extend(std::iter::repeat_n(d, n));
             }
-            let mut codes = StringDictionaryBuilder::<Int16Type>::new();
-            for _ in &donors {
-                codes.append_value("a");
-            }
-            let batch = RecordBatch::try_new(
-                schema(),
-                vec![
-                    Arc::new(codes.finish()),
-                    Arc::new(Int64Array::from(donors.clone())),
-                ],
-            )
-            .unwrap();
-            let part = DonorBatch::new(batch).unwrap();
+            let rows_of: Vec<(String, i64)> = donors.iter().map(|&d| ("a".into(), d)).collect();
+            let part = donor_batch(&rows_of);
             assert!(part.batch.column_by_name("donor_key").is_none());
             for (row, &donor) in donors.iter().enumerate() {
                 assert_eq!(part.key(row as u32), donor, "row {row}");
