@@ -184,7 +184,11 @@ async function main() {
   const ingrid = await page(partner);
   await step('ingrid sees that her counts are restricted to commercial consent', async () => {
     await signIn(ingrid, env.coordinator, 'ingrid');
-    await ingrid.waitForSelector('#role-notice');
+    await ingrid.waitForSelector('#role-notice').catch(async (e) => {
+      // Say what the sites looked like to the app, should the notice not come.
+      const sites = await ingrid.evaluate(() => fetch('/v1/sites').then((r) => r.text())).catch((f) => String(f));
+      throw new Error(`${e.message}\n/v1/sites now: ${sites.slice(0, 2000)}`);
+    });
     const notice = await ingrid.textContent('#role-notice');
     assert.match(notice, /consented to commercial use/);
     for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) assert.ok(notice.includes(`${site}: consent_commercial = true`), notice);
