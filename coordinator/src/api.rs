@@ -131,10 +131,7 @@ const APP: &[Asset] = &[
 #[utoipa::path(
     tag = "pages",
     params(("path" = String, Path, description = "A file of the app, e.g. `main.js`.")),
-    responses(
-        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
-        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
-    )
+    responses(pages::PageFile)
 )]
 #[get("/app/{path}")]
 async fn app_file(path: web::Path<String>) -> HttpResponse {

@@ -125,10 +125,7 @@ async fn decide(
 #[utoipa::path(
     tag = "pages",
     params(("path" = String, Path, description = "A file of the pages, e.g. `steward.js`.")),
-    responses(
-        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
-        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
-    )
+    responses(pages::PageFile)
 )]
 #[get("/steward/{path}")]
 async fn file(path: web::Path<String>) -> HttpResponse {

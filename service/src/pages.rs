@@ -71,16 +71,41 @@ pub fn serve(assets: &[Asset], path: &str) -> HttpResponse {
     }
 }
 
+/// What an endpoint that serves pages' files answers ([`serve`]), for
+/// the OpenAPI documents.
+#[derive(Debug)]
+pub struct PageFile;
+
+impl utoipa::IntoResponses for PageFile {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::PartialSchema;
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+        let file = ["text/javascript", "text/css", "application/json"]
+            .into_iter()
+            .fold(
+                ResponseBuilder::new()
+                    .description("The file, with the pages' content security policy."),
+                |r, kind| r.content(kind, ContentBuilder::new().build()),
+            );
+        let missing = ResponseBuilder::new().description("No such file.").content(
+            "text/plain",
+            ContentBuilder::new().schema(Some(String::schema())).build(),
+        );
+        [("200", file.build()), ("404", missing.build())]
+            .into_iter()
+            .map(|(status, r)| (status.to_owned(), r.into()))
+            .collect()
+    }
+}
+
 /// `GET /assets/{path}`: the shared files.
 #[utoipa::path(
     tag = "pages",
     params(("path" = String, Path, description = "A shared file, e.g. `style.css` or `i18n/de.json`.")),
-    responses(
-        (status = 200, description = "The file, with the pages' content security policy.", content(
-            ("text/javascript"), ("text/css"), ("application/json")
-        )),
-        (status = 404, description = "No such file.", content_type = "text/plain", body = String),
-    )
+    responses(PageFile)
 )]
 #[get("/assets/{path:.*}")]
 pub async fn shared(path: web::Path<String>) -> HttpResponse {
