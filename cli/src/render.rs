@@ -167,7 +167,9 @@ pub fn result(r: &FederatedResult) -> String {
         ]);
     }
     out.push_str(&table(&statuses));
-    if !r.missing.is_empty() {
+    if let Some(why) = &r.no_total {
+        writeln!(out, "{why}").unwrap();
+    } else if !r.missing.is_empty() {
         writeln!(out, "not in the total: {}", r.missing.join(", ")).unwrap();
     }
     if let Some(id) = r.id

@@ -76,6 +76,17 @@ impl Auth {
     /// Who is asking: a bearer token, or else the browser's session (with
     /// its CSRF token on a request that changes something).
     pub async fn requester(&self, req: &HttpRequest) -> Result<Requester> {
+        self.requester_checking(req, false).await
+    }
+
+    /// As [`Auth::requester`], for a request that spends the caller's
+    /// budget whatever its method: a browser session's must carry its CSRF
+    /// token, a `GET` too.
+    pub async fn spender(&self, req: &HttpRequest) -> Result<Requester> {
+        self.requester_checking(req, true).await
+    }
+
+    async fn requester_checking(&self, req: &HttpRequest, spends: bool) -> Result<Requester> {
         if req
             .headers()
             .contains_key(actix_web::http::header::AUTHORIZATION)
@@ -84,7 +95,12 @@ impl Auth {
             let caller = self.browser.verifier().verify(&token).await?;
             return Ok(Requester { caller, token });
         }
-        self.browser.signed_in(req).await?.ok_or_else(|| {
+        let session = if spends {
+            self.browser.signed_in_to_spend(req).await?
+        } else {
+            self.browser.signed_in(req).await?
+        };
+        session.ok_or_else(|| {
             bonebank_service::Error::Unauthenticated(
                 "not signed in: no access token and no session".into(),
             )

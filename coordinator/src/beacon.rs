@@ -227,19 +227,25 @@ enum CountResponses {
     /// are missing.
     #[response(status = 200)]
     Count(Value),
-    /// A Beacon v2 beaconErrorResponse: 400 for a filter that is not
-    /// understood, 401 without a signed-in caller, 403 for a session's
-    /// request without its CSRF token.
+    /// A Beacon v2 beaconErrorResponse: 400 for a body that is not a
+    /// Beacon request (not JSON, a field or filter key not understood, no
+    /// body on a POST) or a filter that is not understood, 401 without a
+    /// signed-in caller, 403 for a session's request without its CSRF
+    /// token (a GET's too: every count is charged).
     #[response(status = "4XX")]
     Refused(Value),
     /// A Beacon v2 beaconErrorResponse: the identity provider could not
-    /// be reached.
+    /// be reached, or no site answered (there is then no count, and the
+    /// message says each site's status).
     #[response(status = 503)]
     Unavailable(Value),
 }
 
-/// A Beacon request, as far as bonebank reads it.
+/// A Beacon request, as far as bonebank reads it. Anything it does not know
+/// is refused rather than ignored: a misspelt `filterz` ignored would count
+/// everyone, and be charged for it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BeaconRequest {
     #[serde(default)]
     meta: Value,
@@ -248,17 +254,82 @@ pub struct BeaconRequest {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BeaconQuery {
     #[serde(default)]
     filters: Vec<Value>,
     #[serde(default)]
     requested_granularity: Option<String>,
+    /// Request parameters (variant queries) are not answered here: any
+    /// given are refused.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    request_parameters: Option<Value>,
+    /// Read and ignored: a count has no pages.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[allow(dead_code)]
+    pagination: Option<Value>,
+    /// Read and ignored: a count has no result sets.
+    #[serde(default)]
+    #[allow(dead_code)]
+    include_resultset_responses: Option<String>,
+    /// A test-mode request is refused: every count here is real, and charged.
+    #[serde(default)]
+    test_mode: Option<bool>,
 }
+
+impl BeaconRequest {
+    /// A request from a POST body: JSON of the shape above, nothing else.
+    fn parse(body: &[u8]) -> Result<Self> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::BadRequest(
+                "a POST needs a Beacon request in its body (JSON, e.g. {\"query\": {\"filters\": []}}); GET counts without filters".into(),
+            ));
+        }
+        let request: Self = serde_json::from_slice(body)
+            .map_err(|e| Error::BadRequest(format!("the body is not a Beacon request: {e}")))?;
+        if request
+            .query
+            .request_parameters
+            .as_ref()
+            .is_some_and(|p| !(p.is_null() || p.as_object().is_some_and(|o| o.is_empty())))
+        {
+            return Err(Error::BadRequest(
+                "requestParameters are not answered here; use filters (/beacon/v2/filtering_terms lists them)".into(),
+            ));
+        }
+        if request.query.test_mode == Some(true) {
+            return Err(Error::BadRequest(
+                "testMode is not offered: every count here is real and charged".into(),
+            ));
+        }
+        Ok(request)
+    }
+}
+
+/// The keys a filter may have (Beacon v2's filter objects).
+const FILTER_KEYS: [&str; 6] = [
+    "id",
+    "operator",
+    "value",
+    "includeDescendantTerms",
+    "similarity",
+    "scope",
+];
 
 /// A Beacon filter as a condition on samples.
 fn condition(filter: &Value) -> Result<Filter> {
     let bad = |m: String| Error::BadRequest(m);
+    if let Some(unknown) = filter
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())))
+    {
+        return Err(bad(format!(
+            "a filter's {unknown:?} is not understood; a filter has {}",
+            FILTER_KEYS.join(", ")
+        )));
+    }
     let id = filter
         .get("id")
         .and_then(Value::as_str)
@@ -279,11 +350,12 @@ fn condition(filter: &Value) -> Result<Filter> {
                 filter["value"]
             ))
         })?;
+        let out_of_range = || bad(format!("age_at_sampling {op} {n} is out of range"));
         let (min, max) = match op {
             "=" => (Some(n), Some(n)),
-            ">" => (Some(n + 1), None),
+            ">" => (Some(n.checked_add(1).ok_or_else(out_of_range)?), None),
             ">=" => (Some(n), None),
-            "<" => (None, Some(n - 1)),
+            "<" => (None, Some(n.checked_sub(1).ok_or_else(out_of_range)?)),
             "<=" => (None, Some(n)),
             other => return Err(bad(format!("operator {other:?}: use =, <, <=, > or >="))),
         };
@@ -389,18 +461,35 @@ fn beacon_error(entry: Entry, request: &BeaconRequest, status: u16, message: &st
     }))
 }
 
+/// Where a count's request comes from.
+#[derive(Debug, Clone, Copy)]
+enum Body<'a> {
+    /// A `GET`: no filters.
+    None,
+    /// A `POST`'s body, to be read as a Beacon request.
+    Post(&'a [u8]),
+}
+
 async fn count(
     entry: Entry,
     state: web::Data<State>,
     req: HttpRequest,
-    body: Option<web::Json<BeaconRequest>>,
+    body: Body<'_>,
 ) -> HttpResponse {
-    let request = body.map(web::Json::into_inner).unwrap_or_default();
-    let who = match state.auth.requester(&req).await {
+    let request = match body {
+        Body::None => BeaconRequest::default(),
+        Body::Post(bytes) => match BeaconRequest::parse(bytes) {
+            Ok(r) => r,
+            Err(e) => return beacon_error(entry, &BeaconRequest::default(), 400, &e.to_string()),
+        },
+    };
+    // Every count is charged at every site, a GET's too: a browser
+    // session's request needs its CSRF token.
+    let who = match state.auth.spender(&req).await {
         Ok(w) => w,
         Err(e) => {
             let body = bonebank_service::error::WireError::body(&e);
-            return beacon_error(entry, &request, 401, &body.message);
+            return beacon_error(entry, &request, body.code.status(), &body.message);
         }
     };
     let query = match question(entry, &request) {
@@ -430,10 +519,24 @@ async fn count(
         .total
         .first()
         .and_then(|row| row.values.first().cloned().flatten());
-    let (count, interval) = match &total {
-        Some(t) => (t.value.max(0.0).round() as i64, Some(t.interval)),
-        None => (0, None),
+    // No site answered: there is no count, and zero would be a false one.
+    let Some(total) = total else {
+        let why: Vec<String> = result
+            .sites
+            .iter()
+            .map(|s| format!("{}: {}", s.site_id, s.status.as_str()))
+            .collect();
+        return beacon_error(
+            entry,
+            &request,
+            503,
+            &format!(
+                "no site answered, so there is no count ({})",
+                why.join("; ")
+            ),
+        );
     };
+    let count = total.value.max(0.0).round() as i64;
     let answered: Vec<&str> = result
         .sites
         .iter()
@@ -445,7 +548,7 @@ async fn count(
         "responseSummary": {"exists": count > 0, "numTotalResults": count},
         "info": {
             "differentialPrivacy": "the count is the sum of the sites' differentially private counts (noise added at each site); it is not exact",
-            "interval95": interval,
+            "interval95": total.interval,
             "sitesAnswered": answered,
             "sitesMissing": result.missing,
             "historyId": result.id,
@@ -465,9 +568,9 @@ async fn count(
 pub async fn individuals(
     state: web::Data<State>,
     req: HttpRequest,
-    body: Option<web::Json<BeaconRequest>>,
+    body: web::Bytes,
 ) -> HttpResponse {
-    count(Entry::Individuals, state, req, body).await
+    count(Entry::Individuals, state, req, Body::Post(&body)).await
 }
 
 /// `GET /beacon/v2/individuals`: how many donors there are.
@@ -478,7 +581,7 @@ pub async fn individuals(
 )]
 #[get("/individuals")]
 pub async fn individuals_get(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    count(Entry::Individuals, state, req, None).await
+    count(Entry::Individuals, state, req, Body::None).await
 }
 
 /// `POST /beacon/v2/biosamples`: how many samples match the filters.
@@ -492,9 +595,9 @@ pub async fn individuals_get(state: web::Data<State>, req: HttpRequest) -> HttpR
 pub async fn biosamples(
     state: web::Data<State>,
     req: HttpRequest,
-    body: Option<web::Json<BeaconRequest>>,
+    body: web::Bytes,
 ) -> HttpResponse {
-    count(Entry::Biosamples, state, req, body).await
+    count(Entry::Biosamples, state, req, Body::Post(&body)).await
 }
 
 /// `GET /beacon/v2/biosamples`: how many samples there are.
@@ -505,7 +608,7 @@ pub async fn biosamples(
 )]
 #[get("/biosamples")]
 pub async fn biosamples_get(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    count(Entry::Biosamples, state, req, None).await
+    count(Entry::Biosamples, state, req, Body::None).await
 }
 
 #[cfg(test)]
@@ -552,6 +655,42 @@ mod tests {
         ] {
             assert!(q(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    /// What would have counted everyone, or panicked, is refused.
+    #[test]
+    fn bodies_that_are_not_beacon_requests_are_refused() {
+        for body in [
+            &b"{not json"[..],
+            b"",
+            b"  ",
+            br#"{"query": {"filterz": [{"id": "NCIT:C16576"}]}}"#,
+            br#"{"qurey": {}}"#,
+            br#"{"query": {"requestParameters": {"g_variant": {"referenceName": "1"}}}}"#,
+            br#"{"query": {"testMode": true}}"#,
+        ] {
+            let r = BeaconRequest::parse(body);
+            assert!(r.is_err(), "{} was taken", String::from_utf8_lossy(body));
+        }
+        let ok = BeaconRequest::parse(br#"{"meta": {"apiVersion": "2.0"}, "query": {"filters": [], "pagination": {"skip": 0, "limit": 10}, "includeResultsetResponses": "HIT", "requestedGranularity": "count", "testMode": false}}"#)
+            .unwrap();
+        assert!(ok.query.filters.is_empty());
+        // A filter key nobody reads is refused too.
+        assert!(q(json!([{"id": "NCIT:C16576", "exclude": true}])).is_err());
+    }
+
+    #[test]
+    fn ages_at_the_ends_of_the_integers_are_refused_not_wrapped() {
+        for (op, value) in [(">", i64::MAX), ("<", i64::MIN)] {
+            let filter =
+                json!([{"id": "age_at_sampling", "operator": op, "value": value.to_string()}]);
+            let e = q(filter).unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{e}");
+        }
+        let edge =
+            q(json!([{"id": "age_at_sampling", "operator": ">=", "value": i64::MAX.to_string()}]))
+                .unwrap();
+        assert!(edge.to_sql().contains(&i64::MAX.to_string()));
     }
 
     #[test]

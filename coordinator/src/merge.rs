@@ -38,6 +38,9 @@ pub fn merge(
         .filter_map(|s| s.result.as_ref())
         .collect();
     let total = totals(query, &answered);
+    let no_total = answered
+        .is_empty()
+        .then(|| "no site answered, so there is no total; each site's status says why".to_owned());
     let missing = sites
         .iter()
         .filter(|s| s.status != SiteStatus::Answered)
@@ -50,6 +53,7 @@ pub fn merge(
         measures: labels,
         sites,
         total,
+        no_total,
         missing,
         elapsed_ms,
     }
@@ -101,6 +105,10 @@ pub fn totals(query: &FeasibilityQuery, answered: &[&QueryResult]) -> Vec<TotalR
                             // A rounded value is off by at most half a step.
                             rounding += (r.measures[m].rounded_to.max(1) / 2) as f64;
                         }
+                    }
+                    // No site's value: no number, rather than an exact zero.
+                    if scales.is_empty() {
+                        return None;
                     }
                     let mut total = total_with(sum, halfwidth(&scales), scales.len());
                     total.interval = [
@@ -188,5 +196,54 @@ mod tests {
         let (a, b) = (site(-400.0, 1), site(100.0, 1));
         let t = totals(&q, &[&a, &b])[0].values[0].clone().unwrap();
         assert_eq!((t.unclamped, t.value), (-300.0, 0.0));
+    }
+
+    /// No site answered: no number and the reason, never an exact zero
+    /// with a zero-width interval.
+    #[test]
+    fn no_answer_is_no_number() {
+        let q = site(0.0, 1).query;
+        let none = totals(&q, &[]);
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].values, vec![None]);
+        let merged = merge(
+            &q,
+            vec![SiteAnswer {
+                site_id: "DE-LUE".into(),
+                status: SiteStatus::BudgetExhausted,
+                message: Some("budget used up".into()),
+                hint: None,
+                result: None,
+            }],
+            3,
+        );
+        assert_eq!(merged.total[0].values, vec![None]);
+        assert!(
+            merged
+                .no_total
+                .as_deref()
+                .unwrap()
+                .contains("no site answered")
+        );
+        let json = serde_json::to_value(&merged).unwrap();
+        assert!(json["total"][0]["values"][0].is_null(), "{json}");
+        // With an answer there is a total and no reason.
+        let a = site(12.0, 1);
+        let answered = merge(
+            &q,
+            vec![SiteAnswer {
+                site_id: "DE-LUE".into(),
+                status: SiteStatus::Answered,
+                message: None,
+                hint: None,
+                result: Some(a),
+            }],
+            3,
+        );
+        assert!(answered.no_total.is_none());
+        assert_eq!(
+            answered.total[0].values[0].as_ref().unwrap().unclamped,
+            12.0
+        );
     }
 }

@@ -44,7 +44,10 @@ function sentence(r) {
   const answered = r.sites.filter((s) => s.status === 'answered');
   const parts = [t('result.answered_of', { answered: answered.length, asked: r.sites.length })];
   const measure = r.measures[0];
-  if (r.dimensions.length === 0 && r.total.length && r.total[0].values[0]) {
+  if (!answered.length) {
+    // No answer is no number: never "about 0".
+    parts.push(t('result.no_answer'));
+  } else if (r.dimensions.length === 0 && r.total.length && r.total[0].values[0]) {
     const v = r.total[0].values[0];
     const s = shown(v.unclamped, v.interval);
     parts.push(

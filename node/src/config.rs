@@ -129,7 +129,11 @@ impl NodeConfig {
                 path.display()
             )));
         }
-        if let Err(why) = config.policy.validate() {
+        if let Err(why) = config
+            .policy
+            .validate()
+            .and_then(|()| stated(&config.policy))
+        {
             // Messages start with the key at fault, e.g. "policy.epsilon must …".
             let key: String = why
                 .chars()
@@ -149,7 +153,10 @@ impl NodeConfig {
     /// Checks what the types cannot: the policy, the OIDC settings, and that
     /// plain HTTP is used on loopback only.
     pub fn validate(&self) -> Result<()> {
-        self.policy.validate().map_err(Error::Usage)?;
+        self.policy
+            .validate()
+            .and_then(|()| stated(&self.policy))
+            .map_err(Error::Usage)?;
         self.policy
             .validate_rules()
             .map_err(|(rule, why)| Error::Usage(format!("policy rule {rule}: {why}")))?;
@@ -195,6 +202,35 @@ impl NodeConfig {
     pub fn state_db(&self) -> PathBuf {
         self.state_dir.join("node.sqlite")
     }
+}
+
+/// Checks that every loss the site's description states in (ε, δ) can be
+/// stated: the budgets and a question's most under zCDP, at the site's δ.
+/// A ρ so large that the conversion fails (10⁵ does) is no privacy at all,
+/// and is refused here rather than answered with an error in `/v1/site`.
+/// Messages start with the key at fault, as [`Policy::validate`]'s do.
+fn stated(policy: &Policy) -> std::result::Result<(), String> {
+    let z = &policy.zcdp;
+    for (key, rho) in [
+        ("policy.zcdp.budget.site", z.budget.site),
+        ("policy.zcdp.budget.project", z.budget.project),
+        ("policy.zcdp.budget.user", z.budget.user),
+        ("policy.zcdp.rho.max", z.rho.max),
+    ] {
+        if rho <= 0.0 {
+            continue;
+        }
+        match crate::privacy::zcdp_epsilon(rho, z.delta) {
+            Ok(e) if e.is_finite() => {}
+            Ok(_) | Err(_) => {
+                return Err(format!(
+                    "{key} = {rho} is too large to be stated as (ε, δ)-DP at δ {}: a loss that large protects nobody",
+                    z.delta
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The line (1-based) of the `n`-th `[[policy.rules]]` table in a config.

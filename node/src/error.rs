@@ -37,10 +37,11 @@ pub enum Error {
     /// after `retry_after` seconds.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: u64 },
-    /// The question's plan ran past the site's limit (milliseconds) and was
-    /// stopped; nothing was charged.
+    /// The question's plan is estimated, from its shape and the dataset's
+    /// row count, to take longer than the site's limit (milliseconds): it
+    /// was turned away before any data was read, and nothing was charged.
     #[error(
-        "this site stops a question's work after {0} ms; this one took longer and was stopped, and nothing was charged"
+        "this site takes questions whose work is estimated at {0} ms at most; this one's, from its shape and the size of the data, is more, so it was not run and nothing was charged"
     )]
     TooSlow(u64),
     /// The site has no data yet.

@@ -20,8 +20,10 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkLimits {
-    /// Wall-clock milliseconds one question's plan may run; a plan still
-    /// running then is stopped, and the question is charged nothing.
+    /// Milliseconds one question's plan may be estimated to take, from its
+    /// shape and the dataset's row count alone (never from which rows
+    /// match): a question past it is turned away before any data is read,
+    /// and charged nothing. A plan that starts runs to its end.
     pub plan_timeout_ms: u64,
     /// Questions one user may have in flight at this node at once; more get
     /// HTTP 429.

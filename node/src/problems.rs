@@ -60,21 +60,42 @@ impl Problems {
 
 /// Cuts a value for display so a runaway field cannot flood the terminal.
 pub fn excerpt(value: &str) -> String {
-    const MAX: usize = 60;
-    match value.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}…", &value[..i]),
-        None => value.to_owned(),
+    cut(value, 60)
+}
+
+/// A file name or other outside text as messages show it: control
+/// characters escaped, at most 300 characters.
+pub fn printable(text: &str) -> String {
+    cut(text, 300)
+}
+
+/// `value` cut to `max` characters, with control characters written as
+/// escapes (`\0`, `\n`, `\u{1b}`), so that a message shows what is there
+/// and a terminal runs nothing of it.
+fn cut(value: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in value.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", printable(&self.file))?;
         if let Some(row) = self.row {
             write!(f, ", row {row}")?;
         }
         if let Some(column) = &self.column {
-            write!(f, ", column {column}")?;
+            write!(f, ", column {}", cut(column, 60))?;
         }
         if let Some(value) = &self.value {
             write!(f, ", value '{value}'")?;
@@ -140,6 +161,22 @@ mod tests {
         assert!(text.starts_with("import refused: 25 problems found; nothing was changed."));
         assert!(text.contains("samples.csv, row 1, column sex, value 'F': not a sex code"));
         assert!(text.contains("… and 5 more"));
+    }
+
+    #[test]
+    fn messages_show_control_characters_as_escapes_and_cut_long_names() {
+        let p = Problem {
+            file: "ex\u{1b}[31mport.csv".into(),
+            row: Some(2),
+            column: Some("c".repeat(10_000)),
+            value: Some(excerpt("a\0b\nc")),
+            message: "bad".into(),
+        };
+        let shown = p.to_string();
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("ex\\u{1b}[31mport.csv"), "{shown}");
+        assert!(shown.contains("'a\\0b\\nc'"), "{shown}");
+        assert!(shown.len() < 200, "{} bytes", shown.len());
     }
 
     #[test]

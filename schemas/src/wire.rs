@@ -447,8 +447,12 @@ pub struct FederatedResult {
     pub measures: Vec<String>,
     pub sites: Vec<SiteAnswer>,
     /// One row per key; a total is the sum of the answering sites' noisy
-    /// values. `null` for averages, which do not add up across sites.
+    /// values. `null` for averages, which do not add up across sites, and
+    /// where no site answered (no answer is no number, not a zero).
     pub total: Vec<TotalRow>,
+    /// Why there is no total, when no site answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_total: Option<String>,
     /// Sites asked that are not in the total.
     pub missing: Vec<String>,
     /// Milliseconds from receiving the question to sending the answer.

@@ -405,10 +405,23 @@ impl BrowserLogin {
     /// without one. A request that changes something must carry the
     /// session's CSRF token.
     pub async fn signed_in(&self, req: &HttpRequest) -> Result<Option<SignedIn>> {
+        self.signed_in_checking(req, changes_something(req.method()))
+            .await
+    }
+
+    /// As [`BrowserLogin::signed_in`], for a request that spends the
+    /// caller's budget whatever its method (a Beacon `GET` asks every
+    /// site): a session must send its CSRF token, so that a page of another
+    /// origin cannot spend a signed-in user's budget with a link.
+    pub async fn signed_in_to_spend(&self, req: &HttpRequest) -> Result<Option<SignedIn>> {
+        self.signed_in_checking(req, true).await
+    }
+
+    async fn signed_in_checking(&self, req: &HttpRequest, csrf: bool) -> Result<Option<SignedIn>> {
         let Some(cookie) = req.cookie(&self.settings.cookie) else {
             return Ok(None);
         };
-        if changes_something(req.method()) {
+        if csrf {
             self.check_csrf(req)?;
         }
         let id_hash = hash(cookie.value());

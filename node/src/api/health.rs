@@ -5,42 +5,29 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use crate::Error;
 
 #[utoipa::path(
     tag = "site",
-    responses((status = 200, description = "The node is up; whether it has data, and which version.", body = Health))
+    responses((status = 200, description = "The node is up. Nothing else: it asks no token, so it names neither the site's data nor its version (an operator reads those with `bonebank-node info`).", body = Health))
 )]
 #[get("/health")]
-pub async fn health(state: web::Data<AppState>) -> Result<web::Json<Health>, Error> {
-    let version = state.service.dataset_version()?;
-    Ok(web::Json(Health {
-        status: if version.is_some() {
-            HealthStatus::Ok
-        } else {
-            HealthStatus::NoData
-        },
-        site_id: state.service.site.to_string(),
-        dataset_version: version,
-    }))
+pub async fn health() -> web::Json<Health> {
+    web::Json(Health {
+        status: HealthStatus::Up,
+    })
 }
 
 /// `GET /health`'s answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: HealthStatus,
-    pub site_id: String,
-    /// The dataset version questions are answered from; absent before the
-    /// first import.
-    pub dataset_version: Option<String>,
 }
 
-/// Whether the node has data to answer from.
+/// The node answers.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
-    Ok,
-    NoData,
+    Up,
 }
 
 #[utoipa::path(

@@ -131,7 +131,10 @@ impl WireError for Error {
             Error::Unauthenticated(m) => (
                 ErrorCode::Unauthenticated,
                 m.clone(),
-                Some("sign in again (bonebank login) and send the token as Authorization: Bearer".into()),
+                Some(
+                    "sign in again (bonebank login) and send the token as Authorization: Bearer"
+                        .into(),
+                ),
             ),
             Error::IdentityUnavailable(m) => (ErrorCode::IdentityUnavailable, m.clone(), None),
             Error::Pending { ticket, .. } => (
@@ -142,7 +145,10 @@ impl WireError for Error {
                 )),
             ),
             Error::Forbidden(m) => (ErrorCode::Forbidden, m.clone(), None),
-            Error::TooManyRequests { message, retry_after } => (
+            Error::TooManyRequests {
+                message,
+                retry_after,
+            } => (
                 ErrorCode::TooManyRequests,
                 message.clone(),
                 Some(format!(
@@ -152,7 +158,10 @@ impl WireError for Error {
             Error::TooSlow(_) => (
                 ErrorCode::TooSlow,
                 self.to_string(),
-                Some("narrow the question (fewer dimensions, a narrower filter), or ask the site's operator".into()),
+                Some(
+                    "ask with fewer dimensions, measures or conditions, or ask the site's operator"
+                        .into(),
+                ),
             ),
             Error::NotFound => (
                 ErrorCode::NotFound,

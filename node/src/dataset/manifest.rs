@@ -6,7 +6,6 @@ use std::path::Path;
 
 use bonebank_schemas::Table;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
@@ -36,7 +35,8 @@ impl Default for Manifest {
 /// results are keyed on its id, so a new import means fresh answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetVersion {
-    /// `<UTC time>-<content hash prefix>`, e.g. `20261122T104512Z-3f9a1c2b7d0e`.
+    /// `<UTC time>-<48 random bits>`, e.g. `20261122T104512Z-3f9a1c2b7d0e`:
+    /// unique, and independent of the data.
     pub id: String,
     /// RFC 3339 time of the commit.
     pub created_at: String,
@@ -76,28 +76,28 @@ impl From<&DatasetVersion> for VersionRecord {
 }
 
 impl DatasetVersion {
-    /// A version id from the content (each table's hash and row count), the
-    /// previous version and the time: equal ids mean the same data.
+    /// A new version: its id is the time and 48 random bits, so it names
+    /// the version without saying anything about its contents (a hash of
+    /// them would let anyone holding all the data but one donor's test,
+    /// offline, whether that donor is in it). The content hashes stay in
+    /// the manifest, on the site's own disk.
     pub(crate) fn new(
-        previous: Option<&DatasetVersion>,
         tables: BTreeMap<Table, TableFile>,
         change: String,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Self {
-        let created_at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut hash = Sha256::new();
-        hash.update(previous.map_or("", |p| p.id.as_str()));
-        hash.update(&created_at);
-        for (table, file) in &tables {
-            hash.update(format!("\n{table} {} {}", file.rows, file.sha256));
-        }
-        let digest = hex::encode(hash.finalize());
         Self {
-            id: format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &digest[..12]),
-            created_at,
+            id: Self::new_id(now),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             change,
             tables,
         }
+    }
+
+    /// `<UTC time to the second>-<12 hex digits from the OS's random source>`.
+    fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
+        let bits: u64 = rand::random::<u64>() >> 16;
+        format!("{}-{bits:012x}", now.format("%Y%m%dT%H%M%SZ"))
     }
 
     /// Rows in `table`, 0 if the version does not have it.
@@ -125,5 +125,46 @@ impl Manifest {
             )));
         }
         Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(rows: u64, sha256: &str) -> BTreeMap<Table, TableFile> {
+        BTreeMap::from([(
+            Table::Samples,
+            TableFile {
+                file: format!("samples-{sha256}.parquet"),
+                rows,
+                sha256: sha256.into(),
+            },
+        )])
+    }
+
+    /// The published id must not be a function of the contents: the same
+    /// tables at the same instant get different ids, and ids of different
+    /// contents share nothing but the time.
+    #[test]
+    fn a_version_id_says_nothing_about_the_data() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T19:23:19.123Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let a = DatasetVersion::new(tables(10, "ab"), "import".into(), now);
+        let b = DatasetVersion::new(tables(10, "ab"), "import".into(), now);
+        assert_ne!(
+            a.id, b.id,
+            "equal contents and time must not give equal ids"
+        );
+        assert!(a.id.starts_with("20261206T192319Z-"), "{}", a.id);
+        let suffix = &a.id["20261206T192319Z-".len()..];
+        assert_eq!(suffix.len(), 12);
+        assert!(suffix.bytes().all(|c| c.is_ascii_hexdigit()));
+        // 48 random bits: 200 ids never repeat.
+        let ids: std::collections::BTreeSet<String> = (0..200)
+            .map(|_| DatasetVersion::new(tables(1, "00"), String::new(), now).id)
+            .collect();
+        assert_eq!(ids.len(), 200);
     }
 }

@@ -179,7 +179,7 @@ impl Transaction {
         }
         sync_dir(&tables_dir)?;
 
-        let version = DatasetVersion::new(self.base(), tables, change, chrono::Utc::now());
+        let version = DatasetVersion::new(tables, change, chrono::Utc::now());
         let mut manifest = self.base.clone();
         if let Some(old) = manifest.current.replace(version.clone()) {
             manifest.history.push(VersionRecord::from(&old));

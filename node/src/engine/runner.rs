@@ -32,7 +32,7 @@ pub struct SurfaceEngine {
     /// need it wait here without holding a thread.
     loading: tokio::sync::Mutex<()>,
     cpu: CpuRuntime,
-    /// A plan still running after this is stopped.
+    /// A plan estimated to take longer is turned away before it reads a row.
     plan_timeout: Duration,
     /// The current version as last read, with the manifest's stamp then:
     /// the manifest is read again only when it was replaced.
@@ -117,17 +117,21 @@ struct Loaded {
     version: String,
     schema: SchemaRef,
     batches: Vec<DonorBatch>,
+    /// Rows in all batches.
+    rows: u64,
 }
 
 impl Loaded {
     fn new(version: String, batches: Vec<RecordBatch>) -> Result<Self> {
+        let batches: Vec<DonorBatch> = batches
+            .into_iter()
+            .map(DonorBatch::new)
+            .collect::<Result<_>>()?;
         Ok(Self {
             version,
             schema: pass::schema(&surface::schema()),
-            batches: batches
-                .into_iter()
-                .map(DonorBatch::new)
-                .collect::<Result<_>>()?,
+            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+            batches,
         })
     }
 }
@@ -137,7 +141,8 @@ impl SurfaceEngine {
         Self::over(Source::Dir(dir), site, categories, None)
     }
 
-    /// The same engine, stopping plans that run longer than `timeout`.
+    /// The same engine, turning away plans estimated to take longer than
+    /// `timeout`.
     pub fn with_plan_timeout(mut self, timeout: Duration) -> Self {
         self.plan_timeout = timeout;
         self
@@ -217,31 +222,37 @@ impl SurfaceEngine {
             })
             .await
             .map_err(|e| Error::Engine(format!("loading task: {e}")))??;
-        let rows: usize = loaded.batches.iter().map(DonorBatch::num_rows).sum();
         let loaded = Arc::new(loaded);
-        tracing::info!(site = %self.site, version = %loaded.version, rows, ms = started.elapsed().as_millis() as u64, "loaded dataset version");
+        tracing::info!(site = %self.site, version = %loaded.version, rows = loaded.rows, ms = started.elapsed().as_millis() as u64, "loaded dataset version");
         *self.loaded.write().expect("lock") = Some(loaded.clone());
         Ok(Some(loaded))
     }
 
-    /// Runs one pass of `plan` over the current version.
+    /// Runs one pass of `plan` over the current version. A plan whose
+    /// estimate ([`Plan::estimated_ms`]) is past the limit is turned away
+    /// before any row is read; a plan that starts runs to its end. A pass
+    /// stopped by the clock would say which rows match: a filter that keeps
+    /// a heavy donor's rows runs longer than one that keeps nobody's.
     async fn pass(&self, plan: &Plan, mode: Mode) -> Result<(String, Vec<Vec<i64>>)> {
         let loaded = self.current().await?.ok_or(Error::NoData)?;
+        let limit_ms = self.plan_timeout.as_millis() as u64;
+        let estimate = plan.estimated_ms(loaded.rows);
+        if estimate > limit_ms as f64 {
+            tracing::warn!(
+                limit_ms,
+                estimate,
+                "a plan's estimate is past the limit; turned away"
+            );
+            return Err(Error::TooSlow(limit_ms));
+        }
         let filter = CompiledFilter::new(&plan.filter, &loaded.schema)?;
-        let (plan, limit) = (plan.clone(), self.plan_timeout);
+        let plan = plan.clone();
         let version = loaded.version.clone();
         let values = self
             .cpu
-            .run(move |cores| {
-                // The clock starts when the plan gets its cores.
-                let deadline = (Instant::now() + limit, limit.as_millis() as u64);
-                pass::run_on(cores, &plan, &filter, &loaded.batches, mode, Some(deadline))
-            })
-            .await;
-        if let Err(Error::TooSlow(ms)) = &values {
-            tracing::warn!(ms, "a plan ran past the limit and was stopped");
-        }
-        Ok((version, values?))
+            .run(move |cores| pass::run_on(cores, &plan, &filter, &loaded.batches, mode))
+            .await?;
+        Ok((version, values))
     }
 
     /// The true counts of a plan's `Samples` and `Donors` aggregates, with no

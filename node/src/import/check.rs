@@ -445,8 +445,15 @@ fn text_problem(kind: ColumnKind, v: &str) -> Option<String> {
                 None
             }
         }
-        ColumnKind::Text { max_len } => (v.chars().count() > max_len)
-            .then(|| format!("is longer than the {max_len} characters allowed")),
+        ColumnKind::Text { max_len } => {
+            if v.chars().any(|c| c.is_control() && c != '\t') {
+                Some("has a control character (a NUL byte, a line break or the like); free text may hold tabs but no other control characters".into())
+            } else if v.chars().count() > max_len {
+                Some(format!("is longer than the {max_len} characters allowed"))
+            } else {
+                None
+            }
+        }
         ColumnKind::Code { value_set, codes } => {
             if codes.contains(&v) {
                 return None;

@@ -298,8 +298,8 @@ struct Found {
 fn read_resources(files: &[PathBuf], problems: &mut Problems) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     for path in files {
-        let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let name = crate::problems::printable(&path.display().to_string());
+        let file = super::read::open_regular(path, &name)?;
         let mut problem = |place: String, message: String| {
             problems.add(|| Problem {
                 file: name.clone(),

@@ -4,7 +4,7 @@
 //! instead of stopping at the first one a parser trips over.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,9 +46,46 @@ impl Iterator for Input {
     }
 }
 
+/// The longest header line read: a line without an end within it is not a
+/// header (reading on could exhaust memory, e.g. from `/dev/zero`).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// Opens `path` if it is a regular file (links followed). A FIFO, a device,
+/// a socket or a directory is refused by its kind before it is opened:
+/// reading one could wait for ever (a FIFO) or never end (`/dev/zero`).
+/// The opened file is looked at again, in case the path changed between.
+pub fn open_regular(path: &Path, name: &str) -> Result<File> {
+    let refuse = |meta: &std::fs::Metadata| -> Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let kind = if t.is_file() {
+            return Ok(());
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        Err(Error::Usage(format!(
+            "{name} is {kind}; import reads regular files only"
+        )))
+    };
+    refuse(&std::fs::metadata(path).map_err(Error::io(path))?)?;
+    let file = File::open(path).map_err(Error::io(path))?;
+    refuse(&file.metadata().map_err(Error::io(path))?)?;
+    Ok(file)
+}
+
 /// Opens `path` by its extension: `.csv`/`.tsv`/`.txt` or `.parquet`/`.pq`.
 pub fn open(path: &Path) -> Result<Input> {
-    let name = path.display().to_string();
+    let name = crate::problems::printable(&path.display().to_string());
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -63,16 +100,22 @@ pub fn open(path: &Path) -> Result<Input> {
 }
 
 fn open_csv(path: &Path, name: String) -> Result<Input> {
-    let mut file = File::open(path).map_err(Error::io(path))?;
+    let mut file = open_regular(path, &name)?;
     let size = file.metadata().map_err(Error::io(path))?.len();
     let mut first = String::new();
-    BufReader::new(&mut file)
+    BufReader::new((&mut file).take(MAX_HEADER_BYTES))
         .read_line(&mut first)
         .map_err(|e| {
             Error::Usage(format!(
                 "{name}: the header line is not readable text ({e}); save the file as UTF-8"
             ))
         })?;
+    if first.len() as u64 >= MAX_HEADER_BYTES && !first.ends_with('\n') {
+        return Err(Error::Usage(format!(
+            "{name}: no header line in the first {} MiB; the first line must name the columns",
+            MAX_HEADER_BYTES >> 20
+        )));
+    }
     let first = first.trim_start_matches('\u{feff}');
     if first.trim().is_empty() {
         return Err(Error::Usage(format!(
@@ -141,7 +184,7 @@ fn split_header(line: &str, delimiter: u8) -> Vec<String> {
 }
 
 fn open_parquet(path: &Path, name: String) -> Result<Input> {
-    let file = File::open(path).map_err(Error::io(path))?;
+    let file = open_regular(path, &name)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::Usage(format!("{name}: not a readable Parquet file ({e})")))?;
     let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;

@@ -1,6 +1,7 @@
 //! Hostile and heavy questions cannot take a site down: oversized and deeply
-//! nested questions are refused before they cost anything, a plan past the
-//! site's limit is stopped and charged nothing, one user's flood gets 429s
+//! nested questions are refused before they cost anything, a plan estimated
+//! past the site's limit is turned away and charged nothing (whatever rows
+//! match), one user's flood gets 429s
 //! while others are answered, and the ledger charges what the privacy maps
 //! state.
 
@@ -108,7 +109,7 @@ async fn deep_and_wide_questions_are_refused_in_milliseconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_past_the_plan_limit_is_stopped_and_charged_nothing() {
-    // Large enough that the pass takes well over a millisecond.
+    // Large enough that the pass is estimated at well over a millisecond.
     let mut site = TestSite::new("DE-LUE", 20_000, pure());
     site.config.limits.plan_timeout_ms = 1;
     let rita = caller("rita", "p1", Role::Researcher);
@@ -322,4 +323,86 @@ async fn rate_limits_count_fresh_questions_only() {
         .run(&caller("rosa", "p2", Role::Researcher), &q(3))
         .await
         .unwrap();
+}
+
+/// Whether a question is turned away for its work must not depend on
+/// which rows match: a stop that came sooner for a filter keeping a heavy
+/// donor's rows than for one keeping nobody's was a free oracle (stopped
+/// questions are charged nothing). With a donor planted with 300,000
+/// samples of a type nobody else has, the same question about that type and
+/// about a type nobody has is turned away equally often at every limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_rate_does_not_move_with_which_rows_match() {
+    use bonebank_node::dataset::DataDir;
+    use bonebank_node::{generate, import};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export");
+    generate::into_csv(&crate::common::spec("DE-LUE", 2_000, 11), &export).unwrap();
+    let mut samples = crate::common::Csv::read(&export.join("samples.csv"));
+    let template = samples.rows[0].clone();
+    let (id, ty, material, passage) = (
+        samples.col("sample_id"),
+        samples.col("sample_type"),
+        samples.col("material_subtype"),
+        samples.col("passage_number"),
+    );
+    for n in 0..300_000 {
+        let mut row = template.clone();
+        row[id] = format!("HEAVY-{n}");
+        row[ty] = "Urine".into();
+        row[material] = "other".into();
+        row[passage] = String::new();
+        samples.rows.push(row);
+    }
+    std::fs::write(export.join("samples.csv"), samples.to_string()).unwrap();
+    let data = DataDir::new(tmp.path().join("data"));
+    import::import(&data, &crate::common::Site::all_files(&export)).unwrap();
+
+    let mut policy = pure();
+    policy.budget = bonebank_query::policy::Budgets {
+        site: 1e9,
+        project: 1e9,
+        user: 1e9,
+    };
+    let mut site = TestSite::new("DE-LUE", 10, policy);
+    site.config.data_dir = data.path().to_owned();
+    let rita = caller("rita", "p1", Role::Researcher);
+    let (heavy, nobody) = (
+        "SELECT COUNT(*) FROM samples WHERE sample_type = 'Urine'",
+        "SELECT COUNT(*) FROM samples WHERE sample_type = 'Saliva'",
+    );
+    let (mut turned_away, mut answered) = (0, 0);
+    for limit_ms in [1, 2, 3, 5, 10, 60_000] {
+        site.config.limits.plan_timeout_ms = limit_ms;
+        let service = site.service(Arc::new(OpenDpNoise));
+        let mut stops = [0u32; 2];
+        for attempt in 0..15 {
+            for (q, question) in [heavy, nobody].into_iter().enumerate() {
+                // A loss of its own each time: a fresh release, not a
+                // remembered one.
+                let loss =
+                    0.1 + f64::from(attempt) * 0.001 + f64::from(limit_ms as u32 % 7) * 0.0001;
+                match service.run(&rita, &sql(question, loss)).await {
+                    Ok(_) => answered += 1,
+                    Err(Error::TooSlow(ms)) => {
+                        assert_eq!(ms, limit_ms);
+                        stops[q] += 1;
+                        turned_away += 1;
+                    }
+                    Err(e) => panic!("{question}: {e}"),
+                }
+            }
+        }
+        assert_eq!(
+            stops[0], stops[1],
+            "at a limit of {limit_ms} ms the heavy donor's question was stopped {} times in 15, the nobody question {}",
+            stops[0], stops[1]
+        );
+    }
+    // The limit does turn questions away, and lets them through.
+    assert!(
+        turned_away > 0 && answered > 0,
+        "{turned_away} turned away, {answered} answered"
+    );
 }

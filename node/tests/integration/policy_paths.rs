@@ -412,3 +412,52 @@ fn a_config_that_bounds_one_dimension_keeps_the_other_bounds() {
         assert_eq!(config.policy.groups_per_donor.get(d), Some(g), "{d}");
     }
 }
+
+/// Any config that loads gives a site description; a budget so large that
+/// it cannot be stated as (ε, δ)-DP (ρ 10⁵ once made `/v1/site` answer
+/// 500) is refused at start, with its line.
+#[test]
+fn every_budget_that_loads_can_be_described_and_an_absurd_one_is_refused_with_its_line() {
+    let site = TestSite::new("DK-ODE", 20, pure());
+    // write_config puts the policy text on line 4 onwards: `site = …` is
+    // line 6, `user = …` line 8.
+    for (key, line) in [("site", 6), ("user", 8)] {
+        let mut refused = Vec::new();
+        for rho in [0.46, 100.0, 1e3, 1e4, 1e5, 1e6, 1e300] {
+            let value = |k: &str, usual: f64| if k == key { rho } else { usual };
+            let path = site.write_config(&format!(
+                "\n[policy.zcdp.budget]\nsite = {:e}\nproject = 4.5\nuser = {:e}\n",
+                value("site", 48.0),
+                value("user", 0.46),
+            ));
+            match bonebank_node::config::NodeConfig::load(&path) {
+                Ok(config) => {
+                    let service =
+                        bonebank_node::server::state_with_noise(&config, Arc::new(FixedOffset(0)))
+                            .unwrap()
+                            .service;
+                    let described = service.describe();
+                    assert!(described.is_ok(), "{key} ρ {rho}: {described:?}");
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(&format!("line {line}:"))
+                            && e.contains(&format!("policy.zcdp.budget.{key}"))
+                            && e.contains("too large"),
+                        "{key} ρ {rho}: {e}"
+                    );
+                    refused.push(rho);
+                }
+            }
+        }
+        assert!(
+            refused.contains(&1e5),
+            "{key}: ρ 10⁵ must be refused, refused {refused:?}"
+        );
+        assert!(
+            !refused.contains(&0.46) && !refused.contains(&100.0),
+            "{key}: {refused:?}"
+        );
+    }
+}

@@ -228,6 +228,26 @@ const CASES: &[Case] = &[
         message: "whole numbers from 0 to 50",
     },
     Case {
+        name: "NUL byte in free text",
+        table: Table::Samples,
+        column: "comment",
+        edit: |c| {
+            c.set(12, "comment", "thawed\0once");
+            12
+        },
+        message: "has a control character",
+    },
+    Case {
+        name: "escape sequence in free text",
+        table: Table::Samples,
+        column: "storage_location",
+        edit: |c| {
+            c.set(13, "storage_location", "rack \u{1b}[2J 4");
+            13
+        },
+        message: "has a control character",
+    },
+    Case {
         name: "free text too long",
         table: Table::Samples,
         column: "comment",
@@ -435,6 +455,59 @@ fn unreadable_rows_and_files_are_refused() {
         err.to_string().contains("use a .csv or .parquet file"),
         "{err}"
     );
+
+    assert!(snapshot(site.dir.path()) == before);
+}
+
+/// Import opens regular files only, and reads a bounded header: a link to
+/// `/dev/zero` once read until memory ran out, and a FIFO hung it.
+#[test]
+fn files_that_are_not_regular_files_are_refused_by_their_kind() {
+    let site = Site::new(20);
+    let before = snapshot(site.dir.path());
+    // Runs the import on a thread of its own, so that a hang fails the test
+    // instead of stalling it.
+    let import_within = |path: std::path::PathBuf| {
+        let dir = site.dir.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(import::import(&dir, &[(Table::Donors, path)]).map(|_| ()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the import answered within 10 s")
+    };
+
+    let zero = site.tmp.path().join("zero.csv");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = import_within(zero).unwrap_err().to_string();
+    assert!(
+        err.contains("is a character device") && err.contains("regular files only"),
+        "{err}"
+    );
+    let zero = site.tmp.path().join("zero.parquet");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let err = import_within(zero).unwrap_err().to_string();
+    assert!(err.contains("is a character device"), "{err}");
+
+    let fifo = site.tmp.path().join("fifo.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = import_within(fifo).unwrap_err().to_string();
+    assert!(err.contains("is a FIFO"), "{err}");
+
+    let folder = site.tmp.path().join("folder.csv");
+    std::fs::create_dir(&folder).unwrap();
+    let err = import_within(folder).unwrap_err().to_string();
+    assert!(err.contains("is a directory"), "{err}");
+
+    // A regular file whose first line never ends: no header.
+    let endless = site.tmp.path().join("endless.csv");
+    std::fs::write(&endless, "x".repeat(3 << 20)).unwrap();
+    let err = import_within(endless).unwrap_err().to_string();
+    assert!(err.contains("no header line in the first 1 MiB"), "{err}");
 
     assert!(snapshot(site.dir.path()) == before);
 }

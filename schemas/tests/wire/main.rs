@@ -232,6 +232,7 @@ fn federated() -> FederatedResult {
                 sites: 1,
             })],
         }],
+        no_total: None,
         missing: vec!["DK-NAE".into()],
         elapsed_ms: 41,
     }

@@ -357,9 +357,22 @@ impl ServerCertVerifier for ServerCerts {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let name = self.name.as_ref().map_or(server_name, |n| n);
-        self.roots
-            .current()
-            .verify_server_cert(end_entity, intermediates, name, ocsp_response, now)
+        let verified = self.roots.current().verify_server_cert(
+            end_entity,
+            intermediates,
+            name,
+            ocsp_response,
+            now,
+        )?;
+        // The same exact name as a client's: a wildcard does not stand in
+        // for a site.
+        if valid_for(end_entity, name) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ))
+        }
     }
 
     fn verify_tls12_signature(
@@ -385,12 +398,32 @@ impl ServerCertVerifier for ServerCerts {
     }
 }
 
-/// Whether a (verified) certificate is valid for `name`.
+/// Whether a (verified) certificate names exactly `name`.
 pub fn names(end_entity: &CertificateDer<'_>, name: &str) -> bool {
     ServerName::try_from(name.to_owned()).is_ok_and(|name| valid_for(end_entity, &name))
 }
 
+/// Whether a certificate is valid for `name` and lists that very name: a
+/// name stands for one peer (the coordinator, a site), so a wildcard such
+/// as `*.bonebank.test`, which a hospital may hold for its whole domain,
+/// does not stand in for it. WebPKI's check comes first; the exact match
+/// only narrows it.
 fn valid_for(end_entity: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
-    webpki::EndEntityCert::try_from(end_entity)
-        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(name).is_ok())
+    let Ok(cert) = webpki::EndEntityCert::try_from(end_entity) else {
+        return false;
+    };
+    if cert.verify_is_valid_for_subject_name(name).is_err() {
+        return false;
+    }
+    match name {
+        ServerName::DnsName(dns) => {
+            let wanted = dns.as_ref().trim_end_matches('.');
+            cert.valid_dns_names().any(|listed| {
+                !listed.starts_with('*')
+                    && listed.trim_end_matches('.').eq_ignore_ascii_case(wanted)
+            })
+        }
+        // IP addresses have no wildcards: WebPKI matched them exactly.
+        _ => true,
+    }
 }

@@ -171,6 +171,42 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
     assert_eq!(count, total.value.max(0.0).round() as i64);
     assert_eq!(spent(&url, &ada).await, after, "asked again: free");
 
+    // What is not a Beacon request is a Beacon error, and costs nothing:
+    // a body that is not JSON, a field nobody reads (counting everyone for
+    // "filterz" would be charged), no body at all, an age at the end of the
+    // integers (which once overflowed).
+    let raw = |body: &'static str| {
+        let (beacon, ada) = (beacon.clone(), ada.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{beacon}/individuals"))
+                .bearer_auth(ada)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    for body in [
+        "{not json",
+        r#"{"query": {"filterz": [{"id": "NCIT:C16576"}]}}"#,
+        "",
+        r#"{"query": {"filters": [{"id": "age_at_sampling", "operator": ">", "value": "9223372036854775807"}]}}"#,
+        r#"{"query": {"filters": [{"id": "age_at_sampling", "operator": "<", "value": "-9223372036854775808"}]}}"#,
+    ] {
+        let (status, e) = raw(body).await;
+        assert_eq!(status, 400, "{body}: {e}");
+        conforms("beaconErrorResponse.json", &e);
+        assert_eq!(e["error"]["errorCode"], 400, "{body}: {e}");
+    }
+    assert_eq!(
+        spent(&url, &ada).await,
+        after,
+        "refused requests cost nothing"
+    );
+
     // Biosamples count samples; an unknown term is a Beacon error.
     let filters = |id: &str| json!({"query": {"filters": [{ "id": id }]}});
     let biosamples = format!("{beacon}/biosamples");

@@ -393,6 +393,24 @@ async fn nodes_refuse_clients_at_the_tls_layer_unless_trusted_and_allowed() {
         "a name off the allow-list got {:?}",
         e.map(|r| r.status())
     );
+    // A wildcard from the right CA that covers the allowed name, such as a
+    // hospital holds for its whole domain, does not stand in for the
+    // coordinator: the allow-list names exact names.
+    for wildcard in ["*.bonebank.test", "*.BONEBANK.test"] {
+        let rogue = ca.issue_client(wildcard).unwrap();
+        let e = post_to_node(
+            &net,
+            &client(&net.pki, Some((&rogue.cert_pem, &rogue.key_pem))),
+            port,
+            query.clone(),
+        )
+        .await;
+        assert!(
+            e.is_err(),
+            "a wildcard certificate {wildcard} got {:?}",
+            e.map(|r| r.status())
+        );
+    }
     let allowed = ca.issue_client(pki::COORDINATOR_NAME).unwrap();
     let ok = post_to_node(
         &net,
@@ -465,6 +483,12 @@ async fn the_coordinator_refuses_a_node_whose_certificate_does_not_match() {
         "{:?}",
         r.sites
     );
+    // No site answered: the total is no number, with the reason, never an
+    // exact zero (as JSON too: `null`).
+    assert_eq!(r.total[0].values, vec![None], "{:?}", r.total);
+    assert!(r.no_total.as_deref().unwrap().contains("no site answered"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["total"][0]["values"][0].is_null(), "{json}");
 }
 
 /// A call to the coordinator with `token`.

@@ -349,6 +349,40 @@ async fn a_browser_signs_in_with_code_and_pkce_and_out_again() {
     let who: Value = get(&http, &base, "/v1/whoami").await.json().await.unwrap();
     assert_eq!(who["user"], "alice");
 
+    // A Beacon GET counts at every site and is charged, so a session's
+    // needs the CSRF token too: a link on another origin cannot spend
+    // alice's budget.
+    let spent = |http: reqwest::Client, base: reqwest::Url| async move {
+        let budgets: Vec<bonebank_schemas::wire::BudgetListing> =
+            get(&http, &base, "/v1/budgets").await.json().await.unwrap();
+        budgets
+            .iter()
+            .map(|b| b.budget.as_ref().map_or(0.0, |b| b.user.spent))
+            .sum::<f64>()
+    };
+    let before = spent(http.clone(), base.clone()).await;
+    let r = get(&http, &base, "/beacon/v2/individuals").await;
+    assert_eq!(
+        r.status(),
+        403,
+        "a session's Beacon GET without its CSRF token"
+    );
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["errorCode"], 403, "{e}");
+    assert_eq!(
+        spent(http.clone(), base.clone()).await,
+        before,
+        "nothing charged"
+    );
+    let r = http
+        .get(base.join("/beacon/v2/individuals").unwrap())
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "with its CSRF token it counts");
+    assert!(spent(http.clone(), base.clone()).await > before);
+
     // The code cannot be replayed: the state is used up.
     let replay = get(
         &http,

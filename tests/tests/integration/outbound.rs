@@ -354,14 +354,17 @@ async fn a_node_whose_certificate_names_another_site_is_refused() {
     // Odense itself is not disturbed.
     assert_eq!(status_of(&r, &ode()).0, SiteStatus::Answered);
 
-    // A certificate from the network's CA for a name no site has, and one
-    // for Naestved's name from another CA: refused in the handshake.
+    // A certificate from the network's CA for a name no site has, a
+    // wildcard from it that covers every site's name (which once polled as
+    // Naestved and received users' tokens), and one for Naestved's name
+    // from another CA: refused in the handshake.
     let dir = tmp.path().join("intruders");
     std::fs::create_dir_all(&dir).unwrap();
     let other_ca = Ca::generate("someone else's CA").unwrap();
     for (n, issued) in [
         ca.issue_server(&["intruder.node.bonebank.test".into()])
             .unwrap(),
+        ca.issue_server(&["*.node.bonebank.test".into()]).unwrap(),
         other_ca.issue_server(&[pki::node_name(&nae())]).unwrap(),
     ]
     .into_iter()
