@@ -66,6 +66,10 @@ pub enum DevCommand {
         /// Releases per question and site.
         #[arg(long, default_value_t = 20)]
         releases: usize,
+        /// Only these questions, by number (`Q14`; repeatable), and no
+        /// bound sweep; every question if absent.
+        #[arg(long = "question")]
+        questions: Vec<String>,
     },
     /// Measures a node, an import or the network on this machine.
     #[command(subcommand)]
@@ -158,11 +162,13 @@ pub fn run(cli: DevCli) -> Result<()> {
             dir,
             donors,
             releases,
+            questions,
         } => {
             let report = runtime()?.block_on(crate::eval::run(crate::eval::EvalOptions {
                 dir,
                 donors,
                 releases: releases.max(1),
+                questions,
             }))?;
             print!("{report}");
             Ok(())

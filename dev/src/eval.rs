@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bonebank_node::dataset::DataDir;
-use bonebank_node::engine::SurfaceEngine;
+use bonebank_node::engine::{QueryEngine, SurfaceEngine};
 use bonebank_node::privacy::{self, NoiseMechanism, OpenDpNoise, Sensitivity};
 use bonebank_node::service::{Caller, QueryService};
 use bonebank_node::store::Store;
@@ -133,6 +133,21 @@ pub const QUESTIONS: &[Question] = &[
         sql: "SELECT sampling_year, COUNT(DISTINCT donor_id) AS donors FROM samples \
               WHERE sample_type = 'Serum' AND sampling_year >= 2015 GROUP BY sampling_year",
     },
+    Question {
+        name: "Q13 samples taken since 2004",
+        kind: Kind::Ungrouped,
+        sql: "SELECT COUNT(*) AS samples FROM samples WHERE sampling_year >= 2004",
+    },
+    Question {
+        name: "Q14 plasma samples",
+        kind: Kind::Ungrouped,
+        sql: "SELECT COUNT(*) AS samples FROM samples WHERE sample_type = 'Plasma'",
+    },
+    Question {
+        name: "Q15 samples by sample type",
+        kind: Kind::SampleLevel,
+        sql: "SELECT sample_type, COUNT(*) AS samples FROM samples GROUP BY sample_type",
+    },
 ];
 
 /// The focus-style scheme the evaluation compares with: ε 0.28 per count,
@@ -147,6 +162,9 @@ pub struct EvalOptions {
     pub donors: u64,
     /// Releases per question and site.
     pub releases: usize,
+    /// Only the questions of these numbers (`Q14`), and no bound sweep;
+    /// every question if empty.
+    pub questions: Vec<String>,
 }
 
 /// What one scheme did on one measure of one question.
@@ -158,12 +176,15 @@ struct Tally {
     nonzero: usize,
     /// Half-widths per site.
     halfwidths: Vec<Vec<f64>>,
+    /// Cells covered and cells, per site.
+    per_site: Vec<(usize, usize)>,
 }
 
 impl Tally {
     fn new(sites: usize) -> Self {
         Self {
             halfwidths: vec![Vec::new(); sites],
+            per_site: vec![(0, 0); sites],
             ..Self::default()
         }
     }
@@ -173,6 +194,8 @@ impl Tally {
         let hit = interval[0] <= t && t <= interval[1];
         self.cells += 1;
         self.covered += usize::from(hit);
+        self.per_site[site].0 += usize::from(hit);
+        self.per_site[site].1 += 1;
         if truth > 0 {
             self.nonzero += 1;
             self.covered_nonzero += usize::from(hit);
@@ -192,6 +215,20 @@ impl Tally {
             pct(self.covered, self.cells),
             pct(self.covered_nonzero, self.nonzero),
         )
+    }
+
+    /// Coverage at each site, in per cent.
+    fn per_site(&self) -> Vec<f64> {
+        self.per_site
+            .iter()
+            .map(|&(a, b)| {
+                if b == 0 {
+                    100.0
+                } else {
+                    100.0 * a as f64 / b as f64
+                }
+            })
+            .collect()
     }
 
     fn medians(&self) -> Vec<f64> {
@@ -270,7 +307,11 @@ async fn releases(
         if i == 0 {
             let q = QueryService::parse(&request)?;
             let checked = service.check(&who, &q, None)?;
-            truth = Some(site.engine.true_counts(&service.plan(&checked)).await?);
+            truth = Some(
+                site.engine
+                    .true_counts(&service.plan_now(&checked).await?)
+                    .await?,
+            );
         }
         out.push(service.run(&who, &request).await?);
         drop(service);
@@ -279,6 +320,63 @@ async fn releases(
         }
     }
     Ok((out, truth.expect("at least one release")))
+}
+
+/// The sample bounds a fresh store measures at `site`, as a line of text.
+async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) -> Result<String> {
+    let path = tmp.join(format!(
+        "{}-bounds-{}.sqlite",
+        site.id,
+        rand::random::<u64>()
+    ));
+    let service = QueryService::new(
+        site.id.clone(),
+        policy.clone(),
+        site.engine.clone(),
+        Arc::new(OpenDpNoise),
+        Store::open(&path)?,
+    );
+    let who = Caller {
+        user: "eval".into(),
+        project: "eval".into(),
+        role: Role::Researcher,
+        sites: Vec::new(),
+    };
+    let q = QueryService::parse(&QueryRequest {
+        sql: Some("SELECT COUNT(*) FROM samples".into()),
+        query: None,
+        loss: None,
+    })?;
+    // A preview measures them (charged to the site) and reads no more.
+    service
+        .preview(
+            &who,
+            &QueryRequest {
+                sql: None,
+                query: Some(q),
+                loss: None,
+            },
+        )
+        .await?;
+    // As stored (the evaluation's raised budgets cannot be described).
+    let version = site.engine.dataset_version()?.unwrap_or_default();
+    let stored = service.store().sample_bounds(&version)?;
+    let line = match stored.and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok()) {
+        Some(b) => b["per_type"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_i64().unwrap_or(0) > 0)
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "not measured".into(),
+    };
+    drop(service);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(line)
 }
 
 /// The focus-style release of true counts: Laplace noise for sensitivity
@@ -356,14 +454,16 @@ pub async fn run(options: EvalOptions) -> Result<String> {
     writeln!(
         out,
         "bonebank: zCDP, ρ {} per question (a user's ρ {} per {} days is ({:.2}, {:e})-DP), \
-         S = {} samples per donor and cell, G per sample-level dimension {}; intervals \
-         against the TRUE unbounded counts",
+         S = samples per donor and cell from the bounds each site measures per dataset version \
+         (ρ {}, at most {}; measured anew for every release here), G per sample-level dimension {}; \
+         intervals against the TRUE unbounded counts",
         z.rho.default,
         z.budget.user,
         policy.budget_period_days,
         privacy::zcdp_epsilon(z.budget.user, z.delta)?,
         z.delta,
-        policy.max_samples_per_donor,
+        z.sample_bounds.loss,
+        z.sample_bounds.ceiling,
         policy
             .groups_per_donor
             .iter()
@@ -382,11 +482,29 @@ pub async fn run(options: EvalOptions) -> Result<String> {
     writeln!(out).unwrap();
     writeln!(
         out,
-        "{:<50} {:<12} {:<8} {:<9} {:>8} {:>9}  half-width per site (median)",
-        "question", "grouping", "measure", "scheme", "coverage", "non-empty"
+        "{:<50} {:<12} {:<8} {:<9} {:>8} {:>9}  {:<22} half-width per site (median)",
+        "question", "grouping", "measure", "scheme", "coverage", "non-empty", "coverage per site"
     )
     .unwrap();
-    for q in QUESTIONS {
+    let number = |q: &Question| q.name.split(' ').next().unwrap_or_default().to_owned();
+    if let Some(unknown) = options
+        .questions
+        .iter()
+        .find(|n| !QUESTIONS.iter().any(|q| number(q).eq_ignore_ascii_case(n)))
+    {
+        return Err(Error::Usage(format!(
+            "there is no question {unknown}; the questions are Q1 to Q{}",
+            QUESTIONS.len()
+        )));
+    }
+    let chosen = |q: &Question| {
+        options.questions.is_empty()
+            || options
+                .questions
+                .iter()
+                .any(|n| number(q).eq_ignore_ascii_case(n))
+    };
+    for q in QUESTIONS.iter().filter(|q| chosen(q)) {
         eprintln!("{} …", q.name);
         let mut bonebank: Vec<Tally> = Vec::new();
         let mut peers: Vec<Tally> = Vec::new();
@@ -423,15 +541,21 @@ pub async fn run(options: EvalOptions) -> Result<String> {
                 let (all, nonzero) = tally.coverage();
                 let medians: Vec<String> =
                     tally.medians().iter().map(|h| format!("±{h:.0}")).collect();
+                let per_site: Vec<String> = tally
+                    .per_site()
+                    .iter()
+                    .map(|c| format!("{c:.1}%"))
+                    .collect();
                 writeln!(
                     out,
-                    "{:<50} {:<12} {:<8} {:<9} {:>7.1}% {:>8.1}%  {}",
+                    "{:<50} {:<12} {:<8} {:<9} {:>7.1}% {:>8.1}%  {:<22} {}",
                     q.name,
                     q.kind.label(),
                     label,
                     scheme,
                     all,
                     nonzero,
+                    per_site.join(" "),
                     medians.join(" ")
                 )
                 .unwrap();
@@ -439,6 +563,21 @@ pub async fn run(options: EvalOptions) -> Result<String> {
         }
     }
 
+    // What one measurement of the sample bounds gives at each site.
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "sample bounds, one measurement per site (samples of one donor of each type a cell counts):"
+    )
+    .unwrap();
+    for site in &sites {
+        let bounds = measured_bounds(site, &policy, &scratch).await?;
+        writeln!(out, "  {}: {bounds}", site.id).unwrap();
+    }
+
+    if !options.questions.is_empty() {
+        return Ok(out);
+    }
     // The balance of a sample-level bound: too small biases the count, too
     // large widens the interval.
     writeln!(out).unwrap();

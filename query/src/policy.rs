@@ -126,6 +126,34 @@ pub struct Zcdp {
     /// The δ at which ρ is stated as (ε, δ)-DP in `/v1/site`, results and
     /// the README.
     pub delta: f64,
+    /// How the site fits its sample bound to its data, per dataset version.
+    pub sample_bounds: SampleBounds,
+}
+
+/// Under zCDP a node measures, once per dataset version and with noise,
+/// how many samples of each sample type its donors have, and bounds each
+/// question's sample count by what the question's cells can hold; the
+/// fixed `max_samples_per_donor` is used where it does not (pure
+/// accounting, `measure = false`, or the site's budget spent).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleBounds {
+    pub measure: bool,
+    /// ρ per dataset version, charged to the site's budget (no user's).
+    pub loss: f64,
+    /// The most samples of one donor the measurement reads, and so the
+    /// largest bound it can give: a donor's rows past it are never counted.
+    pub ceiling: i64,
+}
+
+impl Default for SampleBounds {
+    fn default() -> Self {
+        Self {
+            measure: true,
+            loss: 1.0,
+            ceiling: 64,
+        }
+    }
 }
 
 impl Default for Zcdp {
@@ -145,6 +173,7 @@ impl Default for Zcdp {
                 user: 0.46,
             },
             delta: 1e-6,
+            sample_bounds: SampleBounds::default(),
         }
     }
 }
@@ -360,6 +389,19 @@ impl Policy {
         if !(d > 0.0 && d < 1.0) {
             return Err(format!(
                 "policy.zcdp.delta must be between 0 and 1, got {d}"
+            ));
+        }
+        let sb = self.zcdp.sample_bounds;
+        if !(sb.loss > 0.0 && sb.loss.is_finite()) {
+            return Err(format!(
+                "policy.zcdp.sample_bounds.loss must be a ρ above 0, got {}",
+                sb.loss
+            ));
+        }
+        if !(1..=1_000).contains(&sb.ceiling) {
+            return Err(format!(
+                "policy.zcdp.sample_bounds.ceiling must be between 1 and 1000, got {}",
+                sb.ceiling
             ));
         }
         let b = self.zcdp.budget;

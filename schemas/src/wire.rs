@@ -230,7 +230,15 @@ pub struct SiteDescription {
     /// Under zCDP, what the user budget amounts to in (ε, δ)-DP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_budget_approx_dp: Option<ApproxDp>,
+    /// The fixed bound of samples per donor and cell, where no measured
+    /// bounds hold (see `sample_bounds`).
     pub max_samples_per_donor: i64,
+    /// Under zCDP, the bounds measured for the current dataset version:
+    /// a question's sample count counts at most what one of its cells can
+    /// hold of these per donor (absent before the first question on a
+    /// version measures them, or where the site does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_bounds: Option<SampleBoundsDescription>,
     pub max_groups_per_donor: i64,
     pub budget_period_days: u32,
     /// The filter this site adds to every question of a role, as SQL (e.g.
@@ -430,6 +438,17 @@ pub struct FederatedRequest {
     /// Site ids to ask; every site of the network if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<String>>,
+}
+
+/// The sample bounds a node measured for one dataset version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SampleBoundsDescription {
+    pub dataset_version: String,
+    /// Per sample type, the most samples of it of one donor a cell counts
+    /// (0: no donor stood out of the noise with one).
+    pub per_type: std::collections::BTreeMap<String, i64>,
+    /// The ρ the site spent on measuring them, once for the version.
+    pub loss: f64,
 }
 
 /// The coordinator's merged answer: each site's status and numbers, and the

@@ -292,7 +292,10 @@ async function main() {
     await steward.click('#tab-budget');
     await steward.waitForSelector('#budget-users');
     assert.match(await steward.textContent('#budget-users'), /ingrid/);
-    assert.match(await steward.textContent('#site-total'), /ρ 0\.046 of ρ 48/, 'alice\u2019s question and ingrid\u2019s');
+    // Alice's question and ingrid's (ρ 0.023 each), and the version's
+    // sample bounds, measured once with ρ 1 and charged to the site alone.
+    assert.match(await steward.textContent('#site-total'), /ρ 1\.046 of ρ 48/, 'alice\u2019s question, ingrid\u2019s and the sample bounds');
+    assert.match(await steward.textContent('#budget-users'), /sample bounds/);
     await steward.click('#tab-audit');
     await steward.waitForSelector('#chain-status');
     assert.equal(await steward.getAttribute('#chain-status', 'data-intact'), 'true');

@@ -309,7 +309,9 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
                 loss: None,
             };
             let query = bonebank_node::service::QueryService::parse(&request)?;
-            let plan = service.plan(&service.check(&caller, &query, None)?);
+            let plan = service
+                .plan_now(&service.check(&caller, &query, None)?)
+                .await?;
             let started = Instant::now();
             bonebank_node::engine::QueryEngine::aggregate(&engine, &plan).await?;
             alone.push(started.elapsed().as_secs_f64() * 1000.0);

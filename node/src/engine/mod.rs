@@ -195,4 +195,12 @@ pub trait QueryEngine: Send + Sync + std::fmt::Debug {
     fn watch(self: std::sync::Arc<Self>) {}
     /// Computes the plan's exact bounded aggregates.
     fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>>;
+    /// For the sample bounds: per sample type (in [`SampleType::ALL`]'s
+    /// order), how many donors have at least `k` samples of it, for
+    /// `k = 1..=ceiling` (`[t][k - 1]`), each donor's samples read up to
+    /// `ceiling` in all; with the version it was read from. Exact, and
+    /// never released as it is.
+    ///
+    /// [`SampleType::ALL`]: bonebank_schemas::SampleType
+    fn samples_per_donor(&self, ceiling: usize) -> BoxFuture<'_, Result<(String, Vec<Vec<i64>>)>>;
 }

@@ -116,6 +116,68 @@ impl DonorBatch {
     }
 }
 
+impl DonorBatch {
+    /// Whether `row` begins a donor's run.
+    fn begins_run(&self, row: usize) -> bool {
+        self.starts[row / 64 + 1] >> (row % 64) & 1 == 1
+    }
+}
+
+/// Per value of `types`, how many donors have at least `k` rows of it, for
+/// `k = 1..=ceiling` (`[t][k - 1]`). Each donor's rows are read in surface
+/// order and no more than `ceiling` of them in all, so that one donor moves
+/// the table by at most `ceiling` entries, each by one: L1 `ceiling`, L2
+/// √`ceiling`. Rows of other types count nowhere.
+pub fn samples_per_donor(
+    batches: &[DonorBatch],
+    types: &[&str],
+    ceiling: usize,
+) -> Result<Vec<Vec<i64>>> {
+    let mut out = vec![vec![0i64; ceiling]; types.len()];
+    let mut counts = vec![0usize; types.len()];
+    let flush = |counts: &mut [usize], out: &mut [Vec<i64>]| {
+        for (t, c) in counts.iter_mut().enumerate() {
+            for k in &mut out[t][..*c] {
+                *k += 1;
+            }
+            *c = 0;
+        }
+    };
+    for part in batches {
+        let column = part
+            .batch
+            .column_by_name("sample_type")
+            .ok_or_else(|| Error::Engine("the surface has no column sample_type".into()))?;
+        let dictionary = column
+            .as_any_dictionary_opt()
+            .ok_or_else(|| Error::Engine("sample_type is not dictionary-encoded".into()))?;
+        let values = dictionary
+            .values()
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::Engine("sample_type's values are not text".into()))?;
+        let index: Vec<Option<usize>> = (0..values.len())
+            .map(|i| types.iter().position(|t| *t == values.value(i)))
+            .collect();
+        let keys = dictionary.normalized_keys();
+        let mut read = 0;
+        for (row, &key) in keys.iter().enumerate() {
+            if part.begins_run(row) {
+                flush(&mut counts, &mut out);
+                read = 0;
+            }
+            if read < ceiling {
+                read += 1;
+                if let Some(t) = index[key] {
+                    counts[t] += 1;
+                }
+            }
+        }
+        // Batches never split a donor.
+        flush(&mut counts, &mut out);
+    }
+    Ok(out)
+}
+
 /// The schema the pass reads: the surface's but `donor_key`.
 pub fn schema(surface: &arrow::datatypes::Schema) -> arrow::datatypes::SchemaRef {
     let fields: Vec<_> = surface
@@ -921,6 +983,43 @@ mod tests {
 
     fn keys() -> Vec<String> {
         ('a'..='j').map(String::from).collect()
+    }
+
+    /// The table the sample bounds are measured from: per type, donors with
+    /// at least k rows of it, each donor read to the ceiling and no further.
+    #[test]
+    fn samples_per_donor_counts_donors_with_at_least_k_of_each_type() {
+        let row = |t: &str, d: i64| (t.to_owned(), d);
+        let mut rows = Vec::new();
+        // Donor 1: three of a, one of b. Donor 2: one of a. Donor 3: six
+        // of b, of which the ceiling of 4 reads four.
+        rows.extend([row("a", 1), row("a", 1), row("b", 1), row("a", 1)]);
+        rows.push(row("a", 2));
+        rows.extend((0..6).map(|_| row("b", 3)));
+        // Donor 4 in a batch of its own: a type not asked about.
+        let batches = vec![donor_batch(&rows), donor_batch(&[row("z", 4)])];
+        let table = samples_per_donor(&batches, &["a", "b", "c"], 4).unwrap();
+        assert_eq!(
+            table[0],
+            vec![2, 1, 1, 0],
+            "a: donors 1 and 2, then donor 1"
+        );
+        assert_eq!(
+            table[1],
+            vec![2, 1, 1, 1],
+            "b: donors 1 and 3, then donor 3 to 4"
+        );
+        assert_eq!(table[2], vec![0, 0, 0, 0]);
+        // One donor moves the table by at most the ceiling, one per entry.
+        let without_3 = vec![donor_batch(&rows[..5]), donor_batch(&[row("z", 4)])];
+        let less = samples_per_donor(&without_3, &["a", "b", "c"], 4).unwrap();
+        let moved: i64 = table
+            .iter()
+            .flatten()
+            .zip(less.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .sum();
+        assert_eq!(moved, 4);
     }
 
     fn bounded(plan: &Plan, batches: &[DonorBatch]) -> Vec<Vec<i64>> {

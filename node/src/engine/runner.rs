@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bonebank_schemas::SiteId;
+use bonebank_schemas::{SampleType, SiteId, ValueSet};
 use futures::future::BoxFuture;
 
 use super::filter::CompiledFilter;
@@ -305,6 +305,21 @@ impl QueryEngine for SurfaceEngine {
                 tokio::time::sleep(WATCH_EVERY).await;
             }
         });
+    }
+
+    fn samples_per_donor(&self, ceiling: usize) -> BoxFuture<'_, Result<(String, Vec<Vec<i64>>)>> {
+        Box::pin(async move {
+            let loaded = self.current().await?.ok_or(Error::NoData)?;
+            let version = loaded.version.clone();
+            let table = self
+                .cpu
+                .run(move |_| {
+                    let types: Vec<&str> = SampleType::ALL.iter().map(|t| t.code()).collect();
+                    pass::samples_per_donor(&loaded.batches, &types, ceiling)
+                })
+                .await?;
+            Ok((version, table))
+        })
     }
 
     fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>> {

@@ -193,7 +193,9 @@ impl QueryService {
             }
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
             let units = privacy::units(checked.loss);
-            let key = self.release_key(&version, &checked, units);
+            let bounds = self.sample_bounds(&version).await?;
+            let samples_bound = self.samples_bound(&checked, bounds.as_deref());
+            let key = self.release_key(&version, &checked, units, samples_bound);
             let mut detail = audit::Question {
                 user: requester.user.clone(),
                 project: requester.project.clone(),
@@ -207,8 +209,15 @@ impl QueryService {
             let store = self.store.clone();
             let k = key.clone();
             if blocking(move || store.release(&k)).await?.is_none() {
-                self.release(&requester, &checked, version, key, &mut detail)
-                    .await?;
+                self.release(
+                    &requester,
+                    &checked,
+                    samples_bound,
+                    version,
+                    key,
+                    &mut detail,
+                )
+                .await?;
             }
         }
         let (store, id, who) = (self.store.clone(), t.id.clone(), steward.user().to_owned());

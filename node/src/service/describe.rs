@@ -36,7 +36,14 @@ impl QueryService {
                 "ask the site's data steward",
             )));
         }
-        let plan = self.plan(&checked);
+        // The bounds of the current version, measured now if they never
+        // were (a charge to the site, not to the caller); with no data yet,
+        // the fixed bound.
+        let bounds = match self.engine.dataset_version()? {
+            Some(version) => self.sample_bounds(&version).await?,
+            None => None,
+        };
+        let plan = self.plan(&checked, self.samples_bound(&checked, bounds.as_deref()));
         let calibrations = self.calibrate(&plan, privacy::units(checked.loss))?;
         let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
         let mechanism = privacy::mechanism(self.policy.accounting);
@@ -141,10 +148,11 @@ impl QueryService {
             ColumnRole::Flag => "= true, = false",
             ColumnRole::PrivacyUnit => "only COUNT(DISTINCT donor_id)",
         };
+        let dataset_version = self.engine.dataset_version()?;
         Ok(SiteDescription {
             site_id: self.site.to_string(),
             country: self.site.country().code().to_owned(),
-            dataset_version: self.engine.dataset_version()?,
+            dataset_version: dataset_version.clone(),
             dimensions: query::ALL_DIMENSIONS
                 .iter()
                 .map(|d: &Dimension| DimensionDescription {
@@ -175,6 +183,13 @@ impl QueryService {
             budgets: p.site_budgets(),
             user_budget_approx_dp: self.approx_dp(p.budgets().user)?,
             max_samples_per_donor: p.max_samples_per_donor,
+            sample_bounds: self
+                .bounds
+                .lock()
+                .expect("lock")
+                .as_ref()
+                .filter(|b| Some(&b.dataset_version) == dataset_version.as_ref())
+                .map(|b| b.describe()),
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
             role_filters: p

@@ -24,6 +24,7 @@ use bonebank_query::{self as query, Checked, Refusal, limits, question_id, sql};
 pub use bonebank_service::{Caller, Steward};
 
 mod approvals;
+mod bounds;
 mod describe;
 mod plan;
 mod stewards;
@@ -51,6 +52,10 @@ pub struct QueryService {
     /// ε of a ρ by OpenDP's conversion (a numerical search, milliseconds
     /// each), by ρ's bits: a site's losses are a handful of values.
     conversions: Arc<std::sync::Mutex<std::collections::HashMap<u64, f64>>>,
+    /// The sample bounds of the dataset version last asked about.
+    bounds: Arc<std::sync::Mutex<Option<Arc<bounds::MeasuredBounds>>>>,
+    /// Held while the sample bounds of a version are measured.
+    measuring: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl QueryService {
@@ -70,6 +75,8 @@ impl QueryService {
             fair: FairShare::new(WorkLimits::default()),
             noted_version: Arc::default(),
             conversions: Arc::default(),
+            bounds: Arc::default(),
+            measuring: Arc::default(),
         }
     }
 
@@ -188,7 +195,9 @@ impl QueryService {
         let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
         self.note_dataset(&version).await?;
         let units = privacy::units(checked.loss);
-        let key = self.release_key(&version, &checked, units);
+        let bounds = self.sample_bounds(&version).await?;
+        let samples_bound = self.samples_bound(&checked, bounds.as_deref());
+        let key = self.release_key(&version, &checked, units, samples_bound);
 
         // The rules hold on every path: a remembered release is the same
         // numbers, but the steward decided who may receive them.
@@ -243,7 +252,8 @@ impl QueryService {
         }
         // Only fresh questions run a plan, and only they take a token.
         self.fair.take(&caller.user, &caller.project)?;
-        self.release(caller, &checked, version, key, detail).await
+        self.release(caller, &checked, samples_bound, version, key, detail)
+            .await
     }
 
     /// Reserves the budget, runs the plan, adds noise and commits the release
@@ -252,12 +262,13 @@ impl QueryService {
         &self,
         caller: &Caller,
         checked: &Checked,
+        samples_bound: i64,
         version: String,
         key: String,
         detail: &mut audit::Question,
     ) -> Result<(QueryResult, bool)> {
         let checked = checked.clone();
-        let plan = self.plan(&checked);
+        let plan = self.plan(&checked, samples_bound);
         let units = privacy::units(checked.loss);
         let clock = std::time::Instant::now();
         let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
@@ -284,7 +295,7 @@ impl QueryService {
         let key = if exact.dataset_version == version {
             key
         } else {
-            self.release_key(&exact.dataset_version, &checked, units)
+            self.release_key(&exact.dataset_version, &checked, units, samples_bound)
         };
         let clock = std::time::Instant::now();
         // Sampling is CPU work: off the HTTP workers.

@@ -14,8 +14,9 @@ use crate::engine::{Aggregate, Plan, Spread};
 use crate::privacy;
 
 impl QueryService {
-    /// The plan for a checked query.
-    pub fn plan(&self, checked: &Checked) -> Plan {
+    /// The plan for a checked query, each donor counted with at most
+    /// `samples_bound` samples per cell (see [`QueryService::samples_bound`]).
+    pub fn plan(&self, checked: &Checked, samples_bound: i64) -> Plan {
         let aggregates = checked
             .query
             .measures
@@ -35,7 +36,7 @@ impl QueryService {
                 .collect(),
             filter: checked.query.filter.clone(),
             aggregates,
-            max_samples_per_donor: self.policy.max_samples_per_donor,
+            max_samples_per_donor: samples_bound,
             spread: checked
                 .dimensions
                 .iter()
@@ -51,17 +52,33 @@ impl QueryService {
         }
     }
 
+    /// The plan for a checked query over the current dataset version, with
+    /// that version's sample bounds (measured now if they never were).
+    pub async fn plan_now(&self, checked: &Checked) -> Result<Plan> {
+        let bounds = match self.engine.dataset_version()? {
+            Some(version) => self.sample_bounds(&version).await?,
+            None => None,
+        };
+        Ok(self.plan(checked, self.samples_bound(checked, bounds.as_deref())))
+    }
+
     /// Releases are keyed by everything that shapes the numbers: site, data,
     /// canonical query, the loss and its measure, and the contribution
     /// bounds.
-    pub(super) fn release_key(&self, version: &str, checked: &Checked, units: i64) -> String {
+    pub(super) fn release_key(
+        &self,
+        version: &str,
+        checked: &Checked,
+        units: i64,
+        samples_bound: i64,
+    ) -> String {
         let mut h = Sha256::new();
         h.update(format!(
             "{}\n{version}\n{}\n{units} {:?}\n{} {} {:?}",
             self.site,
             checked.query.canonical_json(),
             self.policy.accounting,
-            self.policy.max_samples_per_donor,
+            samples_bound,
             self.policy.max_groups_per_donor,
             self.policy.groups_per_donor
         ));

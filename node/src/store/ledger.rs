@@ -328,6 +328,81 @@ fn reserve_in(
     Ok(Ok(id))
 }
 
+/// The user and project a site-wide charge is booked to (the sample bounds'
+/// measurement): it counts in the site's account only. Names from an
+/// identity provider never have the brackets.
+pub const SITE_ACCOUNT: &str = "(site: sample bounds)";
+
+impl Store {
+    /// The sample bounds measured for `version`, as stored (JSON).
+    pub fn sample_bounds(&self, version: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT bounds FROM sample_bounds WHERE dataset_version = ?1")?
+            .query_row([version], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores the bounds measured for `version` (JSON) and charges `units`
+    /// to the site's account, with an audit entry, in one transaction; the
+    /// bounds stored before if another measurement of the version came
+    /// first (nothing is charged then), or the site's account if its budget
+    /// does not have the units.
+    pub fn store_sample_bounds(
+        &self,
+        version: &str,
+        bounds: &str,
+        units: i64,
+        policy: &Policy,
+    ) -> Result<Result<String, Account>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT bounds FROM sample_bounds WHERE dataset_version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(stored) = stored {
+            return Ok(Ok(stored));
+        }
+        let payer = Payer {
+            user: SITE_ACCOUNT.into(),
+            project: SITE_ACCOUNT.into(),
+        };
+        let s = spent(
+            &tx,
+            &payer,
+            since(policy.budget_period_days),
+            policy.accounting,
+        )?;
+        if s.site + units > crate::privacy::units(policy.budgets().site) {
+            return Ok(Err(Account::Site));
+        }
+        tx.execute(
+            "INSERT INTO ledger (at, user, project, units, state, release_key, measure) VALUES (?1, ?2, ?2, ?3, 'committed', ?4, ?5)",
+            params![now(), SITE_ACCOUNT, units, format!("sample bounds {version}"), measure(policy.accounting)],
+        )?;
+        tx.execute(
+            "INSERT INTO sample_bounds (dataset_version, bounds, units, at) VALUES (?1, ?2, ?3, ?4)",
+            params![version, bounds, units, now()],
+        )?;
+        crate::audit::append(
+            &tx,
+            "sample_bounds",
+            SITE_ACCOUNT,
+            &serde_json::json!({
+                "dataset_version": version,
+                "charged": crate::privacy::epsilon(units),
+                "bounds": serde_json::from_str::<serde_json::Value>(bounds).unwrap_or_default(),
+            }),
+        )?;
+        tx.commit()?;
+        Ok(Ok(bounds.to_owned()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,9 @@ use crate::Result;
 mod ledger;
 mod tickets;
 
-pub use ledger::{Account, Committed, Payer, Reservation, Spent, rho_units_of_epsilon};
+pub use ledger::{
+    Account, Committed, Payer, Reservation, SITE_ACCOUNT, Spent, rho_units_of_epsilon,
+};
 pub use tickets::{Ticket, TicketState};
 
 const SCHEMA: &str = "
@@ -44,6 +46,12 @@ CREATE TABLE IF NOT EXISTS tickets (
     reason TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_request ON tickets (user, release_key);
+CREATE TABLE IF NOT EXISTS sample_bounds (
+    dataset_version TEXT PRIMARY KEY,
+    bounds TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS releases (
     key TEXT PRIMARY KEY,
     dataset_version TEXT NOT NULL,

@@ -15,5 +15,6 @@ mod noise;
 mod policy_paths;
 mod refusals;
 mod roundtrip;
+mod sample_bounds;
 mod sensitivity;
 mod validation;

@@ -133,7 +133,7 @@ async fn removing_one_donor_moves_each_aggregate_by_at_most_its_sensitivity() {
         let checked = service
             .check(&who, &QueryService::parse(&sql(text, 0.5)).unwrap(), None)
             .unwrap();
-        let plan = service.plan(&checked);
+        let plan = service.plan(&checked, policy.max_samples_per_donor);
         let base = engine.aggregate(&plan).await.unwrap().values;
         let sensitivities: Vec<i64> = plan
             .aggregates
@@ -212,7 +212,7 @@ async fn bounds_cap_what_one_donor_adds() {
         let checked = service
             .check(&who, &QueryService::parse(&sql(text, 0.5)).unwrap(), None)
             .unwrap();
-        let plan = service.plan(&checked);
+        let plan = service.plan(&checked, policy.max_samples_per_donor);
         async move { engine.aggregate(&plan).await.unwrap().values }
     };
     // One row per donor and cell, cells unbounded: samples equal donors in

@@ -166,6 +166,7 @@ fn description() -> SiteDescription {
             delta: 1e-6,
         }),
         max_samples_per_donor: 5,
+        sample_bounds: None,
         max_groups_per_donor: 4,
         budget_period_days: 30,
         role_filters: [(
