@@ -277,6 +277,7 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Opt
                 | ErrorCode::TooSlow => SiteStatus::Refused,
                 ErrorCode::NoData
                 | ErrorCode::NotFound
+                | ErrorCode::MethodNotAllowed
                 | ErrorCode::IdentityUnavailable
                 | ErrorCode::UpstreamFailed
                 | ErrorCode::Internal => SiteStatus::Failed,

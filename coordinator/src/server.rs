@@ -63,6 +63,7 @@ fn start_link(config: &CoordinatorConfig, links: &Arc<Links>) -> Result<Option<R
     let on_connect = links.clone();
     let server = HttpServer::new(move || crate::link::app(data.clone()))
         .workers(2)
+        .max_connections(bonebank_service::server::CONNECTIONS_PER_WORKER)
         .on_connect(move |connection, data| crate::link::on_connect(&on_connect, connection, data))
         .bind_rustls_0_23(listener.listen, tls)
         .map_err(Error::io(format!(
@@ -119,6 +120,7 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     });
     let server = HttpServer::new(move || app(state.clone()))
         .workers(2)
+        .max_connections(bonebank_service::server::CONNECTIONS_PER_WORKER)
         .listen(listener)
         .map_err(Error::io(format!("listen address {}", config.listen)))?;
     Ok(RunningCoordinator {

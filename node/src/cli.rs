@@ -285,14 +285,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Steward(command) => run_steward(command),
         Command::Policy(PolicyCommand::Show { config }) => {
             let config = crate::config::NodeConfig::load(&config)?;
-            print!(
-                "{}",
-                config
+            print_out(
+                &config
                     .policy
                     .to_toml(&config.site_id)
-                    .map_err(Error::Usage)?
-            );
-            Ok(())
+                    .map_err(Error::Usage)?,
+            )
         }
         Command::Audit(AuditCommand::Verify { config, head }) => {
             let store = audit_store(&config)?;
@@ -427,24 +425,44 @@ fn run_import(args: ImportArgs) -> Result<()> {
 }
 
 fn run_info(dir: &DataDir) -> Result<()> {
+    use std::fmt::Write as _;
     let manifest = dir.manifest()?;
     let Some(current) = manifest.current else {
-        println!("{} holds no dataset yet", dir.path().display());
-        return Ok(());
+        return print_out(&format!("{} holds no dataset yet\n", dir.path().display()));
     };
-    println!(
+    let mut out = String::new();
+    writeln!(
+        out,
         "dataset version {} (created {})",
         current.id, current.created_at
-    );
-    println!("  {}", current.change);
+    )
+    .expect("a String takes writes");
+    writeln!(out, "  {}", current.change).expect("a String takes writes");
     for (table, file) in &current.tables {
-        println!("  {table:<10} {:>10} rows  {}", file.rows, file.file);
+        writeln!(out, "  {table:<10} {:>10} rows  {}", file.rows, file.file)
+            .expect("a String takes writes");
     }
     if !manifest.history.is_empty() {
-        println!("earlier versions:");
+        out.push_str("earlier versions:\n");
         for v in manifest.history.iter().rev() {
-            println!("  {} {}", v.id, v.change);
+            writeln!(out, "  {} {}", v.id, v.change).expect("a String takes writes");
         }
     }
-    Ok(())
+    print_out(&out)
+}
+
+/// Writes `text` to standard output. A reader that has gone (`… | head -3`)
+/// is no error: what it wanted it got.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output")(e))
+        }
+        _ => Ok(()),
+    }
 }

@@ -27,11 +27,92 @@ pub fn to_csv(dir: &DataDir, table: Table, out: &Path) -> Result<u64> {
     write_atomically(parent, out, |w| {
         let mut writer = WriterBuilder::new().with_header(true).build(w);
         for batch in reader {
-            let batch = batch?;
+            let batch = neutralised(table, &batch?)?;
             writer.write(&batch)?;
             rows += batch.num_rows() as u64;
         }
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// What a spreadsheet takes for the start of a formula (OWASP's list for
+/// CSV injection), and the apostrophe that neutralises it.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// Free text as export writes it: a cell a spreadsheet would run as a
+/// formula (`=HYPERLINK(…)`, `+1`, `@SUM`) gets an apostrophe before it, as
+/// OWASP recommends; so does one that already starts with an apostrophe,
+/// so that import can take exactly one off again ([`as_imported`]).
+pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.chars().next() {
+        Some(c) if FORMULA_STARTS.contains(&c) || c == '\'' => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+/// Free text as import reads it: the apostrophe [`neutralise`] put before a
+/// cell is taken off again, so an export imports back unchanged.
+pub fn as_imported(text: &str) -> &str {
+    match text.strip_prefix('\'') {
+        Some(rest)
+            if rest
+                .chars()
+                .next()
+                .is_some_and(|c| FORMULA_STARTS.contains(&c) || c == '\'') =>
+        {
+            rest
+        }
+        _ => text,
+    }
+}
+
+/// The batch with every free-text column [`neutralise`]d.
+fn neutralised(
+    table: Table,
+    batch: &arrow::array::RecordBatch,
+) -> Result<arrow::array::RecordBatch> {
+    use arrow::array::{ArrayRef, AsArray, StringArray};
+    let schema = batch.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            let free_text = table
+                .column(field.name())
+                .is_some_and(|c| matches!(c.kind, bonebank_schemas::ColumnKind::Text { .. }));
+            match column.as_string_opt::<i32>() {
+                Some(text) if free_text => {
+                    let out: StringArray = text.iter().map(|v| v.map(neutralise)).collect();
+                    Ok(std::sync::Arc::new(out) as ArrayRef)
+                }
+                _ => Ok(column.clone()),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_come_back_unchanged() {
+        for (text, written) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+41 1", "'+41 1"),
+            ("-80 freezer", "'-80 freezer"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tindented", "'\tindented"),
+            ("'quoted", "''quoted"),
+            ("'=already", "''=already"),
+            ("rack 4, box 2", "rack 4, box 2"),
+            ("", ""),
+        ] {
+            assert_eq!(neutralise(text), written, "{text:?}");
+            assert_eq!(as_imported(written), text, "{written:?}");
+        }
+    }
 }

@@ -281,8 +281,13 @@ fn backoff(failures: usize) -> Duration {
 /// A failed link request in words for the site operator.
 fn describe(e: &reqwest::Error) -> String {
     let chain = error_chain(e);
+    // TLS has one alert for both ends of a validity period.
     if chain.contains("CertificateExpired") {
-        "the coordinator refused this node's certificate because it has expired; install a renewed tls.certificate".into()
+        "the coordinator refused this node's certificate as outside its validity period: expired, or not valid yet; check tls.certificate's dates and this machine's clock".into()
+    } else if chain.contains("NotValidYet") {
+        format!(
+            "the coordinator's certificate is not valid yet; check this machine's clock ({chain})"
+        )
     } else if chain.contains("Expired") {
         format!("the coordinator's certificate has expired ({chain})")
     } else if chain.contains("NotValidForName") {

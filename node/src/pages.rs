@@ -327,7 +327,9 @@ pub fn start(config: &NodeConfig, state: web::Data<AppState>) -> Result<Option<R
     )))?;
     let verifier = state.identity.clone().into_inner();
     let login = web::Data::new(browser_login(config, settings, addr, verifier)?);
-    let server = HttpServer::new(move || app(state.clone(), login.clone())).workers(1);
+    let server = HttpServer::new(move || app(state.clone(), login.clone()))
+        .workers(1)
+        .max_connections(bonebank_service::server::CONNECTIONS_PER_WORKER);
     let server = if settings.https {
         let tls = config
             .tls

@@ -88,11 +88,14 @@ impl RunningNode {
 
 /// Binds and starts serving on the current Tokio runtime.
 pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
+    crate::dataset::remove_leftovers(&crate::dataset::DataDir::new(&config.data_dir));
     state.service.watch_data();
     let state = web::Data::new(state);
     let steward_pages = crate::pages::start(config, state.clone())?;
     let link = crate::link::start(config, state.clone())?;
-    let server = HttpServer::new(move || app(state.clone())).workers(2);
+    let server = HttpServer::new(move || app(state.clone()))
+        .workers(2)
+        .max_connections(bonebank_service::server::CONNECTIONS_PER_WORKER);
     let server = match &config.tls {
         Some(tls) => server.bind_rustls_0_23(config.listen, tls::server_config(tls)?),
         None => server.bind(config.listen),

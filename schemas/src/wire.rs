@@ -390,9 +390,12 @@ pub enum ErrorCode {
     /// The caller asked too much too fast; `Retry-After` says when to ask
     /// again.
     TooManyRequests,
-    /// The question's plan ran longer than the site allows and was stopped;
-    /// nothing was charged.
+    /// The question's work, estimated from its shape and the data's row
+    /// count before any row is read, is more than the site allows; it was
+    /// not run and nothing was charged.
     TooSlow,
+    /// The HTTP method is not one this service answers (e.g. `TRACE`).
+    MethodNotAllowed,
     /// Another service this one relies on (a BBMRI-ERIC Negotiator) did
     /// not do what was asked; the message says what it answered.
     UpstreamFailed,
@@ -409,6 +412,7 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::PolicyRefused | Self::Forbidden => 403,
             Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::BudgetExhausted | Self::TooManyRequests => 429,
             Self::TooSlow => 422,
             Self::NoData | Self::IdentityUnavailable => 503,

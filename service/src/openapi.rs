@@ -40,14 +40,46 @@ struct Document(String);
 
 /// The application with its documented services, and the document served
 /// at `/openapi.json`.
-pub fn finish<T>(app: UtoipaApp<T>, about: About<'_>) -> App<T>
+pub fn finish<T, B>(
+    app: UtoipaApp<T>,
+    about: About<'_>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody + use<T, B>>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<T, B>,
+>
 where
-    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: actix_web::body::MessageBody + 'static,
 {
     let (app, doc) = app.service(document).split_for_parts();
     let doc = complete(doc, about);
     let json = doc.to_json().expect("an OpenAPI document is JSON");
+    // On every listener: bodies arrive in time or the connection is
+    // closed, unusual methods are refused, and every answer says it is
+    // to be read as its type says and only over HTTPS (browsers ignore
+    // HSTS on plain HTTP, which bonebank serves on loopback only).
     app.app_data(web::Data::new(Document(json)))
+        .wrap(actix_web::middleware::from_fn(crate::server::body_deadline))
+        .wrap(actix_web::middleware::from_fn(crate::server::known_methods))
+        .wrap(
+            actix_web::middleware::DefaultHeaders::new()
+                .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .add((
+                    actix_web::http::header::STRICT_TRANSPORT_SECURITY,
+                    "max-age=31536000",
+                )),
+        )
 }
 
 /// The document's title, version, security schemes and error shape.

@@ -86,6 +86,73 @@ pub fn runtime() -> crate::Result<tokio::runtime::Runtime> {
         .map_err(crate::Error::io("tokio runtime"))
 }
 
+/// How long a request's body may take to arrive, from when its head was
+/// read. Every body a bonebank listener takes is small (a question is at
+/// most 64 KiB), so a body still arriving after this is a client holding
+/// the connection open; it is answered with an error and the connection
+/// closed. (The head has actix-web's own limit, `client_request_timeout`.)
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most connections one worker of a listener keeps open at once; past
+/// it, new connections wait in the kernel's backlog.
+pub const CONNECTIONS_PER_WORKER: usize = 4_096;
+
+/// Middleware for every listener: a method outside HTTP's usual set
+/// (`TRACE`, `CONNECT`, one of the client's own) is answered 405 before
+/// any route sees it.
+pub async fn known_methods<B: actix_web::body::MessageBody + 'static>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    use actix_web::http::Method;
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    if !known.contains(req.method()) {
+        let refusal = crate::error::method_not_allowed(req.method());
+        return Ok(req.error_response(refusal).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(actix_web::dev::ServiceResponse::map_into_left_body)
+}
+
+/// Middleware for every listener: the request's body is read within
+/// [`BODY_TIMEOUT`], or reading it fails (`408`-like: the extractor's
+/// error, and the connection is closed as its body was not read).
+pub async fn body_deadline(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    let payload = req.take_payload();
+    let timed = futures::stream::unfold(Some(payload), move |state| async move {
+        let mut payload = state?;
+        tokio::select! {
+            item = payload.next() => item.map(|item| (item, Some(payload))),
+            () = tokio::time::sleep_until(deadline) => Some((
+                Err(actix_web::error::PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+                ))),
+                None,
+            )),
+        }
+    });
+    req.set_payload(actix_web::dev::Payload::Stream {
+        payload: Box::pin(timed),
+    });
+    next.call(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,9 @@ impl Transaction {
             Err(fs::TryLockError::Error(e)) => return Err(Error::io(dir.path())(e)),
         }
         tx.lock = Some(lock);
+        // What an import killed before its commit left, before this one
+        // stages anything of its own.
+        remove_staging(dir);
         tx.base = dir.manifest()?;
         Ok(tx)
     }
@@ -202,6 +205,47 @@ impl Transaction {
         let tables = self.dir.tables_path();
         remove_files(&tables, |name| !keep.contains(&name));
         remove_files(self.dir.path(), |name| name.starts_with(STAGING_PREFIX));
+    }
+}
+
+/// Removes the staging files and folders an import that was killed left
+/// in `dir`. The caller holds the directory's lock, or no import runs.
+fn remove_staging(dir: &DataDir) {
+    let entries = [dir.path().to_owned(), dir.tables_path()]
+        .into_iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flatten();
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            continue;
+        }
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(entry.path()),
+            _ => fs::remove_file(entry.path()),
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(file = %entry.path().display(), "removed what an interrupted import left")
+            }
+            Err(e) => {
+                tracing::warn!(file = %entry.path().display(), error = %e, "could not remove what an interrupted import left")
+            }
+        }
+    }
+}
+
+/// At a node's start: removes what an import killed before its commit left
+/// in `dir`, unless an import holds the directory now.
+pub fn remove_leftovers(dir: &DataDir) {
+    let Ok(lock) = File::open(dir.path()) else {
+        return;
+    };
+    if lock.try_lock().is_ok() {
+        remove_staging(dir);
     }
 }
 

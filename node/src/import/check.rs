@@ -67,9 +67,21 @@ impl<'a> TableCheck<'a> {
         let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
         for (i, h) in header.iter().enumerate() {
             if table.column(h).is_none() {
+                // The header is the file's first line, whatever the file is:
+                // a name that could not be a column's is not shown (a link
+                // to /etc/shadow would otherwise print a password hash).
+                let plausible = !h.is_empty()
+                    && h.len() <= 64
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_- .".contains(&b));
+                let shown = if plausible {
+                    h.clone()
+                } else {
+                    format!("number {} of the header (its text is not shown)", i + 1)
+                };
                 problems.add(|| {
                     file_problem(
-                        h,
+                        &shown,
                         format!(
                             "is not a column of the {table} table; its columns are: {}",
                             names.join(", ")
@@ -315,10 +327,23 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
     };
     let name = column.name;
     match column.kind {
-        ColumnKind::Id
-        | ColumnKind::Reference { .. }
-        | ColumnKind::Text { .. }
-        | ColumnKind::Code { .. } => {
+        ColumnKind::Text { .. } => {
+            // Taking off the apostrophe export puts before what a
+            // spreadsheet would run.
+            let mut out = StringBuilder::with_capacity(n, input.value_data().len());
+            while let Some((i, v)) = present(cx) {
+                let Some(v) = v.map(crate::export::as_imported) else {
+                    out.append_null();
+                    continue;
+                };
+                if let Some(message) = text_problem(column.kind, v) {
+                    cx.add(i, name, v, || message);
+                }
+                out.append_value(v);
+            }
+            Arc::new(out.finish())
+        }
+        ColumnKind::Id | ColumnKind::Reference { .. } | ColumnKind::Code { .. } => {
             while let Some((i, v)) = present(cx) {
                 let Some(v) = v else { continue };
                 if let Some(message) = text_problem(column.kind, v) {

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::ProgressBar;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -201,7 +200,10 @@ fn open_parquet(path: &Path, name: String) -> Result<Input> {
     let batches = reader.map(move |batch| {
         let batch = batch.map_err(|e| Error::Usage(format!("{file_name}: {e}")))?;
         pb.inc(batch.num_rows() as u64);
-        as_text(&batch)
+        as_text(&batch).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("{file_name}: {m}")),
+            other => other,
+        })
     });
     Ok(Input {
         name,
@@ -214,11 +216,26 @@ fn open_parquet(path: &Path, name: String) -> Result<Input> {
 /// Casts every column to text, so typed Parquet goes through the same checks
 /// as CSV (dates become `YYYY-MM-DD`, booleans `true`/`false`).
 fn as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    // Not arrow's safe cast, which turns text that is not UTF-8 into
+    // nulls (and a required value into "a value is required"): such a file
+    // is refused.
+    let strict = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
-        .map(|c| cast(c, &DataType::Utf8))
-        .collect::<Result<_, _>>()?;
+        .zip(batch.schema().fields())
+        .map(|(c, f)| {
+            arrow::compute::cast_with_options(c, &DataType::Utf8, &strict).map_err(|e| {
+                Error::Usage(format!(
+                    "column {}: {e}; save text as UTF-8",
+                    crate::problems::excerpt(f.name())
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
     let fields: Vec<Field> = batch
         .schema()
         .fields()

@@ -238,6 +238,37 @@ async fn site_budget_health_and_metrics() {
     assert!((budget.user.spent - 0.3).abs() < 1e-12);
     assert_eq!(budget.project.name, "hip-msc");
 
+    // Every answer says how to read it and that the site is HTTPS only.
+    let answer = test::call_service(
+        &service,
+        test::TestRequest::get().uri("/health").to_request(),
+    )
+    .await;
+    let headers = answer.headers();
+    assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+    assert!(
+        headers
+            .get("strict-transport-security")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    // TRACE and other unusual methods are refused as such, not "not found".
+    for method in ["TRACE", "CONNECT", "BREW"] {
+        let m = actix_web::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let refused = test::call_service(
+            &service,
+            test::TestRequest::default()
+                .method(m)
+                .uri("/health")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(refused.status(), 405, "{method}");
+        let body: serde_json::Value = test::read_body_json(refused).await;
+        assert_eq!(body["code"], "method_not_allowed", "{method}: {body}");
+    }
     let health: serde_json::Value = test::call_and_read_body_json(
         &service,
         test::TestRequest::get().uri("/health").to_request(),

@@ -74,6 +74,24 @@ fn generate_import_and_a_refusal_through_the_binary() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("samples"));
+
+    // A reader that stops early (`info | head -3`) is no failure: the
+    // reading end is closed before the command writes.
+    let mut child = node()
+        .args(["info", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{:?} {stderr}",
+        out.status
+    );
 }
 
 #[test]

@@ -53,6 +53,35 @@ fn a_crash_before_commit_leaves_the_old_version_current() {
     assert!(!site.dir.path().join(".staging-crash2").exists());
 }
 
+/// What an import killed before its commit left is removed when a node
+/// starts (or the next import begins), not only at the next commit; never
+/// while an import holds the directory.
+#[test]
+fn leftovers_of_a_killed_import_are_removed_at_start_unless_an_import_runs() {
+    let site = Site::new(10);
+    let tables = site.dir.path().join("tables");
+    let leave = || {
+        std::fs::write(tables.join(".staging-killed.parquet"), b"PAR1 half").unwrap();
+        std::fs::create_dir_all(site.dir.path().join(".staging-killed-dir")).unwrap();
+        std::fs::write(site.dir.path().join(".staging-killed-dir/part"), b"x").unwrap();
+    };
+    let left = || {
+        tables.join(".staging-killed.parquet").exists()
+            || site.dir.path().join(".staging-killed-dir").exists()
+    };
+    leave();
+    let running = bonebank_node::dataset::Transaction::begin(&site.dir).unwrap();
+    // The import that runs began by removing them.
+    assert!(!left());
+    leave();
+    bonebank_node::dataset::remove_leftovers(&site.dir);
+    assert!(left(), "removed while an import held the directory");
+    drop(running);
+    bonebank_node::dataset::remove_leftovers(&site.dir);
+    assert!(!left(), "a node's start removes them");
+    assert!(site.dir.current().unwrap().is_some());
+}
+
 #[test]
 fn an_abandoned_transaction_removes_what_it_staged() {
     let site = Site::new(10);

@@ -70,3 +70,49 @@ fn semicolon_separated_files_with_a_bom_import() {
         site.dir.load_table(Table::Donors).unwrap()
     );
 }
+
+/// Free text a spreadsheet would run as a formula is exported behind an
+/// apostrophe (OWASP's advice against CSV injection) and imported back as
+/// it was.
+#[test]
+fn formulas_in_free_text_are_neutralised_on_export_and_come_back() {
+    let site = Site::new(20);
+    let mut samples = site.csv(Table::Samples);
+    let formulas = [
+        "=HYPERLINK(A1)",
+        "+1",
+        "-80 degrees",
+        "@SUM(A1:A9)",
+        "'quoted",
+    ];
+    for (row, text) in formulas.iter().enumerate() {
+        samples.set(row + 1, "comment", text);
+    }
+    let path = site.write("samples-formulas.csv", &samples);
+    let dir = DataDir::new(site.tmp.path().join("formulas"));
+    let donors = site.export.join("donors.csv");
+    import::import(&dir, &[(Table::Donors, donors), (Table::Samples, path)]).unwrap();
+    let out = site.tmp.path().join("exported.csv");
+    export::to_csv(&dir, Table::Samples, &out).unwrap();
+    let exported = crate::common::Csv::read(&out);
+    let c = exported.col("comment");
+    let cells: Vec<&str> = exported.rows.iter().map(|r| r[c].as_str()).collect();
+    for text in formulas {
+        assert!(
+            cells.contains(&format!("'{text}").as_str()),
+            "{text} not neutralised: {cells:?}"
+        );
+    }
+    assert!(
+        !cells.iter().any(|c| c.starts_with(['=', '+', '-', '@'])),
+        "a cell a spreadsheet would run"
+    );
+    // And back: the same table.
+    let back = DataDir::new(site.tmp.path().join("back"));
+    let donors = site.export.join("donors.csv");
+    import::import(&back, &[(Table::Donors, donors), (Table::Samples, out)]).unwrap();
+    assert_eq!(
+        back.load_table(Table::Samples).unwrap(),
+        dir.load_table(Table::Samples).unwrap()
+    );
+}

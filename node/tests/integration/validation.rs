@@ -512,6 +512,82 @@ fn files_that_are_not_regular_files_are_refused_by_their_kind() {
     assert!(snapshot(site.dir.path()) == before);
 }
 
+/// A file that is not a table's export gets no line of itself printed:
+/// the header is its first line, and a link to a secret file would show it.
+#[test]
+fn a_first_line_that_is_no_header_is_not_echoed() {
+    let site = Site::new(20);
+    let secret = site.tmp.path().join("shadow.csv");
+    std::fs::write(
+        &secret,
+        "root:$y$j9T$Q0Zf3secrethash:19000:0:99999:7:::\nmore\n",
+    )
+    .unwrap();
+    let err = import::import(&site.dir, &[(Table::Donors, secret)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("secrethash") && !err.contains("root:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("number 1 of the header (its text is not shown)"),
+        "{err}"
+    );
+}
+
+/// Text in a Parquet file that is not UTF-8 is refused, not imported as
+/// missing values (arrow's safe cast once made it null).
+#[test]
+fn parquet_text_that_is_not_utf8_is_refused() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let site = Site::new(20);
+    let before = snapshot(site.dir.path());
+    // The donors' export as Parquet, but with sex as raw bytes, one of them
+    // Latin-1.
+    let csv = site.csv(Table::Donors);
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, name) in csv.header.iter().enumerate() {
+        let values: Vec<Vec<u8>> = csv
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                if name == "sex" && r == 3 {
+                    b"M\xe6nd".to_vec()
+                } else {
+                    row[i].clone().into_bytes()
+                }
+            })
+            .collect();
+        fields.push(Field::new(name, DataType::Binary, false));
+        columns.push(Arc::new(BinaryArray::from_iter_values(values.iter())));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let path = site.tmp.path().join("donors.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let err = match import::import(&site.dir, &[(Table::Donors, path)]) {
+        Err(bonebank_node::Error::Refused(p)) => p.to_string(),
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a donor's sex that is not UTF-8 was imported"),
+    };
+    assert!(err.contains("UTF-8"), "{err}");
+    assert!(!err.contains("a value is required"), "{err}");
+    assert!(snapshot(site.dir.path()) == before);
+}
+
 #[test]
 fn many_problems_show_twenty_and_count_all() {
     let site = Site::new(80);

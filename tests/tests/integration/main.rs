@@ -17,4 +17,5 @@ mod oidc;
 mod openapi;
 mod outbound;
 mod sites;
+mod slow;
 mod stewards;
