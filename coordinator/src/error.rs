@@ -78,6 +78,16 @@ impl WireError for Error {
                 m.clone(),
                 Some("download the request and send it to the Negotiator by hand, or try again later".into()),
             ),
+            Self::Database(e) if bonebank_service::error::is_full(e) => (
+                ErrorCode::StorageFull,
+                "the coordinator's storage is full, so it could not keep this answer in your history; \
+                 the sites that answered charged your budget for it"
+                    .into(),
+                Some(
+                    "ask the same question again later: each site remembers its release and gives it again free"
+                        .into(),
+                ),
+            ),
             _ => (
                 ErrorCode::Internal,
                 "the coordinator failed; the details are in its log".into(),

@@ -278,6 +278,7 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Opt
                 ErrorCode::NoData
                 | ErrorCode::NotFound
                 | ErrorCode::MethodNotAllowed
+                | ErrorCode::StorageFull
                 | ErrorCode::IdentityUnavailable
                 | ErrorCode::UpstreamFailed
                 | ErrorCode::Internal => SiteStatus::Failed,

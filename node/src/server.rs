@@ -45,7 +45,7 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
     Ok(AppState {
         service,
         identity,
-        metrics: Metrics::default(),
+        metrics: Metrics::default().with_state_dir(config.state_dir.clone()),
     })
 }
 

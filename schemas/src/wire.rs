@@ -396,6 +396,9 @@ pub enum ErrorCode {
     TooSlow,
     /// The HTTP method is not one this service answers (e.g. `TRACE`).
     MethodNotAllowed,
+    /// The service's storage is full: it could not record what it must
+    /// record with an answer, so it gave none; ask again later.
+    StorageFull,
     /// Another service this one relies on (a BBMRI-ERIC Negotiator) did
     /// not do what was asked; the message says what it answered.
     UpstreamFailed,
@@ -417,6 +420,7 @@ impl ErrorCode {
             Self::TooSlow => 422,
             Self::NoData | Self::IdentityUnavailable => 503,
             Self::UpstreamFailed => 502,
+            Self::StorageFull => 507,
             Self::Internal => 500,
         }
     }

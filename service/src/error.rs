@@ -180,6 +180,20 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// An extractor's refusal as every bonebank service answers.
+/// Whether a state database's error is a full disk (SQLite's
+/// `SQLITE_FULL`: "database or disk is full").
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
+}
+
+/// Whether a file's error is a full disk or quota.
+pub fn is_full_io(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 /// The answer to a method no bonebank service answers (`TRACE`, `CONNECT`,
 /// or one of a client's own), in the wire shape.
 pub fn method_not_allowed(method: &actix_web::http::Method) -> actix_web::Error {

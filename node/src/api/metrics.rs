@@ -18,6 +18,10 @@ pub struct Metrics {
     pub link_up: prometheus::IntGauge,
     /// Outbound mode: how often the link failed and was made again.
     pub link_failures: prometheus::IntCounter,
+    /// Bytes free to the node on its state directory's file system, read
+    /// when the metrics are.
+    storage_free: prometheus::IntGauge,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Metrics {
@@ -54,10 +58,16 @@ impl Default for Metrics {
             "Outbound mode: polls that failed, after which the node connected again",
         )
         .expect("valid metric");
+        let storage_free = prometheus::IntGauge::new(
+            "bonebank_node_storage_free_bytes",
+            "Bytes free to the node on its state directory's file system; at 0 no answer can be recorded, so none is given",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(epsilon.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(link_up.clone()),
             Box::new(link_failures.clone()),
+            Box::new(storage_free.clone()),
         ] {
             registry.register(metric).expect("registered once");
         }
@@ -68,6 +78,8 @@ impl Default for Metrics {
             epsilon,
             link_up,
             link_failures,
+            storage_free,
+            state_dir: None,
         }
     }
 }
@@ -81,6 +93,7 @@ impl Metrics {
                 bonebank_schemas::wire::ErrorCode::BudgetExhausted => "budget_exhausted",
                 bonebank_schemas::wire::ErrorCode::Internal => "error",
                 bonebank_schemas::wire::ErrorCode::PendingApproval => "pending_approval",
+                bonebank_schemas::wire::ErrorCode::StorageFull => "storage_full",
                 _ => "refused",
             },
         };
@@ -91,7 +104,20 @@ impl Metrics {
         }
     }
 
+    /// The same metrics, with the free space of `dir`'s file system.
+    pub fn with_state_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.state_dir = Some(dir);
+        self
+    }
+
     pub fn render(&self) -> String {
+        if let Some(dir) = &self.state_dir
+            && let Ok(fs) = rustix::fs::statvfs(dir)
+        {
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            self.storage_free
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -91,6 +91,16 @@ pub fn app(
     .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
+/// A full disk at the node, as researchers see it: an answer is stored
+/// with its charge in one transaction, so none was released or charged.
+fn full() -> (ErrorCode, String, Option<String>) {
+    (
+        ErrorCode::StorageFull,
+        "this site's storage is full, so it cannot record an answer; none was released and nothing was charged".into(),
+        Some("ask again later; the site's operator sees it in bonebank_node_storage_free_bytes".into()),
+    )
+}
+
 impl WireError for Error {
     /// The wire form: users' faults with their message and hint, ours with a
     /// generic message (the details go to the log).
@@ -173,6 +183,8 @@ impl WireError for Error {
                 m.clone(),
                 Some("a held question's ticket is in the message that said it waits".into()),
             ),
+            Error::Database(e) if bonebank_service::error::is_full(e) => full(),
+            Error::Io { source, .. } if bonebank_service::error::is_full_io(source) => full(),
             _ => (
                 ErrorCode::Internal,
                 "internal error; the site's log has the details".into(),

@@ -287,4 +287,43 @@ async fn site_budget_health_and_metrics() {
         metrics.contains("bonebank_node_queries_total{outcome=\"released\"} 1"),
         "{metrics}"
     );
+    // The free space of the state directory's file system.
+    let free: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("bonebank_node_storage_free_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no storage gauge in {metrics}"));
+    assert!(free > 0, "{free}");
+}
+
+/// A full disk is said as such, not as an internal error: here SQLite's
+/// own "database or disk is full", from a database whose pages ran out.
+#[actix_web::test]
+async fn a_full_disk_is_its_own_answer() {
+    use bonebank_service::error::WireError;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(tmp.path().join("full.sqlite")).unwrap();
+    db.execute_batch("CREATE TABLE t (x BLOB); PRAGMA max_page_count = 3;")
+        .unwrap();
+    let full = (0..100)
+        .find_map(|_| {
+            db.execute("INSERT INTO t VALUES (zeroblob(4096))", [])
+                .err()
+        })
+        .expect("the database fills up");
+    assert!(full.to_string().contains("full"), "{full}");
+    let body = bonebank_node::Error::Database(full).body();
+    assert_eq!(body.code, bonebank_schemas::wire::ErrorCode::StorageFull);
+    assert_eq!(body.code.status(), 507);
+    assert!(
+        body.message.contains("storage is full") && body.message.contains("nothing was charged")
+    );
+    let io = bonebank_node::Error::Io {
+        path: "state".into(),
+        source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+    };
+    assert_eq!(
+        io.body().code,
+        bonebank_schemas::wire::ErrorCode::StorageFull
+    );
 }
