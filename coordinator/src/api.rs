@@ -3,7 +3,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, ResponseError, get, post, web};
+use actix_web::{App, HttpRequest, HttpResponse, get, post, web};
 use bonebank_schemas::icd10_titles::CodeMatch;
 use bonebank_schemas::wire::{
     BudgetListing, CheckedQuestion, ErrorBody, FederatedPreview, FederatedRequest, FederatedResult,
@@ -99,7 +99,6 @@ pub fn app(
             session_cookie: Some(auth::SESSION_COOKIE),
         },
     )
-    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 /// `GET /`: the researchers' app.

@@ -367,7 +367,6 @@ pub fn app(
             session_cookie: None,
         },
     )
-    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 /// The site whose node sent `request`, from its connection's certificate,

@@ -9,7 +9,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, get, post, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, get, post, web};
 use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::{
     ApprovalDecision, ApprovalRequest, AuditPage, ErrorBody, SiteLedger, TicketStatus, WhoAmI,
@@ -93,7 +93,6 @@ pub fn app(
             session_cookie: Some(&cookie_name(&site_name)),
         },
     )
-    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 /// `GET /`: the pages.

@@ -194,19 +194,6 @@ pub fn is_full_io(e: &std::io::Error) -> bool {
     )
 }
 
-/// The answer to a method no bonebank service answers (`TRACE`, `CONNECT`,
-/// or one of a client's own), in the wire shape.
-pub fn method_not_allowed(method: &actix_web::http::Method) -> actix_web::Error {
-    rejection(
-        ErrorCode::MethodNotAllowed,
-        format!(
-            "{} is not a method this service answers",
-            method.as_str().chars().take(20).collect::<String>()
-        ),
-        Some("use GET or POST, as /openapi.json describes each path"),
-    )
-}
-
 fn rejection(code: ErrorCode, message: String, hint: Option<&str>) -> actix_web::Error {
     let body = ErrorBody {
         code,

@@ -65,13 +65,16 @@ where
     let (app, doc) = app.service(document).split_for_parts();
     let doc = complete(doc, about);
     let json = doc.to_json().expect("an OpenAPI document is JSON");
+    let routes = Routes::of(&doc);
     // On every listener: bodies arrive in time or the connection is
-    // closed, unusual methods are refused, and every answer says it is
+    // closed, a path asked with a method it does not answer gets 405 with
+    // `Allow` (see [`fallback`]), and every answer says it is
     // to be read as its type says and only over HTTPS (browsers ignore
     // HSTS on plain HTTP, which bonebank serves on loopback only).
     app.app_data(web::Data::new(Document(json)))
+        .app_data(web::Data::new(routes))
+        .default_service(web::to(fallback))
         .wrap(actix_web::middleware::from_fn(crate::server::body_deadline))
-        .wrap(actix_web::middleware::from_fn(crate::server::known_methods))
         .wrap(
             actix_web::middleware::DefaultHeaders::new()
                 .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -120,6 +123,100 @@ fn complete(mut doc: OpenApi, about: About<'_>) -> OpenApi {
     }
     doc.components = Some(built);
     doc
+}
+
+/// The document's paths, as segments (`None` for a `{parameter}`), each
+/// with the methods it is answered by.
+#[derive(Debug)]
+struct Routes(Vec<(Vec<Option<String>>, Vec<&'static str>)>);
+
+impl Routes {
+    fn of(doc: &OpenApi) -> Self {
+        Self(
+            doc.paths
+                .paths
+                .iter()
+                .map(|(path, item)| {
+                    let segments = path
+                        .trim_start_matches('/')
+                        .split('/')
+                        .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                        .collect();
+                    let methods = [
+                        ("GET", item.get.is_some()),
+                        ("PUT", item.put.is_some()),
+                        ("POST", item.post.is_some()),
+                        ("DELETE", item.delete.is_some()),
+                        ("OPTIONS", item.options.is_some()),
+                        ("HEAD", item.head.is_some()),
+                        ("PATCH", item.patch.is_some()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(m, has)| has.then_some(m))
+                    .collect();
+                    (segments, methods)
+                })
+                .collect(),
+        )
+    }
+
+    /// The methods `path` is answered by; empty if the document has no
+    /// such path.
+    fn allowed(&self, path: &str) -> Vec<&'static str> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut methods = Vec::new();
+        for (segments, answered) in &self.0 {
+            let matches = segments.len() == parts.len()
+                && segments
+                    .iter()
+                    .zip(&parts)
+                    // A `{parameter}` takes any segment but an empty one.
+                    .all(|(s, p)| s.as_deref().map_or(!p.is_empty(), |s| s == *p));
+            if matches {
+                for m in answered {
+                    if !methods.contains(m) {
+                        methods.push(*m);
+                    }
+                }
+            }
+        }
+        methods
+    }
+}
+
+/// What no route took: 405 with `Allow` for a documented path asked with
+/// another method, else 404; both in the wire shape.
+async fn fallback(req: actix_web::HttpRequest, routes: web::Data<Routes>) -> HttpResponse {
+    use bonebank_schemas::wire::ErrorCode;
+    let allowed = routes.allowed(req.path());
+    let (code, message, hint) = if allowed.is_empty() {
+        (
+            ErrorCode::NotFound,
+            "no such endpoint".to_owned(),
+            "the endpoints are listed in /openapi.json",
+        )
+    } else {
+        (
+            ErrorCode::MethodNotAllowed,
+            format!(
+                "{} is not answered here; {} is",
+                req.method().as_str().chars().take(20).collect::<String>(),
+                allowed.join(" or ")
+            ),
+            "/openapi.json describes each path's methods",
+        )
+    };
+    let mut response = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(code.status()).expect("a status"),
+    );
+    if !allowed.is_empty() {
+        response.insert_header((actix_web::http::header::ALLOW, allowed.join(", ")));
+    }
+    response.json(ErrorBody {
+        code,
+        message,
+        hint: Some(hint.to_owned()),
+    })
 }
 
 /// `GET /openapi.json`: this document.

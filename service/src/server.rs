@@ -97,32 +97,6 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// it, new connections wait in the kernel's backlog.
 pub const CONNECTIONS_PER_WORKER: usize = 4_096;
 
-/// Middleware for every listener: a method outside HTTP's usual set
-/// (`TRACE`, `CONNECT`, one of the client's own) is answered 405 before
-/// any route sees it.
-pub async fn known_methods<B: actix_web::body::MessageBody + 'static>(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<B>,
-) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
-    use actix_web::http::Method;
-    let known = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::OPTIONS,
-    ];
-    if !known.contains(req.method()) {
-        let refusal = crate::error::method_not_allowed(req.method());
-        return Ok(req.error_response(refusal).map_into_right_body());
-    }
-    next.call(req)
-        .await
-        .map(actix_web::dev::ServiceResponse::map_into_left_body)
-}
-
 /// Middleware for every listener: the request's body is read within
 /// [`BODY_TIMEOUT`], or reading it fails (`408`-like: the extractor's
 /// error, and the connection is closed as its body was not read).

@@ -11,7 +11,7 @@ mod site;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::{App, ResponseError, web};
+use actix_web::{App, web};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
 use bonebank_service::StewardedSite;
 use bonebank_service::error::{WireError, json_config};
@@ -88,7 +88,6 @@ pub fn app(
             session_cookie: None,
         },
     )
-    .default_service(web::to(|| async { Error::NotFound.error_response() }))
 }
 
 /// A full disk at the node, as researchers see it: an answer is stored

@@ -266,6 +266,7 @@ async fn site_budget_health_and_metrics() {
         )
         .await;
         assert_eq!(refused.status(), 405, "{method}");
+        assert_eq!(refused.headers().get("allow").unwrap(), "GET", "{method}");
         let body: serde_json::Value = test::read_body_json(refused).await;
         assert_eq!(body["code"], "method_not_allowed", "{method}: {body}");
     }

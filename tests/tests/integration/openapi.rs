@@ -58,7 +58,7 @@ fn fuzz(binary: &Path, base: &str, name: &str, seconds: u32, extra: &[&str], rep
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,\
-             response_headers_conformance,response_schema_conformance",
+             response_headers_conformance,response_schema_conformance,unsupported_method",
             "--max-examples",
             "20",
             "--seed",
