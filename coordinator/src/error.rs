@@ -12,8 +12,6 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     Unauthenticated(String),
-    #[error("not found")]
-    NotFound,
     /// The caller's history has no answer with this id.
     #[error("there is no question {0} in your history")]
     NotInHistory(i64),
@@ -67,7 +65,6 @@ impl WireError for Error {
                 let body = e.body();
                 (body.code, body.message, body.hint)
             }
-            Self::NotFound => (ErrorCode::NotFound, "no such endpoint".into(), None),
             Self::NotInHistory(_) => (
                 ErrorCode::NotFound,
                 self.to_string(),

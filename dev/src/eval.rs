@@ -361,12 +361,14 @@ async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) ->
     // As stored (the evaluation's raised budgets cannot be described).
     let version = site.engine.dataset_version()?.unwrap_or_default();
     let stored = service.store().sample_bounds(&version)?;
-    let line = match stored.and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok()) {
-        Some(b) => b["per_type"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, n)| n.as_i64().unwrap_or(0) > 0)
+    let bounds = stored.and_then(|json| {
+        serde_json::from_str::<bonebank_schemas::wire::SampleBoundsDescription>(&json).ok()
+    });
+    let line = match bounds {
+        Some(b) => b
+            .per_type
+            .iter()
+            .filter(|(_, n)| **n > 0)
             .map(|(t, n)| format!("{t} {n}"))
             .collect::<Vec<_>>()
             .join(", "),

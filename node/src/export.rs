@@ -45,24 +45,24 @@ const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
 /// OWASP recommends; so does one that already starts with an apostrophe,
 /// so that import can take exactly one off again ([`as_imported`]).
 pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.chars().next() {
-        Some(c) if FORMULA_STARTS.contains(&c) || c == '\'' => format!("'{text}").into(),
-        _ => text.into(),
+    if text.chars().next().is_some_and(needs_apostrophe) {
+        format!("'{text}").into()
+    } else {
+        text.into()
     }
+}
+
+/// Whether a cell starting with `c` gets an apostrophe before it: the start
+/// of a formula, or an apostrophe of its own.
+fn needs_apostrophe(c: char) -> bool {
+    FORMULA_STARTS.contains(&c) || c == '\''
 }
 
 /// Free text as import reads it: the apostrophe [`neutralise`] put before a
 /// cell is taken off again, so an export imports back unchanged.
 pub fn as_imported(text: &str) -> &str {
     match text.strip_prefix('\'') {
-        Some(rest)
-            if rest
-                .chars()
-                .next()
-                .is_some_and(|c| FORMULA_STARTS.contains(&c) || c == '\'') =>
-        {
-            rest
-        }
+        Some(rest) if rest.chars().next().is_some_and(needs_apostrophe) => rest,
         _ => text,
     }
 }

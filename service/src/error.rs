@@ -180,6 +180,13 @@ pub fn path_config() -> web::PathConfig {
 }
 
 /// An extractor's refusal as every bonebank service answers.
+/// An error answer in the wire shape, for a refusal made outside any
+/// service's own error type (e.g. [`crate::openapi`]'s fallback).
+pub fn answer(body: ErrorBody) -> HttpResponse {
+    let message = body.message.clone();
+    respond(body, &message, None)
+}
+
 /// Whether a state database's error is a full disk (SQLite's
 /// `SQLITE_FULL`: "database or disk is full").
 pub fn is_full(e: &rusqlite::Error) -> bool {

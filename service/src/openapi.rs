@@ -206,17 +206,19 @@ async fn fallback(req: actix_web::HttpRequest, routes: web::Data<Routes>) -> Htt
             "/openapi.json describes each path's methods",
         )
     };
-    let mut response = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(code.status()).expect("a status"),
-    );
-    if !allowed.is_empty() {
-        response.insert_header((actix_web::http::header::ALLOW, allowed.join(", ")));
-    }
-    response.json(ErrorBody {
+    let mut response = crate::error::answer(ErrorBody {
         code,
         message,
         hint: Some(hint.to_owned()),
-    })
+    });
+    if !allowed.is_empty() {
+        let allow = actix_web::http::header::HeaderValue::from_str(&allowed.join(", "))
+            .expect("method names are header text");
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, allow);
+    }
+    response
 }
 
 /// `GET /openapi.json`: this document.

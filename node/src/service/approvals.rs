@@ -193,8 +193,7 @@ impl QueryService {
             }
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
             let units = privacy::units(checked.loss);
-            let bounds = self.sample_bounds(&version).await?;
-            let samples_bound = self.samples_bound(&checked, bounds.as_deref());
+            let samples_bound = self.samples_bound(Some(&version), &checked).await?;
             let key = self.release_key(&version, &checked, units, samples_bound);
             let mut detail = audit::Question {
                 user: requester.user.clone(),

@@ -7,18 +7,17 @@
 //! donors with at least `k` samples of `t`, released with discrete Gaussian
 //! noise and charged to the site's account (no user's). Each type's bound
 //! is the last `k` whose noisy count stands out of the noise (with the one
-//! before it), plus an eighth, and a question's bound is what one of its cells can hold: the largest
-//! bound of the types it may count when it groups by sample type, their sum
-//! when it does not. The bounds are post-processing of that one release,
+//! before it), plus an eighth, and a question's bound is what one of its
+//! cells can hold: the largest bound of the types it may count when it
+//! groups by sample type, their sum when it does not. The bounds are post-processing of that one release,
 //! public, and shown in `/v1/site`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bonebank_query::Checked;
 use bonebank_schemas::wire::{Accounting, SampleBoundsDescription};
 use bonebank_schemas::{Filter, SampleType, Value, ValueSet};
-use serde::{Deserialize, Serialize};
 
 use super::{QueryService, blocking};
 use crate::privacy::{self, Sensitivity};
@@ -41,71 +40,66 @@ const STANDS_OUT_ALONE: f64 = 3.72;
 /// them, so that what the bound leaves out is a small part of the noise.
 const MARGIN: i64 = 8;
 
-/// The bounds one dataset version's measurement gave.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MeasuredBounds {
-    pub dataset_version: String,
-    /// Per sample type (its MIABIS code), the most samples of that type of
-    /// one donor a cell counts; 0 for a type no donor stands out with.
-    pub per_type: BTreeMap<String, i64>,
-    /// The ρ the measurement was charged.
-    pub loss: f64,
+/// The bounds one dataset version's measurement gave, as `/v1/site` shows
+/// them and the store keeps them.
+pub type MeasuredBounds = SampleBoundsDescription;
+
+/// The bounds from the noisy table: `noisy[t][k - 1]` estimates the donors
+/// with at least `k` samples of type `t`.
+pub fn from_noisy(
+    dataset_version: String,
+    noisy: &[Vec<i64>],
+    scale: f64,
+    loss: f64,
+) -> MeasuredBounds {
+    let threshold = STANDS_OUT * scale;
+    let per_type = SampleType::ALL
+        .iter()
+        .zip(noisy)
+        .map(|(t, counts)| {
+            let out = |k: usize| counts[k] as f64 > threshold;
+            let last = (0..counts.len()).rev().find(|&k| {
+                if k == 0 {
+                    counts[0] as f64 > STANDS_OUT_ALONE * scale
+                } else {
+                    out(k) && out(k - 1)
+                }
+            });
+            let bound = last.map_or(0, |k| {
+                let b = k as i64 + 1;
+                (b + b / MARGIN).min(counts.len() as i64)
+            });
+            (t.code().to_owned(), bound)
+        })
+        .collect();
+    MeasuredBounds {
+        dataset_version,
+        per_type,
+        loss,
+    }
 }
 
-impl MeasuredBounds {
-    /// The bounds from the noisy table: `noisy[t][k - 1]` estimates the
-    /// donors with at least `k` samples of type `t`.
-    pub fn from_noisy(dataset_version: String, noisy: &[Vec<i64>], scale: f64, loss: f64) -> Self {
-        let threshold = STANDS_OUT * scale;
-        let per_type = SampleType::ALL
-            .iter()
-            .zip(noisy)
-            .map(|(t, counts)| {
-                let out = |k: usize| counts[k] as f64 > threshold;
-                let last = (0..counts.len()).rev().find(|&k| {
-                    if k == 0 {
-                        counts[0] as f64 > STANDS_OUT_ALONE * scale
-                    } else {
-                        out(k) && out(k - 1)
-                    }
-                });
-                let bound = last.map_or(0, |k| {
-                    let b = k as i64 + 1;
-                    (b + b / MARGIN).min(counts.len() as i64)
-                });
-                (t.code().to_owned(), bound)
-            })
-            .collect();
-        Self {
-            dataset_version,
-            per_type,
-            loss,
-        }
-    }
-
-    /// The most samples of one donor one cell of `query` may count.
-    pub fn for_question(&self, filter: &Filter, by_sample_type: bool, ceiling: i64) -> i64 {
-        let types = admitted(filter);
-        let bounds = self
-            .per_type
-            .iter()
-            .filter(|(t, _)| types.as_ref().is_none_or(|set| set.contains(t.as_str())))
-            .map(|(_, b)| *b);
-        let bound = if by_sample_type {
-            bounds.max().unwrap_or(0)
-        } else {
-            bounds.sum()
-        };
-        bound.clamp(1, ceiling)
-    }
-
-    pub fn describe(&self) -> SampleBoundsDescription {
-        SampleBoundsDescription {
-            dataset_version: self.dataset_version.clone(),
-            per_type: self.per_type.clone(),
-            loss: self.loss,
-        }
-    }
+/// The most samples of one donor one cell of a question with `filter` may
+/// count: the largest bound of the types it admits when it groups by
+/// sample type, their sum when it does not.
+pub fn for_question(
+    bounds: &MeasuredBounds,
+    filter: &Filter,
+    by_sample_type: bool,
+    ceiling: i64,
+) -> i64 {
+    let types = admitted(filter);
+    let admitted = bounds
+        .per_type
+        .iter()
+        .filter(|(t, _)| types.as_ref().is_none_or(|set| set.contains(t.as_str())))
+        .map(|(_, b)| *b);
+    let bound = if by_sample_type {
+        admitted.max().unwrap_or(0)
+    } else {
+        admitted.sum()
+    };
+    bound.clamp(1, ceiling)
 }
 
 /// The sample types a row that `filter` keeps may have: `None` for any.
@@ -125,35 +119,67 @@ fn admitted(filter: &Filter) -> Option<BTreeSet<&'static str>> {
             }
             Some(all)
         }
-        Filter::In { column, values } if is_type(column) => Some(
-            SampleType::ALL
+        Filter::In { column, values } if is_type(column) => Some(codes_where(|code| {
+            values
                 .iter()
-                .map(|t| t.code())
-                .filter(|code| {
-                    values
-                        .iter()
-                        .any(|v| matches!(v, Value::Text(x) if x == code))
-                })
-                .collect(),
-        ),
-        Filter::Prefix { column, prefix } if is_type(column) => Some(
-            SampleType::ALL
-                .iter()
-                .map(|t| t.code())
-                .filter(|code| code.starts_with(prefix.as_str()))
-                .collect(),
-        ),
+                .any(|v| matches!(v, Value::Text(x) if x == code))
+        })),
+        Filter::Prefix { column, prefix } if is_type(column) => {
+            Some(codes_where(|code| code.starts_with(prefix.as_str())))
+        }
         _ => None,
     }
 }
 
+/// The sample types' codes that `keep` keeps.
+fn codes_where(keep: impl Fn(&str) -> bool) -> BTreeSet<&'static str> {
+    SampleType::ALL
+        .iter()
+        .map(|t| t.code())
+        .filter(|code| keep(code))
+        .collect()
+}
+
 impl QueryService {
-    /// The sample bounds of `version`: measured now if they never were
-    /// (charged to the site), else as stored. `None` where the site does
-    /// not measure them (pure accounting, or `measure = false`), where its
-    /// budget cannot pay for them, or where the data changed meanwhile: the
-    /// policy's fixed `max_samples_per_donor` holds then.
-    pub(super) async fn sample_bounds(&self, version: &str) -> Result<Option<Arc<MeasuredBounds>>> {
+    /// The most samples of one donor one cell of `checked` counts over
+    /// `version` (the current one if `None`), from that version's sample
+    /// bounds: measured now if they never were (charged to the site), else
+    /// as stored. The policy's fixed `max_samples_per_donor` where there
+    /// are none: no data yet, the site does not measure them (pure
+    /// accounting, or `measure = false`), its budget cannot pay for them,
+    /// or the data changed meanwhile.
+    pub(super) async fn samples_bound(
+        &self,
+        version: Option<&str>,
+        checked: &Checked,
+    ) -> Result<i64> {
+        let current;
+        let version = match version {
+            Some(v) => Some(v),
+            None => {
+                current = self.engine.dataset_version()?;
+                current.as_deref()
+            }
+        };
+        let settings = self.policy.zcdp.sample_bounds;
+        let bounds = match version {
+            Some(v) => self.sample_bounds(v).await?,
+            None => None,
+        };
+        Ok(match bounds {
+            None => self.policy.max_samples_per_donor,
+            Some(b) => for_question(
+                &b,
+                &checked.query.filter,
+                checked.query.group_by.iter().any(|d| d == "sample_type"),
+                settings.ceiling,
+            ),
+        })
+    }
+
+    /// The sample bounds of `version`, from memory, the store, or a new
+    /// measurement; `None` where there are none (see [`Self::samples_bound`]).
+    async fn sample_bounds(&self, version: &str) -> Result<Option<Arc<MeasuredBounds>>> {
         let settings = self.policy.zcdp.sample_bounds;
         if self.policy.accounting != Accounting::Zcdp || !settings.measure {
             return Ok(None);
@@ -208,7 +234,7 @@ impl QueryService {
                 .map(<[i64]>::to_vec)
                 .collect();
             let units = privacy::units_up(calibration.loss);
-            let bounds = MeasuredBounds::from_noisy(
+            let bounds = from_noisy(
                 version.clone(),
                 &noisy,
                 calibration.scale,
@@ -227,19 +253,6 @@ impl QueryService {
             }
         })
         .await
-    }
-
-    /// The most samples of one donor one cell of `checked` counts, with
-    /// the bounds of its dataset version (if measured).
-    pub(super) fn samples_bound(&self, checked: &Checked, bounds: Option<&MeasuredBounds>) -> i64 {
-        match bounds {
-            None => self.policy.max_samples_per_donor,
-            Some(b) => b.for_question(
-                &checked.query.filter,
-                checked.query.group_by.iter().any(|d| d == "sample_type"),
-                self.policy.zcdp.sample_bounds.ceiling,
-            ),
-        }
     }
 }
 
@@ -285,7 +298,7 @@ mod tests {
             .position(|t| t.code() == "Saliva")
             .unwrap();
         noisy[saliva] = vec![30, 0, 0, 0, 0, 0, 0, 0];
-        let b = MeasuredBounds::from_noisy("v".into(), &noisy, 10.0, 0.5);
+        let b = from_noisy("v".into(), &noisy, 10.0, 0.5);
         // 25 is the threshold: 60 stands out at k = 5 with 200 before it;
         // 40 at k = 8 stands out alone.
         assert_eq!(b.per_type["Plasma"], 5);
@@ -296,7 +309,7 @@ mod tests {
         let mut wide = vec![vec![0i64; 64]; SampleType::ALL.len()];
         wide[plasma][..40].fill(500);
         wide[serum].fill(500);
-        let b = MeasuredBounds::from_noisy("v".into(), &wide, 10.0, 0.5);
+        let b = from_noisy("v".into(), &wide, 10.0, 0.5);
         assert_eq!(b.per_type["Plasma"], 45);
         assert_eq!(b.per_type["Serum"], 64);
     }
@@ -305,15 +318,15 @@ mod tests {
     fn a_questions_bound_is_what_one_of_its_cells_can_hold() {
         let b = bounds(&[("Plasma", 40), ("Serum", 6), ("DNA", 1), ("Urine", 0)]);
         // Ungrouped, any type: a donor's cell holds all their types.
-        assert_eq!(b.for_question(&Filter::True, false, 64), 47);
+        assert_eq!(for_question(&b, &Filter::True, false, 64), 47);
         // Grouped by sample type: one type per cell.
-        assert_eq!(b.for_question(&Filter::True, true, 64), 40);
+        assert_eq!(for_question(&b, &Filter::True, true, 64), 40);
         let serum_or_dna = Filter::In {
             column: "sample_type".into(),
             values: vec![text("Serum"), text("DNA")],
         };
-        assert_eq!(b.for_question(&serum_or_dna, false, 64), 7);
-        assert_eq!(b.for_question(&serum_or_dna, true, 64), 6);
+        assert_eq!(for_question(&b, &serum_or_dna, false, 64), 7);
+        assert_eq!(for_question(&b, &serum_or_dna, true, 64), 6);
         // Another condition ANDed keeps the types; a NOT or an OR with an
         // unrestricted side admits them all.
         let and = Filter::And(vec![
@@ -324,24 +337,24 @@ mod tests {
                 max: None,
             },
         ]);
-        assert_eq!(b.for_question(&and, false, 64), 7);
+        assert_eq!(for_question(&b, &and, false, 64), 7);
         assert_eq!(
-            b.for_question(&Filter::Not(Box::new(serum_or_dna.clone())), false, 64),
+            for_question(&b, &Filter::Not(Box::new(serum_or_dna.clone())), false, 64),
             47
         );
         let or = Filter::Or(vec![serum_or_dna.clone(), Filter::True]);
-        assert_eq!(b.for_question(&or, false, 64), 47);
+        assert_eq!(for_question(&b, &or, false, 64), 47);
         // The ceiling caps, and a type nobody has still counts one.
-        assert_eq!(b.for_question(&Filter::True, false, 20), 20);
+        assert_eq!(for_question(&b, &Filter::True, false, 20), 20);
         let urine = Filter::In {
             column: "sample_type".into(),
             values: vec![text("Urine")],
         };
-        assert_eq!(b.for_question(&urine, false, 64), 1);
+        assert_eq!(for_question(&b, &urine, false, 64), 1);
         let prefix = Filter::Prefix {
             column: "sample_type".into(),
             prefix: "Se".into(),
         };
-        assert_eq!(b.for_question(&prefix, false, 64), 6);
+        assert_eq!(for_question(&b, &prefix, false, 64), 6);
     }
 }

@@ -36,14 +36,9 @@ impl QueryService {
                 "ask the site's data steward",
             )));
         }
-        // The bounds of the current version, measured now if they never
-        // were (a charge to the site, not to the caller); with no data yet,
-        // the fixed bound.
-        let bounds = match self.engine.dataset_version()? {
-            Some(version) => self.sample_bounds(&version).await?,
-            None => None,
-        };
-        let plan = self.plan(&checked, self.samples_bound(&checked, bounds.as_deref()));
+        // With the current version's sample bounds, measured now if they
+        // never were (a charge to the site, not to the caller).
+        let plan = self.plan_now(&checked).await?;
         let calibrations = self.calibrate(&plan, privacy::units(checked.loss))?;
         let charge: i64 = calibrations.iter().map(|c| privacy::units_up(c.loss)).sum();
         let mechanism = privacy::mechanism(self.policy.accounting);
@@ -189,7 +184,7 @@ impl QueryService {
                 .expect("lock")
                 .as_ref()
                 .filter(|b| Some(&b.dataset_version) == dataset_version.as_ref())
-                .map(|b| b.describe()),
+                .map(|b| (**b).clone()),
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
             role_filters: p

@@ -336,11 +336,7 @@ pub const SITE_ACCOUNT: &str = "(site: sample bounds)";
 impl Store {
     /// The sample bounds measured for `version`, as stored (JSON).
     pub fn sample_bounds(&self, version: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT bounds FROM sample_bounds WHERE dataset_version = ?1")?
-            .query_row([version], |r| r.get(0))
-            .optional()?)
+        stored_bounds(&self.conn(), version)
     }
 
     /// Stores the bounds measured for `version` (JSON) and charges `units`
@@ -357,14 +353,7 @@ impl Store {
     ) -> Result<Result<String, Account>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<String> = tx
-            .query_row(
-                "SELECT bounds FROM sample_bounds WHERE dataset_version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(stored) = stored {
+        if let Some(stored) = stored_bounds(&tx, version)? {
             return Ok(Ok(stored));
         }
         let payer = Payer {
@@ -401,6 +390,14 @@ impl Store {
         tx.commit()?;
         Ok(Ok(bounds.to_owned()))
     }
+}
+
+/// The sample bounds stored for `version`, if any.
+fn stored_bounds(conn: &Connection, version: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT bounds FROM sample_bounds WHERE dataset_version = ?1")?
+        .query_row([version], |r| r.get(0))
+        .optional()?)
 }
 
 #[cfg(test)]
