@@ -25,8 +25,8 @@ pub struct CoordinatorConfig {
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
     /// The OIDC provider whose access tokens identify users; the same
-    /// settings as the nodes'. The coordinator checks tokens too, and passes
-    /// them on to the nodes, which check them again.
+    /// settings as the nodes'. Users' tokens stop here: the coordinator
+    /// checks them and sends each site a grant of its own signing instead.
     pub oidc: OidcSettings,
     /// How users sign in: the browser login and the CLI's device flow.
     pub login: LoginConfig,
@@ -127,6 +127,12 @@ pub struct ClientTls {
     pub certificate: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs the grants sent to
+    /// the sites in place of users' tokens; each node trusts its public key
+    /// (`tls.coordinator_grant_key`). Make a pair with
+    /// `openssl genpkey -algorithm ed25519 -out grant.key` and
+    /// `openssl pkey -in grant.key -pubout -out grant.pub`.
+    pub grant_key: PathBuf,
 }
 
 /// Where a site's node is, and the name its certificate must carry.
@@ -186,6 +192,7 @@ impl CoordinatorConfig {
             &mut config.tls.ca,
             &mut config.tls.certificate,
             &mut config.tls.key,
+            &mut config.tls.grant_key,
         ]
         .into_iter()
         .chain(link_files)
@@ -318,6 +325,7 @@ mod tests {
                 ca: "ca.crt".into(),
                 certificate: "c.crt".into(),
                 key: "c.key".into(),
+                grant_key: "grant.key".into(),
             },
             sites: vec![SiteEndpoint {
                 id: SiteId::parse("DE-LUE").unwrap(),

@@ -10,6 +10,7 @@ use bonebank_schemas::wire::{
     SiteAnswer, SiteDescription, SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
+use bonebank_service::grant::GrantSigner;
 use bonebank_service::tls;
 use tokio::time::Instant;
 
@@ -24,6 +25,9 @@ use bonebank_service::error_chain;
 pub struct SiteClient {
     pub id: SiteId,
     transport: Transport,
+    /// Signs each request's grant: the user's token never leaves the
+    /// coordinator (see [`bonebank_service::grant`]).
+    grants: Arc<GrantSigner>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +48,12 @@ impl SiteClient {
     /// A client for `site` that presents the coordinator's certificate and
     /// accepts only a node certificate from the CA valid for the site's name;
     /// or, for a site without a URL, its link (`links`).
-    pub fn new(site: &SiteEndpoint, tls_files: &ClientTls, links: Option<&Links>) -> Result<Self> {
+    pub fn new(
+        site: &SiteEndpoint,
+        tls_files: &ClientTls,
+        links: Option<&Links>,
+        grants: Arc<GrantSigner>,
+    ) -> Result<Self> {
         let Some(url) = &site.url else {
             let link = links.and_then(|l| l.site(&site.id)).ok_or_else(|| {
                 Error::Usage(format!(
@@ -55,6 +64,7 @@ impl SiteClient {
             return Ok(Self {
                 id: site.id.clone(),
                 transport: Transport::Outbound(link),
+                grants,
             });
         };
         let base =
@@ -81,6 +91,7 @@ impl SiteClient {
         Ok(Self {
             id: site.id.clone(),
             transport: Transport::Inbound { base, http },
+            grants,
         })
     }
 
@@ -93,15 +104,18 @@ impl SiteClient {
         }
     }
 
-    /// Sends one request to the node, however it is reached; its HTTP
-    /// status and body, or why there is none.
+    /// Sends one request to the node, however it is reached, with a grant
+    /// for `who` at this site only; its HTTP status and body, or why there
+    /// is none.
     async fn exchange(
         &self,
         method: &'static str,
         path: &str,
-        token: Option<&str>,
+        who: Option<&Requester>,
         body: Option<serde_json::Value>,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+        let grant = who.map(|w| self.grants.sign(&w.caller, self.id.as_str()));
+        let grant = grant.as_deref();
         match &self.transport {
             Transport::Inbound { base, http } => {
                 let unreachable = |e: reqwest::Error| {
@@ -113,8 +127,8 @@ impl SiteClient {
                     "POST" => http.post(url),
                     _ => http.get(url),
                 };
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
+                if let Some(grant) = grant {
+                    request = request.bearer_auth(grant);
                 }
                 if let Some(body) = &body {
                     request = request.json(body);
@@ -125,7 +139,7 @@ impl SiteClient {
                 Ok((status, bytes.to_vec()))
             }
             Transport::Outbound(link) => {
-                let response = link.ask(method, path, token, body).await.map_err(|why| {
+                let response = link.ask(method, path, grant, body).await.map_err(|why| {
                     tracing::warn!(site = %self.id, why, "site unreachable");
                     (
                         SiteStatus::Unreachable,
@@ -158,7 +172,7 @@ impl SiteClient {
         };
         let request = serde_json::to_value(&request).expect("requests serialise");
         let (status, body) = self
-            .exchange("POST", path, Some(&who.token), Some(request))
+            .exchange("POST", path, Some(who), Some(request))
             .await?;
         // 202 is a ticket waiting for a steward: an error body, not an answer.
         if !(status.is_success() && status != reqwest::StatusCode::ACCEPTED) {
@@ -226,9 +240,7 @@ impl SiteClient {
     /// The caller's own budget at the site.
     pub async fn budget(&self, who: &Requester) -> BudgetListing {
         let fetched = async {
-            let (status, body) = self
-                .exchange("GET", "v1/budget", Some(&who.token), None)
-                .await?;
+            let (status, body) = self.exchange("GET", "v1/budget", Some(who), None).await?;
             if !status.is_success() {
                 return Err(failure(status, &body));
             }

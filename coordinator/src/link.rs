@@ -177,7 +177,7 @@ impl LinkSite {
         &self,
         method: &str,
         path: &str,
-        token: Option<&str>,
+        grant: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Result<LinkResponse, String> {
         let id = REQUESTS.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +202,7 @@ impl LinkSite {
                 id,
                 method: method.into(),
                 path: path.into(),
-                token: token.map(str::to_owned),
+                grant: grant.map(str::to_owned),
                 body,
             });
         }

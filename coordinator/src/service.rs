@@ -12,6 +12,7 @@ use bonebank_schemas::wire::{
     HistoryEntry, SiteListing, SiteStatus,
 };
 use bonebank_service::Caller;
+use bonebank_service::grant::{self, GrantSigner};
 use tokio::time::Instant;
 
 use crate::auth::Requester;
@@ -42,10 +43,16 @@ impl Coordinator {
                 .collect();
             Links::new(&outbound, Duration::from_millis(link.heartbeat_ms))
         });
+        // A grant lives as long as a question may wait for the sites, and
+        // a minute more for clocks that disagree.
+        let lifetime = (config.deadline_ms / 1000 + 60).min(grant::MAX_LIFETIME_SECS);
+        let grants = Arc::new(GrantSigner::from_file(&config.tls.grant_key, lifetime)?);
         let sites = config
             .sites
             .iter()
-            .map(|s| SiteClient::new(s, &config.tls, links.as_deref()).map(Arc::new))
+            .map(|s| {
+                SiteClient::new(s, &config.tls, links.as_deref(), grants.clone()).map(Arc::new)
+            })
             .collect::<Result<_>>()?;
         Ok(Self {
             sites,

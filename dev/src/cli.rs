@@ -138,6 +138,11 @@ pub fn run(cli: DevCli) -> Result<()> {
                 pki.coordinator_cert().display(),
                 pki::COORDINATOR_NAME
             );
+            println!(
+                "  grants:      {} (signs), {} (the nodes trust it)",
+                pki.grant_key().display(),
+                pki.grant_public_key().display()
+            );
             for s in &sites {
                 println!(
                     "  node {s}:  {} (name {})",

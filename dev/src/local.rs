@@ -105,6 +105,7 @@ pub fn node_config(
             key: pki.node_key(site),
             client_ca: pki.ca_cert(),
             allowed_clients: vec![pki::COORDINATOR_NAME.into()],
+            coordinator_grant_key: pki.grant_public_key(),
         }),
         policy,
         limits,
@@ -152,6 +153,7 @@ pub fn coordinator_config(
             ca: pki.ca_cert(),
             certificate: pki.coordinator_cert(),
             key: pki.coordinator_key(),
+            grant_key: pki.grant_key(),
         },
         sites: nodes
             .iter()

@@ -160,6 +160,14 @@ impl PkiDir {
     pub fn coordinator_key(&self) -> PathBuf {
         self.root.join("coordinator.key")
     }
+    /// The coordinator's grant signing key (Ed25519, PKCS#8 PEM).
+    pub fn grant_key(&self) -> PathBuf {
+        self.root.join("coordinator-grant.key")
+    }
+    /// Its public key, which every node trusts.
+    pub fn grant_public_key(&self) -> PathBuf {
+        self.root.join("coordinator-grant.pub")
+    }
     pub fn node_cert(&self, site: &SiteId) -> PathBuf {
         self.root.join("nodes").join(format!("{site}.crt"))
     }
@@ -167,8 +175,9 @@ impl PkiDir {
         self.root.join("nodes").join(format!("{site}.key"))
     }
 
-    /// Creates a CA, one server certificate per site and the coordinator's
-    /// client certificate. Refuses to overwrite an existing PKI.
+    /// Creates a CA, one server certificate per site, the coordinator's
+    /// client certificate and its grant signing key pair. Refuses to
+    /// overwrite an existing PKI.
     pub fn init(&self, sites: &[SiteId]) -> Result<()> {
         self.init_with(&Ca::generate("bonebank development CA")?, sites)
     }
@@ -187,6 +196,9 @@ impl PkiDir {
         let client = ca.issue_client(COORDINATOR_NAME)?;
         write(&self.coordinator_cert(), &client.cert_pem, false)?;
         write(&self.coordinator_key(), &client.key_pem, true)?;
+        let grant = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?;
+        write(&self.grant_key(), &grant.serialize_pem(), true)?;
+        write(&self.grant_public_key(), &grant.public_key_pem(), false)?;
         for site in sites {
             let server = ca.issue_server(&[node_name(site), "localhost".into()])?;
             write(&self.node_cert(site), &server.cert_pem, false)?;

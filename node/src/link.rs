@@ -3,9 +3,10 @@
 //! forward proxy where the site has one), asks for work with long polls,
 //! answers each request as its own port would, and sends the answer back.
 //!
-//! Nothing about checking changes: every request carries the researcher's
-//! token, which the node verifies itself, and goes through the same query
-//! service, policy, ledger and audit log as a request on the node's port.
+//! Nothing about checking changes: every request carries the coordinator's
+//! grant for this site and the researcher, which the node verifies itself,
+//! and goes through the same query service, policy, ledger and audit log as
+//! a request on the node's port.
 //! The coordinator is checked by its certificate and name; the node shows
 //! its own certificate, which must name this site.
 
@@ -332,12 +333,17 @@ async fn respond(state: &AppState, request: LinkRequest) -> Result<serde_json::V
     if (method, request.path.as_str()) == ("GET", "v1/site") {
         return json(serde_json::to_value(state.service.describe()?));
     }
-    let token = request.token.as_deref().ok_or_else(|| {
+    let grant = request.grant.as_deref().ok_or_else(|| {
         Error::from(bonebank_service::Error::Unauthenticated(
-            "no access token came with the request".into(),
+            "no grant came with the request".into(),
         ))
     })?;
-    let caller: identity::Caller = state.identity.verify(token).await?;
+    let caller = identity::verify(
+        grant,
+        &state.identity,
+        state.grants.as_ref().map(|g| g.get_ref()),
+    )
+    .await?;
     match (method, request.path.as_str()) {
         ("POST", "v1/query") => {
             let q = question(request.body)?;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::{HttpServer, web};
+use bonebank_service::grant::GrantVerifier;
 use bonebank_service::oidc::TokenVerifier;
 use bonebank_service::{RunningServer, tls};
 
@@ -42,9 +43,22 @@ pub fn state_with_noise(config: &NodeConfig, noise: Arc<dyn NoiseMechanism>) -> 
     .with_limits(config.limits);
     service.note_policy()?;
     let identity = web::Data::new(TokenVerifier::new(config.oidc.clone())?);
+    let grants = config
+        .tls
+        .as_ref()
+        .map(|tls| {
+            GrantVerifier::from_file(
+                &tls.coordinator_grant_key,
+                config.site_id.as_str(),
+                config.oidc.leeway_seconds,
+            )
+            .map(web::Data::new)
+        })
+        .transpose()?;
     Ok(AppState {
         service,
         identity,
+        grants,
         metrics: Metrics::default().with_state_dir(config.state_dir.clone()),
     })
 }

@@ -583,7 +583,7 @@ fn inbound() -> String {
 }
 
 /// A request the coordinator hands to a node that connects out: the same
-/// method, path, token and body it would have sent to an inbound node.
+/// method, path, grant and body it would have sent to an inbound node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LinkRequest {
     /// Unique per coordinator run; the answer carries it back.
@@ -592,9 +592,11 @@ pub struct LinkRequest {
     pub method: String,
     /// The node API path without its leading slash, e.g. `v1/query`.
     pub path: String,
-    /// The researcher's access token, checked by the node as on its own port.
+    /// The coordinator's grant for this site and the researcher who asks,
+    /// checked by the node as on its own port (never the researcher's own
+    /// access token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
+    pub grant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<serde_json::Value>,
 }

@@ -14,6 +14,7 @@ use futures::future::LocalBoxFuture;
 
 use crate::Error;
 use crate::browser::BrowserLogin;
+use crate::grant::GrantVerifier;
 use crate::oidc::TokenVerifier;
 
 /// A caller whose identity was verified.
@@ -105,6 +106,25 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, Error> {
     }
 }
 
+/// The caller `token` names: a coordinator's grant checked by `grants`
+/// (where the service takes grants), any other token by `verifier`.
+pub async fn verify(
+    token: &str,
+    verifier: &TokenVerifier,
+    grants: Option<&GrantVerifier>,
+) -> Result<Caller, Error> {
+    if crate::grant::is_grant(token) {
+        return grants
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "this service takes no grants: a node needs [grants] coordinator_key, and the coordinator takes users' own tokens only".into(),
+                )
+            })?
+            .verify(token);
+    }
+    verifier.verify(token).await
+}
+
 impl FromRequest for Caller {
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
@@ -123,11 +143,12 @@ impl FromRequest for Caller {
             });
         }
         let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
+        let grants = req.app_data::<web::Data<GrantVerifier>>().cloned();
         let token = bearer(req.headers());
         Box::pin(async move {
             let verifier = verifier
                 .ok_or_else(|| Error::Internal("the service has no token verifier".into()))?;
-            verifier.verify(&token?).await
+            verify(&token?, &verifier, grants.as_ref().map(|g| g.get_ref())).await
         })
     }
 }

@@ -10,6 +10,7 @@
 pub mod browser;
 pub mod config;
 pub mod error;
+pub mod grant;
 pub mod identity;
 pub mod oidc;
 pub mod openapi;

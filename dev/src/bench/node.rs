@@ -200,6 +200,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         key: pki.node_key(&site),
         client_ca: pki.ca_cert(),
         allowed_clients: vec![crate::pki::COORDINATOR_NAME.into()],
+        coordinator_grant_key: pki.grant_public_key(),
     };
     let client_tls = bonebank_service::tls::client_config(
         &pki.ca_cert(),

@@ -15,6 +15,7 @@ use actix_web::{App, web};
 use bonebank_schemas::wire::{ErrorBody, ErrorCode};
 use bonebank_service::StewardedSite;
 use bonebank_service::error::{WireError, json_config};
+use bonebank_service::grant::GrantVerifier;
 use bonebank_service::oidc::TokenVerifier;
 use bonebank_service::openapi;
 use utoipa_actix_web::{AppExt, scope};
@@ -30,6 +31,9 @@ use crate::store::Account;
 pub struct AppState {
     pub service: QueryService,
     pub identity: web::Data<TokenVerifier>,
+    /// The coordinator's grants, where the node has mutual TLS (and so a
+    /// coordinator); see [`bonebank_service::grant`].
+    pub grants: Option<web::Data<GrantVerifier>>,
     pub metrics: Metrics,
 }
 
@@ -53,9 +57,13 @@ pub fn app(
         None,
     );
     let verifier = state.identity.clone();
+    let grants = state.grants.clone();
     let site = web::Data::new(StewardedSite(state.service.site.to_string()));
-    let app = App::new()
-        .into_utoipa_app()
+    let mut app = App::new().into_utoipa_app();
+    if let Some(grants) = grants {
+        app = app.app_data(grants);
+    }
+    let app = app
         .app_data(state)
         .app_data(verifier)
         .app_data(site)

@@ -318,7 +318,7 @@ fn descriptions_budgets_and_approvals() {
                 id: 17,
                 method: "POST".into(),
                 path: "v1/query".into(),
-                token: Some("eyJ…".into()),
+                grant: Some("eyJ…".into()),
                 body: Some(serde_json::json!({"sql": "SELECT COUNT(*) FROM samples"})),
             }],
             heartbeat_ms: 2000,

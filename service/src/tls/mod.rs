@@ -36,12 +36,20 @@ pub struct NodeTls {
     /// DNS names a coordinator's client certificate may carry; any other
     /// certificate, even one from `client_ca`, is refused.
     pub allowed_clients: Vec<String>,
+    /// The coordinator's Ed25519 public key (PEM): the node takes the
+    /// grants it signs in place of users' tokens, for this site only.
+    pub coordinator_grant_key: PathBuf,
 }
 
 impl NodeTls {
     /// Resolves relative paths against `base`.
     pub fn resolve(&mut self, base: &Path) {
-        for p in [&mut self.certificate, &mut self.key, &mut self.client_ca] {
+        for p in [
+            &mut self.certificate,
+            &mut self.key,
+            &mut self.client_ca,
+            &mut self.coordinator_grant_key,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -124,6 +124,7 @@ fn example_coordinator_config_matches_the_node_configs() {
     let pki = PkiDir::new(config.tls.ca.parent().unwrap());
     assert_eq!(config.tls.certificate, pki.coordinator_cert());
     assert_eq!(config.tls.key, pki.coordinator_key());
+    assert_eq!(config.tls.grant_key, pki.grant_key());
     assert_eq!(config.sites.len(), 3);
     for site in &config.sites {
         let node = bonebank_node::config::NodeConfig::load(
@@ -138,6 +139,7 @@ fn example_coordinator_config_matches_the_node_configs() {
         let tls = node.tls.expect("example nodes use mutual TLS");
         assert_eq!(tls.certificate, pki.node_cert(&site.id));
         assert_eq!(tls.key, pki.node_key(&site.id));
+        assert_eq!(tls.coordinator_grant_key, pki.grant_public_key());
         assert_eq!(tls.client_ca, pki.ca_cert());
         assert_eq!(tls.allowed_clients, vec![pki::COORDINATOR_NAME.to_owned()]);
         assert_eq!(

@@ -18,6 +18,7 @@ use bonebank_schemas::{Role, SiteId};
 use bonebank_service::tls;
 
 use crate::http::{get, get_with_certificate, ok, post};
+use bonebank_coordinator::link::SITE_HEADER;
 
 const DONORS: u64 = 300;
 /// The deadline of every network here: far longer than the link needs to
@@ -646,11 +647,11 @@ async fn a_request_over_the_link_is_checked_as_on_the_nodes_own_port() {
         .unwrap()
         .0;
     let state = server::state(config).unwrap();
-    let request = |token: Option<String>, path: &str, sql: &str| LinkRequest {
+    let request = |grant: Option<String>, path: &str, sql: &str| LinkRequest {
         id: 1,
         method: if path == "v1/site" { "GET" } else { "POST" }.into(),
         path: path.into(),
-        token,
+        grant,
         body: Some(serde_json::json!({ "sql": sql, "loss": 0.05 })),
     };
     let answer = |r| bonebank_node::link::answer(&state, r);
@@ -687,4 +688,164 @@ async fn a_request_over_the_link_is_checked_as_on_the_nodes_own_port() {
     // The public description needs no token.
     let r = answer(request(None, "v1/site", "")).await;
     assert_eq!(r.status, 200);
+}
+
+/// A client with `pki`'s certificate and key for `site`: the node of that
+/// site, or someone who took them from it.
+fn as_node(pki: &PkiDir, site: &SiteId) -> reqwest::Client {
+    tls::install_default_provider();
+    let config =
+        tls::client_config(&pki.ca_cert(), &pki.node_cert(site), &pki.node_key(site)).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_site_receives_is_no_users_token_and_works_nowhere_else() {
+    use bonebank_schemas::wire::{LinkPoll, LinkRequest, LinkResponse};
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(tmp.path());
+    let mut net = LocalNetwork::start_mixed(tmp.path(), &ids, &[nae()], generous, DEADLINE_MS)
+        .await
+        .unwrap();
+    // Naestved's node goes, and someone with its certificate and key (a
+    // compromised site) polls in its place.
+    let i = net
+        .nodes
+        .iter()
+        .position(|(c, _)| c.site_id == nae())
+        .unwrap();
+    let (nae_config, running) = net.nodes.remove(i);
+    running.stop().await;
+    until_connected(&net, &nae(), false, Duration::from_secs(10)).await;
+    let rogue = as_node(&net.pki, &nae());
+    let link = net.coordinator.link.as_ref().unwrap().url();
+    let poll = || {
+        rogue
+            .get(format!("{link}/v1/link/poll"))
+            .header(SITE_HEADER, nae().as_str())
+            .send()
+    };
+    ok::<LinkPoll>({
+        let r = poll().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    });
+    until_connected(&net, &nae(), true, Duration::from_secs(10)).await;
+
+    let alice = token(&net);
+    let asked = tokio::spawn({
+        let url = format!("{}/v1/query", net.coordinator.url());
+        let alice = alice.clone();
+        async move {
+            post(
+                &url,
+                Some(&alice),
+                &serde_json::json!({ "sql": COUNT, "loss": 0.05 }),
+            )
+            .await
+        }
+    });
+    let captured: LinkRequest = {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < until, "no question reached the rogue node");
+            let r = poll().await.unwrap();
+            let mut p: LinkPoll = ok((r.status().as_u16(), r.json().await.unwrap()));
+            if let Some(q) = p.requests.pop() {
+                break q;
+            }
+        }
+    };
+    // A forged answer, so that the question finishes.
+    let forged = LinkResponse {
+        id: captured.id,
+        status: 503,
+        body: serde_json::json!({ "code": "internal", "message": "forged" }),
+    };
+    rogue
+        .post(format!("{link}/v1/link/answer"))
+        .header(SITE_HEADER, nae().as_str())
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    asked.await.unwrap();
+
+    // The user's token is nowhere in what the site received.
+    let wire = serde_json::to_string(&captured).unwrap();
+    assert!(!wire.contains(&alice), "the site received alice's token");
+    let grant = captured
+        .grant
+        .clone()
+        .expect("a grant comes with the question");
+    assert!(bonebank_service::grant::is_grant(&grant));
+
+    // Taken to Odense's node (with the coordinator's own certificate, as
+    // if the thief had that too): refused, as a grant for another site.
+    let ode_url = net
+        .nodes
+        .iter()
+        .find(|(c, _)| c.site_id == ode())
+        .map(|(_, n)| n.api.url())
+        .unwrap();
+    let coordinator_cert = tls::client_config(
+        &net.pki.ca_cert(),
+        &net.pki.coordinator_cert(),
+        &net.pki.coordinator_key(),
+    )
+    .unwrap();
+    let as_coordinator = reqwest::Client::builder()
+        .use_preconfigured_tls(coordinator_cert)
+        .build()
+        .unwrap();
+    let r = as_coordinator
+        .post(format!("{ode_url}/v1/query"))
+        .bearer_auth(&grant)
+        .json(&serde_json::json!({ "sql": COUNT, "loss": 0.05 }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("another site"),
+        "{body}"
+    );
+
+    // Taken to the coordinator: not a user's token, refused.
+    let (status, body) = post(
+        &format!("{}/v1/query", net.coordinator.url()),
+        Some(&grant),
+        &serde_json::json!({ "sql": COUNT, "loss": 0.05 }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{body}"
+    );
+
+    // At Naestved's real node it is taken once, as the coordinator's word
+    // for alice; a second time it is refused.
+    let state = server::state(&nae_config).unwrap();
+    let again = |grant: String| LinkRequest {
+        grant: Some(grant),
+        ..captured.clone()
+    };
+    let r = bonebank_node::link::answer(&state, again(grant.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = bonebank_node::link::answer(&state, again(grant)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("used before"),
+        "{}",
+        r.body
+    );
 }
