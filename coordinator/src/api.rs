@@ -238,7 +238,8 @@ async fn look_again(
     params(("id" = i64, Path, description = "The answer's id in the caller's history.")),
     responses(
         (status = 200, description = "The Negotiator v3 request, and where the request continues if it was sent.", body = NegotiatorHandoff),
-        (status = 400, description = "The body is not a hand-off request, or it names a site the answer did not come from, or sending was asked and no Negotiator is configured.", body = ErrorBody),
+        (status = 400, description = "The body is not a hand-off request.", body = ErrorBody),
+        (status = 409, description = "It names a site the answer did not come from or one without a Directory collection, or sending was asked and no Negotiator is configured.", body = ErrorBody),
         (status = 403, description = "A browser session's request came without its CSRF token.", body = ErrorBody),
         (status = 404, description = "No such answer in the caller's history.", body = ErrorBody),
         (status = 502, description = "The Negotiator refused the request or could not be reached; the message says what it answered.", body = ErrorBody),

@@ -135,7 +135,7 @@ pub async fn callback(
 }
 
 /// `POST /auth/logout`: ends the session here.
-#[utoipa::path(tag = "sign-in", security(("session" = [])), responses(openapi::SignOut))]
+#[utoipa::path(tag = "sign-in", responses(openapi::SignOut))]
 #[post("/auth/logout")]
 pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> Result<HttpResponse> {
     Ok(auth.browser.end(&req)?)

@@ -8,7 +8,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bonebank_schemas::ValueSet;
 use bonebank_schemas::icd10_titles;
-use bonebank_schemas::wire::FederatedRequest;
+use bonebank_schemas::wire::{FederatedRequest, SiteStatus};
 use bonebank_schemas::{
     FeasibilityQuery, Filter, Icd10, Measure, SampleType, StorageTemperature, Value as Cell,
 };
@@ -231,14 +231,38 @@ enum CountResponses {
     /// Beacon request (not JSON, a field or filter key not understood, no
     /// body on a POST) or a filter that is not understood, 401 without a
     /// signed-in caller, 403 for a session's request without its CSRF
-    /// token (a GET's too: every count is charged).
+    /// token (a GET's too: every count is charged) or when every site
+    /// refused the question, 409 when sites wait for a steward's approval
+    /// and none answered, 429 when the caller's budget is spent at every
+    /// site.
     #[response(status = "4XX")]
     Refused(Value),
     /// A Beacon v2 beaconErrorResponse: the identity provider could not
-    /// be reached, or no site answered (there is then no count, and the
-    /// message says each site's status).
+    /// be reached, or no site could answer (unreachable, timed out,
+    /// failed; there is then no count, and the message says each site's
+    /// status).
     #[response(status = 503)]
     Unavailable(Value),
+}
+
+/// The HTTP status of a count no site gave, from the sites' statuses. The
+/// caller's own doing (their budget, the sites' policies, a steward's
+/// approval to wait for) is theirs to hear as such; only sites that could
+/// not answer at all make it the service's (503).
+fn no_count_status(sites: &[SiteStatus]) -> u16 {
+    use SiteStatus as S;
+    let every = |want: &[S]| sites.iter().all(|s| want.contains(s));
+    if sites.is_empty() {
+        503
+    } else if every(&[S::BudgetExhausted]) {
+        429
+    } else if every(&[S::Refused, S::BudgetExhausted]) {
+        403
+    } else if every(&[S::WaitingForApproval, S::Refused, S::BudgetExhausted]) {
+        409
+    } else {
+        503
+    }
 }
 
 /// A Beacon request, as far as bonebank reads it. Anything it does not know
@@ -247,7 +271,10 @@ enum CountResponses {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BeaconRequest {
+    /// The requester's `apiVersion` and `requestedSchemas`, echoed in the
+    /// answer's summary.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     meta: Value,
     #[serde(default)]
     query: BeaconQuery,
@@ -256,18 +283,21 @@ pub struct BeaconRequest {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BeaconQuery {
+    /// Conditions, all of which a counted sample meets.
     #[serde(default)]
+    #[schema(schema_with = filters_schema)]
     filters: Vec<Value>,
     #[serde(default)]
     requested_granularity: Option<String>,
-    /// Request parameters (variant queries) are not answered here: any
-    /// given are refused.
+    /// Request parameters (variant queries) are not answered here: only
+    /// none (`null` or `{}`) are taken.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = no_request_parameters)]
     request_parameters: Option<Value>,
-    /// Read and ignored: a count has no pages.
+    /// Read (checked as Beacon's `skip` and `limit`) and ignored: a count
+    /// has no pages.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = pagination_schema)]
     #[allow(dead_code)]
     pagination: Option<Value>,
     /// Read and ignored: a count has no result sets.
@@ -276,8 +306,101 @@ struct BeaconQuery {
     include_resultset_responses: Option<String>,
     /// A test-mode request is refused: every count here is real, and charged.
     #[serde(default)]
+    #[schema(schema_with = no_test_mode)]
     test_mode: Option<bool>,
 }
+
+fn pagination_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema_of(json!({
+        "type": ["object", "null"],
+        "additionalProperties": false,
+        "properties": {
+            "skip": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer", "minimum": 0},
+        },
+    }))
+}
+
+/// A JSON number that is a whole number (JSON Schema's `integer` takes
+/// `29.0` as well as `29`).
+fn whole(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// A schema written out as JSON: what the derived ones cannot say.
+fn schema_of(value: Value) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(value).expect("a valid schema")
+}
+
+fn no_request_parameters() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema_of(json!({"type": ["object", "null"], "maxProperties": 0}))
+}
+
+fn no_test_mode() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    schema_of(json!({"type": ["boolean", "null"], "enum": [false, null]}))
+}
+
+/// The ids `condition` reads, as a pattern: an ICD-10 code or category as
+/// `/filtering_terms` writes it (`ICD10:S72`, `ICD10:S72.1`).
+const ICD10_ID: &str = "^ICD10:[A-Z][0-9]{2}(\\.[0-9])?$";
+
+/// The two kinds of filter `condition` reads, exactly.
+fn filters_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let mut ids: Vec<String> = SEXES.iter().map(|(id, _, _)| (*id).to_owned()).collect();
+    ids.extend(
+        SampleType::ALL
+            .iter()
+            .map(|t| format!("sample_type:{}", t.code())),
+    );
+    ids.extend(
+        StorageTemperature::ALL
+            .iter()
+            .map(|t| format!("storage_temperature:{}", t.code())),
+    );
+    let scope = json!({"type": "string"});
+    schema_of(json!({
+        "type": "array",
+        "items": {"oneOf": [
+            {
+                "type": "object",
+                "description": "An ontology or custom term from /beacon/v2/filtering_terms.",
+                "required": ["id"],
+                "additionalProperties": false,
+                "properties": {
+                    "id": {"oneOf": [
+                        {"type": "string", "enum": ids},
+                        {"type": "string", "pattern": ICD10_ID},
+                    ]},
+                    "includeDescendantTerms": {"type": "boolean"},
+                    "similarity": {"type": "string"},
+                    "scope": scope,
+                },
+            },
+            {
+                "type": "object",
+                "description": "The age at sampling in whole years compared with a value.",
+                "required": ["id", "operator", "value"],
+                "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "string", "enum": ["age_at_sampling"]},
+                    "operator": {"type": "string", "enum": ["=", "<", "<=", ">", ">="]},
+                    "value": {"oneOf": [
+                        {"type": "integer", "minimum": 0, "maximum": MAX_AGE},
+                        {"type": "string", "pattern": "^(0|[1-9][0-9]?|1[0-4][0-9]|150)$"},
+                    ]},
+                    "scope": scope,
+                },
+            },
+        ]},
+    }))
+}
+
+/// The oldest age a Beacon filter names.
+const MAX_AGE: i64 = 150;
 
 impl BeaconRequest {
     /// A request from a POST body: JSON of the shape above, nothing else.
@@ -287,8 +410,38 @@ impl BeaconRequest {
                 "a POST needs a Beacon request in its body (JSON, e.g. {\"query\": {\"filters\": []}}); GET counts without filters".into(),
             ));
         }
-        let request: Self = serde_json::from_slice(body)
-            .map_err(|e| Error::BadRequest(format!("the body is not a Beacon request: {e}")))?;
+        let not_beacon =
+            |e: String| Error::BadRequest(format!("the body is not a Beacon request: {e}"));
+        let value: Value = serde_json::from_slice(body).map_err(|e| not_beacon(e.to_string()))?;
+        // serde takes a list for a struct too ([null, null] as pagination);
+        // Beacon's sections are objects.
+        for (at, section) in [
+            ("the request", Some(&value)),
+            ("meta", value.get("meta")),
+            ("query", value.get("query")),
+            ("query.pagination", value.pointer("/query/pagination")),
+        ] {
+            if let Some(v) = section
+                && !(v.is_object() || (v.is_null() && at != "the request" && at != "query"))
+            {
+                return Err(not_beacon(format!("{at} must be a JSON object, not {v}")));
+            }
+        }
+        if let Some(pages) = value
+            .pointer("/query/pagination")
+            .and_then(Value::as_object)
+        {
+            for (key, n) in pages {
+                let fits = n.as_u64().is_some()
+                    || n.as_f64().is_some_and(|f| f >= 0.0 && f.fract() == 0.0);
+                if !matches!(key.as_str(), "skip" | "limit") || !fits {
+                    return Err(not_beacon(format!(
+                        "pagination has skip and limit, whole numbers from 0, not {key}: {n}"
+                    )));
+                }
+            }
+        }
+        let request: Self = serde_json::from_value(value).map_err(|e| not_beacon(e.to_string()))?;
         if request
             .query
             .request_parameters
@@ -308,54 +461,88 @@ impl BeaconRequest {
     }
 }
 
-/// The keys a filter may have (Beacon v2's filter objects).
-const FILTER_KEYS: [&str; 6] = [
-    "id",
-    "operator",
-    "value",
-    "includeDescendantTerms",
-    "similarity",
-    "scope",
-];
+/// The keys of Beacon v2's two filter objects: a term, and a comparison.
+const TERM_KEYS: [&str; 4] = ["id", "includeDescendantTerms", "similarity", "scope"];
+const COMPARISON_KEYS: [&str; 4] = ["id", "operator", "value", "scope"];
 
-/// A Beacon filter as a condition on samples.
+/// A Beacon filter as a condition on samples. Its shape is checked as
+/// `filters_schema` documents it: what the document refuses is refused.
 fn condition(filter: &Value) -> Result<Filter> {
     let bad = |m: String| Error::BadRequest(m);
-    if let Some(unknown) = filter
+    let object = filter
         .as_object()
-        .and_then(|o| o.keys().find(|k| !FILTER_KEYS.contains(&k.as_str())))
-    {
+        .ok_or_else(|| bad(format!("a filter is an object with an id, not {filter}")))?;
+    let comparison = object.contains_key("operator") || object.contains_key("value");
+    let keys: &[&str] = if comparison {
+        &COMPARISON_KEYS
+    } else {
+        &TERM_KEYS
+    };
+    if let Some(unknown) = object.keys().find(|k| !keys.contains(&k.as_str())) {
         return Err(bad(format!(
-            "a filter's {unknown:?} is not understood; a filter has {}",
-            FILTER_KEYS.join(", ")
+            "a filter's {unknown:?} is not understood; a {} has {}",
+            if comparison {
+                "comparison"
+            } else {
+                "term filter"
+            },
+            keys.join(", ")
         )));
+    }
+    for (key, is_type, kind) in [
+        (
+            "includeDescendantTerms",
+            Value::is_boolean as fn(&Value) -> bool,
+            "true or false",
+        ),
+        ("similarity", Value::is_string, "a string"),
+        ("scope", Value::is_string, "a string"),
+        ("operator", Value::is_string, "a string"),
+    ] {
+        if let Some(v) = object.get(key)
+            && !is_type(v)
+        {
+            return Err(bad(format!("a filter's {key} is {kind}, not {v}")));
+        }
     }
     let id = filter
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("a filter without an id: {filter}")))?;
-    if let Some(op) = filter.get("operator").and_then(Value::as_str) {
+    if comparison {
+        let op = filter
+            .get("operator")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                bad(format!(
+                    "a comparison needs an operator (=, <, <=, > or >=): {filter}"
+                ))
+            })?;
         if id != "age_at_sampling" {
             return Err(bad(format!(
                 "alphanumeric filters are on age_at_sampling only, not {id:?}"
             )));
         }
+        // A whole number of years, as a JSON number or digits in a string.
         let value = filter.get("value").and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            whole(v).or_else(|| {
+                v.as_str()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .filter(|s| s.len() == 1 || !s.starts_with('0'))
+                    .and_then(|s| s.parse().ok())
+            })
         });
-        let n = value.ok_or_else(|| {
+        let n = value.filter(|n| (0..=MAX_AGE).contains(n)).ok_or_else(|| {
             bad(format!(
-                "age_at_sampling needs a whole number, not {}",
+                "age_at_sampling needs a whole number of years from 0 to {MAX_AGE}, not {}",
                 filter["value"]
             ))
         })?;
-        let out_of_range = || bad(format!("age_at_sampling {op} {n} is out of range"));
         let (min, max) = match op {
             "=" => (Some(n), Some(n)),
-            ">" => (Some(n.checked_add(1).ok_or_else(out_of_range)?), None),
+            ">" => (Some(n + 1), None),
             ">=" => (Some(n), None),
-            "<" => (None, Some(n.checked_sub(1).ok_or_else(out_of_range)?)),
+            "<" => (None, Some(n - 1)),
             "<=" => (None, Some(n)),
             other => return Err(bad(format!("operator {other:?}: use =, <, <=, > or >="))),
         };
@@ -366,6 +553,17 @@ fn condition(filter: &Value) -> Result<Filter> {
         });
     }
     if let Some(code) = id.strip_prefix("ICD10:") {
+        // As /filtering_terms writes them: S72 or S72.1.
+        let b = code.as_bytes();
+        let written = matches!(b.len(), 3 | 5)
+            && b[0].is_ascii_uppercase()
+            && b[1..3].iter().all(u8::is_ascii_digit)
+            && (b.len() == 3 || (b[3] == b'.' && b[4].is_ascii_digit()));
+        if !written {
+            return Err(bad(format!(
+                "{id}: an ICD-10 filter is a category or code as /beacon/v2/filtering_terms writes them, e.g. ICD10:S72 or ICD10:S72.1"
+            )));
+        }
         let code = Icd10::parse(code).map_err(|e| bad(format!("{id}: {e}")))?;
         let descendants = filter
             .get("includeDescendantTerms")
@@ -526,10 +724,11 @@ async fn count(
             .iter()
             .map(|s| format!("{}: {}", s.site_id, s.status.as_str()))
             .collect();
+        let statuses: Vec<SiteStatus> = result.sites.iter().map(|s| s.status).collect();
         return beacon_error(
             entry,
             &request,
-            503,
+            no_count_status(&statuses),
             &format!(
                 "no site answered, so there is no count ({})",
                 why.join("; ")
@@ -540,7 +739,7 @@ async fn count(
     let answered: Vec<&str> = result
         .sites
         .iter()
-        .filter(|s| s.status == bonebank_schemas::wire::SiteStatus::Answered)
+        .filter(|s| s.status == SiteStatus::Answered)
         .map(|s| s.site_id.as_str())
         .collect();
     HttpResponse::Ok().json(json!({
@@ -668,11 +867,20 @@ mod tests {
             br#"{"qurey": {}}"#,
             br#"{"query": {"requestParameters": {"g_variant": {"referenceName": "1"}}}}"#,
             br#"{"query": {"testMode": true}}"#,
+            // serde would read a list as the struct's fields in order.
+            br#"{"query": {"pagination": [null, null]}}"#,
+            br#"{"query": []}"#,
+            br#"{"meta": []}"#,
+            br#"[]"#,
+            br#"{"query": {"pagination": {"skip": "x"}}}"#,
+            br#"{"query": {"pagination": {"skip": -1}}}"#,
+            br#"{"query": {"pagination": {"skip": 1.5}}}"#,
+            br#"{"query": {"pagination": {"page": 1}}}"#,
         ] {
             let r = BeaconRequest::parse(body);
             assert!(r.is_err(), "{} was taken", String::from_utf8_lossy(body));
         }
-        let ok = BeaconRequest::parse(br#"{"meta": {"apiVersion": "2.0"}, "query": {"filters": [], "pagination": {"skip": 0, "limit": 10}, "includeResultsetResponses": "HIT", "requestedGranularity": "count", "testMode": false}}"#)
+        let ok = BeaconRequest::parse(br#"{"meta": {"apiVersion": "2.0"}, "query": {"filters": [], "pagination": {"skip": 0, "limit": 10.0}, "includeResultsetResponses": "HIT", "requestedGranularity": "count", "testMode": false}}"#)
             .unwrap();
         assert!(ok.query.filters.is_empty());
         // A filter key nobody reads is refused too.
@@ -680,17 +888,70 @@ mod tests {
     }
 
     #[test]
-    fn ages_at_the_ends_of_the_integers_are_refused_not_wrapped() {
-        for (op, value) in [(">", i64::MAX), ("<", i64::MIN)] {
-            let filter =
-                json!([{"id": "age_at_sampling", "operator": op, "value": value.to_string()}]);
+    fn ages_are_whole_years_from_0_to_150() {
+        for value in [
+            json!(-1),
+            json!(151),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(" 50"),
+            json!("050"),
+            json!("5.5"),
+            json!(50.5),
+            json!(null),
+            json!(1e300),
+        ] {
+            let filter = json!([{"id": "age_at_sampling", "operator": ">", "value": value}]);
             let e = q(filter).unwrap_err();
-            assert!(e.to_string().contains("out of range"), "{e}");
+            assert!(e.to_string().contains("from 0 to 150"), "{value}: {e}");
         }
-        let edge =
-            q(json!([{"id": "age_at_sampling", "operator": ">=", "value": i64::MAX.to_string()}]))
-                .unwrap();
-        assert!(edge.to_sql().contains(&i64::MAX.to_string()));
+        for (op, value, sql) in [
+            (">", json!(150), "age_at_sampling >= 151"),
+            (">", json!(29.0), "age_at_sampling >= 30"),
+            ("<", json!("0"), "age_at_sampling <= -1"),
+            ("=", json!("150"), "age_at_sampling BETWEEN 150 AND 150"),
+        ] {
+            let filter = json!([{"id": "age_at_sampling", "operator": op, "value": value}]);
+            let query = q(filter).unwrap();
+            assert!(query.to_sql().contains(sql), "{}", query.to_sql());
+        }
+    }
+
+    /// Each filter shape the document refuses, the endpoint refuses.
+    #[test]
+    fn filters_are_held_to_their_documented_shape() {
+        for bad in [
+            json!([[]]),
+            json!(["NCIT:C16576"]),
+            json!([{"id": "NCIT:C16576", "value": 3}]),
+            json!([{"id": "NCIT:C16576", "includeDescendantTerms": "yes"}]),
+            json!([{"id": "NCIT:C16576", "scope": 1}]),
+            json!([{"id": "age_at_sampling", "operator": ">", "value": 3, "similarity": "exact"}]),
+            json!([{"id": "age_at_sampling", "value": 3}]),
+            json!([{"id": "age_at_sampling", "operator": 1, "value": 3}]),
+            json!([{"id": "ICD10:s72"}]),
+            json!([{"id": "ICD10:S72.10"}]),
+            json!([{"id": "ICD10:DS721"}]),
+        ] {
+            assert!(q(bad.clone()).is_err(), "{bad} was taken");
+        }
+        q(json!([{"id": "NCIT:C16576", "scope": "individual", "similarity": "exact"}])).unwrap();
+    }
+
+    #[test]
+    fn a_missing_count_is_the_callers_or_the_services_by_the_sites_statuses() {
+        use SiteStatus as S;
+        for (sites, want) in [
+            (&[S::BudgetExhausted, S::BudgetExhausted][..], 429),
+            (&[S::Refused, S::BudgetExhausted], 403),
+            (&[S::WaitingForApproval, S::Refused], 409),
+            (&[S::WaitingForApproval, S::Unreachable], 503),
+            (&[S::TimedOut, S::BudgetExhausted], 503),
+            (&[S::Failed], 503),
+            (&[], 503),
+        ] {
+            assert_eq!(no_count_status(sites), want, "{sites:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The request does not fit this coordinator's state or setup.
+    #[error("{0}")]
+    Conflict(String),
     /// Another service (a Negotiator) failed; the message is for the user.
     #[error("{0}")]
     Upstream(String),
@@ -51,6 +54,7 @@ impl WireError for Error {
                 (ErrorCode::QueryRefused, message.clone(), Some(hint.clone()))
             }
             Self::BadRequest(m) => (ErrorCode::BadRequest, m.clone(), None),
+            Self::Conflict(m) => (ErrorCode::Conflict, m.clone(), None),
             Self::Unauthenticated(m) => (
                 ErrorCode::Unauthenticated,
                 m.clone(),

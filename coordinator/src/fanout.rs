@@ -290,6 +290,7 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Opt
                 ErrorCode::NoData
                 | ErrorCode::NotFound
                 | ErrorCode::MethodNotAllowed
+                | ErrorCode::Conflict
                 | ErrorCode::StorageFull
                 | ErrorCode::IdentityUnavailable
                 | ErrorCode::UpstreamFailed

@@ -74,7 +74,7 @@ impl Negotiator {
         let request = self.request(id, answer, ask.sites.as_deref())?;
         let redirect_url = if ask.send {
             let target = self.target.as_ref().ok_or_else(|| {
-                Error::BadRequest(
+                Error::Conflict(
                     "this coordinator sends no requests to a Negotiator; download the request instead"
                         .into(),
                 )
@@ -105,12 +105,12 @@ impl Negotiator {
                 .iter()
                 .map(|site| {
                     if !answer.sites.iter().any(|s| s.site_id.eq_ignore_ascii_case(site)) {
-                        return Err(Error::BadRequest(format!(
+                        return Err(Error::Conflict(format!(
                             "{site} was not asked this question"
                         )));
                     }
                     collection(site).ok_or_else(|| {
-                        Error::BadRequest(format!(
+                        Error::Conflict(format!(
                             "{site} has no collection in the BBMRI-ERIC Directory in this coordinator's config"
                         ))
                     })
@@ -124,7 +124,7 @@ impl Negotiator {
                 .collect(),
         };
         if chosen.is_empty() {
-            return Err(Error::BadRequest(
+            return Err(Error::Conflict(
                 "no chosen site has a collection in the BBMRI-ERIC Directory".into(),
             ));
         }

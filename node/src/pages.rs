@@ -173,7 +173,7 @@ async fn callback(
 }
 
 /// `POST /auth/logout` (with the CSRF token): ends the session.
-#[utoipa::path(tag = "sign-in", security(("session" = [])), responses(openapi::SignOut))]
+#[utoipa::path(tag = "sign-in", responses(openapi::SignOut))]
 #[post("/auth/logout")]
 async fn logout(login: web::Data<BrowserLogin>, req: HttpRequest) -> Result<HttpResponse> {
     Ok(login.end(&req)?)

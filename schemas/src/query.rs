@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct FeasibilityQuery {
     /// At least one measure.
+    #[schema(min_items = 1)]
     pub measures: Vec<Measure>,
     /// Which samples count; `true` for all.
     #[serde(default)]

@@ -63,14 +63,34 @@ pub struct ApproxDp {
 ))]
 pub struct QueryRequest {
     /// SQL in the supported subset; give this or `query`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub sql: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub query: Option<FeasibilityQuery>,
     /// Privacy loss to spend, in the site's measure (ρ under zCDP, ε under
     /// pure accounting); the site's default if absent.
     #[serde(default, alias = "epsilon", skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+}
+
+/// A field that may be left out but, when given, is not `null`: `sql` and
+/// `query` of a question, of which exactly one is given.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A site's noisy answer.
@@ -399,6 +419,10 @@ pub enum ErrorCode {
     /// The service's storage is full: it could not record what it must
     /// record with an answer, so it gave none; ask again later.
     StorageFull,
+    /// The request does not fit what the service holds or is set up for:
+    /// e.g. a Negotiator hand-off naming a site without a Directory
+    /// collection, or asking to send where no Negotiator is configured.
+    Conflict,
     /// Another service this one relies on (a BBMRI-ERIC Negotiator) did
     /// not do what was asked; the message says what it answered.
     UpstreamFailed,
@@ -416,6 +440,7 @@ impl ErrorCode {
             Self::PolicyRefused | Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::Conflict => 409,
             Self::BudgetExhausted | Self::TooManyRequests => 429,
             Self::TooSlow => 422,
             Self::NoData | Self::IdentityUnavailable => 503,
@@ -435,9 +460,20 @@ impl ErrorCode {
     json!({"query": {"measures": [{"kind": "samples"}], "filter": {"in": {"column": "sex", "values": ["Female"]}}, "group_by": ["sample_type"]}, "sites": ["DE-LUE", "DK-ODE"]}),
 ))]
 pub struct FederatedRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// SQL in the supported subset; give this or `query`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub sql: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(nullable = false)]
     pub query: Option<FeasibilityQuery>,
     /// Privacy loss each site spends, in the sites' measure; each site's
     /// default if absent.

@@ -297,8 +297,9 @@ impl BrowserLogin {
             )));
         }
         let (Some(code), Some(state)) = (&params.code, &params.state) else {
-            return Err(Error::BadRequest(
-                "the callback has no code or state".into(),
+            // Not a sign-in that finished: the browser is not signed in.
+            return Err(Error::Unauthenticated(
+                "the provider's answer has no code or state; start again at /auth/login".into(),
             ));
         };
         // The state must be the one this browser was sent off with.

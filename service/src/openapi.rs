@@ -12,8 +12,9 @@
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use actix_web::{App, HttpResponse, get, web};
 use bonebank_schemas::wire::ErrorBody;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 use utoipa_actix_web::UtoipaApp;
 
@@ -121,8 +122,27 @@ fn complete(mut doc: OpenApi, about: About<'_>) -> OpenApi {
         built.schemas.extend(existing.schemas);
         built.responses.extend(existing.responses);
     }
+    for name in ONE_QUESTION {
+        if let Some(schema) = built.schemas.remove(*name) {
+            built.schemas.insert((*name).into(), one_question(schema));
+        }
+    }
     doc.components = Some(built);
     doc
+}
+
+/// The request schemas that carry a question as `sql` or as `query`.
+const ONE_QUESTION: &[&str] = &["QueryRequest", "FederatedRequest"];
+
+/// `schema`, which names `sql` and `query` among its properties, with the
+/// rule the handlers keep: exactly one of the two (neither `{}` nor both
+/// is a question).
+fn one_question(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let with = |field: &str| ObjectBuilder::new().required(field).build();
+    let exactly_one = OneOfBuilder::new().item(with("sql")).item(with("query"));
+    RefOr::T(Schema::AllOf(
+        AllOfBuilder::new().item(schema).item(exactly_one).build(),
+    ))
 }
 
 /// The document's paths, as segments (`None` for a `{parameter}`), each
@@ -271,11 +291,9 @@ pub enum SignInCallback {
     /// (`refused=…`).
     #[response(status = 303)]
     Redirect,
-    /// The provider's answer does not belong to a sign-in started here,
-    /// or carries an error.
-    #[response(status = 400)]
-    BadRequest(ErrorBody),
-    /// The provider's tokens did not check out.
+    /// Not signed in: the provider's answer carries an error, has no code
+    /// or state, does not belong to a sign-in started in this browser, or
+    /// its tokens did not check out.
     #[response(status = 401)]
     Unauthenticated(ErrorBody),
     /// The identity provider could not be reached.

@@ -208,8 +208,8 @@ async fn an_answer_becomes_a_negotiator_request() {
     );
 
     // A site that was not asked, and another user's answer: refused.
-    let (status, _) = post(&hand_off, Some(&ada), &json!({"sites": ["DE-XYZ"]})).await;
-    assert_eq!(status, 400);
+    let (status, e) = post(&hand_off, Some(&ada), &json!({"sites": ["DE-XYZ"]})).await;
+    assert_eq!((status, e["code"].as_str()), (409, Some("conflict")), "{e}");
     let bo = net.token(&DevUser::new("bo", Role::Researcher, Some("p1"), &[]));
     let (status, e) = post(&hand_off, Some(&bo), &json!({})).await;
     assert_eq!(status, 404, "bo cannot hand on ada's answer: {e}");
