@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bonebank_schemas::wire::{
     BudgetListing, BudgetStatus, ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult,
-    SiteAnswer, SiteDescription, SitePreview, SiteStatus,
+    SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use bonebank_service::grant::GrantSigner;
@@ -329,23 +329,54 @@ async fn at_every_site<T, Fut>(
     sites: &[Arc<SiteClient>],
     deadline: Instant,
     ask: impl Fn(Arc<SiteClient>) -> Fut,
-    timed_out: fn(String) -> T,
+    timed_out: fn(&SiteClient) -> T,
 ) -> Vec<T>
 where
     Fut: std::future::Future<Output = T>,
 {
     let asks = sites.iter().map(|site| {
-        let (answer, id) = (ask(site.clone()), site.id.to_string());
+        let answer = ask(site.clone());
         async move {
             tokio::time::timeout_at(deadline, answer)
                 .await
-                .unwrap_or_else(|_| timed_out(id))
+                .unwrap_or_else(|_| timed_out(site))
         }
     });
     futures::future::join_all(asks).await
 }
 
 const TIMED_OUT: &str = "no answer before the deadline";
+
+/// Every site's public description and how it is connected, each bounded
+/// by `deadline`.
+pub async fn listings_all(sites: &[Arc<SiteClient>], deadline: Instant) -> Vec<SiteListing> {
+    fn listing(
+        site: &SiteClient,
+        status: String,
+        description: Option<SiteDescription>,
+    ) -> SiteListing {
+        let (connection, last_seen) = site.connection();
+        SiteListing {
+            site_id: site.id.to_string(),
+            status,
+            description,
+            connection: connection.into(),
+            last_seen: last_seen.map(crate::link::rfc3339),
+        }
+    }
+    at_every_site(
+        sites,
+        deadline,
+        |site| async move {
+            match site.describe().await {
+                Ok(d) => listing(&site, "up".into(), Some(d)),
+                Err(why) => listing(&site, why, None),
+            }
+        },
+        |site| listing(site, TIMED_OUT.into(), None),
+    )
+    .await
+}
 
 /// Previews at every site at once, each bounded by `deadline`.
 pub async fn preview_all(
@@ -359,8 +390,8 @@ pub async fn preview_all(
         sites,
         deadline,
         |site| async move { site.preview(who, query, loss).await },
-        |site_id| SitePreview {
-            site_id,
+        |site| SitePreview {
+            site_id: site.id.to_string(),
             status: SiteStatus::TimedOut,
             message: Some(TIMED_OUT.into()),
             hint: None,
@@ -380,8 +411,8 @@ pub async fn budgets_all(
         sites,
         deadline,
         |site| async move { site.budget(who).await },
-        |site_id| BudgetListing {
-            site_id,
+        |site| BudgetListing {
+            site_id: site.id.to_string(),
             status: SiteStatus::TimedOut,
             message: Some(TIMED_OUT.into()),
             budget: None,
@@ -402,8 +433,8 @@ pub async fn ask_all(
         sites,
         deadline,
         |site| async move { site.query(who, query, loss).await },
-        |site_id| SiteAnswer {
-            site_id,
+        |site| SiteAnswer {
+            site_id: site.id.to_string(),
             status: SiteStatus::TimedOut,
             message: Some(TIMED_OUT.into()),
             hint: None,

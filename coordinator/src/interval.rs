@@ -15,20 +15,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use bonebank_query::interval::discrete_laplace_cdf as cdf;
 use bonebank_schemas::wire::Mechanism;
 
 /// Tail mass cut from each site's distribution.
 const TAIL: f64 = 1e-10;
-
-/// P(X ≤ k) for discrete Laplace noise of scale `b`.
-fn cdf(b: f64, k: i64) -> f64 {
-    let alpha = (-1.0 / b).exp();
-    if k >= 0 {
-        1.0 - alpha.powf((k + 1) as f64) / (1.0 + alpha)
-    } else {
-        alpha.powf((-k) as f64) / (1.0 + alpha)
-    }
-}
 
 /// The smallest t ≥ 0 with P(|X| > t) ≤ TAIL.
 fn support(b: f64) -> i64 {

@@ -254,24 +254,7 @@ impl Coordinator {
 
     /// Every site with its status and public description.
     pub async fn list_sites(&self) -> Vec<SiteListing> {
-        let deadline = Instant::now() + self.deadline;
-        let asks = self.sites.iter().map(|site| async move {
-            let described = tokio::time::timeout_at(deadline, site.describe()).await;
-            let (status, description) = match described {
-                Ok(Ok(d)) => ("up".to_owned(), Some(d)),
-                Ok(Err(why)) => (why, None),
-                Err(_) => ("no answer before the deadline".to_owned(), None),
-            };
-            let (connection, last_seen) = site.connection();
-            SiteListing {
-                site_id: site.id.to_string(),
-                status,
-                description,
-                connection: connection.into(),
-                last_seen: last_seen.map(crate::link::rfc3339),
-            }
-        });
-        futures::future::join_all(asks).await
+        fanout::listings_all(&self.sites, Instant::now() + self.deadline).await
     }
 
     /// The caller's own budget left at every site.

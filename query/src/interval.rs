@@ -7,6 +7,16 @@ use bonebank_schemas::wire::Mechanism;
 /// Tail mass beyond which the discrete Gaussian is cut when it is summed.
 const GAUSSIAN_TAIL: f64 = 1e-12;
 
+/// P(X ≤ k) for discrete Laplace noise of scale `b`.
+pub fn discrete_laplace_cdf(scale: f64, k: i64) -> f64 {
+    let alpha = (-1.0 / scale).exp();
+    if k >= 0 {
+        1.0 - alpha.powf((k + 1) as f64) / (1.0 + alpha)
+    } else {
+        alpha.powf((-k) as f64) / (1.0 + alpha)
+    }
+}
+
 /// P(|X| > t) for discrete Laplace noise of scale `b`, t ≥ 0:
 /// 2·α^(t+1)/(1+α) with α = exp(−1/b).
 pub fn discrete_laplace_tail(scale: f64, t: i64) -> f64 {
@@ -76,6 +86,20 @@ fn laplace_halfwidth(scale: f64, coverage: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_laplace_tail_is_what_its_distribution_function_leaves() {
+        for (b, t) in [(0.5, 0), (3.0, 2), (40.0, 100)] {
+            let inside = discrete_laplace_cdf(b, t) - discrete_laplace_cdf(b, -t - 1);
+            assert!(
+                (1.0 - inside - discrete_laplace_tail(b, t)).abs() < 1e-12,
+                "{b} {t}"
+            );
+        }
+        // Symmetric: P(X ≤ −k−1) = P(X > k).
+        let b = 7.0;
+        assert!((discrete_laplace_cdf(b, -6) - (1.0 - discrete_laplace_cdf(b, 5))).abs() < 1e-12);
+    }
 
     #[test]
     fn halfwidth_is_the_smallest_covering_integer() {
