@@ -177,6 +177,28 @@ impl FairShare {
                 };
                 refilled(*b, per_minute, now).tokens < f64::from(per_minute)
             });
+            // More accounts than that asked within a minute: the fullest
+            // buckets go first (an account whose bucket is dropped starts
+            // full again, which is where those were nearly back anyway).
+            if c.buckets.len() > MAX_BUCKETS {
+                let mut fullness: Vec<(f64, String)> = c
+                    .buckets
+                    .iter()
+                    .map(|(k, b)| {
+                        let per_minute = if k.starts_with("u:") {
+                            limits.user_questions_per_minute
+                        } else {
+                            limits.project_questions_per_minute
+                        };
+                        let b = refilled(*b, per_minute, now);
+                        (b.tokens / f64::from(per_minute), k.clone())
+                    })
+                    .collect();
+                fullness.sort_by(|a, b| b.0.total_cmp(&a.0));
+                for (_, k) in fullness.into_iter().take(c.buckets.len() - MAX_BUCKETS / 2) {
+                    c.buckets.remove(&k);
+                }
+            }
         }
         let accounts = [
             (
@@ -243,6 +265,28 @@ mod tests {
             Err(Error::TooManyRequests { retry_after, .. }) => retry_after,
             other => panic!("expected 429, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_buckets_stay_bounded_however_many_accounts_ask() {
+        let share = share(4, 5, 1_000_000);
+        let start = Instant::now();
+        // One user a millisecond: older buckets have refilled more.
+        let at = |u: usize| start + Duration::from_millis(u as u64);
+        for u in 0..3 * MAX_BUCKETS {
+            share
+                .take_at(&format!("user{u}"), "one project", at(u))
+                .unwrap();
+            let held = share.inner.lock().unwrap().buckets.len();
+            assert!(held <= MAX_BUCKETS + 2, "{held} buckets after {u} users");
+        }
+        // The newest users keep their buckets: the limit still holds for them.
+        let now = at(3 * MAX_BUCKETS);
+        let last = format!("user{}", 3 * MAX_BUCKETS - 1);
+        for _ in 0..4 {
+            share.take_at(&last, "one project", now).unwrap();
+        }
+        assert!(share.take_at(&last, "one project", now).is_err());
     }
 
     #[test]

@@ -33,8 +33,11 @@ use crate::{Error, Result};
 pub const GRANT_TYPE: &str = "bonebank-grant+jwt";
 /// The issuer every grant names.
 const ISSUER: &str = "bonebank-coordinator";
-/// Grants a node remembers having taken, at most (each until it expires).
-const TAKEN_CAPACITY: usize = 65_536;
+/// Grants a node remembers having taken, at most (each until it expires):
+/// about 10 MB at the most, and room for some 2,800 grants a second at the
+/// longest lifetime a coordinator gives (its deadline and a minute, with
+/// the leeway).
+const TAKEN_CAPACITY: usize = 262_144;
 /// The longest lifetime a node accepts, whatever a grant says.
 pub const MAX_LIFETIME_SECS: u64 = 600;
 
@@ -115,8 +118,8 @@ pub struct GrantVerifier {
     key: DecodingKey,
     site: String,
     leeway_secs: u64,
-    /// Grant ids taken, with when they expire.
-    taken: Mutex<HashMap<String, u64>>,
+    /// Grant ids (128 random bits) taken, with when they expire.
+    taken: Mutex<HashMap<u128, u64>>,
 }
 
 impl std::fmt::Debug for GrantVerifier {
@@ -187,7 +190,11 @@ impl GrantVerifier {
                 "the grant's lifetime is longer than a site accepts, or it is dated in the future",
             ));
         }
-        self.take(&claims.jti, claims.exp + self.leeway_secs, now)?;
+        let id = u128::from_str_radix(&claims.jti, 16)
+            .ok()
+            .filter(|_| claims.jti.len() == 32)
+            .ok_or_else(|| refused("the grant's id is not one the coordinator writes"))?;
+        self.take(id, claims.exp + self.leeway_secs, now)?;
         Ok(Caller {
             user: claims.sub,
             project: claims.project,
@@ -197,9 +204,9 @@ impl GrantVerifier {
     }
 
     /// Marks grant `id` taken until `until`, or refuses it if it was.
-    fn take(&self, id: &str, until: u64, now: u64) -> Result<()> {
+    fn take(&self, id: u128, until: u64, now: u64) -> Result<()> {
         let mut taken = self.taken.lock().expect("grant ids");
-        if taken.get(id).is_some_and(|&t| t >= now) {
+        if taken.get(&id).is_some_and(|&t| t >= now) {
             return Err(refused(
                 "this grant was used before; the coordinator writes a new one for every request",
             ));
@@ -212,7 +219,7 @@ impl GrantVerifier {
                 ));
             }
         }
-        taken.insert(id.to_owned(), until);
+        taken.insert(id, until);
         Ok(())
     }
 }
@@ -289,7 +296,7 @@ mod tests {
             sites: vec![],
             iat: now,
             exp: now + 60,
-            jti: "x".into(),
+            jti: format!("{:032x}", 1),
         };
         let untyped = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
         assert!(!is_grant(&untyped));
@@ -301,12 +308,31 @@ mod tests {
         header.typ = Some(GRANT_TYPE.into());
         let long = Claims {
             exp: now + MAX_LIFETIME_SECS + 10,
-            jti: "y".into(),
+            jti: format!("{:032x}", 2),
             ..claims
         };
         let long = jsonwebtoken::encode(&header, &long, &key).unwrap();
         let e = node.verify(&long).unwrap_err();
         assert!(e.to_string().contains("lifetime"), "{e}");
+    }
+
+    #[test]
+    fn the_grants_taken_are_bounded_and_forgotten_once_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = keys(dir.path());
+        let node = GrantVerifier::from_file(&public, "DK-ODE", 0).unwrap();
+        for id in 0..TAKEN_CAPACITY as u128 {
+            node.take(id, 100, 50).unwrap();
+        }
+        // Full of grants still alive: a new one waits, nothing is dropped.
+        assert!(node.take(u128::MAX, 100, 50).is_err());
+        assert!(
+            node.take(7, 100, 60).is_err(),
+            "a taken grant was forgotten"
+        );
+        // Once they have expired they are forgotten, and room is made.
+        node.take(u128::MAX, 200, 101).unwrap();
+        assert_eq!(node.taken.lock().unwrap().len(), 1);
     }
 
     #[test]
@@ -327,7 +353,7 @@ mod tests {
             sites: vec![],
             iat: now - 120,
             exp: now - 60,
-            jti: "z".into(),
+            jti: format!("{:032x}", 3),
         };
         let old = jsonwebtoken::encode(&header, &old, &key).unwrap();
         let node = GrantVerifier::from_file(&public, "DK-ODE", 0).unwrap();
