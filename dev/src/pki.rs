@@ -223,3 +223,50 @@ pub fn write(path: &Path, pem: &str, secret: bool) -> Result<()> {
     f.write_all(pem.as_bytes()).map_err(Error::io(path))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pki init` lays out what the examples and the local network name: a
+    /// CA, the coordinator's certificate, a node certificate per site, and
+    /// a grant key pair whose halves belong together; the keys are the
+    /// owner's only, and a second init into the same place is refused.
+    #[test]
+    fn init_writes_a_whole_pki_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = PkiDir::new(dir.path());
+        let site = SiteId::parse(SiteId::ODENSE).unwrap();
+        pki.init(std::slice::from_ref(&site)).unwrap();
+        for file in [
+            pki.ca_cert(),
+            pki.coordinator_cert(),
+            pki.node_cert(&site),
+            pki.grant_public_key(),
+        ] {
+            assert!(file.exists(), "{}", file.display());
+        }
+        for key in [pki.coordinator_key(), pki.node_key(&site), pki.grant_key()] {
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+        let signer = bonebank_service::grant::GrantSigner::from_file(&pki.grant_key(), 60).unwrap();
+        let node =
+            bonebank_service::grant::GrantVerifier::from_file(&pki.grant_public_key(), "DK-ODE", 0)
+                .unwrap();
+        let caller = bonebank_service::Caller {
+            user: "alice".into(),
+            project: "p".into(),
+            role: bonebank_schemas::Role::Researcher,
+            sites: Vec::new(),
+        };
+        assert_eq!(
+            node.verify(&signer.sign(&caller, "DK-ODE")).unwrap(),
+            caller
+        );
+
+        let again = pki.init(std::slice::from_ref(&site)).unwrap_err();
+        assert!(again.to_string().contains("already holds a PKI"), "{again}");
+    }
+}

@@ -60,3 +60,83 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    /// The loopback rule lets development settings through on this machine
+    /// only: a name that merely starts like one is not loopback.
+    #[test]
+    fn only_this_machines_addresses_are_loopback() {
+        for here in [
+            "http://localhost:7109",
+            "http://127.0.0.1:7100/x",
+            "http://127.8.9.10",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_loopback(&url(here)), "{here}");
+        }
+        for away in [
+            "http://localhost.example.org",
+            "http://0.0.0.0:7100",
+            "http://10.0.0.1",
+            "https://login.example.org",
+            "http://[::2]",
+            "file:///etc/passwd",
+        ] {
+            assert!(!is_loopback(&url(away)), "{away}");
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_every_source_on_one_line() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("discovery failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(error_chain(&e), "discovery failed: connection refused");
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_ca_names_the_setting() {
+        let e = issuer_client(Some(Path::new("/nonexistent/login-ca.crt"))).unwrap_err();
+        assert!(e.starts_with("oidc.ca /nonexistent/login-ca.crt"), "{e}");
+        issuer_client(None).unwrap();
+    }
+
+    /// The device and end-session endpoints, which the core metadata
+    /// leaves out, are read from discovery.
+    #[test]
+    fn the_extra_discovery_fields_are_read() {
+        let extra: discovery::ExtraMetadata = serde_json::from_value(serde_json::json!({
+            "device_authorization_endpoint": "https://login.example.org/device",
+            "end_session_endpoint": "https://login.example.org/logout",
+            "issuer": "https://login.example.org"
+        }))
+        .unwrap();
+        assert_eq!(
+            extra.device_authorization_endpoint.unwrap().as_str(),
+            "https://login.example.org/device"
+        );
+        assert_eq!(
+            extra.end_session_endpoint.as_deref(),
+            Some("https://login.example.org/logout")
+        );
+        let none: discovery::ExtraMetadata = serde_json::from_str("{}").unwrap();
+        assert!(none.device_authorization_endpoint.is_none());
+    }
+}

@@ -2,7 +2,7 @@
 //! keys a grouped answer lists, zeros included, whatever the data holds.
 
 use bonebank_schemas::{
-    Country, MaterialSubtype, SampleType, Sex, SiteId, StorageTemperature, ValueSet,
+    Country, MaterialSubtype, SampleType, Sex, SiteId, StorageTemperature, Table, ValueSet,
 };
 
 use crate::policy::Policy;
@@ -77,7 +77,17 @@ impl Dimension {
     /// sample's own (type, age at sampling, year, diagnosis) and a donor can
     /// be in as many of its cells as the donor has kinds of samples.
     pub fn fixed_per_donor(self) -> bool {
-        matches!(self, Self::SiteId | Self::Country | Self::Sex)
+        match self {
+            // A node answers for one site, in one country.
+            Self::SiteId | Self::Country => true,
+            // A column of the donors table has one value per donor; the
+            // samples' columns, and what is derived from them, do not.
+            d => {
+                d.derived_from().is_none()
+                    && Table::Donors.column(d.name()).is_some()
+                    && Table::Samples.column(d.name()).is_none()
+            }
+        }
     }
 
     /// Whether the dimension is derived from another column and so exists for
@@ -119,5 +129,22 @@ pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) ->
             .map(|c| (*c).to_owned())
             .chain(["none".to_owned()])
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Along site, country and sex a donor is in one cell; along every
+    /// dimension of a sample's own a donor may be in many, and is bounded.
+    #[test]
+    fn the_dimensions_fixed_per_donor_are_the_sites_and_the_donors_own() {
+        let fixed: Vec<&str> = ALL
+            .into_iter()
+            .filter(|d| d.fixed_per_donor())
+            .map(Dimension::name)
+            .collect();
+        assert_eq!(fixed, ["site_id", "country", "sex"]);
     }
 }
