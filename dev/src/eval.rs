@@ -28,6 +28,7 @@ use bonebank_query::policy::{Budgets, Policy};
 use bonebank_schemas::wire::{Accounting, Mechanism, QueryRequest, QueryResult};
 use bonebank_schemas::{Role, SiteId};
 
+use crate::truth::Reference;
 use crate::{Error, Result};
 
 /// How a question groups, which decides its sensitivity.
@@ -254,6 +255,8 @@ fn median(xs: &[f64]) -> f64 {
 struct Site {
     id: SiteId,
     engine: Arc<SurfaceEngine>,
+    /// The TRUE counts' source, independent of the engine.
+    reference: Arc<Reference>,
 }
 
 /// The default policy with budgets too large to run out during the
@@ -304,16 +307,41 @@ async fn releases(
             store,
         )
         .with_limits(bonebank_node::limits::WorkLimits::unthrottled());
+        let released = service.run(&who, &request).await?;
         if i == 0 {
+            // The TRUE counts come from the reference; the engine's own
+            // unbounded pass must agree with them cell for cell.
+            let cells = site.reference.counts(&released.query, &released.dimensions);
+            let reference: Vec<Vec<i64>> = released
+                .measures
+                .iter()
+                .map(|m| {
+                    released
+                        .rows
+                        .iter()
+                        .map(|row| {
+                            Reference::value(&cells, &m.measure, &row.key).ok_or_else(|| {
+                                Error::Usage(format!("no TRUE count for {}", m.label))
+                            })
+                        })
+                        .collect::<Result<Vec<i64>>>()
+                })
+                .collect::<Result<_>>()?;
             let q = QueryService::parse(&request)?;
             let checked = service.check(&who, &q, None)?;
-            truth = Some(
-                site.engine
-                    .true_counts(&service.plan_now(&checked).await?)
-                    .await?,
-            );
+            let engine = site
+                .engine
+                .true_counts(&service.plan_now(&checked).await?)
+                .await?;
+            if engine != reference {
+                return Err(Error::Internal(format!(
+                    "{}: the engine's unbounded counts {engine:?} differ from the reference's {reference:?} for {sql}",
+                    site.id
+                )));
+            }
+            truth = Some(reference);
         }
-        out.push(service.run(&who, &request).await?);
+        out.push(released);
         drop(service);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -431,9 +459,14 @@ pub async fn run(options: EvalOptions) -> Result<String> {
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
         let engine = SurfaceEngine::new(DataDir::new(&dir), id.clone(), categories.clone());
+        let (d, s, c) = (DataDir::new(&dir), id.clone(), categories.clone());
+        let reference = tokio::task::spawn_blocking(move || Reference::read(&d, &s, &c))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         sites.push(Site {
             id,
             engine: Arc::new(engine),
+            reference: Arc::new(reference),
         });
     }
 

@@ -12,5 +12,6 @@ mod error;
 pub mod eval;
 pub mod local;
 pub mod pki;
+pub mod truth;
 
 pub use error::{Error, Result};
