@@ -7,7 +7,7 @@ use actix_web::{App, HttpRequest, HttpResponse, get, post, web};
 use bonebank_schemas::icd10_titles::CodeMatch;
 use bonebank_schemas::wire::{
     BudgetListing, CheckedQuestion, ErrorBody, FederatedPreview, FederatedRequest, FederatedResult,
-    HistoryEntry, NegotiatorHandoff, NegotiatorHandoffRequest, SiteListing,
+    HistoryEntry, NegotiatorHandoff, NegotiatorHandoffRequest, SiteListing, WhoAmI,
 };
 use bonebank_service::asset;
 use bonebank_service::openapi::{self, SignedIn};
@@ -19,16 +19,7 @@ use utoipa_actix_web::{AppExt, scope};
 use crate::Error;
 use crate::auth::{self, Auth};
 use crate::beacon;
-use crate::negotiator::Negotiator;
-use crate::service::Coordinator;
-
-/// Everything handlers share.
-#[derive(Debug, Clone)]
-pub struct State {
-    pub coordinator: Coordinator,
-    pub auth: web::Data<Auth>,
-    pub negotiator: Negotiator,
-}
+pub use crate::state::State;
 
 pub fn app(
     state: web::Data<State>,
@@ -61,7 +52,7 @@ pub fn app(
         .service(auth::callback)
         .service(auth::logout)
         .service(auth::login_info)
-        .service(auth::whoami)
+        .service(whoami)
         .service(query)
         .service(preview)
         .service(sites)
@@ -322,4 +313,28 @@ async fn codes(
 async fn budgets(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     Ok(HttpResponse::Ok().json(state.coordinator.budgets(&who).await))
+}
+
+/// `GET /v1/whoami`: who is signed in, and for a browser session the CSRF
+/// token its page sends back.
+#[utoipa::path(
+    tag = "sign-in",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Who is signed in.", body = WhoAmI), openapi::SignedIn)
+)]
+#[get("/v1/whoami")]
+pub async fn whoami(
+    auth: web::Data<Auth>,
+    state: web::Data<State>,
+    req: HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let who = auth.requester(&req).await?.caller;
+    Ok(HttpResponse::Ok().json(WhoAmI {
+        user: who.user,
+        role: who.role.to_string(),
+        project: who.project,
+        sites: who.sites,
+        csrf: auth.csrf(&req),
+        negotiator: state.negotiator.can_send(),
+    }))
 }

@@ -28,7 +28,7 @@ pub const SESSION_COOKIE: &str = "bonebank_session";
 /// A verified caller and the token that proved it, to pass on to the nodes.
 pub type Requester = SignedIn;
 
-pub use bonebank_schemas::wire::{LoginInfo, WhoAmI};
+pub use bonebank_schemas::wire::LoginInfo;
 
 /// The coordinator's sign-in: the browser's sessions, and what the CLI
 /// needs to know.
@@ -146,28 +146,4 @@ pub async fn logout(auth: web::Data<Auth>, req: HttpRequest) -> Result<HttpRespo
 #[get("/v1/login")]
 pub async fn login_info(auth: web::Data<Auth>) -> web::Json<LoginInfo> {
     web::Json(auth.login_info())
-}
-
-/// `GET /v1/whoami`: who is signed in, and for a browser session the CSRF
-/// token its page sends back.
-#[utoipa::path(
-    tag = "sign-in",
-    security(("bearer" = []), ("session" = [])),
-    responses((status = 200, description = "Who is signed in.", body = WhoAmI), openapi::SignedIn)
-)]
-#[get("/v1/whoami")]
-pub async fn whoami(
-    auth: web::Data<Auth>,
-    state: web::Data<crate::api::State>,
-    req: HttpRequest,
-) -> Result<HttpResponse> {
-    let who = auth.requester(&req).await?.caller;
-    Ok(HttpResponse::Ok().json(WhoAmI {
-        user: who.user,
-        role: who.role.to_string(),
-        project: who.project,
-        sites: who.sites,
-        csrf: auth.csrf(&req),
-        negotiator: state.negotiator.can_send(),
-    }))
 }

@@ -15,7 +15,7 @@ use bonebank_schemas::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::State;
+use crate::state::State;
 use crate::{Error, Result};
 
 const API_VERSION: &str = "v2.0.0";

@@ -268,7 +268,7 @@ impl CoordinatorConfig {
         }
         for site in &self.sites {
             if let Some(id) = &site.directory_collection
-                && crate::negotiator::biobank_of(id).is_none()
+                && biobank_of(id).is_none()
             {
                 return Err(Error::Usage(format!(
                     "site {}: directory_collection {id:?} is not a Directory collection id \
@@ -294,6 +294,19 @@ impl CoordinatorConfig {
     pub fn history_db(&self) -> PathBuf {
         self.state_dir.join("coordinator.sqlite")
     }
+}
+
+/// The biobank part of a Directory collection id:
+/// `bbmri-eric:ID:DE_LUE:collection:MSC` → `bbmri-eric:ID:DE_LUE`.
+pub fn biobank_of(collection: &str) -> Option<&str> {
+    let (biobank, name) = collection.split_once(":collection:")?;
+    let id = biobank.strip_prefix("bbmri-eric:ID:")?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+    };
+    (plain(id) && !id.contains(':') && plain(name)).then_some(biobank)
 }
 
 #[cfg(test)]

@@ -19,5 +19,6 @@ pub mod merge;
 pub mod negotiator;
 pub mod server;
 pub mod service;
+pub mod state;
 
 pub use error::{Error, Result};

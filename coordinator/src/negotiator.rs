@@ -10,21 +10,8 @@ use bonebank_schemas::wire::{
     NegotiatorRequest, NegotiatorResource, SiteStatus,
 };
 
-use crate::config::{CoordinatorConfig, NegotiatorConfig};
+use crate::config::{CoordinatorConfig, NegotiatorConfig, biobank_of};
 use crate::{Error, Result};
-
-/// The biobank part of a Directory collection id:
-/// `bbmri-eric:ID:DE_LUE:collection:MSC` → `bbmri-eric:ID:DE_LUE`.
-pub fn biobank_of(collection: &str) -> Option<&str> {
-    let (biobank, name) = collection.split_once(":collection:")?;
-    let id = biobank.strip_prefix("bbmri-eric:ID:")?;
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
-    };
-    (plain(id) && !id.contains(':') && plain(name)).then_some(biobank)
-}
 
 /// Builds and sends Negotiator requests.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use bonebank_coordinator::config::{
     ClientTls, CoordinatorConfig, LinkListener, LoginConfig, SiteEndpoint,
 };
 use bonebank_coordinator::server::RunningCoordinator;
-use bonebank_node::link::Outbound;
+use bonebank_node::config::Outbound;
 
 /// The three demo sites.
 pub fn demo_sites() -> Vec<SiteId> {

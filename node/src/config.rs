@@ -48,7 +48,7 @@ pub struct NodeConfig {
     /// node connects out to the coordinator and fetches its questions. The
     /// node's own port can then stay on loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outbound: Option<crate::link::Outbound>,
+    pub outbound: Option<Outbound>,
 }
 
 /// Where and how the stewards' pages are served. Stewards' browsers have no
@@ -243,4 +243,44 @@ fn rule_line(text: &str, n: usize) -> Option<usize> {
         })
         .nth(n.checked_sub(1)?)
         .map(|(i, _)| i + 1)
+}
+/// `[outbound]` in a node's config: connect out to the coordinator rather
+/// than wait to be connected to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    /// The coordinator's link address, e.g.
+    /// `https://bonebank.example.org:7443`.
+    pub coordinator: String,
+    /// The name the coordinator's certificate must carry; the URL's host
+    /// when absent.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// A forward proxy, e.g. `http://proxy.hospital.local:3128`. Without
+    /// it, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment
+    /// apply, as for other programs on the machine.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// The CA of the proxy, for an `https://` proxy or one that inspects
+    /// TLS: trusted besides the CA of `[tls]`.
+    #[serde(default)]
+    pub proxy_ca: Option<PathBuf>,
+}
+
+impl Outbound {
+    pub fn validate(&self) -> Result<()> {
+        let url = reqwest::Url::parse(&self.coordinator)
+            .map_err(|e| Error::Usage(format!("outbound.coordinator: {e}")))?;
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(Error::Usage(format!(
+                "outbound.coordinator {} must be an https:// address: the link is mutual TLS only",
+                self.coordinator
+            )));
+        }
+        if let Some(proxy) = &self.proxy {
+            reqwest::Proxy::all(proxy)
+                .map_err(|e| Error::Usage(format!("outbound.proxy {proxy:?}: {e}")))?;
+        }
+        Ok(())
+    }
 }

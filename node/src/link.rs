@@ -10,7 +10,6 @@
 //! The coordinator is checked by its certificate and name; the node shows
 //! its own certificate, which must name this site.
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -19,53 +18,11 @@ use bonebank_schemas::wire::{LinkPoll, LinkRequest, LinkResponse, QueryRequest};
 use bonebank_service::error::WireError;
 use bonebank_service::tls::{self, ClientFiles};
 use bonebank_service::{error_chain, identity};
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::api::AppState;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Outbound};
 use crate::{Error, Result};
-
-/// `[outbound]` in a node's config: connect out to the coordinator rather
-/// than wait to be connected to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Outbound {
-    /// The coordinator's link address, e.g.
-    /// `https://bonebank.example.org:7443`.
-    pub coordinator: String,
-    /// The name the coordinator's certificate must carry; the URL's host
-    /// when absent.
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// A forward proxy, e.g. `http://proxy.hospital.local:3128`. Without
-    /// it, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment
-    /// apply, as for other programs on the machine.
-    #[serde(default)]
-    pub proxy: Option<String>,
-    /// The CA of the proxy, for an `https://` proxy or one that inspects
-    /// TLS: trusted besides the CA of `[tls]`.
-    #[serde(default)]
-    pub proxy_ca: Option<PathBuf>,
-}
-
-impl Outbound {
-    pub fn validate(&self) -> Result<()> {
-        let url = reqwest::Url::parse(&self.coordinator)
-            .map_err(|e| Error::Usage(format!("outbound.coordinator: {e}")))?;
-        if url.scheme() != "https" || url.host_str().is_none() {
-            return Err(Error::Usage(format!(
-                "outbound.coordinator {} must be an https:// address: the link is mutual TLS only",
-                self.coordinator
-            )));
-        }
-        if let Some(proxy) = &self.proxy {
-            reqwest::Proxy::all(proxy)
-                .map_err(|e| Error::Usage(format!("outbound.proxy {proxy:?}: {e}")))?;
-        }
-        Ok(())
-    }
-}
 
 /// How long the node waits for a poll beyond the coordinator's heartbeat
 /// before it takes the connection for dead and connects again.

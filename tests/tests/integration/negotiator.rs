@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bonebank_coordinator::config::NegotiatorConfig;
-use bonebank_coordinator::negotiator::biobank_of;
+use bonebank_coordinator::config::biobank_of;
 use bonebank_dev::devidp::DevUser;
 use bonebank_dev::local::{self, LocalNetwork};
 use bonebank_query::policy::Policy;
