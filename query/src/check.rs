@@ -6,8 +6,9 @@
 use bonebank_schemas::surface::{self, Role as ColumnRole};
 use bonebank_schemas::{FeasibilityQuery, Filter, Icd10, Measure, Role, SiteId, Value};
 
-use crate::dimensions::{Dimension, dimension_values};
+use crate::dimensions::Dimension;
 use crate::policy::Policy;
+use crate::policy::dimension_values;
 use crate::{Refusal, SHAPE_HINT};
 
 /// Most cells an answer may have.

@@ -1,11 +1,7 @@
 //! The dimensions a query can group by, and each one's public value set: the
 //! keys a grouped answer lists, zeros included, whatever the data holds.
 
-use bonebank_schemas::{
-    Country, MaterialSubtype, SampleType, Sex, SiteId, StorageTemperature, Table, ValueSet,
-};
-
-use crate::policy::Policy;
+use bonebank_schemas::Table;
 
 /// A dimension: a column of the surface whose values are public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,37 +94,6 @@ impl Dimension {
             Self::DiagnosisCategory | Self::DiagnosisChapter => Some("diagnosis"),
             _ => None,
         }
-    }
-}
-
-/// Every key of `dimension` at `site`, in the order answers list them.
-pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) -> Vec<String> {
-    fn codes<T: ValueSet>() -> Vec<String> {
-        T::CODES.iter().map(|c| (*c).to_owned()).collect()
-    }
-    match dimension {
-        Dimension::SiteId => vec![site.to_string()],
-        Dimension::Country => codes::<Country>(),
-        Dimension::SampleType => codes::<SampleType>(),
-        Dimension::MaterialSubtype => codes::<MaterialSubtype>(),
-        Dimension::StorageTemperature => codes::<StorageTemperature>(),
-        Dimension::Sex => codes::<Sex>(),
-        Dimension::AgeBand => AGE_BANDS.map(String::from).to_vec(),
-        Dimension::SamplingYear => (policy.sampling_years[0]..=policy.sampling_years[1])
-            .map(|y| y.to_string())
-            .collect(),
-        Dimension::DiagnosisCategory => {
-            let mut v = policy.diagnosis_categories.clone();
-            v.sort();
-            v.dedup();
-            v.extend(["other".to_owned(), "none".to_owned()]);
-            v
-        }
-        Dimension::DiagnosisChapter => CHAPTERS
-            .iter()
-            .map(|c| (*c).to_owned())
-            .chain(["none".to_owned()])
-            .collect(),
     }
 }
 

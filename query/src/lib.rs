@@ -17,7 +17,8 @@ pub mod policy;
 pub mod sql;
 
 pub use check::{Checked, check};
-pub use dimensions::{AGE_BANDS, ALL as ALL_DIMENSIONS, Dimension, dimension_values};
+pub use dimensions::{AGE_BANDS, ALL as ALL_DIMENSIONS, Dimension};
+pub use policy::dimension_values;
 
 use bonebank_schemas::FeasibilityQuery;
 use sha2::{Digest, Sha256};

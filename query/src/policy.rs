@@ -5,10 +5,14 @@
 use std::collections::BTreeMap;
 
 use bonebank_schemas::wire::{Accounting, LossRange, SiteBudgets};
-use bonebank_schemas::{Filter, Role, Value};
+use bonebank_schemas::{
+    Country, Filter, MaterialSubtype, Role, SampleType, Sex, SiteId, StorageTemperature, Value,
+    ValueSet,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::dimensions::{AGE_BANDS, CHAPTERS, Dimension};
 use crate::{Refusal, sql};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -592,5 +596,36 @@ impl Policy {
             Some(text) => sql::parse_filter(text).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// Every key of `dimension` at `site`, in the order answers list them.
+pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) -> Vec<String> {
+    fn codes<T: ValueSet>() -> Vec<String> {
+        T::CODES.iter().map(|c| (*c).to_owned()).collect()
+    }
+    match dimension {
+        Dimension::SiteId => vec![site.to_string()],
+        Dimension::Country => codes::<Country>(),
+        Dimension::SampleType => codes::<SampleType>(),
+        Dimension::MaterialSubtype => codes::<MaterialSubtype>(),
+        Dimension::StorageTemperature => codes::<StorageTemperature>(),
+        Dimension::Sex => codes::<Sex>(),
+        Dimension::AgeBand => AGE_BANDS.map(String::from).to_vec(),
+        Dimension::SamplingYear => (policy.sampling_years[0]..=policy.sampling_years[1])
+            .map(|y| y.to_string())
+            .collect(),
+        Dimension::DiagnosisCategory => {
+            let mut v = policy.diagnosis_categories.clone();
+            v.sort();
+            v.dedup();
+            v.extend(["other".to_owned(), "none".to_owned()]);
+            v
+        }
+        Dimension::DiagnosisChapter => CHAPTERS
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(["none".to_owned()])
+            .collect(),
     }
 }
