@@ -67,8 +67,9 @@ where
     let doc = complete(doc, about);
     let json = doc.to_json().expect("an OpenAPI document is JSON");
     let routes = Routes::of(&doc);
-    // On every listener: bodies arrive in time or the connection is
-    // closed, a path asked with a method it does not answer gets 405 with
+    // On every listener: one client address holds a bounded number of
+    // open requests, bodies arrive in time or the connection is closed,
+    // a path asked with a method it does not answer gets 405 with
     // `Allow` (see [`fallback`]), and every answer says it is
     // to be read as its type says and only over HTTPS (browsers ignore
     // HSTS on plain HTTP, which bonebank serves on loopback only).
@@ -76,6 +77,7 @@ where
         .app_data(web::Data::new(routes))
         .default_service(web::to(fallback))
         .wrap(actix_web::middleware::from_fn(crate::server::body_deadline))
+        .wrap(actix_web::middleware::from_fn(crate::server::per_address))
         .wrap(
             actix_web::middleware::DefaultHeaders::new()
                 .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

@@ -97,6 +97,71 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// it, new connections wait in the kernel's backlog.
 pub const CONNECTIONS_PER_WORKER: usize = 4_096;
 
+/// The most requests one client address may have open at one listener at
+/// once. A request counts from when its head is read until its answer is
+/// sent or its connection closes, so a client holding bodies back holds at
+/// most this many; past it, its new requests are answered 429 at once and
+/// their connections closed. Generous enough for a coordinator asking a
+/// node for many researchers, or a hospital's many users behind one
+/// address.
+pub const REQUESTS_PER_ADDRESS: u32 = 256;
+
+/// Open requests per listener and client address.
+static OPEN: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<(SocketAddr, std::net::IpAddr), u32>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// One open request, counted until dropped.
+struct Open((SocketAddr, std::net::IpAddr));
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().expect("open requests");
+        if let Some(n) = open.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// Middleware for every listener: at most [`REQUESTS_PER_ADDRESS`] open
+/// requests per client address.
+pub async fn per_address<B: actix_web::body::MessageBody + 'static>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let Some(peer) = req.peer_addr() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let key = (req.app_config().local_addr(), peer.ip());
+    let open = {
+        let mut open = OPEN.lock().expect("open requests");
+        let n = open.entry(key).or_default();
+        if *n >= REQUESTS_PER_ADDRESS {
+            drop(open);
+            let body = bonebank_schemas::wire::ErrorBody {
+                code: bonebank_schemas::wire::ErrorCode::TooManyRequests,
+                message: format!(
+                    "more than {REQUESTS_PER_ADDRESS} requests at once from your address; wait for the open ones"
+                ),
+                hint: None,
+            };
+            let response = actix_web::HttpResponse::TooManyRequests()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .force_close()
+                .json(body);
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+        *n += 1;
+        Open(key)
+    };
+    let response = next.call(req).await;
+    drop(open);
+    Ok(response?.map_into_left_body())
+}
+
 /// Middleware for every listener: the request's body is read within
 /// [`BODY_TIMEOUT`], or reading it fails (`408`-like: the extractor's
 /// error, and the connection is closed as its body was not read).

@@ -1,7 +1,8 @@
 //! Clients that send a body slowly or never cannot take the coordinator
-//! down: each body must arrive within the listener's body timeout or the
-//! connection is closed, so questions are answered meanwhile and the memory
-//! such connections took is given back.
+//! down: one address holds at most its share of open requests, each body
+//! must arrive within the listener's body timeout or the connection is
+//! closed, so questions are answered meanwhile and the memory such
+//! connections took is given back.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +13,7 @@ use bonebank_dev::local::{self, LocalNetwork};
 use bonebank_query::policy::Policy;
 use bonebank_schemas::Role;
 use bonebank_schemas::wire::FederatedResult;
-use bonebank_service::server::BODY_TIMEOUT;
+use bonebank_service::server::{BODY_TIMEOUT, REQUESTS_PER_ADDRESS};
 
 use crate::http::{ok, post};
 
@@ -55,22 +56,23 @@ async fn two_thousand_slow_bodies_neither_stop_questions_nor_keep_memory() {
     ask("SELECT COUNT(*) FROM samples").await;
     let before = rss_mb();
 
-    // 2,000 connections that announce a 60,000-byte question and send one
-    // byte of it.
-    let slow: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
-        (0..2_000)
-            .map(|_| {
-                let mut c = TcpStream::connect(&addr).unwrap();
-                c.write_all(
-                    b"POST /v1/query HTTP/1.1\r\nHost: coordinator\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
-                )
-                .unwrap();
-                c
-            })
-            .collect()
-    })
-    .await
-    .unwrap();
+    // 2,000 connections from another address (127.0.0.2; the questions
+    // come from 127.0.0.1) that announce a 60,000-byte question and send
+    // one byte of it.
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut slow: Vec<TcpStream> = Vec::new();
+    for _ in 0..2_000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let c = socket.connect(target).await.unwrap().into_std().unwrap();
+        c.set_nonblocking(false).unwrap();
+        let mut c = c;
+        c.write_all(
+            b"POST /v1/query HTTP/1.1\r\nHost: coordinator\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+        )
+        .unwrap();
+        slow.push(c);
+    }
 
     // Questions are answered meanwhile, fresh ones too.
     for sql in [
@@ -87,22 +89,34 @@ async fn two_thousand_slow_bodies_neither_stop_questions_nor_keep_memory() {
 
     // Past the body timeout every slow connection is answered and closed.
     tokio::time::sleep(BODY_TIMEOUT + Duration::from_secs(2)).await;
-    let closed = tokio::task::spawn_blocking(move || {
+    let answers: Vec<Option<String>> = tokio::task::spawn_blocking(move || {
         slow.into_iter()
-            .filter(|c| {
+            .map(|c| {
                 let mut c = c;
                 c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut all = Vec::new();
                 // The server's answer, then the end of the stream.
-                c.read_to_end(&mut all).is_ok()
+                c.read_to_end(&mut all)
+                    .ok()
+                    .map(|_| String::from_utf8_lossy(&all).into_owned())
             })
-            .count()
+            .collect()
     })
     .await
     .unwrap();
+    let closed = answers.iter().flatten().count();
+    assert_eq!(closed, 2_000, "connections the server closed");
+    // One address holds at most its share of open requests: the rest were
+    // turned away at once with 429.
+    let turned_away = answers
+        .iter()
+        .flatten()
+        .filter(|a| a.starts_with("HTTP/1.1 429"))
+        .count();
     assert_eq!(
-        closed, 2_000,
-        "connections the server closed after the body timeout"
+        turned_away,
+        2_000 - REQUESTS_PER_ADDRESS as usize,
+        "requests past the address's share"
     );
     // The memory they took is given back (the allocator may keep a little).
     let after = rss_mb();
