@@ -97,6 +97,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A node process under a long, bounded load: its resident memory
+    /// every minute, and the growth after the first minute.
+    Soak {
+        /// Minutes to run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Samples in the site.
+        #[arg(long, default_value_t = 100_000)]
+        samples: u64,
+        /// Distinct users asking in turn.
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+    },
     /// The network on this machine: three large sites with 1 and 16
     /// clients, then the fan-out to many small nodes.
     Network {
@@ -216,6 +229,20 @@ pub fn run(cli: DevCli) -> Result<()> {
         }
         DevCommand::Bench(BenchCommand::Node { samples, requests }) => {
             println!("{}", bench::node::query(samples, requests)?);
+            Ok(())
+        }
+        DevCommand::Bench(BenchCommand::Soak {
+            minutes,
+            samples,
+            users,
+        }) => {
+            let soak = bench::soak::run(minutes, samples, users)?;
+            println!("{soak}");
+            if soak.growth_mib() > bench::soak::BOUND_MIB || soak.failures > 0 {
+                return Err(Error::Internal(
+                    "the node's memory grew beyond the bound, or requests failed".into(),
+                ));
+            }
             Ok(())
         }
         DevCommand::Bench(BenchCommand::Import { samples, runs }) => {
