@@ -211,26 +211,10 @@ fn eval(filter: &Filter, row: &Row) -> Option<bool> {
     let get = |c: &str| row.values.get(c);
     match filter {
         Filter::True => Some(true),
-        Filter::And(fs) => {
-            let results: Vec<Option<bool>> = fs.iter().map(|f| eval(f, row)).collect();
-            if results.contains(&Some(false)) {
-                Some(false)
-            } else if results.contains(&None) {
-                None
-            } else {
-                Some(true)
-            }
-        }
-        Filter::Or(fs) => {
-            let results: Vec<Option<bool>> = fs.iter().map(|f| eval(f, row)).collect();
-            if results.contains(&Some(true)) {
-                Some(true)
-            } else if results.contains(&None) {
-                None
-            } else {
-                Some(false)
-            }
-        }
+        // AND is decided by a false part, OR by a true one; else unknown
+        // if a part is, else the other value.
+        Filter::And(fs) => decided_by(false, fs, row),
+        Filter::Or(fs) => decided_by(true, fs, row),
         Filter::Not(f) => eval(f, row).map(|v| !v),
         Filter::In { column, values } => get(column).map(|v| values.contains(v)),
         Filter::Range { column, min, max } => match get(column) {
@@ -246,6 +230,19 @@ fn eval(filter: &Filter, row: &Row) -> Option<bool> {
             _ => None,
         },
         Filter::IsNull { column } => Some(get(column).is_none()),
+    }
+}
+
+/// `decisive` if some part of `fs` is, else unknown if some part is, else
+/// the other value.
+fn decided_by(decisive: bool, fs: &[Filter], row: &Row) -> Option<bool> {
+    let results: Vec<Option<bool>> = fs.iter().map(|f| eval(f, row)).collect();
+    if results.contains(&Some(decisive)) {
+        Some(decisive)
+    } else if results.contains(&None) {
+        None
+    } else {
+        Some(!decisive)
     }
 }
 
