@@ -733,42 +733,18 @@ pub fn import(dir: &DataDir, files: &[PathBuf], consents: Consents) -> Result<Im
 
     // The same checks and the same new version as a CSV import.
     let staging = tempfile::tempdir().map_err(Error::io(std::env::temp_dir()))?;
-    let tables = [
-        (
-            Table::Donors,
-            &donors,
-            "donor_id,sex,consent_research,consent_commercial,consent_genetic,consent_autologous,consent_allogeneic,consent_withdrawn",
-        ),
-        (
-            Table::Samples,
-            &samples,
-            "sample_id,donor_id,sample_type,material_subtype,storage_temperature,sampling_date,age_at_sampling,aliquots_available",
-        ),
-        (
-            Table::Diagnoses,
-            &diagnoses,
-            "sample_id,diagnosis,is_primary",
-        ),
-    ];
     let mut inputs = Vec::new();
-    for (table, rows, header) in tables {
+    for ((table, columns), rows) in STAGED.iter().zip([&donors, &samples, &diagnoses]) {
         let path = staging.path().join(format!("{table}.csv"));
-        let mut out =
-            std::io::BufWriter::new(std::fs::File::create(&path).map_err(Error::io(&path))?);
-        writeln!(out, "{header}").map_err(Error::io(&path))?;
-        for row in rows.iter() {
-            let line: Vec<String> = row.fields.iter().map(|f| csv_field(f)).collect();
-            writeln!(out, "{}", line.join(",")).map_err(Error::io(&path))?;
-        }
-        out.flush().map_err(Error::io(&path))?;
-        inputs.push((table, path));
+        stage(&path, columns, rows)?;
+        inputs.push((*table, path));
     }
     let sources = files
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    super::import(dir, &inputs).map_err(|e| match e {
+    super::import_as(dir, &inputs, |_| format!("FHIR {sources}")).map_err(|e| match e {
         // Name the resource and element, not the staging file's row.
         Error::Refused(problems) => Error::Refused(problems.map(|p| {
             let (rows, table) = if p.file.ends_with("donors.csv") {
@@ -812,18 +788,88 @@ fn element_of(column: &str) -> &str {
     }
 }
 
-/// A CSV field, quoted where it must be.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+/// The columns each staged table is written with, in the order the rows
+/// above fill them; each is a column of its table (a test checks).
+const STAGED: [(Table, &[&str]); 3] = [
+    (
+        Table::Donors,
+        &[
+            "donor_id",
+            "sex",
+            "consent_research",
+            "consent_commercial",
+            "consent_genetic",
+            "consent_autologous",
+            "consent_allogeneic",
+            "consent_withdrawn",
+        ],
+    ),
+    (
+        Table::Samples,
+        &[
+            "sample_id",
+            "donor_id",
+            "sample_type",
+            "material_subtype",
+            "storage_temperature",
+            "sampling_date",
+            "age_at_sampling",
+            "aliquots_available",
+        ],
+    ),
+    (Table::Diagnoses, &["sample_id", "diagnosis", "is_primary"]),
+];
+
+/// Writes `rows` as a CSV file with a header of `columns`, by arrow's CSV
+/// writer (as the export writes), for the CSV import to check.
+fn stage(path: &std::path::Path, columns: &[&str], rows: &[Row]) -> Result<()> {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    );
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| {
+            std::sync::Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.fields[i].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(std::sync::Arc::new(schema), arrays)
+        .map_err(|e| Error::Engine(format!("staging {}: {e}", path.display())))?;
+    let file = std::fs::File::create(path).map_err(Error::io(path))?;
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(std::io::BufWriter::new(file));
+    writer
+        .write(&batch)
+        .map_err(|e| Error::Engine(format!("staging {}: {e}", path.display())))?;
+    writer.into_inner().flush().map_err(Error::io(path))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_staged_columns_are_their_tables_own_and_cover_the_required() {
+        for (table, columns) in STAGED {
+            for c in columns {
+                assert!(table.column(c).is_some(), "{table} has no column {c}");
+            }
+            for c in table.columns().iter().filter(|c| c.required) {
+                assert!(
+                    columns.contains(&c.name),
+                    "{table}.{} is not staged",
+                    c.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn ages_from_whole_and_partial_birth_dates() {

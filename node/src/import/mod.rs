@@ -34,6 +34,16 @@ pub struct ImportReport {
 /// are checked in dependency order (donors, samples, diagnoses) whatever order
 /// they are given in, and checked against the current version's other tables.
 pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport> {
+    import_as(dir, files, |path| path.display().to_string())
+}
+
+/// As [`import`], naming each file in the version's change log by `named`
+/// (an import that stages files of its own names what they came from).
+pub(crate) fn import_as(
+    dir: &DataDir,
+    files: &[(Table, PathBuf)],
+    named: impl Fn(&std::path::Path) -> String,
+) -> Result<ImportReport> {
     let started = Instant::now();
     let mut requested: BTreeMap<Table, &Path> = BTreeMap::new();
     for (table, path) in files {
@@ -131,7 +141,7 @@ pub fn import(dir: &DataDir, files: &[(Table, PathBuf)]) -> Result<ImportReport>
     }
     let change = requested
         .iter()
-        .map(|(table, path)| format!("{table} from {} ({} rows)", path.display(), rows[table]))
+        .map(|(table, path)| format!("{table} from {} ({} rows)", named(path), rows[table]))
         .collect::<Vec<_>>()
         .join(", ");
     let version = tx.commit(format!("import {change}"))?;

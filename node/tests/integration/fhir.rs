@@ -39,6 +39,11 @@ fn bundles_and_ndjson_become_one_new_version() {
         example("resources.ndjson"),
     ];
     let report = fhir::import(&dir, &files, "research,genetic".parse().unwrap()).unwrap();
+    // The version says what it came from: the FHIR files, not the
+    // temporary tables the import staged them in.
+    let change = &report.version.change;
+    assert!(change.contains("donors from FHIR "), "{change}");
+    assert!(!change.contains("donors.csv"), "{change}");
     assert_eq!(report.rows[&Table::Donors], 5);
     assert_eq!(report.rows[&Table::Samples], 6);
 
