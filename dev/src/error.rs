@@ -36,3 +36,9 @@ impl Error {
         move |source| Self::Io { path, source }
     }
 }
+
+impl From<bonebank_node::engine::Error> for Error {
+    fn from(e: bonebank_node::engine::Error) -> Self {
+        Self::Node(e.into())
+    }
+}

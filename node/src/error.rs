@@ -112,12 +112,6 @@ pub struct Broken {
 }
 
 impl Error {
-    /// A DataFusion failure. Filters are built from checked queries only, so
-    /// a failure here is ours, not the user's.
-    pub fn from_df(e: datafusion_common::DataFusionError) -> Self {
-        Self::Engine(e.to_string())
-    }
-
     /// Wraps an I/O error with the path it happened at.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
@@ -136,6 +130,23 @@ impl From<bonebank_service::Error> for Error {
             Frame::Usage(m) => Self::Usage(m),
             Frame::Io { path, source } => Self::Io { path, source },
             Frame::Internal(m) => Self::Engine(m),
+        }
+    }
+}
+
+impl From<bonebank_engine::Error> for Error {
+    fn from(e: bonebank_engine::Error) -> Self {
+        use bonebank_engine::Error as Data;
+        match e {
+            Data::NoData => Self::NoData,
+            Data::TooSlow(ms) => Self::TooSlow(ms),
+            Data::Io { path, source } => Self::Io { path, source },
+            Data::Busy(path) => Self::Busy(path),
+            Data::DamagedManifest { path, message } => Self::DamagedManifest { path, message },
+            Data::Usage(m) => Self::Usage(m),
+            Data::Parquet(e) => Self::Parquet(e),
+            Data::Arrow(e) => Self::Arrow(e),
+            Data::Engine(m) => Self::Engine(m),
         }
     }
 }

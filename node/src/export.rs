@@ -31,7 +31,7 @@ pub fn to_csv(dir: &DataDir, table: Table, out: &Path) -> Result<u64> {
             writer.write(&batch)?;
             rows += batch.num_rows() as u64;
         }
-        Ok(())
+        Ok::<(), Error>(())
     })?;
     Ok(rows)
 }

@@ -7,8 +7,6 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
-pub mod dataset;
-pub mod engine;
 mod error;
 pub mod export;
 pub mod generate;
@@ -23,4 +21,8 @@ pub mod server;
 pub mod service;
 pub mod store;
 
+pub use bonebank_engine::dataset;
 pub use error::{Error, Result};
+
+/// The counting engine, a crate of its own (`engine/`).
+pub use bonebank_engine as engine;

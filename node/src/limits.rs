@@ -38,7 +38,7 @@ pub struct WorkLimits {
 impl Default for WorkLimits {
     fn default() -> Self {
         Self {
-            plan_timeout_ms: 10_000,
+            plan_timeout_ms: bonebank_engine::DEFAULT_PLAN_TIMEOUT.as_millis() as u64,
             concurrent_per_user: 4,
             user_questions_per_minute: 30,
             project_questions_per_minute: 120,

@@ -158,7 +158,7 @@ pub fn into_data_dir(spec: &Spec, dir: &DataDir) -> Result<(Counts, DatasetVersi
 
 impl Sink for Transaction {
     fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<()> {
-        Transaction::write(self, table, batch)
+        Ok(Transaction::write(self, table, batch)?)
     }
 }
 

@@ -421,7 +421,7 @@ impl QueryService {
     }
 
     pub fn dataset_version(&self) -> Result<Option<String>> {
-        self.engine.dataset_version()
+        Ok(self.engine.dataset_version()?)
     }
 
     /// Loads the site's data now and each new version as it is imported,

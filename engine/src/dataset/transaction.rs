@@ -304,11 +304,12 @@ fn create_dir_recording(path: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Writes `target` through a temp file in `dir`: write, fsync, rename, fsync the
 /// directory. Readers see the old file or the new one, never a mix.
-pub(crate) fn write_atomically(
+/// The writer's own errors (`E`, e.g. a caller's) pass through as they are.
+pub fn write_atomically<E: From<Error>>(
     dir: &Path,
     target: &Path,
-    write: impl FnOnce(&mut BufWriter<&File>) -> Result<()>,
-) -> Result<()> {
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<(), E>,
+) -> Result<(), E> {
     let temp = tempfile::Builder::new()
         .prefix(STAGING_PREFIX)
         .tempfile_in(dir)
@@ -321,7 +322,7 @@ pub(crate) fn write_atomically(
     temp.as_file().sync_all().map_err(Error::io(temp.path()))?;
     temp.persist(target)
         .map_err(|e| Error::io(target)(e.error))?;
-    sync_dir(dir)
+    Ok(sync_dir(dir)?)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

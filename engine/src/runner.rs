@@ -167,7 +167,7 @@ impl SurfaceEngine {
             loaded: RwLock::new(loaded.map(Arc::new)),
             loading: tokio::sync::Mutex::new(()),
             cpu: CpuRuntime::new(),
-            plan_timeout: crate::limits::WorkLimits::default().plan_timeout(),
+            plan_timeout: crate::DEFAULT_PLAN_TIMEOUT,
             known: std::sync::Mutex::new(None),
         }
     }

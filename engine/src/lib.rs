@@ -1,18 +1,28 @@
-//! Exact, contribution-bounded aggregates over a site's current dataset
-//! version. This is the only place rows are read; what leaves it are true
-//! per-cell aggregates, which the privacy layer noises before anything else
-//! sees them.
+//! A site's data and the counting engine over it: the data directory with
+//! its dataset versions ([`dataset`]), and exact, contribution-bounded
+//! aggregates over the current version. This is the only place rows are
+//! read; what leaves it are true per-cell aggregates, which the node's
+//! privacy layer noises before anything else sees them. The node, the
+//! evaluation and the benchmarks link it; it knows nothing of noise,
+//! budgets or HTTP.
 
+pub mod dataset;
+mod error;
 mod filter;
 mod pass;
 mod runner;
 pub mod surface;
 
+pub use error::{Error, Result};
+
+/// The plan time an engine allows until told otherwise
+/// ([`SurfaceEngine::with_plan_timeout`]); a node's `[limits]` set it.
+pub const DEFAULT_PLAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 use bonebank_schemas::Filter;
 use futures::future::BoxFuture;
 
 pub use self::runner::SurfaceEngine;
-use crate::Result;
 
 /// Nanoseconds one step of a pass may take (see [`Plan::steps_per_row`]),
 /// for the estimate a question is turned away by. The node benchmark's

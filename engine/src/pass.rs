@@ -925,7 +925,7 @@ mod tests {
     use bonebank_schemas::{Filter, Value};
 
     use super::*;
-    use crate::engine::Spread;
+    use crate::Spread;
 
     fn schema() -> Arc<Schema> {
         Arc::new(Schema::new(vec![

@@ -22,7 +22,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 pub use manifest::{DatasetVersion, Manifest, TableFile, VersionRecord};
-pub(crate) use transaction::write_atomically;
+pub use transaction::write_atomically;
 pub use transaction::{Transaction, remove_leftovers};
 
 use crate::{Error, Result};
