@@ -297,3 +297,23 @@ mod tests {
         assert!(!holds(&range(Some(71), None), &aged));
     }
 }
+
+#[cfg(test)]
+mod agreement {
+    /// On three generated sites, every question of the evaluation gets the
+    /// same TRUE counts from the reference as from the engine's unbounded
+    /// pass (the evaluation stops with the cell that differs otherwise).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_and_the_reference_agree_on_every_question() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = crate::eval::run(crate::eval::EvalOptions {
+            dir: Some(dir.path().to_owned()),
+            donors: 300,
+            releases: 1,
+            questions: Vec::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.contains("Q15"), "{report}");
+    }
+}

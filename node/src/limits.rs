@@ -165,6 +165,11 @@ impl FairShare {
         self.take_at(user, project, Instant::now())
     }
 
+    // Hand-kept rather than `governor`'s keyed limiter: a fresh question
+    // takes a token from the user's bucket and the project's together or
+    // from neither (a keyed limiter checks one key at a time, so a project
+    // that is out would still cost the user a token), and the Retry-After
+    // names whichever bucket refused.
     fn take_at(&self, user: &str, project: &str, now: Instant) -> Result<()> {
         let mut c = self.inner.lock().expect("lock");
         if c.buckets.len() > MAX_BUCKETS {
