@@ -415,14 +415,14 @@ impl BeaconRequest {
         let value: Value = serde_json::from_slice(body).map_err(|e| not_beacon(e.to_string()))?;
         // serde takes a list for a struct too ([null, null] as pagination);
         // Beacon's sections are objects.
-        for (at, section) in [
-            ("the request", Some(&value)),
-            ("meta", value.get("meta")),
-            ("query", value.get("query")),
-            ("query.pagination", value.pointer("/query/pagination")),
+        for (at, section, nullable) in [
+            ("the request", Some(&value), false),
+            ("meta", value.get("meta"), true),
+            ("query", value.get("query"), false),
+            ("query.pagination", value.pointer("/query/pagination"), true),
         ] {
             if let Some(v) = section
-                && !(v.is_object() || (v.is_null() && at != "the request" && at != "query"))
+                && !(v.is_object() || (nullable && v.is_null()))
             {
                 return Err(not_beacon(format!("{at} must be a JSON object, not {v}")));
             }

@@ -61,6 +61,10 @@ pub fn is_grant(token: &str) -> bool {
     jsonwebtoken::decode_header(token).is_ok_and(|h| h.typ.as_deref() == Some(GRANT_TYPE))
 }
 
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(Error::io(path))
+}
+
 /// The coordinator's side: signs grants.
 pub struct GrantSigner {
     key: EncodingKey,
@@ -78,8 +82,7 @@ impl std::fmt::Debug for GrantSigner {
 impl GrantSigner {
     /// The signer whose Ed25519 private key (PKCS#8 PEM) is at `path`.
     pub fn from_file(path: &Path, lifetime_secs: u64) -> Result<Self> {
-        let pem = std::fs::read(path).map_err(Error::io(path))?;
-        let key = EncodingKey::from_ed_pem(&pem).map_err(|e| {
+        let key = EncodingKey::from_ed_pem(&read(path)?).map_err(|e| {
             Error::Usage(format!(
                 "{}: not an Ed25519 private key in PEM ({e}); make one with `openssl genpkey -algorithm ed25519`",
                 path.display()
@@ -119,7 +122,7 @@ pub struct GrantVerifier {
     site: String,
     leeway_secs: u64,
     /// Grant ids (128 random bits) taken, with when they expire.
-    taken: Mutex<HashMap<u128, u64>>,
+    taken: Mutex<Taken>,
 }
 
 impl std::fmt::Debug for GrantVerifier {
@@ -130,6 +133,13 @@ impl std::fmt::Debug for GrantVerifier {
     }
 }
 
+/// The grants a node has taken, and when it last forgot the expired ones.
+#[derive(Debug, Default)]
+struct Taken {
+    ids: HashMap<u128, u64>,
+    swept: u64,
+}
+
 fn refused(why: impl Into<String>) -> Error {
     Error::Unauthenticated(why.into())
 }
@@ -138,8 +148,7 @@ impl GrantVerifier {
     /// The verifier for `site` that trusts the coordinator's Ed25519 public
     /// key (PEM) at `path`.
     pub fn from_file(path: &Path, site: &str, leeway_secs: u64) -> Result<Self> {
-        let pem = std::fs::read(path).map_err(Error::io(path))?;
-        let key = DecodingKey::from_ed_pem(&pem).map_err(|e| {
+        let key = DecodingKey::from_ed_pem(&read(path)?).map_err(|e| {
             Error::Usage(format!(
                 "{}: not an Ed25519 public key in PEM ({e}); it is the coordinator's grant key, from `openssl pkey -pubout`",
                 path.display()
@@ -149,7 +158,7 @@ impl GrantVerifier {
             key,
             site: site.into(),
             leeway_secs,
-            taken: Mutex::new(HashMap::new()),
+            taken: Mutex::new(Taken::default()),
         })
     }
 
@@ -206,13 +215,19 @@ impl GrantVerifier {
     /// Marks grant `id` taken until `until`, or refuses it if it was.
     fn take(&self, id: u128, until: u64, now: u64) -> Result<()> {
         let mut taken = self.taken.lock().expect("grant ids");
+        let Taken { ids: taken, swept } = &mut *taken;
         if taken.get(&id).is_some_and(|&t| t >= now) {
             return Err(refused(
                 "this grant was used before; the coordinator writes a new one for every request",
             ));
         }
         if taken.len() >= TAKEN_CAPACITY {
-            taken.retain(|_, &mut t| t >= now);
+            // Ids expire by the second: one sweep a second is enough, and a
+            // full table is not scanned again for every grant.
+            if *swept < now {
+                taken.retain(|_, &mut t| t >= now);
+                *swept = now;
+            }
             if taken.len() >= TAKEN_CAPACITY {
                 return Err(Error::IdentityUnavailable(
                     "too many requests from the coordinator at once; try again in a minute".into(),
@@ -332,7 +347,7 @@ mod tests {
         );
         // Once they have expired they are forgotten, and room is made.
         node.take(u128::MAX, 200, 101).unwrap();
-        assert_eq!(node.taken.lock().unwrap().len(), 1);
+        assert_eq!(node.taken.lock().unwrap().ids.len(), 1);
     }
 
     #[test]

@@ -148,12 +148,7 @@ pub fn run(minutes: u64, samples: u64, users: usize) -> Result<Soak> {
         )));
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::io("tokio runtime"))?;
-    runtime.block_on(async {
+    bonebank_service::server::runtime()?.block_on(async {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let idp = DevProvider::start(
             loopback,
