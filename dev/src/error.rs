@@ -37,6 +37,12 @@ impl Error {
     }
 }
 
+impl From<bonebank_node::import::Error> for Error {
+    fn from(e: bonebank_node::import::Error) -> Self {
+        Self::Node(e.into())
+    }
+}
+
 impl From<bonebank_node::engine::Error> for Error {
     fn from(e: bonebank_node::engine::Error) -> Self {
         Self::Node(e.into())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bonebank_query::Refusal;
 
-use crate::problems::Problems;
+use bonebank_import::Problems;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -147,6 +147,20 @@ impl From<bonebank_engine::Error> for Error {
             Data::Parquet(e) => Self::Parquet(e),
             Data::Arrow(e) => Self::Arrow(e),
             Data::Engine(m) => Self::Engine(m),
+        }
+    }
+}
+
+impl From<bonebank_import::Error> for Error {
+    fn from(e: bonebank_import::Error) -> Self {
+        use bonebank_import::Error as Import;
+        match e {
+            Import::Refused(problems) => Self::Refused(problems),
+            Import::Usage(m) => Self::Usage(m),
+            Import::Io { path, source } => Self::Io { path, source },
+            Import::Data(e) => e.into(),
+            Import::Parquet(e) => Self::Parquet(e),
+            Import::Arrow(e) => Self::Arrow(e),
         }
     }
 }

@@ -10,13 +10,10 @@ pub mod config;
 mod error;
 pub mod export;
 pub mod generate;
-pub mod import;
 pub mod limits;
 pub mod link;
 pub mod pages;
 pub mod privacy;
-pub mod problems;
-mod progress;
 pub mod server;
 pub mod service;
 pub mod store;
@@ -26,3 +23,6 @@ pub use error::{Error, Result};
 
 /// The counting engine, a crate of its own (`engine/`).
 pub use bonebank_engine as engine;
+/// The import, a crate of its own (`import/`).
+pub use bonebank_import as import;
+pub use bonebank_import::{problems, progress};

@@ -29,8 +29,6 @@ use crate::{Error, Result};
 const POLL_GRACE: Duration = Duration::from_secs(4);
 /// The heartbeat assumed until the coordinator says.
 const FIRST_HEARTBEAT: Duration = Duration::from_secs(2);
-/// Waits between attempts to connect: doubled per failure, up to the last.
-const BACKOFF: [u64; 7] = [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000];
 /// How long an answer is retried when the connection fails under it.
 const ANSWER_TRIES: u32 = 5;
 
@@ -107,7 +105,7 @@ impl Connector {
     /// backoff whenever the connection fails.
     async fn run(self, state: actix_web::web::Data<AppState>) {
         let current = Arc::new(RwLock::new(None::<reqwest::Client>));
-        let mut failures = 0usize;
+        let mut waits = reconnect_waits();
         let mut heartbeat = FIRST_HEARTBEAT;
         let mut connected = false;
         loop {
@@ -121,8 +119,7 @@ impl Connector {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot connect out to the coordinator");
-                        failures += 1;
-                        tokio::time::sleep(backoff(failures)).await;
+                        tokio::time::sleep(next_wait(&mut waits)).await;
                         continue;
                     }
                 },
@@ -134,7 +131,7 @@ impl Connector {
                         connected = true;
                         state.metrics.link_up.set(1);
                     }
-                    failures = 0;
+                    waits = reconnect_waits();
                     heartbeat = Duration::from_millis(poll.heartbeat_ms.clamp(100, 60_000));
                     for request in poll.requests {
                         let (this, state, current) = (self.clone(), state.clone(), current.clone());
@@ -145,8 +142,7 @@ impl Connector {
                     }
                 }
                 Err(why) => {
-                    failures += 1;
-                    let wait = backoff(failures);
+                    let wait = next_wait(&mut waits);
                     tracing::warn!(
                         coordinator = %self.outbound.coordinator,
                         error = %why,
@@ -229,11 +225,22 @@ impl Connector {
 /// it against the certificate.
 pub const SITE_HEADER: &str = "x-bonebank-site";
 
-fn backoff(failures: usize) -> Duration {
-    let base = BACKOFF[failures.saturating_sub(1).min(BACKOFF.len() - 1)];
-    // Up to a quarter more, so that sites cut off together do not all
-    // come back in the same instant.
-    Duration::from_millis(base + rand::random_range(0..=base / 4))
+/// The waits before each attempt to connect again after a failure: from
+/// 250 ms, doubling up to 15 s, each with up to as much again at random, so
+/// that sites cut off together do not all come back in the same instant.
+/// Started afresh after every poll that succeeds.
+fn reconnect_waits() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(15))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn next_wait(waits: &mut backon::ExponentialBackoff) -> Duration {
+    waits.next().unwrap_or(Duration::from_secs(15))
 }
 
 /// A failed link request in words for the site operator.

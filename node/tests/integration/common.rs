@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use bonebank_node::Error;
 use bonebank_node::dataset::DataDir;
 use bonebank_node::generate::{self, Profile, Spec};
 use bonebank_node::import::{self, Problem};
@@ -132,7 +131,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// Imports and expects a refusal; returns its problems (the first 20 in full).
 pub fn refused(dir: &DataDir, files: &[(Table, PathBuf)]) -> (u64, Vec<Problem>) {
     match import::import(dir, files) {
-        Err(Error::Refused(p)) => (p.total(), p.shown().to_vec()),
+        Err(import::Error::Refused(p)) => (p.total(), p.shown().to_vec()),
         Err(other) => panic!("expected a refusal, got error {other}"),
         Ok(r) => panic!("expected a refusal, import succeeded: {:?}", r.rows),
     }

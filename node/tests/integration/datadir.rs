@@ -1,7 +1,6 @@
 //! The data directory's guarantees: one writer at a time, a crash before the
 //! manifest switch leaves the old version intact, each import a new version.
 
-use bonebank_node::Error;
 use bonebank_node::dataset::Transaction;
 use bonebank_node::import;
 use bonebank_schemas::Table;
@@ -17,7 +16,13 @@ fn a_second_writer_is_turned_away() {
         &[(Table::Donors, site.export.join("donors.csv"))],
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Busy(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            import::Error::Data(bonebank_node::engine::Error::Busy(_))
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("in use by another import"));
 }
 

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use bonebank_node::Error;
 use bonebank_node::dataset::DataDir;
 use bonebank_node::import::fhir::{self, Consents};
 use bonebank_schemas::Table;
@@ -144,7 +143,9 @@ fn resource<'a>(bundle: &'a mut Value, id: &str) -> &'a mut Value {
 
 fn refusal(dir: &DataDir, files: &[PathBuf]) -> Vec<String> {
     match fhir::import(dir, files, Consents::default()) {
-        Err(Error::Refused(p)) => p.shown().iter().map(ToString::to_string).collect(),
+        Err(bonebank_node::import::Error::Refused(p)) => {
+            p.shown().iter().map(ToString::to_string).collect()
+        }
         Err(other) => panic!("expected a refusal, got {other}"),
         Ok(r) => panic!("expected a refusal, imported {:?}", r.rows),
     }

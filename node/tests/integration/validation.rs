@@ -579,7 +579,7 @@ fn parquet_text_that_is_not_utf8_is_refused() {
     writer.write(&batch).unwrap();
     writer.close().unwrap();
     let err = match import::import(&site.dir, &[(Table::Donors, path)]) {
-        Err(bonebank_node::Error::Refused(p)) => p.to_string(),
+        Err(import::Error::Refused(p)) => p.to_string(),
         Err(e) => e.to_string(),
         Ok(_) => panic!("a donor's sex that is not UTF-8 was imported"),
     };

@@ -332,7 +332,7 @@ fn convert(column: &Column, input: &StringArray, dates: (i32, i32), cx: &mut Cx)
             // spreadsheet would run.
             let mut out = StringBuilder::with_capacity(n, input.value_data().len());
             while let Some((i, v)) = present(cx) {
-                let Some(v) = v.map(crate::export::as_imported) else {
+                let Some(v) = v.map(crate::spreadsheet::as_imported) else {
                     out.append_null();
                     continue;
                 };

@@ -13,8 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use indicatif::ProgressBar;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::progress;
-use crate::{Error, Result};
+use crate::{Error, Result, progress};
 
 /// Rows per batch read from an input file.
 const BATCH_ROWS: usize = 64 * 1024;

@@ -4,8 +4,12 @@
 //! dataset version becomes current only when everything has passed.
 
 mod check;
+mod error;
 pub mod fhir;
+pub mod problems;
+pub mod progress;
 mod read;
+pub mod spreadsheet;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +18,11 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use bonebank_schemas::{Table, ValueSet};
 
-pub use crate::problems::{Problem, Problems};
+use bonebank_engine::dataset::{DataDir, DatasetVersion, Transaction};
 pub use check::Ids;
 use check::{Referenced, TableCheck};
-
-use crate::dataset::{DataDir, DatasetVersion, Transaction};
-use crate::{Error, Result};
+pub use error::{Error, Result};
+pub use problems::{Problem, Problems};
 
 /// What an import did.
 #[derive(Debug)]

@@ -1,0 +1,243 @@
+//! The counting accumulator, for plans that count only samples and donors
+//! (and for the truth): a donor's rows in each cell are counted as they
+//! come, and only a donor in more cells than allowed is gone back over.
+
+use super::columns::{Layout, OFF};
+use super::donors::DonorBatch;
+use super::{Mode, rank_hasher};
+use crate::{Aggregate, Plan};
+
+/// The pass of a plan that counts only samples and donors, and of the
+/// truth. Each row adds to its cell as it is read: the sample if fewer than
+/// the bound of its donor's rows in the cell came before it, the donor if
+/// none did. No branch depends on the data except one rarely taken: a donor
+/// in more cells than the plan allows has its extra cells, chosen as
+/// [`Sums::end_donor`] chooses them, taken back when its rows end.
+pub(super) struct Counts<'p> {
+    pub(super) plan: &'p Plan,
+    pub(super) batches: &'p [DonorBatch],
+    pub(super) mode: Mode,
+    /// At most this many of a donor's rows count in a cell.
+    pub(super) max_rows: i64,
+    /// At most this many cells count for a donor.
+    pub(super) limit: usize,
+    pub(super) samples: Vec<i64>,
+    pub(super) donors: Vec<i64>,
+    /// Per cell, the last donor with a row in it (by its number in the
+    /// pass, from 1), and that donor's rows in it so far.
+    pub(super) last: Vec<u64>,
+    pub(super) rows_in: Vec<i64>,
+    /// The current donor: its number, its first row (batch and row), the
+    /// cells it is in so far, and the cell of each of its rows
+    /// (`cells[..rows]`).
+    pub(super) donor: u64,
+    pub(super) first: (usize, u32),
+    pub(super) distinct: usize,
+    pub(super) cells: Vec<u32>,
+    pub(super) rows: usize,
+    /// In the current batch: the row after the last one counted, whether
+    /// any was, and whether its first run is the current donor's, whose
+    /// rows went on from the batch before.
+    pub(super) next: u32,
+    pub(super) counted: bool,
+    pub(super) continued: bool,
+    /// Whether the current donor's rows may go on into the next batch: no
+    /// other donor's run began after them. And the last key of the batch
+    /// before.
+    pub(super) open: bool,
+    pub(super) last_key: Option<i64>,
+    pub(super) rank: ahash::RandomState,
+}
+
+impl<'p> Counts<'p> {
+    /// The counting pass, if the plan only counts samples and donors.
+    pub(super) fn for_plan(
+        plan: &'p Plan,
+        layout: &Layout,
+        mode: Mode,
+        batches: &'p [DonorBatch],
+    ) -> Option<Self> {
+        let counts_only = plan
+            .aggregates
+            .iter()
+            .all(|a| matches!(a, Aggregate::Samples | Aggregate::Donors));
+        if mode == Mode::Bounded && !counts_only {
+            return None;
+        }
+        let (max_rows, limit) = match mode {
+            Mode::Bounded => (
+                plan.max_samples_per_donor,
+                usize::try_from(plan.cells_per_donor()).unwrap_or(usize::MAX),
+            ),
+            Mode::Truth => (i64::MAX, usize::MAX),
+        };
+        Some(Self {
+            plan,
+            batches,
+            mode,
+            max_rows,
+            limit,
+            samples: vec![0; layout.cells],
+            donors: vec![0; layout.cells],
+            last: vec![0; layout.cells],
+            rows_in: vec![0; layout.cells],
+            donor: 0,
+            first: (0, 0),
+            distinct: 0,
+            cells: Vec::new(),
+            rows: 0,
+            next: 0,
+            counted: false,
+            continued: false,
+            open: false,
+            last_key: None,
+            rank: rank_hasher(plan.seed),
+        })
+    }
+
+    /// A batch begins, of which at most `rows` rows will be counted.
+    pub(super) fn start(&mut self, part: &DonorBatch, rows: usize) {
+        self.continued = self.open && part.keys.first() == self.last_key.as_ref();
+        // A run that goes on from the batch before begins no new donor.
+        self.next = u32::from(self.continued);
+        self.counted = false;
+        if self.cells.len() < self.rows + rows {
+            self.cells.resize(self.rows + rows, 0);
+        }
+    }
+
+    /// Kept rows of batch `b`, in order, and their cells. The state the
+    /// loop changes is held in locals, and written back after it.
+    pub(super) fn add(&mut self, b: usize, part: &DonorBatch, rows: &[u32], cells: &[u32]) {
+        let Self {
+            batches,
+            max_rows,
+            limit,
+            samples,
+            donors,
+            last,
+            rows_in,
+            cells: donor_cells,
+            rank,
+            ..
+        } = self;
+        let (max_rows, limit) = (*max_rows, *limit);
+        let (samples, donors, last, rows_in, donor_cells) = (
+            samples.as_mut_slice(),
+            donors.as_mut_slice(),
+            last.as_mut_slice(),
+            rows_in.as_mut_slice(),
+            donor_cells.as_mut_slice(),
+        );
+        let (mut donor, mut first, mut distinct, mut len, mut next) =
+            (self.donor, self.first, self.distinct, self.rows, self.next);
+        let mut counted = false;
+        for (&row, &cell) in rows.iter().zip(cells) {
+            // A key outside the public value sets: the row is dropped.
+            if cell == OFF {
+                continue;
+            }
+            let new = part.begins(next, row);
+            next = row + 1;
+            counted = true;
+            if new & (distinct > limit) {
+                let key = batches[first.0].key(first.1);
+                take_back(
+                    &mut donor_cells[..len],
+                    key,
+                    rank,
+                    limit,
+                    max_rows,
+                    samples,
+                    donors,
+                );
+            }
+            donor += u64::from(new);
+            first = if new { (b, row) } else { first };
+            distinct = if new { 0 } else { distinct };
+            let at = if new { 0 } else { len };
+            donor_cells[at] = cell;
+            len = at + 1;
+            let c = cell as usize;
+            let fresh = last[c] != donor;
+            let before = if fresh { 0 } else { rows_in[c] };
+            rows_in[c] = before + 1;
+            last[c] = donor;
+            samples[c] += i64::from(before < max_rows);
+            donors[c] += i64::from(fresh);
+            distinct += usize::from(fresh);
+        }
+        self.counted |= counted;
+        (self.donor, self.first, self.distinct, self.rows, self.next) =
+            (donor, first, distinct, len, next);
+    }
+
+    /// The batch ends.
+    pub(super) fn end(&mut self, part: &DonorBatch) {
+        if part.num_rows() == 0 {
+            return;
+        }
+        let last = part.num_rows() as u32 - 1;
+        self.open = if self.counted {
+            !part.begins(self.next, last)
+        } else {
+            self.continued && part.keys.len() == 1
+        };
+        self.last_key = part.keys.last().copied();
+    }
+
+    /// One vector per aggregate (or the truth's two), each in cell order.
+    pub(super) fn finish(mut self) -> Vec<Vec<i64>> {
+        if self.distinct > self.limit {
+            let key = self.batches[self.first.0].key(self.first.1);
+            take_back(
+                &mut self.cells[..self.rows],
+                key,
+                &self.rank,
+                self.limit,
+                self.max_rows,
+                &mut self.samples,
+                &mut self.donors,
+            );
+        }
+        match self.mode {
+            Mode::Truth => vec![self.samples, self.donors],
+            Mode::Bounded => self
+                .plan
+                .aggregates
+                .iter()
+                .map(|a| match a {
+                    Aggregate::Donors => self.donors.clone(),
+                    _ => self.samples.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A donor (`key`) is in more cells than allowed: keeps the first `limit`
+/// of them by the seed's ranking and takes back what its other cells added
+/// (`rows`: the cell of each of its rows).
+pub(super) fn take_back(
+    rows: &mut [u32],
+    key: i64,
+    rank: &ahash::RandomState,
+    limit: usize,
+    max_rows: i64,
+    samples: &mut [i64],
+    donors: &mut [i64],
+) {
+    rows.sort_unstable();
+    let mut cells: Vec<(u32, i64)> = Vec::new();
+    for &cell in rows.iter() {
+        match cells.last_mut() {
+            Some((c, n)) if *c == cell => *n += 1,
+            _ => cells.push((cell, 1)),
+        }
+    }
+    cells.sort_unstable_by_key(|&(c, _)| rank.hash_one((key, c as usize)));
+    for &(cell, n) in &cells[limit.min(cells.len())..] {
+        samples[cell as usize] -= n.min(max_rows);
+        donors[cell as usize] -= 1;
+    }
+}
