@@ -108,6 +108,10 @@ pub struct Plan {
     pub max_samples_per_donor: i64,
     /// How far one donor may spread along each dimension, in order.
     pub spread: Vec<Spread>,
+    /// At most this many cells in all count one donor, where fewer than
+    /// the spreads allow together (the catalogue's tables, whose
+    /// sample-level values go together).
+    pub max_cells: Option<i64>,
     /// Chooses which cells a donor who is in more than
     /// [`Plan::cells_per_donor`] cells keeps: drawn at random for every
     /// release, so the choice depends neither on the data nor on key names.
@@ -142,7 +146,9 @@ impl Plan {
                 Spread::FixedPerDonor => 1,
                 Spread::AtMost(b) => (*b).min(keys.len() as i64).max(1),
             })
-            .product()
+            .product::<i64>()
+            .min(self.max_cells.unwrap_or(i64::MAX))
+            .max(1)
     }
 
     /// The work a pass of this plan does per row, in steps, from its shape

@@ -56,6 +56,9 @@ pub enum Error {
     /// No ticket with this id, or none the caller may see.
     #[error("{0}")]
     NoTicket(String),
+    /// The site has published no catalogue (yet); the message says why.
+    #[error("{0}")]
+    NoCatalogue(String),
     /// No verified identity.
     #[error("{0}")]
     Unauthenticated(String),

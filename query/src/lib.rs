@@ -9,6 +9,7 @@
 //!
 //! [`FeasibilityQuery`]: bonebank_schemas::FeasibilityQuery
 
+pub mod catalogue;
 pub mod check;
 pub mod dimensions;
 pub mod interval;

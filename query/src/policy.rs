@@ -62,6 +62,45 @@ pub struct Policy {
     /// Released counts and sums are rounded to multiples of this, for
     /// display (post-processing: it costs no privacy). 1: not rounded.
     pub round_to: i64,
+    /// The catalogue measured once per dataset version (under zCDP).
+    pub catalogue: CatalogueSettings,
+}
+
+/// Under zCDP a node measures, once per dataset version, a catalogue of
+/// noisy donor and sample counts ([`crate::catalogue`]) with the site's own
+/// loss; questions within its reach are answered from it for free. At most
+/// `versions_per_year` catalogues are measured in any 365 days, so the
+/// catalogues' yearly loss is at most `loss × versions_per_year`; newer
+/// data waits for the next allowed release.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogueSettings {
+    pub measure: bool,
+    /// ρ per catalogue (one dataset version).
+    pub loss: f64,
+    /// The most catalogues measured in any 365 days.
+    pub versions_per_year: u32,
+}
+
+impl Default for CatalogueSettings {
+    fn default() -> Self {
+        Self {
+            measure: true,
+            loss: 2.0,
+            versions_per_year: 4,
+        }
+    }
+}
+
+impl CatalogueSettings {
+    /// The most the catalogues may cost in any 365 days (ρ).
+    pub fn yearly_loss(&self) -> f64 {
+        if self.measure {
+            self.loss * f64::from(self.versions_per_year)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// One rule of the site policy. Every condition given must hold for the rule
@@ -326,6 +365,7 @@ impl Default for Policy {
             rules: Vec::new(),
             approval_expiry_days: 14,
             round_to: 1,
+            catalogue: CatalogueSettings::default(),
         }
     }
 }
@@ -406,6 +446,19 @@ impl Policy {
             return Err(format!(
                 "policy.zcdp.sample_bounds.ceiling must be between 1 and 1000, got {}",
                 sb.ceiling
+            ));
+        }
+        let c = self.catalogue;
+        if !(c.loss > 0.0 && c.loss.is_finite()) {
+            return Err(format!(
+                "policy.catalogue.loss must be a ρ above 0, got {}",
+                c.loss
+            ));
+        }
+        if c.measure && !(1..=52).contains(&c.versions_per_year) {
+            return Err(format!(
+                "policy.catalogue.versions_per_year must be between 1 and 52, got {}",
+                c.versions_per_year
             ));
         }
         let b = self.zcdp.budget;

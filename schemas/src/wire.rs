@@ -495,6 +495,56 @@ pub struct SampleBoundsDescription {
     pub loss: f64,
 }
 
+/// A site's catalogue: noisy donor and sample counts over a workload of
+/// marginals of the public dimensions, measured once for one dataset
+/// version with the site's catalogue loss. Everything derived from it is
+/// post-processing and costs no one anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Catalogue {
+    pub site: String,
+    /// The dataset version the counts describe.
+    pub dataset_version: String,
+    /// When it was measured (RFC 3339, UTC).
+    pub measured_at: String,
+    /// The ρ (zCDP) the whole catalogue cost the site, once.
+    pub loss: f64,
+    /// That loss as (ε, δ)-DP.
+    pub approx_dp: ApproxDp,
+    pub mechanism: Mechanism,
+    /// The coverage the scales' intervals are stated for.
+    pub coverage: f64,
+    pub tables: Vec<CatalogueTable>,
+}
+
+/// One marginal of a catalogue: a count per cell of the cartesian product of
+/// its dimensions' keys, the first dimension most significant (no
+/// dimensions: one cell, the site's total).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogueTable {
+    pub dimensions: Vec<String>,
+    /// Each dimension's public keys, in order.
+    pub keys: Vec<Vec<String>>,
+    /// At most this many cells of the table count one donor (chosen by a
+    /// keyed random draw where a donor is in more).
+    pub cells_per_donor: i64,
+    /// At most this many samples of one donor count in one cell.
+    pub samples_per_donor: i64,
+    /// Distinct donors per cell.
+    pub donors: NoisyCounts,
+    /// Samples per cell.
+    pub samples: NoisyCounts,
+}
+
+/// A vector of counts with the noise each carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NoisyCounts {
+    pub values: Vec<i64>,
+    /// The noise's scale on each value (σ of the discrete Gaussian).
+    pub scale: f64,
+    /// The ρ this vector cost (part of the catalogue's loss).
+    pub loss: f64,
+}
+
 /// The coordinator's merged answer: each site's status and numbers, and the
 /// total over the sites that answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

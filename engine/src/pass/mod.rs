@@ -248,6 +248,7 @@ mod tests {
             aggregates: vec![Aggregate::Donors, Aggregate::Samples],
             max_samples_per_donor: 2,
             spread: vec![Spread::AtMost(bound)],
+            max_cells: None,
             seed,
         }
     }

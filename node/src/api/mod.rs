@@ -3,6 +3,7 @@
 
 pub(crate) mod approvals;
 mod budget;
+mod catalogue;
 mod health;
 mod metrics;
 mod preview;
@@ -74,6 +75,7 @@ pub fn app(
         .service(preview::preview)
         .service(budget::get)
         .service(site::get)
+        .service(catalogue::get)
         .service(
             // A scope of its own so that decisions get their own body
             // errors; the list shares it, as a scope takes every path below.
@@ -189,6 +191,11 @@ impl WireError for Error {
                 ErrorCode::NotFound,
                 m.clone(),
                 Some("a held question's ticket is in the message that said it waits".into()),
+            ),
+            Error::NoCatalogue(m) => (
+                ErrorCode::NotFound,
+                m.clone(),
+                Some("questions are answered fresh meanwhile (POST /v1/query)".into()),
             ),
             Error::Database(e) if bonebank_service::error::is_full(e) => full(),
             Error::Io { source, .. } if bonebank_service::error::is_full_io(source) => full(),

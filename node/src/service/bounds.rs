@@ -179,7 +179,7 @@ impl QueryService {
 
     /// The sample bounds of `version`, from memory, the store, or a new
     /// measurement; `None` where there are none (see [`Self::samples_bound`]).
-    async fn sample_bounds(&self, version: &str) -> Result<Option<Arc<MeasuredBounds>>> {
+    pub(super) async fn sample_bounds(&self, version: &str) -> Result<Option<Arc<MeasuredBounds>>> {
         let settings = self.policy.zcdp.sample_bounds;
         if self.policy.accounting != Accounting::Zcdp || !settings.measure {
             return Ok(None);

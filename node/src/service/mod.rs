@@ -25,6 +25,7 @@ pub use bonebank_service::{Caller, Steward};
 
 mod approvals;
 mod bounds;
+pub mod catalogue;
 mod describe;
 mod plan;
 mod stewards;
@@ -56,6 +57,10 @@ pub struct QueryService {
     bounds: Arc<std::sync::Mutex<Option<Arc<bounds::MeasuredBounds>>>>,
     /// Held while the sample bounds of a version are measured.
     measuring: Arc<tokio::sync::Mutex<()>>,
+    /// The catalogue last published.
+    catalogue: Arc<std::sync::Mutex<Option<Arc<bonebank_schemas::wire::Catalogue>>>>,
+    /// Held while a catalogue is measured.
+    measuring_catalogue: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl QueryService {
@@ -77,6 +82,8 @@ impl QueryService {
             conversions: Arc::default(),
             bounds: Arc::default(),
             measuring: Arc::default(),
+            catalogue: Arc::default(),
+            measuring_catalogue: Arc::default(),
         }
     }
 

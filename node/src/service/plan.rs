@@ -37,18 +37,18 @@ impl QueryService {
             filter: checked.query.filter.clone(),
             aggregates,
             max_samples_per_donor: samples_bound,
-            spread: checked
-                .dimensions
-                .iter()
-                .map(|d| {
-                    if d.fixed_per_donor() {
-                        Spread::FixedPerDonor
-                    } else {
-                        Spread::AtMost(self.policy.groups_per_donor(*d))
-                    }
-                })
-                .collect(),
+            spread: checked.dimensions.iter().map(|d| self.spread(*d)).collect(),
+            max_cells: None,
             seed: rand::random(),
+        }
+    }
+
+    /// How far one donor may spread along `dimension` under the policy.
+    pub(super) fn spread(&self, dimension: bonebank_query::Dimension) -> Spread {
+        if dimension.fixed_per_donor() {
+            Spread::FixedPerDonor
+        } else {
+            Spread::AtMost(self.policy.groups_per_donor(dimension))
         }
     }
 

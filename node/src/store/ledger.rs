@@ -169,9 +169,14 @@ pub(super) fn spent(
     // One look at the period's charges serves all three accounts; each
     // charge is converted on its own, as a conversion rounds up.
     let mut stmt = conn.prepare_cached(
-        "SELECT measure, units, user = ?2, project = ?3 FROM ledger WHERE at > ?1",
+        "SELECT measure, units, user = ?2, project = ?3 FROM ledger WHERE at > ?1 AND user <> ?4",
     )?;
-    let mut rows = stmt.query(params![since, payer.user, payer.project])?;
+    let mut rows = stmt.query(params![
+        since,
+        payer.user,
+        payer.project,
+        super::CATALOGUE_ACCOUNT
+    ])?;
     let mut spent = Spent {
         user: 0,
         project: 0,
@@ -238,17 +243,20 @@ impl Store {
     pub fn overview(&self, policy: &Policy) -> Result<Overview> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT user, project, measure, units, state, at FROM ledger WHERE at > ?1")?;
-        let rows = stmt.query_map([since(policy.budget_period_days)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?;
+            .prepare("SELECT user, project, measure, units, state, at FROM ledger WHERE at > ?1 AND user <> ?2")?;
+        let rows = stmt.query_map(
+            params![since(policy.budget_period_days), super::CATALOGUE_ACCOUNT],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )?;
         let mut out = Overview::default();
         for row in rows {
             let (user, project, measure, units, state, at) = row?;

@@ -10,9 +10,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::Result;
 
+mod catalogue;
 mod ledger;
 mod tickets;
 
+pub use catalogue::{CATALOGUE_ACCOUNT, NotYet};
 pub use ledger::{
     Account, Committed, Payer, Reservation, SITE_ACCOUNT, Spent, rho_units_of_epsilon,
 };
@@ -90,6 +92,7 @@ impl Store {
         let conn = bonebank_service::state::open(path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::audit::SCHEMA)?;
+        conn.execute_batch(catalogue::SCHEMA)?;
         // Ledgers from before zCDP hold ε only: their rows get `epsilon`.
         let has_measure: bool = conn.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'measure'",

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
 use bonebank_node::dataset::DataDir;
 use bonebank_node::generate::{self, Profile, Spec};
 use bonebank_node::import::{self, Problem};
@@ -272,4 +274,21 @@ pub fn approve() -> bonebank_schemas::wire::ApprovalDecision {
         decision: "approve".into(),
         reason: None,
     }
+}
+
+/// The batches without the rows whose `column` `drop` picks: a dataset
+/// without some donors, for comparing neighbouring datasets.
+pub fn without(
+    batches: &[RecordBatch],
+    column: &str,
+    drop: &dyn Fn(&str) -> bool,
+) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .map(|b| {
+            let ids = b.column_by_name(column).unwrap().as_string::<i32>();
+            let keep: BooleanArray = ids.iter().map(|v| Some(!drop(v.unwrap()))).collect();
+            filter_record_batch(b, &keep).unwrap()
+        })
+        .collect()
 }

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::{AsArray, RecordBatch};
 use bonebank_node::dataset::DataDir;
 use bonebank_node::engine::{QueryEngine, SurfaceEngine, surface};
 use bonebank_node::privacy::FixedOffset;
@@ -15,23 +14,12 @@ use bonebank_node::store::Store;
 use bonebank_query::policy::Policy;
 use bonebank_schemas::{Role, SiteId, Table};
 
-use crate::common::{caller, spec, sql};
+use crate::common::{caller, spec, sql, without};
 
 struct Tables {
     donors: Vec<RecordBatch>,
     samples: Vec<RecordBatch>,
     diagnoses: Vec<RecordBatch>,
-}
-
-fn without(batches: &[RecordBatch], column: &str, drop: &dyn Fn(&str) -> bool) -> Vec<RecordBatch> {
-    batches
-        .iter()
-        .map(|b| {
-            let ids = b.column_by_name(column).unwrap().as_string::<i32>();
-            let keep: BooleanArray = ids.iter().map(|v| Some(!drop(v.unwrap()))).collect();
-            filter_record_batch(b, &keep).unwrap()
-        })
-        .collect()
 }
 
 fn service_over(

@@ -299,6 +299,44 @@ fn answers() {
 }
 
 #[test]
+fn catalogue() {
+    snapshot(
+        "catalogue",
+        &Catalogue {
+            site: "DE-LUE".into(),
+            dataset_version: "v-0003".into(),
+            measured_at: "2026-12-07T02:00:00Z".into(),
+            loss: 2.0,
+            approx_dp: ApproxDp {
+                epsilon: 19.3,
+                delta: 1e-6,
+            },
+            mechanism: Mechanism::DiscreteGaussian,
+            coverage: 0.95,
+            tables: vec![CatalogueTable {
+                dimensions: vec!["sex".into(), "sample_type".into()],
+                keys: vec![
+                    vec!["Female".into(), "Male".into()],
+                    vec!["Serum".into(), "StemCells".into()],
+                ],
+                cells_per_donor: 7,
+                samples_per_donor: 12,
+                donors: NoisyCounts {
+                    values: vec![120, 31, 98, 0],
+                    scale: 4.1,
+                    loss: 0.08,
+                },
+                samples: NoisyCounts {
+                    values: vec![610, 95, 377, -8],
+                    scale: 38.2,
+                    loss: 0.05,
+                },
+            }],
+        },
+    );
+}
+
+#[test]
 fn descriptions_budgets_and_approvals() {
     snapshot("site_description", &description());
     snapshot(

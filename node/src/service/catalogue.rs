@@ -1,0 +1,323 @@
+//! The site's catalogue ([`bonebank_query::catalogue`]): once per dataset
+//! version, and at most `versions_per_year` times in any 365 days, the node
+//! counts donors and samples in every cell of the workload's tables, each
+//! donor bounded per table, and releases them with OpenDP's discrete
+//! Gaussian, charged once to the site. The catalogue is released data:
+//! whatever is worked out from it later costs nothing.
+
+use std::sync::Arc;
+
+use bonebank_query::catalogue::{self, DONORS_TARGET, SAMPLES_TARGET};
+use bonebank_query::{Dimension, dimension_values};
+use bonebank_schemas::Filter;
+use bonebank_schemas::wire::{Accounting, Catalogue, CatalogueTable, Mechanism, NoisyCounts};
+
+use super::bounds::for_question;
+use super::{QueryService, blocking};
+use crate::engine::{Aggregate, Plan};
+use crate::privacy::{self, Sensitivity};
+use crate::store::NotYet;
+use crate::{Error, Result};
+
+/// A table of the workload as measured: its plan and the sensitivities of
+/// its two vectors (donors, samples).
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub plan: Plan,
+    pub donors: Sensitivity,
+    pub samples: Sensitivity,
+}
+
+impl QueryService {
+    /// The catalogue this site publishes: the current dataset version's,
+    /// measured now if it never was and a catalogue may be measured; else
+    /// the last one measured, which says which version it describes.
+    /// `None` where there is none (pure accounting, `measure = false`, no
+    /// data, or none allowed yet).
+    pub async fn catalogue(&self) -> Result<Option<Arc<Catalogue>>> {
+        let settings = self.policy.catalogue;
+        if self.policy.accounting != Accounting::Zcdp || !settings.measure {
+            return Ok(None);
+        }
+        if let Some(version) = self.engine.dataset_version()? {
+            let cached = self.catalogue.lock().expect("lock").clone();
+            if let Some(c) = cached.filter(|c| c.dataset_version == version) {
+                return Ok(Some(c));
+            }
+            let _measuring = self.measuring_catalogue.lock().await;
+            let (store, v) = (self.store.clone(), version.clone());
+            let stored = blocking(move || store.catalogue(&v)).await?;
+            let json = match stored {
+                Some(json) => Some(json),
+                None => self.measure_catalogue(&version).await?,
+            };
+            if let Some(json) = json {
+                return self.keep(&json).map(Some);
+            }
+        }
+        let store = self.store.clone();
+        match blocking(move || store.latest_catalogue()).await? {
+            Some(json) => self.keep(&json).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn keep(&self, json: &str) -> Result<Arc<Catalogue>> {
+        let catalogue: Arc<Catalogue> = Arc::new(
+            serde_json::from_str(json)
+                .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?,
+        );
+        *self.catalogue.lock().expect("lock") = Some(catalogue.clone());
+        Ok(catalogue)
+    }
+
+    /// The plans of the workload's tables over `version`, with their
+    /// sensitivities: samples per donor and cell from the version's sample
+    /// bounds (or the policy's fixed bound), cells per donor as
+    /// [`catalogue::cells_per_donor`] says.
+    pub async fn catalogue_plans(&self, version: &str) -> Result<Vec<Measurement>> {
+        let bounds = self.sample_bounds(version).await?;
+        let ceiling = self.policy.zcdp.sample_bounds.ceiling;
+        Ok(catalogue::workload()
+            .into_iter()
+            .map(|dimensions| {
+                let by_type = dimensions.contains(&Dimension::SampleType);
+                let samples_bound = bounds
+                    .as_ref()
+                    .map_or(self.policy.max_samples_per_donor, |b| {
+                        for_question(b, &Filter::True, by_type, ceiling)
+                    });
+                let cells =
+                    catalogue::cells_per_donor(&dimensions, |d| self.policy.groups_per_donor(d));
+                let plan = Plan {
+                    dimensions: dimensions.iter().map(|d| d.name().to_owned()).collect(),
+                    keys: dimensions
+                        .iter()
+                        .map(|d| dimension_values(*d, &self.site, &self.policy))
+                        .collect(),
+                    filter: Filter::True,
+                    aggregates: vec![Aggregate::Donors, Aggregate::Samples],
+                    max_samples_per_donor: samples_bound,
+                    spread: dimensions.iter().map(|d| self.spread(*d)).collect(),
+                    max_cells: Some(cells),
+                    seed: rand::random(),
+                };
+                let cells = plan.cells_per_donor();
+                Measurement {
+                    donors: Sensitivity::of_cells(Aggregate::Donors.per_cell(samples_bound), cells),
+                    samples: Sensitivity::of_cells(
+                        Aggregate::Samples.per_cell(samples_bound),
+                        cells,
+                    ),
+                    plan,
+                }
+            })
+            .collect())
+    }
+
+    /// Measures and stores the catalogue of `version`; `None` if the data
+    /// changed meanwhile or no catalogue is allowed yet.
+    async fn measure_catalogue(&self, version: &str) -> Result<Option<String>> {
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        if let Err(NotYet::YearlyLimit { from }) =
+            blocking(move || store.catalogue_allowed(&policy)).await?
+        {
+            tracing::info!(
+                version,
+                next_from = from,
+                "no catalogue for this version yet: the year's catalogues are measured"
+            );
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let measurements = self.catalogue_plans(version).await?;
+        let settings = self.policy.catalogue;
+        let sensitivities: Vec<f64> = measurements
+            .iter()
+            .flat_map(|m| [m.donors.l2, m.samples.l2])
+            .collect();
+        let targets: Vec<f64> = measurements
+            .iter()
+            .flat_map(|_| [DONORS_TARGET, SAMPLES_TARGET])
+            .collect();
+        let shares = catalogue::split_loss(settings.loss, &sensitivities, &targets);
+        let mut exact = Vec::with_capacity(measurements.len());
+        for m in &measurements {
+            let counted = self.engine.aggregate(&m.plan).await?;
+            if counted.dataset_version != version {
+                return Ok(None);
+            }
+            exact.push(counted.values);
+        }
+        let (noise, site, owned) = (
+            self.noise.clone(),
+            self.site.to_string(),
+            version.to_owned(),
+        );
+        let (store, policy) = (self.store.clone(), self.policy.clone());
+        let delta = policy.zcdp.delta;
+        let catalogue = blocking(move || {
+            let version = owned;
+            let (tables, units) = noised_tables(noise.as_ref(), &measurements, &exact, &shares)?;
+            let loss = privacy::epsilon(units);
+            let catalogue = Catalogue {
+                site,
+                dataset_version: version.clone(),
+                measured_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                loss,
+                approx_dp: bonebank_schemas::wire::ApproxDp {
+                    epsilon: privacy::zcdp_epsilon(loss, delta)?,
+                    delta,
+                },
+                mechanism: Mechanism::DiscreteGaussian,
+                coverage: privacy::COVERAGE,
+                tables,
+            };
+            let json =
+                serde_json::to_string(&catalogue).map_err(|e| Error::Engine(e.to_string()))?;
+            Ok(store.store_catalogue(&version, &json, units, &policy)?.ok())
+        })
+        .await?;
+        if catalogue.is_some() {
+            tracing::info!(
+                version,
+                ms = started.elapsed().as_millis() as u64,
+                "measured the catalogue"
+            );
+        }
+        Ok(catalogue)
+    }
+}
+
+/// Each table's two vectors of exact bounded counts (`exact[t]`: donors,
+/// samples) released with the discrete Gaussian calibrated to their
+/// sensitivity and their share of the loss (`shares`, two per table); with
+/// the units the privacy maps state, rounded up, in all.
+pub fn noised_tables(
+    noise: &dyn privacy::NoiseMechanism,
+    measurements: &[Measurement],
+    exact: &[Vec<Vec<i64>>],
+    shares: &[f64],
+) -> Result<(Vec<CatalogueTable>, i64)> {
+    let mut tables = Vec::with_capacity(measurements.len());
+    let mut units = 0i64;
+    for ((m, values), share) in measurements.iter().zip(exact).zip(shares.chunks(2)) {
+        let mut vectors = Vec::with_capacity(2);
+        for ((sensitivity, values), rho) in [m.donors, m.samples].into_iter().zip(values).zip(share)
+        {
+            let calibration = noise.calibrate(Accounting::Zcdp, sensitivity, *rho)?;
+            let released = noise.release(values, &calibration)?;
+            units += privacy::units_up(calibration.loss);
+            vectors.push(NoisyCounts {
+                values: released.values,
+                scale: released.scale,
+                loss: calibration.loss,
+            });
+        }
+        let samples = vectors.pop().expect("two vectors");
+        let donors = vectors.pop().expect("two vectors");
+        tables.push(CatalogueTable {
+            dimensions: m.plan.dimensions.clone(),
+            keys: m.plan.keys.clone(),
+            cells_per_donor: m.plan.cells_per_donor(),
+            samples_per_donor: m.plan.max_samples_per_donor,
+            donors,
+            samples,
+        });
+    }
+    Ok((tables, units))
+}
+
+impl QueryService {
+    /// Why there is no catalogue, in words for a researcher.
+    pub fn why_no_catalogue(&self) -> Result<String> {
+        let settings = self.policy.catalogue;
+        Ok(if self.policy.accounting != Accounting::Zcdp {
+            "this site accounts in pure ε, and publishes no catalogue".into()
+        } else if !settings.measure {
+            "this site publishes no catalogue (policy.catalogue.measure is off)".into()
+        } else if self.engine.dataset_version()?.is_none() {
+            "this site has not imported any data yet".into()
+        } else {
+            match self.store.catalogue_allowed(&self.policy)? {
+                Err(NotYet::YearlyLimit { from }) => format!(
+                    "this site has measured its {} catalogues of the year; the next may be measured from {}",
+                    settings.versions_per_year,
+                    chrono::DateTime::from_timestamp(from, 0)
+                        .map_or_else(|| from.to_string(), |t| t.format("%Y-%m-%d").to_string())
+                ),
+                Ok(()) => {
+                    "this site's catalogue could not be measured now; see the site's log".into()
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Spread;
+
+    /// One table of `cells` cells over sample type keys, with the given
+    /// sensitivities.
+    fn table(cells: usize, donors: Sensitivity, samples: Sensitivity) -> Measurement {
+        Measurement {
+            plan: Plan {
+                dimensions: vec!["sample_type".into()],
+                keys: vec![(0..cells).map(|i| i.to_string()).collect()],
+                filter: Filter::True,
+                aggregates: vec![Aggregate::Donors, Aggregate::Samples],
+                max_samples_per_donor: 3,
+                spread: vec![Spread::AtMost(2)],
+                max_cells: Some(2),
+                seed: 1,
+            },
+            donors,
+            samples,
+        }
+    }
+
+    /// 20,000 draws per vector of OpenDP's discrete Gaussian: centred on the
+    /// exact counts, with the variance and 95% coverage its stated scale
+    /// says, each vector at its own scale.
+    #[test]
+    fn the_catalogues_noise_is_the_discrete_gaussian_it_states() {
+        const N: usize = 20_000;
+        let donors = Sensitivity::of_cells(1, 2);
+        let samples = Sensitivity::of_cells(3, 2);
+        let m = table(N, donors, samples);
+        let exact = vec![vec![vec![5i64; N], vec![40i64; N]]];
+        let (tables, units) =
+            noised_tables(&privacy::OpenDpNoise, &[m], &exact, &[0.05, 0.02]).unwrap();
+        assert!(units <= privacy::units(0.07) + 2, "{units}");
+        let t = &tables[0];
+        assert_eq!(t.cells_per_donor, 2);
+        for (counts, truth, sensitivity, rho) in [
+            (&t.donors, 5, donors, 0.05),
+            (&t.samples, 40, samples, 0.02),
+        ] {
+            let (_, nominal) = privacy::nominal_scale(Accounting::Zcdp, sensitivity, rho);
+            assert!((counts.scale - nominal).abs() < 1e-9 * nominal);
+            assert!(counts.loss <= rho);
+            let errors: Vec<f64> = counts.values.iter().map(|v| (v - truth) as f64).collect();
+            let mean = errors.iter().sum::<f64>() / N as f64;
+            let variance = errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / N as f64;
+            let sigma = counts.scale;
+            // The mean's standard error is σ/√N; the variance's about
+            // σ²·√(2/N) (0.01 σ²): five of each.
+            assert!(
+                mean.abs() < 5.0 * sigma / (N as f64).sqrt(),
+                "mean {mean}, σ {sigma}"
+            );
+            assert!(
+                (variance / (sigma * sigma) - 1.0).abs() < 0.05,
+                "variance {variance}, σ² {}",
+                sigma * sigma
+            );
+            let within =
+                errors.iter().filter(|e| e.abs() <= 1.96 * sigma).count() as f64 / N as f64;
+            assert!((0.94..=0.96).contains(&within), "{within} within 1.96σ");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The catalogue: each table bounds what one donor adds to it (so removing
+//! a donor moves its vectors by no more than the sensitivity its noise is
+//! calibrated to), it is measured and charged once per dataset version, the
+//! rolling budgets of fresh questions leave its charge out, and no more
+//! catalogues are measured in a year than the policy allows.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use bonebank_node::dataset::DataDir;
+use bonebank_node::engine::{QueryEngine, SurfaceEngine, surface};
+use bonebank_node::import;
+use bonebank_node::privacy::{FixedOffset, OpenDpNoise, nominal_scale};
+use bonebank_node::service::QueryService;
+use bonebank_node::store::{CATALOGUE_ACCOUNT, Payer, SITE_ACCOUNT, Store};
+use bonebank_query::policy::{Budgets, CatalogueSettings, Policy};
+use bonebank_schemas::wire::Accounting;
+use bonebank_schemas::{SiteId, Table};
+
+use crate::common::{TestSite, spec, without};
+
+fn engine_over(
+    site: &SiteId,
+    policy: &Policy,
+    tables: [&[RecordBatch]; 3],
+    name: &str,
+) -> Arc<SurfaceEngine> {
+    let surface = surface::build(
+        site,
+        &policy.diagnosis_categories,
+        tables[0],
+        tables[1],
+        tables[2],
+    )
+    .unwrap();
+    Arc::new(
+        SurfaceEngine::from_batches(
+            site.clone(),
+            policy.diagnosis_categories.clone(),
+            name,
+            surface,
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_donor_moves_each_catalogue_table_by_at_most_its_sensitivity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path().join("data"));
+    // Næstved: repeat blood donors, many samples and years each.
+    bonebank_node::generate::into_data_dir(&spec("DK-NAE", 300, 3), &dir).unwrap();
+    let donors = dir.load_table(Table::Donors).unwrap();
+    let samples = dir.load_table(Table::Samples).unwrap();
+    let diagnoses = dir.load_table(Table::Diagnoses).unwrap();
+    // Tight bounds, so that they bind.
+    let policy = Policy {
+        max_samples_per_donor: 3,
+        groups_per_donor: [
+            ("sample_type".to_owned(), 2),
+            ("sampling_year".to_owned(), 2),
+        ]
+        .into(),
+        max_groups_per_donor: 2,
+        zcdp: bonebank_query::policy::Zcdp {
+            sample_bounds: bonebank_query::policy::SampleBounds {
+                measure: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Policy::default()
+    };
+    let site = SiteId::parse("DK-NAE").unwrap();
+    let full = engine_over(&site, &policy, [&donors, &samples, &diagnoses], "full");
+    let store = Store::open(&tmp.path().join("state.sqlite")).unwrap();
+    let service = QueryService::new(
+        site.clone(),
+        policy.clone(),
+        full.clone(),
+        Arc::new(FixedOffset(0)),
+        store,
+    );
+    let version = full.dataset_version().unwrap().unwrap();
+    let measurements = service.catalogue_plans(&version).await.unwrap();
+    assert_eq!(
+        measurements.len(),
+        bonebank_query::catalogue::workload().len()
+    );
+
+    // The donors with the most samples, and every 29th.
+    let ids: Vec<String> = donors
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("donor_id")
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|d| d.unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let chosen: Vec<&String> = ids.iter().step_by(29).collect();
+    let base: Vec<Vec<Vec<i64>>> = {
+        let mut out = Vec::new();
+        for m in &measurements {
+            out.push(full.aggregate(&m.plan).await.unwrap().values);
+        }
+        out
+    };
+    let mut moved_somewhere = false;
+    for donor in chosen {
+        let sample_ids: std::collections::HashSet<String> = samples
+            .iter()
+            .flat_map(|b| {
+                let s = b.column_by_name("sample_id").unwrap().as_string::<i32>();
+                let d = b.column_by_name("donor_id").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .filter(|i| d.value(*i) == donor)
+                    .map(|i| s.value(i).to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let smaller = engine_over(
+            &site,
+            &policy,
+            [
+                &without(&donors, "donor_id", &|d| d == donor),
+                &without(&samples, "donor_id", &|d| d == donor),
+                &without(&diagnoses, "sample_id", &|s| sample_ids.contains(s)),
+            ],
+            &format!("without-{donor}"),
+        );
+        for (m, base) in measurements.iter().zip(&base) {
+            let other = smaller.aggregate(&m.plan).await.unwrap().values;
+            let cells = m.plan.cells_per_donor();
+            // The table's bound: the widest sample-level dimension's.
+            let widest = m
+                .plan
+                .dimensions
+                .iter()
+                .filter(|d| !["sex"].contains(&d.as_str()))
+                .map(|_| 2)
+                .max()
+                .unwrap_or(1);
+            assert_eq!(cells, widest, "{:?}", m.plan.dimensions);
+            for ((a, b), sensitivity) in base.iter().zip(&other).zip([m.donors, m.samples]) {
+                let l1: i64 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum();
+                let l2 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| ((x - y) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                moved_somewhere |= l1 > 0;
+                assert!(
+                    l1 <= sensitivity.l1 && l2 <= sensitivity.l2,
+                    "{:?}: removing {donor} moved a vector by L1 {l1}, L2 {l2:.2}; sensitivity {sensitivity:?}",
+                    m.plan.dimensions
+                );
+            }
+        }
+    }
+    assert!(moved_somewhere);
+
+    // The released catalogue is calibrated to exactly these sensitivities,
+    // and its vectors' losses add up to the policy's catalogue loss.
+    let catalogue = service.catalogue().await.unwrap().expect("measured");
+    let mut total = 0.0;
+    for (table, m) in catalogue.tables.iter().zip(&measurements) {
+        assert_eq!(table.dimensions, m.plan.dimensions);
+        for (counts, sensitivity) in [(&table.donors, m.donors), (&table.samples, m.samples)] {
+            let (_, scale) = nominal_scale(Accounting::Zcdp, sensitivity, counts.loss);
+            assert!((counts.scale - scale).abs() < 1e-9 * scale, "{counts:?}");
+            total += counts.loss;
+        }
+    }
+    assert!((total - policy.catalogue.loss).abs() < 1e-6, "{total}");
+}
+
+fn zcdp(versions_per_year: u32) -> Policy {
+    Policy {
+        catalogue: CatalogueSettings {
+            versions_per_year,
+            ..Default::default()
+        },
+        ..Policy::default().with_budgets(Budgets {
+            site: 1_000.0,
+            project: 1_000.0,
+            user: 1_000.0,
+        })
+    }
+}
+
+/// Imports a new dataset version into the site (a new export of it).
+fn new_version(site: &TestSite, seed: u64) {
+    let export = tempfile::tempdir().unwrap();
+    bonebank_node::generate::into_csv(&spec("DE-LUE", 150, seed), export.path()).unwrap();
+    let files: Vec<_> = [Table::Donors, Table::Samples, Table::Diagnoses]
+        .into_iter()
+        .map(|t| (t, export.path().join(format!("{t}.csv"))))
+        .collect();
+    import::import(&site.dir(), &files).unwrap();
+}
+
+fn catalogue_rows(service: &QueryService) -> i64 {
+    let overview_excludes = service
+        .store()
+        .overview(&service.policy)
+        .unwrap()
+        .users
+        .contains_key(CATALOGUE_ACCOUNT);
+    assert!(
+        !overview_excludes,
+        "the rolling budget's overview leaves the catalogue out"
+    );
+    service.store().catalogues_this_year().unwrap().1.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_catalogue_per_version_charged_once_and_none_past_the_years_limit() {
+    let site = TestSite::new("DE-LUE", 150, zcdp(2));
+    let service = site.service(Arc::new(OpenDpNoise));
+    let first = service.catalogue().await.unwrap().expect("measured");
+    assert!(!first.tables.is_empty());
+    assert!((first.loss - 2.0).abs() < 1e-6, "{}", first.loss);
+    assert_eq!(catalogue_rows(&service), 1);
+    let (units, _) = service.store().catalogues_this_year().unwrap();
+
+    // Asked again, by this process and by a restarted one: the same
+    // catalogue, charged once.
+    let again = service.catalogue().await.unwrap().unwrap();
+    assert_eq!(again, first);
+    let restarted = site.service(Arc::new(OpenDpNoise));
+    assert_eq!(*restarted.catalogue().await.unwrap().unwrap(), *first);
+    assert_eq!(catalogue_rows(&restarted), 1);
+    assert_eq!(restarted.store().catalogues_this_year().unwrap().0, units);
+    // Fresh questions' budgets do not pay for it: the site's rolling
+    // account holds only the sample bounds the catalogue's tables used.
+    let site_payer = Payer {
+        user: "nobody".into(),
+        project: "none".into(),
+    };
+    let overview = restarted.store().overview(&restarted.policy).unwrap();
+    assert_eq!(overview.users.keys().collect::<Vec<_>>(), [SITE_ACCOUNT]);
+    assert_eq!(
+        restarted
+            .store()
+            .spent(&site_payer, &restarted.policy)
+            .unwrap()
+            .site,
+        overview.users[SITE_ACCOUNT]
+    );
+    let audited = restarted.store().last_audit("catalogue").unwrap().unwrap();
+    assert_eq!(audited["dataset_version"], first.dataset_version.as_str());
+
+    // A new version gets a catalogue of its own: the second of the year.
+    new_version(&site, 11);
+    let after = site.service(Arc::new(OpenDpNoise));
+    let second = after.catalogue().await.unwrap().unwrap();
+    assert_ne!(second.dataset_version, first.dataset_version);
+    assert_eq!(catalogue_rows(&after), 2);
+
+    // A third is past versions_per_year = 2: the second stays published,
+    // saying which version it describes, and nothing more is charged.
+    new_version(&site, 12);
+    let later = site.service(Arc::new(OpenDpNoise));
+    let current = later.dataset_version().unwrap().unwrap();
+    assert_ne!(current, second.dataset_version);
+    let published = later.catalogue().await.unwrap().unwrap();
+    assert_eq!(published.dataset_version, second.dataset_version);
+    assert_eq!(catalogue_rows(&later), 2);
+    let why = later.why_no_catalogue().unwrap();
+    assert!(why.contains("2 catalogues of the year"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pure_accounting_and_a_switched_off_catalogue_publish_none() {
+    let site = TestSite::new("DE-LUE", 40, crate::common::pure());
+    let service = site.service(Arc::new(OpenDpNoise));
+    assert!(service.catalogue().await.unwrap().is_none());
+    assert!(service.why_no_catalogue().unwrap().contains("pure ε"));
+    let mut off = zcdp(4);
+    off.catalogue.measure = false;
+    let site = TestSite::new("DE-LUE", 40, off);
+    let service = site.service(Arc::new(OpenDpNoise));
+    assert!(service.catalogue().await.unwrap().is_none());
+    assert_eq!(service.store().catalogues_this_year().unwrap().1, 0);
+}

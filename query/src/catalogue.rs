@@ -1,0 +1,594 @@
+//! What a site's catalogue measures and how it splits its loss. Node and
+//! coordinator share this: the node measures these marginals, and the
+//! coordinator answers from them.
+//!
+//! **The workload.** Feasibility questions ask for donors and samples under
+//! a few criteria: sex, age, diagnosis, sample type (the BBMRI-ERIC
+//! Directory's facts have exactly these four), and, for a chosen type,
+//! material, storage temperature or sampling year. A distinct-donor count
+//! does not add up over cells of a sample-level dimension (a donor with
+//! serum and stem cells is one donor in both cells), so a donor question
+//! is answered exactly only by a table over exactly its dimensions. The
+//! catalogue therefore measures every subset of the four (sixteen tables,
+//! the empty one being the site's total), the three pairs with sample
+//! type, and the diagnosis chapter alone and by sex: 21 tables, each with
+//! donors and samples.
+//!
+//! **The split of the loss.** Answering a question from table *m* costs
+//! the variance of its cells, σ²_m = Δ²_m / (2 ρ_m) per cell under zCDP.
+//! Weighing each measure's variance by the precision a feasibility
+//! question needs (±8 donors, ±40 samples: the targets' half-widths, so a
+//! donor count's error counts 25 times a sample count's), the loss that
+//! minimises the weighted sum Σ_m Δ²_m / (2 ρ_m t²_m) under Σ ρ_m = ρ is,
+//! by a Lagrange multiplier, ρ_m ∝ Δ_m / t_m: each measurement gets a share
+//! in proportion to its sensitivity over its target.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bonebank_schemas::wire::Catalogue;
+use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
+
+use crate::dimensions::Dimension;
+
+/// The catalogue's tables, by their dimensions, in the order they are
+/// measured and published.
+pub fn workload() -> Vec<Vec<Dimension>> {
+    use Dimension::{
+        AgeBand, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, SamplingYear,
+        Sex, StorageTemperature,
+    };
+    let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
+    let mut tables: Vec<Vec<Dimension>> = (0u32..16)
+        .map(|mask| {
+            four.iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, d)| *d)
+                .collect()
+        })
+        .collect();
+    // Fewest dimensions first, so the total leads.
+    tables.sort_by_key(Vec::len);
+    tables.extend([
+        vec![SampleType, MaterialSubtype],
+        vec![SampleType, StorageTemperature],
+        vec![SampleType, SamplingYear],
+        vec![DiagnosisChapter],
+        vec![Sex, DiagnosisChapter],
+    ]);
+    tables
+}
+
+/// The half-width a feasibility question needs of a donor count.
+pub const DONORS_TARGET: f64 = 8.0;
+/// The half-width a feasibility question needs of a sample count.
+pub const SAMPLES_TARGET: f64 = 40.0;
+
+/// The cells of one table a donor may count in: the bound of its widest
+/// sample-level dimension (1 for a table of donor-level dimensions), not
+/// their product. A donor's sample-level values go together (one surgery
+/// gives one age and one diagnosis to several sample types), so the cells
+/// a donor is in are about as many as the values of its widest dimension;
+/// a donor in more keeps that many, drawn at random, and the evaluation's
+/// coverage of the true counts shows what this costs.
+pub fn cells_per_donor(dimensions: &[Dimension], bound: impl Fn(Dimension) -> i64) -> i64 {
+    dimensions
+        .iter()
+        .filter(|d| !d.fixed_per_donor())
+        .map(|d| bound(*d))
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `total` split over measurements with L2 sensitivities `sensitivities`
+/// and target half-widths `targets`: ρ_i ∝ Δ_i / t_i (see the module's
+/// words), adding up to `total`.
+pub fn split_loss(total: f64, sensitivities: &[f64], targets: &[f64]) -> Vec<f64> {
+    let weights: Vec<f64> = sensitivities
+        .iter()
+        .zip(targets)
+        .map(|(d, t)| d.max(f64::MIN_POSITIVE) / t)
+        .collect();
+    let sum: f64 = weights.iter().sum();
+    weights.iter().map(|w| total * w / sum).collect()
+}
+
+/// A count worked out from a catalogue: the sum of its cells' noisy
+/// counts, and the half-width of its 95% interval from their noise (the
+/// sum of `cells` independent discrete Gaussians of scale σ has variance
+/// `cells`·σ², and is taken as normal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    pub value: i64,
+    pub halfwidth: f64,
+    /// The catalogue cells it adds up.
+    pub cells: usize,
+}
+
+/// One row of an answer from a catalogue: the breakdown's key and each
+/// measure asked (in the question's order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimateRow {
+    pub key: Vec<String>,
+    pub measures: Vec<Estimate>,
+}
+
+/// A question answered from a catalogue: the table it came from and the
+/// rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogueAnswer {
+    pub table: Vec<String>,
+    pub rows: Vec<EstimateRow>,
+}
+
+/// The standard normal's 97.5% quantile: two-sided 95% intervals.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// Answers `query` from `catalogue` as post-processing, or says why it
+/// cannot be: the question's filter must be a conjunction of conditions
+/// each on one of the catalogue's dimensions (`=`/`IN` on codes, an age
+/// range on whole bands, a sampling-year range within the years, a
+/// diagnosis prefix that is one of the listed categories), its measures
+/// donors and samples, and the catalogue must hold a table over exactly the
+/// dimensions it filters or breaks down by. A donor count over several
+/// cells of a sample-level dimension (sample type IN (…), an age range of
+/// several bands) would count a donor once per cell: such questions are
+/// not answered from the catalogue.
+pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, String> {
+    for m in &query.measures {
+        if !matches!(m, Measure::Donors | Measure::Samples) {
+            return Err("the catalogue counts donors and samples only; sums and averages are answered fresh".into());
+        }
+    }
+    let mut selected: BTreeMap<Dimension, BTreeSet<String>> = BTreeMap::new();
+    let conditions: Vec<&Filter> = match &query.filter {
+        Filter::True => Vec::new(),
+        Filter::And(all) => all.iter().collect(),
+        other => vec![other],
+    };
+    for condition in conditions {
+        let (dimension, keys) = keys_of(condition, catalogue)?;
+        let slot = selected.entry(dimension).or_insert_with(|| keys.clone());
+        *slot = slot.intersection(&keys).cloned().collect();
+    }
+    let mut group_by = Vec::new();
+    for name in &query.group_by {
+        let d = crate::dimensions::ALL
+            .iter()
+            .copied()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| format!("the catalogue has no dimension {name}"))?;
+        group_by.push(d);
+    }
+    let wanted: BTreeSet<&str> = selected.keys().chain(&group_by).map(|d| d.name()).collect();
+    let table = catalogue
+        .tables
+        .iter()
+        .find(|t| {
+            t.dimensions.len() == wanted.len()
+                && t.dimensions.iter().all(|d| wanted.contains(d.as_str()))
+        })
+        .ok_or_else(|| {
+            format!(
+                "the catalogue has no table over {}",
+                if wanted.is_empty() {
+                    "no dimension".to_owned()
+                } else {
+                    wanted.iter().copied().collect::<Vec<_>>().join(" × ")
+                }
+            )
+        })?;
+    let dimension_of = |name: &str| {
+        crate::dimensions::ALL
+            .iter()
+            .copied()
+            .find(|d| d.name() == name)
+            .expect("a catalogue's dimensions are dimensions")
+    };
+    // Per table dimension: the keys a row of the answer adds up.
+    let asks_donors = query.measures.iter().any(|m| matches!(m, Measure::Donors));
+    for (name, keys) in table.dimensions.iter().zip(&table.keys) {
+        let d = dimension_of(name);
+        if group_by.contains(&d) {
+            continue;
+        }
+        let chosen = selected.get(&d).map_or(keys.len(), BTreeSet::len);
+        if asks_donors && !d.fixed_per_donor() && chosen > 1 {
+            return Err(format!(
+                "a donor count over several values of {name} would count a donor once for each: it is answered fresh"
+            ));
+        }
+    }
+    // The rows: every key of the breakdown, in the table's key order.
+    let strides: Vec<usize> = (0..table.keys.len())
+        .map(|i| table.keys[i + 1..].iter().map(Vec::len).product())
+        .collect();
+    let breakdown: Vec<Vec<String>> = group_by.iter().fold(vec![Vec::new()], |acc, d| {
+        let position = table
+            .dimensions
+            .iter()
+            .position(|n| n == d.name())
+            .expect("in the table");
+        acc.iter()
+            .flat_map(|prefix| {
+                table.keys[position].iter().map(move |k| {
+                    let mut key = prefix.clone();
+                    key.push(k.clone());
+                    key
+                })
+            })
+            .collect()
+    });
+    let mut rows = Vec::with_capacity(breakdown.len());
+    for key in breakdown {
+        // The cells of this row: per table dimension, the key indices.
+        let per_dimension: Vec<Vec<usize>> = table
+            .dimensions
+            .iter()
+            .zip(&table.keys)
+            .map(|(name, keys)| {
+                let d = dimension_of(name);
+                if let Some(g) = group_by.iter().position(|x| *x == d) {
+                    vec![keys.iter().position(|k| *k == key[g]).expect("a key")]
+                } else {
+                    (0..keys.len())
+                        .filter(|i| selected.get(&d).is_none_or(|s| s.contains(&keys[*i])))
+                        .collect()
+                }
+            })
+            .collect();
+        let cells: Vec<usize> =
+            per_dimension
+                .iter()
+                .zip(&strides)
+                .fold(vec![0], |acc, (indices, stride)| {
+                    acc.iter()
+                        .flat_map(|base| indices.iter().map(move |i| base + i * stride))
+                        .collect()
+                });
+        let measures = query
+            .measures
+            .iter()
+            .map(|m| {
+                let counts = match m {
+                    Measure::Donors => &table.donors,
+                    _ => &table.samples,
+                };
+                Estimate {
+                    value: cells.iter().map(|c| counts.values[*c]).sum(),
+                    halfwidth: Z95 * counts.scale * (cells.len() as f64).sqrt(),
+                    cells: cells.len(),
+                }
+            })
+            .collect();
+        rows.push(EstimateRow { key, measures });
+    }
+    Ok(CatalogueAnswer {
+        table: table.dimensions.clone(),
+        rows,
+    })
+}
+
+/// The dimension one condition is on, and the keys of it that the
+/// condition keeps; an error says why it cannot be read from the
+/// catalogue.
+fn keys_of(
+    condition: &Filter,
+    catalogue: &Catalogue,
+) -> Result<(Dimension, BTreeSet<String>), String> {
+    let keys_in = |d: Dimension| -> Vec<String> {
+        catalogue
+            .tables
+            .iter()
+            .find_map(|t| {
+                t.dimensions
+                    .iter()
+                    .position(|n| n == d.name())
+                    .map(|i| t.keys[i].clone())
+            })
+            .unwrap_or_default()
+    };
+    let code_dimension = |column: &str| {
+        [
+            Dimension::Sex,
+            Dimension::SampleType,
+            Dimension::MaterialSubtype,
+            Dimension::StorageTemperature,
+        ]
+        .into_iter()
+        .find(|d| d.name() == column)
+    };
+    match condition {
+        Filter::In { column, values } if code_dimension(column).is_some() => {
+            let d = code_dimension(column).expect("checked");
+            let wanted: BTreeSet<String> = values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok((
+                d,
+                keys_in(d)
+                    .into_iter()
+                    .filter(|k| wanted.contains(k))
+                    .collect(),
+            ))
+        }
+        Filter::Range { column, min, max } if column == "age_at_sampling" => {
+            let lo = min.unwrap_or(0).max(0);
+            let whole = lo % 10 == 0 && max.is_none_or(|m| m >= 90 || m % 10 == 9);
+            if !whole || lo > 90 {
+                return Err("an age range that cuts a ten-year band is answered fresh".into());
+            }
+            let keys = crate::dimensions::AGE_BANDS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    let start = 10 * *i as i64;
+                    start >= lo && max.is_none_or(|m| start <= m)
+                })
+                .map(|(_, b)| (*b).to_owned())
+                .collect();
+            Ok((Dimension::AgeBand, keys))
+        }
+        Filter::Range { column, min, max } if column == "sampling_year" => {
+            let years = keys_in(Dimension::SamplingYear);
+            let first: i64 = years.first().and_then(|y| y.parse().ok()).unwrap_or(0);
+            let last: i64 = years.last().and_then(|y| y.parse().ok()).unwrap_or(-1);
+            if min.is_none_or(|m| m < first) || max.is_none_or(|m| m > last) {
+                return Err(format!(
+                    "the catalogue counts sampling years {first} to {last}; a range beyond them is answered fresh"
+                ));
+            }
+            Ok((
+                Dimension::SamplingYear,
+                years
+                    .into_iter()
+                    .filter(|y| {
+                        y.parse::<i64>()
+                            .is_ok_and(|y| min.is_none_or(|m| y >= m) && max.is_none_or(|m| y <= m))
+                    })
+                    .collect(),
+            ))
+        }
+        Filter::Prefix { column, prefix } if column == "diagnosis" => {
+            let categories = keys_in(Dimension::DiagnosisCategory);
+            if prefix.len() == 3 && categories.iter().any(|c| c == prefix) {
+                Ok((Dimension::DiagnosisCategory, [prefix.clone()].into()))
+            } else {
+                Err(format!(
+                    "the catalogue counts the listed three-character ICD-10 categories; {prefix} is answered fresh"
+                ))
+            }
+        }
+        other => Err(format!(
+            "the catalogue cannot read the condition {}; it is answered fresh",
+            other.to_sql(false)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workload_holds_every_subset_of_the_directorys_four_and_the_pairs() {
+        let w = workload();
+        assert_eq!(w.len(), 21);
+        assert!(w[0].is_empty(), "the total comes first");
+        let four = [
+            Dimension::Sex,
+            Dimension::AgeBand,
+            Dimension::DiagnosisCategory,
+            Dimension::SampleType,
+        ];
+        for mask in 0u32..16 {
+            let subset: Vec<Dimension> = four
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, d)| *d)
+                .collect();
+            assert!(
+                w.iter()
+                    .any(|t| t.len() == subset.len() && subset.iter().all(|d| t.contains(d))),
+                "{subset:?} is missing"
+            );
+        }
+        let distinct: std::collections::BTreeSet<_> = w.iter().map(|t| format!("{t:?}")).collect();
+        assert_eq!(distinct.len(), w.len(), "no table twice");
+    }
+
+    #[test]
+    fn a_tables_cells_per_donor_are_its_widest_sample_level_bound() {
+        let bound = |d: Dimension| match d {
+            Dimension::SampleType => 7,
+            Dimension::AgeBand => 3,
+            _ => 2,
+        };
+        assert_eq!(cells_per_donor(&[], bound), 1);
+        assert_eq!(cells_per_donor(&[Dimension::Sex], bound), 1);
+        assert_eq!(
+            cells_per_donor(&[Dimension::Sex, Dimension::AgeBand], bound),
+            3
+        );
+        assert_eq!(
+            cells_per_donor(
+                &[
+                    Dimension::AgeBand,
+                    Dimension::SampleType,
+                    Dimension::DiagnosisCategory
+                ],
+                bound
+            ),
+            7
+        );
+    }
+
+    #[test]
+    fn the_loss_goes_by_sensitivity_over_target_and_adds_up() {
+        let shares = split_loss(2.0, &[1.0, 2.0, 10.0], &[8.0, 8.0, 40.0]);
+        assert!((shares.iter().sum::<f64>() - 2.0).abs() < 1e-12);
+        // Weights 1/8, 2/8, 10/40 = 0.125, 0.25, 0.25.
+        assert!((shares[0] - 2.0 * 0.2).abs() < 1e-12, "{shares:?}");
+        assert!((shares[1] - 2.0 * 0.4).abs() < 1e-12);
+        assert!((shares[2] - 2.0 * 0.4).abs() < 1e-12);
+        // The split minimises Σ Δ²/(ρ t²): moving loss either way costs.
+        let cost = |r: &[f64]| -> f64 {
+            [(1.0, 8.0), (2.0, 8.0), (10.0, 40.0)]
+                .iter()
+                .zip(r)
+                .map(|((d, t), r): (&(f64, f64), &f64)| d * d / (r * t * t))
+                .sum()
+        };
+        let best = cost(&shares);
+        for (i, j) in [(0, 1), (1, 2), (2, 0)] {
+            let mut moved = shares.clone();
+            moved[i] += 0.01;
+            moved[j] -= 0.01;
+            assert!(cost(&moved) > best);
+        }
+    }
+
+    use bonebank_schemas::wire::{ApproxDp, CatalogueTable, Mechanism, NoisyCounts};
+
+    /// A catalogue whose every cell's count is its index times 10 (donors)
+    /// or 100 (samples), with σ 2 and 20.
+    fn catalogue(tables: &[(&[&str], &[&[&str]])]) -> Catalogue {
+        Catalogue {
+            site: "DE-LUE".into(),
+            dataset_version: "v".into(),
+            measured_at: "2026-12-07T00:00:00Z".into(),
+            loss: 2.0,
+            approx_dp: ApproxDp {
+                epsilon: 1.0,
+                delta: 1e-6,
+            },
+            mechanism: Mechanism::DiscreteGaussian,
+            coverage: 0.95,
+            tables: tables
+                .iter()
+                .map(|(dims, keys)| {
+                    let cells: usize = keys.iter().map(|k| k.len()).product();
+                    CatalogueTable {
+                        dimensions: dims.iter().map(|d| (*d).to_owned()).collect(),
+                        keys: keys
+                            .iter()
+                            .map(|k| k.iter().map(|v| (*v).to_owned()).collect())
+                            .collect(),
+                        cells_per_donor: 3,
+                        samples_per_donor: 5,
+                        donors: NoisyCounts {
+                            values: (0..cells as i64).map(|c| 10 * c).collect(),
+                            scale: 2.0,
+                            loss: 0.1,
+                        },
+                        samples: NoisyCounts {
+                            values: (0..cells as i64).map(|c| 100 * c).collect(),
+                            scale: 20.0,
+                            loss: 0.1,
+                        },
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    const SEXES: &[&str] = &["Female", "Male"];
+    const TYPES: &[&str] = &["Serum", "StemCells", "Plasma"];
+
+    fn example() -> Catalogue {
+        let bands: Vec<&str> = crate::dimensions::AGE_BANDS.to_vec();
+        let bands: &'static [&'static str] = Box::leak(bands.into_boxed_slice());
+        catalogue(&[
+            (&[], &[]),
+            (&["sex"], &[SEXES]),
+            (&["sample_type"], &[TYPES]),
+            (&["sex", "sample_type"], &[SEXES, TYPES]),
+            (&["age_band"], &[bands]),
+        ])
+    }
+
+    fn ask(sql: &str) -> Result<CatalogueAnswer, String> {
+        let q = crate::sql::parse(sql).unwrap();
+        answer(&example(), &q)
+    }
+
+    #[test]
+    fn a_question_within_a_table_adds_up_its_cells_with_their_noise() {
+        let a = ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male'").unwrap();
+        assert_eq!(a.table, ["sex"]);
+        assert_eq!(a.rows[0].measures[0].value, 10);
+        assert!((a.rows[0].measures[0].halfwidth - Z95 * 2.0).abs() < 1e-12);
+        let a =
+            ask("SELECT COUNT(*) FROM samples WHERE sample_type IN ('Serum', 'Plasma')").unwrap();
+        // Serum is cell 0 (0 samples), Plasma cell 2.
+        assert_eq!(a.rows[0].measures[0].value, 200);
+        assert_eq!(a.rows[0].measures[0].cells, 2);
+        assert!((a.rows[0].measures[0].halfwidth - Z95 * 20.0 * 2f64.sqrt()).abs() < 1e-9);
+        // Filter on one dimension, broken down by another: the right cells
+        // of the two-way table (Male is the second sex, so cells 3..6).
+        let a = ask(
+            "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Male' GROUP BY sample_type",
+        )
+        .unwrap();
+        assert_eq!(a.table, ["sex", "sample_type"]);
+        let got: Vec<(String, i64, i64)> = a
+            .rows
+            .iter()
+            .map(|r| (r.key[0].clone(), r.measures[0].value, r.measures[1].value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("Serum".to_owned(), 30, 300),
+                ("StemCells".to_owned(), 40, 400),
+                ("Plasma".to_owned(), 50, 500)
+            ]
+        );
+        // No condition: the total.
+        let a = ask("SELECT COUNT(DISTINCT donor_id) FROM samples").unwrap();
+        assert!(a.table.is_empty());
+    }
+
+    #[test]
+    fn a_donor_count_over_several_cells_of_a_sample_level_dimension_is_never_summed() {
+        // A donor with serum and plasma is in both cells: summing them
+        // would count that donor twice.
+        let refused = ask(
+            "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'Plasma')",
+        )
+        .unwrap_err();
+        assert!(refused.contains("count a donor once for each"), "{refused}");
+        let refused = ask(
+            "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69",
+        )
+        .unwrap_err();
+        assert!(refused.contains("age_band"), "{refused}");
+        // Samples add up; and sex, one per donor, adds up for donors too.
+        assert!(
+            ask("SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69").is_ok()
+        );
+        let a = ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex IN ('Female', 'Male')")
+            .unwrap();
+        assert_eq!(a.rows[0].measures[0].value, 10);
+        assert_eq!(a.rows[0].measures[0].cells, 2);
+    }
+
+    #[test]
+    fn what_the_catalogue_cannot_read_is_answered_fresh() {
+        for sql in [
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 55 AND 69",
+            "SELECT SUM(aliquots_available) FROM samples",
+            "SELECT COUNT(*) FROM samples WHERE consent_commercial = true",
+            "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling >= 50",
+            "SELECT COUNT(*) FROM samples WHERE sex = 'Female' OR sample_type = 'Serum'",
+        ] {
+            assert!(ask(sql).is_err(), "{sql}");
+        }
+    }
+}
