@@ -60,6 +60,10 @@ pub enum ResearcherCommand {
         /// spent and no data is read.
         #[arg(long)]
         preview: bool,
+        /// Measures the question afresh at every site (charged as usual)
+        /// even where a site's catalogue answers it for free.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Shows a question from your history again; sites that were waiting
     /// for approval are asked again.
@@ -158,6 +162,7 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
             sites,
             json,
             preview,
+            fresh,
         } => {
             let sql = match (sql, file) {
                 (Some(s), None) => s,
@@ -170,6 +175,7 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
                 query: None,
                 loss,
                 sites: (!sites.is_empty()).then_some(sites),
+                fresh,
             };
             if preview {
                 let p = rt.block_on(client.preview(&request)).map_err(show)?;

@@ -6,8 +6,9 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpRequest, HttpResponse, get, post, web};
 use bonebank_schemas::icd10_titles::CodeMatch;
 use bonebank_schemas::wire::{
-    BudgetListing, CheckedQuestion, ErrorBody, FederatedPreview, FederatedRequest, FederatedResult,
-    HistoryEntry, NegotiatorHandoff, NegotiatorHandoffRequest, SiteListing, WhoAmI,
+    BudgetListing, Catalogue, CheckedQuestion, ErrorBody, FederatedPreview, FederatedRequest,
+    FederatedResult, HistoryEntry, NegotiatorHandoff, NegotiatorHandoffRequest, SiteListing,
+    WhoAmI,
 };
 use bonebank_service::asset;
 use bonebank_service::openapi::{self, SignedIn};
@@ -56,6 +57,7 @@ pub fn app(
         .service(query)
         .service(preview)
         .service(sites)
+        .service(catalogues)
         .service(check)
         .service(codes)
         .service(budgets)
@@ -185,6 +187,19 @@ async fn preview(
 async fn sites(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
     state.auth.requester(&req).await?;
     Ok(HttpResponse::Ok().json(state.coordinator.list_sites().await))
+}
+
+/// The sites' catalogues as the coordinator keeps them: released data,
+/// fetched from each site once and again every few minutes.
+#[utoipa::path(
+    tag = "sites",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "The catalogue of every site that publishes one (a site without is left out): noisy donor and sample counts per cell of each table, the dataset version, and what it cost the site, once.", body = Vec<Catalogue>), SignedIn)
+)]
+#[get("/v1/catalogue")]
+async fn catalogues(state: web::Data<State>, req: HttpRequest) -> Result<HttpResponse, Error> {
+    state.auth.requester(&req).await?;
+    Ok(HttpResponse::Ok().json(state.coordinator.catalogues().await))
 }
 
 /// `GET /v1/history`: the caller's earlier questions, newest first.

@@ -703,6 +703,9 @@ async fn count(
                 query: Some(query),
                 loss: None,
                 sites: None,
+                // Counts come from the sites' catalogues where they can:
+                // free of any user's budget.
+                fresh: false,
             },
         )
         .await

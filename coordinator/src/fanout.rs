@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bonebank_schemas::wire::{
-    BudgetListing, BudgetStatus, ErrorBody, ErrorCode, Preview, QueryRequest, QueryResult,
-    SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus,
+    BudgetListing, BudgetStatus, Catalogue, ErrorBody, ErrorCode, Preview, QueryRequest,
+    QueryResult, SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use bonebank_service::grant::GrantSigner;
@@ -257,6 +257,30 @@ impl SiteClient {
             message,
             budget,
         }
+    }
+
+    /// The site's catalogue; `None` where the site has none (it answers
+    /// 404 with why), or why it could not be fetched.
+    pub async fn catalogue(&self) -> Result<Option<Catalogue>, String> {
+        let (status, body) = self
+            .exchange("GET", "v1/catalogue", None, None)
+            .await
+            .map_err(|(_, message, _)| message)?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("the node answered HTTP {status}"));
+        }
+        let catalogue = serde_json::from_slice::<Catalogue>(&body)
+            .map_err(|e| format!("unreadable catalogue: {e}"))?;
+        if catalogue.site != self.id.as_str() {
+            return Err(format!(
+                "the node sent the catalogue of {}, not {}",
+                catalogue.site, self.id
+            ));
+        }
+        Ok(Some(catalogue))
     }
 
     /// The site's public description.

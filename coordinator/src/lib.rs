@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod beacon;
+pub mod catalogues;
 pub mod cli;
 pub mod config;
 mod error;

@@ -178,6 +178,7 @@ mod tests {
                     interval: [0.0, 0.0],
                 }],
             }],
+            source: Default::default(),
         }
     }
 

@@ -21,6 +21,8 @@ pub struct RunningCoordinator {
     pub link: Option<RunningServer>,
     /// The sites that connect out, and whether they are connected.
     pub links: Option<Arc<Links>>,
+    /// The sites' catalogues as the coordinator keeps them.
+    pub catalogues: Arc<crate::catalogues::Catalogues>,
 }
 
 impl std::ops::Deref for RunningCoordinator {
@@ -83,6 +85,7 @@ fn start_link(config: &CoordinatorConfig, links: &Arc<Links>) -> Result<Option<R
 pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     config.validate()?;
     let coordinator = Coordinator::new(config)?;
+    coordinator.keep_catalogues_fresh();
     let verifier = Arc::new(TokenVerifier::new(config.oidc.clone())?);
     // Bound first, so that the public URL of a port-0 listener is known.
     let listener = std::net::TcpListener::bind(config.listen)
@@ -112,6 +115,7 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         None => None,
     };
     let links = coordinator.links.clone();
+    let catalogues = coordinator.catalogues_kept();
     let negotiator = crate::negotiator::Negotiator::new(config, &public_url)?;
     let state = web::Data::new(State {
         coordinator,
@@ -127,6 +131,7 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
         api: RunningServer::spawn(server.disable_signals().run(), addr, false),
         link,
         links,
+        catalogues,
     })
 }
 

@@ -9,13 +9,14 @@ use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
     BudgetListing, CheckedQuestion, FederatedPreview, FederatedRequest, FederatedResult,
-    HistoryEntry, SiteListing, SiteStatus,
+    HistoryEntry, SiteAnswer, SiteListing, SiteStatus,
 };
 use bonebank_service::Caller;
 use bonebank_service::grant::{self, GrantSigner};
 use tokio::time::Instant;
 
 use crate::auth::Requester;
+use crate::catalogues::Catalogues;
 use crate::config::CoordinatorConfig;
 use crate::fanout::{self, SiteClient};
 use crate::history::History;
@@ -29,6 +30,8 @@ pub struct Coordinator {
     pub links: Option<Arc<Links>>,
     deadline: Duration,
     history: History,
+    /// The sites' catalogues, as last fetched.
+    catalogues: Arc<Catalogues>,
 }
 
 impl Coordinator {
@@ -59,7 +62,34 @@ impl Coordinator {
             links,
             deadline: Duration::from_millis(config.deadline_ms),
             history: History::open(&config.history_db())?,
+            catalogues: Arc::default(),
         })
+    }
+
+    /// Keeps the sites' catalogues fresh in the background (see
+    /// [`crate::catalogues::keep_fresh`]); call inside a Tokio runtime.
+    pub fn keep_catalogues_fresh(&self) {
+        tokio::spawn(crate::catalogues::keep_fresh(
+            Arc::downgrade(&self.catalogues),
+            self.sites.clone(),
+        ));
+    }
+
+    /// The catalogues as kept.
+    pub fn catalogues_kept(&self) -> Arc<Catalogues> {
+        self.catalogues.clone()
+    }
+
+    /// Every site's catalogue, kept or fetched now (sites without one are
+    /// left out), in config order.
+    pub async fn catalogues(&self) -> Vec<bonebank_schemas::wire::Catalogue> {
+        let deadline = Instant::now() + self.deadline;
+        futures::future::join_all(self.sites.iter().map(|s| self.catalogues.of(s, deadline)))
+            .await
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_ref().clone())
+            .collect()
     }
 
     /// The site ids of the network, in config order.
@@ -198,7 +228,16 @@ impl Coordinator {
         let deadline = started + self.deadline;
         let (query, sites) = self.question_and_sites(who, &request).await?;
         tracing::Span::current().record("question", bonebank_query::question_id(&query).as_str());
-        let answers = fanout::ask_all(&sites, who, &query, request.loss, deadline).await;
+        let (mut answers, fresh) = if request.fresh {
+            (Vec::new(), sites.clone())
+        } else {
+            self.answered_by_catalogues(&sites, &who.caller, &query, deadline)
+                .await
+        };
+        if !fresh.is_empty() {
+            answers.extend(fanout::ask_all(&fresh, who, &query, request.loss, deadline).await);
+        }
+        answers.sort_by_key(|a| sites.iter().position(|s| s.id.as_str() == a.site_id));
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
         let id = self
             .history
@@ -206,6 +245,43 @@ impl Coordinator {
             .await?;
         result.id = Some(id);
         Ok(result)
+    }
+
+    /// The answers of the sites whose catalogues answer `query` for this
+    /// caller (nothing is asked of them, nothing charged), and the sites
+    /// that must be asked: those without a catalogue, whose catalogue
+    /// cannot answer it, or whose policy filters the caller's role.
+    async fn answered_by_catalogues(
+        &self,
+        sites: &[Arc<SiteClient>],
+        caller: &Caller,
+        query: &FeasibilityQuery,
+        deadline: Instant,
+    ) -> (Vec<SiteAnswer>, Vec<Arc<SiteClient>>) {
+        let kept =
+            futures::future::join_all(sites.iter().map(|s| self.catalogues.of(s, deadline))).await;
+        let mut answers = Vec::new();
+        let mut fresh = Vec::new();
+        for (site, catalogue) in sites.iter().zip(kept) {
+            let answered = catalogue.as_deref().and_then(|c| {
+                if c.role_filters.contains_key(&caller.role.to_string()) {
+                    return None;
+                }
+                let a = query::catalogue::answer(c, query).ok()?;
+                Some(query::catalogue::to_result(c, query, &a))
+            });
+            match answered {
+                Some(result) => answers.push(SiteAnswer {
+                    site_id: site.id.to_string(),
+                    status: SiteStatus::Answered,
+                    message: None,
+                    hint: None,
+                    result: Some(result),
+                }),
+                None => fresh.push(site.clone()),
+            }
+        }
+        (answers, fresh)
     }
 
     /// One question from the caller's history. Sites that were waiting for

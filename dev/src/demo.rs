@@ -2,6 +2,7 @@
 //! command.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bonebank_schemas::wire::FederatedRequest;
 
@@ -131,11 +132,18 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         .expect("alice is a demo user");
     let client =
         Client::new(&url, idp.token_for(alice)).map_err(|e| Error::Internal(e.to_string()))?;
+    // Each site measures its catalogue when the coordinator first asks for
+    // it; the example waits for them, so that it finds them (it asks fresh
+    // all the same: its age range cuts a ten-year band).
+    if let Err(e) = network.wait_for_catalogues(Duration::from_secs(120)).await {
+        println!("({e})");
+    }
     let request = FederatedRequest {
         sql: Some(EXAMPLE_SQL.into()),
         query: None,
         loss: None,
         sites: None,
+        fresh: false,
     };
     match client.query(&request).await {
         Ok(result) => println!("{}", render::result(&result)),

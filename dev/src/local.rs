@@ -419,6 +419,26 @@ impl LocalNetwork {
         Ok(())
     }
 
+    /// Waits until the coordinator holds every node's catalogue (a node
+    /// measures it when first asked, which the coordinator does as it
+    /// starts), so that questions after it are answered from them.
+    pub async fn wait_for_catalogues(&self, within: Duration) -> Result<()> {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let held = self.coordinator.catalogues.held();
+            if held == self.nodes.len() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > until {
+                return Err(crate::Error::Usage(format!(
+                    "the coordinator held {held} of {} catalogues after {within:?}",
+                    self.nodes.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// An access token from the development provider for any user (tests
     /// and the benchmark); panics if the network uses another provider.
     pub fn token(&self, user: &DevUser) -> String {

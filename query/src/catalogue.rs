@@ -25,7 +25,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bonebank_schemas::wire::Catalogue;
+use bonebank_schemas::wire::{
+    Accounting, Catalogue, MeasureNoise, Mechanism, NoisyValue, QueryResult, ResultRow, Source,
+};
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
 
 use crate::dimensions::Dimension;
@@ -270,6 +272,84 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     })
 }
 
+/// `answer` to `query` as a site's result: the catalogue's dataset version,
+/// charged nothing, each measure's scale that of the sum of its cells
+/// (σ·√cells), each value's 95% interval from it.
+pub fn to_result(
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    answer: &CatalogueAnswer,
+) -> QueryResult {
+    let table = catalogue
+        .tables
+        .iter()
+        .find(|t| t.dimensions == answer.table)
+        .expect("the answer's table is the catalogue's");
+    let cells = answer
+        .rows
+        .first()
+        .and_then(|r| r.measures.first())
+        .map_or(1, |e| e.cells);
+    let measures: Vec<MeasureNoise> = query
+        .measures
+        .iter()
+        .map(|m| {
+            let counts = match m {
+                Measure::Donors => &table.donors,
+                _ => &table.samples,
+            };
+            MeasureNoise {
+                measure: m.clone(),
+                label: m.label(),
+                mechanism: Mechanism::DiscreteGaussian,
+                sensitivity: counts.sensitivity,
+                scale: counts.scale * (cells as f64).sqrt(),
+                loss: 0.0,
+                rounded_to: 1,
+            }
+        })
+        .collect();
+    let halfwidths: Vec<f64> = measures
+        .iter()
+        .map(|m| crate::interval::halfwidth(Mechanism::DiscreteGaussian, m.scale, COVERAGE) as f64)
+        .collect();
+    QueryResult {
+        site_id: catalogue.site.clone(),
+        dataset_version: catalogue.dataset_version.clone(),
+        query: query.clone(),
+        accounting: Accounting::Zcdp,
+        charged: 0.0,
+        loss: 0.0,
+        approx_dp: None,
+        remembered: false,
+        measures,
+        dimensions: query.group_by.clone(),
+        rows: answer
+            .rows
+            .iter()
+            .map(|r| ResultRow {
+                key: r.key.clone(),
+                values: r
+                    .measures
+                    .iter()
+                    .zip(&halfwidths)
+                    .map(|(e, t)| {
+                        let v = e.value as f64;
+                        NoisyValue {
+                            value: v,
+                            interval: [v - t, v + t],
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+        source: Source::Catalogue,
+    }
+}
+
+/// The coverage of the intervals given with catalogue estimates.
+const COVERAGE: f64 = 0.95;
+
 /// The dimension one condition is on, and the keys of it that the
 /// condition keeps; an error says why it cannot be read from the
 /// catalogue.
@@ -470,6 +550,11 @@ mod tests {
             },
             mechanism: Mechanism::DiscreteGaussian,
             coverage: 0.95,
+            role_filters: [(
+                "industry".to_owned(),
+                "consent_commercial = true".to_owned(),
+            )]
+            .into(),
             tables: tables
                 .iter()
                 .map(|(dims, keys)| {
@@ -484,11 +569,13 @@ mod tests {
                         samples_per_donor: 5,
                         donors: NoisyCounts {
                             values: (0..cells as i64).map(|c| 10 * c).collect(),
+                            sensitivity: 1.7,
                             scale: 2.0,
                             loss: 0.1,
                         },
                         samples: NoisyCounts {
                             values: (0..cells as i64).map(|c| 100 * c).collect(),
+                            sensitivity: 8.5,
                             scale: 20.0,
                             loss: 0.1,
                         },

@@ -121,6 +121,22 @@ pub struct QueryResult {
     pub dimensions: Vec<String>,
     /// One row per combination of dimension values, every key present.
     pub rows: Vec<ResultRow>,
+    /// Where the numbers came from: measured for this question (`fresh`),
+    /// or worked out from the site's catalogue of `dataset_version`
+    /// (`catalogue`, charged to nobody).
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// Where a site's numbers came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Measured for this question (or a remembered release of it).
+    #[default]
+    Fresh,
+    /// Post-processing of the site's published catalogue: free.
+    Catalogue,
 }
 
 /// The noise protecting one measure.
@@ -482,6 +498,10 @@ pub struct FederatedRequest {
     /// Site ids to ask; every site of the network if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites: Option<Vec<String>>,
+    /// Measure the question afresh at every site, charged as usual, even
+    /// where a site's catalogue could answer it for free.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub fresh: bool,
 }
 
 /// The sample bounds a node measured for one dataset version.
@@ -513,6 +533,11 @@ pub struct Catalogue {
     pub mechanism: Mechanism,
     /// The coverage the scales' intervals are stated for.
     pub coverage: f64,
+    /// The filter the site adds to every question of these roles (as in
+    /// `/v1/site`): the catalogue counts every donor, so it answers no
+    /// question of theirs.
+    #[serde(default)]
+    pub role_filters: std::collections::BTreeMap<String, String>,
     pub tables: Vec<CatalogueTable>,
 }
 
@@ -535,10 +560,16 @@ pub struct CatalogueTable {
     pub samples: NoisyCounts,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A vector of counts with the noise each carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NoisyCounts {
     pub values: Vec<i64>,
+    /// The L2 sensitivity the noise is calibrated to.
+    pub sensitivity: f64,
     /// The noise's scale on each value (σ of the discrete Gaussian).
     pub scale: f64,
     /// The ρ this vector cost (part of the catalogue's loss).

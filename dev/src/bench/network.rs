@@ -106,6 +106,8 @@ async fn series(
                         query: None,
                         loss: None,
                         sites: None,
+                        // The benchmark measures the fresh path.
+                        fresh: true,
                     };
                     let t = Instant::now();
                     let r = client

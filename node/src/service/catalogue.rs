@@ -62,11 +62,13 @@ impl QueryService {
         }
     }
 
+    /// The stored catalogue as published: with the roles whose questions
+    /// the site's policy filters now, which it must not answer.
     fn keep(&self, json: &str) -> Result<Arc<Catalogue>> {
-        let catalogue: Arc<Catalogue> = Arc::new(
-            serde_json::from_str(json)
-                .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?,
-        );
+        let mut catalogue: Catalogue = serde_json::from_str(json)
+            .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?;
+        catalogue.role_filters = self.role_filters();
+        let catalogue = Arc::new(catalogue);
         *self.catalogue.lock().expect("lock") = Some(catalogue.clone());
         Ok(catalogue)
     }
@@ -171,6 +173,7 @@ impl QueryService {
                 },
                 mechanism: Mechanism::DiscreteGaussian,
                 coverage: privacy::COVERAGE,
+                role_filters: Default::default(),
                 tables,
             };
             let json =
@@ -210,6 +213,7 @@ pub fn noised_tables(
             units += privacy::units_up(calibration.loss);
             vectors.push(NoisyCounts {
                 values: released.values,
+                sensitivity: calibration.sensitivity,
                 scale: released.scale,
                 loss: calibration.loss,
             });

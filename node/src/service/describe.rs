@@ -80,6 +80,19 @@ impl QueryService {
         })
     }
 
+    /// The filter the site's policy adds to every question of a role, as
+    /// SQL, by role.
+    pub fn role_filters(&self) -> std::collections::BTreeMap<String, String> {
+        self.policy
+            .roles
+            .iter()
+            .filter_map(|(role, rules)| {
+                let filter = rules.force_filter.as_deref()?.trim();
+                (!filter.is_empty()).then(|| (role.to_string(), filter.to_owned()))
+            })
+            .collect()
+    }
+
     /// Under zCDP, what a loss of `rho` amounts to in (ε, δ)-DP at the
     /// site's δ.
     pub(super) fn approx_dp(&self, rho: f64) -> Result<Option<ApproxDp>> {
@@ -187,14 +200,7 @@ impl QueryService {
                 .map(|b| (**b).clone()),
             max_groups_per_donor: p.max_groups_per_donor,
             budget_period_days: p.budget_period_days,
-            role_filters: p
-                .roles
-                .iter()
-                .filter_map(|(role, rules)| {
-                    let filter = rules.force_filter.as_deref()?.trim();
-                    (!filter.is_empty()).then(|| (role.to_string(), filter.to_owned()))
-                })
-                .collect(),
+            role_filters: self.role_filters(),
             limits: self.fair.limits().describe(),
         })
     }

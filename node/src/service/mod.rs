@@ -424,6 +424,7 @@ impl QueryService {
             measures: released.measures,
             dimensions: plan.dimensions.clone(),
             rows: released.rows,
+            source: bonebank_schemas::wire::Source::Fresh,
         })
     }
 

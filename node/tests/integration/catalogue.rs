@@ -223,6 +223,12 @@ async fn one_catalogue_per_version_charged_once_and_none_past_the_years_limit() 
     let service = site.service(Arc::new(OpenDpNoise));
     let first = service.catalogue().await.unwrap().expect("measured");
     assert!(!first.tables.is_empty());
+    // It names the roles the site filters, whose questions it must not
+    // answer.
+    assert_eq!(
+        first.role_filters.get("industry").map(String::as_str),
+        Some("consent_commercial = true")
+    );
     assert!((first.loss - 2.0).abs() < 1e-6, "{}", first.loss);
     assert_eq!(catalogue_rows(&service), 1);
     let (units, _) = service.store().catalogues_this_year().unwrap();

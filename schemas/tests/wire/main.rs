@@ -87,6 +87,7 @@ fn result() -> QueryResult {
                 interval: [247.0, 297.0],
             }],
         }],
+        source: Source::Fresh,
     }
 }
 
@@ -256,6 +257,7 @@ fn requests() {
             query: Some(query()),
             loss: None,
             sites: Some(vec!["DE-LUE".into()]),
+            fresh: true,
         },
     );
     snapshot(
@@ -313,6 +315,11 @@ fn catalogue() {
             },
             mechanism: Mechanism::DiscreteGaussian,
             coverage: 0.95,
+            role_filters: [(
+                "industry".to_owned(),
+                "consent_commercial = true".to_owned(),
+            )]
+            .into(),
             tables: vec![CatalogueTable {
                 dimensions: vec!["sex".into(), "sample_type".into()],
                 keys: vec![
@@ -323,11 +330,13 @@ fn catalogue() {
                 samples_per_donor: 12,
                 donors: NoisyCounts {
                     values: vec![120, 31, 98, 0],
+                    sensitivity: 2.65,
                     scale: 4.1,
                     loss: 0.08,
                 },
                 samples: NoisyCounts {
                     values: vec![610, 95, 377, -8],
+                    sensitivity: 15.9,
                     scale: 38.2,
                     loss: 0.05,
                 },

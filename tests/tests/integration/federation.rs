@@ -69,6 +69,7 @@ async fn ask(net: &LocalNetwork, url: &str, sql: &str) -> FederatedResult {
         query: None,
         loss: Some(0.05),
         sites: None,
+        fresh: true,
     };
     let req = as_user(
         reqwest::Client::new().post(format!("{url}/v1/query")),
@@ -739,6 +740,7 @@ async fn a_preview_states_each_sites_cost_and_precision_and_spends_nothing() {
             query: None,
             loss: Some(0.023),
             sites: None,
+            fresh: true,
         };
         let req = as_user(
             reqwest::Client::new().post(format!("{url}/v1/query")),
@@ -756,5 +758,122 @@ async fn a_preview_states_each_sites_cost_and_precision_and_spends_nothing() {
         assert!(!r.remembered);
         let v = &r.rows[0].values[0];
         assert_eq!((v.interval[1] - v.interval[0]) / 2.0, 9.0);
+    }
+}
+
+/// Asks as ada, `fresh` or not; the merged answer.
+async fn ask_as_ada(net: &LocalNetwork, sql: &str, fresh: bool) -> FederatedResult {
+    let request = FederatedRequest {
+        sql: Some(sql.into()),
+        query: None,
+        loss: Some(0.05),
+        sites: None,
+        fresh,
+    };
+    let req = as_user(
+        reqwest::Client::new().post(format!("{}/v1/query", net.coordinator.url())),
+        net,
+        "ada",
+        "p1",
+        Role::Researcher,
+    );
+    let (status, body) = send(req, Some(serde_json::to_value(request).unwrap())).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// What the node of `site` has charged, by account, and its audit log's
+/// requests.
+fn charged_at(net: &LocalNetwork, i: usize) -> (Vec<String>, Option<serde_json::Value>) {
+    let (config, _) = &net.nodes[i];
+    let store = bonebank_node::store::Store::open(&config.state_db()).unwrap();
+    let users = store
+        .overview(&config.policy)
+        .unwrap()
+        .users
+        .into_keys()
+        .collect();
+    (users, store.last_audit("request").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_question_is_answered_free_from_the_sites_catalogues() {
+    use bonebank_schemas::wire::Source;
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = sites(&tmp);
+    let net = LocalNetwork::start(tmp.path(), &ids, &generous(), 10_000).unwrap();
+    tls::install_default_provider();
+    net.wait_for_catalogues(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let flagship = "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
+                    WHERE sex = 'Female' AND diagnosis LIKE 'S72%' GROUP BY sample_type";
+
+    let r = ask_as_ada(&net, flagship, false).await;
+    assert_eq!(r.sites.len(), 3);
+    for (i, (site, id)) in r.sites.iter().zip(&ids).enumerate() {
+        assert_eq!(site.site_id, id.to_string());
+        assert_eq!(site.status, SiteStatus::Answered, "{site:?}");
+        let result = site.result.as_ref().unwrap();
+        assert_eq!(result.source, Source::Catalogue, "{id}");
+        assert_eq!(result.charged, 0.0);
+        assert_eq!(result.rows.len(), SampleType::ALL.len());
+        for row in &result.rows {
+            for v in &row.values {
+                assert!(v.interval[0] <= v.value && v.value <= v.interval[1]);
+            }
+        }
+        // Nothing but the catalogue left the node: no request of ada's
+        // reached it, and no one but the site's own accounts was charged.
+        let (users, request) = charged_at(&net, i);
+        assert!(
+            users.iter().all(|u| u.starts_with("(site")),
+            "{id}: {users:?}"
+        );
+        assert!(request.is_none(), "{id}: {request:?}");
+    }
+    // The total adds up the catalogue estimates as it adds up releases.
+    assert!(r.total.iter().all(|row| {
+        row.values
+            .iter()
+            .all(|v| v.as_ref().is_some_and(|t| t.sites == 3))
+    }));
+
+    // Asked fresh, the same question is measured and charged at each site.
+    let f = ask_as_ada(&net, flagship, true).await;
+    for (i, site) in f.sites.iter().enumerate() {
+        let result = site.result.as_ref().unwrap();
+        assert_eq!(result.source, Source::Fresh);
+        assert!(result.charged > 0.0);
+        let (users, request) = charged_at(&net, i);
+        assert!(users.iter().any(|u| u == "ada"), "{users:?}");
+        assert!(request.is_some());
+    }
+
+    // What the catalogue cannot answer goes fresh by itself: a donor count
+    // over two sample types would count a donor twice.
+    let union = ask_as_ada(
+        &net,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'BoneMarrowWhole')",
+        false,
+    )
+    .await;
+    for site in &union.sites {
+        assert_eq!(
+            site.result.as_ref().unwrap().source,
+            Source::Fresh,
+            "{site:?}"
+        );
+    }
+    // An industry partner's questions carry the site's consent filter,
+    // which the catalogue cannot apply: they are asked fresh.
+    let request = serde_json::json!({"sql": "SELECT COUNT(*) FROM samples WHERE sex = 'Female'", "loss": 0.05});
+    let req = reqwest::Client::new()
+        .post(format!("{}/v1/query", net.coordinator.url()))
+        .bearer_auth(industry(&net));
+    let (status, body) = send(req, Some(request)).await;
+    assert_eq!(status, 200, "{body}");
+    for site in body["sites"].as_array().unwrap() {
+        assert_eq!(site["result"]["source"], "fresh", "{site}");
     }
 }

@@ -742,7 +742,9 @@ async fn what_a_site_receives_is_no_users_token_and_works_nowhere_else() {
             post(
                 &url,
                 Some(&alice),
-                &serde_json::json!({ "sql": COUNT, "loss": 0.05 }),
+                // Fresh: the site is asked the question itself, not only
+                // for its catalogue.
+                &serde_json::json!({ "sql": COUNT, "loss": 0.05, "fresh": true }),
             )
             .await
         }
