@@ -171,6 +171,11 @@ pub struct Zcdp {
     pub delta: f64,
     /// How the site fits its sample bound to its data, per dataset version.
     pub sample_bounds: SampleBounds,
+    /// The most fresh questions (and the sample bounds' measurements) may
+    /// cost the site in any 365 days, in ρ, on top of the rolling period's
+    /// `budget.site`. With the catalogues' `loss × versions_per_year` it
+    /// bounds what the site releases in a year.
+    pub site_per_year: f64,
 }
 
 /// Under zCDP a node measures, once per dataset version and with noise,
@@ -217,6 +222,7 @@ impl Default for Zcdp {
             },
             delta: 1e-6,
             sample_bounds: SampleBounds::default(),
+            site_per_year: 8.0,
         }
     }
 }
@@ -392,7 +398,18 @@ impl Policy {
     pub fn with_budgets(mut self, budgets: Budgets) -> Self {
         self.budget = budgets;
         self.zcdp.budget = budgets;
+        // As much a year as the site's budget over a year of periods.
+        self.zcdp.site_per_year = self
+            .zcdp
+            .site_per_year
+            .max(budgets.site * (365.0 / f64::from(self.budget_period_days.max(1))).ceil());
         self
+    }
+
+    /// The most a default-shaped site releases in any 365 days under zCDP:
+    /// its catalogues and its fresh questions, in ρ.
+    pub fn yearly_loss(&self) -> f64 {
+        self.catalogue.yearly_loss() + self.zcdp.site_per_year
     }
 
     /// The budgets as `/v1/site` shows them.
@@ -459,6 +476,12 @@ impl Policy {
             return Err(format!(
                 "policy.catalogue.versions_per_year must be between 1 and 52, got {}",
                 c.versions_per_year
+            ));
+        }
+        let y = self.zcdp.site_per_year;
+        if !(y.is_finite() && y >= 0.0) {
+            return Err(format!(
+                "policy.zcdp.site_per_year must be a finite ρ of 0 or more, got {y}"
             ));
         }
         let b = self.zcdp.budget;

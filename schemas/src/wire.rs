@@ -284,6 +284,26 @@ pub struct SiteDescription {
     /// How large a question may be and how much work and how many questions
     /// one user may ask of this site.
     pub limits: SiteLimits,
+    /// Under zCDP, the most the site releases in any 365 days, all users
+    /// together: what protects a donor once answers are shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yearly: Option<YearlyLoss>,
+}
+
+/// A site's yearly loss: the bound its policy sets, and what it released
+/// in the last 365 days, in ρ (zCDP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct YearlyLoss {
+    /// The catalogues' bound: their loss times `versions_per_year`.
+    pub catalogues: f64,
+    /// Fresh questions' bound, the sample bounds included.
+    pub fresh: f64,
+    /// The two together.
+    pub total: f64,
+    /// `total` as (ε, δ)-DP at the site's δ.
+    pub approx_dp: ApproxDp,
+    /// What the site released in the last 365 days (both together).
+    pub spent: f64,
 }
 
 /// The size and shape limits every question is held to, at the coordinator

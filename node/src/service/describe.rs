@@ -80,6 +80,22 @@ impl QueryService {
         })
     }
 
+    /// Under zCDP, the site's yearly bound and what it released this year.
+    fn yearly(&self) -> Result<Option<bonebank_schemas::wire::YearlyLoss>> {
+        let p = &self.policy;
+        let Some(approx_dp) = self.approx_dp(p.yearly_loss())? else {
+            return Ok(None);
+        };
+        let (fresh, catalogues) = self.store.this_year(p)?;
+        Ok(Some(bonebank_schemas::wire::YearlyLoss {
+            catalogues: p.catalogue.yearly_loss(),
+            fresh: p.zcdp.site_per_year,
+            total: p.yearly_loss(),
+            approx_dp,
+            spent: privacy::epsilon(fresh + catalogues),
+        }))
+    }
+
     /// The filter the site's policy adds to every question of a role, as
     /// SQL, by role.
     pub fn role_filters(&self) -> std::collections::BTreeMap<String, String> {
@@ -202,6 +218,7 @@ impl QueryService {
             budget_period_days: p.budget_period_days,
             role_filters: self.role_filters(),
             limits: self.fair.limits().describe(),
+            yearly: self.yearly()?,
         })
     }
 }

@@ -315,7 +315,9 @@ fn reserve_in(
     )?;
     let budgets = policy.budgets();
     let limit = |loss: f64| crate::privacy::units(loss);
-    let over = if s.user + units > limit(budgets.user) {
+    let over = if over_the_year(&tx, units, policy)? {
+        Some(Account::Site)
+    } else if s.user + units > limit(budgets.user) {
         Some(Account::User)
     } else if s.project + units > limit(budgets.project) {
         Some(Account::Project)
@@ -334,6 +336,42 @@ fn reserve_in(
     let id = tx.last_insert_rowid();
     tx.commit()?;
     Ok(Ok(id))
+}
+
+/// Seconds in the year over which a site's yearly budget counts.
+const YEAR: i64 = 365 * 86_400;
+
+/// Under zCDP, whether `units` more would take the site's fresh questions
+/// and sample bounds past `site_per_year` in the last 365 days (the
+/// catalogues are bounded by their own `versions_per_year`).
+fn over_the_year(conn: &Connection, units: i64, policy: &Policy) -> Result<bool> {
+    if policy.accounting != Accounting::Zcdp {
+        return Ok(false);
+    }
+    Ok(spent_this_year(conn, policy)? + units > crate::privacy::units(policy.zcdp.site_per_year))
+}
+
+/// What fresh questions and sample bounds cost the site in the last 365
+/// days, in the site's measure.
+pub(super) fn spent_this_year(conn: &Connection, policy: &Policy) -> Result<i64> {
+    let mut stmt =
+        conn.prepare_cached("SELECT measure, units FROM ledger WHERE at > ?1 AND user <> ?2")?;
+    let mut rows = stmt.query(params![now() - YEAR, super::CATALOGUE_ACCOUNT])?;
+    let mut total = 0;
+    while let Some(r) = rows.next()? {
+        total += in_measure(policy.accounting, &r.get::<_, String>(0)?, r.get(1)?)?;
+    }
+    Ok(total)
+}
+
+impl Store {
+    /// What the site released in the last 365 days, in the site's measure:
+    /// fresh questions with the sample bounds, and the catalogues.
+    pub fn this_year(&self, policy: &Policy) -> Result<(i64, i64)> {
+        let fresh = spent_this_year(&self.conn(), policy)?;
+        let (catalogues, _) = self.catalogues_this_year()?;
+        Ok((fresh, catalogues))
+    }
 }
 
 /// The user and project a site-wide charge is booked to (the sample bounds'
@@ -374,7 +412,9 @@ impl Store {
             since(policy.budget_period_days),
             policy.accounting,
         )?;
-        if s.site + units > crate::privacy::units(policy.budgets().site) {
+        if s.site + units > crate::privacy::units(policy.budgets().site)
+            || over_the_year(&tx, units, policy)?
+        {
             return Ok(Err(Account::Site));
         }
         tx.execute(

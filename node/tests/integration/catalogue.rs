@@ -293,3 +293,46 @@ async fn pure_accounting_and_a_switched_off_catalogue_publish_none() {
     assert!(service.catalogue().await.unwrap().is_none());
     assert_eq!(service.store().catalogues_this_year().unwrap().1, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sites_yearly_budget_caps_fresh_questions_and_is_stated() {
+    use bonebank_node::Error;
+    use bonebank_node::store::Account;
+    // Users and the rolling period have room to spare; the year has ρ 0.1.
+    let mut policy = zcdp(4);
+    policy.zcdp.site_per_year = 0.1;
+    policy.zcdp.sample_bounds.measure = false;
+    let site = TestSite::new("DE-LUE", 60, policy);
+    let service = site.service(Arc::new(OpenDpNoise));
+    let who = crate::common::caller("rita", "p1", bonebank_schemas::Role::Researcher);
+    let ask = |n: i64| {
+        crate::common::sql(
+            &format!("SELECT COUNT(*) FROM samples WHERE age_at_sampling >= {n}"),
+            0.03,
+        )
+    };
+    for n in 0..3 {
+        service.run(&who, &ask(n)).await.unwrap();
+    }
+    // A fourth would take the year's fresh questions to ρ 0.12.
+    match service.run(&who, &ask(3)).await {
+        Err(Error::BudgetExhausted(Account::Site)) => {}
+        other => panic!("not refused for the site's year: {other:?}"),
+    }
+    // /v1/site states the yearly bound, its (ε, δ), and what was spent.
+    let yearly = service
+        .describe()
+        .unwrap()
+        .yearly
+        .expect("stated under zCDP");
+    assert!((yearly.catalogues - 8.0).abs() < 1e-12);
+    assert!((yearly.fresh - 0.1).abs() < 1e-12);
+    assert!((yearly.total - 8.1).abs() < 1e-12);
+    assert!(yearly.approx_dp.epsilon > 8.1);
+    assert!((yearly.spent - 0.09).abs() < 1e-6, "{}", yearly.spent);
+    // The catalogue, once measured, counts in what was spent, and not in
+    // the fresh questions' year.
+    service.catalogue().await.unwrap().unwrap();
+    let yearly = service.describe().unwrap().yearly.unwrap();
+    assert!((yearly.spent - 2.09).abs() < 1e-6, "{}", yearly.spent);
+}

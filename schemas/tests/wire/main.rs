@@ -177,6 +177,16 @@ fn description() -> SiteDescription {
         .into_iter()
         .collect(),
         limits: limits(),
+        yearly: Some(YearlyLoss {
+            catalogues: 8.0,
+            fresh: 8.0,
+            total: 16.0,
+            approx_dp: ApproxDp {
+                epsilon: 33.6,
+                delta: 1e-6,
+            },
+            spent: 3.1,
+        }),
     }
 }
 

@@ -96,6 +96,11 @@ async fn researchers_and_stewards_use_their_pages_in_a_real_browser() {
         local::generate_site(tmp.path(), site, donors, 1 + i as u64).unwrap();
     }
     let net = LocalNetwork::start_with(tmp.path(), &sites, local::demo_policy, 10_000).unwrap();
+    // The app's questions find the sites' catalogues, as a running
+    // network's would.
+    net.wait_for_catalogues(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
     let stewards: serde_json::Map<String, serde_json::Value> = net
         .nodes
         .iter()
