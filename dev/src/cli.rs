@@ -70,6 +70,11 @@ pub enum DevCommand {
         /// bound sweep; every question if absent.
         #[arg(long = "question")]
         questions: Vec<String>,
+        /// Evaluates the sites' catalogues instead: the share of questions
+        /// they answer, coverage and half-widths (`--releases` catalogues
+        /// per site).
+        #[arg(long)]
+        catalogue: bool,
     },
     /// Measures a node, an import or the network on this machine.
     #[command(subcommand)]
@@ -181,12 +186,14 @@ pub fn run(cli: DevCli) -> Result<()> {
             donors,
             releases,
             questions,
+            catalogue,
         } => {
             let report = runtime()?.block_on(crate::eval::run(crate::eval::EvalOptions {
                 dir,
                 donors,
                 releases: releases.max(1),
                 questions,
+                catalogue,
             }))?;
             print!("{report}");
             Ok(())

@@ -166,11 +166,13 @@ pub struct EvalOptions {
     /// Only the questions of these numbers (`Q14`), and no bound sweep;
     /// every question if empty.
     pub questions: Vec<String>,
+    /// The catalogue's evaluation instead ([`crate::catalogue_eval`]).
+    pub catalogue: bool,
 }
 
 /// What one scheme did on one measure of one question.
 #[derive(Debug, Default, Clone)]
-struct Tally {
+pub(crate) struct Tally {
     covered: usize,
     cells: usize,
     covered_nonzero: usize,
@@ -182,7 +184,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(sites: usize) -> Self {
+    pub(crate) fn new(sites: usize) -> Self {
         Self {
             halfwidths: vec![Vec::new(); sites],
             per_site: vec![(0, 0); sites],
@@ -190,7 +192,7 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, site: usize, truth: i64, interval: [f64; 2]) {
+    pub(crate) fn add(&mut self, site: usize, truth: i64, interval: [f64; 2]) {
         let t = truth as f64;
         let hit = interval[0] <= t && t <= interval[1];
         self.cells += 1;
@@ -204,7 +206,16 @@ impl Tally {
         self.halfwidths[site].push((interval[1] - interval[0]) / 2.0);
     }
 
-    fn coverage(&self) -> (f64, f64) {
+    /// Cells whose interval covered the TRUE count, and cells.
+    pub(crate) fn covered_cells(&self) -> usize {
+        self.covered
+    }
+
+    pub(crate) fn cells(&self) -> usize {
+        self.cells
+    }
+
+    pub(crate) fn coverage(&self) -> (f64, f64) {
         let pct = |a: usize, b: usize| {
             if b == 0 {
                 100.0
@@ -219,7 +230,7 @@ impl Tally {
     }
 
     /// Coverage at each site, in per cent.
-    fn per_site(&self) -> Vec<f64> {
+    pub(crate) fn per_site(&self) -> Vec<f64> {
         self.per_site
             .iter()
             .map(|&(a, b)| {
@@ -232,12 +243,12 @@ impl Tally {
             .collect()
     }
 
-    fn medians(&self) -> Vec<f64> {
+    pub(crate) fn medians(&self) -> Vec<f64> {
         self.halfwidths.iter().map(|h| median(h)).collect()
     }
 }
 
-fn median(xs: &[f64]) -> f64 {
+pub(crate) fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return 0.0;
     }
@@ -252,11 +263,11 @@ fn median(xs: &[f64]) -> f64 {
 }
 
 /// One demo site ready to be asked.
-struct Site {
-    id: SiteId,
-    engine: Arc<SurfaceEngine>,
+pub(crate) struct Site {
+    pub id: SiteId,
+    pub engine: Arc<SurfaceEngine>,
     /// The TRUE counts' source, independent of the engine.
-    reference: Arc<Reference>,
+    pub reference: Arc<Reference>,
 }
 
 /// The default policy with budgets too large to run out during the
@@ -470,6 +481,10 @@ pub async fn run(options: EvalOptions) -> Result<String> {
         });
     }
 
+    if options.catalogue {
+        let policy = eval_policy(&[]);
+        return crate::catalogue_eval::report(&sites, &policy, options.releases, &scratch).await;
+    }
     let mut out = String::new();
     let policy = eval_policy(&[]);
     // As stated by the default policy (the evaluation's budgets are raised).

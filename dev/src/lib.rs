@@ -5,6 +5,7 @@
 //! ([`eval`]) and the benchmarks ([`bench`]).
 
 pub mod bench;
+pub mod catalogue_eval;
 pub mod cli;
 pub mod demo;
 pub mod devidp;

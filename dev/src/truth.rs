@@ -311,9 +311,34 @@ mod agreement {
             donors: 300,
             releases: 1,
             questions: Vec::new(),
+            catalogue: false,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(report.contains("Q15"), "{report}");
+    }
+
+    /// The catalogue's evaluation answers its questions from catalogues the
+    /// sites measured and finds a TRUE count for every cell it releases
+    /// (it stops otherwise); the flagship's donor count, over two age
+    /// bands, is asked fresh.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_catalogue_evaluation_answers_from_measured_catalogues() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = crate::eval::run(crate::eval::EvalOptions {
+            dir: Some(dir.path().to_owned()),
+            donors: 200,
+            releases: 1,
+            questions: Vec::new(),
+            catalogue: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.contains("answered from the catalogue:"), "{report}");
+        let flagship = report
+            .lines()
+            .find(|l| l.starts_with("C31 "))
+            .expect("the flagship");
+        assert!(flagship.contains("fresh: "), "{flagship}");
     }
 }

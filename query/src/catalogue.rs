@@ -10,9 +10,17 @@
 //! serum and stem cells is one donor in both cells), so a donor question
 //! is answered exactly only by a table over exactly its dimensions. The
 //! catalogue therefore measures every subset of the four (sixteen tables,
-//! the empty one being the site's total), the three pairs with sample
-//! type, and the diagnosis chapter alone and by sex: 21 tables, each with
-//! donors and samples.
+//! the empty one being the site's total), sample type with material and
+//! with storage temperature, and the diagnosis chapter alone and by sex:
+//! 20 tables, each with donors and samples.
+//!
+//! Sampling year is left out. A repeat blood donor gives plasma in a dozen
+//! years or more, so a donor's cells in a table of sample type by year are
+//! far more than its widest dimension's bound: measured with that bound,
+//! the evaluation's plasma counts by year at Næstved covered the TRUE
+//! count in 36% of cells (a bound that bites biases them down), and with
+//! the product of the bounds the noise would swamp them. Year questions
+//! are answered fresh.
 //!
 //! **The split of the loss.** Answering a question from table *m* costs
 //! the variance of its cells, σ²_m = Δ²_m / (2 ρ_m) per cell under zCDP.
@@ -36,8 +44,8 @@ use crate::dimensions::Dimension;
 /// measured and published.
 pub fn workload() -> Vec<Vec<Dimension>> {
     use Dimension::{
-        AgeBand, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, SamplingYear,
-        Sex, StorageTemperature,
+        AgeBand, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, Sex,
+        StorageTemperature,
     };
     let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
     let mut tables: Vec<Vec<Dimension>> = (0u32..16)
@@ -54,7 +62,6 @@ pub fn workload() -> Vec<Vec<Dimension>> {
     tables.extend([
         vec![SampleType, MaterialSubtype],
         vec![SampleType, StorageTemperature],
-        vec![SampleType, SamplingYear],
         vec![DiagnosisChapter],
         vec![Sex, DiagnosisChapter],
     ]);
@@ -144,11 +151,8 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
         }
     }
     let mut selected: BTreeMap<Dimension, BTreeSet<String>> = BTreeMap::new();
-    let conditions: Vec<&Filter> = match &query.filter {
-        Filter::True => Vec::new(),
-        Filter::And(all) => all.iter().collect(),
-        other => vec![other],
-    };
+    let mut conditions: Vec<&Filter> = Vec::new();
+    conjuncts(&query.filter, &mut conditions);
     for condition in conditions {
         let (dimension, keys) = keys_of(condition, catalogue)?;
         let slot = selected.entry(dimension).or_insert_with(|| keys.clone());
@@ -350,6 +354,15 @@ pub fn to_result(
 /// The coverage of the intervals given with catalogue estimates.
 const COVERAGE: f64 = 0.95;
 
+/// The conditions a filter ANDs together, however its ANDs nest.
+fn conjuncts<'a>(filter: &'a Filter, out: &mut Vec<&'a Filter>) {
+    match filter {
+        Filter::True => {}
+        Filter::And(all) => all.iter().for_each(|f| conjuncts(f, out)),
+        other => out.push(other),
+    }
+}
+
 /// The dimension one condition is on, and the keys of it that the
 /// condition keeps; an error says why it cannot be read from the
 /// catalogue.
@@ -379,6 +392,28 @@ fn keys_of(
         .into_iter()
         .find(|d| d.name() == column)
     };
+    // A dimension no table holds cannot be read at all.
+    let column = match condition {
+        Filter::In { column, .. }
+        | Filter::Range { column, .. }
+        | Filter::Prefix { column, .. } => Some(column.as_str()),
+        _ => None,
+    };
+    let dimension = match column {
+        Some("age_at_sampling") => Some(Dimension::AgeBand),
+        Some("sampling_year") => Some(Dimension::SamplingYear),
+        Some("diagnosis") => Some(Dimension::DiagnosisCategory),
+        Some(c) => code_dimension(c),
+        None => None,
+    };
+    if let Some(d) = dimension
+        && keys_in(d).is_empty()
+    {
+        return Err(format!(
+            "the catalogue has no table over {}; it is answered fresh",
+            d.name()
+        ));
+    }
     match condition {
         Filter::In { column, values } if code_dimension(column).is_some() => {
             let d = code_dimension(column).expect("checked");
@@ -458,7 +493,7 @@ mod tests {
     #[test]
     fn the_workload_holds_every_subset_of_the_directorys_four_and_the_pairs() {
         let w = workload();
-        assert_eq!(w.len(), 21);
+        assert_eq!(w.len(), 20);
         assert!(w[0].is_empty(), "the total comes first");
         let four = [
             Dimension::Sex,
@@ -667,12 +702,28 @@ mod tests {
     }
 
     #[test]
+    fn conditions_are_read_however_their_ands_nest() {
+        let flat = crate::sql::parse(
+            "SELECT COUNT(*) FROM samples WHERE sex = 'Male' AND sample_type = 'Serum'",
+        )
+        .unwrap();
+        let mut nested = flat.clone();
+        nested.filter = Filter::And(vec![Filter::And(vec![flat.filter.clone()])]);
+        assert_eq!(answer(&example(), &nested), answer(&example(), &flat));
+        assert_eq!(
+            answer(&example(), &flat).unwrap().rows[0].measures[0].value,
+            300
+        );
+    }
+
+    #[test]
     fn what_the_catalogue_cannot_read_is_answered_fresh() {
         for sql in [
             "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 55 AND 69",
             "SELECT SUM(aliquots_available) FROM samples",
             "SELECT COUNT(*) FROM samples WHERE consent_commercial = true",
             "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling >= 50",
+            "SELECT COUNT(*) FROM samples WHERE sampling_year BETWEEN 2015 AND 2020",
             "SELECT COUNT(*) FROM samples WHERE sex = 'Female' OR sample_type = 'Serum'",
         ] {
             assert!(ask(sql).is_err(), "{sql}");

@@ -1,0 +1,472 @@
+//! `bonebank-dev eval --catalogue`: how much the catalogue answers, how
+//! precise its answers are, and whether their intervals cover the TRUE
+//! counts. Each demo site measures its catalogue afresh many times (a new
+//! state database each time, so each is a new release with new noise and a
+//! new choice of the cells a donor keeps); every question of
+//! [`QUESTIONS`] is answered from each, as the coordinator answers it, and
+//! every released cell's 95% interval is compared with the TRUE count from
+//! the independent reference (`truth.rs`). It prints the share of
+//! questions answered, coverage and median half-width per question and
+//! site, the medians by number of criteria, and the half-widths against the
+//! catalogue's loss.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bonebank_node::privacy::OpenDpNoise;
+use bonebank_node::service::QueryService;
+use bonebank_node::store::Store;
+use bonebank_query::catalogue::{answer, to_result};
+use bonebank_query::policy::Policy;
+use bonebank_schemas::FeasibilityQuery;
+use bonebank_schemas::wire::Catalogue;
+
+use crate::eval::{Site, Tally, median};
+use crate::truth::Reference;
+use crate::{Error, Result};
+
+/// A question of the catalogue's evaluation: its number of criteria, and
+/// SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Question {
+    pub name: &'static str,
+    pub criteria: usize,
+    pub sql: &'static str,
+}
+
+const fn q(name: &'static str, criteria: usize, sql: &'static str) -> Question {
+    Question {
+        name,
+        criteria,
+        sql,
+    }
+}
+
+/// Realistic feasibility questions at fracture, orthopaedic and blood
+/// sites: one to four criteria (a breakdown counts as one), donors and
+/// samples, grouped and not. Some the catalogue cannot answer (a donor
+/// count over two age bands or two years; a range that cuts a band); they
+/// count against its share.
+pub const QUESTIONS: &[Question] = &[
+    q(
+        "C1 donors",
+        0,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples",
+    ),
+    q("C2 samples", 0, "SELECT COUNT(*) FROM samples"),
+    q(
+        "C3 women: donors, samples",
+        1,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female'",
+    ),
+    q(
+        "C4 samples by sex",
+        1,
+        "SELECT sex, COUNT(*) FROM samples GROUP BY sex",
+    ),
+    q(
+        "C5 donors by sample type",
+        1,
+        "SELECT sample_type, COUNT(DISTINCT donor_id) FROM samples GROUP BY sample_type",
+    ),
+    q(
+        "C6 samples by sample type",
+        1,
+        "SELECT sample_type, COUNT(*) FROM samples GROUP BY sample_type",
+    ),
+    q(
+        "C7 donors with stem cells",
+        1,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type = 'StemCells'",
+    ),
+    q(
+        "C8 donors 60-69",
+        1,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling BETWEEN 60 AND 69",
+    ),
+    q(
+        "C9 samples 50-69",
+        1,
+        "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69",
+    ),
+    q(
+        "C10 donors 50-69",
+        1,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69",
+    ),
+    q(
+        "C11 femur fracture: donors, samples",
+        1,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE diagnosis LIKE 'S72%'",
+    ),
+    q(
+        "C12 donors by age band",
+        1,
+        "SELECT age_band, COUNT(DISTINCT donor_id) FROM samples GROUP BY age_band",
+    ),
+    q(
+        "C13 donors by diagnosis chapter",
+        1,
+        "SELECT diagnosis_chapter, COUNT(DISTINCT donor_id) FROM samples GROUP BY diagnosis_chapter",
+    ),
+    q(
+        "C14 serum or plasma samples",
+        1,
+        "SELECT COUNT(*) FROM samples WHERE sample_type IN ('Serum', 'Plasma')",
+    ),
+    q(
+        "C15 women's serum samples",
+        2,
+        "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND sample_type = 'Serum'",
+    ),
+    q(
+        "C16 S72 by sample type",
+        2,
+        "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE diagnosis LIKE 'S72%' GROUP BY sample_type",
+    ),
+    q(
+        "C17 women with S72: donors",
+        2,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Female' AND diagnosis LIKE 'S72%'",
+    ),
+    q(
+        "C18 samples by age band and sex",
+        2,
+        "SELECT age_band, sex, COUNT(*) FROM samples GROUP BY age_band, sex",
+    ),
+    q(
+        "C19 M16 donors by sex",
+        2,
+        "SELECT sex, COUNT(DISTINCT donor_id) FROM samples WHERE diagnosis LIKE 'M16%' GROUP BY sex",
+    ),
+    q(
+        "C20 plasma samples by year",
+        2,
+        "SELECT sampling_year, COUNT(*) FROM samples WHERE sample_type = 'Plasma' GROUP BY sampling_year",
+    ),
+    q(
+        "C21 serum by storage temperature",
+        2,
+        "SELECT storage_temperature, COUNT(*) FROM samples WHERE sample_type = 'Serum' GROUP BY storage_temperature",
+    ),
+    q(
+        "C22 stem cells by storage temperature",
+        2,
+        "SELECT storage_temperature, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sample_type = 'StemCells' GROUP BY storage_temperature",
+    ),
+    q(
+        "C23 bone marrow by material",
+        2,
+        "SELECT material_subtype, COUNT(*) FROM samples WHERE sample_type = 'BoneMarrowWhole' GROUP BY material_subtype",
+    ),
+    q(
+        "C24 donors by chapter and sex",
+        2,
+        "SELECT diagnosis_chapter, sex, COUNT(DISTINCT donor_id) FROM samples GROUP BY diagnosis_chapter, sex",
+    ),
+    q(
+        "C25 plasma donors 2015-2020",
+        2,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type = 'Plasma' AND sampling_year BETWEEN 2015 AND 2020",
+    ),
+    q(
+        "C26 plasma samples 2015-2020",
+        2,
+        "SELECT COUNT(*) FROM samples WHERE sample_type = 'Plasma' AND sampling_year BETWEEN 2015 AND 2020",
+    ),
+    q(
+        "C27 women 60-69 with S72: donors by type",
+        3,
+        "SELECT sample_type, COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 60 AND 69 AND diagnosis LIKE 'S72%' GROUP BY sample_type",
+    ),
+    q(
+        "C28 women with M81 by age band",
+        3,
+        "SELECT age_band, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND diagnosis LIKE 'M81%' GROUP BY age_band",
+    ),
+    q(
+        "C29 men 70-79, S72, bone marrow",
+        4,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Male' AND age_at_sampling BETWEEN 70 AND 79 AND diagnosis LIKE 'S72%' AND sample_type = 'BoneMarrowWhole'",
+    ),
+    q(
+        "C30 women 60-69, S72, stem cells",
+        4,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 60 AND 69 AND diagnosis LIKE 'S72%' AND sample_type = 'StemCells'",
+    ),
+    q(
+        "C31 flagship: women 50-69, S72, stem cells",
+        4,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 50 AND 69 AND diagnosis LIKE 'S72%' AND sample_type = 'StemCells'",
+    ),
+    q(
+        "C32 flagship samples: women 50-69, S72, stem cells",
+        4,
+        "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 50 AND 69 AND diagnosis LIKE 'S72%' AND sample_type = 'StemCells'",
+    ),
+    q(
+        "C33 C90 samples by type",
+        2,
+        "SELECT sample_type, COUNT(*) FROM samples WHERE diagnosis LIKE 'C90%' GROUP BY sample_type",
+    ),
+    q(
+        "C34 women 40-59 by type: samples",
+        3,
+        "SELECT sample_type, COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 40 AND 59 GROUP BY sample_type",
+    ),
+    q(
+        "C35 donors 65 or older",
+        1,
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 65",
+    ),
+];
+
+/// `n` catalogues of `site`, each measured afresh under `policy`.
+async fn catalogues(
+    site: &Site,
+    policy: &Policy,
+    n: usize,
+    tmp: &std::path::Path,
+) -> Result<(Vec<Arc<Catalogue>>, Vec<f64>)> {
+    let mut out = Vec::new();
+    let mut seconds = Vec::new();
+    for _ in 0..n {
+        let path = tmp.join(format!(
+            "catalogue-{}-{}.sqlite",
+            site.id,
+            rand::random::<u64>()
+        ));
+        let service = QueryService::new(
+            site.id.clone(),
+            policy.clone(),
+            site.engine.clone(),
+            Arc::new(OpenDpNoise),
+            Store::open(&path)?,
+        );
+        let started = std::time::Instant::now();
+        let c = service
+            .catalogue()
+            .await?
+            .ok_or_else(|| Error::Internal(format!("{}: no catalogue", site.id)))?;
+        seconds.push(started.elapsed().as_secs_f64());
+        out.push(c);
+        drop(service);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    Ok((out, seconds))
+}
+
+/// Per measure of `query`, coverage and half-widths of the answers from
+/// `catalogues` against the reference; `None` if a catalogue cannot answer.
+fn tally(
+    query: &FeasibilityQuery,
+    site: usize,
+    sites: usize,
+    catalogues: &[Arc<Catalogue>],
+    reference: &Reference,
+    tallies: &mut Vec<Tally>,
+) -> std::result::Result<(), String> {
+    let cells = reference.counts(query, &query.group_by);
+    for c in catalogues {
+        let answered = answer(c, query)?;
+        let result = to_result(c, query, &answered);
+        if tallies.is_empty() {
+            *tallies = vec![Tally::new(sites); result.measures.len()];
+        }
+        for row in &result.rows {
+            for ((m, value), t) in result
+                .measures
+                .iter()
+                .zip(&row.values)
+                .zip(tallies.iter_mut())
+            {
+                let truth = Reference::value(&cells, &m.measure, &row.key)
+                    .ok_or_else(|| format!("no TRUE count for {}", m.label))?;
+                t.add(site, truth, value.interval);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The report.
+pub(crate) async fn report(
+    sites: &[Site],
+    policy: &Policy,
+    releases: usize,
+    tmp: &std::path::Path,
+) -> Result<String> {
+    let mut out = String::new();
+    let mut all = Vec::new();
+    for site in sites {
+        eprintln!("measuring {releases} catalogues at {} …", site.id);
+        let (c, seconds) = catalogues(site, policy, releases, tmp).await?;
+        writeln!(
+            out,
+            "{}: catalogue of dataset version {}, ρ {} ((ε {:.2}, δ {:e})), built in {:.2} s (median of {releases})",
+            site.id,
+            c[0].dataset_version,
+            c[0].loss,
+            c[0].approx_dp.epsilon,
+            c[0].approx_dp.delta,
+            median(&seconds)
+        )
+        .unwrap();
+        all.push(c);
+    }
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "{:<48} {:>2} {:<8} {:>8}  {:<22} half-width per site (median)",
+        "question", "n", "measure", "coverage", "coverage per site"
+    )
+    .unwrap();
+    let mut answered = 0;
+    // Median half-widths per site, by measure and by 1-2 or 3-4 criteria.
+    let mut by_size: std::collections::BTreeMap<(&str, &str), Vec<Vec<f64>>> = Default::default();
+    let mut covered = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    for question in QUESTIONS {
+        let query = bonebank_query::sql::parse(question.sql)
+            .map_err(|r| Error::Usage(format!("{}: {}", question.name, r.message)))?;
+        let mut tallies = Vec::new();
+        let mut why = None;
+        for (s, (site, c)) in sites.iter().zip(&all).enumerate() {
+            if let Err(e) = tally(&query, s, sites.len(), c, &site.reference, &mut tallies) {
+                why = Some(e);
+                break;
+            }
+        }
+        if let Some(why) = why {
+            writeln!(
+                out,
+                "{:<48} {:>2} fresh: {why}",
+                question.name, question.criteria
+            )
+            .unwrap();
+            continue;
+        }
+        answered += 1;
+        for (m, tally) in query.measures.iter().zip(&tallies) {
+            let label = m.label();
+            let (coverage, _) = tally.coverage();
+            let medians = tally.medians();
+            writeln!(
+                out,
+                "{:<48} {:>2} {:<8} {:>7.1}%  {:<22} {}",
+                question.name,
+                question.criteria,
+                label,
+                coverage,
+                tally
+                    .per_site()
+                    .iter()
+                    .map(|c| format!("{c:.1}%"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                medians
+                    .iter()
+                    .map(|h| format!("±{h:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+            .unwrap();
+            let kind = if label == "donors" {
+                "donors"
+            } else {
+                "samples"
+            };
+            let size = if question.criteria <= 2 {
+                "1-2 criteria"
+            } else {
+                "3-4 criteria"
+            };
+            by_size.entry((kind, size)).or_default().push(medians);
+            let c = covered.entry(kind).or_default();
+            c.0 += tally.covered_cells();
+            c.1 += tally.cells();
+        }
+    }
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "answered from the catalogue: {answered} of {} questions ({:.0}%)",
+        QUESTIONS.len(),
+        100.0 * answered as f64 / QUESTIONS.len() as f64
+    )
+    .unwrap();
+    for (kind, (c, n)) in &covered {
+        writeln!(
+            out,
+            "coverage of the TRUE count, {kind}: {:.1}% of {n} released cells",
+            100.0 * *c as f64 / (*n).max(1) as f64
+        )
+        .unwrap();
+    }
+    for ((kind, size), medians) in &by_size {
+        let per_site: Vec<String> = (0..sites.len())
+            .map(|s| {
+                format!(
+                    "±{:.0}",
+                    median(&medians.iter().map(|m| m[s]).collect::<Vec<_>>())
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "median half-width, {kind}, {size}: {} ({} questions' medians, per site)",
+            per_site.join(" "),
+            medians.len()
+        )
+        .unwrap();
+    }
+
+    // The trade a steward makes: the catalogue's loss against precision.
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "catalogue loss against precision (median half-width over the answered questions' cells, per site; up to 3 catalogues each):"
+    )
+    .unwrap();
+    for loss in [0.5, 1.0, 2.0, 4.0] {
+        let mut p = policy.clone();
+        p.catalogue.loss = loss;
+        let mut donors = vec![Vec::new(); sites.len()];
+        let mut samples = vec![Vec::new(); sites.len()];
+        for (s, site) in sites.iter().enumerate() {
+            let (c, _) = catalogues(site, &p, releases.min(3), tmp).await?;
+            for question in QUESTIONS {
+                let query = bonebank_query::sql::parse(question.sql).expect("parsed above");
+                for cat in &c {
+                    let Ok(a) = answer(cat, &query) else { continue };
+                    let r = to_result(cat, &query, &a);
+                    for row in &r.rows {
+                        for (m, v) in r.measures.iter().zip(&row.values) {
+                            let h = (v.interval[1] - v.interval[0]) / 2.0;
+                            if m.label == "donors" {
+                                donors[s].push(h);
+                            } else {
+                                samples[s].push(h);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let show = |v: &[Vec<f64>]| {
+            v.iter()
+                .map(|h| format!("±{:.0}", median(h)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        writeln!(
+            out,
+            "  ρ {loss}: donors {}, samples {}",
+            show(&donors),
+            show(&samples)
+        )
+        .unwrap();
+    }
+    Ok(out)
+}
