@@ -13,9 +13,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use bonebank_node::privacy::OpenDpNoise;
-use bonebank_node::service::QueryService;
-use bonebank_node::store::Store;
 use bonebank_query::catalogue::{answer, to_result};
 use bonebank_query::policy::Policy;
 use bonebank_schemas::FeasibilityQuery;
@@ -231,18 +228,7 @@ async fn catalogues(
     let mut out = Vec::new();
     let mut seconds = Vec::new();
     for _ in 0..n {
-        let path = tmp.join(format!(
-            "catalogue-{}-{}.sqlite",
-            site.id,
-            rand::random::<u64>()
-        ));
-        let service = QueryService::new(
-            site.id.clone(),
-            policy.clone(),
-            site.engine.clone(),
-            Arc::new(OpenDpNoise),
-            Store::open(&path)?,
-        );
+        let (service, path) = crate::eval::fresh_service(site, policy, tmp, "catalogue")?;
         let started = std::time::Instant::now();
         let c = service
             .catalogue()
@@ -251,9 +237,7 @@ async fn catalogues(
         seconds.push(started.elapsed().as_secs_f64());
         out.push(c);
         drop(service);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        crate::eval::remove_store(&path);
     }
     Ok((out, seconds))
 }

@@ -270,6 +270,36 @@ pub(crate) struct Site {
     pub reference: Arc<Reference>,
 }
 
+/// A query service over `site` with a state database of its own (so that
+/// everything it releases is fresh), and that database's path.
+pub(crate) fn fresh_service(
+    site: &Site,
+    policy: &Policy,
+    tmp: &std::path::Path,
+    label: &str,
+) -> Result<(QueryService, PathBuf)> {
+    let path = tmp.join(format!(
+        "{}-{label}-{}.sqlite",
+        site.id,
+        rand::random::<u64>()
+    ));
+    let service = QueryService::new(
+        site.id.clone(),
+        policy.clone(),
+        site.engine.clone(),
+        Arc::new(OpenDpNoise),
+        Store::open(&path)?,
+    );
+    Ok((service, path))
+}
+
+/// Removes a state database [`fresh_service`] made, with its journal.
+pub(crate) fn remove_store(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 /// The default policy with budgets too large to run out during the
 /// evaluation; everything that shapes the noise is the default.
 fn eval_policy(groups: &[(String, i64)]) -> Policy {
@@ -308,16 +338,8 @@ async fn releases(
     let mut truth = None;
     for i in 0..n {
         // A store per release: the same question again is a fresh release.
-        let path = tmp.join(format!("{}-{}.sqlite", site.id, rand::random::<u64>()));
-        let store = Store::open(&path)?;
-        let service = QueryService::new(
-            site.id.clone(),
-            policy.clone(),
-            site.engine.clone(),
-            Arc::new(OpenDpNoise),
-            store,
-        )
-        .with_limits(bonebank_node::limits::WorkLimits::unthrottled());
+        let (service, path) = fresh_service(site, policy, tmp, "release")?;
+        let service = service.with_limits(bonebank_node::limits::WorkLimits::unthrottled());
         let released = service.run(&who, &request).await?;
         if i == 0 {
             // The TRUE counts come from the reference; the engine's own
@@ -354,27 +376,14 @@ async fn releases(
         }
         out.push(released);
         drop(service);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_store(&path);
     }
     Ok((out, truth.expect("at least one release")))
 }
 
 /// The sample bounds a fresh store measures at `site`, as a line of text.
 async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) -> Result<String> {
-    let path = tmp.join(format!(
-        "{}-bounds-{}.sqlite",
-        site.id,
-        rand::random::<u64>()
-    ));
-    let service = QueryService::new(
-        site.id.clone(),
-        policy.clone(),
-        site.engine.clone(),
-        Arc::new(OpenDpNoise),
-        Store::open(&path)?,
-    );
+    let (service, path) = fresh_service(site, policy, tmp, "bounds")?;
     let who = Caller {
         user: "eval".into(),
         project: "eval".into(),
@@ -414,9 +423,7 @@ async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) ->
         None => "not measured".into(),
     };
     drop(service);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_store(&path);
     Ok(line)
 }
 
