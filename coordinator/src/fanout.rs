@@ -234,6 +234,8 @@ impl SiteClient {
             message,
             hint,
             preview,
+            source: Default::default(),
+            why_fresh: None,
         }
     }
 
@@ -420,6 +422,8 @@ pub async fn preview_all(
             message: Some(TIMED_OUT.into()),
             hint: None,
             preview: None,
+            source: Default::default(),
+            why_fresh: None,
         },
     )
     .await

@@ -9,7 +9,7 @@ use bonebank_query::{limits, sql};
 use bonebank_schemas::FeasibilityQuery;
 use bonebank_schemas::wire::{
     BudgetListing, CheckedQuestion, FederatedPreview, FederatedRequest, FederatedResult,
-    HistoryEntry, SiteAnswer, SiteListing, SiteStatus,
+    HistoryEntry, SiteAnswer, SiteListing, SitePreview, SiteStatus, Source,
 };
 use bonebank_service::Caller;
 use bonebank_service::grant::{self, GrantSigner};
@@ -22,6 +22,8 @@ use crate::fanout::{self, SiteClient};
 use crate::history::History;
 use crate::link::Links;
 use crate::{Error, Result, merge};
+use bonebank_query::catalogue::CatalogueAnswer;
+use bonebank_schemas::wire::Catalogue;
 
 #[derive(Debug, Clone)]
 pub struct Coordinator {
@@ -154,7 +156,43 @@ impl Coordinator {
     ) -> Result<FederatedPreview> {
         let deadline = Instant::now() + self.deadline;
         let (query, sites) = self.question_and_sites(who, &request).await?;
-        let previews = fanout::preview_all(&sites, who, &query, request.loss, deadline).await;
+        // Which path each site's part takes: its catalogue, or fresh.
+        let found = if request.fresh {
+            vec![Err(None); sites.len()]
+        } else {
+            self.catalogue_answers(&sites, &who.caller, &query, deadline)
+                .await
+        };
+        let mut previews = Vec::new();
+        let mut fresh = Vec::new();
+        let mut why: Vec<(String, Option<String>)> = Vec::new();
+        for (site, found) in sites.iter().zip(found) {
+            match found {
+                Ok((c, a)) => previews.push(SitePreview {
+                    site_id: site.id.to_string(),
+                    status: SiteStatus::Answered,
+                    message: None,
+                    hint: None,
+                    preview: Some(query::catalogue::to_preview(&c, &query, &a)),
+                    source: Source::Catalogue,
+                    why_fresh: None,
+                }),
+                Err(reason) => {
+                    fresh.push(site.clone());
+                    why.push((site.id.to_string(), reason));
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            for mut p in fanout::preview_all(&fresh, who, &query, request.loss, deadline).await {
+                p.why_fresh = why
+                    .iter()
+                    .find(|(id, _)| *id == p.site_id)
+                    .and_then(|(_, r)| r.clone());
+                previews.push(p);
+            }
+        }
+        previews.sort_by_key(|p| sites.iter().position(|s| s.id.as_str() == p.site_id));
         let total_halfwidth = (0..query.measures.len())
             .map(|m| {
                 let mut scales = Vec::new();
@@ -247,10 +285,36 @@ impl Coordinator {
         Ok(result)
     }
 
+    /// Each site's catalogue's answer to `query` for this caller, or why it
+    /// has none: no catalogue, one that cannot answer it, or a policy that
+    /// filters the caller's role.
+    async fn catalogue_answers(
+        &self,
+        sites: &[Arc<SiteClient>],
+        caller: &Caller,
+        query: &FeasibilityQuery,
+        deadline: Instant,
+    ) -> Vec<std::result::Result<(Arc<Catalogue>, CatalogueAnswer), Option<String>>> {
+        let kept =
+            futures::future::join_all(sites.iter().map(|s| self.catalogues.of(s, deadline))).await;
+        kept.into_iter()
+            .map(|catalogue| {
+                let c = catalogue.ok_or(None)?;
+                if let Some(filter) = c.role_filters.get(&caller.role.to_string()) {
+                    return Err(Some(format!(
+                        "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
+                        caller.role
+                    )));
+                }
+                let a = query::catalogue::answer(&c, query).map_err(Some)?;
+                Ok((c, a))
+            })
+            .collect()
+    }
+
     /// The answers of the sites whose catalogues answer `query` for this
     /// caller (nothing is asked of them, nothing charged), and the sites
-    /// that must be asked: those without a catalogue, whose catalogue
-    /// cannot answer it, or whose policy filters the caller's role.
+    /// that must be asked.
     async fn answered_by_catalogues(
         &self,
         sites: &[Arc<SiteClient>],
@@ -258,27 +322,19 @@ impl Coordinator {
         query: &FeasibilityQuery,
         deadline: Instant,
     ) -> (Vec<SiteAnswer>, Vec<Arc<SiteClient>>) {
-        let kept =
-            futures::future::join_all(sites.iter().map(|s| self.catalogues.of(s, deadline))).await;
         let mut answers = Vec::new();
         let mut fresh = Vec::new();
-        for (site, catalogue) in sites.iter().zip(kept) {
-            let answered = catalogue.as_deref().and_then(|c| {
-                if c.role_filters.contains_key(&caller.role.to_string()) {
-                    return None;
-                }
-                let a = query::catalogue::answer(c, query).ok()?;
-                Some(query::catalogue::to_result(c, query, &a))
-            });
-            match answered {
-                Some(result) => answers.push(SiteAnswer {
+        let found = self.catalogue_answers(sites, caller, query, deadline).await;
+        for (site, found) in sites.iter().zip(found) {
+            match found {
+                Ok((c, a)) => answers.push(SiteAnswer {
                     site_id: site.id.to_string(),
                     status: SiteStatus::Answered,
                     message: None,
                     hint: None,
-                    result: Some(result),
+                    result: Some(query::catalogue::to_result(&c, query, &a)),
                 }),
-                None => fresh.push(site.clone()),
+                Err(_) => fresh.push(site.clone()),
             }
         }
         (answers, fresh)

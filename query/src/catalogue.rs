@@ -34,7 +34,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bonebank_schemas::wire::{
-    Accounting, Catalogue, MeasureNoise, Mechanism, NoisyValue, QueryResult, ResultRow, Source,
+    Accounting, Catalogue, MeasureNoise, MeasurePreview, Mechanism, NoisyValue, Preview,
+    QueryResult, ResultRow, Source,
 };
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
 
@@ -348,6 +349,48 @@ pub fn to_result(
             })
             .collect(),
         source: Source::Catalogue,
+    }
+}
+
+/// What answering `query` from the catalogue would give, as a site's
+/// preview: nothing charged, each measure's noise that of the sum of its
+/// cells.
+pub fn to_preview(
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    answer: &CatalogueAnswer,
+) -> Preview {
+    let table = catalogue
+        .tables
+        .iter()
+        .find(|t| t.dimensions == answer.table)
+        .expect("the answer's table is the catalogue's");
+    let result = to_result(catalogue, query, answer);
+    Preview {
+        site_id: catalogue.site.clone(),
+        accounting: Accounting::Zcdp,
+        query: query.clone(),
+        loss: 0.0,
+        approx_dp: None,
+        needs_approval: false,
+        cells_per_donor: table.cells_per_donor,
+        measures: result
+            .measures
+            .iter()
+            .map(|m| MeasurePreview {
+                measure: m.measure.clone(),
+                label: m.label.clone(),
+                mechanism: m.mechanism,
+                sensitivity: m.sensitivity,
+                scale: m.scale,
+                loss: 0.0,
+                halfwidth: Some(crate::interval::halfwidth(
+                    Mechanism::DiscreteGaussian,
+                    m.scale,
+                    COVERAGE,
+                ) as f64),
+            })
+            .collect(),
     }
 }
 

@@ -220,6 +220,14 @@ pub struct SitePreview {
     pub hint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<Preview>,
+    /// The path the question would take at this site: answered from its
+    /// catalogue (free), or measured fresh (charged as `preview` says).
+    #[serde(default)]
+    pub source: Source,
+    /// Why the site's catalogue would not answer it, when it is fresh for
+    /// that reason (absent when asked fresh, or the site has no catalogue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_fresh: Option<String>,
 }
 
 /// The coordinator's preview: each site's, and the ± at 95% of each

@@ -294,6 +294,10 @@ fn answers() {
                 message: None,
                 hint: None,
                 preview: Some(preview()),
+                source: Source::Fresh,
+                why_fresh: Some(
+                    "a donor count over several values of age_band would count a donor once for each: it is answered fresh".into(),
+                ),
             }],
             total_halfwidth: vec![Some(43.0), None],
         },

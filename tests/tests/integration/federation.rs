@@ -865,6 +865,40 @@ async fn a_catalogue_question_is_answered_free_from_the_sites_catalogues() {
             "{site:?}"
         );
     }
+    // The preview says which path each site's part takes, and why.
+    let preview = |sql: &str| {
+        let req = as_user(
+            reqwest::Client::new().post(format!("{}/v1/preview", net.coordinator.url())),
+            &net,
+            "ada",
+            "p1",
+            Role::Researcher,
+        );
+        send(req, Some(serde_json::json!({ "sql": sql, "loss": 0.05 })))
+    };
+    let (status, body) = preview(flagship).await;
+    assert_eq!(status, 200, "{body}");
+    for site in body["sites"].as_array().unwrap() {
+        assert_eq!(site["source"], "catalogue", "{site}");
+        assert_eq!(site["preview"]["loss"], 0.0, "{site}");
+        assert!(site.get("why_fresh").is_none(), "{site}");
+    }
+    let (_, body) = preview(
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'BoneMarrowWhole')",
+    )
+    .await;
+    for site in body["sites"].as_array().unwrap() {
+        assert_eq!(site["source"], "fresh", "{site}");
+        assert!(site["preview"]["loss"].as_f64().unwrap() > 0.0, "{site}");
+        assert!(
+            site["why_fresh"]
+                .as_str()
+                .unwrap()
+                .contains("count a donor once"),
+            "{site}"
+        );
+    }
+
     // An industry partner's questions carry the site's consent filter,
     // which the catalogue cannot apply: they are asked fresh.
     let request = serde_json::json!({"sql": "SELECT COUNT(*) FROM samples WHERE sex = 'Female'", "loss": 0.05});
