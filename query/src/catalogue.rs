@@ -34,8 +34,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bonebank_schemas::wire::{
-    Accounting, Catalogue, MeasureNoise, MeasurePreview, Mechanism, NoisyValue, Preview,
-    QueryResult, ResultRow, Source,
+    Accounting, Catalogue, CatalogueTable, MeasureNoise, MeasurePreview, Mechanism, NoisyCounts,
+    NoisyValue, Preview, QueryResult, ResultRow, Source,
 };
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
 
@@ -161,10 +161,7 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     }
     let mut group_by = Vec::new();
     for name in &query.group_by {
-        let d = crate::dimensions::ALL
-            .iter()
-            .copied()
-            .find(|d| d.name() == name)
+        let d = Dimension::from_name(name)
             .ok_or_else(|| format!("the catalogue has no dimension {name}"))?;
         group_by.push(d);
     }
@@ -186,13 +183,8 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
                 }
             )
         })?;
-    let dimension_of = |name: &str| {
-        crate::dimensions::ALL
-            .iter()
-            .copied()
-            .find(|d| d.name() == name)
-            .expect("a catalogue's dimensions are dimensions")
-    };
+    let dimension_of =
+        |name: &str| Dimension::from_name(name).expect("a catalogue's dimensions are dimensions");
     // Per table dimension: the keys a row of the answer adds up.
     let asks_donors = query.measures.iter().any(|m| matches!(m, Measure::Donors));
     for (name, keys) in table.dimensions.iter().zip(&table.keys) {
@@ -258,10 +250,7 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             .measures
             .iter()
             .map(|m| {
-                let counts = match m {
-                    Measure::Donors => &table.donors,
-                    _ => &table.samples,
-                };
+                let counts = counts_of(table, m);
                 Estimate {
                     value: cells.iter().map(|c| counts.values[*c]).sum(),
                     halfwidth: Z95 * counts.scale * (cells.len() as f64).sqrt(),
@@ -277,14 +266,21 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     })
 }
 
-/// `answer` to `query` as a site's result: the catalogue's dataset version,
-/// charged nothing, each measure's scale that of the sum of its cells
-/// (σ·√cells), each value's 95% interval from it.
-pub fn to_result(
-    catalogue: &Catalogue,
+/// The vector of `table` a measure counts from.
+fn counts_of<'t>(table: &'t CatalogueTable, measure: &Measure) -> &'t NoisyCounts {
+    match measure {
+        Measure::Donors => &table.donors,
+        _ => &table.samples,
+    }
+}
+
+/// The table `answer` came from, and each measure's noise in it: that of
+/// the sum of its cells (σ·√cells), charged nothing.
+fn noise_of<'c>(
+    catalogue: &'c Catalogue,
     query: &FeasibilityQuery,
     answer: &CatalogueAnswer,
-) -> QueryResult {
+) -> (&'c CatalogueTable, Vec<MeasureNoise>) {
     let table = catalogue
         .tables
         .iter()
@@ -295,14 +291,11 @@ pub fn to_result(
         .first()
         .and_then(|r| r.measures.first())
         .map_or(1, |e| e.cells);
-    let measures: Vec<MeasureNoise> = query
+    let measures = query
         .measures
         .iter()
         .map(|m| {
-            let counts = match m {
-                Measure::Donors => &table.donors,
-                _ => &table.samples,
-            };
+            let counts = counts_of(table, m);
             MeasureNoise {
                 measure: m.clone(),
                 label: m.label(),
@@ -314,6 +307,17 @@ pub fn to_result(
             }
         })
         .collect();
+    (table, measures)
+}
+
+/// `answer` to `query` as a site's result: the catalogue's dataset version,
+/// charged nothing, each value's 95% interval from its measure's noise.
+pub fn to_result(
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    answer: &CatalogueAnswer,
+) -> QueryResult {
+    let (_, measures) = noise_of(catalogue, query, answer);
     let halfwidths: Vec<f64> = measures
         .iter()
         .map(|m| crate::interval::halfwidth(Mechanism::DiscreteGaussian, m.scale, COVERAGE) as f64)
@@ -360,12 +364,7 @@ pub fn to_preview(
     query: &FeasibilityQuery,
     answer: &CatalogueAnswer,
 ) -> Preview {
-    let table = catalogue
-        .tables
-        .iter()
-        .find(|t| t.dimensions == answer.table)
-        .expect("the answer's table is the catalogue's");
-    let result = to_result(catalogue, query, answer);
+    let (table, measures) = noise_of(catalogue, query, answer);
     Preview {
         site_id: catalogue.site.clone(),
         accounting: Accounting::Zcdp,
@@ -374,8 +373,7 @@ pub fn to_preview(
         approx_dp: None,
         needs_approval: false,
         cells_per_donor: table.cells_per_donor,
-        measures: result
-            .measures
+        measures: measures
             .iter()
             .map(|m| MeasurePreview {
                 measure: m.measure.clone(),
@@ -612,7 +610,7 @@ mod tests {
         }
     }
 
-    use bonebank_schemas::wire::{ApproxDp, CatalogueTable, Mechanism, NoisyCounts};
+    use bonebank_schemas::wire::ApproxDp;
 
     /// A catalogue whose every cell's count is its index times 10 (donors)
     /// or 100 (samples), with σ 2 and 20.
