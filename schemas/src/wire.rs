@@ -588,14 +588,36 @@ pub struct CatalogueTable {
     pub samples: NoisyCounts,
 }
 
+/// The variance of one component of a catalogue table's estimate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComponentVariance {
+    pub dimensions: Vec<String>,
+    pub variance: f64,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// A vector of counts with the noise each carries.
+/// A vector of counts with the noise each carries: as measured, and as the
+/// catalogue's consistent estimate with its error model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NoisyCounts {
-    pub values: Vec<i64>,
+    /// The estimate per cell: the least-squares fit of all the catalogue's
+    /// tables (so that tables add up to each other and to the total), then
+    /// each cell taken to the nearest counts that are never negative and
+    /// have samples at least the donors and at most `samples_per_donor`
+    /// times them (which is all that can make a table's cells differ from
+    /// a coarser table's).
+    pub values: Vec<f64>,
+    /// The counts as measured, each with its own noise, before the
+    /// estimate reconciled them.
+    pub measured: Vec<i64>,
+    /// The estimate's error model: for each set of the table's dimensions,
+    /// the variance of the estimate's component over exactly that set (its
+    /// cells summed over the other dimensions and centred). The variance of
+    /// any count over the table's cells follows from these.
+    pub variances: Vec<ComponentVariance>,
     /// The L2 sensitivity the noise is calibrated to.
     pub sensitivity: f64,
     /// The noise's scale on each value (σ of the discrete Gaussian).

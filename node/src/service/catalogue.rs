@@ -160,7 +160,14 @@ impl QueryService {
         let delta = policy.zcdp.delta;
         let catalogue = blocking(move || {
             let version = owned;
-            let (tables, units) = noised_tables(noise.as_ref(), &measurements, &exact, &shares)?;
+            let (mut tables, units) =
+                noised_tables(noise.as_ref(), &measurements, &exact, &shares)?;
+            let report = catalogue::fit(&mut tables);
+            tracing::info!(
+                moved = report.moved,
+                largest_move = report.largest_move,
+                "reconciled the catalogue's tables"
+            );
             let loss = privacy::epsilon(units);
             let catalogue = Catalogue {
                 site,
@@ -212,7 +219,9 @@ pub fn noised_tables(
             let released = noise.release(values, &calibration)?;
             units += privacy::units_up(calibration.loss);
             vectors.push(NoisyCounts {
-                values: released.values,
+                values: released.values.iter().map(|v| *v as f64).collect(),
+                measured: released.values,
+                variances: Vec::new(),
                 sensitivity: calibration.sensitivity,
                 scale: released.scale,
                 loss: calibration.loss,
@@ -304,7 +313,7 @@ mod tests {
             let (_, nominal) = privacy::nominal_scale(Accounting::Zcdp, sensitivity, rho);
             assert!((counts.scale - nominal).abs() < 1e-9 * nominal);
             assert!(counts.loss <= rho);
-            let errors: Vec<f64> = counts.values.iter().map(|v| (v - truth) as f64).collect();
+            let errors: Vec<f64> = counts.measured.iter().map(|v| (v - truth) as f64).collect();
             let mean = errors.iter().sum::<f64>() / N as f64;
             let variance = errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / N as f64;
             let sigma = counts.scale;

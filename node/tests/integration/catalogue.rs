@@ -4,6 +4,7 @@
 //! rolling budgets of fresh questions leave its charge out, and no more
 //! catalogues are measured in a year than the policy allows.
 
+use bonebank_schemas::wire::CatalogueTable;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -278,6 +279,101 @@ async fn one_catalogue_per_version_charged_once_and_none_past_the_years_limit() 
     assert_eq!(catalogue_rows(&later), 2);
     let why = later.why_no_catalogue().unwrap();
     assert!(why.contains("2 catalogues of the year"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_catalogue_keeps_its_bounds_and_its_tables_agree() {
+    let site = TestSite::new("DE-LUE", 2_000, zcdp(4));
+    let service = site.service(Arc::new(OpenDpNoise));
+    let c = service.catalogue().await.unwrap().expect("measured");
+    let mut moved = 0.0;
+    for t in &c.tables {
+        let b = t.samples_per_donor as f64;
+        for ((d, s), m) in t
+            .donors
+            .values
+            .iter()
+            .zip(&t.samples.values)
+            .zip(&t.samples.measured)
+        {
+            assert!(*d >= 0.0, "{:?}: donors {d}", t.dimensions);
+            assert!(
+                d <= s && *s <= b * d + 1e-9,
+                "{:?}: {d} donors, {s} samples",
+                t.dimensions
+            );
+            assert!(*d > 0.0 || *s == 0.0, "samples without donors");
+            if *m < 0 {
+                moved += 1.0;
+            }
+        }
+        // Every component of the table's error model is stated.
+        assert_eq!(t.samples.variances.len(), 1 << t.dimensions.len());
+        assert_eq!(t.donors.variances.len(), 1 << t.dimensions.len());
+    }
+    assert!(moved > 0.0, "some measured cells were negative");
+    let table = |dims: &[&str]| {
+        c.tables
+            .iter()
+            .find(|t| {
+                t.dimensions.len() == dims.len()
+                    && dims.iter().all(|d| t.dimensions.iter().any(|x| x == d))
+            })
+            .unwrap()
+    };
+    // Samples agree between tables. Only the bounds make a table's cells
+    // add up to other than the total, and they move only cells on the
+    // cone's edge (at zero, donors = samples, or samples = bound × donors),
+    // each by about its own noise: far less than five σ.
+    let total = table(&[]).samples.values[0];
+    let on_edge = |t: &CatalogueTable| {
+        let b = t.samples_per_donor as f64;
+        t.donors
+            .values
+            .iter()
+            .zip(&t.samples.values)
+            .filter(|(d, s)| **s == 0.0 || d == s || **s == b * **d)
+            .count() as f64
+    };
+    for dims in [
+        &["sex"][..],
+        &["sample_type"],
+        &["sex", "age_band"],
+        &["diagnosis_chapter"],
+    ] {
+        let t = table(dims);
+        let sum: f64 = t.samples.values.iter().sum();
+        let slack = on_edge(t) * 5.0 * t.samples.scale + 1e-6;
+        assert!(
+            (sum - total).abs() <= slack,
+            "{dims:?}: {sum} against the total {total}, {slack} allowed"
+        );
+    }
+    // What is published is the fit of what was measured, with its error
+    // model: fitting the published measurements again gives it back.
+    let mut again = c.tables.clone();
+    bonebank_query::catalogue::fit(&mut again);
+    for (a, t) in again.iter().zip(&c.tables) {
+        for (x, y) in [(&a.donors, &t.donors), (&a.samples, &t.samples)] {
+            assert!(
+                x.values
+                    .iter()
+                    .zip(&y.values)
+                    .all(|(p, q)| (p - q).abs() < 1e-6)
+            );
+            assert!(x.variances.iter().zip(&y.variances).all(|(p, q)| {
+                p.dimensions == q.dimensions && (p.variance - q.variance).abs() < 1e-6 * q.variance
+            }));
+        }
+    }
+    // The estimate is not the measurement: reconciling changed it.
+    assert!(c.tables.iter().any(|t| {
+        t.samples
+            .values
+            .iter()
+            .zip(&t.samples.measured)
+            .any(|(v, m)| (v - *m as f64).abs() > 0.5)
+    }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

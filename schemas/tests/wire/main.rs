@@ -343,13 +343,23 @@ fn catalogue() {
                 cells_per_donor: 7,
                 samples_per_donor: 12,
                 donors: NoisyCounts {
-                    values: vec![120, 31, 98, 0],
+                    values: vec![119.5, 31.0, 97.25, 0.0],
+                    measured: vec![120, 31, 98, 0],
+                    variances: vec![ComponentVariance {
+                        dimensions: vec![],
+                        variance: 12.5,
+                    }],
                     sensitivity: 2.65,
                     scale: 4.1,
                     loss: 0.08,
                 },
                 samples: NoisyCounts {
-                    values: vec![610, 95, 377, -8],
+                    values: vec![612.0, 95.5, 377.0, 0.0],
+                    measured: vec![610, 95, 377, -8],
+                    variances: vec![ComponentVariance {
+                        dimensions: vec!["sex".into()],
+                        variance: 310.0,
+                    }],
                     sensitivity: 15.9,
                     scale: 38.2,
                     loss: 0.05,

@@ -704,7 +704,8 @@ async fn a_preview_states_each_sites_cost_and_precision_and_spends_nothing() {
     let url = net.coordinator.url();
     tls::install_default_provider();
     let sql = "SELECT sex, COUNT(DISTINCT donor_id) FROM samples GROUP BY sex";
-    let body = serde_json::json!({ "sql": sql, "loss": 0.023 });
+    // Asked fresh: a catalogue would answer it for nothing.
+    let body = serde_json::json!({ "sql": sql, "loss": 0.023, "fresh": true });
     let req = as_user(
         reqwest::Client::new().post(format!("{url}/v1/preview")),
         &net,

@@ -31,11 +31,13 @@
 //! by a Lagrange multiplier, ρ_m ∝ Δ_m / t_m: each measurement gets a share
 //! in proportion to its sensitivity over its target.
 
+pub mod consistent;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bonebank_schemas::wire::{
-    Accounting, Catalogue, CatalogueTable, MeasureNoise, MeasurePreview, Mechanism, NoisyCounts,
-    NoisyValue, Preview, QueryResult, ResultRow, Source,
+    Accounting, Catalogue, CatalogueTable, ComponentVariance, MeasureNoise, MeasurePreview,
+    Mechanism, NoisyCounts, NoisyValue, Preview, QueryResult, ResultRow, Source,
 };
 use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
 
@@ -104,14 +106,120 @@ pub fn split_loss(total: f64, sensitivities: &[f64], targets: &[f64]) -> Vec<f64
     weights.iter().map(|w| total * w / sum).collect()
 }
 
-/// A count worked out from a catalogue: the sum of its cells' noisy
-/// counts, and the half-width of its 95% interval from their noise (the
-/// sum of `cells` independent discrete Gaussians of scale σ has variance
-/// `cells`·σ², and is taken as normal).
+/// What [`fit`]'s bounds did: the cells they moved, and the most one count
+/// moved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitReport {
+    pub moved: usize,
+    pub largest_move: f64,
+}
+
+/// Replaces each table's `values` by the consistent estimate of the
+/// measured counts ([`consistent::reconcile`]) and states its error model
+/// in `variances`. Samples are fitted over all tables; donors over the
+/// tables that differ only in donor-level dimensions (a donor has one
+/// sex, so donors by sex add up to the donors; a donor with serum and
+/// stem cells counts in both).
+pub fn fit(tables: &mut [CatalogueTable]) -> FitReport {
+    let mut names: Vec<String> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    for t in tables.iter() {
+        for (d, k) in t.dimensions.iter().zip(&t.keys) {
+            if !names.contains(d) {
+                names.push(d.clone());
+                sizes.push(k.len());
+            }
+        }
+    }
+    let index = |d: &String| names.iter().position(|n| n == d).expect("named above");
+    let shape = |t: &CatalogueTable, counts: &NoisyCounts| consistent::Shape {
+        attributes: t.dimensions.iter().map(index).collect(),
+        variance: counts.scale * counts.scale,
+    };
+    let donor_shapes: Vec<_> = tables.iter().map(|t| shape(t, &t.donors)).collect();
+    let sample_shapes: Vec<_> = tables.iter().map(|t| shape(t, &t.samples)).collect();
+    let measured: Vec<consistent::Pair> = tables
+        .iter()
+        .map(|t| consistent::Pair {
+            donors: t.donors.measured.iter().map(|v| *v as f64).collect(),
+            samples: t.samples.measured.iter().map(|v| *v as f64).collect(),
+            samples_per_donor: t.samples_per_donor as f64,
+        })
+        .collect();
+    let sample_level = |t: &CatalogueTable| -> BTreeSet<String> {
+        t.dimensions
+            .iter()
+            .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
+            .cloned()
+            .collect()
+    };
+    let mut groups: BTreeMap<BTreeSet<String>, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tables.iter().enumerate() {
+        groups.entry(sample_level(t)).or_default().push(i);
+    }
+    let groups: Vec<Vec<usize>> = groups.into_values().collect();
+    let r = consistent::reconcile(&sizes, &donor_shapes, &sample_shapes, &measured, &groups);
+    let state = |residuals: &[(Vec<usize>, f64)]| -> Vec<ComponentVariance> {
+        residuals
+            .iter()
+            .map(|(a, v)| ComponentVariance {
+                dimensions: a.iter().map(|i| names[*i].clone()).collect(),
+                variance: *v,
+            })
+            .collect()
+    };
+    for (i, t) in tables.iter_mut().enumerate() {
+        t.donors.values = r.donors[i].clone();
+        t.samples.values = r.samples[i].clone();
+        t.donors.variances = state(&r.donor_residuals[i]);
+        t.samples.variances = state(&r.sample_residuals[i]);
+    }
+    FitReport {
+        moved: r.moved,
+        largest_move: r.largest_move,
+    }
+}
+
+/// The variance of a count from `counts` of `table` over the cells where
+/// its `i`th dimension takes `chosen[i]` of its values.
+fn variance_of(table: &CatalogueTable, counts: &NoisyCounts, chosen: &[usize]) -> f64 {
+    let sizes: Vec<usize> = table.keys.iter().map(Vec::len).collect();
+    consistent::variance(&sizes, chosen, |positions| {
+        let wanted: BTreeSet<&str> = positions
+            .iter()
+            .map(|p| table.dimensions[*p].as_str())
+            .collect();
+        counts
+            .variances
+            .iter()
+            .find(|c| {
+                c.dimensions.len() == wanted.len()
+                    && c.dimensions.iter().all(|d| wanted.contains(d.as_str()))
+            })
+            // A table published without its error model: its own noise on
+            // every cell summed, as if unreconciled.
+            .map_or_else(
+                || {
+                    let folded: usize = (0..sizes.len())
+                        .filter(|p| !positions.contains(p))
+                        .map(|p| sizes[p])
+                        .product();
+                    counts.scale * counts.scale * folded as f64
+                },
+                |c| c.variance,
+            )
+    })
+}
+
+/// A count worked out from a catalogue: the sum of its cells' estimates,
+/// and the half-width of its 95% interval from the estimate's error model
+/// (taken as normal).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
-    pub value: i64,
+    pub value: f64,
     pub halfwidth: f64,
+    /// The variance the error model gives the value.
+    pub variance: f64,
     /// The catalogue cells it adds up.
     pub cells: usize,
 }
@@ -246,14 +354,17 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
                         .flat_map(|base| indices.iter().map(move |i| base + i * stride))
                         .collect()
                 });
+        let chosen: Vec<usize> = per_dimension.iter().map(Vec::len).collect();
         let measures = query
             .measures
             .iter()
             .map(|m| {
                 let counts = counts_of(table, m);
+                let variance = variance_of(table, counts, &chosen);
                 Estimate {
                     value: cells.iter().map(|c| counts.values[*c]).sum(),
-                    halfwidth: Z95 * counts.scale * (cells.len() as f64).sqrt(),
+                    halfwidth: Z95 * variance.sqrt(),
+                    variance,
                     cells: cells.len(),
                 }
             })
@@ -274,8 +385,9 @@ fn counts_of<'t>(table: &'t CatalogueTable, measure: &Measure) -> &'t NoisyCount
     }
 }
 
-/// The table `answer` came from, and each measure's noise in it: that of
-/// the sum of its cells (σ·√cells), charged nothing.
+/// The table `answer` came from, and each measure's noise in it: the
+/// standard deviation the estimate's error model gives a row, charged
+/// nothing.
 fn noise_of<'c>(
     catalogue: &'c Catalogue,
     query: &FeasibilityQuery,
@@ -286,22 +398,21 @@ fn noise_of<'c>(
         .iter()
         .find(|t| t.dimensions == answer.table)
         .expect("the answer's table is the catalogue's");
-    let cells = answer
-        .rows
-        .first()
-        .and_then(|r| r.measures.first())
-        .map_or(1, |e| e.cells);
+    // Every row sums the same number of values of each dimension, so the
+    // first row's variance is every row's.
+    let first = answer.rows.first();
     let measures = query
         .measures
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let counts = counts_of(table, m);
             MeasureNoise {
                 measure: m.clone(),
                 label: m.label(),
                 mechanism: Mechanism::DiscreteGaussian,
                 sensitivity: counts.sensitivity,
-                scale: counts.scale * (cells as f64).sqrt(),
+                scale: first.map_or(counts.scale, |r| r.measures[i].variance.sqrt()),
                 loss: 0.0,
                 rounded_to: 1,
             }
@@ -317,11 +428,9 @@ pub fn to_result(
     query: &FeasibilityQuery,
     answer: &CatalogueAnswer,
 ) -> QueryResult {
-    let (_, measures) = noise_of(catalogue, query, answer);
-    let halfwidths: Vec<f64> = measures
-        .iter()
-        .map(|m| crate::interval::halfwidth(Mechanism::DiscreteGaussian, m.scale, COVERAGE) as f64)
-        .collect();
+    let (table, measures) = noise_of(catalogue, query, answer);
+    let donors = query.measures.iter().position(|m| *m == Measure::Donors);
+    let samples = query.measures.iter().position(|m| *m == Measure::Samples);
     QueryResult {
         site_id: catalogue.site.clone(),
         dataset_version: catalogue.dataset_version.clone(),
@@ -338,18 +447,26 @@ pub fn to_result(
             .iter()
             .map(|r| ResultRow {
                 key: r.key.clone(),
-                values: r
-                    .measures
-                    .iter()
-                    .zip(&halfwidths)
-                    .map(|(e, t)| {
-                        let v = e.value as f64;
-                        NoisyValue {
-                            value: v,
-                            interval: [v - t, v + t],
+                values: {
+                    let mut values: Vec<f64> = r.measures.iter().map(|e| e.value.round()).collect();
+                    // Rounded, a cell's donors stay within its samples, and
+                    // a cell with samples has a donor.
+                    if let (Some(d), Some(s)) = (donors, samples) {
+                        values[d] = values[d].min(values[s]);
+                        if values[s] >= 1.0 && values[d] < 1.0 {
+                            values[d] = 1.0;
                         }
-                    })
-                    .collect(),
+                        values[s] = values[s].min(values[d] * table.samples_per_donor as f64);
+                    }
+                    r.measures
+                        .iter()
+                        .zip(values)
+                        .map(|(e, v)| NoisyValue {
+                            value: v,
+                            interval: [v - e.halfwidth, v + e.halfwidth],
+                        })
+                        .collect()
+                },
             })
             .collect(),
         source: Source::Catalogue,
@@ -357,8 +474,8 @@ pub fn to_result(
 }
 
 /// What answering `query` from the catalogue would give, as a site's
-/// preview: nothing charged, each measure's noise that of the sum of its
-/// cells.
+/// preview: nothing charged, each measure's noise as the estimate's error
+/// model gives it.
 pub fn to_preview(
     catalogue: &Catalogue,
     query: &FeasibilityQuery,
@@ -382,18 +499,11 @@ pub fn to_preview(
                 sensitivity: m.sensitivity,
                 scale: m.scale,
                 loss: 0.0,
-                halfwidth: Some(crate::interval::halfwidth(
-                    Mechanism::DiscreteGaussian,
-                    m.scale,
-                    COVERAGE,
-                ) as f64),
+                halfwidth: Some(Z95 * m.scale),
             })
             .collect(),
     }
 }
-
-/// The coverage of the intervals given with catalogue estimates.
-const COVERAGE: f64 = 0.95;
 
 /// The conditions a filter ANDs together, however its ANDs nest.
 fn conjuncts<'a>(filter: &'a Filter, out: &mut Vec<&'a Filter>) {
@@ -644,13 +754,17 @@ mod tests {
                         cells_per_donor: 3,
                         samples_per_donor: 5,
                         donors: NoisyCounts {
-                            values: (0..cells as i64).map(|c| 10 * c).collect(),
+                            values: (0..cells).map(|c| 10.0 * c as f64).collect(),
+                            measured: (0..cells as i64).map(|c| 10 * c).collect(),
+                            variances: Vec::new(),
                             sensitivity: 1.7,
                             scale: 2.0,
                             loss: 0.1,
                         },
                         samples: NoisyCounts {
-                            values: (0..cells as i64).map(|c| 100 * c).collect(),
+                            values: (0..cells).map(|c| 100.0 * c as f64).collect(),
+                            measured: (0..cells as i64).map(|c| 100 * c).collect(),
+                            variances: Vec::new(),
                             sensitivity: 8.5,
                             scale: 20.0,
                             loss: 0.1,
@@ -685,12 +799,12 @@ mod tests {
     fn a_question_within_a_table_adds_up_its_cells_with_their_noise() {
         let a = ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male'").unwrap();
         assert_eq!(a.table, ["sex"]);
-        assert_eq!(a.rows[0].measures[0].value, 10);
+        assert_eq!(a.rows[0].measures[0].value, 10.0);
         assert!((a.rows[0].measures[0].halfwidth - Z95 * 2.0).abs() < 1e-12);
         let a =
             ask("SELECT COUNT(*) FROM samples WHERE sample_type IN ('Serum', 'Plasma')").unwrap();
         // Serum is cell 0 (0 samples), Plasma cell 2.
-        assert_eq!(a.rows[0].measures[0].value, 200);
+        assert_eq!(a.rows[0].measures[0].value, 200.0);
         assert_eq!(a.rows[0].measures[0].cells, 2);
         assert!((a.rows[0].measures[0].halfwidth - Z95 * 20.0 * 2f64.sqrt()).abs() < 1e-9);
         // Filter on one dimension, broken down by another: the right cells
@@ -700,7 +814,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.table, ["sex", "sample_type"]);
-        let got: Vec<(String, i64, i64)> = a
+        let got: Vec<(String, f64, f64)> = a
             .rows
             .iter()
             .map(|r| (r.key[0].clone(), r.measures[0].value, r.measures[1].value))
@@ -708,9 +822,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("Serum".to_owned(), 30, 300),
-                ("StemCells".to_owned(), 40, 400),
-                ("Plasma".to_owned(), 50, 500)
+                ("Serum".to_owned(), 30.0, 300.0),
+                ("StemCells".to_owned(), 40.0, 400.0),
+                ("Plasma".to_owned(), 50.0, 500.0)
             ]
         );
         // No condition: the total.
@@ -738,7 +852,7 @@ mod tests {
         );
         let a = ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex IN ('Female', 'Male')")
             .unwrap();
-        assert_eq!(a.rows[0].measures[0].value, 10);
+        assert_eq!(a.rows[0].measures[0].value, 10.0);
         assert_eq!(a.rows[0].measures[0].cells, 2);
     }
 
@@ -753,7 +867,7 @@ mod tests {
         assert_eq!(answer(&example(), &nested), answer(&example(), &flat));
         assert_eq!(
             answer(&example(), &flat).unwrap().rows[0].measures[0].value,
-            300
+            300.0
         );
     }
 
