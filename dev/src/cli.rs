@@ -115,6 +115,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         users: usize,
     },
+    /// The catalogue: its build time and memory at sites of the given
+    /// sizes, and the coordinator's estimates from it with 1 and 16
+    /// clients.
+    Catalogue {
+        /// Samples per site built (repeat the flag for several sizes).
+        #[arg(long, default_values_t = [1_000_000u64])]
+        samples: Vec<u64>,
+        /// Estimates per series.
+        #[arg(long, default_value_t = 2_000)]
+        estimates: usize,
+    },
     /// The network on this machine: three large sites with 1 and 16
     /// clients, then the fan-out to many small nodes.
     Network {
@@ -232,6 +243,10 @@ pub fn run(cli: DevCli) -> Result<()> {
             small_nodes,
         }) => {
             println!("{}", bench::network::run(samples, requests, &small_nodes)?);
+            Ok(())
+        }
+        DevCommand::Bench(BenchCommand::Catalogue { samples, estimates }) => {
+            println!("{}", bench::catalogue::run(&samples, estimates)?);
             Ok(())
         }
         DevCommand::Bench(BenchCommand::Node { samples, requests }) => {

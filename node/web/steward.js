@@ -3,7 +3,7 @@
 // by the node on a listener of its own; only stewards of this site get in.
 
 import * as i18n from '/assets/i18n.js';
-import { t, num } from '/assets/i18n.js';
+import { t, num, upTo } from '/assets/i18n.js';
 import { api, setCsrf, signOut, ApiError } from '/assets/api.js';
 import * as words from '/assets/words.js';
 import { el, clear, announce } from '/assets/ui.js';
@@ -183,6 +183,22 @@ async function budget(view) {
   const sym = symbolOf(l.accounting);
   view.append(el('h2', {}, t('steward.budget_title', { days: l.period_days })));
   view.append(el('p', { id: 'site-total' }, t('steward.site_total', { sym, spent: num(l.site.spent, 3), limit: num(l.site.limit, 2), left: num(l.site.remaining, 3) })));
+  if (l.yearly) {
+    const y = l.yearly;
+    view.append(el('p', { id: 'site-yearly' }, t('steward.site_yearly', {
+      spent: num(y.spent, 3), total: upTo(y.total, 2), catalogues: upTo(y.catalogues, 2), fresh: upTo(y.fresh, 2),
+      eps: upTo(y.approx_dp.epsilon, 1), delta: y.approx_dp.delta.toExponential(),
+    })));
+  }
+  if (l.catalogue) {
+    const c = l.catalogue;
+    view.append(el('p', { id: 'site-catalogue' }, t('steward.site_catalogue', {
+      date: c.measured_at.slice(0, 10), version: c.dataset_version, loss: upTo(c.loss, 2),
+      eps: upTo(c.approx_dp.epsilon, 2), tables: num(c.tables), cells: num(c.cells),
+    })));
+  } else if (l.no_catalogue) {
+    view.append(el('p', { id: 'site-catalogue' }, t('steward.site_no_catalogue', { why: l.no_catalogue })));
+  }
   const table = (caption, id, rows) => {
     const tb = el('table', { id });
     tb.append(

@@ -854,6 +854,29 @@ pub struct SiteLedger {
     pub projects: Vec<BudgetAccount>,
     /// Days of the period with releases, oldest first.
     pub days: Vec<LedgerDay>,
+    /// Under zCDP: the site's yearly bound (catalogues and fresh questions)
+    /// and what it released in the last 365 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yearly: Option<YearlyLoss>,
+    /// The catalogue the site publishes now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogue: Option<CatalogueSummary>,
+    /// Why the site publishes no catalogue, where it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_catalogue: Option<String>,
+}
+
+/// A published catalogue in brief, for the stewards' budget page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogueSummary {
+    pub dataset_version: String,
+    /// RFC 3339, UTC.
+    pub measured_at: String,
+    /// The ρ it cost the site, once.
+    pub loss: f64,
+    pub approx_dp: ApproxDp,
+    pub tables: usize,
+    pub cells: usize,
 }
 
 /// One day's releases at a site.

@@ -58,6 +58,13 @@ export function num(value, digits = 0) {
   });
 }
 
+/** Numbers as the current language writes them, with at most `digits`
+ * decimals (none where they are zeros). */
+export function upTo(value, digits) {
+  const locale = { en: 'en-GB', de: 'de-DE', da: 'da-DK' }[current] || 'en-GB';
+  return Number(value).toLocaleString(locale, { maximumFractionDigits: digits });
+}
+
 /** Fills every element under `root` that names a key: its text
  * (`data-i18n`) or attributes (`data-i18n-attr`, a list of attr:key pairs). */
 export function apply(root = document) {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::bench::node::{Latency, peak_rss_kib};
 use bonebank_query::policy::{Budgets, Policy};
 use bonebank_schemas::SiteId;
-use bonebank_schemas::wire::{FederatedRequest, SiteStatus};
+use bonebank_schemas::wire::{FederatedRequest, SiteStatus, Source};
 
 use crate::local::{self, LocalNetwork};
 use crate::{Error, Result};
@@ -28,6 +28,28 @@ pub fn bench_sql(i: usize) -> String {
         20 + j % 40,
         70 + j / 40
     )
+}
+
+/// A question the catalogues answer: donors and samples by sample type of
+/// one sex, one ten-year band and one diagnosis category; `i` picks them
+/// (64 distinct questions).
+pub fn catalogue_sql(i: usize) -> String {
+    let sex = ["Female", "Male"][i % 2];
+    let band = 10 * (1 + (i / 2) % 8);
+    let diagnosis = ["S72", "S32", "M16", "M81"][(i / 16) % 4];
+    format!(
+        "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples \
+         WHERE sex = '{sex}' AND age_at_sampling BETWEEN {band} AND {} AND diagnosis LIKE '{diagnosis}%' GROUP BY sample_type",
+        band + 9
+    )
+}
+
+/// What a series asks: fresh questions ([`bench_sql`], charged), or the
+/// catalogues' ([`catalogue_sql`], answered by the coordinator alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    Fresh,
+    Catalogue,
 }
 
 /// One series: `clients` concurrent clients asking `requests` questions in all.
@@ -64,16 +86,16 @@ pub struct FederationBench {
     pub peak_rss_kib: Option<u64>,
 }
 
-fn policy() -> Policy {
+pub(crate) fn policy() -> Policy {
     Policy::default().with_budgets(Budgets {
-        site: 1e9,
-        project: 1e9,
-        user: 1e9,
+        site: 1e4,
+        project: 1e4,
+        user: 1e4,
     })
 }
 
 /// The benchmark's researcher.
-fn bench_user() -> crate::devidp::DevUser {
+pub(crate) fn bench_user() -> crate::devidp::DevUser {
     crate::devidp::DevUser::new(
         "bench",
         bonebank_schemas::Role::Researcher,
@@ -84,12 +106,13 @@ fn bench_user() -> crate::devidp::DevUser {
 
 /// Asks `questions` (by index into [`bench_sql`]) from `clients` concurrent
 /// clients, each taking every `clients`-th question.
-async fn series(
+pub async fn series(
     url: &str,
     token: &str,
     label: &str,
     clients: usize,
     questions: std::ops::Range<usize>,
+    ask: Ask,
 ) -> Result<Series> {
     let client =
         Arc::new(Client::new(url, token.to_owned()).map_err(|e| Error::Internal(e.to_string()))?);
@@ -102,19 +125,28 @@ async fn series(
                 let mut out = Vec::new();
                 for i in mine {
                     let request = FederatedRequest {
-                        sql: Some(bench_sql(i)),
+                        sql: Some(match ask {
+                            Ask::Fresh => bench_sql(i),
+                            Ask::Catalogue => catalogue_sql(i),
+                        }),
                         query: None,
                         loss: None,
                         sites: None,
-                        // The benchmark measures the fresh path.
-                        fresh: true,
+                        fresh: ask == Ask::Fresh,
                     };
                     let t = Instant::now();
                     let r = client
                         .query(&request)
                         .await
                         .map_err(|e| Error::Internal(e.to_string()))?;
-                    let complete = r.sites.iter().all(|s| s.status == SiteStatus::Answered);
+                    let wanted = match ask {
+                        Ask::Fresh => Source::Fresh,
+                        Ask::Catalogue => Source::Catalogue,
+                    };
+                    let complete = r.sites.iter().all(|s| {
+                        s.status == SiteStatus::Answered
+                            && s.result.as_ref().is_some_and(|q| q.source == wanted)
+                    });
                     out.push((t.elapsed().as_secs_f64() * 1000.0, complete));
                 }
                 Ok::<_, Error>(out)
@@ -163,7 +195,7 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
         // The first question loads each site's dataset version into memory.
         eprintln!("loading the sites' data …");
         let t = Instant::now();
-        series(&url, &token, "warm-up", 1, 839..840).await?;
+        series(&url, &token, "warm-up", 1, 839..840, Ask::Fresh).await?;
         let warmup_ms = t.elapsed().as_secs_f64() * 1000.0;
         let mut out = Vec::new();
         eprintln!("fresh and remembered questions, 1 and 16 clients …");
@@ -175,6 +207,7 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
                 "fresh (noise + ledger at 3 sites)",
                 1,
                 0..half,
+                Ask::Fresh,
             )
             .await?,
         );
@@ -185,11 +218,12 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
                 "fresh (noise + ledger at 3 sites)",
                 16,
                 half..2 * half,
+                Ask::Fresh,
             )
             .await?,
         );
-        out.push(series(&url, &token, "remembered", 1, 0..half).await?);
-        out.push(series(&url, &token, "remembered", 16, 0..2 * half).await?);
+        out.push(series(&url, &token, "remembered", 1, 0..half, Ask::Fresh).await?);
+        out.push(series(&url, &token, "remembered", 16, 0..2 * half, Ask::Fresh).await?);
         drop(net);
 
         let mut fanout = Vec::new();
@@ -213,11 +247,41 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
             let net = LocalNetwork::start_unthrottled(&root, &ids, &policy(), 60_000)?;
             let url = net.coordinator.url();
             let token = net.token(&bench_user());
-            series(&url, &token, "warm-up", 1, 839..840).await?;
+            series(&url, &token, "warm-up", 1, 839..840, Ask::Fresh).await?;
             let k = requests.min(100);
-            fanout.push(series(&url, &token, &format!("{n} nodes, fresh"), 1, 0..k).await?);
-            fanout.push(series(&url, &token, &format!("{n} nodes, remembered"), 1, 0..k).await?);
-            fanout.push(series(&url, &token, &format!("{n} nodes, remembered"), 16, 0..k).await?);
+            fanout.push(
+                series(
+                    &url,
+                    &token,
+                    &format!("{n} nodes, fresh"),
+                    1,
+                    0..k,
+                    Ask::Fresh,
+                )
+                .await?,
+            );
+            fanout.push(
+                series(
+                    &url,
+                    &token,
+                    &format!("{n} nodes, remembered"),
+                    1,
+                    0..k,
+                    Ask::Fresh,
+                )
+                .await?,
+            );
+            fanout.push(
+                series(
+                    &url,
+                    &token,
+                    &format!("{n} nodes, remembered"),
+                    16,
+                    0..k,
+                    Ask::Fresh,
+                )
+                .await?,
+            );
         }
         Ok(FederationBench {
             samples_per_site,

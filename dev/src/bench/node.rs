@@ -214,9 +214,9 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         &[],
     );
     let policy = Policy::default().with_budgets(Budgets {
-        site: 1e6,
-        project: 1e6,
-        user: 1e6,
+        site: 1e4,
+        project: 1e4,
+        user: 1e4,
     });
     let make_config = |idp: &DevProvider| NodeConfig {
         site_id: site.clone(),

@@ -81,7 +81,7 @@ impl QueryService {
     }
 
     /// Under zCDP, the site's yearly bound and what it released this year.
-    fn yearly(&self) -> Result<Option<bonebank_schemas::wire::YearlyLoss>> {
+    pub(crate) fn yearly(&self) -> Result<Option<bonebank_schemas::wire::YearlyLoss>> {
         let p = &self.policy;
         let Some(approx_dp) = self.approx_dp(p.yearly_loss())? else {
             return Ok(None);

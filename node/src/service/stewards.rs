@@ -5,7 +5,9 @@
 //! only: never a count or a row value.
 
 use bonebank_query::policy::Policy;
-use bonebank_schemas::wire::{AuditPage, BudgetAccount, LedgerDay, SiteLedger};
+use bonebank_schemas::wire::{
+    AuditPage, BudgetAccount, Catalogue, CatalogueSummary, LedgerDay, SiteLedger,
+};
 
 use super::{QueryService, Steward, blocking};
 use crate::{Result, audit, privacy};
@@ -18,6 +20,30 @@ impl QueryService {
     pub async fn ledger(&self, _steward: &Steward) -> Result<SiteLedger> {
         let (store, policy) = (self.store.clone(), self.policy.clone());
         let overview = blocking(move || store.overview(&policy)).await?;
+        let store = self.store.clone();
+        let (yearly, stored) = {
+            let service = self.clone();
+            blocking(move || Ok((service.yearly()?, store.latest_catalogue()?))).await?
+        };
+        let catalogue = match stored {
+            Some(json) => {
+                let c: Catalogue = serde_json::from_str(&json)
+                    .map_err(|e| crate::Error::Engine(format!("stored catalogue: {e}")))?;
+                Some(CatalogueSummary {
+                    dataset_version: c.dataset_version,
+                    measured_at: c.measured_at,
+                    loss: c.loss,
+                    approx_dp: c.approx_dp,
+                    tables: c.tables.len(),
+                    cells: c.tables.iter().map(|t| t.donors.values.len()).sum(),
+                })
+            }
+            None => None,
+        };
+        let no_catalogue = match catalogue {
+            Some(_) => None,
+            None => Some(self.why_no_catalogue()?),
+        };
         let budgets = self.policy.budgets();
         let account = |name: &str, limit: f64, units: i64| BudgetAccount {
             name: name.to_owned(),
@@ -51,6 +77,9 @@ impl QueryService {
                     spent: privacy::epsilon(*units),
                 })
                 .collect(),
+            yearly,
+            catalogue,
+            no_catalogue,
         })
     }
 

@@ -462,6 +462,28 @@ fn descriptions_budgets_and_approvals() {
                 releases: 2,
                 spent: 0.046,
             }],
+            yearly: Some(YearlyLoss {
+                catalogues: 8.0,
+                fresh: 8.0,
+                total: 16.0,
+                approx_dp: ApproxDp {
+                    epsilon: 44.3,
+                    delta: 1e-6,
+                },
+                spent: 3.046,
+            }),
+            catalogue: Some(CatalogueSummary {
+                dataset_version: "20261201T020000Z-3f2a9c1b7d44".into(),
+                measured_at: "2026-12-01T02:00:05Z".into(),
+                loss: 2.0,
+                approx_dp: ApproxDp {
+                    epsilon: 11.69,
+                    delta: 1e-6,
+                },
+                tables: 20,
+                cells: 27013,
+            }),
+            no_catalogue: None,
         },
     );
     snapshot(
