@@ -164,9 +164,19 @@ impl Coordinator {
                 .await
         };
         let mut previews = Vec::new();
+        let mut estimates = Vec::new();
         let mut fresh = Vec::new();
         let mut why: Vec<(String, Option<String>)> = Vec::new();
         for (site, found) in sites.iter().zip(found) {
+            if let Ok((c, a)) = &found {
+                estimates.push(SiteAnswer {
+                    site_id: site.id.to_string(),
+                    status: SiteStatus::Answered,
+                    message: None,
+                    hint: None,
+                    result: Some(query::catalogue::to_result(c, &query, a)),
+                });
+            }
             match found {
                 Ok((c, a)) => previews.push(SitePreview {
                     site_id: site.id.to_string(),
@@ -204,10 +214,12 @@ impl Coordinator {
                 (!scales.is_empty()).then(|| crate::interval::halfwidth(&scales, 0.95))
             })
             .collect();
+        let estimate = (!estimates.is_empty()).then(|| merge::merge(&query, estimates, 0));
         Ok(FederatedPreview {
             query,
             sites: previews,
             total_halfwidth,
+            estimate,
         })
     }
 

@@ -77,7 +77,8 @@ async function boot() {
     app.state = { ...model.empty(), ...restored };
   }
   app.builder = new Builder($('catalogue'), $('question'), app.cat, app.state, changed);
-  $('ask').addEventListener('click', ask);
+  $('ask').addEventListener('click', () => ask(false));
+  $('ask-fresh').addEventListener('click', () => ask(true));
   rerender();
   if (a) await lookAgain(Number(a));
   await loadHistory();
@@ -251,15 +252,22 @@ const refreshCost = debounce(async () => {
     .map((h, i) => (h == null ? null : t('cost.total_pm', { measure: words.measure(measures[i]), pm: num(Math.round(h)) })))
     .filter(Boolean);
   if (totals.length) box.append(el('p', { class: 'help' }, totals.join(' · ')));
+  if (preview.estimate) {
+    box.append(el('section', { id: 'estimate', 'aria-live': 'polite' }, results.estimate(preview.estimate)));
+  }
 }, 350);
 
-async function ask() {
-  const button = $('ask');
-  button.disabled = true;
+/** Asks the question: from the catalogues where they answer it, or, with
+ * `fresh`, measured afresh at every site (charged, and more precise). */
+async function ask(fresh) {
+  const buttons = [$('ask'), $('ask-fresh')];
+  for (const b of buttons) b.disabled = true;
   announce(t('answer.asking'));
   clear($('answer')).append(el('p', { class: 'help' }, t('answer.asking')));
   try {
-    app.answer = await api('/v1/query', { method: 'POST', body: request() });
+    const body = request();
+    if (fresh) body.fresh = true;
+    app.answer = await api('/v1/query', { method: 'POST', body });
     showAnswer();
     writeHash(app.answer.id);
     await loadHistory();
@@ -268,7 +276,7 @@ async function ask() {
     showError($('answer'), e);
     announce(t('answer.failed'), 'error');
   } finally {
-    button.disabled = false;
+    for (const b of buttons) b.disabled = false;
   }
 }
 

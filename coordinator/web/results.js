@@ -84,10 +84,10 @@ function matrix(r) {
 }
 
 /** The table of values: one row per key, a column per site and the total. */
-function valuesTable(r, m) {
+function valuesTable(r, m, cls = 'values') {
   const rows = matrix(r);
   const answered = r.sites.filter((s) => s.result).map((s) => s.site_id);
-  const table = el('table', { class: 'values', 'data-measure': r.measures[m] });
+  const table = el('table', { class: cls, 'data-measure': r.measures[m] });
   const caption = el('caption', {}, t('result.values_caption', { measure: words.measure({ kind: r.measures[m] }) }));
   const head = el('tr', {}, [
     ...r.dimensions.map((d) => el('th', { scope: 'col' }, words.column(d))),
@@ -235,9 +235,13 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
   for (const s of r.sites) {
     let detail = '';
     if (s.status === 'answered' && s.result) {
-      detail = s.result.remembered
-        ? t('result.site_remembered')
-        : t('result.site_charged', { symbol: symbol(s.result.accounting), loss: num(s.result.charged, 3) });
+      if (s.result.source === 'catalogue') {
+        detail = t('result.site_catalogue', { date: versionDate(s.result.dataset_version) });
+      } else {
+        detail = s.result.remembered
+          ? t('result.site_remembered')
+          : t('result.site_charged', { symbol: symbol(s.result.accounting), loss: num(s.result.charged, 3) });
+      }
     } else {
       detail = [s.message, s.hint].filter(Boolean).join(' — ');
     }
@@ -290,6 +294,27 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
   );
   container.append(el('p', { class: 'export' }, [csv, ' ', json]));
   if (negotiator && r.id != null) container.append(handOffSection(r, negotiator));
+}
+
+/** A dataset version's date (its id begins with it) as YYYY-MM-DD. */
+function versionDate(v) {
+  return /^\d{8}/.test(v || '') ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6, 8)}` : v;
+}
+
+/**
+ * The live estimate from the sites' catalogues (a preview's `estimate`):
+ * where each site's numbers come from, and a table per measure, donors
+ * first. Released data: free, and said so.
+ */
+export function estimate(r) {
+  const out = [el('h3', {}, t('estimate.title'))];
+  const from = r.sites
+    .filter((s) => s.result)
+    .map((s) => t('estimate.from', { site: s.site_id, date: versionDate(s.result.dataset_version) }));
+  out.push(el('p', { class: 'help', id: 'estimate-from' }, `${from.join('; ')}. ${t('estimate.free')}`));
+  const order = r.measures.map((label, m) => [label, m]).sort(([a], [b]) => (a === 'donors' ? -1 : b === 'donors' ? 1 : 0));
+  for (const [, m] of order) out.push(valuesTable(r, m, 'estimate-values'));
+  return out;
 }
 
 /** From the answer to a sample request in the BBMRI-ERIC Negotiator:

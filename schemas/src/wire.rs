@@ -238,6 +238,12 @@ pub struct FederatedPreview {
     pub sites: Vec<SitePreview>,
     /// Per measure; absent for averages.
     pub total_halfwidth: Vec<Option<f64>>,
+    /// The answer of the sites whose catalogues answer the question, per
+    /// site and in total over them: released data, free, the same numbers
+    /// `POST /v1/query` would give from the catalogues. Absent when no
+    /// site's catalogue answers it (or it was previewed fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<FederatedResult>,
 }
 
 /// A released number with its uncertainty.

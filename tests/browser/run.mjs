@@ -168,6 +168,37 @@ async function main() {
     assert.match(note, /does not fit/);
   });
 
+  await step('a question the catalogues answer shows live counts, and asking it charges nobody', async () => {
+    if (!(await alice.isVisible('#sql'))) await alice.click('#back-to-builder').catch(() => {});
+    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+    await alice.fill('#sql', "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 60 AND 69 AND diagnosis LIKE 'S72%' GROUP BY sample_type");
+    await alice.click('#apply-sql');
+    // The estimate comes with the cost, as the question changes.
+    await alice.waitForSelector('#estimate table.estimate-values[data-measure="donors"] td[data-site="DE-LUE"]');
+    const from = await alice.textContent('#estimate-from');
+    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) {
+      assert.match(from, new RegExp(`${site} from its catalogue of \\d{4}-\\d\\d-\\d\\d`), from);
+    }
+    assert.match(from, /Free: nobody’s budget is charged/);
+    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE', 'total']) {
+      const cells = await texts(alice, `#estimate table.estimate-values[data-measure="donors"] td[data-site="${site}"]`);
+      assert.equal(cells.length, 19, `${site}: one estimate per sample type`);
+      for (const c of cells) assert.match(c, VALUE, `${site}: ${c}`);
+    }
+    const costs = await texts(alice, '#cost-table tbody tr');
+    for (const r of costs) assert.match(r, /ρ 0\.000/, r);
+    await alice.click('#ask');
+    await alice.waitForFunction(() => /from its catalogue of/.test(document.querySelector('#site-status')?.textContent || ''));
+    const details = await texts(alice, '#site-status tbody tr');
+    assert.equal(details.length, 3);
+    for (const d of details) assert.match(d, /answered.*from its catalogue of \d{4}-\d\d-\d\d, free/, d);
+    assert.doesNotMatch(await alice.textContent('#answer-sentence'), /charged/);
+    // Nothing was spent: each site's budget left is what it was.
+    await alice.waitForSelector('#cost-table tbody tr');
+    const after = await texts(alice, '#cost-table tbody tr');
+    assert.deepEqual(after.map((r) => r.split('ρ 0.000')[0]), costs.map((r) => r.split('ρ 0.000')[0]));
+  });
+
   await step('alice switches to German and Danish', async () => {
     await alice.selectOption('#lang-switch', 'de');
     await alice.waitForFunction(() => document.documentElement.lang === 'de');

@@ -300,6 +300,7 @@ fn answers() {
                 ),
             }],
             total_halfwidth: vec![Some(43.0), None],
+            estimate: None,
         },
     );
     snapshot(

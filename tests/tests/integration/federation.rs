@@ -884,6 +884,23 @@ async fn a_catalogue_question_is_answered_free_from_the_sites_catalogues() {
         assert_eq!(site["preview"]["loss"], 0.0, "{site}");
         assert!(site.get("why_fresh").is_none(), "{site}");
     }
+    // And it carries the catalogues' estimate itself, free: the numbers
+    // the question gets when asked.
+    let estimate: bonebank_schemas::wire::FederatedResult =
+        serde_json::from_value(body["estimate"].clone()).unwrap();
+    assert_eq!(estimate.sites.len(), 3);
+    for (e, a) in estimate.sites.iter().zip(&r.sites) {
+        assert_eq!(
+            e.result.as_ref().unwrap().rows,
+            a.result.as_ref().unwrap().rows
+        );
+    }
+    assert_eq!(estimate.total, r.total);
+    let (_, fresh_only) = preview(
+        "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'BoneMarrowWhole')",
+    )
+    .await;
+    assert!(fresh_only.get("estimate").is_none(), "{fresh_only}");
     let (_, body) = preview(
         "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'BoneMarrowWhole')",
     )
