@@ -53,6 +53,7 @@ pub fn schema() -> SchemaRef {
         Field::new("sex", small_codes(), false),
         Field::new("age_at_sampling", DataType::Int16, false),
         Field::new("age_band", small_codes(), false),
+        Field::new("age_range", small_codes(), false),
         Field::new("sampling_year", DataType::Int16, false),
         Field::new("diagnosis", codes(), true),
         Field::new("diagnosis_3char", codes(), false),
@@ -192,6 +193,9 @@ fn build_from(
             builder
                 .age_band
                 .append_value(AGE_BANDS[(age / 10).clamp(0, 9) as usize]);
+            builder
+                .age_range
+                .append_value(bonebank_query::dimensions::age_range(i64::from(age)));
             builder.year.append_value(narrow(year, "sampling_year")?);
             builder.diagnosis.append_option(dx.map(Icd10::as_str));
             builder.category.append_value(category);
@@ -499,6 +503,7 @@ struct Builder {
     sex: StringDictionaryBuilder<Int8Type>,
     age: Int16Builder,
     age_band: StringDictionaryBuilder<Int8Type>,
+    age_range: StringDictionaryBuilder<Int8Type>,
     year: Int16Builder,
     diagnosis: StringDictionaryBuilder<Int16Type>,
     category: StringDictionaryBuilder<Int16Type>,
@@ -520,6 +525,7 @@ impl Builder {
             Arc::new(self.sex.finish()),
             Arc::new(self.age.finish()),
             Arc::new(self.age_band.finish()),
+            Arc::new(self.age_range.finish()),
             Arc::new(self.year.finish()),
             Arc::new(self.diagnosis.finish()),
             Arc::new(self.category.finish()),

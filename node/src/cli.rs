@@ -46,6 +46,33 @@ pub enum Command {
     /// The site policy as the node reads it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The site's published catalogue.
+    #[command(subcommand)]
+    Catalogue(CatalogueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogueCommand {
+    /// Writes the published catalogue: as the BBMRI-ERIC Directory's facts
+    /// table for the site's collection with `--directory` (CSV: sample type
+    /// × sex × age range × disease, number of samples and of donors, and
+    /// the `*` rows), else as the JSON `GET /v1/catalogue` serves. Every
+    /// number is the catalogue's differentially private estimate: nothing is
+    /// suppressed, and writing it costs nothing.
+    Export {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// Write the Directory's facts table.
+        #[arg(long)]
+        directory: bool,
+        /// The collection's Directory id, e.g.
+        /// `bbmri-eric:ID:DE_LUE:collection:hip-fracture` (with `--directory`).
+        #[arg(long, required_if_eq("directory", "true"))]
+        collection: Option<String>,
+        /// Output file; standard output if absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +337,47 @@ pub fn run(cli: Cli) -> Result<()> {
                 intact.entries, intact.head
             );
             Ok(())
+        }
+        Command::Catalogue(CatalogueCommand::Export {
+            config,
+            directory,
+            collection,
+            out,
+        }) => {
+            let store = audit_store(&config)?;
+            let json = store.latest_catalogue()?.ok_or_else(|| {
+                Error::Usage(
+                    "this node has published no catalogue yet: it measures one when it is first asked for it (GET /v1/catalogue)".into(),
+                )
+            })?;
+            let catalogue: bonebank_schemas::wire::Catalogue = serde_json::from_str(&json)
+                .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?;
+            let text = if directory {
+                use bonebank_query::catalogue::directory;
+                let facts = directory::facts(&catalogue).map_err(Error::Usage)?;
+                let collection = collection.expect("clap requires it with --directory");
+                eprintln!(
+                    "{} facts from the catalogue of dataset version {} (measured {}, ρ {:.2}, (ε {:.2}, δ {})): differentially private estimates, none suppressed",
+                    facts.len(),
+                    catalogue.dataset_version,
+                    catalogue.measured_at,
+                    catalogue.loss,
+                    catalogue.approx_dp.epsilon,
+                    catalogue.approx_dp.delta
+                );
+                directory::to_csv(&catalogue, &facts, &collection)
+            } else {
+                serde_json::to_string_pretty(&catalogue)
+                    .map_err(|e| Error::Engine(e.to_string()))?
+            };
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(Error::io(&path))?;
+                    println!("wrote {}", path.display());
+                    Ok(())
+                }
+                None => print_out(&text),
+            }
         }
         Command::Audit(AuditCommand::Export { config, out }) => {
             let store = audit_store(&config)?;

@@ -14,6 +14,9 @@ pub enum Dimension {
     Sex,
     /// Ten-year bands of `age_at_sampling`: `0-9` … `80-89`, `90+`.
     AgeBand,
+    /// The BBMRI-ERIC Directory's age ranges of `age_at_sampling`, in whole
+    /// years ([`AGE_RANGES`]).
+    AgeRange,
     SamplingYear,
     /// The ICD-10 category of the primary diagnosis, from the policy's list;
     /// `other` for the rest, `none` for samples without one.
@@ -22,7 +25,7 @@ pub enum Dimension {
     DiagnosisChapter,
 }
 
-pub const ALL: [Dimension; 10] = [
+pub const ALL: [Dimension; 11] = [
     Dimension::SiteId,
     Dimension::Country,
     Dimension::SampleType,
@@ -30,6 +33,7 @@ pub const ALL: [Dimension; 10] = [
     Dimension::StorageTemperature,
     Dimension::Sex,
     Dimension::AgeBand,
+    Dimension::AgeRange,
     Dimension::SamplingYear,
     Dimension::DiagnosisCategory,
     Dimension::DiagnosisChapter,
@@ -39,6 +43,30 @@ pub const ALL: [Dimension; 10] = [
 pub const AGE_BANDS: [&str; 10] = [
     "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+",
 ];
+
+/// The BBMRI-ERIC Directory's age ranges (its facts' `age_range`), in
+/// order, with the first age in whole years each holds. Ages are whole
+/// years here, so the Directory's newborns (0–1 months) and infants and
+/// toddlers (2–23 months) are one range, its "Infant (0-23 months)".
+pub const AGE_RANGES: [(&str, i64); 8] = [
+    ("Infant (0-23 months)", 0),
+    ("Child (2-12 years)", 2),
+    ("Adolescent (13-17 years)", 13),
+    ("Young adult (18-24 years)", 18),
+    ("Adult (25-44 years)", 25),
+    ("Middle-aged (45-64 years)", 45),
+    ("Aged (65-79 years)", 65),
+    ("Aged (80+ years)", 80),
+];
+
+/// The Directory's age range of an age at sampling in years.
+pub fn age_range(age: i64) -> &'static str {
+    AGE_RANGES
+        .iter()
+        .rev()
+        .find(|(_, from)| age >= *from)
+        .map_or(AGE_RANGES[0].0, |(name, _)| name)
+}
 
 /// ICD-10 chapters in order.
 pub const CHAPTERS: [&str; 22] = [
@@ -57,6 +85,7 @@ impl Dimension {
             Self::StorageTemperature => "storage_temperature",
             Self::Sex => "sex",
             Self::AgeBand => "age_band",
+            Self::AgeRange => "age_range",
             Self::SamplingYear => "sampling_year",
             Self::DiagnosisCategory => "diagnosis_3char",
             Self::DiagnosisChapter => "diagnosis_chapter",
@@ -90,7 +119,7 @@ impl Dimension {
     /// GROUP BY only.
     pub fn derived_from(self) -> Option<&'static str> {
         match self {
-            Self::AgeBand => Some("age_at_sampling"),
+            Self::AgeBand | Self::AgeRange => Some("age_at_sampling"),
             Self::DiagnosisCategory | Self::DiagnosisChapter => Some("diagnosis"),
             _ => None,
         }
@@ -111,5 +140,19 @@ mod tests {
             .map(Dimension::name)
             .collect();
         assert_eq!(fixed, ["site_id", "country", "sex"]);
+    }
+
+    #[test]
+    fn every_age_falls_in_one_directory_range() {
+        assert_eq!(age_range(0), "Infant (0-23 months)");
+        assert_eq!(age_range(1), "Infant (0-23 months)");
+        assert_eq!(age_range(2), "Child (2-12 years)");
+        assert_eq!(age_range(17), "Adolescent (13-17 years)");
+        assert_eq!(age_range(18), "Young adult (18-24 years)");
+        assert_eq!(age_range(44), "Adult (25-44 years)");
+        assert_eq!(age_range(45), "Middle-aged (45-64 years)");
+        assert_eq!(age_range(79), "Aged (65-79 years)");
+        assert_eq!(age_range(80), "Aged (80+ years)");
+        assert_eq!(age_range(120), "Aged (80+ years)");
     }
 }

@@ -688,6 +688,10 @@ pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) ->
         Dimension::StorageTemperature => codes::<StorageTemperature>(),
         Dimension::Sex => codes::<Sex>(),
         Dimension::AgeBand => AGE_BANDS.map(String::from).to_vec(),
+        Dimension::AgeRange => crate::dimensions::AGE_RANGES
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect(),
         Dimension::SamplingYear => (policy.sampling_years[0]..=policy.sampling_years[1])
             .map(|y| y.to_string())
             .collect(),

@@ -432,3 +432,80 @@ async fn the_sites_yearly_budget_caps_fresh_questions_and_is_stated() {
     let yearly = service.describe().unwrap().yearly.unwrap();
     assert!((yearly.spent - 2.09).abs() < 1e-6, "{}", yearly.spent);
 }
+
+/// The Directory's facts, written by the command line from the published
+/// catalogue: the Directory's columns and age ranges, the `*` rows, never a
+/// donor count summed over sample types, and numbers that are the
+/// catalogue's estimates (no suppression below 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_export_writes_the_catalogues_facts() {
+    use bonebank_query::catalogue::directory::{self, COLUMNS};
+    let site = TestSite::new("DE-LUE", 1_000, zcdp(4));
+    let config = site.write_config("");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    // Before any catalogue (the node has run, nothing asked for one): a
+    // clear refusal.
+    drop(site.service(Arc::new(OpenDpNoise)));
+    let none = run(&["catalogue", "export", "--directory", "--collection", "c1"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no catalogue yet"));
+    let service = site.service(Arc::new(OpenDpNoise));
+    let c = service.catalogue().await.unwrap().unwrap();
+    drop(service);
+
+    let out = run(&[
+        "catalogue",
+        "export",
+        "--directory",
+        "--collection",
+        "bbmri-eric:ID:DE_LUE:collection:hip",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("none suppressed"), "{stderr}");
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), COLUMNS.join(","));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == COLUMNS.len()));
+    let ranges: Vec<&str> = bonebank_query::dimensions::AGE_RANGES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    let mut small = 0;
+    for r in &rows {
+        assert_eq!(r[1], "bbmri-eric:ID:DE_LUE:collection:hip");
+        assert!(r[4] == "*" || ranges.contains(&r[4]), "{r:?}");
+        assert!(r[5] == "*" || r[5].starts_with("urn:miriam:icd:"), "{r:?}");
+        let (samples, donors): (i64, i64) = (r[6].parse().unwrap(), r[7].parse().unwrap());
+        assert!(donors >= 1 && donors <= samples, "{r:?}");
+        assert_eq!(r[8], &c.measured_at[..10]);
+        small += usize::from(donors < 10);
+    }
+    assert!(small > 0, "small cells are shown, not suppressed");
+    // The all-star row is the catalogue's total; the full rows name all four.
+    let total: Vec<&Vec<&str>> = rows
+        .iter()
+        .filter(|r| r[2..6] == ["*", "*", "*", "*"])
+        .collect();
+    assert_eq!(total.len(), 1);
+    let t = c.tables.iter().find(|t| t.dimensions.is_empty()).unwrap();
+    assert_eq!(total[0][6], t.samples.values[0].round().to_string());
+    assert!(rows.iter().any(|r| r[2..6].iter().all(|v| *v != "*")));
+    // A row with a sample type and another dimension given is a cell of the
+    // four-way table: donors there are never a sum over sample types.
+    assert!(
+        rows.iter()
+            .filter(|r| r[2] != "*")
+            .all(|r| r[3..6].iter().all(|v| *v != "*") || r[3..6].iter().all(|v| *v == "*"))
+    );
+    // The library gives the same rows.
+    assert_eq!(directory::facts(&c).unwrap().len(), rows.len());
+}

@@ -11,8 +11,10 @@
 //! is answered exactly only by a table over exactly its dimensions. The
 //! catalogue therefore measures every subset of the four (sixteen tables,
 //! the empty one being the site's total), sample type with material and
-//! with storage temperature, and the diagnosis chapter alone and by sex:
-//! 20 tables, each with donors and samples.
+//! with storage temperature, the diagnosis chapter alone and by sex, and
+//! the Directory's facts in the Directory's own age ranges (which cut the
+//! ten-year bands) with those ranges alone, for the Directory export ([`directory`]):
+//! 22 tables, each with donors and samples.
 //!
 //! Sampling year is left out. A repeat blood donor gives plasma in a dozen
 //! years or more, so a donor's cells in a table of sample type by year are
@@ -32,6 +34,7 @@
 //! in proportion to its sensitivity over its target.
 
 pub mod consistent;
+pub mod directory;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,7 +50,7 @@ use crate::dimensions::Dimension;
 /// measured and published.
 pub fn workload() -> Vec<Vec<Dimension>> {
     use Dimension::{
-        AgeBand, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, Sex,
+        AgeBand, AgeRange, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, Sex,
         StorageTemperature,
     };
     let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
@@ -67,6 +70,10 @@ pub fn workload() -> Vec<Vec<Dimension>> {
         vec![SampleType, StorageTemperature],
         vec![DiagnosisChapter],
         vec![Sex, DiagnosisChapter],
+        // The BBMRI-ERIC Directory's facts, in its own age ranges (which
+        // cut the ten-year bands), and those ranges alone.
+        vec![Sex, AgeRange, DiagnosisCategory, SampleType],
+        vec![AgeRange],
     ]);
     tables
 }
@@ -644,7 +651,7 @@ mod tests {
     #[test]
     fn the_workload_holds_every_subset_of_the_directorys_four_and_the_pairs() {
         let w = workload();
-        assert_eq!(w.len(), 20);
+        assert_eq!(w.len(), 22);
         assert!(w[0].is_empty(), "the total comes first");
         let four = [
             Dimension::Sex,
