@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bonebank_query::catalogue::{self, DONORS_TARGET, SAMPLES_TARGET};
+use bonebank_query::catalogue;
 use bonebank_query::{Dimension, dimension_values};
 use bonebank_schemas::Filter;
 use bonebank_schemas::wire::{Accounting, Catalogue, CatalogueTable, Mechanism, NoisyCounts};
@@ -134,15 +134,18 @@ impl QueryService {
         let started = std::time::Instant::now();
         let measurements = self.catalogue_plans(version).await?;
         let settings = self.policy.catalogue;
-        let sensitivities: Vec<f64> = measurements
+        let shape: Vec<(Vec<String>, Vec<usize>)> = measurements
             .iter()
-            .flat_map(|m| [m.donors.l2, m.samples.l2])
+            .map(|m| {
+                (
+                    m.plan.dimensions.clone(),
+                    m.plan.keys.iter().map(Vec::len).collect(),
+                )
+            })
             .collect();
-        let targets: Vec<f64> = measurements
-            .iter()
-            .flat_map(|_| [DONORS_TARGET, SAMPLES_TARGET])
-            .collect();
-        let shares = catalogue::split_loss(settings.loss, &sensitivities, &targets);
+        let donors: Vec<f64> = measurements.iter().map(|m| m.donors.l2).collect();
+        let samples: Vec<f64> = measurements.iter().map(|m| m.samples.l2).collect();
+        let shares = catalogue::split_for_fit(&shape, &donors, &samples, settings.loss);
         let mut exact = Vec::with_capacity(measurements.len());
         for m in &measurements {
             let counted = self.engine.aggregate(&m.plan).await?;

@@ -31,7 +31,12 @@
 //! donor count's error counts 25 times a sample count's), the loss that
 //! minimises the weighted sum Σ_m Δ²_m / (2 ρ_m t²_m) under Σ ρ_m = ρ is,
 //! by a Lagrange multiplier, ρ_m ∝ Δ_m / t_m: each measurement gets a share
-//! in proportion to its sensitivity over its target.
+//! in proportion to its sensitivity over its target ([`split_loss`]). That
+//! is the optimum for tables answered on their own. The published tables
+//! are fitted together ([`fit`]), so a table's cells also gain from the
+//! tables that share its components, and [`split_for_fit`] minimises the
+//! same weighted sum of the fitted cells' variances instead
+//! ([`consistent::optimal_split`]), starting from ρ ∝ Δ/t.
 
 pub mod consistent;
 pub mod directory;
@@ -111,6 +116,64 @@ pub fn split_loss(total: f64, sensitivities: &[f64], targets: &[f64]) -> Vec<f64
         .collect();
     let sum: f64 = weights.iter().sum();
     weights.iter().map(|w| total * w / sum).collect()
+}
+
+/// The rounds [`split_for_fit`] takes.
+const SPLIT_ROUNDS: usize = 200;
+
+/// The catalogue's loss `total` split over its tables' vectors (per table
+/// in order: donors, then samples), for the fit [`fit`] makes of them:
+/// [`consistent::optimal_split`] over the workload of every table's cells
+/// at their targets (±8 donors, ±40 samples), with samples fitted over all
+/// tables together and donors within the tables that differ only in
+/// donor-level dimensions. `tables` gives each table's dimensions and
+/// their numbers of keys.
+pub fn split_for_fit(
+    tables: &[(Vec<String>, Vec<usize>)],
+    donors: &[f64],
+    samples: &[f64],
+    total: f64,
+) -> Vec<f64> {
+    let mut names: Vec<String> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    for (dims, keys) in tables {
+        for (d, k) in dims.iter().zip(keys) {
+            if !names.contains(d) {
+                names.push(d.clone());
+                sizes.push(*k);
+            }
+        }
+    }
+    let mut groups: Vec<BTreeSet<&str>> = Vec::new();
+    let mut planned = Vec::with_capacity(2 * tables.len());
+    for ((dims, _), (d, s)) in tables.iter().zip(donors.iter().zip(samples)) {
+        let attributes: Vec<usize> = dims
+            .iter()
+            .map(|x| names.iter().position(|n| n == x).expect("named above"))
+            .collect();
+        let level: BTreeSet<&str> = dims
+            .iter()
+            .filter(|x| Dimension::from_name(x).is_none_or(|d| !d.fixed_per_donor()))
+            .map(String::as_str)
+            .collect();
+        let group = groups.iter().position(|g| *g == level).unwrap_or_else(|| {
+            groups.push(level);
+            groups.len() - 1
+        });
+        planned.push(consistent::Planned {
+            attributes: attributes.clone(),
+            sensitivity: *d,
+            system: 1 + group,
+            target: DONORS_TARGET,
+        });
+        planned.push(consistent::Planned {
+            attributes,
+            sensitivity: *s,
+            system: 0,
+            target: SAMPLES_TARGET,
+        });
+    }
+    consistent::optimal_split(&sizes, &planned, total, SPLIT_ROUNDS)
 }
 
 /// What [`fit`]'s bounds did: the cells they moved, and the most one count
