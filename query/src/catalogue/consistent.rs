@@ -258,6 +258,22 @@ pub struct Planned {
     pub target: f64,
 }
 
+/// What component `a` of a table over `b` adds to one cell's variance,
+/// per unit of the component's variance (see [`variance`], with one value
+/// of each dimension chosen).
+fn one_cell(sizes: &[usize], b: &[usize], a: &[usize]) -> f64 {
+    b.iter()
+        .map(|j| {
+            let n = sizes[*j] as f64;
+            if a.contains(j) {
+                1.0 - 1.0 / n
+            } else {
+                1.0 / (n * n)
+            }
+        })
+        .product()
+}
+
 /// The variance of one cell of a table over `b` in a fit whose component
 /// precisions are `precision` (per sorted attribute set).
 fn cell_variance(
@@ -268,17 +284,7 @@ fn cell_variance(
     subsets(&sorted(b))
         .into_iter()
         .map(|a| {
-            let factor: f64 = b
-                .iter()
-                .map(|j| {
-                    let n = sizes[*j] as f64;
-                    if a.contains(j) {
-                        1.0 - 1.0 / n
-                    } else {
-                        1.0 / (n * n)
-                    }
-                })
-                .product();
+            let factor = one_cell(sizes, b, &a);
             if factor == 0.0 {
                 0.0
             } else {
@@ -336,17 +342,7 @@ pub fn optimal_split(sizes: &[usize], planned: &[Planned], total: f64, rounds: u
         for q in planned {
             let b = sorted(&q.attributes);
             for a in subsets(&b) {
-                let factor: f64 = b
-                    .iter()
-                    .map(|j| {
-                        let n = sizes[*j] as f64;
-                        if a.contains(j) {
-                            1.0 - 1.0 / n
-                        } else {
-                            1.0 / (n * n)
-                        }
-                    })
-                    .product();
+                let factor = one_cell(sizes, &b, &a);
                 if factor == 0.0 {
                     continue;
                 }
