@@ -77,6 +77,30 @@ export function chipText(c) {
  * The builder. `state` is the question (see model.js), `changed` is called
  * whenever it changes.
  */
+/** The sensible values of each range column: a question outside them can
+ * only be refused or answer nothing, and would still cost a fresh charge. */
+const RANGES = {
+  age_at_sampling: [0, 130],
+  sampling_year: [1900, new Date().getFullYear()],
+  passage_number: [0, 1000],
+  aliquots_available: [0, 100000],
+};
+
+/** Why a range typed into the builder cannot be asked, or null. */
+export function rangeProblem(column, minText, maxText) {
+  const [floor, ceiling] = RANGES[column] || [0, Number.MAX_SAFE_INTEGER];
+  const read = (text) => (text === '' ? null : Number(text));
+  const lo = read(minText);
+  const hi = read(maxText);
+  for (const v of [lo, hi]) {
+    if (v == null) continue;
+    if (!Number.isInteger(v)) return t('range.whole_numbers');
+    if (v < floor || v > ceiling) return t('range.outside', { floor, ceiling });
+  }
+  if (lo != null && hi != null && lo > hi) return t('range.reversed', { lo, hi });
+  return null;
+}
+
 export class Builder {
   constructor(catalogueEl, questionEl, cat, state, changed) {
     this.catalogueEl = catalogueEl;
@@ -164,9 +188,16 @@ export class Builder {
       const min = el('input', { type: 'number', id: `min-${column}`, inputmode: 'numeric' });
       const max = el('input', { type: 'number', id: `max-${column}`, inputmode: 'numeric' });
       const add = el('button', { type: 'button', id: `add-${column}`, class: 'add' }, t('catalogue.add'));
+      const problem = el('p', { class: 'error', id: `range-error-${column}`, role: 'alert', hidden: true });
+      min.setAttribute('aria-describedby', problem.id);
+      max.setAttribute('aria-describedby', problem.id);
       add.addEventListener('click', () => {
-        const lo = min.value === '' ? null : Math.trunc(Number(min.value));
-        const hi = max.value === '' ? null : Math.trunc(Number(max.value));
+        const why = rangeProblem(column, min.value, max.value);
+        problem.hidden = !why;
+        problem.textContent = why || '';
+        if (why) return;
+        const lo = min.value === '' ? null : Number(min.value);
+        const hi = max.value === '' ? null : Number(max.value);
         if (lo == null && hi == null) return;
         this.add({ column, kind: 'range', min: lo, max: hi });
       });
@@ -174,6 +205,7 @@ export class Builder {
         el('label', { for: `min-${column}` }, t('catalogue.from')), min,
         el('label', { for: `max-${column}` }, t('catalogue.to')), max,
         add,
+        problem,
       );
     } else if (kind === 'flag') {
       for (const value of [true, false]) {

@@ -188,11 +188,22 @@ async function applySql(sql, note) {
     refreshCost();
   } catch (e) {
     showError(note, e);
+    // What was typed cannot be asked; Ask must not send the question
+    // from before in its place.
+    if (e.status === 400) askable(t('ask.not_askable', { why: e.message }));
   }
 }
 
 /** Budgets left at each site, and what this question would cost there.
  * Only the latest call draws: an earlier one's answers may come later. */
+/** Allows Ask (and Ask afresh) or holds it back, saying why. */
+function askable(why) {
+  for (const id of ['ask', 'ask-fresh']) $(id).disabled = Boolean(why);
+  const note = $('ask-why');
+  note.hidden = !why;
+  note.textContent = why || '';
+}
+
 let costLoads = 0;
 const refreshCost = debounce(async () => {
   const box = $('cost');
@@ -201,6 +212,12 @@ const refreshCost = debounce(async () => {
   const question = body.query || null;
   if (question && !question.measures.length) {
     clear(box).append(el('p', { class: 'help' }, t('cost.pick_a_measure')));
+    askable(t('ask.no_measure'));
+    return;
+  }
+  if (body.sites && !body.sites.length) {
+    clear(box).append(el('p', { class: 'help' }, t('ask.no_sites')));
+    askable(t('ask.no_sites'));
     return;
   }
   let budgets = [];
@@ -211,10 +228,23 @@ const refreshCost = debounce(async () => {
       api('/v1/preview', { method: 'POST', body }),
     ]);
   } catch (e) {
-    if (mine === costLoads) showError(clear(box), e);
+    if (mine !== costLoads) return;
+    showError(clear(box), e);
+    // A question the coordinator turns away is not worth sending; a
+    // failure of another kind may pass.
+    askable(e.status === 400 ? t('ask.not_askable', { why: e.message }) : null);
     return;
   }
   if (mine !== costLoads) return;
+  // Nothing is sent that no site would answer: refused everywhere, or
+  // past every site's budget.
+  const answerable = preview.sites.filter((x) => x.preview);
+  if (!answerable.length) {
+    const reasons = [...new Set(preview.sites.map((x) => x.message).filter(Boolean))];
+    askable(t('ask.no_site_answers', { why: reasons.join('; ') || t('status.refused') }));
+  } else {
+    askable(null);
+  }
   clear(box).append(el('h2', {}, t('cost.title')));
   const table = el('table', { id: 'cost-table' });
   const measures = preview.query.measures;
