@@ -58,11 +58,19 @@ async function boot() {
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {
       $('signin').hidden = false;
+      // The question in the address does not travel through the
+      // provider: it waits here for the way back.
+      $('sign-in').addEventListener('click', () => {
+        if (window.location.hash) sessionStorage.setItem(RETURN_KEY, window.location.hash);
+      });
       return;
     }
     showError($('main'), e);
     return;
   }
+  const saved = sessionStorage.getItem(RETURN_KEY);
+  sessionStorage.removeItem(RETURN_KEY);
+  if (saved && !window.location.hash) history.replaceState(null, '', saved);
   setCsrf(app.who.csrf);
   $('sign-out').hidden = false;
   $('sign-out').addEventListener('click', signOut);
@@ -82,6 +90,26 @@ async function boot() {
   rerender();
   if (a) await lookAgain(Number(a));
   await loadHistory();
+  // A link pasted into the open tab is followed like one opened anew.
+  window.addEventListener('hashchange', followHash);
+}
+
+/** Where the question waits while the browser signs in. */
+const RETURN_KEY = 'bonebank.return';
+
+/** The question (and answer) the address names now. */
+async function followHash() {
+  const { q, a } = readHash();
+  const restored = q ? model.decode(q) : null;
+  if (!restored) return;
+  app.sql = restored.sql || null;
+  delete restored.sql;
+  app.state = { ...model.empty(), ...restored };
+  app.builder.set(app.state);
+  renderWords();
+  refreshCost();
+  if (a) await lookAgain(Number(a));
+  else clear($('answer'));
 }
 
 /** Everything drawn again, in the current language. */
@@ -344,6 +372,13 @@ async function lookAgain(id) {
     showAnswer();
     writeHash(id);
   } catch (e) {
+    if (e instanceof ApiError && e.status === 404) {
+      // Someone else's answer: theirs stays theirs, and the question is
+      // here, ready to estimate or to ask.
+      writeHash(null);
+      clear($('answer')).append(el('p', { class: 'help', id: 'not-yours' }, t('answer.not_yours')));
+      return;
+    }
     showError($('answer'), e);
   }
 }

@@ -150,6 +150,24 @@ async function main() {
     await shared.close();
   });
 
+  let sharedLink = null;
+  await step('a colleague who must sign in first still gets the shared question', async () => {
+    const link = alice.url();
+    const colleague = await page(await context());
+    await colleague.goto(link);
+    await colleague.click('#sign-in');
+    await colleague.click('button[value="ingrid"]');
+    await colleague.waitForSelector('#groups-include .chip');
+    const chips = await texts(colleague, '#groups-include .chip');
+    assert.equal(chips.length, 3, chips.join(' | '));
+    assert.match(colleague.url(), /#q=/);
+    // alice's answer is not ingrid's: she gets the question, ready to ask.
+    await colleague.waitForSelector('#not-yours');
+    assert.match(await colleague.textContent('#not-yours'), /someone else’s history/);
+    sharedLink = link;
+    await colleague.close();
+  });
+
   await step('SQL typed by hand becomes chips where it fits, and is kept as SQL where not', async () => {
     await alice.fill('#sql', "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male' AND age_at_sampling >= 60 GROUP BY age_band");
     await alice.click('#apply-sql');
@@ -168,8 +186,15 @@ async function main() {
     assert.match(note, /does not fit/);
   });
 
+  await step('a link pasted into the open tab is followed', async () => {
+    assert.ok(await alice.isVisible('#back-to-builder'), 'the typed SQL is kept as written');
+    await alice.evaluate((h) => { window.location.hash = h; }, new URL(sharedLink).hash);
+    await alice.waitForFunction(() => document.querySelectorAll('#groups-include .chip').length === 3);
+    assert.ok(!(await alice.isVisible('#back-to-builder')), 'the link\u2019s question is the builder\u2019s again');
+    assert.match(await alice.textContent('#question-words'), /female/);
+  });
+
   await step('a question the catalogues answer shows live counts, and asking it charges nobody', async () => {
-    if (!(await alice.isVisible('#sql'))) await alice.click('#back-to-builder').catch(() => {});
     if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
     await alice.fill('#sql', "SELECT sample_type, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 60 AND 69 AND diagnosis LIKE 'S72%' GROUP BY sample_type");
     await alice.click('#apply-sql');
