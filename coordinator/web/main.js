@@ -25,6 +25,15 @@ const app = {
 const $ = (id) => document.getElementById(id);
 
 function showError(where, e) {
+  if (e instanceof ApiError && e.status === 401) {
+    // The session ended: sign in again, and come back to this question.
+    const again = el('a', { class: 'button', id: 'sign-in-again', href: '/auth/login' }, t('signin.button'));
+    again.addEventListener('click', () => {
+      if (window.location.hash) sessionStorage.setItem(RETURN_KEY, window.location.hash);
+    });
+    clear(where).append(el('p', { class: 'error', role: 'alert' }, [t('session.expired'), ' ', again]));
+    return;
+  }
   const message = e instanceof ApiError ? [e.message, e.hint].filter(Boolean).join(' — ') : String(e.message || e);
   clear(where).append(el('p', { class: 'error', role: 'alert' }, message));
 }
@@ -139,7 +148,10 @@ function renderNotice() {
   if (!held.length) return;
   const list = el('ul');
   for (const s of held) {
-    list.append(el('li', {}, `${s.site_id}: ${s.description.role_filters[role]}`));
+    const filter = s.description.role_filters[role];
+    // The consent filter in words; any other as the site states it.
+    const said = /^\s*consent_commercial\s*=\s*true\s*$/i.test(filter) ? t('notice.consent_words') : filter;
+    list.append(el('li', {}, `${s.site_id}: ${said}`));
   }
   const key = held.every((s) => /consent_commercial\s*=\s*true/i.test(s.description.role_filters[role]))
     ? 'notice.commercial'

@@ -39,10 +39,17 @@ function symbol(accounting) {
   return accounting === 'zcdp' ? 'ρ' : 'ε';
 }
 
+/** `key`'s text for a count of `n`: its `_one` form for one, where the
+ * language has one. */
+function counted(key, n, vars) {
+  const one = `${key}_one`;
+  return n === 1 && t(one) !== one ? t(one, vars) : t(key, vars);
+}
+
 /** The sentence under the numbers: what they mean, and what was charged. */
 function sentence(r) {
   const answered = r.sites.filter((s) => s.status === 'answered');
-  const parts = [t('result.answered_of', { answered: answered.length, asked: r.sites.length })];
+  const parts = [counted('result.answered_of', r.sites.length, { answered: answered.length, asked: r.sites.length })];
   const measure = r.measures[0];
   if (!answered.length) {
     // No answer is no number: never "about 0".
@@ -66,9 +73,9 @@ function sentence(r) {
   if (charged.length) {
     const x = charged[0];
     const dp = x.approx_dp ? t('result.approx_dp', { epsilon: num(x.approx_dp.epsilon, 2), delta: x.approx_dp.delta.toExponential(0) }) : '';
-    parts.push(t('result.charged', { symbol: symbol(x.accounting), loss: num(x.charged, 3), sites: charged.length, dp }));
+    parts.push(counted('result.charged', charged.length, { symbol: symbol(x.accounting), loss: num(x.charged, 3), sites: charged.length, dp }));
   }
-  if (remembered) parts.push(t('result.remembered', { sites: remembered }));
+  if (remembered) parts.push(counted('result.remembered', remembered, { sites: remembered }));
   parts.push(t('result.noise_note'));
   return parts.join(' ');
 }
@@ -242,6 +249,10 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
           ? t('result.site_remembered')
           : t('result.site_charged', { symbol: symbol(s.result.accounting), loss: num(s.result.charged, 3) });
       }
+    } else if (s.status === 'waiting_for_approval') {
+      // The site's own words name its ticket and API; a researcher needs
+      // only what happens next.
+      detail = t('result.waiting_plain', { site: s.site_id });
     } else {
       detail = [s.message, s.hint].filter(Boolean).join(' — ');
     }

@@ -165,6 +165,18 @@ async function main() {
     await colleague.waitForSelector('#not-yours');
     assert.match(await colleague.textContent('#not-yours'), /someone else’s history/);
     sharedLink = link;
+    // The session ends mid-question: a sign-in button, and the question
+    // comes back after it.
+    await colleague.context().clearCookies();
+    await colleague.check('#by-sex');
+    await colleague.waitForSelector('#sign-in-again');
+    assert.match(await colleague.textContent('#cost'), /Your session has ended; your question is kept/);
+    const before = colleague.url();
+    await colleague.click('#sign-in-again');
+    await colleague.click('button[value="ingrid"]');
+    await colleague.waitForSelector('#groups-include .chip');
+    assert.equal(new URL(colleague.url()).hash, new URL(before).hash);
+    assert.ok(await colleague.isChecked('#by-sex'));
     await colleague.close();
   });
 
@@ -290,7 +302,9 @@ async function main() {
     });
     const notice = await ingrid.textContent('#role-notice');
     assert.match(notice, /consented to commercial use/);
-    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) assert.ok(notice.includes(`${site}: consent_commercial = true`), notice);
+    // In words, not as the SQL the sites add.
+    for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) assert.ok(notice.includes(`${site}: only samples of donors who consented to commercial use`), notice);
+    assert.ok(!notice.includes('consent_commercial'), notice);
   });
 
   let ticket;
@@ -303,6 +317,10 @@ async function main() {
     const statuses = await ingrid.$$eval('#site-status tbody tr', (rs) => Object.fromEntries(rs.map((r) => [r.dataset.site, r.dataset.status])));
     assert.deepEqual(statuses, { 'DE-LUE': 'answered', 'DK-ODE': 'waiting_for_approval', 'DK-NAE': 'answered' });
     assert.ok(await ingrid.isVisible('#look-again'));
+    // What happens next, in words: no ticket hash, no API path.
+    const waiting = await ingrid.textContent('#site-status tr[data-site="DK-ODE"]');
+    assert.match(waiting, /A data steward of DK-ODE decides whether this question runs there/);
+    assert.ok(!/\/v1\/tickets|[0-9a-f]{16}/.test(waiting), waiting);
   });
 
   await step('a researcher is refused at the stewards\u2019 pages', async () => {
