@@ -331,9 +331,21 @@ mod tests {
                 "variance {variance}, σ² {}",
                 sigma * sigma
             );
-            let within =
-                errors.iter().filter(|e| e.abs() <= 1.96 * sigma).count() as f64 / N as f64;
-            assert!((0.94..=0.96).contains(&within), "{within} within 1.96σ");
+            // The share within 1.96σ, against the discrete Gaussian's own
+            // probability of |e| ≤ ⌊1.96σ⌋ (below 95% for a small σ, as
+            // whole numbers fall short of the bound), within five standard
+            // errors of N draws.
+            let k = (1.96 * sigma).floor() as i64;
+            let wide = (20.0 * sigma).ceil() as i64;
+            let mass = |x: i64| (-((x * x) as f64) / (2.0 * sigma * sigma)).exp();
+            let all: f64 = (-wide..=wide).map(mass).sum();
+            let p = (-k..=k).map(mass).sum::<f64>() / all;
+            let within = errors.iter().filter(|e| e.abs() <= k as f64).count() as f64 / N as f64;
+            let se = (p * (1.0 - p) / N as f64).sqrt();
+            assert!(
+                (within - p).abs() < 5.0 * se,
+                "{within} within ±{k}, the discrete Gaussian's {p}"
+            );
         }
     }
 }
