@@ -169,13 +169,7 @@ impl Coordinator {
         let mut why: Vec<(String, Option<String>)> = Vec::new();
         for (site, found) in sites.iter().zip(found) {
             if let Ok((c, a)) = &found {
-                estimates.push(SiteAnswer {
-                    site_id: site.id.to_string(),
-                    status: SiteStatus::Answered,
-                    message: None,
-                    hint: None,
-                    result: Some(query::catalogue::to_result(c, &query, a)),
-                });
+                estimates.push(from_catalogue(site, c, &query, a));
             }
             match found {
                 Ok((c, a)) => previews.push(SitePreview {
@@ -339,13 +333,7 @@ impl Coordinator {
         let found = self.catalogue_answers(sites, caller, query, deadline).await;
         for (site, found) in sites.iter().zip(found) {
             match found {
-                Ok((c, a)) => answers.push(SiteAnswer {
-                    site_id: site.id.to_string(),
-                    status: SiteStatus::Answered,
-                    message: None,
-                    hint: None,
-                    result: Some(query::catalogue::to_result(&c, query, &a)),
-                }),
+                Ok((c, a)) => answers.push(from_catalogue(site, &c, query, &a)),
                 Err(_) => fresh.push(site.clone()),
             }
         }
@@ -446,5 +434,21 @@ impl Coordinator {
         tokio::task::spawn_blocking(move || history.list(&user))
             .await
             .map_err(|e| Error::Internal(format!("history worker: {e}")))?
+    }
+}
+
+/// A site's part of an answer, from its catalogue.
+fn from_catalogue(
+    site: &SiteClient,
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    answer: &CatalogueAnswer,
+) -> SiteAnswer {
+    SiteAnswer {
+        site_id: site.id.to_string(),
+        status: SiteStatus::Answered,
+        message: None,
+        hint: None,
+        result: Some(query::catalogue::to_result(catalogue, query, answer)),
     }
 }

@@ -28,9 +28,7 @@ function showError(where, e) {
   if (e instanceof ApiError && e.status === 401) {
     // The session ended: sign in again, and come back to this question.
     const again = el('a', { class: 'button', id: 'sign-in-again', href: '/auth/login' }, t('signin.button'));
-    again.addEventListener('click', () => {
-      if (window.location.hash) sessionStorage.setItem(RETURN_KEY, window.location.hash);
-    });
+    again.addEventListener('click', keepHashForSignIn);
     clear(where).append(el('p', { class: 'error', role: 'alert' }, [t('session.expired'), ' ', again]));
     return;
   }
@@ -69,9 +67,7 @@ async function boot() {
       $('signin').hidden = false;
       // The question in the address does not travel through the
       // provider: it waits here for the way back.
-      $('sign-in').addEventListener('click', () => {
-        if (window.location.hash) sessionStorage.setItem(RETURN_KEY, window.location.hash);
-      });
+      $('sign-in').addEventListener('click', keepHashForSignIn);
       return;
     }
     showError($('main'), e);
@@ -86,13 +82,8 @@ async function boot() {
   $('app').hidden = false;
   app.listings = await api('/v1/sites');
   app.cat = catalogue(app.listings);
-  const { q, a } = readHash();
-  const restored = q ? model.decode(q) : null;
-  if (restored) {
-    app.sql = restored.sql || null;
-    delete restored.sql;
-    app.state = { ...model.empty(), ...restored };
-  }
+  const { a } = readHash();
+  takeHashQuestion();
   app.builder = new Builder($('catalogue'), $('question'), app.cat, app.state, changed);
   $('ask').addEventListener('click', () => ask(false));
   $('ask-fresh').addEventListener('click', () => ask(true));
@@ -106,14 +97,26 @@ async function boot() {
 /** Where the question waits while the browser signs in. */
 const RETURN_KEY = 'bonebank.return';
 
-/** The question (and answer) the address names now. */
-async function followHash() {
-  const { q, a } = readHash();
+/** Keeps the question in the address while the browser is at the provider. */
+function keepHashForSignIn() {
+  if (window.location.hash) sessionStorage.setItem(RETURN_KEY, window.location.hash);
+}
+
+/** Makes the question the address names the app's; false if it names none. */
+function takeHashQuestion() {
+  const { q } = readHash();
   const restored = q ? model.decode(q) : null;
-  if (!restored) return;
+  if (!restored) return false;
   app.sql = restored.sql || null;
   delete restored.sql;
   app.state = { ...model.empty(), ...restored };
+  return true;
+}
+
+/** The question (and answer) the address names now. */
+async function followHash() {
+  if (!takeHashQuestion()) return;
+  const { a } = readHash();
   app.builder.set(app.state);
   renderWords();
   refreshCost();

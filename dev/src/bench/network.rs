@@ -249,39 +249,10 @@ pub fn run(samples: u64, requests: usize, small: &[usize]) -> Result<FederationB
             let token = net.token(&bench_user());
             series(&url, &token, "warm-up", 1, 839..840, Ask::Fresh).await?;
             let k = requests.min(100);
-            fanout.push(
-                series(
-                    &url,
-                    &token,
-                    &format!("{n} nodes, fresh"),
-                    1,
-                    0..k,
-                    Ask::Fresh,
-                )
-                .await?,
-            );
-            fanout.push(
-                series(
-                    &url,
-                    &token,
-                    &format!("{n} nodes, remembered"),
-                    1,
-                    0..k,
-                    Ask::Fresh,
-                )
-                .await?,
-            );
-            fanout.push(
-                series(
-                    &url,
-                    &token,
-                    &format!("{n} nodes, remembered"),
-                    16,
-                    0..k,
-                    Ask::Fresh,
-                )
-                .await?,
-            );
+            for (what, clients) in [("fresh", 1), ("remembered", 1), ("remembered", 16)] {
+                let label = format!("{n} nodes, {what}");
+                fanout.push(series(&url, &token, &label, clients, 0..k, Ask::Fresh).await?);
+            }
         }
         Ok(FederationBench {
             samples_per_site,

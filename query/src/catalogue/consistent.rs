@@ -325,16 +325,21 @@ pub fn workload_error(sizes: &[usize], planned: &[Planned], rho: &[f64]) -> f64 
         .sum()
 }
 
-/// The split of `total` over `planned` that minimises [`workload_error`]:
-/// the error is convex in the losses, and at its minimum on Σρ = total
-/// every measurement's marginal gain is equal. Each round multiplies every
-/// share by the square root of its marginal gain and rescales (a fixed
-/// point of this is that condition); from the independent tables' optimum
-/// ρ ∝ Δ/t, which it is when no two measurements share a component.
-pub fn optimal_split(sizes: &[usize], planned: &[Planned], total: f64, rounds: usize) -> Vec<f64> {
-    let weights: Vec<f64> = planned.iter().map(|p| p.sensitivity / p.target).collect();
-    let sum: f64 = weights.iter().sum();
-    let mut rho: Vec<f64> = weights.iter().map(|w| total * w / sum).collect();
+/// The split over `planned` of the total of `start` that minimises
+/// [`workload_error`]: the error is convex in the losses, and at its
+/// minimum on Σρ = total every measurement's marginal gain is equal. Each
+/// round multiplies every share by the square root of its marginal gain
+/// and rescales (a fixed point of this is that condition). When no two
+/// measurements share a component one round reaches the independent
+/// tables' optimum ρ ∝ Δ/t from anywhere.
+pub fn optimal_split(
+    sizes: &[usize],
+    planned: &[Planned],
+    start: Vec<f64>,
+    rounds: usize,
+) -> Vec<f64> {
+    let total: f64 = start.iter().sum();
+    let mut rho = start;
     for _ in 0..rounds {
         let precision = precisions(sizes, planned, &rho);
         // −∂error/∂ρ_S for each measurement S.
@@ -592,7 +597,8 @@ mod tests {
                 target: 8.0,
             })
             .collect();
-        let split = optimal_split(&sizes, &alone, 2.0, 50);
+        let even = vec![2.0 / alone.len() as f64; alone.len()];
+        let split = optimal_split(&sizes, &alone, even.clone(), 50);
         let sum: f64 = alone.iter().map(|p| p.sensitivity).sum();
         for (r, p) in split.iter().zip(&alone) {
             assert!((r - 2.0 * p.sensitivity / sum).abs() < 1e-9, "{split:?}");
@@ -605,7 +611,7 @@ mod tests {
             })
             .collect();
         let naive: Vec<f64> = shared.iter().map(|p| 2.0 * p.sensitivity / sum).collect();
-        let best = optimal_split(&sizes, &shared, 2.0, 300);
+        let best = optimal_split(&sizes, &shared, naive.clone(), 300);
         assert!((best.iter().sum::<f64>() - 2.0).abs() < 1e-9);
         let e = |r: &[f64]| workload_error(&sizes, &shared, r);
         assert!(e(&best) < e(&naive), "{} against {}", e(&best), e(&naive));

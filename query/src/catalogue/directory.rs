@@ -16,6 +16,8 @@
 //! (`other`, `none`) and cells whose estimate rounds to no sample are left
 //! out.
 
+use std::collections::BTreeMap;
+
 use bonebank_schemas::wire::{Catalogue, CatalogueTable};
 
 use crate::dimensions::Dimension;
@@ -108,65 +110,49 @@ pub fn facts(catalogue: &Catalogue) -> Result<Vec<Fact>, String> {
         table(&[Sex, AgeRange, DiagnosisCategory, SampleType])?,
     ];
     for t in tables {
-        let mut rows: Vec<Fact> = Vec::new();
+        // Two of our sexes can share one of the Directory's codes: their
+        // estimates add up before they are rounded.
+        type Key = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let mut rows: BTreeMap<Key, (f64, f64)> = BTreeMap::new();
         let sizes: Vec<usize> = t.keys.iter().map(Vec::len).collect();
-        for cell in 0..t.samples.values.len() {
-            let mut fact = Fact {
-                sample_type: None,
-                sex: None,
-                age_range: None,
-                disease: None,
-                samples: 0,
-                donors: 0,
-            };
+        'cells: for cell in 0..t.samples.values.len() {
+            let (mut sample_type, mut sex, mut age_range, mut disease) = (None, None, None, None);
             let mut rest = cell;
-            let mut listed = true;
             for (i, n) in sizes.iter().enumerate().rev() {
                 let key = &t.keys[i][rest % n];
                 rest /= n;
                 match t.dimensions[i].as_str() {
-                    "sample_type" => fact.sample_type = Some(sample_type_code(key)),
-                    "sex" => fact.sex = Some(sex_code(key).to_owned()),
-                    "age_range" => fact.age_range = Some(key.clone()),
-                    _ if key == "other" || key == "none" => listed = false,
-                    _ => fact.disease = Some(format!("urn:miriam:icd:{key}")),
+                    "sample_type" => sample_type = Some(sample_type_code(key)),
+                    "sex" => sex = Some(sex_code(key).to_owned()),
+                    "age_range" => age_range = Some(key.clone()),
+                    _ if key == "other" || key == "none" => continue 'cells,
+                    _ => disease = Some(format!("urn:miriam:icd:{key}")),
                 }
             }
-            if !listed {
-                continue;
-            }
-            // In thousandths: two of our sexes can share one of the
-            // Directory's codes, and their estimates add up before rounding.
-            fact.samples = (t.samples.values[cell] * 1000.0).round() as i64;
-            fact.donors = (t.donors.values[cell] * 1000.0).round() as i64;
-            rows.push(fact);
+            let row = rows
+                .entry((sample_type, sex, age_range, disease))
+                .or_default();
+            row.0 += t.donors.values[cell];
+            row.1 += t.samples.values[cell];
         }
-        // Sum rows that share a key (in thousandths), then round.
-        let mut merged: Vec<Fact> = Vec::new();
-        for r in rows {
-            match merged.iter_mut().find(|m| {
-                (&m.sample_type, &m.sex, &m.age_range, &m.disease)
-                    == (&r.sample_type, &r.sex, &r.age_range, &r.disease)
-            }) {
-                Some(m) => {
-                    m.samples += r.samples;
-                    m.donors += r.donors;
-                }
-                None => merged.push(r),
-            }
-        }
-        for mut r in merged {
-            let samples = (r.samples as f64 / 1000.0).round() as i64;
-            let mut donors = ((r.donors as f64 / 1000.0).round() as i64).min(samples);
-            if samples >= 1 && donors == 0 {
-                donors = 1;
-            }
+        for ((sample_type, sex, age_range, disease), (d, s)) in rows {
+            let (donors, samples) = super::whole_counts(d, s);
             if samples == 0 {
                 continue;
             }
-            r.samples = samples;
-            r.donors = donors;
-            out.push(r);
+            out.push(Fact {
+                sample_type,
+                sex,
+                age_range,
+                disease,
+                samples,
+                donors,
+            });
         }
     }
     Ok(out)

@@ -134,46 +134,96 @@ pub fn split_for_fit(
     samples: &[f64],
     total: f64,
 ) -> Vec<f64> {
-    let mut names: Vec<String> = Vec::new();
-    let mut sizes: Vec<usize> = Vec::new();
-    for (dims, keys) in tables {
-        for (d, k) in dims.iter().zip(keys) {
-            if !names.contains(d) {
-                names.push(d.clone());
-                sizes.push(*k);
-            }
-        }
-    }
-    let mut groups: Vec<BTreeSet<&str>> = Vec::new();
+    let shapes: Vec<(&[String], &[usize])> = tables
+        .iter()
+        .map(|(d, k)| (d.as_slice(), k.as_slice()))
+        .collect();
+    let lattice = Lattice::of(&shapes);
     let mut planned = Vec::with_capacity(2 * tables.len());
-    for ((dims, _), (d, s)) in tables.iter().zip(donors.iter().zip(samples)) {
-        let attributes: Vec<usize> = dims
-            .iter()
-            .map(|x| names.iter().position(|n| n == x).expect("named above"))
-            .collect();
-        let level: BTreeSet<&str> = dims
-            .iter()
-            .filter(|x| Dimension::from_name(x).is_none_or(|d| !d.fixed_per_donor()))
-            .map(String::as_str)
-            .collect();
-        let group = groups.iter().position(|g| *g == level).unwrap_or_else(|| {
-            groups.push(level);
-            groups.len() - 1
-        });
+    let mut targets = Vec::with_capacity(2 * tables.len());
+    for (t, (d, s)) in donors.iter().zip(samples).enumerate() {
         planned.push(consistent::Planned {
-            attributes: attributes.clone(),
+            attributes: lattice.attributes[t].clone(),
             sensitivity: *d,
-            system: 1 + group,
+            system: 1 + lattice.donor_group[t],
             target: DONORS_TARGET,
         });
         planned.push(consistent::Planned {
-            attributes,
+            attributes: lattice.attributes[t].clone(),
             sensitivity: *s,
             system: 0,
             target: SAMPLES_TARGET,
         });
+        targets.extend([DONORS_TARGET, SAMPLES_TARGET]);
     }
-    consistent::optimal_split(&sizes, &planned, total, SPLIT_ROUNDS)
+    let sensitivities: Vec<f64> = planned.iter().map(|p| p.sensitivity).collect();
+    let start = split_loss(total, &sensitivities, &targets);
+    consistent::optimal_split(&lattice.sizes, &planned, start, SPLIT_ROUNDS)
+}
+
+/// The catalogue's tables as the fit sees them: every dimension any table
+/// has, numbered, with its number of keys; each table's dimensions by
+/// number; and each table's group of tables whose donor counts add up
+/// (those over the same sample-level dimensions).
+struct Lattice {
+    names: Vec<String>,
+    sizes: Vec<usize>,
+    attributes: Vec<Vec<usize>>,
+    donor_group: Vec<usize>,
+}
+
+impl Lattice {
+    /// From each table's dimensions and their numbers of keys.
+    fn of(tables: &[(&[String], &[usize])]) -> Self {
+        let mut names: Vec<String> = Vec::new();
+        let mut sizes: Vec<usize> = Vec::new();
+        for (dims, keys) in tables {
+            for (d, k) in dims.iter().zip(*keys) {
+                if !names.contains(d) {
+                    names.push(d.clone());
+                    sizes.push(*k);
+                }
+            }
+        }
+        let mut levels: Vec<BTreeSet<&str>> = Vec::new();
+        let mut attributes = Vec::with_capacity(tables.len());
+        let mut donor_group = Vec::with_capacity(tables.len());
+        for (dims, _) in tables {
+            attributes.push(
+                dims.iter()
+                    .map(|x| names.iter().position(|n| n == x).expect("named above"))
+                    .collect(),
+            );
+            let level: BTreeSet<&str> = dims
+                .iter()
+                .filter(|x| Dimension::from_name(x).is_none_or(|d| !d.fixed_per_donor()))
+                .map(String::as_str)
+                .collect();
+            let group = levels.iter().position(|g| *g == level).unwrap_or_else(|| {
+                levels.push(level);
+                levels.len() - 1
+            });
+            donor_group.push(group);
+        }
+        Self {
+            names,
+            sizes,
+            attributes,
+            donor_group,
+        }
+    }
+
+    /// The tables of each donor group.
+    fn donor_groups(&self) -> Vec<Vec<usize>> {
+        let groups = self.donor_group.iter().max().map_or(0, |g| g + 1);
+        (0..groups)
+            .map(|g| {
+                (0..self.donor_group.len())
+                    .filter(|t| self.donor_group[*t] == g)
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// What [`fit`]'s bounds did: the cells they moved, and the most one count
@@ -191,23 +241,30 @@ pub struct FitReport {
 /// sex, so donors by sex add up to the donors; a donor with serum and
 /// stem cells counts in both).
 pub fn fit(tables: &mut [CatalogueTable]) -> FitReport {
-    let mut names: Vec<String> = Vec::new();
-    let mut sizes: Vec<usize> = Vec::new();
-    for t in tables.iter() {
-        for (d, k) in t.dimensions.iter().zip(&t.keys) {
-            if !names.contains(d) {
-                names.push(d.clone());
-                sizes.push(k.len());
-            }
-        }
-    }
-    let index = |d: &String| names.iter().position(|n| n == d).expect("named above");
-    let shape = |t: &CatalogueTable, counts: &NoisyCounts| consistent::Shape {
-        attributes: t.dimensions.iter().map(index).collect(),
+    let keys: Vec<Vec<usize>> = tables
+        .iter()
+        .map(|t| t.keys.iter().map(Vec::len).collect())
+        .collect();
+    let shapes: Vec<(&[String], &[usize])> = tables
+        .iter()
+        .zip(&keys)
+        .map(|(t, k)| (t.dimensions.as_slice(), k.as_slice()))
+        .collect();
+    let lattice = Lattice::of(&shapes);
+    let shape = |t: usize, counts: &NoisyCounts| consistent::Shape {
+        attributes: lattice.attributes[t].clone(),
         variance: counts.scale * counts.scale,
     };
-    let donor_shapes: Vec<_> = tables.iter().map(|t| shape(t, &t.donors)).collect();
-    let sample_shapes: Vec<_> = tables.iter().map(|t| shape(t, &t.samples)).collect();
+    let donor_shapes: Vec<_> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| shape(i, &t.donors))
+        .collect();
+    let sample_shapes: Vec<_> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| shape(i, &t.samples))
+        .collect();
     let measured: Vec<consistent::Pair> = tables
         .iter()
         .map(|t| consistent::Pair {
@@ -216,24 +273,18 @@ pub fn fit(tables: &mut [CatalogueTable]) -> FitReport {
             samples_per_donor: t.samples_per_donor as f64,
         })
         .collect();
-    let sample_level = |t: &CatalogueTable| -> BTreeSet<String> {
-        t.dimensions
-            .iter()
-            .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
-            .cloned()
-            .collect()
-    };
-    let mut groups: BTreeMap<BTreeSet<String>, Vec<usize>> = BTreeMap::new();
-    for (i, t) in tables.iter().enumerate() {
-        groups.entry(sample_level(t)).or_default().push(i);
-    }
-    let groups: Vec<Vec<usize>> = groups.into_values().collect();
-    let r = consistent::reconcile(&sizes, &donor_shapes, &sample_shapes, &measured, &groups);
+    let r = consistent::reconcile(
+        &lattice.sizes,
+        &donor_shapes,
+        &sample_shapes,
+        &measured,
+        &lattice.donor_groups(),
+    );
     let state = |residuals: &[(Vec<usize>, f64)]| -> Vec<ComponentVariance> {
         residuals
             .iter()
             .map(|(a, v)| ComponentVariance {
-                dimensions: a.iter().map(|i| names[*i].clone()).collect(),
+                dimensions: a.iter().map(|i| lattice.names[*i].clone()).collect(),
                 variance: *v,
             })
             .collect()
@@ -397,6 +448,28 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             })
             .collect()
     });
+    // Every row adds up one value of each breakdown and the same values of
+    // the rest, so every row has the same variance: worked out once.
+    let chosen: Vec<usize> = table
+        .dimensions
+        .iter()
+        .zip(&table.keys)
+        .map(|(name, keys)| {
+            let d = dimension_of(name);
+            if group_by.contains(&d) {
+                1
+            } else {
+                keys.iter()
+                    .filter(|k| selected.get(&d).is_none_or(|s| s.contains(*k)))
+                    .count()
+            }
+        })
+        .collect();
+    let variances: Vec<f64> = query
+        .measures
+        .iter()
+        .map(|m| variance_of(table, counts_of(table, m), &chosen))
+        .collect();
     let mut rows = Vec::with_capacity(breakdown.len());
     for key in breakdown {
         // The cells of this row: per table dimension, the key indices.
@@ -424,13 +497,12 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
                         .flat_map(|base| indices.iter().map(move |i| base + i * stride))
                         .collect()
                 });
-        let chosen: Vec<usize> = per_dimension.iter().map(Vec::len).collect();
         let measures = query
             .measures
             .iter()
-            .map(|m| {
+            .zip(&variances)
+            .map(|(m, &variance)| {
                 let counts = counts_of(table, m);
-                let variance = variance_of(table, counts, &chosen);
                 Estimate {
                     value: cells.iter().map(|c| counts.values[*c]).sum(),
                     halfwidth: Z95 * variance.sqrt(),
@@ -519,14 +591,12 @@ pub fn to_result(
                 key: r.key.clone(),
                 values: {
                     let mut values: Vec<f64> = r.measures.iter().map(|e| e.value.round()).collect();
-                    // Rounded, a cell's donors stay within its samples, and
-                    // a cell with samples has a donor.
                     if let (Some(d), Some(s)) = (donors, samples) {
-                        values[d] = values[d].min(values[s]);
-                        if values[s] >= 1.0 && values[d] < 1.0 {
-                            values[d] = 1.0;
-                        }
-                        values[s] = values[s].min(values[d] * table.samples_per_donor as f64);
+                        let (whole_d, whole_s) =
+                            whole_counts(r.measures[d].value, r.measures[s].value);
+                        values[d] = whole_d as f64;
+                        values[s] =
+                            (whole_s as f64).min(values[d] * table.samples_per_donor as f64);
                     }
                     r.measures
                         .iter()
@@ -541,6 +611,18 @@ pub fn to_result(
             .collect(),
         source: Source::Catalogue,
     }
+}
+
+/// A cell's estimated donors and samples in whole numbers: rounded, with
+/// the donors no more than the samples, and a donor wherever there is a
+/// sample.
+pub fn whole_counts(donors: f64, samples: f64) -> (i64, i64) {
+    let samples = samples.round() as i64;
+    let mut donors = (donors.round() as i64).min(samples);
+    if samples >= 1 && donors < 1 {
+        donors = 1;
+    }
+    (donors, samples)
 }
 
 /// What answering `query` from the catalogue would give, as a site's
