@@ -617,12 +617,17 @@ pub struct NoisyCounts {
     /// a coarser table's).
     pub values: Vec<f64>,
     /// The counts as measured, each with its own noise, before the
-    /// estimate reconciled them.
+    /// estimate reconciled them. Absent in a catalogue stored before
+    /// catalogues were reconciled, whose `values` are as measured.
+    #[serde(default)]
     pub measured: Vec<i64>,
     /// The estimate's error model: for each set of the table's dimensions,
     /// the variance of the estimate's component over exactly that set (its
     /// cells summed over the other dimensions and centred). The variance of
-    /// any count over the table's cells follows from these.
+    /// any count over the table's cells follows from these. Absent in a
+    /// catalogue stored before catalogues were reconciled: each value then
+    /// carries the noise `scale` states.
+    #[serde(default)]
     pub variances: Vec<ComponentVariance>,
     /// The L2 sensitivity the noise is calibrated to.
     pub sensitivity: f64,

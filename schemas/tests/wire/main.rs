@@ -649,3 +649,20 @@ fn negotiator_hand_off() {
         },
     );
 }
+
+/// A catalogue a node stored before catalogues were reconciled (integer
+/// values, no `measured`, no `variances`) still reads: a node upgraded
+/// with it in its state keeps publishing it until the next version.
+#[test]
+fn a_catalogue_stored_before_the_fit_still_reads() {
+    let stored = r#"{"site":"DE-LUE","dataset_version":"v1","measured_at":"2026-12-01T02:00:05Z",
+        "loss":2.0,"approx_dp":{"epsilon":11.69,"delta":1e-6},"mechanism":"discrete_gaussian",
+        "coverage":0.95,"tables":[{"dimensions":["sex"],"keys":[["Female","Male"]],
+        "cells_per_donor":1,"samples_per_donor":5,
+        "donors":{"values":[120,-3],"sensitivity":1.0,"scale":4.1,"loss":0.05},
+        "samples":{"values":[610,95],"sensitivity":5.0,"scale":20.5,"loss":0.05}}]}"#;
+    let c: Catalogue = serde_json::from_str(stored).unwrap();
+    let donors = &c.tables[0].donors;
+    assert_eq!(donors.values, [120.0, -3.0]);
+    assert!(donors.measured.is_empty() && donors.variances.is_empty());
+}
