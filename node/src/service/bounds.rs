@@ -6,8 +6,8 @@
 //! samples of each type its donors have: per sample type `t` and `k`, the
 //! donors with at least `k` samples of `t`, released with discrete Gaussian
 //! noise and charged to the site's account (no user's). Each type's bound
-//! is the last `k` whose noisy count stands out of the noise (with the one
-//! before it), plus an eighth, and a question's bound is what one of its
+//! is the last `k` whose noisy count stands out of the noise, read upwards
+//! until two neighbouring counts both sink into it, plus an eighth, and a question's bound is what one of its
 //! cells can hold: the largest bound of the types it may count when it
 //! groups by sample type, their sum when it does not. The bounds are post-processing of that one release,
 //! public, and shown in `/v1/site`.
@@ -23,16 +23,19 @@ use super::{QueryService, blocking};
 use crate::privacy::{self, Sensitivity};
 use crate::{Error, Result};
 
-/// A noisy count above this many noise scales stands out of the noise, and
-/// a type's bound is the last of two neighbouring counts that both do: pure
-/// noise does so at a pair of levels with a chance of 4·10⁻⁵, so among the
-/// table's 19 × 64 counts a bound is raised by noise alone about once in
-/// twenty measurements.
+/// A noisy count above this many noise scales stands out of the noise. The
+/// true counts fall as k grows (donors with at least k samples), so a
+/// type's bound is read upwards from k = 1: it is the last count that
+/// stands out before two neighbouring counts that both do not. One count
+/// lost in the noise near the tail does not end it; noise past the true
+/// tail (pure noise stands out with a chance of 0.6%) does not raise it,
+/// however many levels on.
 const STANDS_OUT: f64 = 2.5;
 
-/// The first count (donors with at least one sample of a type) has no
-/// neighbour before it: alone it stands out above this many noise scales,
-/// which pure noise reaches with a chance of 10⁻⁴.
+/// The first count (donors with at least one sample of a type) starts the
+/// run: it must stand out above this many noise scales, which pure noise
+/// reaches with a chance of 10⁻⁴, so a type a site does not hold gets a
+/// bound above 0 about once in 500 measurements of all 19 types.
 const STANDS_OUT_ALONE: f64 = 3.72;
 
 /// Past the last count that stands out, fewer donors than the noise hides
@@ -57,14 +60,21 @@ pub fn from_noisy(
         .iter()
         .zip(noisy)
         .map(|(t, counts)| {
-            let out = |k: usize| counts[k] as f64 > threshold;
-            let last = (0..counts.len()).rev().find(|&k| {
-                if k == 0 {
-                    counts[0] as f64 > STANDS_OUT_ALONE * scale
-                } else {
-                    out(k) && out(k - 1)
+            let out = |k: usize| counts.get(k).is_some_and(|&c| c as f64 > threshold);
+            let mut last = None;
+            if counts
+                .first()
+                .is_some_and(|&c| c as f64 > STANDS_OUT_ALONE * scale)
+            {
+                last = Some(0);
+                let mut k = 1;
+                while k < counts.len() && (out(k) || out(k + 1)) {
+                    if out(k) {
+                        last = Some(k);
+                    }
+                    k += 1;
                 }
-            });
+            }
             let bound = last.map_or(0, |k| {
                 let b = k as i64 + 1;
                 (b + b / MARGIN).min(counts.len() as i64)
@@ -286,12 +296,23 @@ mod tests {
             .position(|t| t.code() == "Serum")
             .unwrap();
         noisy[serum] = vec![300, 0, 0, 0, 0, 0, 0, 0];
-        // Noise alone at one level does not stand out.
+        let bone = SampleType::ALL
+            .iter()
+            .position(|t| t.code() == "Bone")
+            .unwrap();
+        noisy[bone] = vec![400, 300, 20, 100, 0, 0, 0, 0];
+        // Noise past the tail, even two levels of it, does not raise a
+        // bound: neither does a run of noise with nothing below it.
+        let dna = SampleType::ALL
+            .iter()
+            .position(|t| t.code() == "DNA")
+            .unwrap();
+        noisy[dna] = vec![400, 300, 0, 0, 0, 90, 90, 0];
         let urine = SampleType::ALL
             .iter()
             .position(|t| t.code() == "Urine")
             .unwrap();
-        noisy[urine] = vec![0, 0, 0, 90, 0, 0, 0, 0];
+        noisy[urine] = vec![0, 0, 0, 90, 90, 90, 0, 0];
         // A first count must stand out more when alone.
         let saliva = SampleType::ALL
             .iter()
@@ -299,9 +320,12 @@ mod tests {
             .unwrap();
         noisy[saliva] = vec![30, 0, 0, 0, 0, 0, 0, 0];
         let b = from_noisy("v".into(), &noisy, 10.0, 0.5);
-        // 25 is the threshold: 60 stands out at k = 5 with 200 before it;
-        // 40 at k = 8 stands out alone.
+        // 25 is the threshold: 60 stands out at k = 5, then 20 and -12 do
+        // not, so 40 at k = 8 is noise. One count lost in the noise (30 at
+        // k = 3 of Bone) does not end a run.
         assert_eq!(b.per_type["Plasma"], 5);
+        assert_eq!(b.per_type["DNA"], 2);
+        assert_eq!(b.per_type["Bone"], 4);
         assert_eq!(b.per_type["Serum"], 1);
         assert_eq!(b.per_type["Urine"], 0);
         assert_eq!(b.per_type["Saliva"], 0);
