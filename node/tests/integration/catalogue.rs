@@ -230,7 +230,7 @@ async fn one_catalogue_per_version_charged_once_and_none_past_the_years_limit() 
         first.role_filters.get("industry").map(String::as_str),
         Some("consent_commercial = true")
     );
-    assert!((first.loss - 2.0).abs() < 1e-6, "{}", first.loss);
+    assert!((first.loss - 4.0).abs() < 1e-6, "{}", first.loss);
     assert_eq!(catalogue_rows(&service), 1);
     let (units, _) = service.store().catalogues_this_year().unwrap();
 
@@ -421,16 +421,17 @@ async fn the_sites_yearly_budget_caps_fresh_questions_and_is_stated() {
         .unwrap()
         .yearly
         .expect("stated under zCDP");
-    assert!((yearly.catalogues - 8.0).abs() < 1e-12);
+    // Four catalogues a year at the default ρ 4 each.
+    assert!((yearly.catalogues - 16.0).abs() < 1e-12);
     assert!((yearly.fresh - 0.1).abs() < 1e-12);
-    assert!((yearly.total - 8.1).abs() < 1e-12);
-    assert!(yearly.approx_dp.epsilon > 8.1);
+    assert!((yearly.total - 16.1).abs() < 1e-12);
+    assert!(yearly.approx_dp.epsilon > 16.1);
     assert!((yearly.spent - 0.09).abs() < 1e-6, "{}", yearly.spent);
     // The catalogue, once measured, counts in what was spent, and not in
     // the fresh questions' year.
     service.catalogue().await.unwrap().unwrap();
     let yearly = service.describe().unwrap().yearly.unwrap();
-    assert!((yearly.spent - 2.09).abs() < 1e-6, "{}", yearly.spent);
+    assert!((yearly.spent - 4.09).abs() < 1e-6, "{}", yearly.spent);
 }
 
 /// The Directory's facts, written by the command line from the published

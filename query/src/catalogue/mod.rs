@@ -118,13 +118,26 @@ pub fn split_loss(total: f64, sensitivities: &[f64], targets: &[f64]) -> Vec<f64
     weights.iter().map(|w| total * w / sum).collect()
 }
 
+/// The half-width a table's sample count is planned for: ±40, or, where
+/// one donor may add more than five samples to a cell (the ratio of the
+/// two targets), the donor target times what one donor may add
+/// (`samples / donors`, the ratio of the two sensitivities). A site of
+/// repeat blood donors (50 plasma samples each) cannot count samples to
+/// ±40 at any loss it could defend; planning for it would starve its donor
+/// counts, which feasibility needs most. So a sample count's error weighs
+/// as the donors it stands for.
+pub fn samples_target(donors: f64, samples: f64) -> f64 {
+    let per_donor = samples / donors.max(f64::MIN_POSITIVE);
+    SAMPLES_TARGET.max(DONORS_TARGET * per_donor)
+}
+
 /// The rounds [`split_for_fit`] takes.
 const SPLIT_ROUNDS: usize = 200;
 
 /// The catalogue's loss `total` split over its tables' vectors (per table
 /// in order: donors, then samples), for the fit [`fit`] makes of them:
 /// [`consistent::optimal_split`] over the workload of every table's cells
-/// at their targets (±8 donors, ±40 samples), with samples fitted over all
+/// at their targets (±8 donors; samples at [`samples_target`]), with samples fitted over all
 /// tables together and donors within the tables that differ only in
 /// donor-level dimensions. `tables` gives each table's dimensions and
 /// their numbers of keys.
@@ -142,6 +155,7 @@ pub fn split_for_fit(
     let mut planned = Vec::with_capacity(2 * tables.len());
     let mut targets = Vec::with_capacity(2 * tables.len());
     for (t, (d, s)) in donors.iter().zip(samples).enumerate() {
+        let samples_target = samples_target(*d, *s);
         planned.push(consistent::Planned {
             attributes: lattice.attributes[t].clone(),
             sensitivity: *d,
@@ -152,9 +166,9 @@ pub fn split_for_fit(
             attributes: lattice.attributes[t].clone(),
             sensitivity: *s,
             system: 0,
-            target: SAMPLES_TARGET,
+            target: samples_target,
         });
-        targets.extend([DONORS_TARGET, SAMPLES_TARGET]);
+        targets.extend([DONORS_TARGET, samples_target]);
     }
     let sensitivities: Vec<f64> = planned.iter().map(|p| p.sensitivity).collect();
     let start = split_loss(total, &sensitivities, &targets);
@@ -792,6 +806,41 @@ fn keys_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sample count is planned at ±40 while one donor adds at most five
+    /// samples to a cell, and at the donor target times what one donor
+    /// adds past that; so a site of repeat donors splits its loss as a
+    /// site of five samples per donor does, and its donor counts keep
+    /// their share.
+    #[test]
+    fn a_sample_count_is_planned_in_the_donors_it_stands_for() {
+        assert_eq!(samples_target(1.0, 3.0), SAMPLES_TARGET);
+        assert_eq!(samples_target(2.0, 10.0), SAMPLES_TARGET);
+        assert!((samples_target(2.0, 100.0) - 50.0 * DONORS_TARGET).abs() < 1e-9);
+        let tables: Vec<(Vec<String>, Vec<usize>)> = vec![
+            (vec![], vec![]),
+            (vec!["sex".into()], vec![2]),
+            (vec!["sample_type".into()], vec![19]),
+            (vec!["sex".into(), "sample_type".into()], vec![2, 19]),
+        ];
+        let donors = [1.0, 1.0, 2.0, 2.0];
+        let split = |per_donor: f64| {
+            let samples: Vec<f64> = donors.iter().map(|d| d * per_donor).collect();
+            split_for_fit(&tables, &donors, &samples, 4.0)
+        };
+        let (five, ten, fifty) = (split(5.0), split(10.0), split(50.0));
+        for ((a, b), c) in five.iter().zip(&ten).zip(&fifty) {
+            assert!(
+                (a - b).abs() < 1e-6 && (a - c).abs() < 1e-6,
+                "{five:?} {ten:?} {fifty:?}"
+            );
+        }
+        let donors_share: f64 = five.iter().step_by(2).sum();
+        assert!(
+            donors_share > 0.3 * 4.0,
+            "donors keep their share: {five:?}"
+        );
+    }
 
     #[test]
     fn the_workload_holds_every_subset_of_the_directorys_four_and_the_pairs() {

@@ -52,7 +52,12 @@ async fn two_thousand_slow_bodies_neither_stop_questions_nor_keep_memory() {
             (r, started.elapsed())
         }
     };
-    // Warm up (first loads, connections to the nodes), then the baseline.
+    // Warm up (first loads, every site's catalogue measured and fetched,
+    // connections to the nodes), then the baseline: a catalogue measured
+    // while the slow bodies arrive would count as memory they kept.
+    net.wait_for_catalogues(Duration::from_secs(60))
+        .await
+        .expect("every site's catalogue");
     ask("SELECT COUNT(*) FROM samples").await;
     let before = rss_mb();
 
