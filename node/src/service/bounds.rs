@@ -284,41 +284,23 @@ mod tests {
 
     #[test]
     fn a_types_bound_is_the_last_count_that_stands_out_of_the_noise() {
+        let index = |code: &str| {
+            SampleType::ALL
+                .iter()
+                .position(|t| t.code() == code)
+                .unwrap()
+        };
         let mut noisy = vec![vec![0i64; 8]; SampleType::ALL.len()];
         // Plasma: donors with at least 1..=8 samples; past 5 only noise.
-        let plasma = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "Plasma")
-            .unwrap();
-        noisy[plasma] = vec![900, 700, 400, 200, 60, 20, -12, 40];
-        let serum = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "Serum")
-            .unwrap();
-        noisy[serum] = vec![300, 0, 0, 0, 0, 0, 0, 0];
-        let bone = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "Bone")
-            .unwrap();
-        noisy[bone] = vec![400, 300, 20, 100, 0, 0, 0, 0];
+        noisy[index("Plasma")] = vec![900, 700, 400, 200, 60, 20, -12, 40];
+        noisy[index("Serum")] = vec![300, 0, 0, 0, 0, 0, 0, 0];
+        noisy[index("Bone")] = vec![400, 300, 20, 100, 0, 0, 0, 0];
         // Noise past the tail, even two levels of it, does not raise a
         // bound: neither does a run of noise with nothing below it.
-        let dna = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "DNA")
-            .unwrap();
-        noisy[dna] = vec![400, 300, 0, 0, 0, 90, 90, 0];
-        let urine = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "Urine")
-            .unwrap();
-        noisy[urine] = vec![0, 0, 0, 90, 90, 90, 0, 0];
+        noisy[index("DNA")] = vec![400, 300, 0, 0, 0, 90, 90, 0];
+        noisy[index("Urine")] = vec![0, 0, 0, 90, 90, 90, 0, 0];
         // A first count must stand out more when alone.
-        let saliva = SampleType::ALL
-            .iter()
-            .position(|t| t.code() == "Saliva")
-            .unwrap();
-        noisy[saliva] = vec![30, 0, 0, 0, 0, 0, 0, 0];
+        noisy[index("Saliva")] = vec![30, 0, 0, 0, 0, 0, 0, 0];
         let b = from_noisy("v".into(), &noisy, 10.0, 0.5);
         // 25 is the threshold: 60 stands out at k = 5, then 20 and -12 do
         // not, so 40 at k = 8 is noise. One count lost in the noise (30 at
@@ -331,8 +313,8 @@ mod tests {
         assert_eq!(b.per_type["Saliva"], 0);
         // Past 8 an eighth more, at most the table's width.
         let mut wide = vec![vec![0i64; 64]; SampleType::ALL.len()];
-        wide[plasma][..40].fill(500);
-        wide[serum].fill(500);
+        wide[index("Plasma")][..40].fill(500);
+        wide[index("Serum")].fill(500);
         let b = from_noisy("v".into(), &wide, 10.0, 0.5);
         assert_eq!(b.per_type["Plasma"], 45);
         assert_eq!(b.per_type["Serum"], 64);

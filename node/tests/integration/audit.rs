@@ -195,14 +195,7 @@ async fn policy_changes_are_recorded_once_each() {
 async fn the_verify_command_names_the_entry_and_fails() {
     let site = site_with_history().await;
     let config = site.write_config("");
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| crate::common::node_command(&config, args);
     let ok = run(&["audit", "verify"]);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(

@@ -443,14 +443,7 @@ async fn the_directory_export_writes_the_catalogues_facts() {
     use bonebank_query::catalogue::directory::{self, COLUMNS};
     let site = TestSite::new("DE-LUE", 1_000, zcdp(4));
     let config = site.write_config("");
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| crate::common::node_command(&config, args);
     // Before any catalogue (the node has run, nothing asked for one): a
     // clear refusal.
     drop(site.service(Arc::new(OpenDpNoise)));

@@ -292,3 +292,13 @@ pub fn without(
         })
         .collect()
 }
+
+/// Runs the `bonebank-node` binary with `args` and `--config config`.
+pub fn node_command(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
