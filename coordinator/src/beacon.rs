@@ -184,7 +184,7 @@ pub async fn map(req: HttpRequest) -> HttpResponse {
 /// Every value a filter can name: ICD-10 codes, sex, sample type and
 /// storage temperature as CURIEs, and the age at sampling.
 fn filtering_terms() -> Vec<Value> {
-    let mut terms: Vec<Value> = icd10_titles::all()
+    let mut terms: Vec<Value> = icd10_titles::translated()
         .map(|c| {
             json!({"type": "ontology", "id": format!("ICD10:{}", c.code), "label": c.en.unwrap_or_default(), "scopes": ["individual", "biosample"]})
         })
