@@ -97,8 +97,8 @@ pub fn app(
 /// `GET /`: the researchers' app.
 #[utoipa::path(tag = "pages", responses((status = 200, description = "The researchers' app.", content_type = "text/html", body = String)))]
 #[get("/")]
-async fn index() -> HttpResponse {
-    pages::serve(APP, "index.html")
+async fn index(req: HttpRequest) -> HttpResponse {
+    pages::serve(&req, APP, "index.html")
 }
 
 /// `GET /health`
@@ -126,8 +126,8 @@ const APP: &[Asset] = &[
     responses(pages::PageFile)
 )]
 #[get("/app/{path}")]
-async fn app_file(path: web::Path<String>) -> HttpResponse {
-    pages::serve(APP, &path)
+async fn app_file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    pages::serve(&req, APP, &path)
 }
 
 /// `POST /v1/query`: a question to every chosen site.

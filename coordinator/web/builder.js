@@ -110,6 +110,10 @@ export class Builder {
     this.changed = changed;
     this.target = { list: 'include', index: 0 };
     this.searchCodes = debounce((q, out) => this.codes(q, out), 250);
+    this.findCodes = debounce((q, out) => this.criteriaCodes(q, out), 250);
+    /** The criteria the researcher opened in the tree: kept open when the
+     * tree is drawn again (a language switch, a link followed). */
+    this.open = new Set(['diagnosis']);
   }
 
   set(state) {
@@ -151,13 +155,175 @@ export class Builder {
   renderCatalogue() {
     const root = clear(this.catalogueEl);
     root.append(el('h2', { id: 'catalogue-title' }, t('catalogue.title')));
-    root.append(el('p', { class: 'help' }, t('catalogue.help')));
+    // One search across every criterion and value (and the diagnoses):
+    // type, press Enter (or the down arrow, then Enter), and it is added.
+    const search = el('input', {
+      type: 'search',
+      id: 'criteria-search',
+      autocomplete: 'off',
+      'aria-describedby': 'criteria-help',
+      'aria-controls': 'criteria-results',
+    });
+    const results = el('ul', { id: 'criteria-results', class: 'criteria-results', 'aria-live': 'polite' });
+    search.addEventListener('input', () => this.findCriteria(search.value, results));
+    search.addEventListener('keydown', (ev) => {
+      const first = results.querySelector('button');
+      if (!first) return;
+      if (ev.key === 'Enter') {
+        ev.preventDefault();
+        first.click();
+      } else if (ev.key === 'ArrowDown') {
+        ev.preventDefault();
+        first.focus();
+      }
+    });
+    results.addEventListener('keydown', (ev) => {
+      const buttons = [...results.querySelectorAll('button')];
+      const at = buttons.indexOf(document.activeElement);
+      if (ev.key === 'ArrowDown' && at < buttons.length - 1) buttons[at + 1].focus();
+      else if (ev.key === 'ArrowUp') (at > 0 ? buttons[at - 1] : search).focus();
+      else if (ev.key === 'Escape') search.focus();
+      else return;
+      ev.preventDefault();
+    });
+    root.append(
+      el('label', { for: 'criteria-search', class: 'search-label' }, t('catalogue.search')),
+      search,
+      el('p', { class: 'help', id: 'criteria-help' }, t('catalogue.search_help')),
+      results,
+    );
+    // The tree: sections, and in them each criterion, folded until opened.
     for (const section of this.cat.sections) {
       const details = el('details', { open: true, id: `section-${section.id}` });
       details.append(el('summary', {}, t(`catalogue.${section.id}`)));
-      for (const column of section.columns) details.append(this.field(column));
+      for (const column of section.columns) details.append(this.branch(column));
       root.append(details);
     }
+  }
+
+  /** A criterion of the tree: its name, folded, and its field inside. */
+  branch(column) {
+    const node = el('details', { class: 'criterion', id: `open-${column}`, open: this.open.has(column) });
+    node.append(el('summary', {}, words.column(column)));
+    node.addEventListener('toggle', () => {
+      if (node.open) this.open.add(column);
+      else this.open.delete(column);
+    });
+    node.append(this.field(column));
+    return node;
+  }
+
+  /** Opens a criterion of the tree and puts the keyboard in its first field. */
+  reveal(column) {
+    const node = document.getElementById(`open-${column}`);
+    if (!node) return;
+    node.open = true;
+    this.open.add(column);
+    const first = node.querySelector('input, select, button');
+    if (first) first.focus();
+  }
+
+  /** After a criterion is added from the search: back to the search, its
+   * text selected, so that the next one can be typed at once. */
+  backToSearch() {
+    const search = document.getElementById('criteria-search');
+    if (!search) return;
+    search.focus();
+    search.select();
+  }
+
+  /** What the search finds: breakdowns, values and criteria by name (and
+   * diagnoses, from the code list, as they arrive). */
+  findCriteria(query, out) {
+    const q = query.trim().toLowerCase();
+    clear(out);
+    if (!q) return;
+    const items = [];
+    const matches = (text) => text.toLowerCase().includes(q);
+    // Closest first: the whole text, its start, a word's start, anywhere.
+    const score = (...texts) => Math.min(...texts.map((x) => {
+      const l = x.toLowerCase();
+      if (l === q) return 0;
+      if (l.startsWith(q)) return 1;
+      if (l.split(/[\s,()-]+/).some((w) => w.startsWith(q))) return 2;
+      return l.includes(q) ? 3 : 4;
+    }));
+    for (const section of this.cat.sections) {
+      for (const column of section.columns) {
+        const name = words.column(column);
+        const kind = this.cat.kind(column);
+        if (kind === 'values') {
+          for (const v of this.cat.values(column)) {
+            const label = words.value(column, v);
+            if (matches(label) || matches(name)) {
+              items.push({ text: `${name}: ${label}`, kind: 'value', score: Math.min(score(label), score(name) + 1), act: () => this.add({ column, kind: 'in', values: [v] }) });
+            }
+          }
+        } else if (kind === 'flag' && matches(name)) {
+          for (const value of [true, false]) {
+            items.push({ text: `${name}: ${value ? t('words.yes') : t('words.no')}`, kind: 'value', score: score(name), act: () => this.add({ column, kind: 'in', values: [value] }) });
+          }
+        } else if (kind === 'range' && matches(name)) {
+          items.push({ text: t('catalogue.give_range', { column: name }), kind: 'range', score: score(name), act: () => this.reveal(column), stay: true });
+        }
+      }
+    }
+    // Breakdowns after criteria of the same closeness: "age" is first
+    // the age at sampling.
+    for (const d of this.cat.dimensions) {
+      if (matches(words.column(d)) && !this.state.by.includes(d) && this.state.by.length < this.cat.maxDimensions) {
+        items.push({ text: t('catalogue.break_down', { column: words.column(d) }), kind: 'by', score: score(words.column(d)), act: () => this.breakDown(d) });
+      }
+    }
+    items.sort((a, b) => a.score - b.score);
+    for (const item of items.slice(0, 12)) out.append(this.found(item));
+    if (q.length >= 2 && this.cat.kind('diagnosis') === 'codes' && this.cat.sections.some((s) => s.columns.includes('diagnosis'))) {
+      this.findCodes(query, out);
+    }
+    if (!items.length && q.length < 2) out.append(el('li', { class: 'none' }, t('catalogue.nothing_found')));
+  }
+
+  /** One thing the search found, as a button that adds it. */
+  found({ text, kind, act, stay }) {
+    const button = el('button', { type: 'button', class: `found found-${kind}` }, text);
+    button.addEventListener('click', () => {
+      act();
+      if (!stay) this.backToSearch();
+    });
+    return el('li', {}, button);
+  }
+
+  /** Diagnoses for the search, each added with its subcodes. */
+  async criteriaCodes(query, out) {
+    let found = [];
+    try {
+      found = await api(`/v1/codes?q=${encodeURIComponent(query)}`);
+    } catch {
+      found = [];
+    }
+    const search = document.getElementById('criteria-search');
+    if (!search || search.value !== query) return;
+    for (const li of out.querySelectorAll('li.found-code, li.none')) li.remove();
+    const lang = document.documentElement.lang;
+    for (const m of found.slice(0, 8)) {
+      const title = m[lang] || m.en || '';
+      const item = this.found({
+        text: t('catalogue.found_code', { code: m.code, title }),
+        kind: 'code',
+        act: () => this.add({ column: 'diagnosis', kind: 'codes', entries: [{ code: m.code, prefix: true }] }),
+      });
+      item.classList.add('found-code');
+      item.dataset.code = m.code;
+      out.append(item);
+    }
+    if (!out.querySelector('button')) out.append(el('li', { class: 'none' }, t('catalogue.nothing_found')));
+  }
+
+  /** Adds a breakdown (within the sites' limit). */
+  breakDown(d) {
+    if (this.state.by.includes(d) || this.state.by.length >= this.cat.maxDimensions) return;
+    this.state.by.push(d);
+    this.update();
   }
 
   field(column) {
@@ -185,10 +351,18 @@ export class Builder {
       });
       box.append(list, add);
     } else if (kind === 'range') {
+      const enter = (ev) => {
+        if (ev.key === 'Enter') {
+          ev.preventDefault();
+          add.click();
+        }
+      };
       const min = el('input', { type: 'number', id: `min-${column}`, inputmode: 'numeric' });
       const max = el('input', { type: 'number', id: `max-${column}`, inputmode: 'numeric' });
       const add = el('button', { type: 'button', id: `add-${column}`, class: 'add' }, t('catalogue.add'));
       const problem = el('p', { class: 'error', id: `range-error-${column}`, role: 'alert', hidden: true });
+      min.addEventListener('keydown', enter);
+      max.addEventListener('keydown', enter);
       min.setAttribute('aria-describedby', problem.id);
       max.setAttribute('aria-describedby', problem.id);
       add.addEventListener('click', () => {
@@ -200,6 +374,8 @@ export class Builder {
         const hi = max.value === '' ? null : Number(max.value);
         if (lo == null && hi == null) return;
         this.add({ column, kind: 'range', min: lo, max: hi });
+        // Typed from the keyboard: on to the next criterion.
+        if (document.activeElement === min || document.activeElement === max) this.backToSearch();
       });
       box.append(
         el('label', { for: `min-${column}` }, t('catalogue.from')), min,
@@ -251,9 +427,11 @@ export class Builder {
     const lang = document.documentElement.lang;
     for (const m of found) {
       const title = m[lang] || m.en || '';
-      const exact = el('button', { type: 'button', class: 'add-code', 'aria-label': t('catalogue.add_code', { code: m.code }) }, t('catalogue.exact'));
+      // The visible words, with the code before them for a screen reader.
+      const hidden = () => el('span', { class: 'visually-hidden' }, `${m.code} `);
+      const exact = el('button', { type: 'button', class: 'add-code' }, [hidden(), t('catalogue.exact')]);
       exact.addEventListener('click', () => this.add({ column: 'diagnosis', kind: 'codes', entries: [{ code: m.code, prefix: false }] }));
-      const prefix = el('button', { type: 'button', class: 'add-prefix', 'aria-label': t('catalogue.add_prefix', { code: m.code }) }, t('catalogue.with_subcodes'));
+      const prefix = el('button', { type: 'button', class: 'add-prefix' }, [hidden(), t('catalogue.with_subcodes')]);
       prefix.addEventListener('click', () => this.add({ column: 'diagnosis', kind: 'codes', entries: [{ code: m.code, prefix: true }] }));
       out.append(el('li', { 'data-code': m.code }, [el('b', {}, m.code), ` ${title} `, exact, ' ', prefix]));
     }
@@ -261,7 +439,7 @@ export class Builder {
 
   renderQuestion() {
     const root = clear(this.questionEl);
-    root.append(el('h2', {}, t('question.title')));
+    root.append(el('h2', { id: 'question-title' }, t('question.title')));
     root.append(this.groups('include'));
     root.append(this.groups('exclude'));
     root.append(this.measures(), this.breakdown(), this.sites());

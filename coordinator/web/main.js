@@ -6,7 +6,7 @@ import * as i18n from '/assets/i18n.js';
 import { t, num } from '/assets/i18n.js';
 import { api, setCsrf, signOut, ApiError } from '/assets/api.js';
 import * as words from '/assets/words.js';
-import { el, clear, announce, debounce } from '/assets/ui.js';
+import { el, clear, announce, debounce, scrollable } from '/assets/ui.js';
 import * as model from '/app/model.js';
 import { Builder, catalogue } from '/app/builder.js';
 import * as results from '/app/results.js';
@@ -20,9 +20,17 @@ const app = {
   sql: null,
   answer: null,
   builder: null,
+  /** The history as last fetched: drawn again, not fetched, on a language switch. */
+  history: null,
 };
 
 const $ = (id) => document.getElementById(id);
+
+/** `key`'s text for a count of `n`: its `_one` form for one. */
+function counted(key, n, vars) {
+  const one = `${key}_one`;
+  return n === 1 && t(one) !== one ? t(one, vars) : t(key, vars);
+}
 
 function showError(where, e) {
   if (e instanceof ApiError && e.status === 401) {
@@ -32,7 +40,7 @@ function showError(where, e) {
     clear(where).append(el('p', { class: 'error', role: 'alert' }, [t('session.expired'), ' ', again]));
     return;
   }
-  const message = e instanceof ApiError ? [e.message, e.hint].filter(Boolean).join(' — ') : String(e.message || e);
+  const message = e instanceof ApiError ? results.plainWords(`error.${e.code}`, e.message, e.hint) : String(e.message || e);
   clear(where).append(el('p', { class: 'error', role: 'alert' }, message));
 }
 
@@ -40,7 +48,52 @@ function showError(where, e) {
 function request() {
   const body = app.sql ? { sql: app.sql } : { query: model.toQuery(app.state) };
   if (app.state.sites) body.sites = app.state.sites;
+  const loss = chosenLoss();
+  if (loss != null) body.loss = loss;
   return body;
+}
+
+/** How much more than the sites' default a fresh answer may spend for a
+ * tighter interval: the noise's spread falls with the square root. */
+const PRECISIONS = [1, 2, 4];
+
+/** The loss a chosen precision spends at every asked site: the smallest
+ * default times the factor, within every site's allowed range; null for
+ * the sites' own defaults. */
+function chosenLoss() {
+  const factor = app.state.precision || 1;
+  if (factor === 1) return null;
+  const asked = app.listings.filter((s) => s.description && (!app.state.sites || app.state.sites.includes(s.site_id)));
+  if (!asked.length) return null;
+  const base = Math.min(...asked.map((s) => s.description.loss.default));
+  const ceiling = Math.min(...asked.map((s) => s.description.loss.max));
+  return Math.min(base * factor, ceiling);
+}
+
+/** The precision choice, under the cost: spend more for a tighter answer. */
+function precisionChoice() {
+  const select = el('select', { id: 'precision' });
+  for (const f of PRECISIONS) {
+    select.append(el('option', { value: String(f), selected: (app.state.precision || 1) === f }, t(`precision.x${f}`)));
+  }
+  select.addEventListener('change', () => {
+    app.state.precision = Number(select.value);
+    writeHash(null);
+    refreshCost();
+  });
+  return el('p', { class: 'precision' }, [
+    el('label', { for: 'precision' }, t('precision.label')),
+    ' ',
+    select,
+    ' ',
+    el('span', { class: 'help', id: 'precision-help' }, t('precision.help')),
+  ]);
+}
+
+/** About how many more questions like this one a budget pays for. */
+function questionsLeft(budget, loss) {
+  const left = Math.min(budget.user.remaining, budget.project.remaining);
+  return loss > 0 ? Math.floor(left / loss + 1e-9) : null;
 }
 
 function readHash() {
@@ -77,6 +130,8 @@ async function boot() {
   sessionStorage.removeItem(RETURN_KEY);
   if (saved && !window.location.hash) history.replaceState(null, '', saved);
   setCsrf(app.who.csrf);
+  // Signed in, the skip link goes straight to the question.
+  $('skip').setAttribute('href', '#question');
   $('sign-out').hidden = false;
   $('sign-out').addEventListener('click', signOut);
   $('app').hidden = false;
@@ -132,8 +187,8 @@ function rerender() {
   app.builder.render();
   renderWords();
   refreshCost();
-  if (app.answer) results.render($('answer'), app.answer, answerOptions());
-  loadHistory();
+  if (app.answer) showAnswer({ quiet: true });
+  drawHistory();
 }
 
 function renderWho() {
@@ -282,7 +337,14 @@ const refreshCost = debounce(async () => {
   // Nothing is sent that no site would answer: refused everywhere, or
   // past every site's budget.
   const answerable = preview.sites.filter((x) => x.preview);
-  if (!answerable.length) {
+  const fresh = answerable.filter((x) => x.preview.loss > 0);
+  const affordable = fresh.filter((x) => {
+    const b = budgets.find((y) => y.site_id === x.site_id);
+    return !b || !b.budget || questionsLeft(b.budget, x.preview.loss) > 0;
+  });
+  if (fresh.length && !affordable.length && fresh.length === answerable.length) {
+    askable(t('ask.over_budget'));
+  } else if (!answerable.length) {
     const reasons = [...new Set(preview.sites.map((x) => x.message).filter(Boolean))];
     askable(t('ask.no_site_answers', { why: reasons.join('; ') || t('status.refused') }));
   } else {
@@ -303,10 +365,22 @@ const refreshCost = debounce(async () => {
   for (const s of preview.sites) {
     const b = budgets.find((x) => x.site_id === s.site_id);
     const sym = s.preview && s.preview.accounting === 'pure' ? 'ε' : 'ρ';
-    const left = b && b.budget
-      ? t('cost.left', { symbol: sym, user: num(b.budget.user.remaining, 3), project: num(b.budget.project.remaining, 3) })
-      : t(`status.${b ? b.status : 'unreachable'}`);
-    const cells = [el('th', { scope: 'row' }, s.site_id), el('td', {}, left)];
+    let left;
+    if (b && b.budget) {
+      // In questions, as a researcher plans: how many more like this one,
+      // and when spending comes back (charges leave a rolling period).
+      const n = s.preview ? questionsLeft(b.budget, s.preview.loss) : null;
+      const renews = b.budget.user.renews || b.budget.project.renews;
+      const lines = [];
+      if (n != null) lines.push(counted('cost.questions_left', n, { n: num(n), site: s.site_id }));
+      else if (s.preview) lines.push(t('cost.free_here'));
+      if (renews) lines.push(t('cost.renews', { date: i18n.day(renews) }));
+      lines.push(t('cost.left', { symbol: sym, user: num(b.budget.user.remaining, 3), project: num(b.budget.project.remaining, 3) }));
+      left = lines.map((l, i) => el(i ? 'span' : 'strong', { class: i ? 'help' : 'left' }, l)).flatMap((x, i) => (i ? [el('br'), x] : [x]));
+    } else {
+      left = t(`status.${b ? b.status : 'unreachable'}`);
+    }
+    const cells = [el('th', { scope: 'row' }, s.site_id), el('td', { class: 'budget-left' }, left)];
     if (s.preview) {
       const p = s.preview;
       const cost = [`${sym} ${num(p.loss, 3)}`];
@@ -315,12 +389,13 @@ const refreshCost = debounce(async () => {
       cells.push(el('td', {}, cost.join('')));
       for (const m of p.measures) cells.push(el('td', {}, m.halfwidth == null ? t('cost.depends') : `±${num(Math.round(m.halfwidth))}`));
     } else {
-      cells.push(el('td', { colspan: measures.length + 1 }, [t(`status.${s.status}`), s.message ? `: ${s.message}` : '']));
+      cells.push(el('td', { colspan: measures.length + 1 }, [el('strong', {}, t(`status.${s.status}`)), ' ', ...results.plainWords(`status_help.${s.status}`, s.message, s.hint)]));
     }
     tbody.append(el('tr', { 'data-site': s.site_id }, cells));
   }
   table.append(tbody);
-  box.append(table);
+  box.append(scrollable(table, t('cost.title')));
+  box.append(precisionChoice());
   const totals = preview.total_halfwidth
     .map((h, i) => (h == null ? null : t('cost.total_pm', { measure: words.measure(measures[i]), pm: num(Math.round(h)) })))
     .filter(Boolean);
@@ -341,7 +416,7 @@ async function ask(fresh) {
     const body = request();
     if (fresh) body.fresh = true;
     app.answer = await api('/v1/query', { method: 'POST', body });
-    showAnswer();
+    showAnswer({ focus: true });
     writeHash(app.answer.id);
     await loadHistory();
     refreshCost();
@@ -366,27 +441,77 @@ function answerOptions() {
   };
 }
 
-function showAnswer() {
-  clear($('answer')).append(el('h2', {}, t('answer.title')));
+/** Draws the answer under its heading. `focus` moves the keyboard there
+ * (after Ask); `quiet` draws it again without announcing it (a language
+ * switch, a look that found nothing new). */
+function showAnswer({ focus = false, quiet = false } = {}) {
+  const heading = el('h2', { id: 'answer-title', tabindex: '-1' }, t('answer.title'));
+  clear($('answer')).append(heading);
   const body = el('div', { id: 'answer-body' });
   $('answer').append(body);
   results.render(body, app.answer, answerOptions());
-  announce(t('answer.ready'));
+  if (!quiet) announce(t('answer.ready'));
+  if (focus) heading.focus();
+  pollWhileWaiting();
 }
 
-/** Asks waiting sites again and shows the answer as it is now. */
-async function lookAgain(id) {
+/** How often the app looks again while a site waits for its steward, and
+ * for how long at most (a ticket left open for days is not polled for days). */
+const POLL_MS = 5000;
+const POLL_FOR_MS = 30 * 60 * 1000;
+let poll = { timer: null, id: null, since: 0 };
+
+/** While a site of the answer on screen waits for a steward, looks again
+ * every few seconds, so that the site fills in without a reload. */
+function pollWhileWaiting() {
+  clearTimeout(poll.timer);
+  const r = app.answer;
+  const waiting = r && r.id != null && r.sites.some((s) => s.status === 'waiting_for_approval');
+  if (!waiting) {
+    poll = { timer: null, id: null, since: 0 };
+    return;
+  }
+  if (poll.id !== r.id) poll = { timer: null, id: r.id, since: Date.now() };
+  if (Date.now() - poll.since > POLL_FOR_MS) return;
+  poll.timer = setTimeout(async () => {
+    if (document.hidden || !app.answer || app.answer.id !== r.id) {
+      pollWhileWaiting();
+      return;
+    }
+    await lookAgain(r.id, { polled: true });
+  }, POLL_MS);
+}
+
+/** Asks waiting sites again and shows the answer as it is now. A `polled`
+ * look leaves the builder alone (the researcher may be writing the next
+ * question) and speaks only when a site filled in. */
+async function lookAgain(id, { polled = false } = {}) {
   try {
-    app.answer = await api(`/v1/history/${id}`);
-    const back = model.fromQuery(app.answer.query, app.state.sites);
-    if (back && !app.sql) {
-      app.state = back;
-      app.builder.set(app.state);
-      renderWords();
+    const before = app.answer;
+    const answer = await api(`/v1/history/${id}`);
+    if (polled && (!app.answer || app.answer.id !== id)) return;
+    app.answer = answer;
+    if (!polled) {
+      const back = model.fromQuery(app.answer.query, app.state.sites);
+      if (back && !app.sql) {
+        app.state = back;
+        app.builder.set(app.state);
+        renderWords();
+      }
+      writeHash(id);
+    }
+    const filled = polled && before && before.sites.some((s, i) => s.status !== (answer.sites[i] || {}).status);
+    if (polled && !filled) {
+      pollWhileWaiting();
+      return;
     }
     showAnswer();
-    writeHash(id);
+    if (filled) await loadHistory();
   } catch (e) {
+    if (polled) {
+      pollWhileWaiting();
+      return;
+    }
     if (e instanceof ApiError && e.status === 404) {
       // Someone else's answer: theirs stays theirs, and the question is
       // here, ready to estimate or to ask.
@@ -399,21 +524,29 @@ async function lookAgain(id) {
 }
 
 /** Which loadHistory call is the latest: an older one that finishes later
- * (the language switched twice quickly) must not draw over it. */
+ * must not draw over it. */
 let historyLoads = 0;
 
+/** Fetches the history (once on load, and after each question) and draws it. */
 async function loadHistory() {
-  const box = $('history');
   const mine = ++historyLoads;
-  let entries = [];
+  let entries;
   try {
     entries = await api('/v1/history');
   } catch {
     return;
   }
   if (mine !== historyLoads) return;
-  // Relabelled at once on a language switch, before the list is drawn again.
-  clear(box).append(el('h2', { 'data-i18n': 'history.title' }, t('history.title')));
+  app.history = entries;
+  drawHistory();
+}
+
+/** Draws the history as last fetched, in the current language. */
+function drawHistory() {
+  const box = $('history');
+  const entries = app.history;
+  if (!entries) return;
+  clear(box).append(el('h2', {}, t('history.title')));
   if (!entries.length) {
     box.append(el('p', { class: 'help' }, t('history.empty')));
     return;
@@ -428,7 +561,7 @@ async function loadHistory() {
       lookAgain(e.id);
     });
     const statuses = e.result.sites.map((s) => `${s.site_id}: ${t(`status.${s.status}`)}`).join(', ');
-    list.append(el('li', {}, [el('time', { datetime: e.at }, new Date(e.at).toLocaleString(i18n.lang())), ' ', link, el('br'), el('span', { class: 'help' }, statuses)]));
+    list.append(el('li', {}, [el('time', { datetime: e.at }, i18n.when(e.at)), ' ', link, el('br'), el('span', { class: 'help' }, statuses)]));
   }
   box.append(list);
 }

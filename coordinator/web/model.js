@@ -165,3 +165,94 @@ export function decode(text) {
     return null;
   }
 }
+
+/**
+ * Which values of a breakdown's dimension the question's own filter can
+ * match: a test of a key, or null where any value may match. A cell whose
+ * key fails it is empty by the question's definition (stem cells in a
+ * question about serum), so the app shows it as ruled out, not as noise.
+ * Only what the filter says for certain rules a value out: a condition on
+ * another column, or one this does not read, rules out nothing.
+ */
+export function possible(filter, dimension) {
+  return allows(filter, dimension);
+}
+
+/** Where a dimension's keys come from: the column a filter names, and how
+ * a key relates to that column's values. */
+const DERIVED = {
+  age_band: {
+    column: 'age_at_sampling',
+    range: (key) => {
+      const m = /^(\d+)(?:-(\d+)|\+)$/.exec(String(key));
+      return m ? [Number(m[1]), m[2] == null ? Infinity : Number(m[2])] : null;
+    },
+  },
+  diagnosis_3char: {
+    column: 'diagnosis',
+    code: (key, code) => code.slice(0, 3) === key,
+    prefix: (key, prefix) => key.startsWith(prefix) || prefix.startsWith(key),
+  },
+};
+
+/** The test one filter puts on `dimension`'s keys, or null. */
+function allows(f, dimension) {
+  if (f === 'true' || f == null) return null;
+  const kind = kindOf(f);
+  const derived = DERIVED[dimension];
+  const column = derived ? derived.column : dimension;
+  const all = (tests) => (tests.length ? (v) => tests.every((x) => x(v)) : null);
+  switch (kind) {
+    case 'and':
+      return all(f.and.map((c) => allows(c, dimension)).filter(Boolean));
+    case 'or': {
+      const parts = f.or.map((c) => allows(c, dimension));
+      return parts.some((p) => !p) ? null : (v) => parts.some((p) => p(v));
+    }
+    case 'not': {
+      // NOT rules a value out only where the inner condition is exactly
+      // "this column is one of these values".
+      const inner = f.not;
+      if (!derived && kindOf(inner) === 'in' && inner.in.column === column) {
+        const out = new Set(inner.in.values.map(String));
+        return (v) => !out.has(String(v));
+      }
+      return null;
+    }
+    case 'in': {
+      if (f.in.column !== column) return null;
+      if (derived && derived.code) return (v) => f.in.values.some((code) => derived.code(String(v), String(code)));
+      if (derived) return null;
+      const set = new Set(f.in.values.map(String));
+      return (v) => set.has(String(v));
+    }
+    case 'prefix':
+      if (f.prefix.column !== column) return null;
+      if (derived && derived.prefix) return (v) => derived.prefix(String(v), f.prefix.prefix);
+      return derived ? null : (v) => String(v).startsWith(f.prefix.prefix);
+    case 'range': {
+      if (f.range.column !== column) return null;
+      const lo = f.range.min ?? -Infinity;
+      const hi = f.range.max ?? Infinity;
+      if (derived && derived.range) {
+        return (v) => {
+          const band = derived.range(v);
+          return !band || (band[0] <= hi && band[1] >= lo);
+        };
+      }
+      if (derived) return null;
+      return (v) => Number(v) >= lo && Number(v) <= hi;
+    }
+    default:
+      return null;
+  }
+}
+
+/** Whether the filter rules a breakdown's row out: some key of it is one
+ * the filter cannot match. */
+export function ruledOut(filter, dimensions, key) {
+  return dimensions.some((d, i) => {
+    const test = possible(filter, d);
+    return test ? !test(key[i]) : false;
+  });
+}

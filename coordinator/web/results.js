@@ -3,9 +3,10 @@
 // breakdown with the interval drawn on every bar, a sentence of what the
 // numbers mean and what was charged, and export as CSV or JSON.
 
-import { t, num } from '/assets/i18n.js';
+import { t, num, day, lang } from '/assets/i18n.js';
 import * as words from '/assets/words.js';
-import { el, clear } from '/assets/ui.js';
+import { el, clear, scrollable } from '/assets/ui.js';
+import { ruledOut } from '/app/model.js';
 
 /**
  * A released value as shown (post-processing, free of privacy cost): below
@@ -46,6 +47,21 @@ function counted(key, n, vars) {
   return n === 1 && t(one) !== one ? t(one, vars) : t(key, vars);
 }
 
+/**
+ * What a service's own words (English, possibly technical) come with: a
+ * sentence in the page's language from the stable `key` (a site status or
+ * an error code), then the words themselves, in a disclosure outside
+ * English. Returns the nodes to append.
+ */
+export function plainWords(key, message, hint) {
+  const said = [message, hint].filter(Boolean).join(' — ');
+  const sentence = t(key) === key ? '' : t(key);
+  if (!said) return [sentence];
+  if (lang() === 'en' || !sentence) return [sentence, sentence ? ' ' : '', el('span', { lang: 'en' }, said)];
+  const details = el('details', { class: 'site-words' }, [el('summary', {}, t('result.site_words')), el('span', { lang: 'en' }, said)]);
+  return [sentence, details];
+}
+
 /** The sentence under the numbers: what they mean, and what was charged. */
 function sentence(r) {
   const answered = r.sites.filter((s) => s.status === 'answered');
@@ -68,7 +84,8 @@ function sentence(r) {
   } else if (r.dimensions.length) {
     parts.push(t('result.by_sentence', { by: r.dimensions.map(words.column).join(', ') }));
   }
-  const charged = answered.map((s) => s.result).filter((x) => x && x.charged > 0);
+  const charged = answered.map((s) => s.result).filter((x) => x && x.charged > 0 && x.source !== 'approval');
+  const approved = answered.filter((s) => s.result && s.result.source === 'approval').length;
   const remembered = answered.filter((s) => s.result && s.result.remembered).length;
   if (charged.length) {
     const x = charged[0];
@@ -76,15 +93,19 @@ function sentence(r) {
     parts.push(counted('result.charged', charged.length, { symbol: symbol(x.accounting), loss: num(x.charged, 3), sites: charged.length, dp }));
   }
   if (remembered) parts.push(counted('result.remembered', remembered, { sites: remembered }));
+  if (approved) parts.push(counted('result.approved', approved, { sites: approved }));
   parts.push(t('result.noise_note'));
   return parts.join(' ');
 }
 
-/** The values of every site and the total, per key, as rows. */
+/** The values of every site and the total, per key, as rows; `out` marks
+ * a row the question's own filter rules out. */
 function matrix(r) {
   const answered = r.sites.filter((s) => s.result);
+  const filter = r.query ? r.query.filter : null;
   return r.total.map((row, i) => ({
     key: row.key,
+    out: r.dimensions.length > 0 && ruledOut(filter, r.dimensions, row.key),
     sites: answered.map((s) => ({ site: s.site_id, values: s.result.rows[i] ? s.result.rows[i].values : [] })),
     total: row.values,
   }));
@@ -103,20 +124,34 @@ function valuesTable(r, m, cls = 'values') {
   ]);
   table.append(caption, el('thead', {}, head));
   const body = el('tbody');
+  let unequal = false;
   for (const row of rows) {
     const cells = r.dimensions.length
       ? row.key.map((k, i) => el('th', { scope: 'row' }, words.value(r.dimensions[i], k)))
       : [];
+    if (row.out) {
+      // Empty by the question's own definition: no number, and no noise.
+      cells.push(el('td', { class: 'ruled-out', colspan: row.sites.length + 1 }, t('result.ruled_out')));
+      body.append(el('tr', { class: 'ruled-out-row' }, cells));
+      continue;
+    }
+    const tv = row.total[m];
+    if (tv && row.sites.length > 1) {
+      const sum = row.sites.reduce((acc, s) => acc + (s.values[m] ? Math.round(shown(s.values[m].value, s.values[m].interval).value) : 0), 0);
+      if (sum !== Math.round(shown(tv.unclamped, tv.interval).value)) unequal = true;
+    }
     for (const s of row.sites) {
       const v = s.values[m];
       cells.push(el('td', { 'data-site': s.site }, v ? text(shown(v.value, v.interval)) : '–'));
     }
-    const tv = row.total[m];
     cells.push(el('td', { 'data-site': 'total' }, tv ? text(shown(tv.unclamped, tv.interval)) : '–'));
     body.append(el('tr', {}, cells));
   }
   table.append(body);
-  return table;
+  const scroll = scrollable(table, caption.textContent);
+  if (!unequal) return scroll;
+  // Right under the numbers that do not add up: why they need not.
+  return el('div', { class: 'values-box' }, [scroll, el('p', { class: 'footnote sum-note' }, t('result.sum_note'))]);
 }
 
 /** The smallest round number (1, 1.2, 1.5, 2, … 8 × 10^k) at or above `x`: an axis top. */
@@ -141,7 +176,7 @@ function chart(r, m, series) {
   const height = plotH + 120;
   const chartW = Math.max(width, left + rows.length * groupW + 20);
   const values = [];
-  for (const row of rows) {
+  for (const row of rows.filter((x) => !x.out)) {
     for (const s of series) {
       const v = s.pick(row)[m];
       if (v) values.push(shown(s.value(v), v.interval).high);
@@ -154,10 +189,10 @@ function chart(r, m, series) {
   svg.setAttribute('viewBox', `0 0 ${chartW} ${height}`);
   svg.setAttribute('role', 'img');
   svg.setAttribute('class', 'chart');
-  const label = t('result.chart_label', {
-    measure: words.measure({ kind: r.measures[m] }),
-    by: r.dimensions.map(words.column).join(', '),
-  });
+  const measureName = words.measure({ kind: r.measures[m] });
+  const label = r.dimensions.length
+    ? t('result.chart_label', { measure: measureName, by: r.dimensions.map(words.column).join(', ') })
+    : t('result.chart_label_sites', { measure: measureName });
   svg.setAttribute('aria-label', label);
   const add = (name, attrs, content) => {
     const node = document.createElementNS(ns, name);
@@ -173,6 +208,7 @@ function chart(r, m, series) {
   }
   rows.forEach((row, i) => {
     const x0 = left + 8 + i * groupW;
+    if (row.out) return;
     series.forEach((s, j) => {
       const v = s.pick(row)[m];
       if (!v) return;
@@ -244,6 +280,10 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
     if (s.status === 'answered' && s.result) {
       if (s.result.source === 'catalogue') {
         detail = t('result.site_catalogue', { date: versionDate(s.result.dataset_version) });
+      } else if (s.result.source === 'approval') {
+        detail = s.result.charged > 0
+          ? t('result.site_approved_charged', { symbol: symbol(s.result.accounting), loss: num(s.result.charged, 3) })
+          : t('result.site_approved_free');
       } else {
         detail = s.result.remembered
           ? t('result.site_remembered')
@@ -254,7 +294,7 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
       // only what happens next.
       detail = t('result.waiting_plain', { site: s.site_id });
     } else {
-      detail = [s.message, s.hint].filter(Boolean).join(' — ');
+      detail = plainWords(`status_help.${s.status}`, s.message, s.hint);
     }
     body.append(
       el('tr', { 'data-site': s.site_id, 'data-status': s.status }, [
@@ -265,7 +305,7 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
     );
   }
   sites.append(body);
-  container.append(sites);
+  container.append(scrollable(sites, t('result.sites_caption')));
 
   if (r.sites.some((s) => s.status === 'waiting_for_approval') && onLookAgain) {
     const again = el('button', { type: 'button', id: 'look-again' }, t('result.look_again'));
@@ -290,12 +330,18 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
     if (r.dimensions.length) {
       section.append(chart(r, m, totalSeries.filter((s) => r.total.some((row) => row.values[m]))));
       section.append(chart(r, m, siteSeries));
+    } else {
+      // One number per site and the total: one chart of them all.
+      section.append(chart(r, m, [...siteSeries, ...totalSeries.filter(() => r.total.some((row) => row.values[m]))]));
     }
     section.append(valuesTable(r, m));
     container.append(section);
   });
   if (r.sites.some((s) => s.result && s.result.rows.some((row) => row.values.some((v) => v.value < 0)))) {
     container.append(el('p', { class: 'footnote' }, t('result.star_note')));
+  }
+  if (matrix(r).some((row) => row.out)) {
+    container.append(el('p', { class: 'footnote', id: 'ruled-out-note' }, t('result.ruled_out_note')));
   }
   const csv = el('button', { type: 'button', id: 'export-csv' }, t('result.export_csv'));
   csv.addEventListener('click', () => download(`bonebank-${r.id ?? 'answer'}.csv`, 'text/csv', toCsv(r)));
@@ -307,9 +353,10 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
   if (negotiator && r.id != null) container.append(handOffSection(r, negotiator));
 }
 
-/** A dataset version's date (its id begins with it) as YYYY-MM-DD. */
+/** A dataset version's date (its id begins with it) as the language
+ * writes a day. */
 function versionDate(v) {
-  return /^\d{8}/.test(v || '') ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6, 8)}` : v;
+  return /^\d{8}/.test(v || '') ? day(`${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6, 8)}`) : v;
 }
 
 /**

@@ -98,8 +98,8 @@ pub fn app(
 /// `GET /`: the pages.
 #[utoipa::path(tag = "pages", responses((status = 200, description = "The stewards' pages.", content_type = "text/html", body = String)))]
 #[get("/")]
-async fn index() -> HttpResponse {
-    pages::serve(FILES, "index.html")
+async fn index(req: HttpRequest) -> HttpResponse {
+    pages::serve(&req, FILES, "index.html")
 }
 
 /// `POST /api/approvals/{ticket}`: a decision, through the very handler
@@ -127,8 +127,8 @@ async fn decide(
     responses(pages::PageFile)
 )]
 #[get("/steward/{path}")]
-async fn file(path: web::Path<String>) -> HttpResponse {
-    pages::serve(FILES, &path)
+async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    pages::serve(&req, FILES, &path)
 }
 
 /// `GET /auth/login`: off to the site's identity provider.

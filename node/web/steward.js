@@ -22,7 +22,7 @@ function symbolOf(accounting) {
 }
 
 function when(rfc3339) {
-  return new Date(rfc3339).toLocaleString(i18n.lang());
+  return i18n.when(rfc3339);
 }
 
 /** How long until `rfc3339`, in days and hours. */
@@ -230,7 +230,7 @@ async function budget(view) {
     el('th', { scope: 'col' }, t('steward.day')),
     el('th', { scope: 'col' }, t('steward.releases')),
     el('th', { scope: 'col' }, t('steward.spent')),
-    el('th', { scope: 'col' }, ''),
+    el('th', { scope: 'col' }, el('span', { class: 'visually-hidden' }, t('steward.bar'))),
   ])));
   const body = el('tbody');
   const most = Math.max(...l.days.map((d) => d.spent), 1e-9);

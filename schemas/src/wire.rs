@@ -137,6 +137,10 @@ pub enum Source {
     Fresh,
     /// Post-processing of the site's published catalogue: free.
     Catalogue,
+    /// Released when a data steward approved this requester's question.
+    /// `charged` is what that release charged the requester then (0 where
+    /// the numbers had been released before); picking them up is free.
+    Approval,
 }
 
 /// The noise protecting one measure.
@@ -419,6 +423,10 @@ pub struct BudgetAccount {
     pub limit: f64,
     pub spent: f64,
     pub remaining: f64,
+    /// When the oldest charge in the rolling period leaves it and its loss
+    /// comes back (RFC 3339); absent while nothing is spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews: Option<String>,
 }
 
 /// Every error a bonebank service returns: a stable code, a message for people

@@ -76,6 +76,9 @@ where
     app.app_data(web::Data::new(Document(json)))
         .app_data(web::Data::new(routes))
         .default_service(web::to(fallback))
+        // Answers (the pages' files, a researcher's history) are gzipped
+        // for clients that ask for it.
+        .wrap(actix_web::middleware::Compress::default())
         .wrap(actix_web::middleware::from_fn(crate::server::body_deadline))
         .wrap(actix_web::middleware::from_fn(crate::server::per_address))
         .wrap(

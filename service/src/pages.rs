@@ -6,7 +6,7 @@
 //! with headers that allow only the service's own scripts and styles.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 
 /// One file of a page.
 #[derive(Debug, Clone, Copy)]
@@ -55,16 +55,54 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// A page's file with its headers; 404 if there is no such file.
-pub fn serve(assets: &[Asset], path: &str) -> HttpResponse {
+/// A file's entity tag: a hash of its bytes, so that it changes exactly
+/// when a new bonebank serves a changed file.
+fn etag(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}-{:x}\"", h.finish(), body.len())
+}
+
+/// Whether the browser's copy (`If-None-Match`) is this one.
+fn fresh(req: &HttpRequest, tag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == tag
+        })
+}
+
+/// A page's file with its headers; 404 if there is no such file. Files go
+/// out with an entity tag and `Cache-Control: no-cache`: the browser keeps
+/// them, asks each time whether they changed, and gets 304 with no body
+/// while they have not (the compression middleware shrinks the rest).
+pub fn serve(req: &HttpRequest, assets: &[Asset], path: &str) -> HttpResponse {
     match assets.iter().find(|a| a.path == path) {
-        Some(a) => HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, content_type(a.path)))
-            .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .insert_header((header::REFERRER_POLICY, "no-referrer"))
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .body(a.body),
+        Some(a) => {
+            let tag = etag(a.body);
+            let held = fresh(req, &tag);
+            let mut response = if held {
+                HttpResponse::NotModified()
+            } else {
+                HttpResponse::Ok()
+            };
+            response
+                .insert_header((header::CONTENT_TYPE, content_type(a.path)))
+                .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
+                .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .insert_header((header::REFERRER_POLICY, "no-referrer"))
+                .insert_header((header::CACHE_CONTROL, "no-cache"))
+                .insert_header((header::ETAG, tag));
+            if held {
+                response.finish()
+            } else {
+                response.body(a.body)
+            }
+        }
         None => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body("no such file\n"),
@@ -108,8 +146,8 @@ impl utoipa::IntoResponses for PageFile {
     responses(PageFile)
 )]
 #[get("/assets/{path:.*}")]
-pub async fn shared(path: web::Path<String>) -> HttpResponse {
-    serve(SHARED, &path)
+pub async fn shared(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    serve(&req, SHARED, &path)
 }
 
 /// `GET /favicon.ico`: nothing, so browsers stop asking.
@@ -156,7 +194,8 @@ mod tests {
 
     #[test]
     fn files_go_out_with_their_type_and_the_page_policy() {
-        let r = serve(SHARED, "i18n.js");
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let r = serve(&req, SHARED, "i18n.js");
         assert_eq!(r.status(), 200);
         assert_eq!(
             r.headers().get(header::CONTENT_TYPE).unwrap(),
@@ -169,6 +208,47 @@ mod tests {
             .to_str()
             .unwrap();
         assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"));
-        assert_eq!(serve(SHARED, "../Cargo.toml").status(), 404);
+        assert_eq!(serve(&req, SHARED, "../Cargo.toml").status(), 404);
+    }
+
+    #[test]
+    fn a_file_the_browser_holds_is_not_sent_again() {
+        let plain = actix_web::test::TestRequest::default().to_http_request();
+        let first = serve(&plain, SHARED, "style.css");
+        assert_eq!(first.status(), 200);
+        let tag = first
+            .headers()
+            .get(header::ETAG)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            first.headers().get(header::CACHE_CONTROL).unwrap(),
+            "no-cache"
+        );
+        let holding = |value: &str| {
+            actix_web::test::TestRequest::default()
+                .insert_header((header::IF_NONE_MATCH, value))
+                .to_http_request()
+        };
+        let again = serve(&holding(&tag), SHARED, "style.css");
+        assert_eq!(again.status(), 304);
+        assert_eq!(
+            again.headers().get(header::ETAG).unwrap().to_str().unwrap(),
+            tag
+        );
+        // A weak or listed tag is the same copy; another file's tag is not.
+        assert_eq!(
+            serve(&holding(&format!("\"x\", W/{tag}")), SHARED, "style.css").status(),
+            304
+        );
+        assert_eq!(serve(&holding(&tag), SHARED, "i18n.js").status(), 200);
+        // Files differ, and so do their tags.
+        let other = serve(&plain, SHARED, "i18n.js");
+        assert_ne!(
+            other.headers().get(header::ETAG).unwrap().to_str().unwrap(),
+            tag
+        );
     }
 }

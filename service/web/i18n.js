@@ -49,10 +49,35 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
 }
 
+/** Makes `table` the catalogue of `lang` without fetching it (for tests
+ * that run outside a browser). */
+export function set(lang, table) {
+  strings = table;
+  current = lang;
+}
+
+/** The locale numbers and dates are written in: British English, German,
+ * Danish. */
+export function locale() {
+  return { en: 'en-GB', de: 'de-DE', da: 'da-DK' }[current] || 'en-GB';
+}
+
+/** A moment (an RFC 3339 string or a Date) as the current language writes
+ * it, e.g. "7 Dec 2026, 14:02" or "07.12.2026, 14:02". */
+export function when(at) {
+  return new Date(at).toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** A day (YYYY-MM-DD, or a Date) as the current language writes it, e.g.
+ * "7 December 2026", "7. Dezember 2026", "7. december 2026". */
+export function day(date) {
+  const d = typeof date === 'string' ? new Date(`${date.slice(0, 10)}T12:00:00Z`) : date;
+  return d.toLocaleDateString(locale(), { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' });
+}
+
 /** Numbers as the current language writes them. */
 export function num(value, digits = 0) {
-  const locale = { en: 'en-GB', de: 'de-DE', da: 'da-DK' }[current] || 'en-GB';
-  return Number(value).toLocaleString(locale, {
+  return Number(value).toLocaleString(locale(), {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
   });
@@ -61,8 +86,7 @@ export function num(value, digits = 0) {
 /** Numbers as the current language writes them, with at most `digits`
  * decimals (none where they are zeros). */
 export function upTo(value, digits) {
-  const locale = { en: 'en-GB', de: 'de-DE', da: 'da-DK' }[current] || 'en-GB';
-  return Number(value).toLocaleString(locale, { maximumFractionDigits: digits });
+  return Number(value).toLocaleString(locale(), { maximumFractionDigits: digits });
 }
 
 /** Fills every element under `root` that names a key: its text

@@ -39,3 +39,9 @@ export function debounce(fn, ms) {
     timer = setTimeout(() => fn(...args), ms);
   };
 }
+
+/** A wide table in a box that scrolls on its own (never the page), and
+ * that the keyboard can reach and scroll too. */
+export function scrollable(table, label) {
+  return el('div', { class: 'table-scroll', tabindex: '0', role: 'region', 'aria-label': label }, table);
+}

@@ -34,8 +34,17 @@ export function filter(f, nested = false) {
       return wrap(body.map((c) => filter(c, true)).join(` ${t('words.and')} `));
     case 'or':
       return wrap(body.map((c) => filter(c, true)).join(` ${t('words.or')} `));
-    case 'not':
+    case 'not': {
+      // "sample type is not serum" rather than "not sample type is serum".
+      const inner = Object.entries(body)[0];
+      if (inner[0] === 'in' && typeof inner[1].values[0] !== 'boolean') {
+        return t('words.is_not', {
+          column: column(inner[1].column),
+          values: list(inner[1].values.map((v) => value(inner[1].column, v)), t('words.or')),
+        });
+      }
       return t('words.not', { what: filter(body, true) });
+    }
     case 'in':
       if (body.values.length === 1 && typeof body.values[0] === 'boolean') {
         return t(body.values[0] ? 'words.flag_yes' : 'words.flag_no', { column: column(body.column) });

@@ -50,6 +50,29 @@ async function step(name, fn) {
 }
 
 const VALUE = /^\d[\d,.]*\*? \(\d[\d,.]*–\d[\d,.]*\)$/;
+/** A day as the English pages write it (en-GB): "7 December 2026". */
+const DAY = '\\d{1,2} [A-Z][a-z]+ \\d{4}';
+
+const AXE = await readFile(new URL('./node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+/** axe-core's violations of any impact on the page as it is now: none
+ * allowed. The script goes in through the browser's debugger, as the
+ * pages' content security policy admits no script from elsewhere. */
+async function accessible(p, where) {
+  if (!(await p.evaluate(() => Boolean(window.axe)))) await p.evaluate(AXE);
+  const violations = await p.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(violations, [], `${where}: axe-core found\n${violations.join('\n')}`);
+}
+
+/** Adds the first thing the criteria search finds for `text`. */
+async function find(p, text, pick = 'button') {
+  await p.fill('#criteria-search', text);
+  await p.waitForSelector(`#criteria-results ${pick}`);
+  await p.click(`#criteria-results ${pick}`);
+}
 
 async function texts(p, selector) {
   return p.$$eval(selector, (els) => els.map((e) => e.textContent.trim()));
@@ -61,9 +84,13 @@ async function main() {
 
   await step('alice signs in and builds the example question from the catalogue', async () => {
     await signIn(alice, env.coordinator, 'alice');
-    await alice.waitForSelector('#crit-sex');
-    await alice.check('input[name="value-sex"][value="Female"]');
-    await alice.click('#add-sex');
+    await alice.waitForSelector('#criteria-search');
+    // The tree is folded: one search finds values and criteria.
+    assert.ok(!(await alice.isVisible('#crit-sex')), 'criteria folded until opened');
+    await find(alice, 'female');
+    await find(alice, 'age at');
+    assert.ok(await alice.isVisible('#min-age_at_sampling'), 'the search opens a range criterion');
+    assert.equal(await alice.evaluate(() => document.activeElement.id), 'min-age_at_sampling');
     await alice.fill('#min-age_at_sampling', '50');
     await alice.fill('#max-age_at_sampling', '70');
     await alice.click('#add-age_at_sampling');
@@ -95,6 +122,8 @@ async function main() {
   await step('alice asks and reads per-site values with 95% intervals', async () => {
     await alice.click('#ask');
     await alice.waitForSelector('#answer-sentence');
+    // The keyboard (and a screen reader) is taken to the answer.
+    await alice.waitForFunction(() => document.activeElement?.id === 'answer-title');
     const statuses = await alice.$$eval('#site-status tbody tr', (rs) => rs.map((r) => r.dataset.status));
     assert.deepEqual(statuses, ['answered', 'answered', 'answered']);
     for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE', 'total']) {
@@ -109,6 +138,17 @@ async function main() {
     assert.match(sentence, /3 of 3 sites answered/);
     assert.match(sentence, /charged ρ 0\.023/);
     assert.match(alice.url(), /#q=[^&]+&a=\d+/);
+    // Where the sites' numbers do not add up to the total, the table says
+    // why, right under it; where they do, it says nothing.
+    const unequal = await alice.$$eval('table.values[data-measure="donors"] tbody tr', (rows) => rows.some((r) => {
+      const first = (td) => Number(td.textContent.split(' ')[0].replace(/[*,]/g, ''));
+      const sites = [...r.querySelectorAll('td[data-site]:not([data-site="total"])')].map(first);
+      const total = first(r.querySelector('td[data-site="total"]'));
+      return sites.reduce((a, b) => a + b, 0) !== total;
+    }));
+    const note = await alice.$('table.values[data-measure="donors"] >> xpath=ancestor::div[contains(@class, "values-box")]//p[contains(@class, "sum-note")]');
+    assert.equal(Boolean(note), unequal, 'the note is there exactly where the numbers do not add up');
+    await accessible(alice, 'the researchers\u2019 app with an answer');
     if (env.screenshots) {
       // The answer's top: the sentence, the sites, the donors' charts.
       const box = await alice.evaluate(() => {
@@ -180,6 +220,68 @@ async function main() {
     await colleague.close();
   });
 
+  await step('alice builds OR and exclusion groups', async () => {
+    // Group 1: women; OR group 2: serum; and NOT whole blood.
+    while (await alice.$('#groups-include .chip .remove')) await alice.click('#groups-include .chip .remove');
+    await find(alice, 'female');
+    await alice.click('#new-include');
+    await find(alice, 'serum');
+    await alice.click('#new-exclude');
+    await find(alice, 'whole blood');
+    const include = await alice.$$eval('#groups-include .group', (gs) => gs.map((g) => [...g.querySelectorAll('.chip')].map((c) => c.dataset.column)));
+    assert.deepEqual(include, [['sex'], ['sample_type']]);
+    assert.deepEqual(await texts(alice, '#groups-exclude .chip'), [await alice.textContent('#groups-exclude .chip')]);
+    assert.match(await alice.textContent('#groups-exclude .chip'), /sample type: whole blood/);
+    assert.match(await alice.textContent('#question-words'), /\(sex is female\) or \(sample type is serum\)|sex is female or sample type is serum/);
+    assert.match(await alice.textContent('#question-words'), /sample type is not whole blood/);
+    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+    await alice.waitForFunction(() => /NOT/.test(document.getElementById('sql').value));
+    const sql = await alice.inputValue('#sql');
+    assert.match(sql, /\((sex = 'Female' OR sample_type = 'Serum'|sample_type = 'Serum' OR sex = 'Female')\) AND NOT/, sql);
+    assert.match(sql, /NOT \(?sample_type = 'WholeBlood'/, sql);
+    // The address holds the groups: a reload brings them back.
+    await alice.reload();
+    await alice.waitForSelector('#groups-exclude .chip');
+    assert.equal((await texts(alice, '#groups-include .chip')).length, 2);
+    // Removing the exclusion group leaves the OR groups.
+    await alice.click('#groups-exclude .group button.link');
+    await alice.waitForFunction(() => !document.querySelector('#groups-exclude .chip'));
+    assert.equal((await texts(alice, '#groups-include .chip')).length, 2);    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+  });
+
+  await step('the example question is built from the keyboard alone, in a few key presses per criterion', async () => {
+    const p = await page(researcher);
+    await p.goto(env.coordinator);
+    await p.waitForSelector('#criteria-search');
+    let presses = 0;
+    const press = async (key) => { presses += 1; await p.keyboard.press(key); };
+    const type = async (text) => { presses += text.length; await p.keyboard.type(text); };
+    const results = () => p.waitForSelector('#criteria-results button');
+    // Into the search: Tab past the skip link, the language and sign-out.
+    while ((await p.evaluate(() => document.activeElement.id)) !== 'criteria-search') {
+      await press('Tab');
+      assert.ok(presses < 10, 'the search is near the top of the page');
+    }
+    await type('female'); await results(); await press('Enter');
+    await press('Control+A'); await type('age at'); await results(); await press('Enter');
+    await type('50'); await press('Tab'); await type('70'); await press('Enter');
+    await press('Control+A'); await type('S72');
+    await p.waitForSelector('#criteria-results li.found-code[data-code="S72"]');
+    await press('Enter');
+    await press('Control+A'); await type('sample type'); await results(); await press('Enter');
+    const chips = await texts(p, '#groups-include .chip');
+    assert.deepEqual(chips.map((c) => c.replace(/\s*×$/, '')), ['sex: female', 'age at sampling: 50–70', 'diagnosis: S72*']);
+    assert.ok(await p.isChecked('#by-sample_type'));
+    console.log(`     the example question took ${presses} key presses (284 before the criteria search)`);
+    // Words find a diagnosis as well: in German, and in everyday words.
+    for (const [words, code] of [['Oberschenkel', 'S72'], ['hip fracture', 'S72.0'], ['lårben', 'S72']]) {
+      await p.fill('#criteria-search', words);
+      await p.waitForSelector(`#criteria-results li.found-code[data-code="${code}"]`);
+    }
+    assert.ok(presses <= 60, `${presses} key presses`);
+    await p.close();
+  });
+
   await step('SQL typed by hand becomes chips where it fits, and is kept as SQL where not', async () => {
     await alice.fill('#sql', "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male' AND age_at_sampling >= 60 GROUP BY age_band");
     await alice.click('#apply-sql');
@@ -214,7 +316,7 @@ async function main() {
     await alice.waitForSelector('#estimate table.estimate-values[data-measure="donors"] td[data-site="DE-LUE"]');
     const from = await alice.textContent('#estimate-from');
     for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE']) {
-      assert.match(from, new RegExp(`${site} from its catalogue of \\d{4}-\\d\\d-\\d\\d`), from);
+      assert.match(from, new RegExp(`${site} from its catalogue of ${DAY}`), from);
     }
     assert.match(from, /Free: nobody’s budget is charged/);
     for (const site of ['DE-LUE', 'DK-ODE', 'DK-NAE', 'total']) {
@@ -228,7 +330,7 @@ async function main() {
     await alice.waitForFunction(() => /from its catalogue of/.test(document.querySelector('#site-status')?.textContent || ''));
     const details = await texts(alice, '#site-status tbody tr');
     assert.equal(details.length, 3);
-    for (const d of details) assert.match(d, /answered.*from its catalogue of \d{4}-\d\d-\d\d, free/, d);
+    for (const d of details) assert.match(d, new RegExp(`answered.*from its catalogue of ${DAY}, free`), d);
     assert.doesNotMatch(await alice.textContent('#answer-sentence'), /charged/);
     // Nothing was spent: each site's budget left is what it was.
     await alice.waitForSelector('#cost-table tbody tr');
@@ -236,7 +338,34 @@ async function main() {
     assert.deepEqual(after.map((r) => r.split('ρ 0.000')[0]), costs.map((r) => r.split('ρ 0.000')[0]));
   });
 
+  await step('cells the question rules out say so, and an answer without a breakdown has its chart', async () => {
+    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+    await alice.fill('#sql', "SELECT sample_type, COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'Plasma') GROUP BY sample_type");
+    await alice.click('#apply-sql');
+    await alice.waitForSelector('#estimate table.estimate-values td.ruled-out');
+    await alice.click('#ask');
+    await alice.waitForSelector('#answer table.values td.ruled-out');
+    const rows = await alice.$$eval('#answer table.values[data-measure="donors"] tbody tr', (rs) => rs.map((r) => [r.querySelector('th').textContent, r.classList.contains('ruled-out-row')]));
+    assert.equal(rows.length, 19);
+    for (const [type, out] of rows) assert.equal(out, !['serum', 'plasma'].includes(type), `${type}`);
+    assert.match(await alice.textContent('#ruled-out-note'), /cannot hold any sample the question counts/);
+    // The chart leaves them out: two sample types, a bar per site each.
+    assert.equal(await alice.$$eval('#answer section.measure svg.chart:nth-of-type(1) rect.bar', (b) => b.length) >= 2, true);
+    if (!(await alice.isVisible('#sql'))) await alice.click('#sql-box summary');
+    await alice.fill('#sql', "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Female'");
+    await alice.click('#apply-sql');
+    await alice.waitForFunction(() => document.querySelectorAll('#groups-include .chip').length === 1);
+    await alice.click('#ask');
+    await alice.waitForFunction(() => /3 of 3 sites answered/.test(document.getElementById('answer-sentence')?.textContent || '') && !document.querySelector('#answer td.ruled-out'));
+    // One chart: a bar for each site and the total.
+    assert.equal(await alice.$$eval('#answer svg.chart', (c) => c.length), 1);
+    assert.equal(await alice.$$eval('#answer svg.chart rect.bar', (b) => b.length), 4);
+    assert.match(await alice.getAttribute('#answer svg.chart', 'aria-label'), /donors per site and in total/);
+  });
+
   await step('the builder stops a question that cannot work before anything is sent', async () => {
+    // The age criterion, opened in the tree.
+    if (!(await alice.isVisible('#min-age_at_sampling'))) await alice.click('#open-age_at_sampling > summary');
     const chips = await texts(alice, '#groups-include .chip');
     const tries = [
       ['70', '50', /from 70 to 50: the first must not be larger/],
@@ -309,8 +438,7 @@ async function main() {
 
   let ticket;
   await step('ingrid asks; DK-ODE waits for a steward, the others answer', async () => {
-    await ingrid.check('input[name="value-sample_type"][value="StemCells"]');
-    await ingrid.click('#add-sample_type');
+    await find(ingrid, 'stem cells');
     await ingrid.check('#by-sex');
     await ingrid.click('#ask');
     await ingrid.waitForSelector('#answer-sentence');
@@ -398,8 +526,14 @@ async function main() {
     await steward.waitForSelector(`#queue-decided [data-ticket="${ticket}"][data-state="approved"]`);
     const done = await steward.textContent(`#queue-decided [data-ticket="${ticket}"]`);
     assert.match(done, /steward-dk-ode/);
-    await ingrid.click('#look-again');
-    await ingrid.waitForSelector('#site-status tr[data-site="DK-ODE"][data-status="answered"]');
+    // No reload and no button: the open page looks again by itself.
+    await ingrid.waitForSelector('#site-status tr[data-site="DK-ODE"][data-status="answered"]', { timeout: 30_000 });
+    // It says what happened: released at the approval, charged to her then.
+    assert.match(
+      await ingrid.textContent('#site-status tr[data-site="DK-ODE"]'),
+      /released when a data steward approved: ρ 0\.023 charged to you then/,
+    );
+    assert.doesNotMatch(await ingrid.textContent('#site-status tr[data-site="DK-ODE"]'), /released before/);
     const cells = await texts(ingrid, 'table.values[data-measure="donors"] td[data-site="DK-ODE"]');
     assert.equal(cells.length, 5, 'one value per sex');
     for (const c of cells) assert.match(c, VALUE);
@@ -434,6 +568,79 @@ async function main() {
     await steward.selectOption('#lang-switch', 'en');
     const html = await steward.content();
     assert.doesNotMatch(html, /"value":/, 'no released value on a steward page');
+  });
+
+  await step('every steward page passes axe-core, signed in and out', async () => {
+    const shown = { queue: '#queue-decided', budget: '#budget-users', audit: '#chain-status', policy: '#policy-rules' };
+    for (const [tab, selector] of Object.entries(shown)) {
+      await steward.click(`#tab-${tab}`);
+      await steward.waitForSelector(selector, { state: 'attached' });
+      await steward.waitForLoadState('networkidle');
+      await accessible(steward, `the stewards' ${tab} page`);
+    }
+    const ctx = await context();
+    const out = await page(ctx);
+    await out.goto(STEWARD['DK-ODE']);
+    await out.waitForSelector('#sign-in');
+    await accessible(out, 'the stewards\u2019 sign-in page');
+    await out.goto(env.coordinator);
+    await out.waitForSelector('#sign-in');
+    assert.ok(await out.isHidden('#sign-out'), 'no Sign out when signed out');
+    assert.ok(await out.isHidden('#app'), 'no empty app panels when signed out');
+    await accessible(out, 'the researchers\u2019 sign-in page');
+    await ctx.close();
+  });
+
+  await step('on a 390 px phone the app does not scroll sideways and the criteria do not cover the answer', async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    phone.setDefaultTimeout(20_000);
+    const p = await page(phone);
+    await signIn(p, sharedLink, 'alice');
+    await p.waitForSelector('#answer-sentence');
+    const widths = await p.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth }));
+    assert.ok(widths.page <= widths.view, `the page is ${widths.page} px wide in a ${widths.view} px view`);
+    assert.equal(await p.evaluate(() => getComputedStyle(document.getElementById('catalogue')).position), 'static');
+    await find(p, 'male');
+    await p.waitForSelector('#cost-table tbody tr');
+    const after = await p.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(after <= widths.view, `${after} px with the cost table`);
+    await accessible(p, 'the app on a phone');
+    await phone.close();
+  });
+
+  await step('the first load is small and quick: at most 100 KB, the builder within 500 ms', async () => {
+    const ctx = await context();
+    const p = await page(ctx);
+    await signIn(p, env.coordinator, 'alice');
+    await p.waitForSelector('#criteria-search');
+    // Signed in, nothing cached: the first visit of the day.
+    const cdp = await ctx.newCDPSession(p);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.clearBrowserCache');
+    let bytes = 0;
+    cdp.on('Network.loadingFinished', (e) => { bytes += e.encodedDataLength; });
+    const started = Date.now();
+    await p.goto(env.coordinator, { waitUntil: 'commit' });
+    await p.waitForSelector('#criteria-search');
+    const builderMs = Date.now() - started;
+    await p.waitForLoadState('networkidle');
+    const cold = bytes;
+    // Again, with the files cached: each is checked by its tag, not sent.
+    bytes = 0;
+    await p.reload({ waitUntil: 'networkidle' });
+    const warm = bytes;
+    const history = await p.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.endsWith('/v1/history')).length);
+    console.log(`     first load ${Math.round(cold / 1024)} KB, builder after ${builderMs} ms; a reload ${Math.round(warm / 1024)} KB; history fetched ${history} time(s)`);
+    assert.equal(history, 1, 'the history is fetched once per load');
+    assert.ok(cold <= 100 * 1024, `${cold} bytes on the first load`);
+    assert.ok(warm < cold, 'cached files are not sent again');
+    assert.ok(builderMs <= 500, `the builder after ${builderMs} ms`);
+    // A language switch draws the history again without fetching it.
+    await p.selectOption('#lang-switch', 'de');
+    await p.waitForFunction(() => /Ihre früheren Fragen/.test(document.querySelector('#history h2')?.textContent || ''));
+    assert.equal(await p.evaluate(() => performance.getEntriesByType('resource').filter((r) => r.name.endsWith('/v1/history')).length), 1);
+    await p.selectOption('#lang-switch', 'en');
+    await ctx.close();
   });
 }
 

@@ -146,19 +146,29 @@ impl QueryService {
         let (store, policy) = (self.store.clone(), self.policy.clone());
         let days = policy.budget_period_days;
         let spent = blocking(move || store.spent(&payer, &policy)).await?;
-        let account = |name: &str, limit: f64, units: i64| BudgetAccount {
+        // A charge comes back when it is older than the period.
+        let renews = |oldest: Option<i64>| {
+            oldest.map(|at| super::approvals::rfc3339(at + i64::from(days) * 86_400))
+        };
+        let account = |name: &str, limit: f64, units: i64, oldest: Option<i64>| BudgetAccount {
             name: name.to_owned(),
             limit,
             spent: privacy::epsilon(units),
             remaining: (limit - privacy::epsilon(units)).max(0.0),
+            renews: renews(oldest),
         };
         let budgets = self.policy.budgets();
         Ok(BudgetStatus {
             site_id: self.site.to_string(),
             accounting: self.policy.accounting,
             period_days: days,
-            user: account(&caller.user, budgets.user, spent.user),
-            project: account(&caller.project, budgets.project, spent.project),
+            user: account(&caller.user, budgets.user, spent.user, spent.user_oldest),
+            project: account(
+                &caller.project,
+                budgets.project,
+                spent.project,
+                spent.project_oldest,
+            ),
         })
     }
 

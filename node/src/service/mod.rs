@@ -226,12 +226,22 @@ impl QueryService {
             Action::Approve => {
                 return match self.ticket(caller, &checked, key.clone(), detail).await? {
                     Approval::Approved(ticket) => {
-                        let store = self.store.clone();
-                        match blocking(move || store.release(&key)).await? {
-                            Some((json, _)) => {
+                        let (store, user) = (self.store.clone(), caller.user.clone());
+                        let found = blocking(move || {
+                            Ok(store
+                                .release(&key)?
+                                .map(|(json, _)| (json, store.charged_for(&user, &key))))
+                        })
+                        .await?;
+                        match found {
+                            Some((json, charged)) => {
                                 detail.ticket = Some(ticket);
                                 detail.dataset_version = Some(version);
-                                Ok((remembered(&json)?, false))
+                                let mut result = remembered(&json)?;
+                                result.remembered = false;
+                                result.source = bonebank_schemas::wire::Source::Approval;
+                                result.charged = privacy::epsilon(charged?);
+                                Ok((result, false))
                             }
                             None => Err(Error::Engine(format!(
                                 "ticket {ticket} is approved but its release is missing"

@@ -50,6 +50,7 @@ impl QueryService {
             limit,
             spent: privacy::epsilon(units),
             remaining: (limit - privacy::epsilon(units)).max(0.0),
+            renews: None,
         };
         Ok(SiteLedger {
             site_id: self.site.to_string(),

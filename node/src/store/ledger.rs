@@ -25,6 +25,11 @@ pub struct Spent {
     pub user: i64,
     pub project: i64,
     pub site: i64,
+    /// When the user's and the project's oldest charges in the period were
+    /// made (Unix seconds): the first to leave the rolling period, and so
+    /// the first to come back to the budget.
+    pub user_oldest: Option<i64>,
+    pub project_oldest: Option<i64>,
 }
 
 /// Reserved ε. Commit it with a release, or it is refunded when dropped: a
@@ -169,7 +174,7 @@ pub(super) fn spent(
     // One look at the period's charges serves all three accounts; each
     // charge is converted on its own, as a conversion rounds up.
     let mut stmt = conn.prepare_cached(
-        "SELECT measure, units, user = ?2, project = ?3 FROM ledger WHERE at > ?1 AND user <> ?4",
+        "SELECT measure, units, user = ?2, project = ?3, at FROM ledger WHERE at > ?1 AND user <> ?4",
     )?;
     let mut rows = stmt.query(params![
         since,
@@ -181,14 +186,20 @@ pub(super) fn spent(
         user: 0,
         project: 0,
         site: 0,
+        user_oldest: None,
+        project_oldest: None,
     };
+    let earliest = |held: Option<i64>, at: i64| Some(held.map_or(at, |h| h.min(at)));
     while let Some(r) = rows.next()? {
         let units = in_measure(accounting, &r.get::<_, String>(0)?, r.get(1)?)?;
+        let at: i64 = r.get(4)?;
         if r.get::<_, bool>(2)? {
             spent.user += units;
+            spent.user_oldest = earliest(spent.user_oldest, at);
         }
         if r.get::<_, bool>(3)? {
             spent.project += units;
+            spent.project_oldest = earliest(spent.project_oldest, at);
         }
         spent.site += units;
     }
@@ -210,6 +221,18 @@ impl Store {
             self.remember(key, release.clone());
         }
         Ok(stored)
+    }
+
+    /// The units committed to `user`'s budget for the release `key`: what
+    /// making it charged them (0 where someone else's question made it).
+    pub fn charged_for(&self, user: &str, key: &str) -> Result<i64> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT COALESCE(SUM(units), 0) FROM ledger \
+                 WHERE user = ?1 AND release_key = ?2 AND state = 'committed'",
+            )?
+            .query_row([user, key], |r| r.get(0))?)
     }
 
     /// A release stored or read lately, from memory only: no wait for the

@@ -343,9 +343,16 @@ async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
     // Charged to the requester at approval.
     assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
 
+    // The answer says where its numbers came from and what they cost her:
+    // the charge at approval, not "released before, free".
     let answer = service.run(&ida, &q).await.unwrap();
-    assert!(answer.remembered);
+    assert!(!answer.remembered);
+    assert_eq!(answer.source, bonebank_schemas::wire::Source::Approval);
+    assert!((answer.charged - 0.2).abs() < 1e-9, "{}", answer.charged);
     assert_eq!(answer.rows.len(), 5);
+    // Picking it up again charges nothing more.
+    service.run(&ida, &q).await.unwrap();
+    assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
     assert_eq!(
         service.ticket_status(&ida, &ticket).await.unwrap().state,
         "approved"
@@ -516,7 +523,9 @@ async fn stewards_decide_from_the_command_line() {
         )
         .await
         .unwrap();
-    assert!(answer.remembered);
+    // Approved from the command line, charged to ida then.
+    assert_eq!(answer.source, bonebank_schemas::wire::Source::Approval);
+    assert!(answer.charged > 0.0);
     let (ok, list) = run(&["list"]);
     assert!(ok && list.contains("no queries are waiting"), "{list}");
 }

@@ -138,6 +138,19 @@ async fn repeats_are_free_and_remembered_across_restarts() {
     let service = site.service(Arc::new(OpenDpNoise));
     let budget = service.budget(&who).await.unwrap();
     assert!((budget.user.spent - 0.4).abs() < 1e-12, "{budget:?}");
+    // The charge comes back when it leaves the 30-day period: the budget
+    // says when, for the user and the project; another user has nothing
+    // to wait for.
+    let renews = |at: &Option<String>| {
+        chrono::DateTime::parse_from_rfc3339(at.as_deref().expect("a renewal date")).unwrap()
+    };
+    let in_30_days = chrono::Utc::now() + chrono::Duration::days(30);
+    for at in [&budget.user.renews, &budget.project.renews] {
+        let off = (renews(at).timestamp() - in_30_days.timestamp()).abs();
+        assert!(off < 120, "{at:?} is 30 days after the charge");
+    }
+    let other = caller("ben", "p2", Role::Researcher);
+    assert_eq!(service.budget(&other).await.unwrap().user.renews, None);
     let after = service.run(&who, &sql(text, 0.4)).await.unwrap();
     assert!(after.remembered);
     assert_eq!(after.rows, first.rows);

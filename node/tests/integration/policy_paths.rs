@@ -9,7 +9,7 @@ use bonebank_node::Error;
 use bonebank_node::privacy::FixedOffset;
 use bonebank_node::service::{Caller, QueryService};
 use bonebank_query::policy::{Action, Policy, Rule};
-use bonebank_schemas::wire::QueryResult;
+use bonebank_schemas::wire::{QueryResult, Source};
 use bonebank_schemas::{Filter, Role, Value};
 
 use crate::common::{self, TestSite, approve, caller, pure, sql};
@@ -171,7 +171,10 @@ async fn an_approve_rule_needs_a_stewards_yes_to_this_requester() {
             .await
             .unwrap();
         let answer = service.run(&case.second, &q).await.unwrap();
-        assert!(answer.remembered, "{}", case.name);
+        assert_eq!(answer.source, Source::Approval, "{}", case.name);
+        // Someone else's question made the release: approving it cost this
+        // requester nothing, and the answer says so.
+        assert_eq!(answer.charged, 0.0, "{}", case.name);
         assert_eq!(answer.rows, first.rows, "{}: the same release", case.name);
         assert_eq!(last_request(&service)["ticket"], ticket.as_str());
         // The release was made before: approving it charged nobody again.
@@ -202,7 +205,10 @@ async fn one_requesters_approval_is_not_anothers() {
         .await
         .unwrap();
     // Approving ran the question: ida's next look gets it.
-    assert!(service.run(&ida, &q).await.unwrap().remembered);
+    assert_eq!(
+        service.run(&ida, &q).await.unwrap().source,
+        Source::Approval
+    );
     // Ivo of the same project asks the same question: his own request waits.
     let ivos = pending(service.run(&ivo, &q).await, "ivo");
     assert_ne!(ivos, ticket);

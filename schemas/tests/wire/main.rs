@@ -120,12 +120,14 @@ fn budget() -> BudgetStatus {
             limit: 0.46,
             spent: 0.046,
             remaining: 0.414,
+            renews: Some("2027-01-05T14:02:00Z".into()),
         },
         project: BudgetAccount {
             name: "hip-fracture-msc".into(),
             limit: 4.5,
             spent: 0.046,
             remaining: 4.454,
+            renews: Some("2027-01-05T14:02:00Z".into()),
         },
     }
 }
@@ -445,18 +447,21 @@ fn descriptions_budgets_and_approvals() {
                 limit: 48.0,
                 spent: 0.046,
                 remaining: 47.954,
+                renews: None,
             },
             users: vec![BudgetAccount {
                 name: "alice".into(),
                 limit: 0.46,
                 spent: 0.046,
                 remaining: 0.414,
+                renews: None,
             }],
             projects: vec![BudgetAccount {
                 name: "hip-fracture-msc".into(),
                 limit: 4.5,
                 spent: 0.046,
                 remaining: 4.454,
+                renews: None,
             }],
             days: vec![LedgerDay {
                 day: "2026-11-24".into(),
