@@ -55,7 +55,7 @@ function request() {
 
 /** How much more than the sites' default a fresh answer may spend for a
  * tighter interval: the noise's spread falls with the square root. */
-const PRECISIONS = [1, 2, 4];
+const PRECISIONS = [0.5, 1, 2, 4];
 
 /** The loss a chosen precision spends at every asked site: the smallest
  * default times the factor, within every site's allowed range; null for
@@ -67,14 +67,15 @@ function chosenLoss() {
   if (!asked.length) return null;
   const base = Math.min(...asked.map((s) => s.description.loss.default));
   const ceiling = Math.min(...asked.map((s) => s.description.loss.max));
-  return Math.min(base * factor, ceiling);
+  const floor = Math.max(...asked.map((s) => s.description.loss.min));
+  return Math.max(Math.min(base * factor, ceiling), floor);
 }
 
 /** The precision choice, under the cost: spend more for a tighter answer. */
 function precisionChoice() {
   const select = el('select', { id: 'precision' });
   for (const f of PRECISIONS) {
-    select.append(el('option', { value: String(f), selected: (app.state.precision || 1) === f }, t(`precision.x${f}`)));
+    select.append(el('option', { value: String(f), selected: (app.state.precision || 1) === f }, t(`precision.x${String(f).replace('.', '_')}`)));
   }
   select.addEventListener('change', () => {
     app.state.precision = Number(select.value);

@@ -87,10 +87,17 @@ function sentence(r) {
   const charged = answered.map((s) => s.result).filter((x) => x && x.charged > 0 && x.source !== 'approval');
   const approved = answered.filter((s) => s.result && s.result.source === 'approval').length;
   const remembered = answered.filter((s) => s.result && s.result.remembered).length;
-  if (charged.length) {
+  const same = charged.every((x) => x.charged === charged[0].charged && x.accounting === charged[0].accounting);
+  if (charged.length && same) {
     const x = charged[0];
     const dp = x.approx_dp ? t('result.approx_dp', { epsilon: num(x.approx_dp.epsilon, 2), delta: x.approx_dp.delta.toExponential(0) }) : '';
     parts.push(counted('result.charged', charged.length, { symbol: symbol(x.accounting), loss: num(x.charged, 3), sites: charged.length, dp }));
+  } else if (charged.length) {
+    // Sites charged different amounts: each by name.
+    const each = answered
+      .filter((s) => s.result && s.result.charged > 0 && s.result.source !== 'approval')
+      .map((s) => `${s.site_id} ${symbol(s.result.accounting)} ${num(s.result.charged, 3)}`);
+    parts.push(t('result.charged_each', { list: each.join(', ') }));
   }
   if (remembered) parts.push(counted('result.remembered', remembered, { sites: remembered }));
   if (approved) parts.push(counted('result.approved', approved, { sites: approved }));

@@ -117,6 +117,18 @@ async function main() {
     const rows = await texts(alice, '#cost-table tbody tr');
     assert.equal(rows.length, 3);
     for (const r of rows) assert.match(r, /ρ 0\.023/);
+    // In questions: about 20 like this at the default ρ 0.46 a month.
+    for (const r of rows) assert.match(r, /about 20 fresh questions like this left at (DE-LUE|DK-ODE|DK-NAE)/);
+    // Finer costs more and narrows the ±; back to standard before asking.
+    const pm = async () => Number((await alice.textContent('#cost-table tbody tr[data-site="DE-LUE"] td:nth-child(4)')).replace(/[±,]/g, ''));
+    const standard = await pm();
+    await alice.selectOption('#precision', '4');
+    await alice.waitForFunction(() => /ρ 0\.092/.test(document.querySelector('#cost-table tbody tr[data-site="DE-LUE"]')?.textContent || ''));
+    const finest = await pm();
+    assert.ok(finest < standard * 0.6, `± ${finest} at 4× the cost, ± ${standard} at the default`);
+    assert.match(await alice.textContent('#cost-table tbody tr[data-site="DE-LUE"]'), /about 5 fresh questions like this left/);
+    await alice.selectOption('#precision', '1');
+    await alice.waitForFunction(() => /ρ 0\.023/.test(document.querySelector('#cost-table tbody tr[data-site="DE-LUE"]')?.textContent || ''));
   });
 
   await step('alice asks and reads per-site values with 95% intervals', async () => {
@@ -252,6 +264,15 @@ async function main() {
   await step('the example question is built from the keyboard alone, in a few key presses per criterion', async () => {
     const p = await page(researcher);
     await p.goto(env.coordinator);
+    await p.waitForSelector('#criteria-search');
+    // The skip link comes first and goes to the question.
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'skip');
+    await p.keyboard.press('Enter');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'question');
+    await p.evaluate(() => document.activeElement.blur());
+    await p.evaluate(() => window.scrollTo(0, 0));
+    await p.reload();
     await p.waitForSelector('#criteria-search');
     let presses = 0;
     const press = async (key) => { presses += 1; await p.keyboard.press(key); };
@@ -412,6 +433,8 @@ async function main() {
     await alice.selectOption('#lang-switch', 'de');
     await alice.waitForFunction(() => document.documentElement.lang === 'de');
     assert.equal(await alice.textContent('#question h2'), 'Ihre Frage');
+    // The answer keeps its heading, in the new language.
+    assert.equal(await alice.textContent('#answer h2'), 'Antwort');
     assert.equal(await alice.textContent('#ask'), 'Standorte fragen');
     await alice.selectOption('#lang-switch', 'da');
     await alice.waitForFunction(() => document.documentElement.lang === 'da');
