@@ -25,6 +25,26 @@ pub enum CoordinatorCommand {
         #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
         config: PathBuf,
     },
+    /// Backs up the query history while the coordinator runs (SQLite's
+    /// online backup, with a checksum list).
+    Backup {
+        #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
+        config: PathBuf,
+        /// A new folder for this backup.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restores the query history from a backup, with the coordinator
+    /// stopped; refused if a checksum does not verify.
+    Restore {
+        #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
+        config: PathBuf,
+        /// The backup's folder.
+        from: PathBuf,
+        /// Put the current history aside rather than refuse.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
@@ -32,6 +52,28 @@ pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
         CoordinatorCommand::Serve { config } => {
             let config = CoordinatorConfig::load(&config)?;
             bonebank_service::server::runtime()?.block_on(crate::server::serve(config))
+        }
+        CoordinatorCommand::Backup { config, to } => {
+            let config = CoordinatorConfig::load(&config)?;
+            let (dir, entries) = crate::backup::backup(&config, &to)?;
+            println!(
+                "backed up the coordinator's history ({entries} questions) to {}",
+                dir.display()
+            );
+            Ok(())
+        }
+        CoordinatorCommand::Restore {
+            config,
+            from,
+            replace,
+        } => {
+            let config = CoordinatorConfig::load(&config)?;
+            let entries = crate::backup::restore(&config, &from, replace)?;
+            println!(
+                "restored the coordinator's history ({entries} questions) from {}; start the coordinator (everyone signs in again)",
+                from.display()
+            );
+            Ok(())
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod beacon;
 pub mod catalogues;
 pub mod cli;

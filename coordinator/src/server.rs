@@ -137,6 +137,8 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
 
 /// `bonebank-coordinator serve`: serves until Ctrl-C.
 pub async fn serve(config: CoordinatorConfig) -> Result<()> {
+    // Held while the coordinator serves: a restore refuses to run under it.
+    let _running = crate::backup::hold(&config)?;
     let running = start(&config)?;
     println!("coordinator: {}", running.url());
     if let Some(link) = &running.link {

@@ -49,6 +49,28 @@ pub enum Command {
     /// The site's published catalogue.
     #[command(subcommand)]
     Catalogue(CatalogueCommand),
+    /// Backs the node up while it runs: the state database (ledger,
+    /// releases, tickets, catalogues, audit log) with SQLite's online
+    /// backup, the current dataset version, and a checksum list.
+    Backup {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// A new folder for this backup, e.g. /var/backups/bonebank/2026-12-07.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restores the node from a backup, with the node stopped. Refused if
+    /// any checksum or the audit chain does not verify.
+    Restore {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// The backup's folder.
+        from: PathBuf,
+        /// Put the node's current state aside (kept beside it as
+        /// `.replaced-<time>`) rather than refuse.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +332,30 @@ pub fn run(cli: Cli) -> Result<()> {
             bonebank_service::server::runtime()?.block_on(crate::server::serve(config))
         }
         Command::Steward(command) => run_steward(command),
+        Command::Backup { config, to } => {
+            let config = crate::config::NodeConfig::load(&config)?;
+            let made = crate::backup::backup(&config, &to)?;
+            println!(
+                "backed up {} to {}: {made}",
+                config.site_id,
+                made.dir.display()
+            );
+            Ok(())
+        }
+        Command::Restore {
+            config,
+            from,
+            replace,
+        } => {
+            let config = crate::config::NodeConfig::load(&config)?;
+            let done = crate::backup::restore(&config, &from, replace)?;
+            println!(
+                "restored {} from {}: {done}; start the node",
+                config.site_id,
+                done.dir.display()
+            );
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Show { config }) => {
             let config = crate::config::NodeConfig::load(&config)?;
             print_out(

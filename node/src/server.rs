@@ -125,6 +125,8 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
 
 /// `bonebank-node serve`: serves until Ctrl-C.
 pub async fn serve(config: NodeConfig) -> Result<()> {
+    // Held while the node serves: a restore refuses to run under it.
+    let _running = crate::backup::hold(&config)?;
     let state = state(&config)?;
     let node = start(&config, state)?;
     println!("node {} listening on {}", config.site_id, node.url());

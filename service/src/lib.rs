@@ -7,6 +7,7 @@
 //! Connect client side, which the CLI shares, is the `bonebank-login`
 //! crate, re-exported here. Nothing here knows about data or noise.
 
+pub mod backup;
 pub mod browser;
 pub mod config;
 pub mod error;

@@ -3,6 +3,7 @@
 mod api;
 mod approval;
 mod audit;
+mod backup;
 mod catalogue;
 mod cli;
 mod common;
