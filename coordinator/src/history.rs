@@ -31,18 +31,22 @@ struct Entry {
 
 impl History {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = bonebank_service::state::open(path)?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS history (
-                id INTEGER PRIMARY KEY,
-                user TEXT NOT NULL,
-                project TEXT NOT NULL,
-                at TEXT NOT NULL,
-                epsilon REAL, -- the loss asked for, in the sites' measure
-                result TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
-        )?;
+        let mut db = bonebank_service::state::open(path)?;
+        // Version 1: the history table as below (0: before versions were
+        // kept, the same table).
+        bonebank_service::state::migrate(&mut db, path, "coordinator history", 1, |tx, _| {
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS history (
+                    id INTEGER PRIMARY KEY,
+                    user TEXT NOT NULL,
+                    project TEXT NOT NULL,
+                    at TEXT NOT NULL,
+                    epsilon REAL, -- the loss asked for, in the sites' measure
+                    result TEXT NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
+            )
+        })?;
         let db = Arc::new(Mutex::new(db));
         Ok(Self {
             entries: GroupCommit::new(db.clone(), |tx, e: &Entry| {

@@ -88,6 +88,7 @@ pub fn backup(config: &NodeConfig, to: &Path) -> Result<Summary> {
         "site_id": config.site_id.as_str(),
         "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "dataset_version": manifest.current.as_ref().map(|v| v.id.clone()),
+        "state_version": crate::store::STATE_VERSION,
         "audit": {"entries": audit.entries, "head": audit.head},
         "releases": releases,
     });

@@ -136,10 +136,11 @@ impl BrowserLogin {
         mut settings: BrowserLoginSettings,
         db: &Path,
     ) -> Result<Self> {
-        let sessions = crate::state::open(db)?;
+        let mut sessions = crate::state::open(db)?;
         let fail = |e: rusqlite::Error| Error::Internal(format!("sessions {}: {e}", db.display()));
-        sessions
-            .execute_batch(
+        // Version 1: the sessions table as below (0: the same, unversioned).
+        crate::state::migrate(&mut sessions, db, "browser sessions", 1, |tx, _| {
+            tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS sessions (
                     id_hash TEXT PRIMARY KEY,
                     user TEXT NOT NULL,
@@ -149,7 +150,7 @@ impl BrowserLogin {
                     ends INTEGER NOT NULL
                 );",
             )
-            .map_err(fail)?;
+        })?;
         sessions
             .execute("DELETE FROM sessions WHERE ends < ?1", params![unix_now()])
             .map_err(fail)?;

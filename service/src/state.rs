@@ -4,7 +4,7 @@
 //! that wait for each other instead of failing. Node and coordinator open
 //! every state file through here, so all of them behave alike.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -26,6 +26,61 @@ pub fn open(path: &Path) -> crate::Result<Connection> {
     ))
     .map_err(fail)?;
     Ok(db)
+}
+
+/// Brings a state database to schema version `current` (SQLite's
+/// `user_version`), or refuses one a later bonebank wrote.
+///
+/// A database of an earlier version (0: from before versions were kept)
+/// is first copied beside itself as `<file>.before-v<current>-<time>` with
+/// SQLite's online backup, then `upgrade(tx, from)` brings it up in one
+/// transaction together with the new version number: a failed upgrade
+/// leaves the database as it was. A new, empty database is created the
+/// same way, without the copy. `what` names the database in messages.
+pub fn migrate(
+    db: &mut Connection,
+    path: &Path,
+    what: &str,
+    current: u32,
+    upgrade: impl FnOnce(&Transaction<'_>, u32) -> rusqlite::Result<()>,
+) -> crate::Result<()> {
+    let fail =
+        |e: rusqlite::Error| crate::Error::Internal(format!("{what} {}: {e}", path.display()));
+    let found: u32 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(fail)?;
+    if found > current {
+        return Err(crate::Error::Usage(format!(
+            "{} was written by a newer bonebank ({what} version {found}; this bonebank reads up to version {current}): run that bonebank or a newer one, or restore a backup this version made",
+            path.display()
+        )));
+    }
+    if found == current {
+        return Ok(());
+    }
+    let fresh: bool = db
+        .query_row("SELECT COUNT(*) = 0 FROM sqlite_master", [], |r| r.get(0))
+        .map_err(fail)?;
+    if !fresh {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let copy = PathBuf::from(format!("{}.before-v{current}-{stamp}", path.display()));
+        let mut to = Connection::open(&copy).map_err(fail)?;
+        rusqlite::backup::Backup::new(&*db, &mut to)
+            .and_then(|b| b.step(-1))
+            .map_err(fail)?;
+        to.execute_batch("PRAGMA journal_mode = DELETE;")
+            .map_err(fail)?;
+        tracing::info!(
+            "{what} {}: version {found} kept as {} before the upgrade to version {current}",
+            path.display(),
+            copy.display()
+        );
+    }
+    let tx = db.transaction().map_err(fail)?;
+    upgrade(&tx, found).map_err(fail)?;
+    tx.pragma_update(None, "user_version", current)
+        .map_err(fail)?;
+    tx.commit().map_err(fail)
 }
 
 /// Appends one item in a transaction; its row id, or why not.

@@ -64,6 +64,37 @@ CREATE TABLE IF NOT EXISTS releases (
 );
 ";
 
+/// The node state database's schema version (`PRAGMA user_version`). 0:
+/// before versions were kept; 1: the tables below, the ledger with its
+/// `measure` column. A later bonebank that changes the tables adds a
+/// version and its step in [`upgrade`]; an earlier one refuses a later
+/// version.
+pub const STATE_VERSION: u32 = 1;
+
+/// Brings the tables from version `from` to [`STATE_VERSION`], in the
+/// migration's transaction.
+fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
+    // Version 0 → 1: every table as it is now (new databases start here).
+    if from < 1 {
+        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(crate::audit::SCHEMA)?;
+        tx.execute_batch(catalogue::SCHEMA)?;
+        // Ledgers from before zCDP hold ε only: their rows get `epsilon`.
+        let has_measure: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'measure'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_measure {
+            tx.execute_batch(
+                "ALTER TABLE ledger ADD COLUMN measure TEXT NOT NULL DEFAULT 'epsilon' \
+                 CHECK (measure IN ('epsilon', 'rho'))",
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// The SQLite state of one node.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -89,22 +120,8 @@ struct Entry {
 impl Store {
     /// Opens (creating if needed) the state database.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = bonebank_service::state::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(crate::audit::SCHEMA)?;
-        conn.execute_batch(catalogue::SCHEMA)?;
-        // Ledgers from before zCDP hold ε only: their rows get `epsilon`.
-        let has_measure: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('ledger') WHERE name = 'measure'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_measure {
-            conn.execute_batch(
-                "ALTER TABLE ledger ADD COLUMN measure TEXT NOT NULL DEFAULT 'epsilon' \
-                 CHECK (measure IN ('epsilon', 'rho'))",
-            )?;
-        }
+        let mut conn = bonebank_service::state::open(path)?;
+        bonebank_service::state::migrate(&mut conn, path, "node state", STATE_VERSION, upgrade)?;
         let conn = Arc::new(Mutex::new(conn));
         Ok(Self {
             audits: bonebank_service::state::GroupCommit::new(conn.clone(), |tx, e: &Entry| {

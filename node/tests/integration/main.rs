@@ -19,4 +19,5 @@ mod refusals;
 mod roundtrip;
 mod sample_bounds;
 mod sensitivity;
+mod upgrade;
 mod validation;
