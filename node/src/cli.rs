@@ -59,6 +59,14 @@ pub enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Checks what an operator checks before calling for help: the
+    /// config, certificates, the identity provider, the coordinator (in
+    /// outbound mode) and the clock, free space, the data directory and
+    /// the state. One line per check; exits non-zero if any fails.
+    Doctor {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+    },
     /// Restores the node from a backup, with the node stopped. Refused if
     /// any checksum or the audit chain does not verify.
     Restore {
@@ -332,6 +340,29 @@ pub fn run(cli: Cli) -> Result<()> {
             bonebank_service::server::runtime()?.block_on(crate::server::serve(config))
         }
         Command::Steward(command) => run_steward(command),
+        Command::Doctor { config } => {
+            let config = match crate::config::NodeConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("FAIL config: {e}");
+                    return Err(Error::Usage(
+                        "the config does not load; nothing else was checked".into(),
+                    ));
+                }
+            };
+            let findings =
+                bonebank_service::server::runtime()?.block_on(crate::doctor::run(&config));
+            for f in &findings {
+                println!("{f}");
+            }
+            match findings.iter().filter(|f| !f.ok).count() {
+                0 => Ok(()),
+                n => Err(Error::Usage(format!(
+                    "{n} of {} checks failed",
+                    findings.len()
+                ))),
+            }
+        }
         Command::Backup { config, to } => {
             let config = crate::config::NodeConfig::load(&config)?;
             let made = crate::backup::backup(&config, &to)?;

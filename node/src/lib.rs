@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 mod error;
 pub mod export;
 pub mod generate;

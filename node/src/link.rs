@@ -63,6 +63,39 @@ pub fn start(config: &NodeConfig, state: actix_web::web::Data<AppState>) -> Resu
     Ok(Some(Link { task }))
 }
 
+/// For `doctor`: reaches the coordinator's link address as the link does
+/// (this node's certificate, the CA, the proxy) and returns how far this
+/// machine's clock is from the coordinator's (its `Date`, in seconds;
+/// positive: this clock is ahead). `None` without `[outbound]`.
+pub async fn reach(config: &NodeConfig) -> Result<Option<(String, Option<i64>)>> {
+    let Some(outbound) = config.outbound.clone() else {
+        return Ok(None);
+    };
+    let connector = Connector {
+        outbound,
+        tls: config
+            .tls
+            .clone()
+            .ok_or_else(|| Error::Usage("[outbound] needs [tls]: the node's certificate".into()))?,
+        site: config.site_id.to_string(),
+    };
+    let url = connector.url("");
+    let response = connector
+        .client()?
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| Error::Usage(format!("{url}: {}", describe(&e))))?;
+    let skew = response
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        .map(|d| chrono::Utc::now().timestamp() - d.timestamp());
+    Ok(Some((url, skew)))
+}
+
 #[derive(Debug, Clone)]
 struct Connector {
     outbound: Outbound,

@@ -8,6 +8,7 @@ mod catalogue;
 mod cli;
 mod common;
 mod datadir;
+mod doctor;
 mod fhir;
 mod generate;
 mod identity;
