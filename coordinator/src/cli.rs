@@ -25,6 +25,13 @@ pub enum CoordinatorCommand {
         #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
         config: PathBuf,
     },
+    /// Checks the config, certificates, the identity provider, every
+    /// site and its clock, free space and the history; one line per check,
+    /// non-zero exit if any fails.
+    Doctor {
+        #[arg(long, env = "BONEBANK_COORDINATOR_CONFIG")]
+        config: PathBuf,
+    },
     /// Backs up the query history while the coordinator runs (SQLite's
     /// online backup, with a checksum list).
     Backup {
@@ -52,6 +59,20 @@ pub fn run_coordinator(cli: CoordinatorCli) -> Result<()> {
         CoordinatorCommand::Serve { config } => {
             let config = CoordinatorConfig::load(&config)?;
             bonebank_service::server::runtime()?.block_on(crate::server::serve(config))
+        }
+        CoordinatorCommand::Doctor { config } => {
+            let config = match CoordinatorConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("FAIL config: {e}");
+                    return Err(crate::Error::Usage(
+                        "the config does not load; nothing else was checked".into(),
+                    ));
+                }
+            };
+            let findings =
+                bonebank_service::server::runtime()?.block_on(crate::doctor::run(&config));
+            Ok(bonebank_service::doctor::report(&findings)?)
         }
         CoordinatorCommand::Backup { config, to } => {
             let config = CoordinatorConfig::load(&config)?;

@@ -34,9 +34,14 @@ impl History {
         let mut db = bonebank_service::state::open(path)?;
         // Version 1: the history table as below (0: before versions were
         // kept, the same table).
-        bonebank_service::state::migrate(&mut db, path, "coordinator history", 1, |tx, _| {
-            tx.execute_batch(
-                "CREATE TABLE IF NOT EXISTS history (
+        bonebank_service::state::migrate(
+            &mut db,
+            path,
+            "coordinator history",
+            crate::doctor::HISTORY_VERSION,
+            |tx, _| {
+                tx.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS history (
                     id INTEGER PRIMARY KEY,
                     user TEXT NOT NULL,
                     project TEXT NOT NULL,
@@ -45,8 +50,9 @@ impl History {
                     result TEXT NOT NULL
                 );
                 CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
-            )
-        })?;
+                )
+            },
+        )?;
         let db = Arc::new(Mutex::new(db));
         Ok(Self {
             entries: GroupCommit::new(db.clone(), |tx, e: &Entry| {

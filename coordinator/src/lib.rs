@@ -12,6 +12,7 @@ pub mod beacon;
 pub mod catalogues;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 mod error;
 pub mod fanout;
 pub mod history;

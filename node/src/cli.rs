@@ -352,16 +352,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let findings =
                 bonebank_service::server::runtime()?.block_on(crate::doctor::run(&config));
-            for f in &findings {
-                println!("{f}");
-            }
-            match findings.iter().filter(|f| !f.ok).count() {
-                0 => Ok(()),
-                n => Err(Error::Usage(format!(
-                    "{n} of {} checks failed",
-                    findings.len()
-                ))),
-            }
+            Ok(bonebank_service::doctor::report(&findings)?)
         }
         Command::Backup { config, to } => {
             let config = crate::config::NodeConfig::load(&config)?;

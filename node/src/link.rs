@@ -64,10 +64,9 @@ pub fn start(config: &NodeConfig, state: actix_web::web::Data<AppState>) -> Resu
 }
 
 /// For `doctor`: reaches the coordinator's link address as the link does
-/// (this node's certificate, the CA, the proxy) and returns how far this
-/// machine's clock is from the coordinator's (its `Date`, in seconds;
-/// positive: this clock is ahead). `None` without `[outbound]`.
-pub async fn reach(config: &NodeConfig) -> Result<Option<(String, Option<i64>)>> {
+/// (this node's certificate, the CA, the proxy); the address and the
+/// coordinator's `Date`. `None` without `[outbound]`.
+pub async fn reach(config: &NodeConfig) -> Result<Option<(String, Option<String>)>> {
     let Some(outbound) = config.outbound.clone() else {
         return Ok(None);
     };
@@ -87,13 +86,12 @@ pub async fn reach(config: &NodeConfig) -> Result<Option<(String, Option<i64>)>>
         .send()
         .await
         .map_err(|e| Error::Usage(format!("{url}: {}", describe(&e))))?;
-    let skew = response
+    let date = response
         .headers()
         .get(reqwest::header::DATE)
         .and_then(|d| d.to_str().ok())
-        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
-        .map(|d| chrono::Utc::now().timestamp() - d.timestamp());
-    Ok(Some((url, skew)))
+        .map(str::to_owned);
+    Ok(Some((url, date)))
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod browser;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod grant;
 pub mod identity;

@@ -43,7 +43,7 @@ async fn a_healthy_node_passes_and_each_problem_says_what_to_do() {
 
     let all = doctor::run(&site.config).await;
     assert!(all.iter().all(|f| f.ok), "{all:#?}");
-    let checks: Vec<&str> = all.iter().map(|f| f.check).collect();
+    let checks: Vec<&str> = all.iter().map(|f| f.check.as_str()).collect();
     assert_eq!(
         checks,
         [

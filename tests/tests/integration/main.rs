@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod coverage;
 mod docs;
+mod doctor;
 mod federation;
 mod http;
 mod i18n;
