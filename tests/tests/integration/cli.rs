@@ -10,7 +10,7 @@ use std::time::Duration;
 /// package's binaries next to the test binaries' `deps` folder. (Cargo names
 /// only a test's own package's binaries in `CARGO_BIN_EXE_*`; these two are
 /// the dev tools' and the researcher CLI's.)
-fn binary(name: &str) -> std::path::PathBuf {
+pub(crate) fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir = exe
         .parent()

@@ -17,6 +17,7 @@ mod negotiator;
 mod oidc;
 mod openapi;
 mod outbound;
+mod packages;
 mod sites;
 mod slow;
 mod stewards;
