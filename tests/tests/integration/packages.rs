@@ -64,6 +64,16 @@ fn ready() -> bool {
     true
 }
 
+/// The node's package, built from this build's binary, in `dir`.
+fn node_deb(dir: &Path) -> PathBuf {
+    let deb = run(Command::new(repo().join("packaging/build-deb"))
+        .args(["node", "--binary"])
+        .arg(crate::cli::binary("bonebank-node"))
+        .arg("--out")
+        .arg(dir));
+    PathBuf::from(deb.trim())
+}
+
 /// A minimal Debian (bookworm) with what the package depends on, from
 /// Debian's mirror, kept as a tarball for later runs.
 fn debian_root() -> PathBuf {
@@ -123,12 +133,7 @@ fn the_node_package_installs_into_a_clean_debian_and_serves() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let deb = run(Command::new(repo().join("packaging/build-deb"))
-        .args(["node", "--binary"])
-        .arg(crate::cli::binary("bonebank-node"))
-        .arg("--out")
-        .arg(tmp.path()));
-    let deb = PathBuf::from(deb.trim());
+    let deb = node_deb(tmp.path());
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
     run(Command::new("tar")
@@ -279,18 +284,18 @@ fn the_node_image_is_built_from_debian_packages_and_the_deb_only() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let deb = run(Command::new(repo().join("packaging/build-deb"))
-        .args(["node", "--binary"])
-        .arg(crate::cli::binary("bonebank-node"))
-        .arg("--out")
-        .arg(tmp.path()));
+    let deb = node_deb(tmp.path());
     let tar = tmp.path().join("image.tar");
     let podman = Command::new("sh")
         .args(["-c", "command -v podman"])
         .output()
         .is_ok_and(|o| o.status.success());
     let mut build = Command::new(repo().join("packaging/build-image"));
-    build.args(["node", "--deb", deb.trim(), "--tar"]).arg(&tar);
+    build
+        .args(["node", "--deb"])
+        .arg(&deb)
+        .arg("--tar")
+        .arg(&tar);
     if !podman {
         build.arg("--no-import");
     }
