@@ -167,56 +167,164 @@ pub fn verify(conn: &Connection) -> Result<Result<Intact, Broken>> {
     let mut stmt =
         conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
     let mut rows = stmt.query([])?;
-    let mut expected = 1;
-    let mut prev = GENESIS.to_owned();
+    let mut chain = Chain::default();
     while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        let (at, kind, actor, detail, stored_prev, stored): (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        ) = (
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        );
-        if seq != expected {
-            return Ok(Err(Broken {
-                seq: expected,
-                why: format!(
-                    "entry {expected} is missing: the log goes from entry {} to entry {seq}",
-                    expected - 1
-                ),
-            }));
+        let stored = Stored {
+            seq: r.get(0)?,
+            at: r.get(1)?,
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            detail: r.get(4)?,
+            prev: r.get(5)?,
+            hash: r.get(6)?,
+        };
+        if let Err(broken) = chain.next(&stored) {
+            return Ok(Err(broken));
         }
-        if hash(&stored_prev, seq, &at, &kind, &actor, &detail) != stored {
-            return Ok(Err(Broken {
+    }
+    Ok(Ok(chain.end()))
+}
+
+/// An entry as stored: the detail exactly as it was hashed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stored {
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub actor: String,
+    pub detail: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// A walk along the chain, entry by entry: each must be the next number,
+/// match its hash, and follow the one before.
+#[derive(Debug)]
+struct Chain {
+    expected: i64,
+    prev: String,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Self {
+            expected: 1,
+            prev: GENESIS.to_owned(),
+        }
+    }
+}
+
+impl Chain {
+    fn next(&mut self, e: &Stored) -> std::result::Result<(), Broken> {
+        let seq = e.seq;
+        if seq != self.expected {
+            return Err(Broken {
+                seq: self.expected,
+                why: format!(
+                    "entry {} is missing: the log goes from entry {} to entry {seq}",
+                    self.expected,
+                    self.expected - 1
+                ),
+            });
+        }
+        if hash(&e.prev, seq, &e.at, &e.kind, &e.actor, &e.detail) != e.hash {
+            return Err(Broken {
                 seq,
                 why: "its contents do not match its hash: it was changed".into(),
-            }));
+            });
         }
-        if stored_prev != prev {
-            return Ok(Err(Broken {
+        if e.prev != self.prev {
+            return Err(Broken {
                 seq,
                 why: format!(
                     "it does not follow entry {}: entries were changed, removed or reordered",
                     seq - 1
                 ),
-            }));
+            });
         }
-        prev = stored;
-        expected += 1;
+        self.prev = e.hash.clone();
+        self.expected += 1;
+        Ok(())
     }
-    Ok(Ok(Intact {
-        entries: expected - 1,
-        head: prev,
-    }))
+
+    fn end(self) -> Intact {
+        Intact {
+            entries: self.expected - 1,
+            head: self.prev,
+        }
+    }
+}
+
+/// The columns of a CSV export, in order.
+const CSV_COLUMNS: [&str; 7] = ["seq", "at", "kind", "actor", "detail", "prev", "hash"];
+
+/// Checks an export (`audit export`, JSON lines or CSV) offline, without
+/// the node: the same walk as [`verify`], over the exported entries.
+pub fn verify_export(path: &std::path::Path) -> Result<Result<Intact, Broken>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    let mut chain = Chain::default();
+    let bad =
+        |line: usize, why: String| Error::Usage(format!("{} line {line}: {why}", path.display()));
+    let csv = text.starts_with(&CSV_COLUMNS.join(","));
+    if csv {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        for (i, row) in reader.deserialize::<Stored>().enumerate() {
+            let stored = row.map_err(|e| bad(i + 2, e.to_string()))?;
+            if let Err(broken) = chain.next(&stored) {
+                return Ok(Err(broken));
+            }
+        }
+    } else {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let entry: Entry = serde_json::from_str(line).map_err(|e| bad(i + 1, e.to_string()))?;
+            let stored = Stored {
+                seq: entry.seq,
+                at: entry.at,
+                kind: entry.kind,
+                actor: entry.actor,
+                // Stored detail is compact JSON with sorted keys, as it reads back.
+                detail: match entry.detail {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                prev: entry.prev,
+                hash: entry.hash,
+            };
+            if let Err(broken) = chain.next(&stored) {
+                return Ok(Err(broken));
+            }
+        }
+    }
+    Ok(Ok(chain.end()))
+}
+
+/// Writes every entry as CSV, the detail exactly as stored and hashed.
+pub fn export_csv(conn: &Connection, out: &mut dyn Write) -> Result<i64> {
+    let mut stmt =
+        conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
+    let mut rows = stmt.query([])?;
+    let mut writer = csv::Writer::from_writer(out);
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        writer
+            .serialize(Stored {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                kind: r.get(2)?,
+                actor: r.get(3)?,
+                detail: r.get(4)?,
+                prev: r.get(5)?,
+                hash: r.get(6)?,
+            })
+            .map_err(|e| Error::Engine(format!("audit export: {e}")))?;
+        n += 1;
+    }
+    writer.flush().map_err(Error::io("audit export"))?;
+    Ok(n)
 }
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {

@@ -159,13 +159,27 @@ pub enum AuditCommand {
         #[arg(long)]
         head: Option<String>,
     },
-    /// Writes every entry as a JSON line.
+    /// Writes every entry, with its hash and the one before: JSON lines,
+    /// or CSV with `--csv` (or an `--out` ending in `.csv`). Either keeps
+    /// the chain, so that `audit verify-export` checks it offline.
     Export {
         #[arg(long, env = "BONEBANK_NODE_CONFIG")]
         config: PathBuf,
         /// Output file; standard output if absent.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// CSV instead of JSON lines.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Checks an export's chain offline, without the node: names the first
+    /// entry changed, removed or reordered, and prints the head hash.
+    VerifyExport {
+        /// The exported file (JSON lines or CSV).
+        file: PathBuf,
+        /// A head hash written down earlier: it must be in the export.
+        #[arg(long)]
+        head: Option<String>,
     },
 }
 
@@ -447,17 +461,47 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => print_out(&text),
             }
         }
-        Command::Audit(AuditCommand::Export { config, out }) => {
+        Command::Audit(AuditCommand::VerifyExport { file, head }) => {
+            let intact = crate::audit::verify_export(&file)?.map_err(Error::AuditBroken)?;
+            if let Some(head) = head
+                && head != intact.head
+                && !std::fs::read_to_string(&file)
+                    .map_err(Error::io(&file))?
+                    .contains(&head)
+            {
+                return Err(Error::AuditBroken(crate::audit::Broken {
+                    seq: intact.entries + 1,
+                    why: format!(
+                        "the recorded head {head} is not in the export: entries after it are missing"
+                    ),
+                }));
+            }
+            println!(
+                "export intact: {} entries, head {}",
+                intact.entries, intact.head
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Export { config, out, csv }) => {
             let store = audit_store(&config)?;
+            let csv = csv
+                || out
+                    .as_ref()
+                    .is_some_and(|p| p.extension().is_some_and(|e| e == "csv"));
             let n = match &out {
                 Some(path) => {
                     let mut f = std::io::BufWriter::new(
                         std::fs::File::create(path).map_err(Error::io(path))?,
                     );
-                    let n = store.export_audit(&mut f)?;
+                    let n = if csv {
+                        store.export_audit_csv(&mut f)?
+                    } else {
+                        store.export_audit(&mut f)?
+                    };
                     std::io::Write::flush(&mut f).map_err(Error::io(path))?;
                     n
                 }
+                None if csv => store.export_audit_csv(&mut std::io::stdout().lock())?,
                 None => store.export_audit(&mut std::io::stdout().lock())?,
             };
             if let Some(path) = out {

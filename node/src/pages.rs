@@ -82,6 +82,7 @@ pub fn app(
         .service(ledger)
         .service(audit_page)
         .service(audit_export)
+        .service(audit_export_csv)
         .service(policy);
     openapi::finish(
         app,
@@ -297,6 +298,26 @@ async fn audit_export(state: web::Data<AppState>, steward: Steward) -> Result<Ht
             ),
         ))
         .body(lines))
+}
+
+/// `GET /api/audit/export.csv`: the whole log as CSV, with each entry's
+/// hash and the one before, so that `bonebank-node audit verify-export`
+/// checks it offline.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    responses((status = 200, description = "Every entry, oldest first, as CSV (seq, at, kind, actor, detail, prev, hash).", content_type = "text/csv", body = String), StewardOnly)
+)]
+#[get("/api/audit/export.csv")]
+async fn audit_export_csv(state: web::Data<AppState>, steward: Steward) -> Result<HttpResponse> {
+    let csv = state.service.audit_export_csv(&steward).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"audit-{}.csv\"", state.service.site),
+        ))
+        .body(csv))
 }
 
 /// `GET /api/policy`: the rules in force at the site.

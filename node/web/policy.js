@@ -2,7 +2,7 @@
 // included): what questions may spend, the budgets, the contribution
 // bounds, each role's settings and every rule in order.
 
-import { t, num } from '/assets/i18n.js';
+import { t, num, upTo } from '/assets/i18n.js';
 import * as words from '/assets/words.js';
 import { el } from '/assets/ui.js';
 
@@ -20,6 +20,15 @@ function rule(r, index) {
   return el('li', { 'data-rule': index + 1 }, `${t('policy.rule', { n: index + 1, when, action })}${reason}`);
 }
 
+/** A small number as a power of ten, e.g. 10⁻⁶ or 2,5 × 10⁻⁷ (in the
+ * page's language). */
+export function power(x) {
+  const [mantissa, exponent] = x.toExponential().split('e');
+  const sup = { '-': '⁻', '+': '', 0: '⁰', 1: '¹', 2: '²', 3: '³', 4: '⁴', 5: '⁵', 6: '⁶', 7: '⁷', 8: '⁸', 9: '⁹' };
+  const tens = `10${[...exponent].map((c) => sup[c]).join('')}`;
+  return Number(mantissa) === 1 ? tens : `${upTo(Number(mantissa), 3)} × ${tens}`;
+}
+
 /** The policy as a list of plain sentences. */
 export function render(p) {
   const zcdp = p.accounting === 'zcdp';
@@ -29,9 +38,10 @@ export function render(p) {
   const out = [el('h2', {}, t('policy.title'))];
   const basics = el('ul', { id: 'policy-basics' });
   basics.append(
-    el('li', {}, zcdp ? t('policy.zcdp', { delta: p.zcdp.delta }) : t('policy.pure')),
-    el('li', {}, t('policy.loss', { sym, min: range.min, max: range.max, default: range.default })),
-    el('li', {}, t('policy.budgets', { sym, user: budget.user, project: budget.project, site: budget.site, days: p.budget_period_days })),
+    // Numbers as the page's language writes them; δ as a power of ten.
+    el('li', {}, zcdp ? t('policy.zcdp', { delta: power(p.zcdp.delta) }) : t('policy.pure')),
+    el('li', {}, t('policy.loss', { sym, min: upTo(range.min, 4), max: upTo(range.max, 4), default: upTo(range.default, 4) })),
+    el('li', {}, t('policy.budgets', { sym, user: upTo(budget.user, 3), project: upTo(budget.project, 3), site: upTo(budget.site, 3), days: p.budget_period_days })),
     el('li', {}, t('policy.samples_bound', { n: p.max_samples_per_donor })),
     el('li', {}, t('policy.groups_bound', {
       n: p.max_groups_per_donor,
@@ -48,7 +58,7 @@ export function render(p) {
     const parts = [];
     if (r.denied) parts.push(t('policy.role_denied'));
     if (r.force_filter) parts.push(t('policy.role_filter', { filter: r.force_filter }));
-    if (r.max_loss != null) parts.push(t('policy.role_max_loss', { sym, loss: r.max_loss }));
+    if (r.max_loss != null) parts.push(t('policy.role_max_loss', { sym, loss: upTo(r.max_loss, 4) }));
     if (!parts.length) parts.push(t('policy.role_nothing'));
     roles.append(el('li', {}, `${t(`role.${role}`)}: ${parts.join('; ')}`));
   }

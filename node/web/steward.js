@@ -165,8 +165,32 @@ function decisionForm(r) {
       showError(clear(out), e);
     }
   };
-  approve.addEventListener('click', () => decide('approve'));
-  reject.addEventListener('click', () => decide('reject'));
+  // A decision is asked for once more, with what it means, before it is
+  // sent: an approval charges the requester's budget and releases numbers.
+  const confirmThen = (decision) => {
+    if (decision === 'reject' && !reason.value.trim()) {
+      decide(decision);
+      return;
+    }
+    const sym = symbolOf(state.accounting);
+    const yes = el('button', { type: 'button', class: `primary confirm confirm-${decision}` }, t(`steward.confirm_${decision}_yes`));
+    const no = el('button', { type: 'button', class: 'cancel' }, t('steward.cancel'));
+    yes.addEventListener('click', () => decide(decision));
+    no.addEventListener('click', () => {
+      clear(out);
+      (decision === 'approve' ? approve : reject).focus();
+    });
+    clear(out).append(el('p', { class: 'confirm-box', role: 'alertdialog', 'aria-label': t(`steward.confirm_${decision}_yes`) }, [
+      t(`steward.confirm_${decision}`, { user: r.user, sym, loss: num(r.loss, 3) }),
+      ' ',
+      yes,
+      ' ',
+      no,
+    ]));
+    yes.focus();
+  };
+  approve.addEventListener('click', () => confirmThen('approve'));
+  reject.addEventListener('click', () => confirmThen('reject'));
   form.append(
     el('p', {}, approve),
     el('label', { for: reasonId }, t('steward.reason_label')),
@@ -280,7 +304,8 @@ async function auditPage(body, before) {
       ? el('p', { id: 'chain-status', class: 'ok', 'data-intact': 'true' }, t('steward.chain_intact', { n: page.total, head: page.head }))
       : el('p', { id: 'chain-status', class: 'broken', 'data-intact': 'false', role: 'alert' }, t('steward.chain_broken', { why: page.broken }));
     const exportLink = el('a', { href: '/api/audit/export', class: 'button', id: 'audit-export', download: `audit-${state.site}.jsonl` }, t('steward.export'));
-    body.append(status, el('p', {}, exportLink));
+    const csvLink = el('a', { href: '/api/audit/export.csv', class: 'button', id: 'audit-export-csv', download: `audit-${state.site}.csv` }, t('steward.export_csv'));
+    body.append(status, el('p', {}, [exportLink, ' ', csvLink]), el('p', { class: 'help' }, t('steward.export_help')));
   }
   const table = el('table', { class: 'audit' });
   if (!before) {
@@ -299,7 +324,10 @@ async function auditPage(body, before) {
       el('td', {}, when(e.at)),
       el('td', {}, t(`steward.kind_${e.kind}`)),
       el('td', {}, e.actor),
-      el('td', {}, el('code', {}, summary(e))),
+      el('td', {}, [
+        el('span', { class: 'audit-sentence' }, sentence(e)),
+        el('details', { class: 'raw' }, [el('summary', {}, t('steward.raw')), el('code', {}, JSON.stringify(e.detail, null, 1))]),
+      ]),
     ]));
   }
   table.append(rows);
@@ -313,6 +341,38 @@ async function auditPage(body, before) {
     body.append(more);
   }
   if (!page.entries.length) body.append(el('p', { class: 'help' }, t('steward.none_yet')));
+}
+
+/** An entry as a sentence in the steward's language: who did what, and
+ * what came of it; the raw record is one click away beside it. */
+export function sentence(e) {
+  const d = e.detail || {};
+  const sym = (x) => (x && x.accounting === 'pure' ? 'ε' : 'ρ');
+  switch (e.kind) {
+    case 'request': {
+      const who = t('steward.audit_who', { user: d.user || e.actor, role: t(`role.${d.role}`), project: d.project || '' });
+      const what = d.query || d.sql || '';
+      const key = `steward.audit_outcome_${d.outcome || 'pending_approval'}`;
+      let outcome = t(key) === key ? d.outcome || '' : t(key, { sym: sym(d), loss: num(d.charged || 0, 3) });
+      if (d.approved_by) outcome += t('steward.audit_approved_by', { steward: d.approved_by });
+      const rule = d.rule ? t('steward.audit_rule', { n: d.rule }) : '';
+      return t('steward.audit_request', { who, what, outcome, rule });
+    }
+    case 'decision':
+      return t(d.decision === 'approve' ? 'steward.audit_approve' : 'steward.audit_reject', {
+        steward: e.actor,
+        requester: d.requester || '',
+        reason: d.reason || '',
+      });
+    case 'policy':
+      return t('steward.audit_policy');
+    case 'dataset':
+      return t('steward.audit_dataset', { version: d.version || '' });
+    case 'import':
+      return t('steward.audit_import', { who: e.actor, version: d.version || '', files: Object.keys(d.files || {}).join(', ') });
+    default:
+      return summary(e);
+  }
 }
 
 /** An entry's detail in one line: the fields people look for first. */

@@ -553,6 +553,13 @@ async function main() {
 
   await step('the steward approves, and ingrid\u2019s next look fills in DK-ODE', async () => {
     await steward.click(`#queue-waiting [data-ticket="${ticket}"] button.approve`);
+    // Asked once more, with what approving means; Cancel keeps it waiting.
+    const confirm = `#queue-waiting [data-ticket="${ticket}"] .confirm-box`;
+    assert.match(await steward.textContent(confirm), /Approve ingrid’s question\? It releases numbers to ingrid and charges ρ 0\.023 to ingrid’s budget\./);
+    await steward.click(`${confirm} button.cancel`);
+    assert.equal(await steward.$(confirm), null);
+    await steward.click(`#queue-waiting [data-ticket="${ticket}"] button.approve`);
+    await steward.click(`${confirm} button.confirm-approve`);
     await steward.waitForSelector(`#queue-decided [data-ticket="${ticket}"][data-state="approved"]`);
     const done = await steward.textContent(`#queue-decided [data-ticket="${ticket}"]`);
     assert.match(done, /steward-dk-ode/);
@@ -584,15 +591,23 @@ async function main() {
     await steward.click('#tab-audit');
     await steward.waitForSelector('#chain-status');
     assert.equal(await steward.getAttribute('#chain-status', 'data-intact'), 'true');
-    assert.match(await steward.textContent('table.audit'), /decision: approve/);
+    // In sentences, with the raw record one click away.
+    assert.match(await steward.textContent('table.audit'), /steward-dk-ode approved ingrid's question\./);
+    assert.match(await steward.textContent('table.audit'), /ingrid \(industry partner, [^)]*\) asked SELECT .*: waits for a data steward/);
+    assert.ok(await steward.$('table.audit details.raw'));
+    const csv = await steward.evaluate(async () => (await (await fetch('/api/audit/export.csv')).text()).split('\n')[0]);
+    assert.equal(csv, 'seq,at,kind,actor,detail,prev,hash');
     await steward.selectOption('#audit-kind', 'decision');
     await steward.click('#audit-filter button');
     await steward.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 1);
     await steward.click('#tab-policy');
     await steward.waitForSelector('#policy-rules');
     assert.match(await steward.textContent('#policy-rules'), /Rule 1: if the asking role is industry partner, it waits for a data steward/);
+    assert.match(await steward.textContent('#policy-basics'), /δ = 10⁻⁶/);
     await steward.selectOption('#lang-switch', 'de');
     await steward.waitForFunction(() => document.getElementById('tab-queue').textContent === 'Freigaben');
+    // The policy's numbers as German writes them.
+    await steward.waitForFunction(() => /0,023/.test(document.getElementById('policy-basics')?.textContent || ''));
     await steward.selectOption('#lang-switch', 'da');
     await steward.waitForFunction(() => document.getElementById('tab-queue').textContent === 'Godkendelser');
     await steward.selectOption('#lang-switch', 'en');

@@ -117,6 +117,17 @@ impl QueryService {
         .await
     }
 
+    /// The whole audit log as CSV, the details exactly as hashed.
+    pub async fn audit_export_csv(&self, _steward: &Steward) -> Result<Vec<u8>> {
+        let store = self.store.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            store.export_audit_csv(&mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// The policy this node enforces, defaults included.
     pub fn policy_in_force(&self, _steward: &Steward) -> &Policy {
         &self.policy

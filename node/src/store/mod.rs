@@ -199,6 +199,11 @@ impl Store {
     pub fn export_audit(&self, out: &mut dyn std::io::Write) -> Result<i64> {
         crate::audit::export(&self.conn(), out)
     }
+
+    /// Writes every audit entry as CSV (see [`crate::audit::export_csv`]).
+    pub fn export_audit_csv(&self, out: &mut dyn std::io::Write) -> Result<i64> {
+        crate::audit::export_csv(&self.conn(), out)
+    }
 }
 
 pub use bonebank_service::unix_now as now;

@@ -265,6 +265,74 @@ fn an_import_through_the_node_config_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_keeps_the_chain_and_is_checked_offline() {
+    let site = site_with_history().await;
+    let config = site.write_config("");
+    let run = |args: &[&str]| crate::common::node_command(&config, args);
+    let intact = verify(&site).unwrap();
+    let dir = site.tmp.path();
+    for name in ["audit.jsonl", "audit.csv"] {
+        let file = dir.join(name);
+        let out = run(&["audit", "export", "--out", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Offline: no config, no node, only the file.
+        let checked = std::process::Command::new(env!("CARGO_BIN_EXE_bonebank-node"))
+            .args([
+                "audit",
+                "verify-export",
+                file.to_str().unwrap(),
+                "--head",
+                &intact.head,
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&checked.stdout);
+        assert!(
+            checked.status.success(),
+            "{name}: {said}{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert_eq!(
+            said.trim(),
+            format!(
+                "export intact: {} entries, head {}",
+                intact.entries, intact.head
+            ),
+            "{name}"
+        );
+
+        // An actor changed in the file: found, and named by its entry.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let line = text
+            .lines()
+            .nth(if name.ends_with(".csv") { 3 } else { 2 })
+            .unwrap();
+        let mut changed = text.replacen(line, &line.replacen("ana", "mallory", 1), 1);
+        if changed == text {
+            changed = text.replacen(line, &line.replacen("request", "requesx", 1), 1);
+        }
+        assert_ne!(changed, text, "{name}: something to change in {line}");
+        std::fs::write(&file, changed).unwrap();
+        let bad = bonebank_node::audit::verify_export(&file)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(bad.seq, 3, "{name}: {bad}");
+        // A missing entry in the middle.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(if name.ends_with(".csv") { 2 } else { 1 });
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let gap = bonebank_node::audit::verify_export(&file)
+            .unwrap()
+            .unwrap_err();
+        assert!(gap.why.contains("entry 2 is missing"), "{name}: {gap}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_committed_in_groups_each_land_once_on_an_intact_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let store = bonebank_node::store::Store::open(&tmp.path().join("state.sqlite")).unwrap();
