@@ -6,7 +6,8 @@ import { t, num, upTo } from '/assets/i18n.js';
 import * as words from '/assets/words.js';
 import { el } from '/assets/ui.js';
 
-function rule(r, index) {
+/** A rule (at 0-based `index`) in words: "Rule 1: if …, it waits for a data steward." */
+export function ruleText(r, index) {
   const conditions = [];
   if (r.role) conditions.push(t('policy.if_role', { role: t(`role.${r.role}`) }));
   if (r.projects) conditions.push(t('policy.if_projects', { projects: r.projects.join(', ') }));
@@ -17,7 +18,11 @@ function rule(r, index) {
   const when = conditions.length ? conditions.join(` ${t('words.and')} `) : t('policy.every_question');
   const action = t(`policy.action_${r.action}`);
   const reason = r.reason ? ` ${t('policy.reason', { reason: r.reason })}` : '';
-  return el('li', { 'data-rule': index + 1 }, `${t('policy.rule', { n: index + 1, when, action })}${reason}`);
+  return `${t('policy.rule', { n: index + 1, when, action })}${reason}`;
+}
+
+function rule(r, index) {
+  return el('li', { 'data-rule': index + 1 }, ruleText(r, index));
 }
 
 /** A small number as a power of ten, e.g. 10⁻⁶ or 2,5 × 10⁻⁷ (in the

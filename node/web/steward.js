@@ -90,7 +90,9 @@ function render() {
 /** The approval queue: waiting requests first, then the latest decided. */
 async function queue(view) {
   view.append(el('h2', {}, t('steward.queue_title', { site: state.site })));
-  const requests = await api('/api/approvals');
+  // The policy, to say in words which rule sent each question here.
+  const [requests, rules] = await Promise.all([api('/api/approvals'), api('/api/policy').then((p) => p.rules)]);
+  state.rules = rules;
   const waiting = requests.filter((r) => r.state === 'pending');
   const decided = requests.filter((r) => r.state !== 'pending');
   view.append(el('h3', {}, t('steward.waiting', { n: waiting.length })));
@@ -122,6 +124,16 @@ function request(r, open) {
     el('dt', {}, t('steward.spent_project', { project: r.project })),
     el('dd', {}, t('steward.spent_left', { sym, spent: num(r.project_spent, 3), left: num(r.project_remaining, 3) })),
   );
+  const rule = r.rule && state.rules && state.rules[r.rule - 1];
+  if (rule) facts.append(el('dt', {}, t('steward.why_here')), el('dd', { class: 'rule' }, policy.ruleText(rule, r.rule - 1)));
+  if (r.history) {
+    facts.append(
+      el('dt', {}, t('steward.record', { user: r.user })),
+      el('dd', { class: 'record' }, t('steward.record_line', {
+        answered: num(r.history.answered), approved: num(r.history.approved), rejected: num(r.history.rejected),
+      })),
+    );
+  }
   if (open) {
     facts.append(el('dt', {}, t('steward.expires')), el('dd', {}, until(r.expires)));
   } else {

@@ -854,6 +854,22 @@ pub struct ApprovalRequest {
     /// A rejection's reason, as the requester sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The policy rule (1-based) that sends this question to a steward, as
+    /// the policy stands now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<usize>,
+    /// The requester's record at this site.
+    #[serde(default)]
+    pub history: RequesterHistory,
+}
+
+/// What a requester has done at a site, for a steward deciding: questions
+/// answered (fresh or remembered), and requests approved and rejected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RequesterHistory {
+    pub answered: i64,
+    pub approved: i64,
+    pub rejected: i64,
 }
 
 fn pending() -> String {

@@ -517,6 +517,9 @@ async function main() {
     assert.match(text, /commercial-use consent: yes/);
     assert.match(text, /ρ 0\.023/);
     assert.match(text, /Expires.*in 1[34] days/s);
+    // Why it is here, in the rule's own words, and ingrid's record here.
+    assert.match(await card.locator('dd.rule').textContent(), /^Rule 1: if the asking role is industry partner, it waits for a data steward/);
+    assert.match(await card.locator('dd.record').textContent(), /0 questions answered, 0 approved, 0 rejected/);
     assert.match(await card.locator('code.sql').textContent(), /consent_commercial = true/);
     if (env.screenshots) await steward.screenshot({ path: `${env.screenshots}/queue.png` });
   });

@@ -88,6 +88,8 @@ impl Metrics {
     pub fn observe(&self, result: &Result<QueryResult, Error>, took: Duration) {
         let outcome = match result {
             Ok(r) if r.remembered => "remembered",
+            // A steward's release, picked up: not a release of its own.
+            Ok(r) if r.source == bonebank_schemas::wire::Source::Approval => "remembered",
             Ok(_) => "released",
             Err(e) => match e.body().code {
                 bonebank_schemas::wire::ErrorCode::BudgetExhausted => "budget_exhausted",

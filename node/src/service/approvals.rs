@@ -102,6 +102,12 @@ impl QueryService {
         for t in tickets {
             let (requester, query) = requester_of(&t)?;
             let budget = self.budget(&requester).await?;
+            let (store, user) = (self.store.clone(), t.user.clone());
+            let history = blocking(move || store.history_of(&user)).await?;
+            let rule = self
+                .policy
+                .decide(requester.role, &requester.project, &query, t.loss)
+                .rule;
             out.push(ApprovalRequest {
                 ticket: t.id.clone(),
                 state: t.current_state().to_string(),
@@ -120,6 +126,8 @@ impl QueryService {
                 decided_by: t.decided_by,
                 decided_at: t.decided_at.map(rfc3339),
                 reason: t.reason,
+                rule,
+                history,
             });
         }
         Ok(out)

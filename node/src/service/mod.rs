@@ -156,6 +156,11 @@ impl QueryService {
         let outcome_name = match &outcome {
             Ok((_, true)) => None,
             Ok((r, false)) if r.remembered => Some("remembered"),
+            // The numbers a steward's approval released, picked up: the
+            // release itself is logged with the approval.
+            Ok((r, false)) if r.source == bonebank_schemas::wire::Source::Approval => {
+                Some("picked_up")
+            }
             Ok(_) => Some("released"),
             Err(Error::QueryRefused(_)) => Some("query_refused"),
             Err(Error::PolicyRefused(_)) => Some("policy_refused"),

@@ -132,6 +132,28 @@ impl Store {
             .optional()?)
     }
 
+    /// A requester's record here: questions answered (fresh or
+    /// remembered, from the audit log), and tickets approved and rejected.
+    pub fn history_of(&self, user: &str) -> Result<bonebank_schemas::wire::RequesterHistory> {
+        let conn = self.conn();
+        let answered: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM audit WHERE kind = 'request' AND actor = ?1 \
+             AND json_extract(detail, '$.outcome') IN ('released', 'remembered')",
+            [user],
+            |r| r.get(0),
+        )?;
+        let (approved, rejected): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(state = 'approved'), 0), COALESCE(SUM(state = 'rejected'), 0) FROM tickets WHERE user = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(bonebank_schemas::wire::RequesterHistory {
+            answered,
+            approved,
+            rejected,
+        })
+    }
+
     /// Pending tickets that have not expired, oldest first.
     pub fn pending_tickets(&self) -> Result<Vec<Ticket>> {
         let conn = self.conn();

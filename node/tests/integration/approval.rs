@@ -327,6 +327,16 @@ async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
     assert!(p.sql.contains("consent_commercial = true"), "{}", p.sql);
     assert_eq!(p.loss, 0.2);
     assert_eq!(p.user_remaining, 5.0);
+    // The rule that sent it here, and ida's record at the site so far.
+    assert_eq!(p.rule, Some(1));
+    assert_eq!(
+        p.history,
+        bonebank_schemas::wire::RequesterHistory {
+            answered: 0,
+            approved: 0,
+            rejected: 0
+        }
+    );
 
     let status = service
         .decide(&steward("DK-ODE"), &ticket, &approve())
@@ -353,6 +363,17 @@ async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
     // Picking it up again charges nothing more.
     service.run(&ida, &q).await.unwrap();
     assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
+    // Her record now: one approval and its one answer (picking it up
+    // twice is not two answers).
+    let decided = service.recent_approvals(&steward("DK-ODE")).await.unwrap();
+    assert_eq!(
+        decided[0].history,
+        bonebank_schemas::wire::RequesterHistory {
+            answered: 1,
+            approved: 1,
+            rejected: 0
+        }
+    );
     assert_eq!(
         service.ticket_status(&ida, &ticket).await.unwrap().state,
         "approved"

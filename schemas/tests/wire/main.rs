@@ -434,6 +434,12 @@ fn descriptions_budgets_and_approvals() {
             decided_by: Some("sam".into()),
             decided_at: Some("2026-11-25T09:30:00Z".into()),
             reason: Some("no agreement with this partner yet".into()),
+            rule: Some(1),
+            history: RequesterHistory {
+                answered: 4,
+                approved: 1,
+                rejected: 1,
+            },
         },
     );
     snapshot(
