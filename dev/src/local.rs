@@ -50,6 +50,7 @@ pub fn demo_policy(site: &SiteId) -> Policy {
             loss_above: None,
             action: Action::Approve,
             reason: None,
+            approvals_required: None,
         });
     }
     policy

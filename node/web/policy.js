@@ -18,7 +18,8 @@ export function ruleText(r, index) {
   const when = conditions.length ? conditions.join(` ${t('words.and')} `) : t('policy.every_question');
   const action = t(`policy.action_${r.action}`);
   const reason = r.reason ? ` ${t('policy.reason', { reason: r.reason })}` : '';
-  return `${t('policy.rule', { n: index + 1, when, action })}${reason}`;
+  const eyes = r.approvals_required === 2 ? ` ${t('policy.four_eyes')}` : '';
+  return `${t('policy.rule', { n: index + 1, when, action })}${eyes}${reason}`;
 }
 
 function rule(r, index) {

@@ -124,6 +124,14 @@ function request(r, open) {
     el('dt', {}, t('steward.spent_project', { project: r.project })),
     el('dd', {}, t('steward.spent_left', { sym, spent: num(r.project_spent, 3), left: num(r.project_remaining, 3) })),
   );
+  if (r.approvals_required > 1) {
+    facts.append(
+      el('dt', {}, t('steward.approvals')),
+      el('dd', { class: 'approvals' }, r.first_approval
+        ? t('steward.approvals_first', { who: r.first_approval })
+        : t('steward.approvals_none', { n: r.approvals_required })),
+    );
+  }
   const rule = r.rule && state.rules && state.rules[r.rule - 1];
   if (rule) facts.append(el('dt', {}, t('steward.why_here')), el('dd', { class: 'rule' }, policy.ruleText(rule, r.rule - 1)));
   if (r.history) {
@@ -168,8 +176,9 @@ function decisionForm(r) {
     reject.disabled = true;
     try {
       const body = decision === 'approve' ? { decision } : { decision, reason: reason.value.trim() };
-      await api(`/api/approvals/${encodeURIComponent(r.ticket)}`, { method: 'POST', body });
-      announce(t(decision === 'approve' ? 'steward.approved_note' : 'steward.rejected_note', { user: r.user }));
+      const status = await api(`/api/approvals/${encodeURIComponent(r.ticket)}`, { method: 'POST', body });
+      const note = status.state === 'pending' ? 'steward.first_approval_note' : decision === 'approve' ? 'steward.approved_note' : 'steward.rejected_note';
+      announce(t(note, { user: r.user }));
       render();
     } catch (e) {
       approve.disabled = false;
@@ -371,7 +380,7 @@ export function sentence(e) {
       return t('steward.audit_request', { who, what, outcome, rule });
     }
     case 'decision':
-      return t(d.decision === 'approve' ? 'steward.audit_approve' : 'steward.audit_reject', {
+      return t({ approve: 'steward.audit_approve', approve_first: 'steward.audit_approve_first' }[d.decision] || 'steward.audit_reject', {
         steward: e.actor,
         requester: d.requester || '',
         reason: d.reason || '',

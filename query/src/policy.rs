@@ -135,6 +135,10 @@ pub struct Rule {
     /// Shown to the researcher; required for `deny`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For `approve`: how many different stewards must approve (1 or 2;
+    /// 2 is the four-eyes rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_required: Option<u8>,
 }
 
 /// What a rule does with a query.
@@ -578,6 +582,19 @@ impl Policy {
                     n,
                     "a deny rule needs a reason, which researchers see".into(),
                 ));
+            }
+            match r.approvals_required {
+                None | Some(1) => {}
+                Some(2) if r.action == Action::Approve => {}
+                Some(2) => {
+                    return Err((n, "approvals_required belongs to an approve rule".into()));
+                }
+                Some(k) => {
+                    return Err((
+                        n,
+                        format!("approvals_required = {k}: use 1, or 2 for two different stewards"),
+                    ));
+                }
             }
             for m in r.measures.iter().flatten() {
                 if !MEASURE_KINDS.contains(&m.as_str()) {

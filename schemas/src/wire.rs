@@ -861,6 +861,16 @@ pub struct ApprovalRequest {
     /// The requester's record at this site.
     #[serde(default)]
     pub history: RequesterHistory,
+    /// How many different stewards must approve (2 under a four-eyes rule).
+    #[serde(default = "one_approval")]
+    pub approvals_required: u8,
+    /// Under a four-eyes rule: who approved first, while a second must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_approval: Option<String>,
+}
+
+fn one_approval() -> u8 {
+    1
 }
 
 /// What a requester has done at a site, for a steward deciding: questions

@@ -65,6 +65,7 @@ impl QueryService {
             decided_by: None,
             decided_at: None,
             reason: None,
+            first_approval: None,
         };
         detail.ticket = Some(ticket.id.clone());
         detail.outcome = Some("pending_approval".into());
@@ -108,6 +109,10 @@ impl QueryService {
                 .policy
                 .decide(requester.role, &requester.project, &query, t.loss)
                 .rule;
+            let approvals_required = rule
+                .and_then(|n| self.policy.rules.get(n - 1))
+                .and_then(|r| r.approvals_required)
+                .unwrap_or(1);
             out.push(ApprovalRequest {
                 ticket: t.id.clone(),
                 state: t.current_state().to_string(),
@@ -128,6 +133,8 @@ impl QueryService {
                 reason: t.reason,
                 rule,
                 history,
+                approvals_required,
+                first_approval: t.first_approval,
             });
         }
         Ok(out)
@@ -199,6 +206,46 @@ impl QueryService {
                     "reject the request with a reason for the requester",
                 )));
             }
+            // The four-eyes rule: a first approval is recorded and the
+            // question waits for a second, different steward.
+            let required = rules
+                .rule
+                .and_then(|n| self.policy.rules.get(n - 1))
+                .and_then(|r| r.approvals_required)
+                .unwrap_or(1);
+            let mut approvers = steward.user().to_owned();
+            if required >= 2 {
+                match &t.first_approval {
+                    None => {
+                        let first = audit::Decision {
+                            decision: "approve_first".into(),
+                            ..entry.clone()
+                        };
+                        let (store, id, who) =
+                            (self.store.clone(), t.id.clone(), steward.user().to_owned());
+                        let recorded = blocking(move || {
+                            store.first_approval(&id, &who, &audit::detail(&first))
+                        })
+                        .await?;
+                        if !recorded {
+                            return Err(Error::BadRequest(format!(
+                                "ticket {ticket} was decided, expired or approved once meanwhile"
+                            )));
+                        }
+                        return Ok(TicketStatus {
+                            ticket: t.id,
+                            state: TicketState::Pending.to_string(),
+                            reason: None,
+                        });
+                    }
+                    Some(first) if first == steward.user() => {
+                        return Err(Error::BadRequest(format!(
+                            "you approved ticket {ticket} already; its rule needs a second, different data steward"
+                        )));
+                    }
+                    Some(first) => approvers = format!("{first} and {approvers}"),
+                }
+            }
             let version = self.engine.dataset_version()?.ok_or(Error::NoData)?;
             let units = privacy::units(checked.loss);
             let samples_bound = self.samples_bound(Some(&version), &checked).await?;
@@ -210,7 +257,7 @@ impl QueryService {
                 loss: Some(checked.loss),
                 query: Some(checked.query.to_sql()),
                 ticket: Some(t.id.clone()),
-                approved_by: Some(steward.user().to_owned()),
+                approved_by: Some(approvers),
                 ..Default::default()
             };
             let store = self.store.clone();

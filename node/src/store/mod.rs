@@ -66,10 +66,10 @@ CREATE TABLE IF NOT EXISTS releases (
 
 /// The node state database's schema version (`PRAGMA user_version`). 0:
 /// before versions were kept; 1: the tables below, the ledger with its
-/// `measure` column. A later bonebank that changes the tables adds a
-/// version and its step in [`upgrade`]; an earlier one refuses a later
-/// version.
-pub const STATE_VERSION: u32 = 1;
+/// `measure` column; 2: tickets with `first_approval` (the four-eyes
+/// rule). A later bonebank that changes the tables adds a version and its
+/// step in [`upgrade`]; an earlier one refuses a later version.
+pub const STATE_VERSION: u32 = 2;
 
 /// Brings the tables from version `from` to [`STATE_VERSION`], in the
 /// migration's transaction.
@@ -90,6 +90,17 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
                 "ALTER TABLE ledger ADD COLUMN measure TEXT NOT NULL DEFAULT 'epsilon' \
                  CHECK (measure IN ('epsilon', 'rho'))",
             )?;
+        }
+    }
+    // Version 1 → 2: who approved first, under a four-eyes rule.
+    if from < 2 {
+        let has: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('tickets') WHERE name = 'first_approval'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has {
+            tx.execute_batch("ALTER TABLE tickets ADD COLUMN first_approval TEXT")?;
         }
     }
     Ok(())

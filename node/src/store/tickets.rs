@@ -29,6 +29,9 @@ pub struct Ticket {
     /// Unix seconds.
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
+    /// Under a four-eyes rule: the steward who approved first, while a
+    /// second must still approve.
+    pub first_approval: Option<String>,
 }
 
 impl Ticket {
@@ -79,7 +82,7 @@ impl std::fmt::Display for TicketState {
     }
 }
 
-pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason, decided_at";
+pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason, decided_at, first_approval";
 
 pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     Ok(Ticket {
@@ -105,6 +108,7 @@ pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         decided_by: r.get(10)?,
         reason: r.get(11)?,
         decided_at: r.get(12)?,
+        first_approval: r.get(13)?,
     })
 }
 
@@ -190,6 +194,29 @@ impl Store {
 
     /// Marks a pending ticket decided, with its audit entry, in one
     /// transaction. False if it was no longer pending.
+    /// Under a four-eyes rule: records `steward`'s approval as the first of
+    /// two, with its audit entry; false if the ticket was decided, expired
+    /// or approved once meanwhile.
+    pub fn first_approval(
+        &self,
+        id: &str,
+        steward: &str,
+        audit: &serde_json::Value,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE tickets SET first_approval = ?2 \
+             WHERE id = ?1 AND state = 'pending' AND expires > ?3 AND first_approval IS NULL",
+            params![id, steward, now()],
+        )?;
+        if changed == 1 {
+            crate::audit::append(&tx, "decision", steward, audit)?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
     pub fn decide_ticket(
         &self,
         id: &str,

@@ -603,3 +603,107 @@ async fn released_values_are_rounded_for_display_when_the_policy_says_so() {
     };
     assert!(bad.validate_rules().is_err());
 }
+
+/// A data steward of DK-ODE with a name of their own.
+fn steward_named(name: &str) -> bonebank_node::service::Steward {
+    let caller = bonebank_node::service::Caller {
+        user: name.into(),
+        ..crate::common::steward_caller("DK-ODE")
+    };
+    bonebank_node::service::Steward::admit(caller, "DK-ODE").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_eyes_rule_needs_two_different_stewards() {
+    let site = TestSite::new(
+        "DK-ODE",
+        60,
+        Policy {
+            rules: vec![Rule {
+                role: Some(Role::Industry),
+                approvals_required: Some(2),
+                ..rule(Action::Approve)
+            }],
+            ..pure()
+        },
+    );
+    let service = site.service(Arc::new(FixedOffset(0)));
+    let ida = caller("ida", "scoping", Role::Industry);
+    let q = sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.2);
+    let ticket = match service.run(&ida, &q).await {
+        Err(Error::Pending { ticket, .. }) => ticket,
+        other => panic!("expected a ticket, got {other:?}"),
+    };
+    let (sam, kim) = (steward_named("sam"), steward_named("kim"));
+
+    // The first approval: still waiting, nothing charged, nothing released.
+    let first = service.decide(&sam, &ticket, &approve()).await.unwrap();
+    assert_eq!(first.state, "pending");
+    assert_eq!(service.budget(&ida).await.unwrap().user.spent, 0.0);
+    assert!(matches!(
+        service.run(&ida, &q).await,
+        Err(Error::Pending { .. })
+    ));
+    let waiting = service.approvals(&sam).await.unwrap();
+    assert_eq!(waiting[0].first_approval.as_deref(), Some("sam"));
+    assert_eq!(waiting[0].approvals_required, 2);
+    // The same steward again is refused.
+    let again = service
+        .decide(&sam, &ticket, &approve())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        again.contains("a second, different data steward"),
+        "{again}"
+    );
+
+    // A second steward: approved, charged to ida, and the answer says so.
+    let second = service.decide(&kim, &ticket, &approve()).await.unwrap();
+    assert_eq!(second.state, "approved");
+    assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
+    let answer = service.run(&ida, &q).await.unwrap();
+    assert_eq!(answer.source, bonebank_schemas::wire::Source::Approval);
+
+    // Both approvals are in the audit log, and the release names both.
+    let conn = rusqlite::Connection::open(site.config.state_db()).unwrap();
+    let decisions: Vec<(String, String)> = conn
+        .prepare("SELECT actor, json_extract(detail, '$.decision') FROM audit WHERE kind = 'decision' ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("sam".into(), "approve_first".into()),
+            ("kim".into(), "approve".into())
+        ]
+    );
+    let by: String = conn
+        .query_row(
+            "SELECT json_extract(detail, '$.approved_by') FROM audit WHERE kind = 'request' AND json_extract(detail, '$.outcome') = 'released'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by, "sam and kim");
+
+    // A rule asking for three, or four eyes on a deny, does not load.
+    for bad in [
+        "approvals_required = 3\naction = \"approve\"",
+        "approvals_required = 2\naction = \"deny\"\nreason = \"no\"",
+    ] {
+        let config = site.tmp.path().join("bad.toml");
+        std::fs::write(
+            &config,
+            format!("site_id = \"DK-ODE\"\ndata_dir = \"d\"\nstate_dir = \"s\"\n\n[[policy.rules]]\n{bad}\n{}", crate::common::OIDC_SECTION),
+        )
+        .unwrap();
+        let e = bonebank_node::config::NodeConfig::load(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("approvals_required"), "{e}");
+    }
+}

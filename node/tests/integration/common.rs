@@ -252,6 +252,7 @@ pub fn rule(action: bonebank_query::policy::Action) -> bonebank_query::policy::R
         loss_above: None,
         action,
         reason: None,
+        approvals_required: None,
     }
 }
 

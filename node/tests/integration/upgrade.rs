@@ -128,7 +128,10 @@ fn todays_state_is_migrated_after_a_copy_is_kept() {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
-                .starts_with("node.sqlite.before-v1-")
+                .starts_with(&format!(
+                    "node.sqlite.before-v{}-",
+                    bonebank_node::store::STATE_VERSION
+                ))
         })
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");

@@ -440,6 +440,8 @@ fn descriptions_budgets_and_approvals() {
                 approved: 1,
                 rejected: 1,
             },
+            approvals_required: 2,
+            first_approval: None,
         },
     );
     snapshot(
