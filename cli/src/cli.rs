@@ -64,6 +64,14 @@ pub enum ResearcherCommand {
         /// even where a site's catalogue answers it for free.
         #[arg(long)]
         fresh: bool,
+        /// What the question is for, in a sentence: the data stewards of
+        /// sites where it needs approval decide with it in front of them.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// A project reference to go with the purpose (an ethics vote, a
+        /// grant, a Negotiator request).
+        #[arg(long, requires = "purpose")]
+        project_ref: Option<String>,
     },
     /// Shows a question from your history again; sites that were waiting
     /// for approval are asked again.
@@ -163,6 +171,8 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
             json,
             preview,
             fresh,
+            purpose,
+            project_ref,
         } => {
             let sql = match (sql, file) {
                 (Some(s), None) => s,
@@ -176,6 +186,10 @@ pub fn run_researcher(cli: ResearcherCli) -> Result<(), String> {
                 loss,
                 sites: (!sites.is_empty()).then_some(sites),
                 fresh,
+                purpose: purpose.map(|text| bonebank_schemas::wire::Purpose {
+                    text,
+                    reference: project_ref,
+                }),
             };
             if preview {
                 let p = rt.block_on(client.preview(&request)).map_err(show)?;

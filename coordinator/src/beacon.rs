@@ -706,6 +706,7 @@ async fn count(
                 // Counts come from the sites' catalogues where they can:
                 // free of any user's budget.
                 fresh: false,
+                purpose: None,
             },
         )
         .await

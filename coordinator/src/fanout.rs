@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bonebank_schemas::wire::{
-    BudgetListing, BudgetStatus, Catalogue, ErrorBody, ErrorCode, Preview, QueryRequest,
+    BudgetListing, BudgetStatus, Catalogue, ErrorBody, ErrorCode, Preview, Purpose, QueryRequest,
     QueryResult, SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
@@ -162,13 +162,14 @@ impl SiteClient {
         path: &str,
         who: &Requester,
         query: &FeasibilityQuery,
-        loss: Option<f64>,
+        (loss, purpose): (Option<f64>, Option<&Purpose>),
         site_of: fn(&T) -> &str,
     ) -> Result<T, Failure> {
         let request = QueryRequest {
             sql: None,
             query: Some(query.clone()),
             loss,
+            purpose: purpose.cloned(),
         };
         let request = serde_json::to_value(&request).expect("requests serialise");
         let (status, body) = self
@@ -196,9 +197,16 @@ impl SiteClient {
         who: &Requester,
         query: &FeasibilityQuery,
         loss: Option<f64>,
+        purpose: Option<&Purpose>,
     ) -> SiteAnswer {
         let (status, message, hint, result) = match self
-            .post("v1/query", who, query, loss, |r: &QueryResult| &r.site_id)
+            .post(
+                "v1/query",
+                who,
+                query,
+                (loss, purpose),
+                |r: &QueryResult| &r.site_id,
+            )
             .await
         {
             Ok(r) => (SiteStatus::Answered, None, None, Some(r)),
@@ -222,7 +230,9 @@ impl SiteClient {
         loss: Option<f64>,
     ) -> SitePreview {
         let (status, message, hint, preview) = match self
-            .post("v1/preview", who, query, loss, |p: &Preview| &p.site_id)
+            .post("v1/preview", who, query, (loss, None), |p: &Preview| {
+                &p.site_id
+            })
             .await
         {
             Ok(p) => (SiteStatus::Answered, None, None, Some(p)),
@@ -454,13 +464,13 @@ pub async fn ask_all(
     sites: &[Arc<SiteClient>],
     who: &Requester,
     query: &FeasibilityQuery,
-    loss: Option<f64>,
+    (loss, purpose): (Option<f64>, Option<&Purpose>),
     deadline: Instant,
 ) -> Vec<SiteAnswer> {
     at_every_site(
         sites,
         deadline,
-        |site| async move { site.query(who, query, loss).await },
+        |site| async move { site.query(who, query, loss, purpose).await },
         |site| SiteAnswer {
             site_id: site.id.to_string(),
             status: SiteStatus::TimedOut,

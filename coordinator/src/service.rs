@@ -279,7 +279,16 @@ impl Coordinator {
                 .await
         };
         if !fresh.is_empty() {
-            answers.extend(fanout::ask_all(&fresh, who, &query, request.loss, deadline).await);
+            answers.extend(
+                fanout::ask_all(
+                    &fresh,
+                    who,
+                    &query,
+                    (request.loss, request.purpose.as_ref()),
+                    deadline,
+                )
+                .await,
+            );
         }
         answers.sort_by_key(|a| sites.iter().position(|s| s.id.as_str() == a.site_id));
         let mut result = merge::merge(&query, answers, started.elapsed().as_millis() as u64);
@@ -364,7 +373,8 @@ impl Coordinator {
                 &waiting,
                 who,
                 &result.query,
-                epsilon,
+                // The ticket was filed with the purpose on the first ask.
+                (epsilon, None),
                 started + self.deadline,
             )
             .await;

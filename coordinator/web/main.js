@@ -22,6 +22,9 @@ const app = {
   builder: null,
   /** The history as last fetched: drawn again, not fetched, on a language switch. */
   history: null,
+  /** What the question is for, where a steward decides; the sites that want it. */
+  purpose: { text: '', reference: '' },
+  approvalSites: [],
 };
 
 const $ = (id) => document.getElementById(id);
@@ -50,7 +53,47 @@ function request() {
   if (app.state.sites) body.sites = app.state.sites;
   const loss = chosenLoss();
   if (loss != null) body.loss = loss;
+  const text = app.purpose.text.trim();
+  if (app.approvalSites.length && text) {
+    body.purpose = { text };
+    if (app.purpose.reference.trim()) body.purpose.reference = app.purpose.reference.trim();
+  }
   return body;
+}
+
+/** Where a data steward decides, the question goes with its purpose: a
+ * sentence (and optionally a project reference) asked for only then. */
+function renderPurpose(sites) {
+  app.approvalSites = sites;
+  const box = $('purpose-box');
+  box.hidden = !sites.length;
+  clear(box);
+  if (!sites.length) return;
+  const text = el('textarea', { id: 'purpose', rows: 2, 'aria-describedby': 'purpose-help' });
+  text.value = app.purpose.text;
+  text.addEventListener('input', () => {
+    app.purpose.text = text.value;
+    gate();
+  });
+  const ref = el('input', { type: 'text', id: 'project-ref' });
+  ref.value = app.purpose.reference;
+  ref.addEventListener('input', () => {
+    app.purpose.reference = ref.value;
+  });
+  box.append(
+    el('h2', {}, t('purpose.title')),
+    el('p', { class: 'help', id: 'purpose-help' }, t('purpose.help', { sites: sites.join(', ') })),
+    el('label', { for: 'purpose' }, t('purpose.label')),
+    text,
+    el('label', { for: 'project-ref' }, t('purpose.reference')),
+    ref,
+  );
+}
+
+/** Ask waits for a purpose where a steward decides. */
+function gate() {
+  const missing = app.approvalSites.length && !app.purpose.text.trim();
+  askable(missing ? t('ask.purpose_needed', { sites: app.approvalSites.join(', ') }) : null);
 }
 
 /** How much more than the sites' default a fresh answer may spend for a
@@ -349,8 +392,11 @@ const refreshCost = debounce(async () => {
     const reasons = [...new Set(preview.sites.map((x) => x.message).filter(Boolean))];
     askable(t('ask.no_site_answers', { why: reasons.join('; ') || t('status.refused') }));
   } else {
-    askable(null);
+    // Sites where a steward decides want the question's purpose first.
+    renderPurpose(answerable.filter((x) => x.preview.needs_approval).map((x) => x.site_id));
+    gate();
   }
+  if (!answerable.length) renderPurpose([]);
   clear(box).append(el('h2', {}, t('cost.title')));
   const table = el('table', { id: 'cost-table' });
   const measures = preview.query.measures;

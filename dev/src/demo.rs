@@ -144,6 +144,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         loss: None,
         sites: None,
         fresh: false,
+        purpose: None,
     };
     match client.query(&request).await {
         Ok(result) => println!("{}", render::result(&result)),

@@ -333,6 +333,7 @@ async fn releases(
         sql: Some(sql.into()),
         query: None,
         loss: None,
+        purpose: None,
     };
     let mut out = Vec::new();
     let mut truth = None;
@@ -394,6 +395,7 @@ async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) ->
         sql: Some("SELECT COUNT(*) FROM samples".into()),
         query: None,
         loss: None,
+        purpose: None,
     })?;
     // A preview measures them (charged to the site) and reads no more.
     service
@@ -403,6 +405,7 @@ async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) ->
                 sql: None,
                 query: Some(q),
                 loss: None,
+                purpose: None,
             },
         )
         .await?;

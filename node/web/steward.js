@@ -113,6 +113,9 @@ function request(r, open) {
   card.append(
     el('h4', {}, t('steward.request_from', { user: r.user, role: t(`role.${r.role}`), project: r.project, when: when(r.created) })),
     el('p', { class: 'question-words' }, r.query ? words.question(r.query) : ''),
+    r.purpose
+      ? el('p', { class: 'purpose' }, [el('strong', {}, t('steward.purpose')), ' ', r.purpose.text, r.purpose.reference ? ` (${r.purpose.reference})` : ''])
+      : el('p', { class: 'purpose help' }, t('steward.no_purpose')),
     el('details', {}, [el('summary', {}, t('steward.sql_as_run')), el('code', { class: 'sql' }, r.sql)]),
   );
   const facts = el('dl', { class: 'kv' });

@@ -81,6 +81,20 @@ pub struct QueryRequest {
     /// pure accounting); the site's default if absent.
     #[serde(default, alias = "epsilon", skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+    /// What the question is for, shown to the data steward who decides a
+    /// question that needs approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
+}
+
+/// A researcher's stated purpose: a sentence, and optionally a project
+/// reference (an ethics vote, a grant, a Negotiator request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A field that may be left out but, when given, is not `null`: `sql` and
@@ -544,6 +558,10 @@ pub struct FederatedRequest {
     /// where a site's catalogue could answer it for free.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fresh: bool,
+    /// What the question is for, for the stewards of sites where it needs
+    /// approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
 }
 
 /// The sample bounds a node measured for one dataset version.
@@ -861,6 +879,9 @@ pub struct ApprovalRequest {
     /// The requester's record at this site.
     #[serde(default)]
     pub history: RequesterHistory,
+    /// What the requester says the question is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
     /// How many different stewards must approve (2 under a four-eyes rule).
     #[serde(default = "one_approval")]
     pub approvals_required: u8,

@@ -470,6 +470,14 @@ async function main() {
   await step('ingrid asks; DK-ODE waits for a steward, the others answer', async () => {
     await find(ingrid, 'stem cells');
     await ingrid.check('#by-sex');
+    // DK-ODE's steward decides: the app asks what the question is for,
+    // and Ask waits for it.
+    await ingrid.waitForSelector('#purpose');
+    await ingrid.waitForFunction(() => document.getElementById('ask').disabled);
+    assert.match(await ingrid.textContent('#ask-why'), /Say what the question is for: a data steward of DK-ODE decides/);
+    await ingrid.fill('#purpose', 'Scoping a trial of MSC from femoral fractures');
+    await ingrid.fill('#project-ref', 'EK 2026-114');
+    await ingrid.waitForFunction(() => !document.getElementById('ask').disabled);
     await ingrid.click('#ask');
     await ingrid.waitForSelector('#answer-sentence');
     const statuses = await ingrid.$$eval('#site-status tbody tr', (rs) => Object.fromEntries(rs.map((r) => [r.dataset.site, r.dataset.status])));
@@ -517,6 +525,7 @@ async function main() {
     assert.match(text, /commercial-use consent: yes/);
     assert.match(text, /ρ 0\.023/);
     assert.match(text, /Expires.*in 1[34] days/s);
+    assert.match(await card.locator('p.purpose').textContent(), /Purpose: Scoping a trial of MSC from femoral fractures \(EK 2026-114\)/);
     // Why it is here, in the rule's own words, and ingrid's record here.
     assert.match(await card.locator('dd.rule').textContent(), /^Rule 1: if the asking role is industry partner, it waits for a data steward/);
     assert.match(await card.locator('dd.record').textContent(), /0 questions answered, 0 approved, 0 rejected/);

@@ -133,6 +133,7 @@ pub async fn series(
                         loss: None,
                         sites: None,
                         fresh: ask == Ask::Fresh,
+                        purpose: None,
                     };
                     let t = Instant::now();
                     let r = client

@@ -308,6 +308,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
                 sql: Some(bench_sql(i)),
                 query: None,
                 loss: None,
+                purpose: None,
             };
             let query = bonebank_node::service::QueryService::parse(&request)?;
             let plan = service

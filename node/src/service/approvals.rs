@@ -22,6 +22,7 @@ impl QueryService {
         caller: &Caller,
         checked: &Checked,
         key: String,
+        purpose: Option<&bonebank_schemas::wire::Purpose>,
         detail: &mut audit::Question,
     ) -> Result<Approval> {
         let (store, user, k) = (self.store.clone(), caller.user.clone(), key.clone());
@@ -66,6 +67,10 @@ impl QueryService {
             decided_at: None,
             reason: None,
             first_approval: None,
+            purpose: purpose.map(|p| p.text.chars().take(2_000).collect()),
+            purpose_ref: purpose
+                .and_then(|p| p.reference.as_ref())
+                .map(|r| r.chars().take(200).collect()),
         };
         detail.ticket = Some(ticket.id.clone());
         detail.outcome = Some("pending_approval".into());
@@ -135,6 +140,10 @@ impl QueryService {
                 history,
                 approvals_required,
                 first_approval: t.first_approval,
+                purpose: t.purpose.map(|text| bonebank_schemas::wire::Purpose {
+                    text,
+                    reference: t.purpose_ref,
+                }),
             });
         }
         Ok(out)

@@ -229,7 +229,16 @@ impl QueryService {
             // Only a steward's approval of this caller's own request hands
             // out the release, even if someone else's request made it.
             Action::Approve => {
-                return match self.ticket(caller, &checked, key.clone(), detail).await? {
+                return match self
+                    .ticket(
+                        caller,
+                        &checked,
+                        key.clone(),
+                        request.purpose.as_ref(),
+                        detail,
+                    )
+                    .await?
+                {
                     Approval::Approved(ticket) => {
                         let (store, user) = (self.store.clone(), caller.user.clone());
                         let found = blocking(move || {

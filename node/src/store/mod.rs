@@ -67,9 +67,10 @@ CREATE TABLE IF NOT EXISTS releases (
 /// The node state database's schema version (`PRAGMA user_version`). 0:
 /// before versions were kept; 1: the tables below, the ledger with its
 /// `measure` column; 2: tickets with `first_approval` (the four-eyes
-/// rule). A later bonebank that changes the tables adds a version and its
+/// rule); 3: tickets with the requester's `purpose` and `purpose_ref`. A
+/// later bonebank that changes the tables adds a version and its
 /// step in [`upgrade`]; an earlier one refuses a later version.
-pub const STATE_VERSION: u32 = 2;
+pub const STATE_VERSION: u32 = 3;
 
 /// Brings the tables from version `from` to [`STATE_VERSION`], in the
 /// migration's transaction.
@@ -101,6 +102,19 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
         )?;
         if !has {
             tx.execute_batch("ALTER TABLE tickets ADD COLUMN first_approval TEXT")?;
+        }
+    }
+    // Version 2 → 3: what the requester says a question is for.
+    if from < 3 {
+        for column in ["purpose", "purpose_ref"] {
+            let has: bool = tx.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('tickets') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                tx.execute_batch(&format!("ALTER TABLE tickets ADD COLUMN {column} TEXT"))?;
+            }
         }
     }
     Ok(())

@@ -32,6 +32,9 @@ pub struct Ticket {
     /// Under a four-eyes rule: the steward who approved first, while a
     /// second must still approve.
     pub first_approval: Option<String>,
+    /// What the requester said the question is for, and a reference.
+    pub purpose: Option<String>,
+    pub purpose_ref: Option<String>,
 }
 
 impl Ticket {
@@ -82,7 +85,7 @@ impl std::fmt::Display for TicketState {
     }
 }
 
-pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason, decided_at, first_approval";
+pub(super) const TICKET_COLUMNS: &str = "id, created, expires, user, project, role, release_key, query, epsilon, state, decided_by, reason, decided_at, first_approval, purpose, purpose_ref";
 
 pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
     Ok(Ticket {
@@ -109,6 +112,8 @@ pub(super) fn ticket(r: &Row<'_>) -> rusqlite::Result<Ticket> {
         reason: r.get(11)?,
         decided_at: r.get(12)?,
         first_approval: r.get(13)?,
+        purpose: r.get(14)?,
+        purpose_ref: r.get(15)?,
     })
 }
 
@@ -183,9 +188,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
-            "INSERT INTO tickets (id, created, expires, user, project, role, release_key, query, epsilon, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
-            params![t.id, t.created, t.expires, t.user, t.project, t.role, t.release_key, t.query, t.loss],
+            "INSERT INTO tickets (id, created, expires, user, project, role, release_key, query, epsilon, state, purpose, purpose_ref) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11)",
+            params![t.id, t.created, t.expires, t.user, t.project, t.role, t.release_key, t.query, t.loss, t.purpose, t.purpose_ref],
         )?;
         crate::audit::append(&tx, "request", &t.user, audit)?;
         tx.commit()?;

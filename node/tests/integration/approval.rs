@@ -329,6 +329,7 @@ async fn a_query_waits_for_a_steward_and_the_next_look_has_the_answer() {
     assert_eq!(p.user_remaining, 5.0);
     // The rule that sent it here, and ida's record at the site so far.
     assert_eq!(p.rule, Some(1));
+    assert_eq!(p.purpose, None, "ida stated no purpose");
     assert_eq!(
         p.history,
         bonebank_schemas::wire::RequesterHistory {
@@ -629,7 +630,15 @@ async fn a_four_eyes_rule_needs_two_different_stewards() {
     );
     let service = site.service(Arc::new(FixedOffset(0)));
     let ida = caller("ida", "scoping", Role::Industry);
-    let q = sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.2);
+    // Asked with its purpose, which the stewards see.
+    let purpose = bonebank_schemas::wire::Purpose {
+        text: "Scoping a trial of MSC from femoral fractures".into(),
+        reference: Some("EK 2026-114".into()),
+    };
+    let q = bonebank_schemas::wire::QueryRequest {
+        purpose: Some(purpose.clone()),
+        ..sql("SELECT sex, COUNT(*) FROM samples GROUP BY sex", 0.2)
+    };
     let ticket = match service.run(&ida, &q).await {
         Err(Error::Pending { ticket, .. }) => ticket,
         other => panic!("expected a ticket, got {other:?}"),
@@ -647,6 +656,7 @@ async fn a_four_eyes_rule_needs_two_different_stewards() {
     let waiting = service.approvals(&sam).await.unwrap();
     assert_eq!(waiting[0].first_approval.as_deref(), Some("sam"));
     assert_eq!(waiting[0].approvals_required, 2);
+    assert_eq!(waiting[0].purpose.as_ref(), Some(&purpose));
     // The same steward again is refused.
     let again = service
         .decide(&sam, &ticket, &approve())

@@ -229,6 +229,7 @@ pub fn sql(text: &str, loss: f64) -> bonebank_schemas::wire::QueryRequest {
         sql: Some(text.into()),
         query: None,
         loss: Some(loss),
+        purpose: None,
     }
 }
 

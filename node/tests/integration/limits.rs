@@ -96,6 +96,7 @@ async fn deep_and_wide_questions_are_refused_in_milliseconds() {
             group_by: Vec::new(),
         }),
         loss: Some(0.1),
+        purpose: None,
     };
     let r = service.run(&rita, &request).await;
     assert!(

@@ -260,6 +260,7 @@ fn requests() {
             sql: Some("SELECT COUNT(*) FROM samples".into()),
             query: None,
             loss: Some(0.023),
+            purpose: None,
         },
     );
     snapshot(
@@ -270,6 +271,7 @@ fn requests() {
             loss: None,
             sites: Some(vec!["DE-LUE".into()]),
             fresh: true,
+            purpose: None,
         },
     );
     snapshot(
@@ -442,6 +444,10 @@ fn descriptions_budgets_and_approvals() {
             },
             approvals_required: 2,
             first_approval: None,
+            purpose: Some(Purpose {
+                text: "Scoping a study of MSC from femoral fractures".into(),
+                reference: Some("EK 2026-114".into()),
+            }),
         },
     );
     snapshot(

@@ -166,6 +166,7 @@ fn example_queries_pass_the_checks() {
             sql: Some(text),
             query: None,
             loss: None,
+            purpose: None,
         };
         let query =
             QueryService::parse(&request).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -70,6 +70,7 @@ async fn ask(net: &LocalNetwork, url: &str, sql: &str) -> FederatedResult {
         loss: Some(0.05),
         sites: None,
         fresh: true,
+        purpose: None,
     };
     let req = as_user(
         reqwest::Client::new().post(format!("{url}/v1/query")),
@@ -742,6 +743,7 @@ async fn a_preview_states_each_sites_cost_and_precision_and_spends_nothing() {
             loss: Some(0.023),
             sites: None,
             fresh: true,
+            purpose: None,
         };
         let req = as_user(
             reqwest::Client::new().post(format!("{url}/v1/query")),
@@ -770,6 +772,7 @@ async fn ask_as_ada(net: &LocalNetwork, sql: &str, fresh: bool) -> FederatedResu
         loss: Some(0.05),
         sites: None,
         fresh,
+        purpose: None,
     };
     let req = as_user(
         reqwest::Client::new().post(format!("{}/v1/query", net.coordinator.url())),

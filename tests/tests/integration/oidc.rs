@@ -237,6 +237,7 @@ fn question() -> FederatedRequest {
         loss: Some(0.02),
         sites: None,
         fresh: true,
+        purpose: None,
     }
 }
 
