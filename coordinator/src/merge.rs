@@ -179,6 +179,7 @@ mod tests {
                 }],
             }],
             source: Default::default(),
+            steward_note: None,
         }
     }
 

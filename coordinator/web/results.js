@@ -291,6 +291,7 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
         detail = s.result.charged > 0
           ? t('result.site_approved_charged', { symbol: symbol(s.result.accounting), loss: num(s.result.charged, 3) })
           : t('result.site_approved_free');
+        if (s.result.steward_note) detail = [detail, el('br'), el('span', { class: 'steward-note' }, t('result.steward_note', { note: s.result.steward_note }))];
       } else {
         detail = s.result.remembered
           ? t('result.site_remembered')

@@ -178,7 +178,9 @@ function decisionForm(r) {
     approve.disabled = true;
     reject.disabled = true;
     try {
-      const body = decision === 'approve' ? { decision } : { decision, reason: reason.value.trim() };
+      // A note goes with an approval where the steward wrote one; a
+      // rejection always has its reason.
+      const body = reason.value.trim() ? { decision, reason: reason.value.trim() } : { decision };
       const status = await api(`/api/approvals/${encodeURIComponent(r.ticket)}`, { method: 'POST', body });
       const note = status.state === 'pending' ? 'steward.first_approval_note' : decision === 'approve' ? 'steward.approved_note' : 'steward.rejected_note';
       announce(t(note, { user: r.user }));
@@ -216,10 +218,9 @@ function decisionForm(r) {
   approve.addEventListener('click', () => confirmThen('approve'));
   reject.addEventListener('click', () => confirmThen('reject'));
   form.append(
-    el('p', {}, approve),
     el('label', { for: reasonId }, t('steward.reason_label')),
     reason,
-    el('p', {}, reject),
+    el('p', {}, [approve, ' ', reject]),
     out,
   );
   return form;

@@ -140,6 +140,9 @@ pub struct QueryResult {
     /// (`catalogue`, charged to nobody).
     #[serde(default)]
     pub source: Source,
+    /// A data steward's note on approving this question, for the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward_note: Option<String>,
 }
 
 /// Where a site's numbers came from.

@@ -564,6 +564,7 @@ async function main() {
   });
 
   await step('the steward approves, and ingrid\u2019s next look fills in DK-ODE', async () => {
+    await steward.fill(`#reason-${ticket}`, 'Approved for the scoping study; ask us before a sample request.');
     await steward.click(`#queue-waiting [data-ticket="${ticket}"] button.approve`);
     // Asked once more, with what approving means; Cancel keeps it waiting.
     const confirm = `#queue-waiting [data-ticket="${ticket}"] .confirm-box`;
@@ -583,6 +584,8 @@ async function main() {
       /released when a data steward approved: ρ 0\.023 charged to you then/,
     );
     assert.doesNotMatch(await ingrid.textContent('#site-status tr[data-site="DK-ODE"]'), /released before/);
+    // With the steward's note.
+    assert.match(await ingrid.textContent('#site-status tr[data-site="DK-ODE"]'), /The data steward's note: Approved for the scoping study; ask us before a sample request\./);
     const cells = await texts(ingrid, 'table.values[data-measure="donors"] td[data-site="DK-ODE"]');
     assert.equal(cells.length, 5, 'one value per sex');
     for (const c of cells) assert.match(c, VALUE);

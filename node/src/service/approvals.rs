@@ -31,7 +31,7 @@ impl QueryService {
         if let Some(t) = existing {
             detail.ticket = Some(t.id.clone());
             match t.current_state() {
-                TicketState::Approved => return Ok(Approval::Approved(t.id)),
+                TicketState::Approved => return Ok(Approval::Approved(t.id, t.reason)),
                 TicketState::Pending => {
                     return Ok(Approval::Waiting(Error::Pending {
                         site,

@@ -33,7 +33,8 @@ mod stewards;
 /// What a steward's queue says about a caller's request.
 enum Approval {
     /// A steward approved this caller's request (the ticket id).
-    Approved(String),
+    /// The ticket, and the steward's note on approving it.
+    Approved(String, Option<String>),
     /// Still waiting, or rejected: the error the caller gets.
     Waiting(Error),
 }
@@ -239,7 +240,7 @@ impl QueryService {
                     )
                     .await?
                 {
-                    Approval::Approved(ticket) => {
+                    Approval::Approved(ticket, note) => {
                         let (store, user) = (self.store.clone(), caller.user.clone());
                         let found = blocking(move || {
                             Ok(store
@@ -255,6 +256,7 @@ impl QueryService {
                                 result.remembered = false;
                                 result.source = bonebank_schemas::wire::Source::Approval;
                                 result.charged = privacy::epsilon(charged?);
+                                result.steward_note = note;
                                 Ok((result, false))
                             }
                             None => Err(Error::Engine(format!(
@@ -449,6 +451,7 @@ impl QueryService {
             dimensions: plan.dimensions.clone(),
             rows: released.rows,
             source: bonebank_schemas::wire::Source::Fresh,
+            steward_note: None,
         })
     }
 

@@ -668,12 +668,21 @@ async fn a_four_eyes_rule_needs_two_different_stewards() {
         "{again}"
     );
 
-    // A second steward: approved, charged to ida, and the answer says so.
-    let second = service.decide(&kim, &ticket, &approve()).await.unwrap();
+    // A second steward: approved, charged to ida, and the answer says so,
+    // with the steward's note.
+    let noted = bonebank_schemas::wire::ApprovalDecision {
+        decision: "approve".into(),
+        reason: Some("for the scoping study only".into()),
+    };
+    let second = service.decide(&kim, &ticket, &noted).await.unwrap();
     assert_eq!(second.state, "approved");
     assert!((service.budget(&ida).await.unwrap().user.spent - 0.2).abs() < 1e-9);
     let answer = service.run(&ida, &q).await.unwrap();
     assert_eq!(answer.source, bonebank_schemas::wire::Source::Approval);
+    assert_eq!(
+        answer.steward_note.as_deref(),
+        Some("for the scoping study only")
+    );
 
     // Both approvals are in the audit log, and the release names both.
     let conn = rusqlite::Connection::open(site.config.state_db()).unwrap();

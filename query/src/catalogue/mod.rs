@@ -624,6 +624,7 @@ pub fn to_result(
             })
             .collect(),
         source: Source::Catalogue,
+        steward_note: None,
     }
 }
 

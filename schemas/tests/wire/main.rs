@@ -88,6 +88,7 @@ fn result() -> QueryResult {
             }],
         }],
         source: Source::Fresh,
+        steward_note: None,
     }
 }
 
