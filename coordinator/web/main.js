@@ -29,11 +29,7 @@ const app = {
 
 const $ = (id) => document.getElementById(id);
 
-/** `key`'s text for a count of `n`: its `_one` form for one. */
-function counted(key, n, vars) {
-  const one = `${key}_one`;
-  return n === 1 && t(one) !== one ? t(one, vars) : t(key, vars);
-}
+const { counted } = results;
 
 function showError(where, e) {
   if (e instanceof ApiError && e.status === 401) {

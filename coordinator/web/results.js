@@ -42,7 +42,7 @@ function symbol(accounting) {
 
 /** `key`'s text for a count of `n`: its `_one` form for one, where the
  * language has one. */
-function counted(key, n, vars) {
+export function counted(key, n, vars) {
   const one = `${key}_one`;
   return n === 1 && t(one) !== one ? t(one, vars) : t(key, vars);
 }

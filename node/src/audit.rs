@@ -164,25 +164,31 @@ pub struct Intact {
 
 /// Walks the whole chain in order.
 pub fn verify(conn: &Connection) -> Result<Result<Intact, Broken>> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
+    let mut stmt = conn.prepare(IN_ORDER)?;
     let mut rows = stmt.query([])?;
     let mut chain = Chain::default();
     while let Some(r) = rows.next()? {
-        let stored = Stored {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            kind: r.get(2)?,
-            actor: r.get(3)?,
-            detail: r.get(4)?,
-            prev: r.get(5)?,
-            hash: r.get(6)?,
-        };
-        if let Err(broken) = chain.next(&stored) {
+        if let Err(broken) = chain.next(&stored(r)?) {
             return Ok(Err(broken));
         }
     }
     Ok(Ok(chain.end()))
+}
+
+/// Every entry's stored columns, oldest first.
+const IN_ORDER: &str = "SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq";
+
+/// An entry's row as stored.
+fn stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        kind: r.get(2)?,
+        actor: r.get(3)?,
+        detail: r.get(4)?,
+        prev: r.get(5)?,
+        hash: r.get(6)?,
+    })
 }
 
 /// An entry as stored: the detail exactly as it was hashed.
@@ -259,10 +265,13 @@ impl Chain {
 const CSV_COLUMNS: [&str; 7] = ["seq", "at", "kind", "actor", "detail", "prev", "hash"];
 
 /// Checks an export (`audit export`, JSON lines or CSV) offline, without
-/// the node: the same walk as [`verify`], over the exported entries.
-pub fn verify_export(path: &std::path::Path) -> Result<Result<Intact, Broken>> {
+/// the node: the same walk as [`verify`], over the exported entries; and,
+/// given a head written down earlier, that it is one of them (entries
+/// after it were not cut off).
+pub fn verify_export(path: &std::path::Path, head: Option<&str>) -> Result<Result<Intact, Broken>> {
     let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
     let mut chain = Chain::default();
+    let mut seen_head = head.is_none();
     let bad =
         |line: usize, why: String| Error::Usage(format!("{} line {line}: {why}", path.display()));
     let csv = text.starts_with(&CSV_COLUMNS.join(","));
@@ -273,6 +282,7 @@ pub fn verify_export(path: &std::path::Path) -> Result<Result<Intact, Broken>> {
             if let Err(broken) = chain.next(&stored) {
                 return Ok(Err(broken));
             }
+            seen_head |= head == Some(stored.hash.as_str());
         }
     } else {
         for (i, line) in text
@@ -297,29 +307,31 @@ pub fn verify_export(path: &std::path::Path) -> Result<Result<Intact, Broken>> {
             if let Err(broken) = chain.next(&stored) {
                 return Ok(Err(broken));
             }
+            seen_head |= head == Some(stored.hash.as_str());
         }
     }
-    Ok(Ok(chain.end()))
+    let intact = chain.end();
+    if !seen_head {
+        return Ok(Err(Broken {
+            seq: intact.entries + 1,
+            why: format!(
+                "the recorded head {} is not in the export: entries after it are missing",
+                head.unwrap_or_default()
+            ),
+        }));
+    }
+    Ok(Ok(intact))
 }
 
 /// Writes every entry as CSV, the detail exactly as stored and hashed.
 pub fn export_csv(conn: &Connection, out: &mut dyn Write) -> Result<i64> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at, kind, actor, detail, prev, hash FROM audit ORDER BY seq")?;
+    let mut stmt = conn.prepare(IN_ORDER)?;
     let mut rows = stmt.query([])?;
     let mut writer = csv::Writer::from_writer(out);
     let mut n = 0;
     while let Some(r) = rows.next()? {
         writer
-            .serialize(Stored {
-                seq: r.get(0)?,
-                at: r.get(1)?,
-                kind: r.get(2)?,
-                actor: r.get(3)?,
-                detail: r.get(4)?,
-                prev: r.get(5)?,
-                hash: r.get(6)?,
-            })
+            .serialize(stored(r)?)
             .map_err(|e| Error::Engine(format!("audit export: {e}")))?;
         n += 1;
     }

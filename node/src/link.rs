@@ -46,16 +46,8 @@ impl Drop for Link {
 
 /// Starts the link if the config asks for outbound mode.
 pub fn start(config: &NodeConfig, state: actix_web::web::Data<AppState>) -> Result<Option<Link>> {
-    let Some(outbound) = config.outbound.clone() else {
+    let Some(connector) = Connector::of(config)? else {
         return Ok(None);
-    };
-    let connector = Connector {
-        outbound,
-        tls: config
-            .tls
-            .clone()
-            .ok_or_else(|| Error::Usage("[outbound] needs [tls]: the node's certificate".into()))?,
-        site: config.site_id.to_string(),
     };
     // A config that cannot work fails now, not in the log later.
     connector.client()?;
@@ -67,16 +59,8 @@ pub fn start(config: &NodeConfig, state: actix_web::web::Data<AppState>) -> Resu
 /// (this node's certificate, the CA, the proxy); the address and the
 /// coordinator's `Date`. `None` without `[outbound]`.
 pub async fn reach(config: &NodeConfig) -> Result<Option<(String, Option<String>)>> {
-    let Some(outbound) = config.outbound.clone() else {
+    let Some(connector) = Connector::of(config)? else {
         return Ok(None);
-    };
-    let connector = Connector {
-        outbound,
-        tls: config
-            .tls
-            .clone()
-            .ok_or_else(|| Error::Usage("[outbound] needs [tls]: the node's certificate".into()))?,
-        site: config.site_id.to_string(),
     };
     let url = connector.url("");
     let response = connector
@@ -102,6 +86,20 @@ struct Connector {
 }
 
 impl Connector {
+    /// The link a config asks for; `None` without `[outbound]`.
+    fn of(config: &NodeConfig) -> Result<Option<Self>> {
+        let Some(outbound) = config.outbound.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            outbound,
+            tls: config.tls.clone().ok_or_else(|| {
+                Error::Usage("[outbound] needs [tls]: the node's certificate".into())
+            })?,
+            site: config.site_id.to_string(),
+        }))
+    }
+
     /// An HTTPS client for the link: this node's certificate, the
     /// coordinators' CA (and the proxy's), the proxy.
     fn client(&self) -> Result<reqwest::Client> {

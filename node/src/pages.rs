@@ -287,7 +287,7 @@ async fn audit_page(
 )]
 #[get("/api/audit/export")]
 async fn audit_export(state: web::Data<AppState>, steward: Steward) -> Result<HttpResponse> {
-    let lines = state.service.audit_export(&steward).await?;
+    let lines = state.service.audit_export(&steward, false).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .insert_header((
@@ -310,7 +310,7 @@ async fn audit_export(state: web::Data<AppState>, steward: Steward) -> Result<Ht
 )]
 #[get("/api/audit/export.csv")]
 async fn audit_export_csv(state: web::Data<AppState>, steward: Steward) -> Result<HttpResponse> {
-    let csv = state.service.audit_export_csv(&steward).await?;
+    let csv = state.service.audit_export(&steward, true).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((

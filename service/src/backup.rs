@@ -96,35 +96,7 @@ impl Writer {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir).map_err(Error::io(dir))?;
         }
-        let mut to = Connection::open(&dest).map_err(fail)?;
-        {
-            use rusqlite::backup::StepResult;
-            let backup = rusqlite::backup::Backup::new(&from, &mut to).map_err(fail)?;
-            // Every page in one step: one snapshot, never restarted by the
-            // service's writes. A writer holding a lock delays it a little
-            // (bounded: about 30 s in all).
-            let mut waits = 0;
-            loop {
-                match backup.step(-1).map_err(fail)? {
-                    StepResult::Done => break,
-                    StepResult::More => {}
-                    StepResult::Busy | StepResult::Locked if waits < 300 => {
-                        waits += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                    other => {
-                        return Err(Error::Internal(format!(
-                            "backing up {}: the database stayed locked ({other:?})",
-                            source.display()
-                        )));
-                    }
-                }
-            }
-        }
-        // The copy stands alone: no write-ahead log beside it.
-        to.execute_batch("PRAGMA journal_mode = DELETE;")
-            .map_err(fail)?;
-        drop(to);
+        copy_database(&from, &dest).map_err(fail)?;
         sync(&dest)
     }
 
@@ -226,6 +198,37 @@ pub fn put_aside(db: &Path, stamp: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Copies an open SQLite database to `dest` with SQLite's online backup:
+/// every page in one step, so one snapshot that the writers of the
+/// database cannot restart; a writer holding a lock delays it a little
+/// (bounded: about 30 s in all). The copy stands alone, without a
+/// write-ahead log beside it.
+pub fn copy_database(from: &Connection, dest: &Path) -> rusqlite::Result<()> {
+    use rusqlite::backup::StepResult;
+    let mut to = Connection::open(dest)?;
+    {
+        let backup = rusqlite::backup::Backup::new(from, &mut to)?;
+        let mut waits = 0;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked if waits < 300 => {
+                    waits += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("the database stayed locked".into()),
+                    ));
+                }
+            }
+        }
+    }
+    to.execute_batch("PRAGMA journal_mode = DELETE;")
 }
 
 /// Checks a backup folder against its checksum list: every listed file is

@@ -64,12 +64,7 @@ pub fn migrate(
     if !fresh {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let copy = PathBuf::from(format!("{}.before-v{current}-{stamp}", path.display()));
-        let mut to = Connection::open(&copy).map_err(fail)?;
-        rusqlite::backup::Backup::new(&*db, &mut to)
-            .and_then(|b| b.step(-1))
-            .map_err(fail)?;
-        to.execute_batch("PRAGMA journal_mode = DELETE;")
-            .map_err(fail)?;
+        crate::backup::copy_database(db, &copy).map_err(fail)?;
         tracing::info!(
             "{what} {}: version {found} kept as {} before the upgrade to version {current}",
             path.display(),

@@ -105,11 +105,20 @@ impl QueryService {
         tickets: Vec<crate::store::Ticket>,
     ) -> Result<Vec<ApprovalRequest>> {
         let mut out = Vec::new();
+        // A requester's record scans the audit log: once per requester.
+        let mut records = std::collections::HashMap::new();
         for t in tickets {
             let (requester, query) = requester_of(&t)?;
             let budget = self.budget(&requester).await?;
-            let (store, user) = (self.store.clone(), t.user.clone());
-            let history = blocking(move || store.history_of(&user)).await?;
+            let history = match records.get(&t.user) {
+                Some(h) => *h,
+                None => {
+                    let (store, user) = (self.store.clone(), t.user.clone());
+                    let h = blocking(move || store.history_of(&user)).await?;
+                    records.insert(t.user.clone(), h);
+                    h
+                }
+            };
             let rule = self
                 .policy
                 .decide(requester.role, &requester.project, &query, t.loss)

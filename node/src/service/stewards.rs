@@ -107,22 +107,15 @@ impl QueryService {
     }
 
     /// The whole audit log as JSON lines, for a steward to keep.
-    pub async fn audit_export(&self, _steward: &Steward) -> Result<Vec<u8>> {
+    pub async fn audit_export(&self, _steward: &Steward, csv: bool) -> Result<Vec<u8>> {
         let store = self.store.clone();
         blocking(move || {
             let mut out = Vec::new();
-            store.export_audit(&mut out)?;
-            Ok(out)
-        })
-        .await
-    }
-
-    /// The whole audit log as CSV, the details exactly as hashed.
-    pub async fn audit_export_csv(&self, _steward: &Steward) -> Result<Vec<u8>> {
-        let store = self.store.clone();
-        blocking(move || {
-            let mut out = Vec::new();
-            store.export_audit_csv(&mut out)?;
+            if csv {
+                store.export_audit_csv(&mut out)?;
+            } else {
+                store.export_audit(&mut out)?;
+            }
             Ok(out)
         })
         .await

@@ -273,7 +273,7 @@ fn pending_ticket(r: Result<bonebank_schemas::wire::QueryResult, Error>) -> Stri
     }
 }
 
-fn approval_site() -> TestSite {
+pub(crate) fn approval_site() -> TestSite {
     TestSite::new(
         "DK-ODE",
         60,

@@ -317,7 +317,7 @@ async fn an_export_keeps_the_chain_and_is_checked_offline() {
         }
         assert_ne!(changed, text, "{name}: something to change in {line}");
         std::fs::write(&file, changed).unwrap();
-        let bad = bonebank_node::audit::verify_export(&file)
+        let bad = bonebank_node::audit::verify_export(&file, None)
             .unwrap()
             .unwrap_err();
         assert_eq!(bad.seq, 3, "{name}: {bad}");
@@ -325,7 +325,7 @@ async fn an_export_keeps_the_chain_and_is_checked_offline() {
         let mut lines: Vec<&str> = text.lines().collect();
         lines.remove(if name.ends_with(".csv") { 2 } else { 1 });
         std::fs::write(&file, lines.join("\n")).unwrap();
-        let gap = bonebank_node::audit::verify_export(&file)
+        let gap = bonebank_node::audit::verify_export(&file, None)
             .unwrap()
             .unwrap_err();
         assert!(gap.why.contains("entry 2 is missing"), "{name}: {gap}");

@@ -11,24 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bonebank_node::privacy::FixedOffset;
-use bonebank_query::policy::{Action, Policy, Rule};
 use bonebank_schemas::Role;
 
-use crate::common::{TestSite, approve, caller, pure, rule, sql, steward};
-
-fn fixture_site() -> TestSite {
-    TestSite::new(
-        "DK-ODE",
-        60,
-        Policy {
-            rules: vec![Rule {
-                role: Some(Role::Industry),
-                ..rule(Action::Approve)
-            }],
-            ..pure()
-        },
-    )
-}
+use crate::common::{approve, caller, sql, steward};
 
 /// Writes a fixture where `BONEBANK_WRITE_STATE_FIXTURE` says: a tool
 /// for the next state version, not a test.
@@ -37,7 +22,7 @@ fn fixture_site() -> TestSite {
 async fn fixture() {
     let out = std::env::var_os("BONEBANK_WRITE_STATE_FIXTURE")
         .expect("BONEBANK_WRITE_STATE_FIXTURE=PATH");
-    let site = fixture_site();
+    let site = crate::approval::approval_site();
     let service = site.service(Arc::new(FixedOffset(0)));
     let ana = caller("ana", "p1", Role::Researcher);
     let ida = caller("ida", "scoping", Role::Industry);
