@@ -150,6 +150,7 @@ async fn query(
 ) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     let result = state.coordinator.ask(&who, body.into_inner()).await?;
+    state.coordinator.watch(&who, &result, language(&req)).await;
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -233,6 +234,7 @@ async fn look_again(
 ) -> Result<HttpResponse, Error> {
     let who = state.auth.requester(&req).await?;
     let result = state.coordinator.look_again(&who, *id).await?;
+    state.coordinator.watch(&who, &result, language(&req)).await;
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -352,4 +354,27 @@ pub async fn whoami(
         csrf: auth.csrf(&req),
         negotiator: state.negotiator.can_send(),
     }))
+}
+
+/// The first of English, German and Danish the request's `Accept-Language`
+/// names (the app sends its own language); English otherwise.
+fn language(req: &HttpRequest) -> &'static str {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    header
+        .split(',')
+        .filter_map(|part| {
+            let tag = part.split(';').next()?.trim();
+            match tag.get(..2)? {
+                "de" => Some("de"),
+                "da" => Some("da"),
+                "en" => Some("en"),
+                _ => None,
+            }
+        })
+        .next()
+        .unwrap_or("en")
 }

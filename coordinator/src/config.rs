@@ -42,6 +42,10 @@ pub struct CoordinatorConfig {
     /// from an answer; without it they can still download the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negotiator: Option<NegotiatorConfig>,
+    /// Telling requesters by email when a site decides on a question that
+    /// waited for its stewards; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// `[negotiator]`: where a researcher's sample request is sent.
@@ -171,6 +175,9 @@ impl CoordinatorConfig {
         let mut config: Self = bonebank_service::config::read_toml(path, "BONEBANK_COORDINATOR_")?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.oidc.resolve(base);
+        if let Some(notify) = &mut config.notify {
+            notify.email.resolve(base);
+        }
         if let Some(secret) = &mut config.login.client_secret_file
             && secret.is_relative()
         {
@@ -208,6 +215,9 @@ impl CoordinatorConfig {
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<()> {
         self.oidc.validate()?;
+        if let Some(notify) = &self.notify {
+            notify.validate()?;
+        }
         if self.login.development {
             let issuer = reqwest::Url::parse(&self.oidc.issuer)
                 .map_err(|e| Error::Usage(format!("oidc.issuer: {e}")))?;
@@ -348,6 +358,7 @@ mod tests {
             }],
             link: None,
             negotiator: None,
+            notify: None,
         }
     }
 

@@ -12,7 +12,7 @@ use bonebank_service::tls;
 use crate::config::CoordinatorConfig;
 
 /// The history database's schema version (see `History::open`).
-pub const HISTORY_VERSION: u32 = 1;
+pub const HISTORY_VERSION: u32 = 2;
 
 /// Every check of a coordinator whose config loaded.
 pub async fn run(config: &CoordinatorConfig) -> Vec<Finding> {

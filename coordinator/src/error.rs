@@ -99,6 +99,7 @@ impl WireError for Error {
             code,
             message,
             hint,
+            ticket: None,
         }
     }
 }

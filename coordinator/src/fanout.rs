@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bonebank_schemas::wire::{
     BudgetListing, BudgetStatus, Catalogue, ErrorBody, ErrorCode, Preview, Purpose, QueryRequest,
-    QueryResult, SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus,
+    QueryResult, SiteAnswer, SiteDescription, SiteListing, SitePreview, SiteStatus, TicketStatus,
 };
 use bonebank_schemas::{FeasibilityQuery, SiteId};
 use bonebank_service::grant::GrantSigner;
@@ -41,8 +41,9 @@ enum Transport {
     Outbound(Arc<LinkSite>),
 }
 
-/// Why a site gave no usable answer: status, message, hint.
-type Failure = (SiteStatus, String, Option<String>);
+/// Why a site gave no usable answer: status, message, hint, and the
+/// ticket of a question that waits for a steward.
+type Failure = (SiteStatus, String, Option<String>, Option<String>);
 
 impl SiteClient {
     /// A client for `site` that presents the coordinator's certificate and
@@ -120,7 +121,7 @@ impl SiteClient {
             Transport::Inbound { base, http } => {
                 let unreachable = |e: reqwest::Error| {
                     tracing::warn!(site = %self.id, error = %error_chain(&e), "site unreachable");
-                    (SiteStatus::Unreachable, describe_error(&e), None)
+                    (SiteStatus::Unreachable, describe_error(&e), None, None)
                 };
                 let url = base.join(path).expect("static paths join");
                 let mut request = match method {
@@ -145,6 +146,7 @@ impl SiteClient {
                         SiteStatus::Unreachable,
                         why,
                         Some("the site's node connects out to the coordinator; its operator finds why it does not in the node's log".into()),
+                        None,
                     )
                 })?;
                 let status = reqwest::StatusCode::from_u16(response.status)
@@ -179,12 +181,19 @@ impl SiteClient {
         if !(status.is_success() && status != reqwest::StatusCode::ACCEPTED) {
             return Err(failure(status, &body));
         }
-        let answer: T = serde_json::from_slice(&body)
-            .map_err(|e| (SiteStatus::Failed, format!("unreadable answer: {e}"), None))?;
+        let answer: T = serde_json::from_slice(&body).map_err(|e| {
+            (
+                SiteStatus::Failed,
+                format!("unreadable answer: {e}"),
+                None,
+                None,
+            )
+        })?;
         if site_of(&answer) != self.id.as_str() {
             return Err((
                 SiteStatus::Failed,
                 format!("the node answered as {}, not {}", site_of(&answer), self.id),
+                None,
                 None,
             ));
         }
@@ -199,7 +208,7 @@ impl SiteClient {
         loss: Option<f64>,
         purpose: Option<&Purpose>,
     ) -> SiteAnswer {
-        let (status, message, hint, result) = match self
+        let (status, message, hint, ticket, result) = match self
             .post(
                 "v1/query",
                 who,
@@ -209,14 +218,15 @@ impl SiteClient {
             )
             .await
         {
-            Ok(r) => (SiteStatus::Answered, None, None, Some(r)),
-            Err((status, message, hint)) => (status, Some(message), hint, None),
+            Ok(r) => (SiteStatus::Answered, None, None, None, Some(r)),
+            Err((status, message, hint, ticket)) => (status, Some(message), hint, ticket, None),
         };
         SiteAnswer {
             site_id: self.id.to_string(),
             status,
             message,
             hint,
+            ticket,
             result,
         }
     }
@@ -236,7 +246,7 @@ impl SiteClient {
             .await
         {
             Ok(p) => (SiteStatus::Answered, None, None, Some(p)),
-            Err((status, message, hint)) => (status, Some(message), hint, None),
+            Err((status, message, hint, _)) => (status, Some(message), hint, None),
         };
         SitePreview {
             site_id: self.id.to_string(),
@@ -256,12 +266,18 @@ impl SiteClient {
             if !status.is_success() {
                 return Err(failure(status, &body));
             }
-            serde_json::from_slice::<BudgetStatus>(&body)
-                .map_err(|e| (SiteStatus::Failed, format!("unreadable budget: {e}"), None))
+            serde_json::from_slice::<BudgetStatus>(&body).map_err(|e| {
+                (
+                    SiteStatus::Failed,
+                    format!("unreadable budget: {e}"),
+                    None,
+                    None,
+                )
+            })
         };
         let (status, message, budget) = match fetched.await {
             Ok(b) => (SiteStatus::Answered, None, Some(b)),
-            Err((status, message, _)) => (status, Some(message), None),
+            Err((status, message, _, _)) => (status, Some(message), None),
         };
         BudgetListing {
             site_id: self.id.to_string(),
@@ -277,7 +293,7 @@ impl SiteClient {
         let (status, body) = self
             .exchange("GET", "v1/catalogue", None, None)
             .await
-            .map_err(|(_, message, _)| message)?;
+            .map_err(|(_, message, _, _)| message)?;
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -295,12 +311,29 @@ impl SiteClient {
         Ok(Some(catalogue))
     }
 
+    /// Where a ticket stands, asked as the coordinator (with no user's
+    /// grant): the node says only `pending`, `approved`, `rejected` or
+    /// `expired`, and the ticket's id is all the coordinator sends.
+    pub async fn ticket_state(&self, ticket: &str) -> Result<String, String> {
+        let path = format!("v1/tickets/{ticket}/state");
+        let (status, body) = self
+            .exchange("GET", &path, None, None)
+            .await
+            .map_err(|(_, message, _, _)| message)?;
+        if !status.is_success() {
+            return Err(failure(status, &body).1);
+        }
+        serde_json::from_slice::<TicketStatus>(&body)
+            .map(|s| s.state)
+            .map_err(|e| format!("unreadable ticket state: {e}"))
+    }
+
     /// The site's public description.
     pub async fn describe(&self) -> Result<SiteDescription, String> {
         let (status, body) = self
             .exchange("GET", "v1/site", None, None)
             .await
-            .map_err(|(_, message, _)| message)?;
+            .map_err(|(_, message, _, _)| message)?;
         if !status.is_success() {
             return Err(format!("the node answered HTTP {status}"));
         }
@@ -310,7 +343,7 @@ impl SiteClient {
 }
 
 /// A node's error answer as a site status, message and hint.
-fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Option<String>) {
+fn failure(status: reqwest::StatusCode, body: &[u8]) -> Failure {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => {
             let status = match e.code {
@@ -332,11 +365,12 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> (SiteStatus, String, Opt
                 | ErrorCode::UpstreamFailed
                 | ErrorCode::Internal => SiteStatus::Failed,
             };
-            (status, e.message, e.hint)
+            (status, e.message, e.hint, e.ticket)
         }
         Err(_) => (
             SiteStatus::Failed,
             format!("the node answered HTTP {status}"),
+            None,
             None,
         ),
     }
@@ -476,6 +510,7 @@ pub async fn ask_all(
             status: SiteStatus::TimedOut,
             message: Some(TIMED_OUT.into()),
             hint: None,
+            ticket: None,
             result: None,
         },
     )

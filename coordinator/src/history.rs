@@ -19,6 +19,27 @@ pub struct History {
     entries: GroupCommit<Entry>,
 }
 
+/// A site's ticket whose requester is told when it is decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Awaiting {
+    /// The history entry the question is.
+    pub entry: i64,
+    pub site: String,
+    pub ticket: String,
+    pub email: String,
+    /// `en`, `de` or `da`: the app's language when the question was asked.
+    pub language: String,
+    /// When it was asked, RFC 3339.
+    pub asked: String,
+}
+
+impl Awaiting {
+    /// The day it was asked, `YYYY-MM-DD`.
+    pub fn day(&self) -> &str {
+        self.asked.get(..10).unwrap_or(&self.asked)
+    }
+}
+
 /// A new entry.
 #[derive(Debug)]
 struct Entry {
@@ -33,7 +54,8 @@ impl History {
     pub fn open(path: &Path) -> Result<Self> {
         let mut db = bonebank_service::state::open(path)?;
         // Version 1: the history table as below (0: before versions were
-        // kept, the same table).
+        // kept, the same table). Version 2: `awaiting`, the tickets whose
+        // requesters are told when they are decided.
         bonebank_service::state::migrate(
             &mut db,
             path,
@@ -49,7 +71,15 @@ impl History {
                     epsilon REAL, -- the loss asked for, in the sites' measure
                     result TEXT NOT NULL
                 );
-                CREATE INDEX IF NOT EXISTS history_user ON history (user, id);",
+                CREATE INDEX IF NOT EXISTS history_user ON history (user, id);
+                CREATE TABLE IF NOT EXISTS awaiting (
+                    entry INTEGER NOT NULL REFERENCES history (id),
+                    site TEXT NOT NULL,
+                    ticket TEXT NOT NULL,
+                    email TEXT NOT NULL,
+                    language TEXT NOT NULL,
+                    PRIMARY KEY (entry, site)
+                );",
                 )
             },
         )?;
@@ -88,6 +118,56 @@ impl History {
             })
             .await
             .map_err(|why| Error::Internal(format!("history: {why}")))
+    }
+
+    /// Notes the tickets of `entry`'s sites that wait for a steward, so
+    /// that `email` is told when each is decided (once per site).
+    pub fn await_decisions(
+        &self,
+        entry: i64,
+        email: &str,
+        language: &str,
+        tickets: &[(String, String)],
+    ) -> Result<()> {
+        let mut db = self.db.lock().expect("history lock");
+        let tx = db.transaction()?;
+        for (site, ticket) in tickets {
+            tx.execute(
+                "INSERT OR IGNORE INTO awaiting (entry, site, ticket, email, language) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![entry, site, ticket, email, language],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every ticket whose requester waits to be told, oldest first.
+    pub fn awaiting(&self) -> Result<Vec<Awaiting>> {
+        let db = self.db.lock().expect("history lock");
+        let mut stmt = db.prepare_cached(
+            "SELECT a.entry, a.site, a.ticket, a.email, a.language, h.at \
+             FROM awaiting a JOIN history h ON h.id = a.entry ORDER BY a.entry, a.site",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Awaiting {
+                entry: r.get(0)?,
+                site: r.get(1)?,
+                ticket: r.get(2)?,
+                email: r.get(3)?,
+                language: r.get(4)?,
+                asked: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The requester of `entry` has been told about `site`'s decision.
+    pub fn told(&self, entry: i64, site: &str) -> Result<()> {
+        self.db.lock().expect("history lock").execute(
+            "DELETE FROM awaiting WHERE entry = ?1 AND site = ?2",
+            params![entry, site],
+        )?;
+        Ok(())
     }
 
     /// One of the user's entries.

@@ -20,6 +20,7 @@ pub mod interval;
 pub mod link;
 pub mod merge;
 pub mod negotiator;
+pub mod notify;
 pub mod server;
 pub mod service;
 pub mod state;

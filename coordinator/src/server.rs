@@ -84,7 +84,7 @@ fn start_link(config: &CoordinatorConfig, links: &Arc<Links>) -> Result<Option<R
 /// current Tokio runtime.
 pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
     config.validate()?;
-    let coordinator = Coordinator::new(config)?;
+    let mut coordinator = Coordinator::new(config)?;
     coordinator.keep_catalogues_fresh();
     let verifier = Arc::new(TokenVerifier::new(config.oidc.clone())?);
     // Bound first, so that the public URL of a port-0 listener is known.
@@ -109,6 +109,9 @@ pub fn start(config: &CoordinatorConfig) -> Result<RunningCoordinator> {
             issuer = %config.oidc.issuer,
             "signing in through the DEVELOPMENT identity provider; never run a site like this"
         );
+    }
+    if let Some(notify) = &config.notify {
+        coordinator.tell_requesters(notify, &public_url)?;
     }
     let link = match &coordinator.links {
         Some(links) => start_link(config, links)?,

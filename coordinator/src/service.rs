@@ -34,6 +34,9 @@ pub struct Coordinator {
     history: History,
     /// The sites' catalogues, as last fetched.
     catalogues: Arc<Catalogues>,
+    /// Who to tell when a waiting question is decided, where `[notify]`
+    /// is set; the task that tells them stops when this is dropped.
+    requesters: Option<Arc<crate::notify::Requesters>>,
 }
 
 impl Coordinator {
@@ -65,7 +68,56 @@ impl Coordinator {
             deadline: Duration::from_millis(config.deadline_ms),
             history: History::open(&config.history_db())?,
             catalogues: Arc::default(),
+            requesters: None,
         })
+    }
+
+    /// Starts telling requesters when their waiting questions are decided
+    /// (see [`crate::notify`]); `app_url` is the app's address. Call
+    /// inside a Tokio runtime.
+    pub fn tell_requesters(
+        &mut self,
+        config: &crate::notify::NotifyConfig,
+        app_url: &str,
+    ) -> Result<()> {
+        let requesters = Arc::new(crate::notify::Requesters::new(
+            config,
+            app_url,
+            self.history.clone(),
+            self.sites.clone(),
+        )?);
+        tokio::spawn(crate::notify::Requesters::keep_watching(Arc::downgrade(
+            &requesters,
+        )));
+        self.requesters = Some(requesters);
+        Ok(())
+    }
+
+    /// Notes the sites of an answer that wait for their stewards, so that
+    /// the requester is told when they decide: where notices are on and
+    /// the requester's token gave an address. `language` is the app's.
+    pub async fn watch(&self, who: &Requester, result: &FederatedResult, language: &str) {
+        let (Some(_), Some(email), Some(id)) = (&self.requesters, &who.caller.email, result.id)
+        else {
+            return;
+        };
+        let tickets: Vec<(String, String)> = result
+            .sites
+            .iter()
+            .filter(|s| s.status == SiteStatus::WaitingForApproval)
+            .filter_map(|s| Some((s.site_id.clone(), s.ticket.clone()?)))
+            .collect();
+        if tickets.is_empty() {
+            return;
+        }
+        let (history, email, language) = (self.history.clone(), email.clone(), language.to_owned());
+        let noted = tokio::task::spawn_blocking(move || {
+            history.await_decisions(id, &email, &language, &tickets)
+        })
+        .await;
+        if !matches!(noted, Ok(Ok(()))) {
+            tracing::warn!(entry = id, "could not note the waiting tickets: {noted:?}");
+        }
     }
 
     /// Keeps the sites' catalogues fresh in the background (see
@@ -459,6 +511,7 @@ fn from_catalogue(
         status: SiteStatus::Answered,
         message: None,
         hint: None,
+        ticket: None,
         result: Some(query::catalogue::to_result(catalogue, query, answer)),
     }
 }

@@ -34,6 +34,8 @@ pub struct DevUser {
     pub project: Option<String>,
     /// For stewards: the sites they steward.
     pub sites: Vec<String>,
+    /// The `email` claim, if the user has one.
+    pub email: Option<String>,
 }
 
 impl DevUser {
@@ -43,6 +45,15 @@ impl DevUser {
             role,
             project: project.map(str::to_owned),
             sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+            email: None,
+        }
+    }
+
+    /// The same user with an email address in their tokens.
+    pub fn with_email(self, email: &str) -> Self {
+        Self {
+            email: Some(email.to_owned()),
+            ..self
         }
     }
 }
@@ -60,6 +71,7 @@ pub fn demo_users(sites: &[String]) -> Vec<DevUser> {
             role: Role::Steward,
             project: None,
             sites: vec![site.clone()],
+            email: None,
         });
     }
     users
@@ -305,6 +317,9 @@ impl Inner {
         }
         if !user.sites.is_empty() {
             claims["bonebank_sites"] = json!(user.sites);
+        }
+        if let Some(email) = &user.email {
+            claims["email"] = json!(email);
         }
         self.sign(&claims)
     }

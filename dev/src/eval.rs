@@ -328,6 +328,7 @@ async fn releases(
         project: "eval".into(),
         role: Role::Researcher,
         sites: Vec::new(),
+        email: None,
     };
     let request = QueryRequest {
         sql: Some(sql.into()),
@@ -390,6 +391,7 @@ async fn measured_bounds(site: &Site, policy: &Policy, tmp: &std::path::Path) ->
         project: "eval".into(),
         role: Role::Researcher,
         sites: Vec::new(),
+        email: None,
     };
     let q = QueryService::parse(&QueryRequest {
         sql: Some("SELECT COUNT(*) FROM samples".into()),

@@ -122,6 +122,7 @@ pub fn node_config(
             resource: None,
         }),
         outbound: None,
+        notify: None,
     }
 }
 
@@ -172,6 +173,7 @@ pub fn coordinator_config(
             .collect(),
         link,
         negotiator: None,
+        notify: None,
     }
 }
 

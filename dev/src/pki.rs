@@ -260,6 +260,7 @@ mod tests {
             project: "p".into(),
             role: bonebank_schemas::Role::Researcher,
             sites: Vec::new(),
+            email: None,
         };
         assert_eq!(
             node.verify(&signer.sign(&caller, "DK-ODE")).unwrap(),

@@ -49,6 +49,10 @@ pub struct NodeConfig {
     /// node's own port can then stay on loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<Outbound>,
+    /// Telling the stewards that questions wait, by email or webhook; off
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// Where and how the stewards' pages are served. Stewards' browsers have no
@@ -121,6 +125,9 @@ impl NodeConfig {
             *ca = base.join(&*ca);
         }
         config.oidc.resolve(base);
+        if let Some(notify) = &mut config.notify {
+            notify.resolve(base);
+        }
         if let Err((rule, why)) = config.policy.validate_rules() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let line = rule_line(&text, rule).map_or(String::new(), |l| format!(" line {l}"));
@@ -178,6 +185,14 @@ impl NodeConfig {
                 ));
             }
             outbound.validate()?;
+        }
+        if let Some(notify) = &self.notify {
+            notify.validate()?;
+            if notify.link.is_none() && self.steward_pages.is_none() {
+                return Err(Error::Usage(
+                    "[notify] needs notify.link, the approval queue's address, when the node serves no [steward_pages]".into(),
+                ));
+            }
         }
         if let Some(pages) = &self.steward_pages {
             if pages.https && self.tls.is_none() {

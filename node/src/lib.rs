@@ -14,6 +14,7 @@ pub mod export;
 pub mod generate;
 pub mod limits;
 pub mod link;
+pub mod notify;
 pub mod pages;
 pub mod privacy;
 pub mod server;

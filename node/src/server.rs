@@ -71,6 +71,18 @@ pub struct RunningNode {
     pub steward_pages: Option<RunningServer>,
     /// The connection out to the coordinator, in outbound mode.
     pub link: Option<crate::link::Link>,
+    /// The stewards' messenger, where `[notify]` is set; stopped on drop.
+    pub notifier: Option<Stopped>,
+}
+
+/// A background task that ends when this is dropped.
+#[derive(Debug)]
+pub struct Stopped(tokio::task::JoinHandle<()>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::ops::Deref for RunningNode {
@@ -89,7 +101,9 @@ impl RunningNode {
             api,
             steward_pages,
             link,
+            notifier,
         } = self;
+        drop(notifier);
         bonebank_service::server::stop_all(steward_pages.into_iter().chain([api])).await;
         drop(link);
     }
@@ -107,6 +121,29 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
     let state = web::Data::new(state);
     let steward_pages = crate::pages::start(config, state.clone())?;
     let link = crate::link::start(config, state.clone())?;
+    let notifier = match &config.notify {
+        Some(notify) => {
+            let queue = steward_pages
+                .as_ref()
+                .map(|p| {
+                    let base = config
+                        .steward_pages
+                        .as_ref()
+                        .and_then(|s| s.public_url.clone())
+                        .unwrap_or_else(|| p.url());
+                    format!("{}/#queue", base.trim_end_matches('/'))
+                })
+                .unwrap_or_default();
+            let notifier = crate::notify::Notifier::new(
+                config.site_id.as_str(),
+                notify,
+                queue,
+                state.service.store().clone(),
+            )?;
+            Some(Stopped(notifier.spawn()))
+        }
+        None => None,
+    };
     let server = HttpServer::new(move || app(state.clone()))
         .workers(2)
         .max_connections(bonebank_service::server::CONNECTIONS_PER_WORKER);
@@ -120,6 +157,7 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
         api: RunningServer::spawn(server.disable_signals().run(), addr, config.tls.is_some()),
         steward_pages,
         link,
+        notifier,
     })
 }
 

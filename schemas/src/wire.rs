@@ -455,6 +455,9 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// For `pending_approval`: the ticket the question waits under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// Stable error codes. Each has one HTTP status ([`ErrorCode::status`]).
@@ -704,6 +707,10 @@ pub struct SiteAnswer {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// For `waiting_for_approval`: the site's ticket, which the coordinator
+    /// watches to tell the requester when it is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<QueryResult>,
 }

@@ -103,6 +103,7 @@ impl WireError for Error {
             code,
             message,
             hint,
+            ticket: None,
         }
     }
 }
@@ -206,6 +207,7 @@ fn rejection(code: ErrorCode, message: String, hint: Option<&str>) -> actix_web:
         code,
         message,
         hint: hint.map(str::to_owned),
+        ticket: None,
     };
     let response = respond(body.clone(), &body.message, None);
     actix_web::error::InternalError::from_response(body.message, response).into()

@@ -209,6 +209,7 @@ impl GrantVerifier {
             project: claims.project,
             role: claims.role,
             sites: claims.sites,
+            email: None,
         })
     }
 
@@ -258,6 +259,7 @@ mod tests {
             project: "p1".into(),
             role: Role::Researcher,
             sites: vec![],
+            email: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Caller {
     pub role: Role,
     /// For stewards: the sites they steward.
     pub sites: Vec<String>,
+    /// Where to write to the user, from the token's `email` claim; only
+    /// the coordinator uses it, and it never goes to a node.
+    pub email: Option<String>,
 }
 
 /// The site a service decides for, in its app data: whose stewards the
@@ -71,6 +74,7 @@ impl Steward {
                 project: "stewardship".into(),
                 role: Role::Steward,
                 sites: vec![site.to_owned()],
+                email: None,
             },
         }
     }
@@ -178,6 +182,7 @@ mod tests {
             project: "p".into(),
             role,
             sites: sites.iter().map(|s| s.to_string()).collect(),
+            email: None,
         }
     }
 

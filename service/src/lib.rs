@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod error;
 pub mod grant;
 pub mod identity;
+pub mod notify;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;

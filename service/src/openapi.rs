@@ -235,6 +235,7 @@ async fn fallback(req: actix_web::HttpRequest, routes: web::Data<Routes>) -> Htt
         code,
         message,
         hint: Some(hint.to_owned()),
+        ticket: None,
     });
     if !allowed.is_empty() {
         let allow = actix_web::http::header::HeaderValue::from_str(&allowed.join(", "))

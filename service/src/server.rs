@@ -147,6 +147,7 @@ pub async fn per_address<B: actix_web::body::MessageBody + 'static>(
                     "more than {REQUESTS_PER_ADDRESS} requests at once from your address; wait for the open ones"
                 ),
                 hint: None,
+                ticket: None,
             };
             let response = actix_web::HttpResponse::TooManyRequests()
                 .insert_header((actix_web::http::header::RETRY_AFTER, "1"))

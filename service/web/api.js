@@ -21,7 +21,9 @@ export class ApiError extends Error {
 
 /** Calls `path`; `body` is sent as JSON. Returns the parsed answer. */
 export async function api(path, { method = 'GET', body } = {}) {
-  const headers = { Accept: 'application/json' };
+  // The page's language, so that what the service writes later (a
+  // requester's notice) is in it too.
+  const headers = { Accept: 'application/json', 'Accept-Language': document.documentElement.lang || 'en' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   const response = await fetch(path, {

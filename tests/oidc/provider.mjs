@@ -16,8 +16,8 @@ import * as jose from 'jose';
 const AUDIENCE = 'urn:bonebank';
 
 const accounts = {
-  alice: { bonebank_role: 'researcher', bonebank_project: 'hip-fracture-msc' },
-  ingrid: { bonebank_role: 'industry', bonebank_project: 'msc-scoping' },
+  alice: { bonebank_role: 'researcher', bonebank_project: 'hip-fracture-msc', email: 'alice@researcher.example' },
+  ingrid: { bonebank_role: 'industry', bonebank_project: 'msc-scoping', email: 'ingrid@industry.example' },
   'steward-de-lue': { bonebank_role: 'steward', bonebank_sites: ['DE-LUE'] },
   'steward-dk-ode': { bonebank_role: 'steward', bonebank_sites: ['DK-ODE'] },
   'steward-dk-nae': { bonebank_role: 'steward', bonebank_sites: ['DK-NAE'] },

@@ -230,6 +230,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
         limits: bonebank_node::limits::WorkLimits::unthrottled(),
         steward_pages: None,
         outbound: None,
+        notify: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -301,6 +302,7 @@ pub fn query(samples: u64, requests: usize) -> Result<QueryBench> {
             project: "bench".into(),
             role: bonebank_schemas::Role::Researcher,
             sites: Vec::new(),
+            email: None,
         };
         let mut alone = Vec::new();
         for i in 0..requests {

@@ -243,6 +243,7 @@ pub fn run(minutes: u64, samples: u64, users: usize) -> Result<Soak> {
                         project: user.project.clone().unwrap_or_default(),
                         role: Role::Researcher,
                         sites: Vec::new(),
+                        email: None,
                     };
                     let grant = || grants.sign(&caller, SiteId::LUEBECK);
                     let question =

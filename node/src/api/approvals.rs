@@ -96,3 +96,23 @@ pub async fn ticket_status(
         .await
         .map(web::Json)
 }
+
+/// `GET /v1/tickets/{ticket}/state`: only where a ticket stands, for the
+/// coordinator, which asks without a user so that it can tell the
+/// requester when a question is decided. The ticket's 128 random bits are
+/// the only key; the answer names no user, question or reason.
+#[utoipa::path(
+    tag = "questions",
+    params(("ticket" = String, Path, description = "The ticket the question was given.")),
+    responses(
+        (status = 200, description = "The ticket's state: pending, approved, rejected or expired; never the reason.", body = TicketStatus),
+        (status = 404, description = "No such ticket.", body = ErrorBody),
+    )
+)]
+#[get("/v1/tickets/{ticket}/state")]
+pub async fn ticket_state(
+    state: web::Data<AppState>,
+    ticket: web::Path<String>,
+) -> Result<web::Json<TicketStatus>, Error> {
+    state.service.ticket_state(&ticket).await.map(web::Json)
+}

@@ -85,6 +85,7 @@ pub fn app(
                 .service(approvals::decide_here),
         )
         .service(approvals::ticket_status)
+        .service(approvals::ticket_state)
         .service(health::health)
         .service(health::metrics);
     openapi::finish(
@@ -205,10 +206,15 @@ impl WireError for Error {
                 None,
             ),
         };
+        let ticket = match self {
+            Error::Pending { ticket, .. } => Some(ticket.clone()),
+            _ => None,
+        };
         ErrorBody {
             code,
             message,
             hint,
+            ticket,
         }
     }
 

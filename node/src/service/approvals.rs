@@ -337,6 +337,21 @@ impl QueryService {
         }
     }
 
+    /// Only where a ticket stands (see `GET /v1/tickets/{ticket}/state`).
+    pub async fn ticket_state(&self, ticket: &str) -> Result<TicketStatus> {
+        let (store, id) = (self.store.clone(), ticket.to_owned());
+        match blocking(move || store.ticket(&id)).await? {
+            Some(t) => Ok(TicketStatus {
+                state: t.current_state().to_string(),
+                ticket: t.id,
+                reason: None,
+            }),
+            None => Err(Error::NoTicket(format!(
+                "there is no ticket {ticket} at this site"
+            ))),
+        }
+    }
+
     pub(super) fn is_steward(&self, caller: &Caller) -> bool {
         Steward::stewards(caller, self.site.as_str())
     }
@@ -366,6 +381,7 @@ pub(super) fn requester_of(t: &crate::store::Ticket) -> Result<(Caller, Feasibil
         project: t.project.clone(),
         role: t.role.parse().map_err(|e| damaged(&e))?,
         sites: Vec::new(),
+        email: None,
     };
     let query = serde_json::from_str(&t.query).map_err(|e| damaged(&e))?;
     Ok((caller, query))

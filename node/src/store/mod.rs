@@ -12,6 +12,7 @@ use crate::Result;
 
 mod catalogue;
 mod ledger;
+mod notices;
 mod tickets;
 
 pub use catalogue::{CATALOGUE_ACCOUNT, NotYet};
@@ -67,10 +68,11 @@ CREATE TABLE IF NOT EXISTS releases (
 /// The node state database's schema version (`PRAGMA user_version`). 0:
 /// before versions were kept; 1: the tables below, the ledger with its
 /// `measure` column; 2: tickets with `first_approval` (the four-eyes
-/// rule); 3: tickets with the requester's `purpose` and `purpose_ref`. A
+/// rule); 3: tickets with the requester's `purpose` and `purpose_ref`; 4:
+/// `notices`, which tickets the stewards have been told about. A
 /// later bonebank that changes the tables adds a version and its
 /// step in [`upgrade`]; an earlier one refuses a later version.
-pub const STATE_VERSION: u32 = 3;
+pub const STATE_VERSION: u32 = 4;
 
 /// Brings the tables from version `from` to [`STATE_VERSION`], in the
 /// migration's transaction.
@@ -116,6 +118,10 @@ fn upgrade(tx: &rusqlite::Transaction<'_>, from: u32) -> rusqlite::Result<()> {
                 tx.execute_batch(&format!("ALTER TABLE tickets ADD COLUMN {column} TEXT"))?;
             }
         }
+    }
+    // Version 3 → 4: which tickets the stewards were told about, and how.
+    if from < 4 {
+        tx.execute_batch(notices::SCHEMA)?;
     }
     Ok(())
 }

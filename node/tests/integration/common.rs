@@ -174,6 +174,7 @@ impl TestSite {
             limits: Default::default(),
             steward_pages: None,
             outbound: None,
+            notify: None,
         };
         Self { tmp, config }
     }
@@ -221,6 +222,7 @@ pub fn caller(
         project: project.into(),
         role,
         sites: Vec::new(),
+        email: None,
     }
 }
 

@@ -228,6 +228,7 @@ fn federated() -> FederatedResult {
                 status: SiteStatus::Answered,
                 message: None,
                 hint: None,
+                ticket: None,
                 result: Some(result()),
             },
             SiteAnswer {
@@ -235,6 +236,7 @@ fn federated() -> FederatedResult {
                 status: SiteStatus::WaitingForApproval,
                 message: Some("waiting for a steward (ticket abc)".into()),
                 hint: Some("look again later".into()),
+                ticket: Some("abc".into()),
                 result: None,
             },
         ],
@@ -560,6 +562,7 @@ fn errors() {
                 code,
                 message: "what went wrong".into(),
                 hint: Some("what would work".into()),
+                ticket: (code == ErrorCode::PendingApproval).then(|| "0f".repeat(16)),
             },
         );
     }

@@ -53,11 +53,16 @@ impl TokenVerifier {
         } else {
             Vec::new()
         };
+        let email = claim(claims, &names.email)
+            .and_then(Value::as_str)
+            .filter(|e| e.contains('@') && e.len() <= 254)
+            .map(str::to_owned);
         Ok(Caller {
             user,
             project,
             role,
             sites,
+            email,
         })
     }
 }

@@ -63,6 +63,10 @@ pub struct ClaimNames {
     pub project: String,
     /// For stewards: a string or a list of site ids.
     pub sites: String,
+    /// The user's email address, where the provider gives one: the
+    /// coordinator writes to it when a question is decided. Never sent to
+    /// a node.
+    pub email: String,
 }
 
 impl Default for ClaimNames {
@@ -72,6 +76,7 @@ impl Default for ClaimNames {
             role: "bonebank_role".into(),
             project: "bonebank_project".into(),
             sites: "bonebank_sites".into(),
+            email: "email".into(),
         }
     }
 }

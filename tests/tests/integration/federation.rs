@@ -50,7 +50,7 @@ fn industry(net: &LocalNetwork) -> String {
 }
 
 /// Status and JSON body of a request, with an optional JSON body sent.
-async fn send(
+pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
@@ -285,7 +285,7 @@ async fn a_stalled_node_times_out_and_the_answer_still_arrives_by_the_deadline()
 }
 
 /// An HTTPS client that trusts the development CA and presents `identity`.
-fn client(pki: &PkiDir, identity: Option<(&str, &str)>) -> reqwest::Client {
+pub(crate) fn client(pki: &PkiDir, identity: Option<(&str, &str)>) -> reqwest::Client {
     let roots = tls::read_roots(&pki.ca_cert()).unwrap();
     let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
@@ -508,7 +508,7 @@ async fn as_role(
 
 /// A steward's call straight to a node, over mutual TLS with the
 /// coordinator's certificate (as the node's own web page would).
-async fn steward_call(
+pub(crate) async fn steward_call(
     net: &LocalNetwork,
     node: usize,
     steward_of: &str,

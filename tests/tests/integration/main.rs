@@ -14,6 +14,7 @@ mod federation;
 mod http;
 mod i18n;
 mod negotiator;
+mod notify;
 mod oidc;
 mod openapi;
 mod outbound;
