@@ -79,6 +79,25 @@ pub enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Writes the site's yearly report for the data-protection officer, as
+    /// HTML and PDF: the privacy loss spent (catalogue releases and fresh
+    /// questions, per project and in total, with its (ε, δ)), the
+    /// questions answered, refused and held, the stewards' decisions, the
+    /// dataset versions and the audit chain's head hash. Runs beside a
+    /// serving node.
+    Report {
+        #[arg(long, env = "BONEBANK_NODE_CONFIG")]
+        config: PathBuf,
+        /// The calendar year (UTC), e.g. 2026.
+        #[arg(long)]
+        year: i32,
+        /// en, de or da.
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// The folder to write privacy-report-<site>-<year>.html and .pdf to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,6 +386,47 @@ pub fn run(cli: Cli) -> Result<()> {
             let findings =
                 bonebank_service::server::runtime()?.block_on(crate::doctor::run(&config));
             Ok(bonebank_service::doctor::report(&findings)?)
+        }
+        Command::Report {
+            config,
+            year,
+            language,
+            out,
+        } => {
+            if !["en", "de", "da"].contains(&language.as_str()) {
+                return Err(Error::Usage(format!("--language {language}: en, de or da")));
+            }
+            let store = audit_store(&config)?;
+            let config = crate::config::NodeConfig::load(&config)?;
+            let facts = crate::report::Facts::gather(
+                &store,
+                config.site_id.as_str(),
+                &config.policy,
+                year,
+            )?;
+            let report = crate::report::Report::new(&facts, &language);
+            std::fs::create_dir_all(&out).map_err(Error::io(&out))?;
+            let stem = out.join(crate::report::Report::file_stem(&facts));
+            let (html, pdf) = (stem.with_extension("html"), stem.with_extension("pdf"));
+            crate::report::write_whole(&html, report.html().as_bytes())?;
+            crate::report::write_whole(&pdf, &report.pdf()?)?;
+            let c = &facts.counted;
+            println!(
+                "{} {year}: {} releases, loss {} in total ({} catalogue, {} fresh); {} questions answered fresh, {} refused; audit chain {}",
+                config.site_id,
+                c.total.releases,
+                c.total.loss(),
+                c.catalogue.loss(),
+                c.fresh.loss(),
+                c.questions.released,
+                c.questions.refused,
+                match &facts.chain {
+                    Ok(i) => format!("intact, head {}", i.head),
+                    Err(why) => format!("BROKEN: {why}"),
+                }
+            );
+            println!("wrote {}\nwrote {}", html.display(), pdf.display());
+            Ok(())
         }
         Command::Backup { config, to } => {
             let config = crate::config::NodeConfig::load(&config)?;

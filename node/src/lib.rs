@@ -17,6 +17,7 @@ pub mod link;
 pub mod notify;
 pub mod pages;
 pub mod privacy;
+pub mod report;
 pub mod server;
 pub mod service;
 pub mod store;

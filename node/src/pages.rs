@@ -83,6 +83,7 @@ pub fn app(
         .service(audit_page)
         .service(audit_export)
         .service(audit_export_csv)
+        .service(year_report)
         .service(policy);
     openapi::finish(
         app,
@@ -318,6 +319,70 @@ async fn audit_export_csv(state: web::Data<AppState>, steward: Steward) -> Resul
             format!("attachment; filename=\"audit-{}.csv\"", state.service.site),
         ))
         .body(csv))
+}
+
+/// Which report: the year, the format and the language.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ReportQuery {
+    /// The calendar year (UTC), e.g. 2026.
+    year: i32,
+    /// `html` (the default) or `pdf`.
+    #[serde(default)]
+    format: Option<String>,
+    /// `en` (the default), `de` or `da`.
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+/// `GET /api/report`: the site's yearly report for the data-protection
+/// officer, as HTML or PDF.
+#[utoipa::path(
+    tag = "stewards",
+    security(("session" = [])),
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "The year's report: privacy loss spent (catalogue releases and fresh questions, per project and in total, with its (ε, δ)), questions answered, refused and held, the stewards' decisions, the dataset versions and the audit chain's head hash.", content_type = "text/html", body = String),
+        (status = 400, description = "Not a year, or a format other than html and pdf.", body = ErrorBody),
+        StewardOnly,
+    )
+)]
+#[get("/api/report")]
+async fn year_report(
+    state: web::Data<AppState>,
+    steward: Steward,
+    query: web::Query<ReportQuery>,
+) -> Result<HttpResponse> {
+    let lang = query.lang.as_deref().unwrap_or("en");
+    let pdf = match query.format.as_deref().unwrap_or("html") {
+        "html" => false,
+        "pdf" => true,
+        other => {
+            return Err(Error::BadRequest(format!("format {other:?}: html or pdf")));
+        }
+    };
+    let (facts, report) = state
+        .service
+        .year_report(&steward, query.year, lang)
+        .await?;
+    let stem = crate::report::Report::file_stem(&facts);
+    Ok(if pdf {
+        let bytes = web::block(move || report.pdf())
+            .await
+            .map_err(|e| Error::Engine(format!("report worker: {e}")))??;
+        HttpResponse::Ok()
+            .content_type("application/pdf")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{stem}.pdf\""),
+            ))
+            .body(bytes)
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header(("Content-Security-Policy", crate::report::html_policy()))
+            .body(report.html())
+    })
 }
 
 /// `GET /api/policy`: the rules in force at the site.

@@ -77,14 +77,35 @@ function render() {
   $('site-title').textContent = t('steward.title', { site: state.site });
   $('who').textContent = t('steward.signed_in_as', { user: state.who.user });
   const tab = (window.location.hash || '#queue').slice(1);
-  for (const name of ['queue', 'budget', 'audit', 'policy']) {
+  for (const name of ['queue', 'budget', 'audit', 'policy', 'report']) {
     const link = $(`tab-${name}`);
     if (name === tab) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
   const view = clear($('view'));
-  const views = { queue, budget, audit, policy: showPolicy };
+  const views = { queue, budget, audit, policy: showPolicy, report };
   (views[tab] || queue)(view).catch((e) => showError(view, e));
+}
+
+/** The year's report for the data-protection officer, as HTML or PDF. */
+async function report(view) {
+  view.append(el('h2', {}, t('report.page_title')), el('p', { class: 'help' }, t('report.page_help')));
+  const thisYear = new Date().getUTCFullYear();
+  const select = el('select', { id: 'report-year' });
+  for (let y = thisYear; y > thisYear - 5; y -= 1) select.append(el('option', { value: y }, String(y)));
+  const open = el('a', { id: 'report-open', class: 'button', target: '_blank', rel: 'noopener' }, t('report.open'));
+  const pdf = el('a', { id: 'report-pdf', class: 'button', download: '' }, t('report.pdf'));
+  const point = () => {
+    const q = new URLSearchParams({ year: select.value, lang: i18n.lang() });
+    open.href = `/api/report?${q}`;
+    pdf.href = `/api/report?${q}&format=pdf`;
+  };
+  select.addEventListener('change', point);
+  point();
+  view.append(
+    el('p', {}, [el('label', { for: 'report-year' }, t('report.year_label')), ' ', select]),
+    el('p', { class: 'actions' }, [open, ' ', pdf]),
+  );
 }
 
 /** The approval queue: waiting requests first, then the latest decided. */

@@ -39,6 +39,44 @@ pub const SHARED: &[Asset] = &[
     asset!("web", "i18n/da.json"),
 ];
 
+/// The pages' words in `lang` (`en`, `de` or `da`; English otherwise), for
+/// what a service writes in Rust in the pages' language (the yearly report).
+pub fn words(lang: &str) -> &'static serde_json::Map<String, serde_json::Value> {
+    use std::sync::OnceLock;
+    static WORDS: OnceLock<Vec<(&'static str, serde_json::Map<String, serde_json::Value>)>> =
+        OnceLock::new();
+    let all = WORDS.get_or_init(|| {
+        ["en", "de", "da"]
+            .into_iter()
+            .map(|l| {
+                let file = SHARED
+                    .iter()
+                    .find(|a| a.path == format!("i18n/{l}.json"))
+                    .expect("a catalogue per language");
+                (
+                    l,
+                    serde_json::from_slice(file.body).expect("the catalogues are JSON objects"),
+                )
+            })
+            .collect()
+    });
+    &all.iter().find(|(l, _)| *l == lang).unwrap_or(&all[0]).1
+}
+
+/// One of the pages' strings in `lang`, with `{name}` placeholders filled;
+/// the key itself where there is no such string.
+pub fn word(lang: &str, key: &str, values: &[(&str, &str)]) -> String {
+    let mut s = words(lang)
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or(key)
+        .to_owned();
+    for (name, value) in values {
+        s = s.replace(&format!("{{{name}}}"), value);
+    }
+    s
+}
+
 /// What pages may load: only the service's own files, and talk only to it.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
      connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";

@@ -631,13 +631,34 @@ async function main() {
   });
 
   await step('every steward page passes axe-core, signed in and out', async () => {
-    const shown = { queue: '#queue-decided', budget: '#budget-users', audit: '#chain-status', policy: '#policy-rules' };
+    const shown = { queue: '#queue-decided', budget: '#budget-users', audit: '#chain-status', policy: '#policy-rules', report: '#report-open' };
     for (const [tab, selector] of Object.entries(shown)) {
       await steward.click(`#tab-${tab}`);
       await steward.waitForSelector(selector, { state: 'attached' });
       await steward.waitForLoadState('networkidle');
       await accessible(steward, `the stewards' ${tab} page`);
     }
+    // The yearly report: the HTML opens in its own tab and passes too,
+    // and the PDF comes as a PDF named for the site and year.
+    const year = String(new Date().getUTCFullYear());
+    assert.equal(await steward.inputValue('#report-year'), year);
+    const [report] = await Promise.all([steward.context().waitForEvent('page'), steward.click('#report-open')]);
+    await report.waitForLoadState('load');
+    assert.equal(await report.textContent('h1'), `Privacy report ${year}: DK-ODE`);
+    assert.match(await report.textContent('body'), /Catalogue releases\s*1\s*4/);
+    assert.match(await report.textContent('body'), /steward-dk-ode\s*1/);
+    await accessible(report, 'the yearly report');
+    await report.close();
+    const pdf = await steward.evaluate(async (href) => {
+      const r = await fetch(href);
+      const bytes = new Uint8Array(await r.arrayBuffer());
+      return { type: r.headers.get('content-type'), disposition: r.headers.get('content-disposition'), magic: String.fromCharCode(...bytes.slice(0, 5)) };
+    }, await steward.getAttribute('#report-pdf', 'href'));
+    assert.deepEqual(pdf, { type: 'application/pdf', disposition: `attachment; filename="privacy-report-DK-ODE-${year}.pdf"`, magic: '%PDF-' });
+    await steward.selectOption('#lang-switch', 'da');
+    await steward.waitForFunction(() => /lang=da/.test(document.getElementById('report-open').href));
+    assert.equal(await steward.textContent('#report-open'), '\u00c5bn rapporten');
+    await steward.selectOption('#lang-switch', 'en');
     const ctx = await context();
     const out = await page(ctx);
     await out.goto(STEWARD['DK-ODE']);

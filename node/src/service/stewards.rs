@@ -121,6 +121,27 @@ impl QueryService {
         .await
     }
 
+    /// The site's report of `year` in `language` (see [`crate::report`]).
+    pub async fn year_report(
+        &self,
+        _steward: &Steward,
+        year: i32,
+        language: &str,
+    ) -> Result<(crate::report::Facts, crate::report::Report)> {
+        let (store, site, policy, language) = (
+            self.store.clone(),
+            self.site.to_string(),
+            self.policy.clone(),
+            language.to_owned(),
+        );
+        blocking(move || {
+            let facts = crate::report::Facts::gather(&store, &site, &policy, year)?;
+            let report = crate::report::Report::new(&facts, &language);
+            Ok((facts, report))
+        })
+        .await
+    }
+
     /// The policy this node enforces, defaults included.
     pub fn policy_in_force(&self, _steward: &Steward) -> &Policy {
         &self.policy

@@ -137,7 +137,7 @@ pub fn rho_units_of_epsilon(units: i64) -> i64 {
 
 /// A charge of `units` in the ledger's `measure`, in the units of
 /// `accounting`; pure accounting cannot count a ρ charge.
-fn in_measure(accounting: Accounting, measure: &str, units: i64) -> Result<i64> {
+pub(super) fn in_measure(accounting: Accounting, measure: &str, units: i64) -> Result<i64> {
     match (accounting, measure) {
         (Accounting::Zcdp, "rho") | (Accounting::Pure, "epsilon") => Ok(units),
         (Accounting::Zcdp, _) => Ok(rho_units_of_epsilon(units)),

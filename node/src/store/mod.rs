@@ -13,6 +13,7 @@ use crate::Result;
 mod catalogue;
 mod ledger;
 mod notices;
+pub mod report;
 mod tickets;
 
 pub use catalogue::{CATALOGUE_ACCOUNT, NotYet};

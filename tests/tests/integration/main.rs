@@ -19,6 +19,7 @@ mod oidc;
 mod openapi;
 mod outbound;
 mod packages;
+mod report;
 mod sites;
 mod slow;
 mod stewards;
