@@ -19,6 +19,21 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenDpNoise;
 
+/// Held around every call into OpenDP's constructors, privacy maps and
+/// conversions. Their float arithmetic (`inf_sqrt`, `inf_ln`, …) swaps the
+/// process's panic hook for a silent one and back (`catch_unwind_silent`);
+/// two threads doing that at once can leave the silent hook installed for
+/// good, and every later panic of the node would go unreported. One call
+/// at a time keeps the hook the node's own.
+static OPENDP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serially<T>(f: impl FnOnce() -> T) -> T {
+    let _one = OPENDP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    f()
+}
+
 type Gaussian = Measurement<
     VectorDomain<AtomDomain<i64>>,
     L2Distance<f64>,
@@ -28,22 +43,26 @@ type Gaussian = Measurement<
 type Laplace = Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>;
 
 fn gaussian(scale: f64) -> Result<Gaussian> {
-    make_gaussian(
-        VectorDomain::new(AtomDomain::<i64>::default()),
-        L2Distance::<f64>::default(),
-        scale,
-        None,
-    )
+    serially(|| {
+        make_gaussian(
+            VectorDomain::new(AtomDomain::<i64>::default()),
+            L2Distance::<f64>::default(),
+            scale,
+            None,
+        )
+    })
     .map_err(fail)
 }
 
 fn laplace(scale: f64) -> Result<Laplace> {
-    make_laplace(
-        VectorDomain::new(AtomDomain::<i64>::default()),
-        L1Distance::<i64>::default(),
-        scale,
-        None,
-    )
+    serially(|| {
+        make_laplace(
+            VectorDomain::new(AtomDomain::<i64>::default()),
+            L1Distance::<i64>::default(),
+            scale,
+            None,
+        )
+    })
     .map_err(fail)
 }
 
@@ -64,8 +83,14 @@ impl NoiseMechanism for OpenDpNoise {
         // the map's loss is within the loss asked for.
         for _ in 0..64 {
             let charged = match accounting {
-                Accounting::Zcdp => gaussian(scale)?.map(&sensitivity.l2),
-                Accounting::Pure => laplace(scale)?.map(&sensitivity.l1),
+                Accounting::Zcdp => {
+                    let m = gaussian(scale)?;
+                    serially(|| m.map(&sensitivity.l2))
+                }
+                Accounting::Pure => {
+                    let m = laplace(scale)?;
+                    serially(|| m.map(&sensitivity.l1))
+                }
             }
             .map_err(fail)?;
             if charged <= loss {
@@ -99,11 +124,58 @@ impl NoiseMechanism for OpenDpNoise {
 /// The ε that ρ-zCDP amounts to at `delta`, by OpenDP's conversion
 /// (Canonne, Kamath and Steinke's, as `make_zCDP_to_approxDP` uses it).
 pub fn zcdp_epsilon(rho: f64, delta: f64) -> Result<f64> {
-    <ZeroConcentratedDivergence as ConcentratedMeasure>::convert(rho)
-        .and_then(|profile| profile.epsilon(delta))
-        .map_err(fail)
+    serially(|| {
+        <ZeroConcentratedDivergence as ConcentratedMeasure>::convert(rho)
+            .and_then(|profile| profile.epsilon(delta))
+    })
+    .map_err(fail)
 }
 
 fn fail(e: opendp::error::Error) -> Error {
     Error::Noise(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Calibrations and conversions on many threads at once leave the
+    /// panic hook as it was: a panic afterwards still reaches it.
+    #[test]
+    fn opendp_on_many_threads_leaves_the_panic_hook_in_place() {
+        let reported = Arc::new(AtomicUsize::new(0));
+        let seen = reported.clone();
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..150 {
+                        let loss = 0.01 + f64::from(t * 150 + i) * 1e-4;
+                        let s = Sensitivity {
+                            l1: 3,
+                            l2: 3f64.sqrt(),
+                        };
+                        OpenDpNoise.calibrate(Accounting::Zcdp, s, loss).unwrap();
+                        zcdp_epsilon(loss, 1e-6).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let caught = std::panic::catch_unwind(|| panic!("a panic after OpenDP's work"));
+        let hook_ran = reported.load(Ordering::SeqCst);
+        std::panic::set_hook(before);
+        assert!(caught.is_err());
+        assert_eq!(
+            hook_ran, 1,
+            "the panic went unreported: OpenDP left its silent hook"
+        );
+    }
 }
