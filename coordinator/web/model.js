@@ -256,3 +256,64 @@ export function ruledOut(filter, dimensions, key) {
     return test ? !test(key[i]) : false;
   });
 }
+
+/** Whether row `i` of an answer is a cell its own filter rules out. */
+function outAt(r, key) {
+  return r.dimensions.length > 0 && ruledOut(r.query ? r.query.filter : null, r.dimensions, key);
+}
+
+/**
+ * The answer as JSON to download: as the coordinator sent it, with
+ * `ruled_out: true` on every row (the total's and each site's) of a cell
+ * the question's own filter rules out, whose numbers are noise alone.
+ */
+export function withRuledOut(r) {
+  const mark = (row) => (outAt(r, row.key) ? { ...row, ruled_out: true } : row);
+  return {
+    ...r,
+    total: r.total.map(mark),
+    sites: r.sites.map((s) => (s.result ? { ...s, result: { ...s.result, rows: s.result.rows.map(mark) } } : s)),
+  };
+}
+
+/**
+ * The answer as CSV: one line per site (and the total) and key. A cell the
+ * question's own filter rules out has no numbers (they would be noise
+ * alone) and says so in `ruled_out_by_question`.
+ */
+export function toCsv(r) {
+  const quote = (s) => (/[",\n]/.test(String(s)) ? `"${String(s).replace(/"/g, '""')}"` : String(s));
+  const header = ['site', 'status', ...r.dimensions];
+  for (const m of r.measures) header.push(m, `${m}_low`, `${m}_high`);
+  header.push('ruled_out_by_question');
+  const lines = [header.map(quote).join(',')];
+  const blank = r.measures.flatMap(() => ['', '', '']);
+  for (const s of r.sites) {
+    if (!s.result) {
+      lines.push([s.site_id, s.status].map(quote).join(','));
+      continue;
+    }
+    for (const row of s.result.rows) {
+      const out = outAt(r, row.key);
+      const cells = [s.site_id, s.status, ...row.key];
+      if (out) cells.push(...blank);
+      else for (const v of row.values) cells.push(v.value, v.interval[0], v.interval[1]);
+      cells.push(out ? 'yes' : '');
+      lines.push(cells.map(quote).join(','));
+    }
+  }
+  for (const row of r.total) {
+    const out = outAt(r, row.key);
+    const cells = ['total', '', ...row.key];
+    if (out) cells.push(...blank);
+    else {
+      for (const v of row.values) {
+        if (v) cells.push(v.unclamped, v.interval[0], v.interval[1]);
+        else cells.push('', '', '');
+      }
+    }
+    cells.push(out ? 'yes' : '');
+    lines.push(cells.map(quote).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}

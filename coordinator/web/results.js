@@ -6,7 +6,7 @@
 import { t, num, day, lang } from '/assets/i18n.js';
 import * as words from '/assets/words.js';
 import { el, clear, scrollable } from '/assets/ui.js';
-import { ruledOut } from '/app/model.js';
+import { ruledOut, toCsv, withRuledOut } from '/app/model.js';
 
 /**
  * A released value as shown (post-processing, free of privacy cost): below
@@ -355,7 +355,7 @@ export function render(container, r, { onLookAgain, negotiator } = {}) {
   csv.addEventListener('click', () => download(`bonebank-${r.id ?? 'answer'}.csv`, 'text/csv', toCsv(r)));
   const json = el('button', { type: 'button', id: 'export-json' }, t('result.export_json'));
   json.addEventListener('click', () =>
-    download(`bonebank-${r.id ?? 'answer'}.json`, 'application/json', JSON.stringify(r, null, 2)),
+    download(`bonebank-${r.id ?? 'answer'}.json`, 'application/json', JSON.stringify(withRuledOut(r), null, 2)),
   );
   container.append(el('p', { class: 'export' }, [csv, ' ', json]));
   if (negotiator && r.id != null) container.append(handOffSection(r, negotiator));
@@ -425,34 +425,6 @@ function handOffSection(r, { canSend, handOff }) {
   }
   section.append(el('p', {}, buttons), status);
   return section;
-}
-
-/** The answer as CSV: one line per site (and the total) and key. */
-export function toCsv(r) {
-  const quote = (s) => (/[",\n]/.test(String(s)) ? `"${String(s).replace(/"/g, '""')}"` : String(s));
-  const header = ['site', 'status', ...r.dimensions];
-  for (const m of r.measures) header.push(m, `${m}_low`, `${m}_high`);
-  const lines = [header.map(quote).join(',')];
-  for (const s of r.sites) {
-    if (!s.result) {
-      lines.push([s.site_id, s.status].map(quote).join(','));
-      continue;
-    }
-    for (const row of s.result.rows) {
-      const cells = [s.site_id, s.status, ...row.key];
-      for (const v of row.values) cells.push(v.value, v.interval[0], v.interval[1]);
-      lines.push(cells.map(quote).join(','));
-    }
-  }
-  for (const row of r.total) {
-    const cells = ['total', '', ...row.key];
-    for (const v of row.values) {
-      if (v) cells.push(v.unclamped, v.interval[0], v.interval[1]);
-      else cells.push('', '', '');
-    }
-    lines.push(cells.map(quote).join(','));
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 function download(name, type, content) {

@@ -181,7 +181,7 @@ async function main() {
   await step('the answer exports as CSV and JSON', async () => {
     const [csv] = await Promise.all([alice.waitForEvent('download'), alice.click('#export-csv')]);
     const text = await readFile(await csv.path(), 'utf8');
-    assert.match(text.split('\n')[0], /^site,status,sample_type,samples,samples_low,samples_high,donors,donors_low,donors_high$/);
+    assert.match(text.split('\n')[0], /^site,status,sample_type,samples,samples_low,samples_high,donors,donors_low,donors_high,ruled_out_by_question$/);
     assert.equal(text.trim().split('\n').length, 1 + 3 * 19 + 19);
     const [json] = await Promise.all([alice.waitForEvent('download'), alice.click('#export-json')]);
     const answer = JSON.parse(await readFile(await json.path(), 'utf8'));

@@ -137,3 +137,36 @@ test('bands and categories derived from a filtered column follow its range and c
   assert.equal(model.ruledOut(recent, ['sampling_year'], [2019]), true);
   assert.equal(model.ruledOut(recent, ['sampling_year'], [2021]), false);
 });
+
+test('exports leave out the numbers of cells the question rules out, and say so', () => {
+  const filter = model.toFilter({ ...model.empty(), include: [[serum]] });
+  const value = (v) => ({ value: v, unclamped: v, interval: [v - 5, v + 5] });
+  const rows = [
+    { key: ['Serum'], values: [value(120)] },
+    { key: ['RNA'], values: [value(31)] },
+  ];
+  const answer = {
+    query: { filter },
+    dimensions: ['sample_type'],
+    measures: ['samples'],
+    sites: [{ site_id: 'DE-LUE', status: 'answered', result: { rows } }],
+    total: rows,
+  };
+  const lines = model.toCsv(answer).trim().split('\n');
+  assert.deepEqual(lines, [
+    'site,status,sample_type,samples,samples_low,samples_high,ruled_out_by_question',
+    'DE-LUE,answered,Serum,120,115,125,',
+    'DE-LUE,answered,RNA,,,,yes',
+    'total,,Serum,120,115,125,',
+    'total,,RNA,,,,yes',
+  ]);
+  const json = model.withRuledOut(answer);
+  assert.equal(json.total[1].ruled_out, true);
+  assert.equal(json.sites[0].result.rows[1].ruled_out, true);
+  assert.equal(json.total[0].ruled_out, undefined);
+  // The numbers stay in the JSON, as the coordinator sent them.
+  assert.equal(json.total[1].values[0].value, 31);
+  // Without a breakdown nothing is ruled out.
+  const plain = { ...answer, dimensions: [], total: [{ key: [], values: [value(9)] }], sites: [] };
+  assert.equal(model.toCsv(plain).trim().split('\n')[1], 'total,,9,4,14,');
+});
