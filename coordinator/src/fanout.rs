@@ -256,6 +256,7 @@ impl SiteClient {
             preview,
             source: Default::default(),
             why_fresh: None,
+            why_fresh_code: None,
         }
     }
 
@@ -468,6 +469,7 @@ pub async fn preview_all(
             preview: None,
             source: Default::default(),
             why_fresh: None,
+            why_fresh_code: None,
         },
     )
     .await

@@ -218,7 +218,7 @@ impl Coordinator {
         let mut previews = Vec::new();
         let mut estimates = Vec::new();
         let mut fresh = Vec::new();
-        let mut why: Vec<(String, Option<String>)> = Vec::new();
+        let mut why: Vec<(String, Option<query::catalogue::Miss>)> = Vec::new();
         for (site, found) in sites.iter().zip(found) {
             if let Ok((c, a)) = &found {
                 estimates.push(from_catalogue(site, c, &query, a));
@@ -232,6 +232,7 @@ impl Coordinator {
                     preview: Some(query::catalogue::to_preview(&c, &query, &a)),
                     source: Source::Catalogue,
                     why_fresh: None,
+                    why_fresh_code: None,
                 }),
                 Err(reason) => {
                     fresh.push(site.clone());
@@ -241,10 +242,12 @@ impl Coordinator {
         }
         if !fresh.is_empty() {
             for mut p in fanout::preview_all(&fresh, who, &query, request.loss, deadline).await {
-                p.why_fresh = why
+                let miss = why
                     .iter()
                     .find(|(id, _)| *id == p.site_id)
                     .and_then(|(_, r)| r.clone());
+                p.why_fresh_code = miss.as_ref().map(|m| m.code.to_owned());
+                p.why_fresh = miss.map(|m| m.reason);
                 previews.push(p);
             }
         }
@@ -361,16 +364,20 @@ impl Coordinator {
         caller: &Caller,
         query: &FeasibilityQuery,
         deadline: Instant,
-    ) -> Vec<std::result::Result<(Arc<Catalogue>, CatalogueAnswer), Option<String>>> {
+    ) -> Vec<std::result::Result<(Arc<Catalogue>, CatalogueAnswer), Option<query::catalogue::Miss>>>
+    {
         let kept =
             futures::future::join_all(sites.iter().map(|s| self.catalogues.of(s, deadline))).await;
         kept.into_iter()
             .map(|catalogue| {
                 let c = catalogue.ok_or(None)?;
                 if let Some(filter) = c.role_filters.get(&caller.role.to_string()) {
-                    return Err(Some(format!(
-                        "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
-                        caller.role
+                    return Err(Some(query::catalogue::miss(
+                        "role_filter",
+                        format!(
+                            "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
+                            caller.role
+                        ),
                     )));
                 }
                 let a = query::catalogue::answer(&c, query).map_err(Some)?;

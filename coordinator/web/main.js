@@ -429,6 +429,13 @@ const refreshCost = debounce(async () => {
       const cost = [`${sym} ${num(p.loss, 3)}`];
       if (p.approx_dp) cost.push(` (ε ${num(p.approx_dp.epsilon, 2)}, δ ${p.approx_dp.delta.toExponential(0)})`);
       if (p.needs_approval) cost.push(` — ${t('cost.needs_approval')}`);
+      // Which path the question takes here, and why.
+      if (s.source === 'catalogue') cost.push(` — ${t('cost.from_catalogue')}`);
+      else if (s.why_fresh_code) {
+        const key = `fresh.${s.why_fresh_code}`;
+        const why = t(key) === key ? s.why_fresh : t(key);
+        cost.push(` — ${t('cost.fresh_because', { why })}`);
+      }
       cells.push(el('td', {}, cost.join('')));
       for (const m of p.measures) cells.push(el('td', {}, m.halfwidth == null ? t('cost.depends') : `±${num(Math.round(m.halfwidth))}`));
     } else {

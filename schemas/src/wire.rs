@@ -249,6 +249,11 @@ pub struct SitePreview {
     /// that reason (absent when asked fresh, or the site has no catalogue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why_fresh: Option<String>,
+    /// The same as a stable code, for the app's words: `measures`,
+    /// `no_table`, `donors_over_cells`, `cuts_band`, `years_beyond`,
+    /// `category`, `condition` or `role_filter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_fresh_code: Option<String>,
 }
 
 /// The coordinator's preview: each site's, and the ± at 95% of each

@@ -117,6 +117,8 @@ async function main() {
     const rows = await texts(alice, '#cost-table tbody tr');
     assert.equal(rows.length, 3);
     for (const r of rows) assert.match(r, /ρ 0\.023/);
+    // The example question's age range cuts the catalogue's bands: fresh, and why.
+    for (const r of rows) assert.match(r, /asked fresh: the age range cuts a ten-year band/, r);
     // In questions: about 20 like this at the default ρ 0.46 a month.
     for (const r of rows) assert.match(r, /about 20 fresh questions like this left at (DE-LUE|DK-ODE|DK-NAE)/);
     // Finer costs more and narrows the ±; back to standard before asking.
@@ -353,7 +355,7 @@ async function main() {
       for (const c of cells) assert.match(c, VALUE, `${site}: ${c}`);
     }
     const costs = await texts(alice, '#cost-table tbody tr');
-    for (const r of costs) assert.match(r, /ρ 0\.000/, r);
+    for (const r of costs) assert.match(r, /ρ 0\.000 — from the site’s catalogue, free/, r);
     await alice.click('#ask');
     await alice.waitForFunction(() => /from its catalogue of/.test(document.querySelector('#site-status')?.textContent || ''));
     const details = await texts(alice, '#site-status tbody tr');

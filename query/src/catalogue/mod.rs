@@ -51,6 +51,36 @@ use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
 
 use crate::dimensions::Dimension;
 
+/// Why the catalogue does not answer a question: a stable code (the app's
+/// words are keyed by it: `measures`, `no_table`, `donors_over_cells`,
+/// `cuts_band`, `years_beyond`, `category`, `condition`, and the
+/// coordinator's `role_filter`) and the reason in English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+/// A [`Miss`] with `code` and `reason`.
+pub fn miss(code: &'static str, reason: impl Into<String>) -> Miss {
+    Miss {
+        code,
+        reason: reason.into(),
+    }
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<Miss> for String {
+    fn from(m: Miss) -> Self {
+        m.reason
+    }
+}
+
 /// The catalogue's tables, by their dimensions, in the order they are
 /// measured and published.
 pub fn workload() -> Vec<Vec<Dimension>> {
@@ -388,10 +418,13 @@ const Z95: f64 = 1.959_963_984_540_054;
 /// cells of a sample-level dimension (sample type IN (…), an age range of
 /// several bands) would count a donor once per cell: such questions are
 /// not answered from the catalogue.
-pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, String> {
+pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, Miss> {
     for m in &query.measures {
         if !matches!(m, Measure::Donors | Measure::Samples) {
-            return Err("the catalogue counts donors and samples only; sums and averages are answered fresh".into());
+            return Err(miss(
+                "measures",
+                "the catalogue counts donors and samples only; sums and averages are answered fresh",
+            ));
         }
     }
     let mut selected: BTreeMap<Dimension, BTreeSet<String>> = BTreeMap::new();
@@ -405,7 +438,7 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     let mut group_by = Vec::new();
     for name in &query.group_by {
         let d = Dimension::from_name(name)
-            .ok_or_else(|| format!("the catalogue has no dimension {name}"))?;
+            .ok_or_else(|| miss("no_table", format!("the catalogue has no dimension {name}")))?;
         group_by.push(d);
     }
     let wanted: BTreeSet<&str> = selected.keys().chain(&group_by).map(|d| d.name()).collect();
@@ -417,13 +450,16 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
                 && t.dimensions.iter().all(|d| wanted.contains(d.as_str()))
         })
         .ok_or_else(|| {
-            format!(
-                "the catalogue has no table over {}",
-                if wanted.is_empty() {
-                    "no dimension".to_owned()
-                } else {
-                    wanted.iter().copied().collect::<Vec<_>>().join(" × ")
-                }
+            miss(
+                "no_table",
+                format!(
+                    "the catalogue has no table over {}",
+                    if wanted.is_empty() {
+                        "no dimension".to_owned()
+                    } else {
+                        wanted.iter().copied().collect::<Vec<_>>().join(" × ")
+                    }
+                ),
             )
         })?;
     let dimension_of =
@@ -437,8 +473,11 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
         }
         let chosen = selected.get(&d).map_or(keys.len(), BTreeSet::len);
         if asks_donors && !d.fixed_per_donor() && chosen > 1 {
-            return Err(format!(
-                "a donor count over several values of {name} would count a donor once for each: it is answered fresh"
+            return Err(miss(
+                "donors_over_cells",
+                format!(
+                    "a donor count over several values of {name} would count a donor once for each: it is answered fresh"
+                ),
             ));
         }
     }
@@ -687,7 +726,7 @@ fn conjuncts<'a>(filter: &'a Filter, out: &mut Vec<&'a Filter>) {
 fn keys_of(
     condition: &Filter,
     catalogue: &Catalogue,
-) -> Result<(Dimension, BTreeSet<String>), String> {
+) -> Result<(Dimension, BTreeSet<String>), Miss> {
     let keys_in = |d: Dimension| -> Vec<String> {
         catalogue
             .tables
@@ -727,9 +766,12 @@ fn keys_of(
     if let Some(d) = dimension
         && keys_in(d).is_empty()
     {
-        return Err(format!(
-            "the catalogue has no table over {}; it is answered fresh",
-            d.name()
+        return Err(miss(
+            "no_table",
+            format!(
+                "the catalogue has no table over {}; it is answered fresh",
+                d.name()
+            ),
         ));
     }
     match condition {
@@ -754,7 +796,10 @@ fn keys_of(
             let lo = min.unwrap_or(0).max(0);
             let whole = lo % 10 == 0 && max.is_none_or(|m| m >= 90 || m % 10 == 9);
             if !whole || lo > 90 {
-                return Err("an age range that cuts a ten-year band is answered fresh".into());
+                return Err(miss(
+                    "cuts_band",
+                    "an age range that cuts a ten-year band is answered fresh",
+                ));
             }
             let keys = crate::dimensions::AGE_BANDS
                 .iter()
@@ -772,8 +817,11 @@ fn keys_of(
             let first: i64 = years.first().and_then(|y| y.parse().ok()).unwrap_or(0);
             let last: i64 = years.last().and_then(|y| y.parse().ok()).unwrap_or(-1);
             if min.is_none_or(|m| m < first) || max.is_none_or(|m| m > last) {
-                return Err(format!(
-                    "the catalogue counts sampling years {first} to {last}; a range beyond them is answered fresh"
+                return Err(miss(
+                    "years_beyond",
+                    format!(
+                        "the catalogue counts sampling years {first} to {last}; a range beyond them is answered fresh"
+                    ),
                 ));
             }
             Ok((
@@ -792,14 +840,20 @@ fn keys_of(
             if prefix.len() == 3 && categories.iter().any(|c| c == prefix) {
                 Ok((Dimension::DiagnosisCategory, [prefix.clone()].into()))
             } else {
-                Err(format!(
-                    "the catalogue counts the listed three-character ICD-10 categories; {prefix} is answered fresh"
+                Err(miss(
+                    "category",
+                    format!(
+                        "the catalogue counts the listed three-character ICD-10 categories; {prefix} is answered fresh"
+                    ),
                 ))
             }
         }
-        other => Err(format!(
-            "the catalogue cannot read the condition {}; it is answered fresh",
-            other.to_sql(false)
+        other => Err(miss(
+            "condition",
+            format!(
+                "the catalogue cannot read the condition {}; it is answered fresh",
+                other.to_sql(false)
+            ),
         )),
     }
 }
@@ -994,7 +1048,7 @@ mod tests {
 
     fn ask(sql: &str) -> Result<CatalogueAnswer, String> {
         let q = crate::sql::parse(sql).unwrap();
-        answer(&example(), &q)
+        answer(&example(), &q).map_err(String::from)
     }
 
     #[test]
@@ -1048,6 +1102,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(refused.contains("age_band"), "{refused}");
+        // Each reason has its stable code, for the app's words.
+        let code = |sql: &str| {
+            answer(&example(), &crate::sql::parse(sql).unwrap())
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            code(
+                "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'Plasma')"
+            ),
+            "donors_over_cells"
+        );
+        assert_eq!(
+            code("SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69"),
+            "cuts_band"
+        );
+        assert_eq!(
+            code("SELECT SUM(aliquots_available) FROM samples"),
+            "measures"
+        );
         // Samples add up; and sex, one per donor, adds up for donors too.
         assert!(
             ask("SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69").is_ok()

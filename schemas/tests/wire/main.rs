@@ -305,6 +305,7 @@ fn answers() {
                 why_fresh: Some(
                     "a donor count over several values of age_band would count a donor once for each: it is answered fresh".into(),
                 ),
+                why_fresh_code: Some("donors_over_cells".into()),
             }],
             total_halfwidth: vec![Some(43.0), None],
             estimate: None,
