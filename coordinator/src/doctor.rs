@@ -44,6 +44,9 @@ pub async fn run(config: &CoordinatorConfig) -> Vec<Finding> {
     for site in &config.sites {
         out.extend(reach(config, site).await);
     }
+    if let Some(notify) = &config.notify {
+        out.push(shared::email("notices (email)", &notify.email).await);
+    }
     out.push(shared::disk("disk (state)", &config.state_dir));
     let db = config.history_db();
     out.push(match shared::state_version("state", &db, HISTORY_VERSION) {

@@ -60,6 +60,14 @@ pub async fn run(config: &NodeConfig) -> Vec<Finding> {
             out.push(shared::clock("clock", date.as_deref(), "the coordinator's"));
         }
     }
+    if let Some(notify) = &config.notify {
+        if let Some(email) = &notify.email {
+            out.push(shared::email("notices (email)", email).await);
+        }
+        if let Some(webhook) = &notify.webhook {
+            out.push(shared::webhook("notices (webhook)", webhook));
+        }
+    }
     out.push(shared::disk("disk (data)", &config.data_dir));
     out.push(shared::disk("disk (state)", &config.state_dir));
     out.push(data(config));

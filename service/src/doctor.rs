@@ -298,3 +298,34 @@ pub fn state_version(
     }
     Ok(Some((conn, version)))
 }
+
+/// The mail server notices go through: it answers, with TLS where asked
+/// (nothing is sent).
+pub async fn email(check: &str, settings: &crate::notify::EmailSettings) -> Finding {
+    let mailer = match crate::notify::Mailer::new(settings) {
+        Ok(m) => m,
+        Err(e) => return fail(check, e.to_string()),
+    };
+    match mailer.test().await {
+        Ok(()) => ok(check, format!("{} answers", settings.smtp)),
+        Err(why) => fail(
+            check,
+            format!(
+                "{}: {why}; check the address, the port, TLS and the firewall",
+                settings.smtp
+            ),
+        ),
+    }
+}
+
+/// The webhook's settings: an address it may post to and a secret that
+/// reads (nothing is posted: a test event would reach people).
+pub fn webhook(check: &str, settings: &crate::notify::WebhookSettings) -> Finding {
+    match crate::notify::Webhook::new(settings) {
+        Ok(_) => ok(
+            check,
+            format!("{} with a secret of 16 characters or more", settings.url),
+        ),
+        Err(e) => fail(check, e.to_string()),
+    }
+}

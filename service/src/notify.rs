@@ -153,6 +153,16 @@ impl Mailer {
         })
     }
 
+    /// Whether the server answers: connects, says hello, and (with TLS)
+    /// checks its certificate, sending nothing.
+    pub async fn test(&self) -> Result<(), String> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the server did not answer".into()),
+            Err(e) => Err(crate::error_chain(&e)),
+        }
+    }
+
     /// Sends one plain-text message to each address in `to` (one message
     /// each, so that requesters never see each other's addresses).
     pub async fn send(&self, to: &[String], subject: &str, body: &str) -> Result<(), String> {

@@ -285,10 +285,34 @@ async fn stewards_and_requesters_are_told_without_counts() {
         password_file: None,
         ca: Some(ca.clone()),
     };
+    // doctor finds the mail server, with STARTTLS and the site's CA, and
+    // says plainly when it is not there.
+    let found = bonebank_service::doctor::email("notices (email)", &email("b <b@x.example>")).await;
+    assert!(found.ok, "{found}");
+    let mut nowhere = email("b <b@x.example>");
+    nowhere.smtp = format!("smtp://localhost:{}?tls=required", smtp.port + 1);
+    let missing = bonebank_service::doctor::email("notices (email)", &nowhere).await;
+    assert!(
+        !missing.ok && missing.says.contains("firewall"),
+        "{missing}"
+    );
     let (hook_url, hooks) = receiver();
     let secret = "a webhook secret of the site";
     let secret_file = tmp.path().join("webhook.secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let short = tmp.path().join("short.secret");
+    std::fs::write(&short, "too short\n").unwrap();
+    let hook = |secret_file: &Path| WebhookSettings {
+        url: hook_url.clone(),
+        secret_file: secret_file.to_owned(),
+        attempts: 4,
+    };
+    assert!(bonebank_service::doctor::webhook("notices (webhook)", &hook(&secret_file)).ok);
+    let refused = bonebank_service::doctor::webhook("notices (webhook)", &hook(&short));
+    assert!(
+        !refused.ok && refused.says.contains("shorter than 16"),
+        "{refused}"
+    );
 
     // DK-ODE's node, restarted with notices: Danish, a digest at most
     // hourly, no expiry reminders yet.
@@ -303,11 +327,7 @@ async fn stewards_and_requesters_are_told_without_counts() {
             expiry_hours,
             check_seconds: 1,
             email: Some(email("bonebank DK-ODE <bonebank@ode.example>")),
-            webhook: Some(WebhookSettings {
-                url: hook_url.clone(),
-                secret_file: secret_file.clone(),
-                attempts: 4,
-            }),
+            webhook: Some(hook(&secret_file)),
         });
         (config, node)
     };
