@@ -116,6 +116,46 @@ pub struct Plan {
     /// [`Plan::cells_per_donor`] cells keeps: drawn at random for every
     /// release, so the choice depends neither on the data nor on key names.
     pub seed: u64,
+    /// For the catalogue's counts: a cap on one donor's samples in all the
+    /// plan's cells of a class together (besides `max_samples_per_donor`
+    /// in each cell).
+    pub sample_caps: Option<SampleCaps>,
+}
+
+/// Caps on one donor's samples per class of cells: a cell's class is its
+/// key along dimension `by` (the sample type), or, without `by`, all cells
+/// are one class. A donor's rows count in order until its class's cap is
+/// reached; later ones are left out. So one donor moves the samples vector
+/// by at most √(Σ caps²) in L2 with `by` (the squares of a class's cells
+/// add up to at most the square of their sum), and by at most `caps[0]`
+/// without: the caps, not the cells a donor may be in, set the sample
+/// counts' sensitivity. Only the counting pass applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleCaps {
+    /// The index, in [`Plan::dimensions`], of the dimension whose key is a
+    /// cell's class.
+    pub by: Option<usize>,
+    /// Per key of `by` (one value without it), at most this many of one
+    /// donor's samples count.
+    pub caps: Vec<i64>,
+}
+
+impl SampleCaps {
+    /// The L2 and L1 distances one donor can move the samples vector by.
+    pub fn sensitivity(&self) -> (f64, i64) {
+        let l1: i64 = match self.by {
+            Some(_) => self.caps.iter().sum(),
+            None => self.caps.first().copied().unwrap_or(0),
+        };
+        let l2 = match self.by {
+            // Rounded up: never below the true distance.
+            Some(_) => (self.caps.iter().map(|c| (c * c) as f64).sum::<f64>())
+                .sqrt()
+                .next_up(),
+            None => l1 as f64,
+        };
+        (l2, l1)
+    }
 }
 
 impl Plan {

@@ -96,6 +96,7 @@ async fn build(samples: u64, work: &std::path::Path) -> Result<Build> {
         spread: Vec::new(),
         max_cells: None,
         seed: 0,
+        sample_caps: None,
     };
     engine.true_counts(&total).await?;
     let load_seconds = started.elapsed().as_secs_f64();

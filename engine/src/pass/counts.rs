@@ -47,6 +47,19 @@ pub(super) struct Counts<'p> {
     pub(super) open: bool,
     pub(super) last_key: Option<i64>,
     pub(super) rank: ahash::RandomState,
+    /// The plan's caps per class of cells (see [`crate::SampleCaps`]),
+    /// when bounded.
+    pub(super) caps: Option<Caps>,
+}
+
+/// Caps per class: the class's stride and count of keys (none: one
+/// class), each class's cap, what the donor being settled used, and its
+/// cells with their rows (kept from donor to donor).
+pub(super) struct Caps {
+    by: Option<(u32, u32)>,
+    caps: Vec<i64>,
+    used: Vec<i64>,
+    cells: Vec<(u32, i64)>,
 }
 
 impl<'p> Counts<'p> {
@@ -92,6 +105,17 @@ impl<'p> Counts<'p> {
             open: false,
             last_key: None,
             rank: rank_hasher(plan.seed),
+            caps: match (mode, &plan.sample_caps) {
+                (Mode::Bounded, Some(c)) => Some(Caps {
+                    by: c
+                        .by
+                        .map(|d| (layout.strides[d], plan.keys[d].len().max(1) as u32)),
+                    used: vec![0; c.caps.len()],
+                    caps: c.caps.clone(),
+                    cells: Vec::new(),
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -109,6 +133,9 @@ impl<'p> Counts<'p> {
     /// Kept rows of batch `b`, in order, and their cells. The state the
     /// loop changes is held in locals, and written back after it.
     pub(super) fn add(&mut self, b: usize, part: &DonorBatch, rows: &[u32], cells: &[u32]) {
+        if self.caps.is_some() {
+            return self.add_capped(b, part, rows, cells);
+        }
         let Self {
             batches,
             max_rows,
@@ -172,6 +199,71 @@ impl<'p> Counts<'p> {
             (donor, first, distinct, len, next);
     }
 
+    /// As [`Counts::add`], under the plan's caps per class of cells. Which
+    /// of a donor's samples count must not depend on the order its rows
+    /// come in (which other donors' rows may change), so a donor's rows
+    /// are only gathered here, and counted when the donor ends
+    /// ([`Counts::settle_capped`]).
+    fn add_capped(&mut self, b: usize, part: &DonorBatch, rows: &[u32], cells: &[u32]) {
+        let mut counted = false;
+        for (&row, &cell) in rows.iter().zip(cells) {
+            if cell == OFF {
+                continue;
+            }
+            let new = part.begins(self.next, row);
+            self.next = row + 1;
+            counted = true;
+            if new {
+                if self.rows > 0 {
+                    self.settle_capped();
+                }
+                self.donor += 1;
+                self.first = (b, row);
+                self.rows = 0;
+            }
+            self.cells[self.rows] = cell;
+            self.rows += 1;
+        }
+        self.counted |= counted;
+    }
+
+    /// Counts the donor whose rows were gathered (`cells[..rows]`): its
+    /// cells in the seed's ranking (the one [`take_back`] uses), the first
+    /// `limit` kept, each adding the donor once and its rows in the cell up
+    /// to the bound and to what is left of the cell's class's cap.
+    fn settle_capped(&mut self) {
+        let key = self.batches[self.first.0].key(self.first.1);
+        let rows = &mut self.cells[..self.rows];
+        rows.sort_unstable();
+        let caps = self.caps.as_mut().expect("a capped pass");
+        let cells = &mut caps.cells;
+        cells.clear();
+        for &cell in rows.iter() {
+            match cells.last_mut() {
+                Some((c, n)) if *c == cell => *n += 1,
+                _ => cells.push((cell, 1)),
+            }
+        }
+        // One cell needs no order.
+        if cells.len() > 1 {
+            cells.sort_unstable_by_key(|&(c, _)| self.rank.hash_one((key, c as usize)));
+        }
+        caps.used.iter_mut().for_each(|u| *u = 0);
+        for &(cell, n) in cells.iter().take(self.limit) {
+            let class = caps
+                .by
+                .map_or(0, |(stride, k)| ((cell / stride) % k) as usize);
+            let take = n
+                .min(self.max_rows)
+                .min(caps.caps[class] - caps.used[class])
+                .max(0);
+            caps.used[class] += take;
+            self.samples[cell as usize] += take;
+            self.donors[cell as usize] += 1;
+        }
+        self.rows = 0;
+    }
+
     /// The batch ends.
     pub(super) fn end(&mut self, part: &DonorBatch) {
         if part.num_rows() == 0 {
@@ -188,7 +280,11 @@ impl<'p> Counts<'p> {
 
     /// One vector per aggregate (or the truth's two), each in cell order.
     pub(super) fn finish(mut self) -> Vec<Vec<i64>> {
-        if self.distinct > self.limit {
+        if self.caps.is_some() {
+            if self.rows > 0 {
+                self.settle_capped();
+            }
+        } else if self.distinct > self.limit {
             let key = self.batches[self.first.0].key(self.first.1);
             take_back(
                 &mut self.cells[..self.rows],

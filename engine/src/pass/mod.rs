@@ -109,6 +109,11 @@ fn run_with(
 ) -> Result<Vec<Vec<i64>>> {
     let layout = Layout::new(plan)?;
     let mut counts = Counts::for_plan(plan, &layout, mode, batches).filter(|_| counting);
+    if plan.sample_caps.is_some() && mode == Mode::Bounded && counts.is_none() {
+        return Err(Error::Engine(
+            "caps on a donor's samples need a plan that only counts".into(),
+        ));
+    }
     let mut sums = Sums::new(plan, if counts.is_some() { 0 } else { layout.cells }, mode);
     // Reused for every batch: the kept rows, and each one's cell.
     let (mut rows, mut cells) = (Vec::<u32>::new(), Vec::<u32>::new());
@@ -250,7 +255,83 @@ mod tests {
             spread: vec![Spread::AtMost(bound)],
             max_cells: None,
             seed,
+            sample_caps: None,
         }
+    }
+
+    /// Caps per class of cells: a donor's rows of each class count, in all
+    /// its cells together, up to the class's cap and no more; the caps
+    /// bound what one donor moves the samples vector by.
+    #[test]
+    fn caps_count_a_donors_first_samples_of_each_class_in_all_its_cells() {
+        let row = |t: &str, d: i64| (t.to_owned(), d);
+        // Donor 1: five of a, three of b; donor 2: one of a.
+        let mut rows: Vec<(String, i64)> = (0..5).map(|_| row("a", 1)).collect();
+        rows.extend((0..3).map(|_| row("b", 1)));
+        let batches = vec![donor_batch(&rows), donor_batch(&[row("a", 2)])];
+        let abc: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut p = plan(abc.clone(), 3, 1);
+        p.max_samples_per_donor = 10;
+        // By sample type: a at most 3, b at most 1.
+        p.sample_caps = Some(crate::SampleCaps {
+            by: Some(0),
+            caps: vec![3, 1, 1],
+        });
+        let v = bounded(&p, &batches);
+        assert_eq!(v[0], vec![2, 1, 0], "donors are not capped");
+        assert_eq!(
+            v[1],
+            vec![4, 1, 0],
+            "donor 1: 3 of a and 1 of b; donor 2: 1 of a"
+        );
+        // Donor 1 alone moves the samples by (3, 1, 0): within √(9 + 1 + 1).
+        let (l2, l1) = p.sample_caps.as_ref().unwrap().sensitivity();
+        assert!(l2 >= 10f64.sqrt() && l2 <= 11f64.sqrt() + 1e-9, "{l2}");
+        assert_eq!(l1, 5);
+        // One class for all cells: 4 of donor 1's rows count, filling its
+        // cells in the seed's order (a first: 4 of a; b first: 3 of b, 1 of a).
+        p.sample_caps = Some(crate::SampleCaps {
+            by: None,
+            caps: vec![4],
+        });
+        let v = bounded(&p, &batches);
+        assert!(v[1] == [5, 0, 0] || v[1] == [2, 3, 0], "{:?}", v[1]);
+        assert_eq!(p.sample_caps.as_ref().unwrap().sensitivity(), (4.0, 4));
+        // The truth counts everything.
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        let truth = run(&p, &filter, &batches, Mode::Truth).unwrap();
+        assert_eq!(truth[0], vec![6, 3, 0]);
+    }
+
+    /// A donor in more cells than it may be keeps the seed's cells, and
+    /// what they count under the caps; which rows count does not depend on
+    /// the order of the donor's rows (which other donors' rows may change).
+    #[test]
+    fn caps_hold_when_a_donor_gives_back_cells() {
+        // 50 donors in all 10 cells, 3 rows each; one class capped at 4,
+        // and 2 cells kept per donor.
+        let batches = everyone_everywhere(&keys(), 50, 3, 7);
+        let mut p = plan(keys(), 10, 3);
+        p.max_samples_per_donor = 3;
+        p.max_cells = Some(2);
+        p.sample_caps = Some(crate::SampleCaps {
+            by: None,
+            caps: vec![4],
+        });
+        let v = bounded(&p, &batches);
+        assert_eq!(v[0].iter().sum::<i64>(), 100, "two cells per donor");
+        // Each donor's two cells hold 3 + 3 rows, of which 4 count.
+        assert_eq!(v[1].iter().sum::<i64>(), 50 * 4);
+        // The donors' rows in the opposite order: the same counts.
+        let reversed: Vec<String> = keys().into_iter().rev().collect();
+        let backwards = everyone_everywhere(&reversed, 50, 3, 7);
+        assert_eq!(bounded(&p, &backwards), v);
+        // The same in one batch as across batches of 7 rows.
+        let whole = everyone_everywhere(&keys(), 50, 3, 100_000);
+        assert_eq!(bounded(&p, &whole), v);
+        // The general pass refuses caps rather than ignore them.
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        assert!(run_with(&p, &filter, &batches, Mode::Bounded, false).is_err());
     }
 
     fn keys() -> Vec<String> {
@@ -361,6 +442,30 @@ mod tests {
             vec![100; 10],
             "9 rows count as max_samples_per_donor 2"
         );
+    }
+
+    /// Batches of 7 rows cut through donors' 30 rows: a thread's run of
+    /// batches must not end inside a donor, or the donor's two parts would
+    /// each be bounded as a whole donor (twice the cells, twice the caps).
+    #[test]
+    fn threads_split_the_batches_only_between_donors() {
+        let batches = everyone_everywhere(&keys(), 60, 3, 7);
+        let mut p = plan(keys(), 10, 11);
+        p.max_cells = Some(2);
+        p.sample_caps = Some(crate::SampleCaps {
+            by: None,
+            caps: vec![4],
+        });
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        let one = run(&p, &filter, &batches, Mode::Bounded).unwrap();
+        assert_eq!(one[0].iter().sum::<i64>(), 60 * 2);
+        for cores in [2, 3, 7] {
+            assert_eq!(
+                parallel::run_on(cores, &p, &filter, &batches, Mode::Bounded).unwrap(),
+                one,
+                "{cores} cores"
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@ use crate::filter::CompiledFilter;
 use crate::{Error, Plan, Result};
 
 /// Runs the pass on `cores` threads at once, each over a run of whole
-/// batches (batches never split a donor, so each donor is still bounded
-/// once, whole), and adds up what they found.
+/// batches, and adds up what they found. A donor's rows may go on from one
+/// batch into the next, so a run ends only where the next batch begins
+/// with another donor: each donor is bounded once, whole, by one thread.
 pub fn run_on(
     cores: usize,
     plan: &Plan,
@@ -24,7 +25,10 @@ pub fn run_on(
     let (mut start, mut rows) = (0, 0);
     for (i, b) in batches.iter().enumerate() {
         rows += b.num_rows();
-        if rows * cores >= total * (runs.len() + 1) && runs.len() + 1 < cores {
+        let donor_ends = batches
+            .get(i + 1)
+            .is_none_or(|next| next.keys.first() != b.keys.last());
+        if donor_ends && rows * cores >= total * (runs.len() + 1) && runs.len() + 1 < cores {
             runs.push(&batches[start..=i]);
             start = i + 1;
         }

@@ -14,7 +14,7 @@ use bonebank_schemas::wire::{Accounting, Catalogue, CatalogueTable, Mechanism, N
 
 use super::bounds::for_question;
 use super::{QueryService, blocking};
-use crate::engine::{Aggregate, Plan};
+use crate::engine::{Aggregate, Plan, SampleCaps};
 use crate::privacy::{self, Sensitivity};
 use crate::store::NotYet;
 use crate::{Error, Result};
@@ -91,26 +91,56 @@ impl QueryService {
                     });
                 let cells =
                     catalogue::cells_per_donor(&dimensions, |d| self.policy.groups_per_donor(d));
+                let keys: Vec<Vec<String>> = dimensions
+                    .iter()
+                    .map(|d| dimension_values(*d, &self.site, &self.policy))
+                    .collect();
+                // With the measured bounds, a donor's samples are capped per
+                // sample type (by the type's own bound) in all the table's
+                // cells together, or in all at once (by their sum) where the
+                // table has no sample type; see `SampleCaps`.
+                let caps = bounds.as_ref().map(|b| {
+                    let of =
+                        |code: &str| b.per_type.get(code).copied().unwrap_or(0).clamp(1, ceiling);
+                    match dimensions.iter().position(|d| *d == Dimension::SampleType) {
+                        Some(at) => SampleCaps {
+                            by: Some(at),
+                            caps: keys[at].iter().map(|code| of(code)).collect(),
+                        },
+                        None => SampleCaps {
+                            by: None,
+                            caps: vec![samples_bound],
+                        },
+                    }
+                });
                 let plan = Plan {
                     dimensions: dimensions.iter().map(|d| d.name().to_owned()).collect(),
-                    keys: dimensions
-                        .iter()
-                        .map(|d| dimension_values(*d, &self.site, &self.policy))
-                        .collect(),
+                    keys,
                     filter: Filter::True,
                     aggregates: vec![Aggregate::Donors, Aggregate::Samples],
                     max_samples_per_donor: samples_bound,
                     spread: dimensions.iter().map(|d| self.spread(*d)).collect(),
                     max_cells: Some(cells),
                     seed: rand::random(),
+                    sample_caps: caps,
                 };
                 let cells = plan.cells_per_donor();
+                let per_cells =
+                    Sensitivity::of_cells(Aggregate::Samples.per_cell(samples_bound), cells);
+                // Both bounds hold; the smaller is the sensitivity.
+                let samples = match &plan.sample_caps {
+                    Some(caps) => {
+                        let (l2, l1) = caps.sensitivity();
+                        Sensitivity {
+                            l1: l1.min(per_cells.l1),
+                            l2: l2.min(per_cells.l2),
+                        }
+                    }
+                    None => per_cells,
+                };
                 Measurement {
                     donors: Sensitivity::of_cells(Aggregate::Donors.per_cell(samples_bound), cells),
-                    samples: Sensitivity::of_cells(
-                        Aggregate::Samples.per_cell(samples_bound),
-                        cells,
-                    ),
+                    samples,
                     plan,
                 }
             })
@@ -288,6 +318,7 @@ mod tests {
                 spread: vec![Spread::AtMost(2)],
                 max_cells: Some(2),
                 seed: 1,
+                sample_caps: None,
             },
             donors,
             samples,

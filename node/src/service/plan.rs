@@ -40,6 +40,7 @@ impl QueryService {
             spread: checked.dimensions.iter().map(|d| self.spread(*d)).collect(),
             max_cells: None,
             seed: rand::random(),
+            sample_caps: None,
         }
     }
 

@@ -47,6 +47,18 @@ fn engine_over(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_one_donor_moves_each_catalogue_table_by_at_most_its_sensitivity() {
+    moves_at_most_the_sensitivity(false).await;
+}
+
+/// With the sample bounds measured, a donor's samples are capped per
+/// sample type in all of a table's cells together, and the sensitivity is
+/// the caps' (√Σ caps² with sample type, their sum without).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_one_donor_moves_each_catalogue_table_by_at_most_its_capped_sensitivity() {
+    moves_at_most_the_sensitivity(true).await;
+}
+
+async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = DataDir::new(tmp.path().join("data"));
     // Næstved: repeat blood donors, many samples and years each.
@@ -65,7 +77,7 @@ async fn removing_one_donor_moves_each_catalogue_table_by_at_most_its_sensitivit
         max_groups_per_donor: 2,
         zcdp: bonebank_query::policy::Zcdp {
             sample_bounds: bonebank_query::policy::SampleBounds {
-                measure: false,
+                measure: measure_bounds,
                 ..Default::default()
             },
             ..Default::default()
@@ -88,6 +100,19 @@ async fn removing_one_donor_moves_each_catalogue_table_by_at_most_its_sensitivit
         measurements.len(),
         bonebank_query::catalogue::workload().len()
     );
+    for m in &measurements {
+        assert_eq!(m.plan.sample_caps.is_some(), measure_bounds);
+        if let Some(caps) = &m.plan.sample_caps {
+            let (l2, l1) = caps.sensitivity();
+            assert!(
+                m.samples.l2 <= l2 && m.samples.l1 <= l1,
+                "{:?}",
+                m.plan.dimensions
+            );
+            let typed = m.plan.dimensions.iter().any(|d| d == "sample_type");
+            assert_eq!(caps.by.is_some(), typed, "{:?}", m.plan.dimensions);
+        }
+    }
 
     // The donors with the most samples, and every 29th.
     let ids: Vec<String> = donors
