@@ -298,6 +298,30 @@ pub(crate) async fn report(
             median(&seconds)
         )
         .unwrap();
+        // What one donor may move a table's samples by, in the first
+        // release: the sample type table, and the site's total.
+        let table = |dims: &[&str]| {
+            c[0].tables.iter().find(|t| {
+                t.dimensions
+                    .iter()
+                    .map(String::as_str)
+                    .eq(dims.iter().copied())
+            })
+        };
+        if let (Some(by_type), Some(total)) = (table(&["sample_type"]), table(&[])) {
+            // Without the caps: a cell's bound in every cell a donor may be in.
+            let per_cell =
+                by_type.samples_per_donor as f64 * (by_type.cells_per_donor as f64).sqrt();
+            writeln!(
+                out,
+                "  samples' sensitivity (L2): {:.1} by sample type (a cell's bound in each cell: {} × √{} = {per_cell:.1}), {:.1} in total",
+                by_type.samples.sensitivity,
+                by_type.samples_per_donor,
+                by_type.cells_per_donor,
+                total.samples.sensitivity,
+            )
+            .unwrap();
+        }
         all.push(c);
     }
     writeln!(out).unwrap();
