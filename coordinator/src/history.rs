@@ -230,3 +230,60 @@ impl History {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history of version 1 (before the awaiting tickets) opens as
+    /// version 2 with its entries, a copy of it kept beside; waiting tickets
+    /// are noted once per entry and site, joined with when it was asked,
+    /// and gone once told.
+    #[test]
+    fn a_version_1_history_upgrades_and_keeps_the_tickets_to_tell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE history (id INTEGER PRIMARY KEY, user TEXT NOT NULL, project TEXT NOT NULL, \
+                 at TEXT NOT NULL, epsilon REAL, result TEXT NOT NULL);
+                 INSERT INTO history (user, project, at, epsilon, result) VALUES ('ingrid', 'p', '2026-12-07T14:02:00Z', NULL, '{}');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let history = History::open(&path).unwrap();
+        let version: u32 = history
+            .db
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, crate::doctor::HISTORY_VERSION);
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".before-v2-")),
+            "the version 1 file is kept"
+        );
+        let tickets = [("DK-ODE".to_owned(), "ab".repeat(16))];
+        history
+            .await_decisions(1, "ingrid@x.example", "de", &tickets)
+            .unwrap();
+        history
+            .await_decisions(1, "ingrid@x.example", "de", &tickets)
+            .unwrap();
+        let waiting = history.awaiting().unwrap();
+        assert_eq!(waiting.len(), 1, "once per entry and site");
+        assert_eq!(waiting[0].day(), "2026-12-07");
+        assert_eq!(
+            (waiting[0].language.as_str(), waiting[0].site.as_str()),
+            ("de", "DK-ODE")
+        );
+        history.told(1, "DK-ODE").unwrap();
+        assert!(history.awaiting().unwrap().is_empty());
+    }
+}
