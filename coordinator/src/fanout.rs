@@ -41,9 +41,25 @@ enum Transport {
     Outbound(Arc<LinkSite>),
 }
 
-/// Why a site gave no usable answer: status, message, hint, and the
-/// ticket of a question that waits for a steward.
-type Failure = (SiteStatus, String, Option<String>, Option<String>);
+/// Why a site gave no usable answer.
+struct Failure {
+    status: SiteStatus,
+    message: String,
+    hint: Option<String>,
+    /// The ticket of a question that waits for a steward.
+    ticket: Option<String>,
+}
+
+impl Failure {
+    fn new(status: SiteStatus, message: String) -> Self {
+        Self {
+            status,
+            message,
+            hint: None,
+            ticket: None,
+        }
+    }
+}
 
 impl SiteClient {
     /// A client for `site` that presents the coordinator's certificate and
@@ -121,7 +137,7 @@ impl SiteClient {
             Transport::Inbound { base, http } => {
                 let unreachable = |e: reqwest::Error| {
                     tracing::warn!(site = %self.id, error = %error_chain(&e), "site unreachable");
-                    (SiteStatus::Unreachable, describe_error(&e), None, None)
+                    Failure::new(SiteStatus::Unreachable, describe_error(&e))
                 };
                 let url = base.join(path).expect("static paths join");
                 let mut request = match method {
@@ -142,12 +158,10 @@ impl SiteClient {
             Transport::Outbound(link) => {
                 let response = link.ask(method, path, grant, body).await.map_err(|why| {
                     tracing::warn!(site = %self.id, why, "site unreachable");
-                    (
-                        SiteStatus::Unreachable,
-                        why,
-                        Some("the site's node connects out to the coordinator; its operator finds why it does not in the node's log".into()),
-                        None,
-                    )
+                    Failure {
+                        hint: Some("the site's node connects out to the coordinator; its operator finds why it does not in the node's log".into()),
+                        ..Failure::new(SiteStatus::Unreachable, why)
+                    }
                 })?;
                 let status = reqwest::StatusCode::from_u16(response.status)
                     .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
@@ -181,20 +195,12 @@ impl SiteClient {
         if !(status.is_success() && status != reqwest::StatusCode::ACCEPTED) {
             return Err(failure(status, &body));
         }
-        let answer: T = serde_json::from_slice(&body).map_err(|e| {
-            (
-                SiteStatus::Failed,
-                format!("unreadable answer: {e}"),
-                None,
-                None,
-            )
-        })?;
+        let answer: T = serde_json::from_slice(&body)
+            .map_err(|e| Failure::new(SiteStatus::Failed, format!("unreadable answer: {e}")))?;
         if site_of(&answer) != self.id.as_str() {
-            return Err((
+            return Err(Failure::new(
                 SiteStatus::Failed,
                 format!("the node answered as {}, not {}", site_of(&answer), self.id),
-                None,
-                None,
             ));
         }
         Ok(answer)
@@ -219,7 +225,7 @@ impl SiteClient {
             .await
         {
             Ok(r) => (SiteStatus::Answered, None, None, None, Some(r)),
-            Err((status, message, hint, ticket)) => (status, Some(message), hint, ticket, None),
+            Err(f) => (f.status, Some(f.message), f.hint, f.ticket, None),
         };
         SiteAnswer {
             site_id: self.id.to_string(),
@@ -246,7 +252,7 @@ impl SiteClient {
             .await
         {
             Ok(p) => (SiteStatus::Answered, None, None, Some(p)),
-            Err((status, message, hint, _)) => (status, Some(message), hint, None),
+            Err(f) => (f.status, Some(f.message), f.hint, None),
         };
         SitePreview {
             site_id: self.id.to_string(),
@@ -267,18 +273,12 @@ impl SiteClient {
             if !status.is_success() {
                 return Err(failure(status, &body));
             }
-            serde_json::from_slice::<BudgetStatus>(&body).map_err(|e| {
-                (
-                    SiteStatus::Failed,
-                    format!("unreadable budget: {e}"),
-                    None,
-                    None,
-                )
-            })
+            serde_json::from_slice::<BudgetStatus>(&body)
+                .map_err(|e| Failure::new(SiteStatus::Failed, format!("unreadable budget: {e}")))
         };
         let (status, message, budget) = match fetched.await {
             Ok(b) => (SiteStatus::Answered, None, Some(b)),
-            Err((status, message, _, _)) => (status, Some(message), None),
+            Err(f) => (f.status, Some(f.message), None),
         };
         BudgetListing {
             site_id: self.id.to_string(),
@@ -294,7 +294,7 @@ impl SiteClient {
         let (status, body) = self
             .exchange("GET", "v1/catalogue", None, None)
             .await
-            .map_err(|(_, message, _, _)| message)?;
+            .map_err(|f| f.message)?;
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -320,9 +320,9 @@ impl SiteClient {
         let (status, body) = self
             .exchange("GET", &path, None, None)
             .await
-            .map_err(|(_, message, _, _)| message)?;
+            .map_err(|f| f.message)?;
         if !status.is_success() {
-            return Err(failure(status, &body).1);
+            return Err(failure(status, &body).message);
         }
         serde_json::from_slice::<TicketStatus>(&body)
             .map(|s| s.state)
@@ -334,7 +334,7 @@ impl SiteClient {
         let (status, body) = self
             .exchange("GET", "v1/site", None, None)
             .await
-            .map_err(|(_, message, _, _)| message)?;
+            .map_err(|f| f.message)?;
         if !status.is_success() {
             return Err(format!("the node answered HTTP {status}"));
         }
@@ -343,7 +343,7 @@ impl SiteClient {
     }
 }
 
-/// A node's error answer as a site status, message and hint.
+/// A node's error answer as a site status, message, hint and ticket.
 fn failure(status: reqwest::StatusCode, body: &[u8]) -> Failure {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => {
@@ -366,13 +366,16 @@ fn failure(status: reqwest::StatusCode, body: &[u8]) -> Failure {
                 | ErrorCode::UpstreamFailed
                 | ErrorCode::Internal => SiteStatus::Failed,
             };
-            (status, e.message, e.hint, e.ticket)
+            Failure {
+                status,
+                message: e.message,
+                hint: e.hint,
+                ticket: e.ticket,
+            }
         }
-        Err(_) => (
+        Err(_) => Failure::new(
             SiteStatus::Failed,
             format!("the node answered HTTP {status}"),
-            None,
-            None,
         ),
     }
 }

@@ -18,7 +18,6 @@ use bonebank_schemas::wire::{LinkPoll, LinkRequest, LinkResponse, QueryRequest};
 use bonebank_service::error::WireError;
 use bonebank_service::tls::{self, ClientFiles};
 use bonebank_service::{error_chain, identity};
-use tokio::task::JoinHandle;
 
 use crate::api::AppState;
 use crate::config::{NodeConfig, Outbound};
@@ -35,13 +34,7 @@ const ANSWER_TRIES: u32 = 5;
 /// The link of a node in outbound mode; stops when dropped.
 #[derive(Debug)]
 pub struct Link {
-    task: JoinHandle<()>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: bonebank_service::server::Background,
 }
 
 /// Starts the link if the config asks for outbound mode.
@@ -51,8 +44,9 @@ pub fn start(config: &NodeConfig, state: actix_web::web::Data<AppState>) -> Resu
     };
     // A config that cannot work fails now, not in the log later.
     connector.client()?;
-    let task = tokio::spawn(connector.run(state));
-    Ok(Some(Link { task }))
+    Ok(Some(Link {
+        _task: bonebank_service::server::Background::spawn(connector.run(state)),
+    }))
 }
 
 /// For `doctor`: reaches the coordinator's link address as the link does

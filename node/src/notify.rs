@@ -12,6 +12,7 @@ use std::time::Duration;
 use bonebank_service::notify::{EmailSettings, Mailer, Webhook, WebhookSettings};
 use serde::{Deserialize, Serialize};
 
+use crate::service::blocking;
 use crate::store::{Store, Ticket, now};
 use crate::{Error, Result};
 
@@ -95,6 +96,22 @@ impl NotifyConfig {
     }
 }
 
+/// A way of telling the stewards.
+enum Channel<'a> {
+    Email(&'a Mailer),
+    Webhook(&'a Webhook),
+}
+
+impl Channel<'_> {
+    /// Its name in the state's `notices`.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Email(_) => "email",
+            Self::Webhook(_) => "webhook",
+        }
+    }
+}
+
 /// The kinds of notice.
 const WAITING: &str = "waiting";
 const EXPIRING: &str = "expiring";
@@ -124,104 +141,81 @@ impl Notifier {
         })
     }
 
-    /// Checks every `check_seconds` until the task is dropped.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let every = Duration::from_secs(self.config.check_seconds);
-            loop {
-                if let Err(e) = self.check().await {
-                    tracing::warn!("notifying the stewards: {e}");
-                }
-                tokio::time::sleep(every).await;
+    /// Checks every `check_seconds`, for as long as it runs.
+    pub async fn run(self) {
+        let every = Duration::from_secs(self.config.check_seconds);
+        loop {
+            if let Err(e) = self.check().await {
+                tracing::warn!("notifying the stewards: {e}");
             }
-        })
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// One check: sends what is due on every channel.
     pub async fn check(&self) -> Result<()> {
         let store = self.store.clone();
-        let pending: Vec<Ticket> = tokio::task::spawn_blocking(move || store.pending_tickets())
-            .await
-            .map_err(|e| Error::Engine(format!("notice worker: {e}")))??;
+        let pending: Vec<Ticket> = blocking(move || store.pending_tickets()).await?;
         let now = now();
-        let expiring: Vec<Ticket> = pending
-            .iter()
-            .filter(|t| t.expires - now <= self.config.expiry_hours as i64 * 3600)
-            .cloned()
-            .collect();
+        let expiring = self.config.expiry_hours as i64 * 3600;
+        let ids = |keep: &dyn Fn(&Ticket) -> bool| -> Vec<String> {
+            pending
+                .iter()
+                .filter(|t| keep(t))
+                .map(|t| t.id.clone())
+                .collect()
+        };
+        let waiting = ids(&|_| true);
+        let expiring = ids(&|t| t.expires - now <= expiring);
+        let digest = self.config.digest_minutes as i64 * 60;
         for channel in self.channels() {
-            self.tell(
-                WAITING,
-                channel,
-                &pending,
-                self.config.digest_minutes as i64 * 60,
-            )
-            .await?;
-            self.tell(EXPIRING, channel, &expiring, 0).await?;
+            self.tell(WAITING, &channel, &waiting, digest).await?;
+            self.tell(EXPIRING, &channel, &expiring, 0).await?;
         }
         Ok(())
     }
 
-    fn channels(&self) -> Vec<&'static str> {
-        let mut c = Vec::new();
-        if self.mailer.is_some() {
-            c.push("email");
-        }
-        if self.webhook.is_some() {
-            c.push("webhook");
-        }
-        c
+    fn channels(&self) -> impl Iterator<Item = Channel<'_>> {
+        let email = self.mailer.iter().map(Channel::Email);
+        email.chain(self.webhook.iter().map(Channel::Webhook))
     }
 
     /// Tells about the tickets of `tickets` this channel has not told
     /// about, unless it sent this kind less than `spacing` seconds ago.
     async fn tell(
         &self,
-        kind: &str,
-        channel: &str,
-        tickets: &[Ticket],
+        kind: &'static str,
+        channel: &Channel<'_>,
+        tickets: &[String],
         spacing: i64,
     ) -> Result<()> {
-        let told = self.store.noticed(kind, channel)?;
-        let new: Vec<String> = tickets
-            .iter()
-            .filter(|t| !told.contains(&t.id))
-            .map(|t| t.id.clone())
-            .collect();
+        let now = now();
+        let (store, name, tickets) = (self.store.clone(), channel.name(), tickets.to_vec());
+        let new = blocking(move || store.due_notices(kind, name, &tickets, spacing, now)).await?;
         if new.is_empty() {
             return Ok(());
         }
-        let now = now();
-        if let Some(last) = self.store.last_notice(kind, channel)?
-            && now - last < spacing
-        {
-            return Ok(());
-        }
         let sent = match channel {
-            "email" => {
+            Channel::Email(mailer) => {
                 let (subject, body) = self.email_text(kind);
-                let mailer = self
-                    .mailer
-                    .as_ref()
-                    .expect("a channel only when configured");
                 mailer.send(&self.config.stewards, &subject, &body).await
             }
-            _ => {
-                let webhook = self
-                    .webhook
-                    .as_ref()
-                    .expect("a channel only when configured");
-                webhook.post(&self.event(kind)).await
-            }
+            Channel::Webhook(webhook) => webhook.post(&self.event(kind)).await,
         };
         match sent {
             Ok(()) => {
-                tracing::info!(kind, channel, tickets = new.len(), "told the stewards");
-                self.store.mark_noticed(kind, channel, &new, now)
+                tracing::info!(
+                    kind,
+                    channel = name,
+                    tickets = new.len(),
+                    "told the stewards"
+                );
+                let store = self.store.clone();
+                blocking(move || store.mark_noticed(kind, name, &new, now)).await
             }
             // Not marked: the next check tries again.
             Err(e) => {
-                tracing::warn!(kind, channel, "could not tell the stewards: {e}");
+                tracing::warn!(kind, channel = name, "could not tell the stewards: {e}");
                 Ok(())
             }
         }

@@ -446,22 +446,20 @@ const BODY: f32 = 10.0;
 /// A face: krilla's font to draw with, and its metrics to lay out.
 struct Face {
     font: Font,
-    data: &'static [u8],
+    metrics: ttf_parser::Face<'static>,
 }
 
 impl Face {
     fn new(data: &'static [u8]) -> Result<Self> {
-        let font = Font::new(data.into(), 0)
-            .ok_or_else(|| Error::Engine("the report's font does not load".into()))?;
-        Ok(Self { font, data })
+        let unloadable = || Error::Engine("the report's font does not load".into());
+        let font = Font::new(data.into(), 0).ok_or_else(unloadable)?;
+        let metrics = ttf_parser::Face::parse(data, 0).map_err(|_| unloadable())?;
+        Ok(Self { font, metrics })
     }
 
     /// The width of `text` at `size`, in points.
     fn width(&self, text: &str, size: f32) -> f32 {
-        let Ok(face) = ttf_parser::Face::parse(self.data, 0) else {
-            return 0.0;
-        };
-        let per_em = f32::from(face.units_per_em());
+        let face = &self.metrics;
         let units: u32 = text
             .chars()
             .map(|c| {
@@ -470,7 +468,7 @@ impl Face {
                     .map_or(0, u32::from)
             })
             .sum();
-        units as f32 * size / per_em
+        units as f32 * size / f32::from(face.units_per_em())
     }
 }
 

@@ -72,17 +72,7 @@ pub struct RunningNode {
     /// The connection out to the coordinator, in outbound mode.
     pub link: Option<crate::link::Link>,
     /// The stewards' messenger, where `[notify]` is set; stopped on drop.
-    pub notifier: Option<Stopped>,
-}
-
-/// A background task that ends when this is dropped.
-#[derive(Debug)]
-pub struct Stopped(tokio::task::JoinHandle<()>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    pub notifier: Option<bonebank_service::server::Background>,
 }
 
 impl std::ops::Deref for RunningNode {
@@ -140,7 +130,7 @@ pub fn start(config: &NodeConfig, state: AppState) -> Result<RunningNode> {
                 queue,
                 state.service.store().clone(),
             )?;
-            Some(Stopped(notifier.spawn()))
+            Some(bonebank_service::server::Background::spawn(notifier.run()))
         }
         None => None,
     };

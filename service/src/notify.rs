@@ -269,13 +269,21 @@ impl Webhook {
     }
 }
 
-/// The `X-Bonebank-Signature` of `body` sent at `timestamp`.
-pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+/// The HMAC-SHA256 of the timestamp, a `.` and the body.
+fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// The `X-Bonebank-Signature` of `body` sent at `timestamp`.
+pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
 }
 
 /// How old a webhook's timestamp may be when it arrives.
@@ -303,11 +311,7 @@ pub fn verify_signature(
     let Ok(given) = hex::decode(hex_mac) else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&given).is_ok()
+    mac(secret, timestamp, body).verify_slice(&given).is_ok()
 }
 
 #[cfg(test)]

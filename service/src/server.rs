@@ -61,6 +61,24 @@ impl Drop for RunningServer {
     }
 }
 
+/// A task a service runs beside its server (the node's link out, its
+/// stewards' notices): it ends when this is dropped.
+#[derive(Debug)]
+pub struct Background(tokio::task::JoinHandle<()>);
+
+impl Background {
+    /// Spawns `task` on the current Tokio runtime.
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub use bonebank_login::is_loopback;
 
 /// Plain HTTP is for this machine only: `url` must be https, or http on

@@ -493,7 +493,9 @@ fn remembered(json: &str) -> Result<QueryResult> {
 }
 
 /// Runs database work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Engine(format!("worker: {e}")))?

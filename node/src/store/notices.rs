@@ -19,22 +19,36 @@ CREATE TABLE IF NOT EXISTS notices (
 ";
 
 impl Store {
-    /// The tickets a channel has told about for a kind of notice.
-    pub fn noticed(&self, kind: &str, channel: &str) -> Result<std::collections::HashSet<String>> {
+    /// Of `tickets`, those a channel has not told about for a kind of
+    /// notice, if it may tell now: nothing when it sent that kind less
+    /// than `spacing` seconds before `now`.
+    pub fn due_notices(
+        &self,
+        kind: &str,
+        channel: &str,
+        tickets: &[String],
+        spacing: i64,
+        now: i64,
+    ) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT ticket FROM notices WHERE kind = ?1 AND channel = ?2")?;
-        let rows = stmt.query_map(params![kind, channel], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// When a channel last sent a kind of notice (Unix seconds).
-    pub fn last_notice(&self, kind: &str, channel: &str) -> Result<Option<i64>> {
-        Ok(self.conn().query_row(
+        let last: Option<i64> = conn.query_row(
             "SELECT MAX(at) FROM notices WHERE kind = ?1 AND channel = ?2",
             params![kind, channel],
             |r| r.get(0),
-        )?)
+        )?;
+        if last.is_some_and(|last| now - last < spacing) {
+            return Ok(Vec::new());
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT 1 FROM notices WHERE kind = ?1 AND channel = ?2 AND ticket = ?3",
+        )?;
+        let mut due = Vec::new();
+        for t in tickets {
+            if !stmt.exists(params![kind, channel, t])? {
+                due.push(t.clone());
+            }
+        }
+        Ok(due)
     }
 
     /// Records that a channel told about `tickets`.
