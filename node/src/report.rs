@@ -655,6 +655,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_year_that_is_not_one_is_refused_and_an_empty_year_reports_nothing_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("state.sqlite")).unwrap();
+        let policy = bonebank_query::policy::Policy::default();
+        for year in [0, 1999, 10_000] {
+            let e = Facts::gather(&store, "DE-LUE", &policy, year).unwrap_err();
+            assert!(matches!(e, Error::BadRequest(_)), "{year}: {e}");
+        }
+        let facts = Facts::gather(&store, "DE-LUE", &policy, 2026).unwrap();
+        assert_eq!(facts.counted.total.units, 0);
+        assert_eq!(facts.epsilon, Some(0.0));
+        let html = Report::new(&facts, "da").html();
+        assert!(
+            html.contains("<html lang=\"da\">") && html.contains("Privatlivsrapport 2026: DE-LUE")
+        );
+        assert!(
+            Report::new(&facts, "fr")
+                .html()
+                .contains("<html lang=\"en\">")
+        );
+    }
+
+    #[test]
     fn numbers_are_written_as_each_language_writes_them() {
         assert_eq!(decimal("en", 1.25, 3), "1.25");
         assert_eq!(decimal("de", 1.25, 3), "1,25");
