@@ -322,6 +322,15 @@ pub(crate) async fn report(
             )
             .unwrap();
         }
+        // The cells a donor counts in, per table, as the first release
+        // measured them (tables of sex alone and the total keep one).
+        let bounds: Vec<String> = c[0]
+            .tables
+            .iter()
+            .filter(|t| t.dimensions.iter().any(|d| d != "sex"))
+            .map(|t| format!("{} {}", t.dimensions.join("×"), t.cells_per_donor))
+            .collect();
+        writeln!(out, "  cells per donor (measured): {}", bounds.join(", ")).unwrap();
         all.push(c);
     }
     writeln!(out).unwrap();

@@ -259,4 +259,9 @@ pub trait QueryEngine: Send + Sync + std::fmt::Debug {
     ///
     /// [`SampleType::ALL`]: bonebank_schemas::SampleType
     fn samples_per_donor(&self, ceiling: usize) -> BoxFuture<'_, Result<(String, Vec<Vec<i64>>)>>;
+    /// For the catalogue's cell bounds: how many donors are in at least `k`
+    /// of the plan's cells, for `k = 1..=max_cells` (`[k - 1]`), with no
+    /// bound on the cells or samples a donor counts in; with the version it
+    /// was read from. Exact, and never released as it is.
+    fn cells_per_donor<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<(String, Vec<i64>)>>;
 }

@@ -322,6 +322,13 @@ impl QueryEngine for SurfaceEngine {
         })
     }
 
+    fn cells_per_donor<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<(String, Vec<i64>)>> {
+        Box::pin(async move {
+            let (version, mut values) = self.pass(plan, Mode::Cells).await?;
+            Ok((version, values.pop().unwrap_or_default()))
+        })
+    }
+
     fn aggregate<'a>(&'a self, plan: &'a Plan) -> BoxFuture<'a, Result<Exact>> {
         Box::pin(async move {
             let (dataset_version, values) = self.pass(plan, Mode::Bounded).await?;

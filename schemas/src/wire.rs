@@ -599,6 +599,11 @@ pub struct Catalogue {
     pub measured_at: String,
     /// The ρ (zCDP) the whole catalogue cost the site, once.
     pub loss: f64,
+    /// The part of `loss` spent on measuring how many cells of each table
+    /// a donor is in (each table's `cells_per_donor`); the tables' vectors
+    /// spent the rest.
+    #[serde(default)]
+    pub cell_bounds_loss: f64,
     /// That loss as (ε, δ)-DP.
     pub approx_dp: ApproxDp,
     pub mechanism: Mechanism,

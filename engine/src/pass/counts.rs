@@ -50,6 +50,10 @@ pub(super) struct Counts<'p> {
     /// The plan's caps per class of cells (see [`crate::SampleCaps`]),
     /// when bounded.
     pub(super) caps: Option<Caps>,
+    /// Counting cells per donor ([`Mode::Cells`]): per number of cells
+    /// from 1 to the plan's `max_cells`, the donors in exactly that many
+    /// (the last: in that many or more).
+    pub(super) spread: Option<Vec<i64>>,
 }
 
 /// Caps per class: the class's stride and count of keys (none: one
@@ -82,7 +86,7 @@ impl<'p> Counts<'p> {
                 plan.max_samples_per_donor,
                 usize::try_from(plan.cells_per_donor()).unwrap_or(usize::MAX),
             ),
-            Mode::Truth => (i64::MAX, usize::MAX),
+            Mode::Truth | Mode::Cells => (i64::MAX, usize::MAX),
         };
         Some(Self {
             plan,
@@ -116,6 +120,9 @@ impl<'p> Counts<'p> {
                 }),
                 _ => None,
             },
+            spread: (mode == Mode::Cells).then(|| {
+                vec![0; usize::try_from(plan.max_cells.unwrap_or(1).max(1)).unwrap_or(1)]
+            }),
         })
     }
 
@@ -146,6 +153,7 @@ impl<'p> Counts<'p> {
             rows_in,
             cells: donor_cells,
             rank,
+            spread,
             ..
         } = self;
         let (max_rows, limit) = (*max_rows, *limit);
@@ -178,6 +186,9 @@ impl<'p> Counts<'p> {
                     samples,
                     donors,
                 );
+            }
+            if new && let Some(spread) = spread.as_mut() {
+                tally(spread, distinct);
             }
             donor += u64::from(new);
             first = if new { (b, row) } else { first };
@@ -284,6 +295,8 @@ impl<'p> Counts<'p> {
             if self.rows > 0 {
                 self.settle_capped();
             }
+        } else if let Some(spread) = self.spread.as_mut() {
+            tally(spread, self.distinct);
         } else if self.distinct > self.limit {
             let key = self.batches[self.first.0].key(self.first.1);
             take_back(
@@ -298,6 +311,14 @@ impl<'p> Counts<'p> {
         }
         match self.mode {
             Mode::Truth => vec![self.samples, self.donors],
+            Mode::Cells => {
+                // Donors in at least k cells: those in k or more.
+                let mut at_least = self.spread.unwrap_or_default();
+                for k in (1..at_least.len()).rev() {
+                    at_least[k - 1] += at_least[k];
+                }
+                vec![at_least]
+            }
             Mode::Bounded => self
                 .plan
                 .aggregates
@@ -308,6 +329,16 @@ impl<'p> Counts<'p> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A donor whose rows ended was in `cells` cells: one more donor with that
+/// many (the last entry: that many or more). None before the first donor.
+fn tally(spread: &mut [i64], cells: usize) {
+    if cells > 0
+        && let Some(last) = spread.len().checked_sub(1)
+    {
+        spread[(cells - 1).min(last)] += 1;
     }
 }
 

@@ -29,6 +29,12 @@ pub enum Mode {
     /// The true, unbounded `COUNT(*)` and `COUNT(DISTINCT donor)` of each
     /// cell, for evaluating accuracy; never released.
     Truth,
+    /// How many cells of the plan each donor is in, unbounded: one vector,
+    /// whose `k - 1`th entry is the donors in at least `k` cells, for
+    /// `k = 1..=` the plan's `max_cells`. One donor adds one to at most
+    /// `max_cells` entries. For the catalogue's cell bounds; never released
+    /// as it is. Only for plans that count samples and donors.
+    Cells,
 }
 
 /// Per value of `types`, how many donors have at least `k` rows of it, for
@@ -109,6 +115,11 @@ fn run_with(
 ) -> Result<Vec<Vec<i64>>> {
     let layout = Layout::new(plan)?;
     let mut counts = Counts::for_plan(plan, &layout, mode, batches).filter(|_| counting);
+    if mode == Mode::Cells && counts.is_none() {
+        return Err(Error::Engine(
+            "cells per donor are counted for plans that only count".into(),
+        ));
+    }
     if plan.sample_caps.is_some() && mode == Mode::Bounded && counts.is_none() {
         return Err(Error::Engine(
             "caps on a donor's samples need a plan that only counts".into(),
@@ -336,6 +347,44 @@ mod tests {
 
     fn keys() -> Vec<String> {
         ('a'..='j').map(String::from).collect()
+    }
+
+    /// The table the catalogue's cell bounds are read from: donors in at
+    /// least k cells, unbounded, whichever batches and threads a donor's
+    /// rows fall in; one donor moves it by at most `max_cells` entries.
+    #[test]
+    fn cells_per_donor_counts_donors_in_at_least_k_cells() {
+        let row = |t: &str, d: i64| (t.to_owned(), d);
+        let mut rows = Vec::new();
+        // Donor 1 in a, b, c (a twice); donor 2 in a; donor 3 in all ten
+        // keys; donor 4 in b and d.
+        rows.extend([row("a", 1), row("b", 1), row("a", 1), row("c", 1)]);
+        rows.push(row("a", 2));
+        rows.extend(keys().iter().map(|k| (k.clone(), 3)));
+        rows.extend([row("d", 4), row("b", 4)]);
+        let mut p = plan(keys(), 2, 1);
+        p.max_cells = Some(4);
+        let filter = CompiledFilter::new(&p.filter, &schema()).unwrap();
+        // Whole, and in batches of three rows, which split donors 1 and 3.
+        for batch_rows in [rows.len(), 3] {
+            let batches: Vec<DonorBatch> = rows.chunks(batch_rows).map(donor_batch).collect();
+            for cores in [1, 2] {
+                let v = parallel::run_on(cores, &p, &filter, &batches, Mode::Cells).unwrap();
+                assert_eq!(
+                    v,
+                    vec![vec![4, 3, 2, 1]],
+                    "batches of {batch_rows}, {cores} threads: donors in 1+, 2+, 3+, 4+ cells"
+                );
+            }
+        }
+        // Without donor 3 (in ten cells) the table moves by four entries.
+        let fewer: Vec<(String, i64)> = rows.iter().filter(|r| r.1 != 3).cloned().collect();
+        let v = run(&p, &filter, &[donor_batch(&fewer)], Mode::Cells).unwrap();
+        assert_eq!(v, vec![vec![3, 2, 1, 0]]);
+        // The bound the plan states does not cut what is counted.
+        p.spread = vec![Spread::AtMost(1)];
+        let v = run(&p, &filter, &[donor_batch(&rows)], Mode::Cells).unwrap();
+        assert_eq!(v, vec![vec![4, 3, 2, 1]]);
     }
 
     /// The table the sample bounds are measured from: per type, donors with

@@ -37,7 +37,7 @@ impl<'p> Sums<'p> {
     pub(super) fn new(plan: &'p Plan, cells: usize, mode: Mode) -> Self {
         let width = match mode {
             Mode::Bounded => plan.aggregates.len(),
-            Mode::Truth => 2,
+            Mode::Truth | Mode::Cells => 2,
         };
         let reads_values = mode == Mode::Bounded
             && plan
@@ -109,7 +109,7 @@ impl<'p> Sums<'p> {
         }
         let kept = match self.mode {
             Mode::Bounded => self.touched.len().min(self.limit),
-            Mode::Truth => self.touched.len(),
+            Mode::Truth | Mode::Cells => self.touched.len(),
         };
         for (i, &cell) in self.touched.iter().enumerate() {
             let c = cell as usize;
@@ -117,7 +117,7 @@ impl<'p> Sums<'p> {
             if i < kept {
                 let out = &mut self.out[c * n..(c + 1) * n];
                 match self.mode {
-                    Mode::Truth => {
+                    Mode::Truth | Mode::Cells => {
                         out[0] += rows;
                         out[1] += 1;
                     }

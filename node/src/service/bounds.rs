@@ -55,30 +55,11 @@ pub fn from_noisy(
     scale: f64,
     loss: f64,
 ) -> MeasuredBounds {
-    let threshold = STANDS_OUT * scale;
     let per_type = SampleType::ALL
         .iter()
         .zip(noisy)
         .map(|(t, counts)| {
-            let out = |k: usize| counts.get(k).is_some_and(|&c| c as f64 > threshold);
-            let mut last = None;
-            if counts
-                .first()
-                .is_some_and(|&c| c as f64 > STANDS_OUT_ALONE * scale)
-            {
-                last = Some(0);
-                let mut k = 1;
-                while k < counts.len() && (out(k) || out(k + 1)) {
-                    if out(k) {
-                        last = Some(k);
-                    }
-                    k += 1;
-                }
-            }
-            let bound = last.map_or(0, |k| {
-                let b = k as i64 + 1;
-                (b + b / MARGIN).min(counts.len() as i64)
-            });
+            let bound = last_standing_out(counts, scale);
             (t.code().to_owned(), bound)
         })
         .collect();
@@ -87,6 +68,33 @@ pub fn from_noisy(
         per_type,
         loss,
     }
+}
+
+/// The last `k` whose noisy count of donors with at least `k` (`counts[k -
+/// 1]`) stands out of noise of standard deviation `scale`, read upwards
+/// until two neighbouring counts both sink into it, plus an eighth (at most
+/// `counts.len()`); 0 if even the first does not stand out alone.
+pub fn last_standing_out(counts: &[i64], scale: f64) -> i64 {
+    let threshold = STANDS_OUT * scale;
+    let out = |k: usize| counts.get(k).is_some_and(|&c| c as f64 > threshold);
+    let mut last = None;
+    if counts
+        .first()
+        .is_some_and(|&c| c as f64 > STANDS_OUT_ALONE * scale)
+    {
+        last = Some(0);
+        let mut k = 1;
+        while k < counts.len() && (out(k) || out(k + 1)) {
+            if out(k) {
+                last = Some(k);
+            }
+            k += 1;
+        }
+    }
+    last.map_or(0, |k| {
+        let b = k as i64 + 1;
+        (b + b / MARGIN).min(counts.len() as i64)
+    })
 }
 
 /// The most samples of one donor one cell of a question with `filter` may

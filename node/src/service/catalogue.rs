@@ -12,7 +12,7 @@ use bonebank_query::{Dimension, dimension_values};
 use bonebank_schemas::Filter;
 use bonebank_schemas::wire::{Accounting, Catalogue, CatalogueTable, Mechanism, NoisyCounts};
 
-use super::bounds::for_question;
+use super::bounds::{for_question, last_standing_out};
 use super::{QueryService, blocking};
 use crate::engine::{Aggregate, Plan, SampleCaps};
 use crate::privacy::{self, Sensitivity};
@@ -76,7 +76,9 @@ impl QueryService {
     /// The plans of the workload's tables over `version`, with their
     /// sensitivities: samples per donor and cell from the version's sample
     /// bounds (or the policy's fixed bound), cells per donor as
-    /// [`catalogue::cells_per_donor`] says.
+    /// [`catalogue::cells_per_donor`] says from the policy's bounds (the
+    /// catalogue measures its own: [`Self::measure_cells`],
+    /// [`Measurement::with_cells`]).
     pub async fn catalogue_plans(&self, version: &str) -> Result<Vec<Measurement>> {
         let bounds = self.sample_bounds(version).await?;
         let ceiling = self.policy.zcdp.sample_bounds.ceiling;
@@ -113,7 +115,7 @@ impl QueryService {
                         },
                     }
                 });
-                let plan = Plan {
+                Measurement::of(Plan {
                     dimensions: dimensions.iter().map(|d| d.name().to_owned()).collect(),
                     keys,
                     filter: Filter::True,
@@ -123,28 +125,68 @@ impl QueryService {
                     max_cells: Some(cells),
                     seed: rand::random(),
                     sample_caps: caps,
-                };
-                let cells = plan.cells_per_donor();
-                let per_cells =
-                    Sensitivity::of_cells(Aggregate::Samples.per_cell(samples_bound), cells);
-                // Both bounds hold; the smaller is the sensitivity.
-                let samples = match &plan.sample_caps {
-                    Some(caps) => {
-                        let (l2, l1) = caps.sensitivity();
-                        Sensitivity {
-                            l1: l1.min(per_cells.l1),
-                            l2: l2.min(per_cells.l2),
-                        }
-                    }
-                    None => per_cells,
-                };
-                Measurement {
-                    donors: Sensitivity::of_cells(Aggregate::Donors.per_cell(samples_bound), cells),
-                    samples,
-                    plan,
-                }
+                })
             })
             .collect())
+    }
+
+    /// How many cells of each table a donor counts in, measured over
+    /// `version` for the tables `measurements` plans: per table, the donors
+    /// in at least `k` cells for `k` up to [`cells_ceiling`], all tables'
+    /// counts released at once with the discrete Gaussian at ρ `loss`, and
+    /// each table's bound read from them as the sample bounds are
+    /// ([`last_standing_out`]), at least 1. With the units the release
+    /// cost; `None` if the data changed meanwhile.
+    pub async fn measure_cells(
+        &self,
+        version: &str,
+        measurements: &[Measurement],
+        loss: f64,
+    ) -> Result<Option<(Vec<i64>, i64)>> {
+        let mut tables: Vec<Option<Vec<i64>>> = Vec::with_capacity(measurements.len());
+        for m in measurements {
+            let ceiling = cells_ceiling(&m.plan);
+            if ceiling <= 1 {
+                tables.push(None);
+                continue;
+            }
+            let mut plan = m.plan.clone();
+            plan.max_cells = Some(ceiling);
+            let (read, counts) = self.engine.cells_per_donor(&plan).await?;
+            if read != version {
+                return Ok(None);
+            }
+            tables.push(Some(counts));
+        }
+        let noise = self.noise.clone();
+        blocking(move || {
+            // One donor adds one to at most a table's ceiling of its counts.
+            let entries: i64 = tables.iter().flatten().map(|t| t.len() as i64).sum();
+            if entries == 0 {
+                return Ok(Some((vec![1; tables.len()], 0)));
+            }
+            let sensitivity = Sensitivity {
+                l1: entries,
+                l2: (entries as f64).sqrt().next_up().next_up(),
+            };
+            let calibration = noise.calibrate(Accounting::Zcdp, sensitivity, loss)?;
+            let flat: Vec<i64> = tables.iter().flatten().flatten().copied().collect();
+            let noised = noise.release(&flat, &calibration)?;
+            let mut at = 0;
+            let bounds = tables
+                .iter()
+                .map(|t| match t {
+                    None => 1,
+                    Some(counts) => {
+                        let noisy = &noised.values[at..at + counts.len()];
+                        at += counts.len();
+                        last_standing_out(noisy, noised.scale).max(1)
+                    }
+                })
+                .collect();
+            Ok(Some((bounds, privacy::units_up(calibration.loss))))
+        })
+        .await
     }
 
     /// Measures and stores the catalogue of `version`; `None` if the data
@@ -162,8 +204,18 @@ impl QueryService {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let measurements = self.catalogue_plans(version).await?;
         let settings = self.policy.catalogue;
+        let wide = self.catalogue_plans(version).await?;
+        let cells_loss = settings.loss * CELLS_SHARE;
+        let Some((cells, cell_units)) = self.measure_cells(version, &wide, cells_loss).await?
+        else {
+            return Ok(None);
+        };
+        let measurements: Vec<Measurement> = wide
+            .iter()
+            .zip(&cells)
+            .map(|(m, c)| m.with_cells(*c))
+            .collect();
         let shape: Vec<(Vec<String>, Vec<usize>)> = measurements
             .iter()
             .map(|m| {
@@ -175,7 +227,8 @@ impl QueryService {
             .collect();
         let donors: Vec<f64> = measurements.iter().map(|m| m.donors.l2).collect();
         let samples: Vec<f64> = measurements.iter().map(|m| m.samples.l2).collect();
-        let shares = catalogue::split_for_fit(&shape, &donors, &samples, settings.loss);
+        let shares =
+            catalogue::split_for_fit(&shape, &donors, &samples, settings.loss - cells_loss);
         let mut exact = Vec::with_capacity(measurements.len());
         for m in &measurements {
             let counted = self.engine.aggregate(&m.plan).await?;
@@ -193,8 +246,9 @@ impl QueryService {
         let delta = policy.zcdp.delta;
         let catalogue = blocking(move || {
             let version = owned;
-            let (mut tables, units) =
+            let (mut tables, table_units) =
                 noised_tables(noise.as_ref(), &measurements, &exact, &shares)?;
+            let units = table_units + cell_units;
             let report = catalogue::fit(&mut tables);
             tracing::info!(
                 moved = report.moved,
@@ -207,6 +261,7 @@ impl QueryService {
                 dataset_version: version.clone(),
                 measured_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 loss,
+                cell_bounds_loss: privacy::epsilon(cell_units),
                 approx_dp: bonebank_schemas::wire::ApproxDp {
                     epsilon: privacy::zcdp_epsilon(loss, delta)?,
                     delta,
@@ -229,6 +284,62 @@ impl QueryService {
             );
         }
         Ok(catalogue)
+    }
+}
+
+/// The share of the catalogue's loss spent on measuring its tables' cell
+/// bounds ([`QueryService::measure_cells`]); the tables share the rest.
+pub const CELLS_SHARE: f64 = 1.0 / 16.0;
+
+/// A table's cell bound is measured up to this many times the policy's
+/// ([`catalogue::cells_per_donor`]).
+const CELLS_HEADROOM: i64 = 2;
+
+/// The most cells of a table a donor's count of cells is measured to:
+/// [`CELLS_HEADROOM`] times the policy's bound, and no more than the
+/// product of the bounds per dimension; 1 where a donor is in one cell
+/// only (no sample-level dimension), which needs no measuring.
+pub fn cells_ceiling(plan: &Plan) -> i64 {
+    let mut open = plan.clone();
+    open.max_cells = None;
+    open.cells_per_donor()
+        .min(CELLS_HEADROOM * plan.cells_per_donor())
+        .max(1)
+}
+
+impl Measurement {
+    /// The table `plan` plans, with the sensitivities its bounds give: a
+    /// donor's cells, and its samples per cell or per class of cells
+    /// ([`SampleCaps`]), whichever is smaller.
+    pub fn of(plan: Plan) -> Self {
+        let samples_bound = plan.max_samples_per_donor;
+        let cells = plan.cells_per_donor();
+        let per_cells = Sensitivity::of_cells(Aggregate::Samples.per_cell(samples_bound), cells);
+        // Both bounds hold; the smaller is the sensitivity.
+        let samples = match &plan.sample_caps {
+            Some(caps) => {
+                let (l2, l1) = caps.sensitivity();
+                Sensitivity {
+                    l1: l1.min(per_cells.l1),
+                    l2: l2.min(per_cells.l2),
+                }
+            }
+            None => per_cells,
+        };
+        Self {
+            donors: Sensitivity::of_cells(Aggregate::Donors.per_cell(samples_bound), cells),
+            samples,
+            plan,
+        }
+    }
+
+    /// The same table with at most `cells` cells per donor (what
+    /// [`QueryService::measure_cells`] measured), and the sensitivities
+    /// that gives.
+    pub fn with_cells(&self, cells: i64) -> Self {
+        let mut plan = self.plan.clone();
+        plan.max_cells = Some(cells.max(1));
+        Self::of(plan)
     }
 }
 

@@ -13,6 +13,7 @@ use bonebank_node::engine::{QueryEngine, SurfaceEngine, surface};
 use bonebank_node::import;
 use bonebank_node::privacy::{FixedOffset, OpenDpNoise, nominal_scale};
 use bonebank_node::service::QueryService;
+use bonebank_node::service::catalogue::{CELLS_SHARE, Measurement, cells_ceiling};
 use bonebank_node::store::{CATALOGUE_ACCOUNT, Payer, SITE_ACCOUNT, Store};
 use bonebank_query::policy::{Budgets, CatalogueSettings, Policy};
 use bonebank_schemas::wire::Accounting;
@@ -127,6 +128,17 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
         })
         .collect();
     let chosen: Vec<&String> = ids.iter().step_by(29).collect();
+    // The tables at the policy's cell bounds, and at the most cells the
+    // catalogue may measure a table's bound to.
+    let measurements: Vec<Measurement> = measurements
+        .iter()
+        .cloned()
+        .chain(
+            measurements
+                .iter()
+                .map(|m| m.with_cells(cells_ceiling(&m.plan))),
+        )
+        .collect();
     let base: Vec<Vec<Vec<i64>>> = {
         let mut out = Vec::new();
         for m in &measurements {
@@ -160,16 +172,21 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
         for (m, base) in measurements.iter().zip(&base) {
             let other = smaller.aggregate(&m.plan).await.unwrap().values;
             let cells = m.plan.cells_per_donor();
-            // The table's bound: the widest sample-level dimension's.
-            let widest = m
+            // The policy's bound: the widest sample-level dimension's; the
+            // ceiling twice that, within the product of the dimensions'.
+            let sample_level = m
                 .plan
                 .dimensions
                 .iter()
-                .filter(|d| !["sex"].contains(&d.as_str()))
-                .map(|_| 2)
-                .max()
-                .unwrap_or(1);
-            assert_eq!(cells, widest, "{:?}", m.plan.dimensions);
+                .filter(|d| d.as_str() != "sex")
+                .count() as u32;
+            let widest = if sample_level == 0 { 1 } else { 2 };
+            let ceiling = (2 * widest).min(2i64.pow(sample_level));
+            assert!(
+                cells == widest || cells == ceiling,
+                "{:?}: {cells}",
+                m.plan.dimensions
+            );
             for ((a, b), sensitivity) in base.iter().zip(&other).zip([m.donors, m.samples]) {
                 let l1: i64 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum();
                 let l2 = a
@@ -191,10 +208,20 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
 
     // The released catalogue is calibrated to exactly these sensitivities,
     // and its vectors' losses add up to the policy's catalogue loss.
+    // Each table at the cell bound the catalogue measured for it, no more
+    // than the ceiling.
     let catalogue = service.catalogue().await.unwrap().expect("measured");
-    let mut total = 0.0;
+    let mut total = catalogue.cell_bounds_loss;
+    assert!(total > 0.0);
     for (table, m) in catalogue.tables.iter().zip(&measurements) {
         assert_eq!(table.dimensions, m.plan.dimensions);
+        assert!(
+            (1..=cells_ceiling(&m.plan)).contains(&table.cells_per_donor),
+            "{:?}: {}",
+            table.dimensions,
+            table.cells_per_donor
+        );
+        let m = m.with_cells(table.cells_per_donor);
         for (counts, sensitivity) in [(&table.donors, m.donors), (&table.samples, m.samples)] {
             let (_, scale) = nominal_scale(Accounting::Zcdp, sensitivity, counts.loss);
             assert!((counts.scale - scale).abs() < 1e-9 * scale, "{counts:?}");
@@ -202,6 +229,70 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
         }
     }
     assert!((total - policy.catalogue.loss).abs() < 1e-6, "{total}");
+}
+
+/// Each table's cell bound is measured from the data: at a fracture site
+/// (where a stem-cell donor's vials sit at two temperatures beside up to
+/// six more sample types) every table's bound leaves out no more donors
+/// than the measurement's noise could hide, within the ceiling, and a
+/// table whose dimensions are fixed per donor keeps one cell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tables_cell_bound_keeps_all_but_what_the_noise_hides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = DataDir::new(tmp.path().join("data"));
+    bonebank_node::generate::into_data_dir(&spec("DE-LUE", 3000, 5), &dir).unwrap();
+    let policy = Policy::default();
+    let site = SiteId::parse("DE-LUE").unwrap();
+    let engine = Arc::new(SurfaceEngine::new(
+        dir.clone(),
+        site.clone(),
+        policy.diagnosis_categories.clone(),
+    ));
+    let store = Store::open(&tmp.path().join("state.sqlite")).unwrap();
+    let service = QueryService::new(
+        site,
+        policy.clone(),
+        engine.clone(),
+        Arc::new(FixedOffset(0)),
+        store,
+    );
+    let version = engine.dataset_version().unwrap().unwrap();
+    let wide = service.catalogue_plans(&version).await.unwrap();
+    let catalogue = service.catalogue().await.unwrap().expect("measured");
+    // The measurement's noise: one donor adds one to up to each table's
+    // ceiling of its counts.
+    let entries: i64 = wide
+        .iter()
+        .map(|m| cells_ceiling(&m.plan))
+        .filter(|c| *c > 1)
+        .sum();
+    let (_, sigma) = nominal_scale(
+        Accounting::Zcdp,
+        bonebank_node::privacy::Sensitivity {
+            l1: entries,
+            l2: (entries as f64).sqrt(),
+        },
+        policy.catalogue.loss * CELLS_SHARE,
+    );
+    for (m, table) in wide.iter().zip(&catalogue.tables) {
+        let ceiling = cells_ceiling(&m.plan);
+        let bound = table.cells_per_donor;
+        assert!((1..=ceiling).contains(&bound), "{:?}", table.dimensions);
+        if ceiling == 1 {
+            continue;
+        }
+        let mut plan = m.plan.clone();
+        plan.max_cells = Some(ceiling);
+        let (_, at_least) = engine.cells_per_donor(&plan).await.unwrap();
+        // Donors in more cells than the bound: a true count of them above
+        // 2.5 σ would stand out of the noise but for a draw 5 σ below it.
+        let over = at_least.get(bound as usize).copied().unwrap_or(0);
+        assert!(
+            (over as f64) < 7.5 * sigma,
+            "{:?}: bound {bound}, {over} donors in more cells (σ {sigma:.1})",
+            table.dimensions
+        );
+    }
 }
 
 fn zcdp(versions_per_year: u32) -> Policy {

@@ -986,6 +986,7 @@ mod tests {
             dataset_version: "v".into(),
             measured_at: "2026-12-07T00:00:00Z".into(),
             loss: 2.0,
+            cell_bounds_loss: 0.0,
             approx_dp: ApproxDp {
                 epsilon: 1.0,
                 delta: 1e-6,

@@ -332,6 +332,7 @@ fn catalogue() {
             dataset_version: "v-0003".into(),
             measured_at: "2026-12-07T02:00:00Z".into(),
             loss: 2.0,
+            cell_bounds_loss: 0.125,
             approx_dp: ApproxDp {
                 epsilon: 19.3,
                 delta: 1e-6,
