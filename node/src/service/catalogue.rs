@@ -14,7 +14,7 @@ use bonebank_schemas::wire::{Accounting, Catalogue, CatalogueTable, Mechanism, N
 
 use super::bounds::{for_question, last_standing_out};
 use super::{QueryService, blocking};
-use crate::engine::{Aggregate, Plan, SampleCaps};
+use crate::engine::{Aggregate, Plan, SampleCaps, Spread};
 use crate::privacy::{self, Sensitivity};
 use crate::store::NotYet;
 use crate::{Error, Result};
@@ -115,13 +115,27 @@ impl QueryService {
                         },
                     }
                 });
+                // No bound per dimension: the table's measured cells per
+                // donor bound it (a repeat donor's years may be more than
+                // the policy's bound on sampling_year).
+                let spread = dimensions
+                    .iter()
+                    .zip(&keys)
+                    .map(|(d, k)| {
+                        if d.fixed_per_donor() {
+                            Spread::FixedPerDonor
+                        } else {
+                            Spread::AtMost(k.len() as i64)
+                        }
+                    })
+                    .collect();
                 Measurement::of(Plan {
                     dimensions: dimensions.iter().map(|d| d.name().to_owned()).collect(),
                     keys,
                     filter: Filter::True,
                     aggregates: vec![Aggregate::Donors, Aggregate::Samples],
                     max_samples_per_donor: samples_bound,
-                    spread: dimensions.iter().map(|d| self.spread(*d)).collect(),
+                    spread,
                     max_cells: Some(cells),
                     seed: rand::random(),
                     sample_caps: caps,
@@ -293,12 +307,12 @@ pub const CELLS_SHARE: f64 = 1.0 / 16.0;
 
 /// A table's cell bound is measured up to this many times the policy's
 /// ([`catalogue::cells_per_donor`]).
-const CELLS_HEADROOM: i64 = 2;
+const CELLS_HEADROOM: i64 = 3;
 
 /// The most cells of a table a donor's count of cells is measured to:
 /// [`CELLS_HEADROOM`] times the policy's bound, and no more than the
-/// product of the bounds per dimension; 1 where a donor is in one cell
-/// only (no sample-level dimension), which needs no measuring.
+/// table's cells a donor could be in; 1 where a donor is in one cell only
+/// (no sample-level dimension), which needs no measuring.
 pub fn cells_ceiling(plan: &Plan) -> i64 {
     let mut open = plan.clone();
     open.max_cells = None;
@@ -414,7 +428,6 @@ impl QueryService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Spread;
 
     /// One table of `cells` cells over sample type keys, with the given
     /// sensitivities.

@@ -173,15 +173,18 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
             let other = smaller.aggregate(&m.plan).await.unwrap().values;
             let cells = m.plan.cells_per_donor();
             // The policy's bound: the widest sample-level dimension's; the
-            // ceiling twice that, within the product of the dimensions'.
-            let sample_level = m
+            // ceiling three times that, within the cells a donor could be in.
+            let sample_level: Vec<usize> = m
                 .plan
                 .dimensions
                 .iter()
-                .filter(|d| d.as_str() != "sex")
-                .count() as u32;
-            let widest = if sample_level == 0 { 1 } else { 2 };
-            let ceiling = (2 * widest).min(2i64.pow(sample_level));
+                .zip(&m.plan.keys)
+                .filter(|(d, _)| d.as_str() != "sex")
+                .map(|(_, k)| k.len())
+                .collect();
+            let widest = if sample_level.is_empty() { 1 } else { 2 };
+            let reachable = sample_level.iter().product::<usize>() as i64;
+            let ceiling = (3 * widest).min(reachable);
             assert!(
                 cells == widest || cells == ceiling,
                 "{:?}: {cells}",
