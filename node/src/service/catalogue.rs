@@ -146,7 +146,8 @@ impl QueryService {
 
     /// How many cells of each table a donor counts in, measured over
     /// `version` for the tables `measurements` plans: per table, the donors
-    /// in at least `k` cells for `k` up to [`cells_ceiling`], all tables'
+    /// in at least `k` cells for `k` up to [`cells_ceiling`] (once for
+    /// tables that differ only in donor-level dimensions), all tables'
     /// counts released at once with the discrete Gaussian at ρ `loss`, and
     /// each table's bound read from them as the sample bounds are
     /// ([`last_standing_out`]), at least 1. With the units the release
@@ -157,11 +158,26 @@ impl QueryService {
         measurements: &[Measurement],
         loss: f64,
     ) -> Result<Option<(Vec<i64>, i64)>> {
-        let mut tables: Vec<Option<Vec<i64>>> = Vec::with_capacity(measurements.len());
+        // Tables over the same sample-level dimensions (e.g. age band, and
+        // sex × age band) put every donor in as many cells, a donor having
+        // one sex: their counts are measured once, for the first of them.
+        let mut groups: Vec<(Vec<&str>, Vec<i64>)> = Vec::new();
+        let mut group_of: Vec<Option<usize>> = Vec::with_capacity(measurements.len());
         for m in measurements {
             let ceiling = cells_ceiling(&m.plan);
             if ceiling <= 1 {
-                tables.push(None);
+                group_of.push(None);
+                continue;
+            }
+            let key: Vec<&str> = m
+                .plan
+                .dimensions
+                .iter()
+                .map(String::as_str)
+                .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
+                .collect();
+            if let Some(g) = groups.iter().position(|(k, _)| *k == key) {
+                group_of.push(Some(g));
                 continue;
             }
             let mut plan = m.plan.clone();
@@ -170,33 +186,36 @@ impl QueryService {
             if read != version {
                 return Ok(None);
             }
-            tables.push(Some(counts));
+            group_of.push(Some(groups.len()));
+            groups.push((key, counts));
         }
+        let counts: Vec<Vec<i64>> = groups.into_iter().map(|(_, c)| c).collect();
         let noise = self.noise.clone();
         blocking(move || {
-            // One donor adds one to at most a table's ceiling of its counts.
-            let entries: i64 = tables.iter().flatten().map(|t| t.len() as i64).sum();
+            // One donor adds one to at most a group's ceiling of its counts.
+            let entries: i64 = counts.iter().map(|c| c.len() as i64).sum();
             if entries == 0 {
-                return Ok(Some((vec![1; tables.len()], 0)));
+                return Ok(Some((vec![1; group_of.len()], 0)));
             }
             let sensitivity = Sensitivity {
                 l1: entries,
                 l2: (entries as f64).sqrt().next_up().next_up(),
             };
             let calibration = noise.calibrate(Accounting::Zcdp, sensitivity, loss)?;
-            let flat: Vec<i64> = tables.iter().flatten().flatten().copied().collect();
+            let flat: Vec<i64> = counts.iter().flatten().copied().collect();
             let noised = noise.release(&flat, &calibration)?;
             let mut at = 0;
-            let bounds = tables
+            let per_group: Vec<i64> = counts
                 .iter()
-                .map(|t| match t {
-                    None => 1,
-                    Some(counts) => {
-                        let noisy = &noised.values[at..at + counts.len()];
-                        at += counts.len();
-                        last_standing_out(noisy, noised.scale).max(1)
-                    }
+                .map(|c| {
+                    let noisy = &noised.values[at..at + c.len()];
+                    at += c.len();
+                    last_standing_out(noisy, noised.scale).max(1)
                 })
+                .collect();
+            let bounds = group_of
+                .iter()
+                .map(|g| g.map_or(1, |g| per_group[g]))
                 .collect();
             Ok(Some((bounds, privacy::units_up(calibration.loss))))
         })
