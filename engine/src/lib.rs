@@ -179,6 +179,14 @@ impl Plan {
     /// donor, times the bound (or the number of keys, if fewer) along each
     /// sample-level dimension. What the sensitivities multiply.
     pub fn cells_per_donor(&self) -> i64 {
+        self.cells_reachable()
+            .min(self.max_cells.unwrap_or(i64::MAX))
+            .max(1)
+    }
+
+    /// The most cells one donor can be in before `max_cells`: the product
+    /// over the dimensions of the values a donor may have in each.
+    pub fn cells_reachable(&self) -> i64 {
         self.keys
             .iter()
             .zip(&self.spread)
@@ -186,9 +194,7 @@ impl Plan {
                 Spread::FixedPerDonor => 1,
                 Spread::AtMost(b) => (*b).min(keys.len() as i64).max(1),
             })
-            .product::<i64>()
-            .min(self.max_cells.unwrap_or(i64::MAX))
-            .max(1)
+            .product()
     }
 
     /// The work a pass of this plan does per row, in steps, from its shape

@@ -169,13 +169,7 @@ impl QueryService {
                 group_of.push(None);
                 continue;
             }
-            let key: Vec<&str> = m
-                .plan
-                .dimensions
-                .iter()
-                .map(String::as_str)
-                .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
-                .collect();
+            let key = catalogue::sample_level(&m.plan.dimensions);
             if let Some(g) = groups.iter().position(|(k, _)| *k == key) {
                 group_of.push(Some(g));
                 continue;
@@ -333,9 +327,7 @@ const CELLS_HEADROOM: i64 = 3;
 /// table's cells a donor could be in; 1 where a donor is in one cell only
 /// (no sample-level dimension), which needs no measuring.
 pub fn cells_ceiling(plan: &Plan) -> i64 {
-    let mut open = plan.clone();
-    open.max_cells = None;
-    open.cells_per_donor()
+    plan.cells_reachable()
         .min(CELLS_HEADROOM * plan.cells_per_donor())
         .max(1)
 }

@@ -215,6 +215,18 @@ pub fn split_for_fit(
     consistent::optimal_split(&lattice.sizes, &planned, start, SPLIT_ROUNDS)
 }
 
+/// A table's dimensions that a donor may have several values of (all but
+/// those fixed per donor, such as sex), in order. Tables with the same
+/// ones put every donor in as many cells, and their donor counts add up
+/// over the rest.
+pub fn sample_level(dimensions: &[String]) -> Vec<&str> {
+    dimensions
+        .iter()
+        .map(String::as_str)
+        .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
+        .collect()
+}
+
 /// The catalogue's tables as the fit sees them: every dimension any table
 /// has, numbered, with its number of keys; each table's dimensions by
 /// number; and each table's group of tables whose donor counts add up
@@ -248,11 +260,7 @@ impl Lattice {
                     .map(|x| names.iter().position(|n| n == x).expect("named above"))
                     .collect(),
             );
-            let level: BTreeSet<&str> = dims
-                .iter()
-                .filter(|x| Dimension::from_name(x).is_none_or(|d| !d.fixed_per_donor()))
-                .map(String::as_str)
-                .collect();
+            let level: BTreeSet<&str> = sample_level(dims).into_iter().collect();
             let group = levels.iter().position(|g| *g == level).unwrap_or_else(|| {
                 levels.push(level);
                 levels.len() - 1
