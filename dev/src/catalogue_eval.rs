@@ -243,7 +243,10 @@ async fn catalogues(
 }
 
 /// Per measure of `query`, coverage and half-widths of the answers from
-/// `catalogues` against the reference; `None` if a catalogue cannot answer.
+/// those of `catalogues` that answer it against the reference, and how
+/// many did; why not if fewer than half did (the site asks it fresh). A
+/// release may answer where another does not: which dimensions a site
+/// counts one value per donor of is read from each release's noise.
 fn tally(
     query: &FeasibilityQuery,
     site: usize,
@@ -251,11 +254,25 @@ fn tally(
     catalogues: &[Arc<Catalogue>],
     reference: &Reference,
     tallies: &mut Vec<Tally>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<usize, String> {
+    let mut why = None;
+    let answers: Vec<_> = catalogues
+        .iter()
+        .filter_map(|c| match answer(c, query) {
+            Ok(a) => Some((c, a)),
+            Err(e) => {
+                why = Some(e.reason);
+                None
+            }
+        })
+        .collect();
+    if 2 * answers.len() < catalogues.len() {
+        return Err(why.unwrap_or_default());
+    }
     let cells = reference.counts(query, &query.group_by);
-    for c in catalogues {
-        let answered = answer(c, query)?;
-        let result = to_result(c, query, &answered);
+    for (c, answered) in &answers {
+        let (c, answered) = (*c, answered);
+        let result = to_result(c, query, answered);
         if tallies.is_empty() {
             *tallies = vec![Tally::new(sites); result.measures.len()];
         }
@@ -272,7 +289,7 @@ fn tally(
             }
         }
     }
-    Ok(())
+    Ok(answers.len())
 }
 
 /// The report.
@@ -331,6 +348,24 @@ pub(crate) async fn report(
             .map(|t| format!("{} {}", t.dimensions.join("×"), t.cells_per_donor))
             .collect();
         writeln!(out, "  cells per donor (measured): {}", bounds.join(", ")).unwrap();
+        // The dimensions each donor counts in one value of, per release.
+        let mut one_value: Vec<(String, usize)> = Vec::new();
+        for release in &c {
+            let key = if release.one_per_donor.is_empty() {
+                "none".to_owned()
+            } else {
+                release.one_per_donor.join(", ")
+            };
+            match one_value.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => one_value.push((key, 1)),
+            }
+        }
+        let one_value: Vec<String> = one_value
+            .iter()
+            .map(|(k, n)| format!("{k} ({n} of {releases})"))
+            .collect();
+        writeln!(out, "  one value per donor: {}", one_value.join("; ")).unwrap();
         all.push(c);
     }
     writeln!(out).unwrap();
@@ -341,6 +376,9 @@ pub(crate) async fn report(
     )
     .unwrap();
     let mut answered = 0;
+    let mut per_site_answered = vec![0usize; sites.len()];
+    let mut partly: Vec<String> = Vec::new();
+    let mut some_releases: Vec<String> = Vec::new();
     // Median half-widths per site, by measure and by 1-2 or 3-4 criteria.
     let mut by_size: std::collections::BTreeMap<(&str, &str), Vec<Vec<f64>>> = Default::default();
     let mut covered = std::collections::BTreeMap::<&str, (usize, usize)>::new();
@@ -348,27 +386,71 @@ pub(crate) async fn report(
         let query = bonebank_query::sql::parse(question.sql)
             .map_err(|r| Error::Usage(format!("{}: {}", question.name, r.message)))?;
         let mut tallies = Vec::new();
-        let mut why = None;
+        // Per site, why its catalogue does not answer (it is asked fresh
+        // there): a question may be answered at some sites and not others.
+        let mut why: Vec<Option<String>> = Vec::with_capacity(sites.len());
         for (s, (site, c)) in sites.iter().zip(&all).enumerate() {
-            if let Err(e) = tally(&query, s, sites.len(), c, &site.reference, &mut tallies) {
-                why = Some(e);
-                break;
+            let mut own = Vec::new();
+            let result = tally(&query, s, sites.len(), c, &site.reference, &mut own);
+            if let Ok(n) = result {
+                if n < c.len() {
+                    some_releases.push(format!(
+                        "{} at {}: answered by {n} of {} releases",
+                        question.name,
+                        site.id,
+                        c.len()
+                    ));
+                }
+                if tallies.is_empty() {
+                    tallies = own;
+                } else {
+                    for (t, o) in tallies.iter_mut().zip(&own) {
+                        t.merge(o);
+                    }
+                }
             }
+            why.push(result.err());
         }
-        if let Some(why) = why {
+        let fresh_at: Vec<&str> = sites
+            .iter()
+            .zip(&why)
+            .filter(|(_, w)| w.is_some())
+            .map(|(s, _)| s.id.as_str())
+            .collect();
+        for (s, w) in why.iter().enumerate() {
+            per_site_answered[s] += usize::from(w.is_none());
+        }
+        if fresh_at.len() == sites.len() {
             writeln!(
                 out,
-                "{:<48} {:>2} fresh: {why}",
-                question.name, question.criteria
+                "{:<48} {:>2} fresh: {}",
+                question.name,
+                question.criteria,
+                why[0].as_deref().unwrap_or_default()
             )
             .unwrap();
             continue;
         }
-        answered += 1;
+        if fresh_at.is_empty() {
+            answered += 1;
+        } else {
+            let reason = why.iter().flatten().next().cloned().unwrap_or_default();
+            partly.push(format!(
+                "{}: fresh at {} ({reason})",
+                question.name,
+                fresh_at.join(", ")
+            ));
+        }
         for (m, tally) in query.measures.iter().zip(&tallies) {
             let label = m.label();
             let (coverage, _) = tally.coverage();
-            let medians = tally.medians();
+            // A site that asks it fresh has no catalogue half-width.
+            let medians: Vec<f64> = tally
+                .medians()
+                .into_iter()
+                .zip(&why)
+                .map(|(h, w)| if w.is_some() { f64::NAN } else { h })
+                .collect();
             writeln!(
                 out,
                 "{:<48} {:>2} {:<8} {:>7.1}%  {:<22} {}",
@@ -379,12 +461,21 @@ pub(crate) async fn report(
                 tally
                     .per_site()
                     .iter()
-                    .map(|c| format!("{c:.1}%"))
+                    .zip(&why)
+                    .map(|(c, w)| if w.is_some() {
+                        "fresh".to_owned()
+                    } else {
+                        format!("{c:.1}%")
+                    })
                     .collect::<Vec<_>>()
                     .join(" "),
                 medians
                     .iter()
-                    .map(|h| format!("±{h:.0}"))
+                    .map(|h| if h.is_nan() {
+                        "fresh".to_owned()
+                    } else {
+                        format!("±{h:.0}")
+                    })
                     .collect::<Vec<_>>()
                     .join(" ")
             )
@@ -408,11 +499,28 @@ pub(crate) async fn report(
     writeln!(out).unwrap();
     writeln!(
         out,
-        "answered from the catalogue: {answered} of {} questions ({:.0}%)",
+        "answered from the catalogue at every site: {answered} of {} questions ({:.0}%)",
         QUESTIONS.len(),
         100.0 * answered as f64 / QUESTIONS.len() as f64
     )
     .unwrap();
+    writeln!(
+        out,
+        "answered from each site's catalogue: {} of {} questions",
+        per_site_answered
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        QUESTIONS.len()
+    )
+    .unwrap();
+    for p in &partly {
+        writeln!(out, "  answered at the other sites: {p}").unwrap();
+    }
+    for p in &some_releases {
+        writeln!(out, "  {p} (the others ask it fresh)").unwrap();
+    }
     for (kind, (c, n)) in &covered {
         writeln!(
             out,
@@ -426,13 +534,19 @@ pub(crate) async fn report(
             .map(|s| {
                 format!(
                     "±{:.0}",
-                    median(&medians.iter().map(|m| m[s]).collect::<Vec<_>>())
+                    median(
+                        &medians
+                            .iter()
+                            .map(|m| m[s])
+                            .filter(|h| !h.is_nan())
+                            .collect::<Vec<_>>(),
+                    )
                 )
             })
             .collect();
         writeln!(
             out,
-            "median half-width, {kind}, {size}: {} ({} questions' medians, per site)",
+            "median half-width, {kind}, {size}: {} ({} questions' medians, per site, of those it answers)",
             per_site.join(" "),
             medians.len()
         )

@@ -243,6 +243,21 @@ impl Tally {
             .collect()
     }
 
+    /// Adds `other`'s cells (of the same question, other sites).
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.covered += other.covered;
+        self.cells += other.cells;
+        self.covered_nonzero += other.covered_nonzero;
+        self.nonzero += other.nonzero;
+        for (h, o) in self.halfwidths.iter_mut().zip(&other.halfwidths) {
+            h.extend(o);
+        }
+        for (p, o) in self.per_site.iter_mut().zip(&other.per_site) {
+            p.0 += o.0;
+            p.1 += o.1;
+        }
+    }
+
     pub(crate) fn medians(&self) -> Vec<f64> {
         self.halfwidths.iter().map(|h| median(h)).collect()
     }

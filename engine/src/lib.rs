@@ -120,6 +120,14 @@ pub struct Plan {
     /// plan's cells of a class together (besides `max_samples_per_donor`
     /// in each cell).
     pub sample_caps: Option<SampleCaps>,
+    /// Dimensions (by their index in `dimensions`) along which one donor
+    /// counts in one value only, drawn among the values its rows have by
+    /// a hash keyed by `seed`, as its cells are. For the catalogue, along a
+    /// dimension where the site's donors have one value each (at a
+    /// fracture site, every sample of a donor shares one age band): donor
+    /// counts then add up over that dimension's values. Only the counting
+    /// pass applies it.
+    pub one_value: Vec<usize>,
 }
 
 /// Caps on one donor's samples per class of cells: a cell's class is its

@@ -614,6 +614,12 @@ pub struct Catalogue {
     /// question of theirs.
     #[serde(default)]
     pub role_filters: std::collections::BTreeMap<String, String>,
+    /// Dimensions along which every table counts each donor in one value
+    /// only: those where the site measured that its donors have one (at a
+    /// fracture site, a donor's samples share one age band and one
+    /// diagnosis). Donor counts add up over their values, as over sex.
+    #[serde(default)]
+    pub one_per_donor: Vec<String>,
     pub tables: Vec<CatalogueTable>,
 }
 

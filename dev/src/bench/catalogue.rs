@@ -97,6 +97,7 @@ async fn build(samples: u64, work: &std::path::Path) -> Result<Build> {
         max_cells: None,
         seed: 0,
         sample_caps: None,
+        one_value: Vec::new(),
     };
     engine.true_counts(&total).await?;
     let load_seconds = started.elapsed().as_secs_f64();

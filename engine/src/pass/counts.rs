@@ -58,12 +58,15 @@ pub(super) struct Counts<'p> {
 
 /// Caps per class: the class's stride and count of keys (none: one
 /// class), each class's cap, what the donor being settled used, and its
-/// cells with their rows (kept from donor to donor).
+/// cells with their rows (kept from donor to donor). And the stride and
+/// count of keys of each dimension along which a donor keeps one value
+/// ([`Plan::one_value`]).
 pub(super) struct Caps {
     by: Option<(u32, u32)>,
     caps: Vec<i64>,
     used: Vec<i64>,
     cells: Vec<(u32, i64)>,
+    one_value: Vec<(u32, u32)>,
 }
 
 impl<'p> Counts<'p> {
@@ -109,20 +112,27 @@ impl<'p> Counts<'p> {
             open: false,
             last_key: None,
             rank: rank_hasher(plan.seed),
+            // A donor's values along a one-value dimension are known only
+            // once its rows end, so such a plan gathers rows as caps do
+            // (with one class, uncapped, where it has no caps).
             caps: match (mode, &plan.sample_caps) {
-                (Mode::Bounded, Some(c)) => Some(Caps {
-                    by: c
-                        .by
-                        .map(|d| (layout.strides[d], plan.keys[d].len().max(1) as u32)),
-                    used: vec![0; c.caps.len()],
-                    caps: c.caps.clone(),
-                    cells: Vec::new(),
-                }),
+                (Mode::Bounded, c) if c.is_some() || !plan.one_value.is_empty() => {
+                    let stride = |d: usize| (layout.strides[d], plan.keys[d].len().max(1) as u32);
+                    let caps = c
+                        .as_ref()
+                        .map_or_else(|| vec![i64::MAX], |c| c.caps.clone());
+                    Some(Caps {
+                        by: c.as_ref().and_then(|c| c.by).map(stride),
+                        used: vec![0; caps.len()],
+                        caps,
+                        cells: Vec::new(),
+                        one_value: plan.one_value.iter().map(|d| stride(*d)).collect(),
+                    })
+                }
                 _ => None,
             },
-            spread: (mode == Mode::Cells).then(|| {
-                vec![0; usize::try_from(plan.max_cells.unwrap_or(1).max(1)).unwrap_or(1)]
-            }),
+            spread: (mode == Mode::Cells)
+                .then(|| vec![0; usize::try_from(plan.max_cells.unwrap_or(1).max(1)).unwrap_or(1)]),
         })
     }
 
@@ -238,10 +248,12 @@ impl<'p> Counts<'p> {
         self.counted |= counted;
     }
 
-    /// Counts the donor whose rows were gathered (`cells[..rows]`): its
-    /// cells in the seed's ranking (the one [`take_back`] uses), the first
-    /// `limit` kept, each adding the donor once and its rows in the cell up
-    /// to the bound and to what is left of the cell's class's cap.
+    /// Counts the donor whose rows were gathered (`cells[..rows]`): along
+    /// each one-value dimension, only its cells with the value the seed
+    /// ranks first of those it has; then those cells in the seed's ranking
+    /// (the one [`take_back`] uses), the first `limit` kept, each adding
+    /// the donor once and its rows in the cell up to the bound and to what
+    /// is left of the cell's class's cap.
     fn settle_capped(&mut self) {
         let key = self.batches[self.first.0].key(self.first.1);
         let rows = &mut self.cells[..self.rows];
@@ -253,6 +265,16 @@ impl<'p> Counts<'p> {
             match cells.last_mut() {
                 Some((c, n)) if *c == cell => *n += 1,
                 _ => cells.push((cell, 1)),
+            }
+        }
+        for &(stride, keys) in &caps.one_value {
+            let value = |cell: u32| (cell / stride) % keys;
+            let kept = cells
+                .iter()
+                .map(|&(c, _)| value(c))
+                .min_by_key(|v| self.rank.hash_one((key, stride, *v)));
+            if let Some(kept) = kept {
+                cells.retain(|&(c, _)| value(c) == kept);
             }
         }
         // One cell needs no order.

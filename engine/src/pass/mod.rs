@@ -125,6 +125,11 @@ fn run_with(
             "caps on a donor's samples need a plan that only counts".into(),
         ));
     }
+    if !plan.one_value.is_empty() && mode == Mode::Bounded && counts.is_none() {
+        return Err(Error::Engine(
+            "one value per donor along a dimension needs a plan that only counts".into(),
+        ));
+    }
     let mut sums = Sums::new(plan, if counts.is_some() { 0 } else { layout.cells }, mode);
     // Reused for every batch: the kept rows, and each one's cell.
     let (mut rows, mut cells) = (Vec::<u32>::new(), Vec::<u32>::new());
@@ -267,6 +272,7 @@ mod tests {
             max_cells: None,
             seed,
             sample_caps: None,
+            one_value: Vec::new(),
         }
     }
 
@@ -385,6 +391,108 @@ mod tests {
         p.spread = vec![Spread::AtMost(1)];
         let v = run(&p, &filter, &[donor_batch(&rows)], Mode::Cells).unwrap();
         assert_eq!(v, vec![vec![4, 3, 2, 1]]);
+    }
+
+    /// A batch of (age band, sample type, donor key) rows.
+    fn aged_batch(rows: &[(&str, &str, i64)]) -> (DonorBatch, Arc<Schema>) {
+        let text = || DataType::Dictionary(Box::new(DataType::Int16), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("age_band", text(), false),
+            Field::new("sample_type", text(), false),
+            Field::new("donor_key", DataType::Int64, false),
+        ]));
+        let (mut ages, mut types) = (
+            StringDictionaryBuilder::<Int16Type>::new(),
+            StringDictionaryBuilder::<Int16Type>::new(),
+        );
+        for (a, t, _) in rows {
+            ages.append_value(a);
+            types.append_value(t);
+        }
+        let who = Int64Array::from_iter_values(rows.iter().map(|r| r.2));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(ages.finish()),
+                Arc::new(types.finish()),
+                Arc::new(who),
+            ],
+        )
+        .unwrap();
+        (DonorBatch::new(batch).unwrap(), schema)
+    }
+
+    /// Along a one-value dimension a donor counts in one of its values
+    /// only, drawn by the seed, with all its cells (and rows) of that
+    /// value and none of the others; the other dimensions are not cut. So
+    /// donor counts add up over that dimension's values.
+    #[test]
+    fn a_one_value_dimension_keeps_one_value_of_each_donor() {
+        // Donor 1: stem cells twice and serum in the 50s, stem cells in the
+        // 60s. Donor 2: stem cells in the 60s. Donor 3: serum in the 50s.
+        let (batch, schema) = aged_batch(&[
+            ("50-59", "stem", 1),
+            ("60-69", "stem", 1),
+            ("50-59", "serum", 1),
+            ("50-59", "stem", 1),
+            ("60-69", "stem", 2),
+            ("50-59", "serum", 3),
+        ]);
+        let bands = vec!["50-59".to_owned(), "60-69".to_owned()];
+        let types = vec!["serum".to_owned(), "stem".to_owned()];
+        let mut p = Plan {
+            dimensions: vec!["age_band".into(), "sample_type".into()],
+            keys: vec![bands, types],
+            filter: Filter::True,
+            aggregates: vec![Aggregate::Donors, Aggregate::Samples],
+            max_samples_per_donor: 10,
+            spread: vec![Spread::AtMost(1), Spread::AtMost(2)],
+            max_cells: None,
+            seed: 0,
+            sample_caps: None,
+            one_value: vec![0],
+        };
+        let filter = CompiledFilter::new(&p.filter, &schema).unwrap();
+        let batches = [batch];
+        // Cells: (50s, serum), (50s, stem), (60s, serum), (60s, stem).
+        let in_the_50s = vec![vec![2, 1, 0, 1], vec![2, 2, 0, 1]];
+        let in_the_60s = vec![vec![1, 0, 0, 2], vec![1, 0, 0, 2]];
+        let mut seen = [0, 0];
+        for seed in 1..=64 {
+            p.seed = seed;
+            let v = run(&p, &filter, &batches, Mode::Bounded).unwrap();
+            // Each donor in one age band: stem-cell donors by band add up
+            // to the two who gave stem cells.
+            assert_eq!(v[0][1] + v[0][3], 2, "seed {seed}: {v:?}");
+            if v == in_the_50s {
+                seen[0] += 1;
+            } else {
+                assert_eq!(v, in_the_60s, "seed {seed}");
+                seen[1] += 1;
+            }
+            assert_eq!(run(&p, &filter, &batches, Mode::Bounded).unwrap(), v);
+        }
+        // The draw is the seed's: both bands are kept for some seeds (all
+        // 64 seeds choosing one has chance 2⁻⁶³).
+        assert!(seen[0] > 0 && seen[1] > 0, "{seen:?}");
+        // Without it donor 1 counts in both bands; the truth counts all.
+        p.one_value.clear();
+        p.spread[0] = Spread::AtMost(2);
+        let v = run(&p, &filter, &batches, Mode::Bounded).unwrap();
+        assert_eq!(v[0], vec![2, 1, 0, 2]);
+        let truth = run(&p, &filter, &batches, Mode::Truth).unwrap();
+        assert_eq!(truth, vec![vec![2, 2, 0, 2], vec![2, 1, 0, 2]]);
+        // With sample caps too, and the general pass refuses it.
+        p.one_value = vec![0];
+        p.sample_caps = Some(crate::SampleCaps {
+            by: None,
+            caps: vec![1],
+        });
+        let v = run(&p, &filter, &batches, Mode::Bounded).unwrap();
+        assert_eq!(v[0][1] + v[0][3], 2);
+        assert_eq!(v[1].iter().sum::<i64>(), 3, "one sample per donor");
+        p.sample_caps = None;
+        assert!(run_with(&p, &filter, &batches, Mode::Bounded, false).is_err());
     }
 
     /// The table the sample bounds are measured from: per type, donors with

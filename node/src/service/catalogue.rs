@@ -139,6 +139,7 @@ impl QueryService {
                     max_cells: Some(cells),
                     seed: rand::random(),
                     sample_caps: caps,
+                    one_value: Vec::new(),
                 })
             })
             .collect())
@@ -169,7 +170,7 @@ impl QueryService {
                 group_of.push(None);
                 continue;
             }
-            let key = catalogue::sample_level(&m.plan.dimensions);
+            let key = catalogue::sample_level(&m.plan.dimensions, &[]);
             if let Some(g) = groups.iter().position(|(k, _)| *k == key) {
                 group_of.push(Some(g));
                 continue;
@@ -238,10 +239,11 @@ impl QueryService {
         else {
             return Ok(None);
         };
+        let one_per_donor = one_per_donor(&wide, &cells);
         let measurements: Vec<Measurement> = wide
             .iter()
             .zip(&cells)
-            .map(|(m, c)| m.with_cells(*c))
+            .map(|(m, c)| m.with_cells(*c).with_one_value(&one_per_donor))
             .collect();
         let shape: Vec<(Vec<String>, Vec<usize>)> = measurements
             .iter()
@@ -254,8 +256,13 @@ impl QueryService {
             .collect();
         let donors: Vec<f64> = measurements.iter().map(|m| m.donors.l2).collect();
         let samples: Vec<f64> = measurements.iter().map(|m| m.samples.l2).collect();
-        let shares =
-            catalogue::split_for_fit(&shape, &donors, &samples, settings.loss - cells_loss);
+        let shares = catalogue::split_for_fit(
+            &shape,
+            &one_per_donor,
+            &donors,
+            &samples,
+            settings.loss - cells_loss,
+        );
         let mut exact = Vec::with_capacity(measurements.len());
         for m in &measurements {
             let counted = self.engine.aggregate(&m.plan).await?;
@@ -276,7 +283,7 @@ impl QueryService {
             let (mut tables, table_units) =
                 noised_tables(noise.as_ref(), &measurements, &exact, &shares)?;
             let units = table_units + cell_units;
-            let report = catalogue::fit(&mut tables);
+            let report = catalogue::fit(&mut tables, &one_per_donor);
             tracing::info!(
                 moved = report.moved,
                 largest_move = report.largest_move,
@@ -296,6 +303,7 @@ impl QueryService {
                 mechanism: Mechanism::DiscreteGaussian,
                 coverage: privacy::COVERAGE,
                 role_filters: Default::default(),
+                one_per_donor,
                 tables,
             };
             let json =
@@ -366,6 +374,41 @@ impl Measurement {
         plan.max_cells = Some(cells.max(1));
         Self::of(plan)
     }
+
+    /// The same table counting each donor in one value only along those
+    /// of its dimensions named in `dimensions` ([`Plan::one_value`]), and
+    /// the sensitivities that gives.
+    pub fn with_one_value(&self, dimensions: &[String]) -> Self {
+        let mut plan = self.plan.clone();
+        plan.one_value = (0..plan.dimensions.len())
+            .filter(|d| dimensions.contains(&plan.dimensions[*d]))
+            .collect();
+        for d in &plan.one_value {
+            plan.spread[*d] = Spread::AtMost(1);
+        }
+        Self::of(plan)
+    }
+}
+
+/// The dimensions along which the catalogue counts each donor in one value
+/// only: those whose table of that sample-level dimension alone (such as
+/// age band, and sex × age band) measured one cell per donor (`cells`, per
+/// table of `measurements`). Read from the released measurement, so free.
+/// Where a few donors do have several values, hidden in that measurement's
+/// noise, each counts in one of them, drawn as its cells are: the same
+/// small bias downwards as any cell bound the noise hides.
+pub fn one_per_donor(measurements: &[Measurement], cells: &[i64]) -> Vec<String> {
+    let mut dimensions: Vec<String> = Vec::new();
+    for (m, c) in measurements.iter().zip(cells) {
+        if let [only] = catalogue::sample_level(&m.plan.dimensions, &[])[..]
+            && *c == 1
+            && cells_ceiling(&m.plan) > 1
+            && !dimensions.iter().any(|d| d == only)
+        {
+            dimensions.push(only.to_owned());
+        }
+    }
+    dimensions
 }
 
 /// Each table's two vectors of exact bounded counts (`exact[t]`: donors,
@@ -454,6 +497,7 @@ mod tests {
                 max_cells: Some(2),
                 seed: 1,
                 sample_caps: None,
+                one_value: Vec::new(),
             },
             donors,
             samples,

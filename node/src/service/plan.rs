@@ -41,6 +41,7 @@ impl QueryService {
             max_cells: None,
             seed: rand::random(),
             sample_caps: None,
+            one_value: Vec::new(),
         }
     }
 

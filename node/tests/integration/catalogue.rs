@@ -128,8 +128,13 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
         })
         .collect();
     let chosen: Vec<&String> = ids.iter().step_by(29).collect();
-    // The tables at the policy's cell bounds, and at the most cells the
-    // catalogue may measure a table's bound to.
+    // The tables at the policy's cell bounds, at the most cells the
+    // catalogue may measure a table's bound to, and at that with one value
+    // per donor along every dimension where Næstved's repeat donors have
+    // several (so that the draw of one bites).
+    let one_value: Vec<String> = ["age_band", "age_range", "diagnosis_3char", "sampling_year"]
+        .map(String::from)
+        .to_vec();
     let measurements: Vec<Measurement> = measurements
         .iter()
         .cloned()
@@ -138,6 +143,10 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
                 .iter()
                 .map(|m| m.with_cells(cells_ceiling(&m.plan))),
         )
+        .chain(measurements.iter().map(|m| {
+            m.with_cells(cells_ceiling(&m.plan))
+                .with_one_value(&one_value)
+        }))
         .collect();
     let base: Vec<Vec<Vec<i64>>> = {
         let mut out = Vec::new();
@@ -185,8 +194,25 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
             let widest = if sample_level.is_empty() { 1 } else { 2 };
             let reachable = sample_level.iter().product::<usize>() as i64;
             let ceiling = (3 * widest).min(reachable);
+            // One value along a dimension: it adds no cells.
+            let one_value_reachable: i64 = m
+                .plan
+                .dimensions
+                .iter()
+                .zip(&m.plan.keys)
+                .filter(|(d, _)| d.as_str() != "sex")
+                .map(|(d, k)| {
+                    if one_value.contains(d) {
+                        1
+                    } else {
+                        k.len() as i64
+                    }
+                })
+                .product();
             assert!(
-                cells == widest || cells == ceiling,
+                cells == widest
+                    || cells == ceiling
+                    || (!m.plan.one_value.is_empty() && cells == ceiling.min(one_value_reachable)),
                 "{:?}: {cells}",
                 m.plan.dimensions
             );
@@ -224,7 +250,9 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
             table.dimensions,
             table.cells_per_donor
         );
-        let m = m.with_cells(table.cells_per_donor);
+        let m = m
+            .with_cells(table.cells_per_donor)
+            .with_one_value(&catalogue.one_per_donor);
         for (counts, sensitivity) in [(&table.donors, m.donors), (&table.samples, m.samples)] {
             let (_, scale) = nominal_scale(Accounting::Zcdp, sensitivity, counts.loss);
             assert!((counts.scale - scale).abs() < 1e-9 * scale, "{counts:?}");
@@ -281,6 +309,18 @@ async fn each_tables_cell_bound_keeps_all_but_what_the_noise_hides() {
         assert_eq!(bound, table.cells_per_donor, "{:?}", table.dimensions);
     }
     assert!(groups.len() < catalogue.tables.len());
+    // Every donor's samples here share one age band and one diagnosis, and
+    // most donors have several sample types: the catalogue counts each
+    // donor in one value of the first two (below, their tables' bound of 1
+    // leaves out fewer donors than the noise hides), but not of the third.
+    for d in ["age_band", "age_range", "diagnosis_3char"] {
+        assert!(
+            catalogue.one_per_donor.iter().any(|x| x == d),
+            "{d}: {:?}",
+            catalogue.one_per_donor
+        );
+    }
+    assert!(!catalogue.one_per_donor.iter().any(|x| x == "sample_type"));
     // The measurement's noise: one donor adds one to up to each group's
     // ceiling of its counts.
     let entries: i64 = groups.values().map(|(c, _)| *c).filter(|c| *c > 1).sum();
@@ -486,7 +526,7 @@ async fn the_published_catalogue_keeps_its_bounds_and_its_tables_agree() {
     // What is published is the fit of what was measured, with its error
     // model: fitting the published measurements again gives it back.
     let mut again = c.tables.clone();
-    bonebank_query::catalogue::fit(&mut again);
+    bonebank_query::catalogue::fit(&mut again, &c.one_per_donor);
     for (a, t) in again.iter().zip(&c.tables) {
         for (x, y) in [(&a.donors, &t.donors), (&a.samples, &t.samples)] {
             assert!(

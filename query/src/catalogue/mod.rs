@@ -29,6 +29,15 @@
 //! plasma counts by year in 36% of cells); one wider than the donors need
 //! only adds noise.
 //!
+//! **One value per donor.** Where a site's table of one sample-level
+//! dimension alone measures one cell per donor (at a fracture site, every
+//! donor's samples share one age band and one diagnosis), every table
+//! counts each donor in one value of that dimension, drawn as its cells
+//! are, and the catalogue names it in `one_per_donor`. Donor counts then
+//! add up over its values, as over sex: donors aged 50 to 69 are the
+//! donors of the 50s and of the 60s, and the tables whose other
+//! dimensions agree are fitted together.
+//!
 //! **The split of the loss.** Answering a question from table *m* costs
 //! the variance of its cells, σ²_m = Δ²_m / (2 ρ_m) per cell under zCDP.
 //! Weighing each measure's variance by the precision a feasibility
@@ -179,10 +188,12 @@ const SPLIT_ROUNDS: usize = 200;
 /// [`consistent::optimal_split`] over the workload of every table's cells
 /// at their targets (±8 donors; samples at [`samples_target`]), with samples fitted over all
 /// tables together and donors within the tables that differ only in
-/// donor-level dimensions. `tables` gives each table's dimensions and
-/// their numbers of keys.
+/// donor-level dimensions (and those counted one value per donor,
+/// `one_per_donor`). `tables` gives each table's dimensions and their
+/// numbers of keys.
 pub fn split_for_fit(
     tables: &[(Vec<String>, Vec<usize>)],
+    one_per_donor: &[String],
     donors: &[f64],
     samples: &[f64],
     total: f64,
@@ -191,7 +202,7 @@ pub fn split_for_fit(
         .iter()
         .map(|(d, k)| (d.as_slice(), k.as_slice()))
         .collect();
-    let lattice = Lattice::of(&shapes);
+    let lattice = Lattice::of(&shapes, one_per_donor);
     let mut planned = Vec::with_capacity(2 * tables.len());
     let mut targets = Vec::with_capacity(2 * tables.len());
     for (t, (d, s)) in donors.iter().zip(samples).enumerate() {
@@ -215,13 +226,15 @@ pub fn split_for_fit(
     consistent::optimal_split(&lattice.sizes, &planned, start, SPLIT_ROUNDS)
 }
 
-/// A table's dimensions that a donor may have several values of (all but
-/// those fixed per donor, such as sex), in order. Tables with the same
-/// ones put every donor in as many cells, and their donor counts add up
-/// over the rest.
-pub fn sample_level(dimensions: &[String]) -> Vec<&str> {
+/// A table's dimensions that a donor may count in several values of (all
+/// but those fixed per donor, such as sex, and those the catalogue counts
+/// one value of per donor, `one_per_donor`), in order. Tables with the
+/// same ones put every donor in as many cells, and their donor counts add
+/// up over the rest.
+pub fn sample_level<'d>(dimensions: &'d [String], one_per_donor: &[String]) -> Vec<&'d str> {
     dimensions
         .iter()
+        .filter(|d| !one_per_donor.contains(d))
         .map(String::as_str)
         .filter(|d| Dimension::from_name(d).is_none_or(|d| !d.fixed_per_donor()))
         .collect()
@@ -239,8 +252,9 @@ struct Lattice {
 }
 
 impl Lattice {
-    /// From each table's dimensions and their numbers of keys.
-    fn of(tables: &[(&[String], &[usize])]) -> Self {
+    /// From each table's dimensions and their numbers of keys, and the
+    /// dimensions counted one value per donor.
+    fn of(tables: &[(&[String], &[usize])], one_per_donor: &[String]) -> Self {
         let mut names: Vec<String> = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
         for (dims, keys) in tables {
@@ -260,7 +274,7 @@ impl Lattice {
                     .map(|x| names.iter().position(|n| n == x).expect("named above"))
                     .collect(),
             );
-            let level: BTreeSet<&str> = sample_level(dims).into_iter().collect();
+            let level: BTreeSet<&str> = sample_level(dims, one_per_donor).into_iter().collect();
             let group = levels.iter().position(|g| *g == level).unwrap_or_else(|| {
                 levels.push(level);
                 levels.len() - 1
@@ -299,10 +313,11 @@ pub struct FitReport {
 /// Replaces each table's `values` by the consistent estimate of the
 /// measured counts ([`consistent::reconcile`]) and states its error model
 /// in `variances`. Samples are fitted over all tables; donors over the
-/// tables that differ only in donor-level dimensions (a donor has one
-/// sex, so donors by sex add up to the donors; a donor with serum and
-/// stem cells counts in both).
-pub fn fit(tables: &mut [CatalogueTable]) -> FitReport {
+/// tables that differ only in donor-level dimensions and those counted
+/// one value per donor, `one_per_donor` (a donor has one sex, so donors by
+/// sex add up to the donors; a donor with serum and stem cells counts in
+/// both).
+pub fn fit(tables: &mut [CatalogueTable], one_per_donor: &[String]) -> FitReport {
     let keys: Vec<Vec<usize>> = tables
         .iter()
         .map(|t| t.keys.iter().map(Vec::len).collect())
@@ -312,7 +327,7 @@ pub fn fit(tables: &mut [CatalogueTable]) -> FitReport {
         .zip(&keys)
         .map(|(t, k)| (t.dimensions.as_slice(), k.as_slice()))
         .collect();
-    let lattice = Lattice::of(&shapes);
+    let lattice = Lattice::of(&shapes, one_per_donor);
     let shape = |t: usize, counts: &NoisyCounts| consistent::Shape {
         attributes: lattice.attributes[t].clone(),
         variance: counts.scale * counts.scale,
@@ -435,7 +450,8 @@ const Z95: f64 = 1.959_963_984_540_054;
 /// dimensions it filters or breaks down by. A donor count over several
 /// cells of a sample-level dimension (sample type IN (…), an age range of
 /// several bands) would count a donor once per cell: such questions are
-/// not answered from the catalogue.
+/// not answered from the catalogue, unless the catalogue counts each donor
+/// in one value of that dimension (`one_per_donor`).
 pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, Miss> {
     for m in &query.measures {
         if !matches!(m, Measure::Donors | Measure::Samples) {
@@ -490,7 +506,8 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             continue;
         }
         let chosen = selected.get(&d).map_or(keys.len(), BTreeSet::len);
-        if asks_donors && !d.fixed_per_donor() && chosen > 1 {
+        let one_per_donor = d.fixed_per_donor() || catalogue.one_per_donor.contains(name);
+        if asks_donors && !one_per_donor && chosen > 1 {
             return Err(miss(
                 "donors_over_cells",
                 format!(
@@ -899,7 +916,7 @@ mod tests {
         let donors = [1.0, 1.0, 2.0, 2.0];
         let split = |per_donor: f64| {
             let samples: Vec<f64> = donors.iter().map(|d| d * per_donor).collect();
-            split_for_fit(&tables, &donors, &samples, 4.0)
+            split_for_fit(&tables, &[], &donors, &samples, 4.0)
         };
         let (five, ten, fifty) = (split(5.0), split(10.0), split(50.0));
         for ((a, b), c) in five.iter().zip(&ten).zip(&fifty) {
@@ -1016,6 +1033,7 @@ mod tests {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
+            one_per_donor: Vec::new(),
             tables: tables
                 .iter()
                 .map(|(dims, keys)| {
@@ -1149,6 +1167,34 @@ mod tests {
             .unwrap();
         assert_eq!(a.rows[0].measures[0].value, 10.0);
         assert_eq!(a.rows[0].measures[0].cells, 2);
+    }
+
+    /// Where the site counts each donor in one age band only (its donors
+    /// have one), donor counts add up over bands as over sex; sample types
+    /// still do not, and a catalogue that does not say so refuses both.
+    #[test]
+    fn donors_add_up_over_a_dimension_counted_one_value_per_donor() {
+        let sql =
+            "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling BETWEEN 50 AND 69";
+        let q = crate::sql::parse(sql).unwrap();
+        let mut c = example();
+        assert_eq!(answer(&c, &q).unwrap_err().code, "donors_over_cells");
+        c.one_per_donor = vec!["age_band".into()];
+        let a = answer(&c, &q).unwrap();
+        let bands = crate::dimensions::AGE_BANDS;
+        let at = |b: &str| bands.iter().position(|x| *x == b).unwrap() as f64;
+        // The 50s and 60s cells of the age-band table, 10 donors per index.
+        assert_eq!(
+            a.rows[0].measures[0].value,
+            10.0 * (at("50-59") + at("60-69"))
+        );
+        assert_eq!(a.rows[0].measures[0].cells, 2);
+        assert!((a.rows[0].measures[0].halfwidth - Z95 * 2.0 * 2f64.sqrt()).abs() < 1e-9);
+        let types = crate::sql::parse(
+            "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sample_type IN ('Serum', 'Plasma')",
+        )
+        .unwrap();
+        assert_eq!(answer(&c, &types).unwrap_err().code, "donors_over_cells");
     }
 
     #[test]

@@ -344,6 +344,7 @@ fn catalogue() {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
+            one_per_donor: vec!["age_band".into()],
             tables: vec![CatalogueTable {
                 dimensions: vec!["sex".into(), "sample_type".into()],
                 keys: vec![
