@@ -271,7 +271,6 @@ fn tally(
     }
     let cells = reference.counts(query, &query.group_by);
     for (c, answered) in &answers {
-        let (c, answered) = (*c, answered);
         let result = to_result(c, query, answered);
         if tallies.is_empty() {
             *tallies = vec![Tally::new(sites); result.measures.len()];

@@ -500,14 +500,14 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
         |name: &str| Dimension::from_name(name).expect("a catalogue's dimensions are dimensions");
     // Per table dimension: the keys a row of the answer adds up.
     let asks_donors = query.measures.iter().any(|m| matches!(m, Measure::Donors));
+    let several_per_donor = sample_level(&table.dimensions, &catalogue.one_per_donor);
     for (name, keys) in table.dimensions.iter().zip(&table.keys) {
         let d = dimension_of(name);
         if group_by.contains(&d) {
             continue;
         }
         let chosen = selected.get(&d).map_or(keys.len(), BTreeSet::len);
-        let one_per_donor = d.fixed_per_donor() || catalogue.one_per_donor.contains(name);
-        if asks_donors && !one_per_donor && chosen > 1 {
+        if asks_donors && several_per_donor.contains(&name.as_str()) && chosen > 1 {
             return Err(miss(
                 "donors_over_cells",
                 format!(
