@@ -1118,8 +1118,10 @@ pub struct NegotiatorOrganization {
     pub name: String,
 }
 
-/// What to hand to the Negotiator from an answer.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+/// What to hand to the Negotiator from an answer. Read from a JSON object
+/// only: serde's derived reading would also take an array of the fields in
+/// order, and `[]`, every field being optional, as the empty request.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
 pub struct NegotiatorHandoffRequest {
     /// The sites to ask for samples; every answered site with a Directory
     /// collection when absent.
@@ -1129,6 +1131,30 @@ pub struct NegotiatorHandoffRequest {
     /// download or send by hand).
     #[serde(default)]
     pub send: bool,
+}
+
+impl<'de> Deserialize<'de> for NegotiatorHandoffRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default)]
+            sites: Option<Vec<String>>,
+            #[serde(default)]
+            send: bool,
+        }
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let Fields { sites, send } = d.deserialize_map(Object)?;
+        Ok(Self { sites, send })
+    }
 }
 
 /// The Negotiator request built from an answer, and where the researcher

@@ -676,6 +676,26 @@ fn negotiator_hand_off() {
     );
 }
 
+/// A hand-off request is a JSON object: an array (which serde's derived
+/// reading would take field by field, `[]` as the empty request) is
+/// refused, and an empty object is every field's default.
+#[test]
+fn a_handoff_request_is_read_from_an_object_only() {
+    let read = |json: &str| serde_json::from_str::<NegotiatorHandoffRequest>(json);
+    assert_eq!(read("{}").unwrap(), NegotiatorHandoffRequest::default());
+    assert_eq!(
+        read(r#"{"sites": ["DE-LUE"], "send": true}"#).unwrap(),
+        NegotiatorHandoffRequest {
+            sites: Some(vec!["DE-LUE".into()]),
+            send: true,
+        }
+    );
+    for refused in ["[]", r#"[["DE-LUE"], true]"#, "null", "true"] {
+        let e = read(refused).unwrap_err();
+        assert!(e.to_string().contains("a JSON object"), "{refused}: {e}");
+    }
+}
+
 /// A catalogue a node stored before catalogues were reconciled (integer
 /// values, no `measured`, no `variances`) still reads: a node upgraded
 /// with it in its state keeps publishing it until the next version.
