@@ -220,16 +220,16 @@ impl Coordinator {
         let mut fresh = Vec::new();
         let mut why: Vec<(String, Option<query::catalogue::Miss>)> = Vec::new();
         for (site, found) in sites.iter().zip(found) {
-            if let Ok((c, a)) = &found {
-                estimates.push(from_catalogue(site, c, &query, a));
+            if let Ok((c, a, asked)) = &found {
+                estimates.push(from_catalogue(site, c, asked, a));
             }
             match found {
-                Ok((c, a)) => previews.push(SitePreview {
+                Ok((c, a, asked)) => previews.push(SitePreview {
                     site_id: site.id.to_string(),
                     status: SiteStatus::Answered,
                     message: None,
                     hint: None,
-                    preview: Some(query::catalogue::to_preview(&c, &query, &a)),
+                    preview: Some(query::catalogue::to_preview(&c, &asked, &a)),
                     source: Source::Catalogue,
                     why_fresh: None,
                     why_fresh_code: None,
@@ -364,24 +364,41 @@ impl Coordinator {
         caller: &Caller,
         query: &FeasibilityQuery,
         deadline: Instant,
-    ) -> Vec<std::result::Result<(Arc<Catalogue>, CatalogueAnswer), Option<query::catalogue::Miss>>>
-    {
+    ) -> Vec<
+        std::result::Result<
+            (Arc<Catalogue>, CatalogueAnswer, FeasibilityQuery),
+            Option<query::catalogue::Miss>,
+        >,
+    > {
         let kept =
             futures::future::join_all(sites.iter().map(|s| self.catalogues.of(s, deadline))).await;
         kept.into_iter()
             .map(|catalogue| {
                 let c = catalogue.ok_or(None)?;
-                if let Some(filter) = c.role_filters.get(&caller.role.to_string()) {
+                let role = caller.role.to_string();
+                if c.fresh_roles.contains(&role) {
                     return Err(Some(query::catalogue::miss(
-                        "role_filter",
+                        "steward",
                         format!(
-                            "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
-                            caller.role
+                            "the site's steward decides on a {role}'s questions, so they are asked of the site"
                         ),
                     )));
                 }
-                let a = query::catalogue::answer(&c, query).map_err(Some)?;
-                Ok((c, a))
+                let asked = match c.role_filters.get(&caller.role.to_string()) {
+                    None => query.clone(),
+                    Some(filter) => with_role_filter(&c, query, filter)
+                        .ok_or_else(|| {
+                            Some(query::catalogue::miss(
+                                "role_filter",
+                                format!(
+                                    "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
+                                    caller.role
+                                ),
+                            ))
+                        })?,
+                };
+                let a = query::catalogue::answer(&c, &asked).map_err(Some)?;
+                Ok((c, a, asked))
             })
             .collect()
     }
@@ -401,7 +418,7 @@ impl Coordinator {
         let found = self.catalogue_answers(sites, caller, query, deadline).await;
         for (site, found) in sites.iter().zip(found) {
             match found {
-                Ok((c, a)) => answers.push(from_catalogue(site, &c, query, &a)),
+                Ok((c, a, asked)) => answers.push(from_catalogue(site, &c, &asked, &a)),
                 Err(_) => fresh.push(site.clone()),
             }
         }
@@ -507,6 +524,31 @@ impl Coordinator {
 }
 
 /// A site's part of an answer, from its catalogue.
+/// `query` as a site asks it of a caller whose role it adds `filter` to,
+/// if `catalogue` can answer that: the site's filter parses, and the
+/// catalogue has tables of the donors with a consent (an industry
+/// partner's `consent_commercial = true`; [`query::catalogue::answer`]
+/// says whether it reads the rest).
+fn with_role_filter(
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    filter: &str,
+) -> Option<FeasibilityQuery> {
+    let forced = sql::parse_filter(filter).ok()?;
+    catalogue
+        .tables
+        .iter()
+        .any(|t| t.consent.is_some())
+        .then(|| {
+            FeasibilityQuery {
+                measures: query.measures.clone(),
+                filter: bonebank_schemas::Filter::And(vec![query.filter.clone(), forced]),
+                group_by: query.group_by.clone(),
+            }
+            .canonical()
+        })
+}
+
 fn from_catalogue(
     site: &SiteClient,
     catalogue: &Catalogue,

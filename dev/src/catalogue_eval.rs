@@ -29,6 +29,10 @@ pub struct Question {
     pub name: &'static str,
     pub criteria: usize,
     pub sql: &'static str,
+    /// An industry partner's question: it carries the site's filter,
+    /// `consent_commercial = true` (one of its criteria), and is answered
+    /// from the tables of the donors with that consent.
+    pub industry: bool,
 }
 
 const fn q(name: &'static str, criteria: usize, sql: &'static str) -> Question {
@@ -36,6 +40,17 @@ const fn q(name: &'static str, criteria: usize, sql: &'static str) -> Question {
         name,
         criteria,
         sql,
+        industry: false,
+    }
+}
+
+/// An industry partner's question, as the site asks it (with its filter).
+const fn industry(name: &'static str, criteria: usize, sql: &'static str) -> Question {
+    Question {
+        name,
+        criteria,
+        sql,
+        industry: true,
     }
 }
 
@@ -216,6 +231,31 @@ pub const QUESTIONS: &[Question] = &[
         1,
         "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 65",
     ),
+    industry(
+        "I1 commercial consent: donors, samples",
+        1,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE consent_commercial = true",
+    ),
+    industry(
+        "I2 commercial consent: samples by type",
+        2,
+        "SELECT sample_type, COUNT(*) FROM samples WHERE consent_commercial = true GROUP BY sample_type",
+    ),
+    industry(
+        "I3 commercial consent, S72: donors by type",
+        3,
+        "SELECT sample_type, COUNT(DISTINCT donor_id) FROM samples WHERE consent_commercial = true AND diagnosis LIKE 'S72%' GROUP BY sample_type",
+    ),
+    industry(
+        "I4 commercial consent, serum by sex",
+        3,
+        "SELECT sex, COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE consent_commercial = true AND sample_type = 'Serum' GROUP BY sex",
+    ),
+    industry(
+        "I5 commercial consent, women, S72, stem cells",
+        4,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE consent_commercial = true AND sex = 'Female' AND diagnosis LIKE 'S72%' AND sample_type = 'StemCells'",
+    ),
 ];
 
 /// `n` catalogues of `site`, each measured afresh under `policy`.
@@ -381,6 +421,8 @@ pub(crate) async fn report(
     // Median half-widths per site, by measure and by 1-2 or 3-4 criteria.
     let mut by_size: std::collections::BTreeMap<(&str, &str), Vec<Vec<f64>>> = Default::default();
     let mut covered = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    let mut covered_industry = covered.clone();
+    let mut industry_answered = 0;
     for question in QUESTIONS {
         let query = bonebank_query::sql::parse(question.sql)
             .map_err(|r| Error::Usage(format!("{}: {}", question.name, r.message)))?;
@@ -432,6 +474,7 @@ pub(crate) async fn report(
         }
         if fresh_at.is_empty() {
             answered += 1;
+            industry_answered += usize::from(question.industry);
         } else {
             let reason = why.iter().flatten().next().cloned().unwrap_or_default();
             partly.push(format!(
@@ -484,7 +527,9 @@ pub(crate) async fn report(
             } else {
                 "samples"
             };
-            let size = if question.criteria <= 2 {
+            let size = if question.industry {
+                "industry partners' questions"
+            } else if question.criteria <= 2 {
                 "1-2 criteria"
             } else {
                 "3-4 criteria"
@@ -493,6 +538,11 @@ pub(crate) async fn report(
             let c = covered.entry(kind).or_default();
             c.0 += tally.covered_cells();
             c.1 += tally.cells();
+            if question.industry {
+                let c = covered_industry.entry(kind).or_default();
+                c.0 += tally.covered_cells();
+                c.1 += tally.cells();
+            }
         }
     }
     writeln!(out).unwrap();
@@ -514,6 +564,12 @@ pub(crate) async fn report(
         QUESTIONS.len()
     )
     .unwrap();
+    writeln!(
+        out,
+        "  of them industry partners' questions (commercial consent): {industry_answered} of {}",
+        QUESTIONS.iter().filter(|q| q.industry).count()
+    )
+    .unwrap();
     for p in &partly {
         writeln!(out, "  answered at the other sites: {p}").unwrap();
     }
@@ -524,6 +580,14 @@ pub(crate) async fn report(
         writeln!(
             out,
             "coverage of the TRUE count, {kind}: {:.1}% of {n} released cells",
+            100.0 * *c as f64 / (*n).max(1) as f64
+        )
+        .unwrap();
+    }
+    for (kind, (c, n)) in &covered_industry {
+        writeln!(
+            out,
+            "  of them industry partners' questions, {kind}: {:.1}% of {n} released cells",
             100.0 * *c as f64 / (*n).max(1) as f64
         )
         .unwrap();
@@ -556,17 +620,20 @@ pub(crate) async fn report(
     writeln!(out).unwrap();
     writeln!(
         out,
-        "catalogue loss against precision (median half-width over the answered questions' cells, per site; up to 3 catalogues each):"
+        "catalogue loss of the tables of every donor against precision (median half-width over the answered researchers' questions' cells, per site; up to 3 catalogues each):"
     )
     .unwrap();
     for loss in [0.5, 1.0, 2.0, 4.0] {
+        // The tables of every donor at this loss (the consented tables,
+        // which answer industry partners only, are left out here).
         let mut p = policy.clone();
         p.catalogue.loss = loss;
+        p.catalogue.consented_loss = 0.0;
         let mut donors = vec![Vec::new(); sites.len()];
         let mut samples = vec![Vec::new(); sites.len()];
         for (s, site) in sites.iter().enumerate() {
             let (c, _) = catalogues(site, &p, releases.min(3), tmp).await?;
-            for question in QUESTIONS {
+            for question in QUESTIONS.iter().filter(|q| !q.industry) {
                 let query = bonebank_query::sql::parse(question.sql).expect("parsed above");
                 for cat in &c {
                     let Ok(a) = answer(cat, &query) else { continue };

@@ -345,5 +345,16 @@ mod agreement {
             .find(|l| l.starts_with("C35 "))
             .expect("donors 65 or older");
         assert!(cut.contains("fresh: "), "{cut}");
+        // An industry partner's question, with the site's consent filter,
+        // is answered from the tables of the donors with that consent.
+        let consented = report
+            .lines()
+            .find(|l| l.starts_with("I1 "))
+            .expect("commercial consent");
+        assert!(!consented.contains("fresh"), "{consented}");
+        assert!(
+            report.contains("median half-width, donors, industry partners' questions"),
+            "{report}"
+        );
     }
 }

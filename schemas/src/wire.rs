@@ -614,6 +614,12 @@ pub struct Catalogue {
     /// question of theirs.
     #[serde(default)]
     pub role_filters: std::collections::BTreeMap<String, String>,
+    /// Roles the catalogue answers none of: those the site refuses, and
+    /// those a rule of the site's names to wait for a steward (or to be
+    /// refused). Their questions are asked of the site, where its rules
+    /// apply.
+    #[serde(default)]
+    pub fresh_roles: Vec<String>,
     /// Dimensions along which every table counts each donor in one value
     /// only: those where the site measured that its donors have one (at a
     /// fracture site, a donor's samples share one age band and one
@@ -636,6 +642,13 @@ pub struct CatalogueTable {
     pub cells_per_donor: i64,
     /// At most this many samples of one donor count in one cell.
     pub samples_per_donor: i64,
+    /// The use every donor this table counts consented to (a code of
+    /// `consent`, e.g. `commercial`: `consent_commercial = true`), or none
+    /// for a table of every donor. Industry partners, whose questions the
+    /// site restricts to donors with commercial consent, are answered from
+    /// these tables, as is any question that asks for that consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
     /// Distinct donors per cell.
     pub donors: NoisyCounts,
     /// Samples per cell.

@@ -63,11 +63,12 @@ impl QueryService {
     }
 
     /// The stored catalogue as published: with the roles whose questions
-    /// the site's policy filters now, which it must not answer.
+    /// the site's policy filters now, and those it must not answer.
     fn keep(&self, json: &str) -> Result<Arc<Catalogue>> {
         let mut catalogue: Catalogue = serde_json::from_str(json)
             .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?;
         catalogue.role_filters = self.role_filters();
+        catalogue.fresh_roles = self.fresh_roles();
         let catalogue = Arc::new(catalogue);
         *self.catalogue.lock().expect("lock") = Some(catalogue.clone());
         Ok(catalogue)
@@ -234,35 +235,32 @@ impl QueryService {
         let started = std::time::Instant::now();
         let settings = self.policy.catalogue;
         let wide = self.catalogue_plans(version).await?;
-        let cells_loss = settings.loss * CELLS_SHARE;
+        // The tables of every donor spend the loss but the consented
+        // tables' part, and their cell bounds a share of that.
+        let every_loss = settings.loss - settings.consented_loss;
+        let cells_loss = every_loss * CELLS_SHARE;
         let Some((cells, cell_units)) = self.measure_cells(version, &wide, cells_loss).await?
         else {
             return Ok(None);
         };
         let one_per_donor = one_per_donor(&wide, &cells);
-        let measurements: Vec<Measurement> = wide
+        let mut measurements: Vec<Measurement> = wide
             .iter()
             .zip(&cells)
             .map(|(m, c)| m.with_cells(*c).with_one_value(&one_per_donor))
             .collect();
-        let shape: Vec<(Vec<String>, Vec<usize>)> = measurements
-            .iter()
-            .map(|m| {
-                (
-                    m.plan.dimensions.clone(),
-                    m.plan.keys.iter().map(Vec::len).collect(),
-                )
-            })
-            .collect();
-        let donors: Vec<f64> = measurements.iter().map(|m| m.donors.l2).collect();
-        let samples: Vec<f64> = measurements.iter().map(|m| m.samples.l2).collect();
-        let shares = catalogue::split_for_fit(
-            &shape,
+        let consented = if settings.consented_loss > 0.0 {
+            consented_measurements(&measurements)
+        } else {
+            Vec::new()
+        };
+        let mut shares = split_for(&measurements, &one_per_donor, every_loss - cells_loss);
+        shares.extend(split_for(
+            &consented,
             &one_per_donor,
-            &donors,
-            &samples,
-            settings.loss - cells_loss,
-        );
+            settings.consented_loss,
+        ));
+        measurements.extend(consented);
         let mut exact = Vec::with_capacity(measurements.len());
         for m in &measurements {
             let counted = self.engine.aggregate(&m.plan).await?;
@@ -303,6 +301,7 @@ impl QueryService {
                 mechanism: Mechanism::DiscreteGaussian,
                 coverage: privacy::COVERAGE,
                 role_filters: Default::default(),
+                fresh_roles: Vec::new(),
                 one_per_donor,
                 tables,
             };
@@ -322,8 +321,56 @@ impl QueryService {
     }
 }
 
-/// The share of the catalogue's loss spent on measuring its tables' cell
-/// bounds ([`QueryService::measure_cells`]); the tables share the rest.
+/// The consented tables ([`catalogue::consented_workload`]): each the table
+/// of every donor over the same dimensions (in `measurements`), with its
+/// bounds, counting only the donors with [`catalogue::CONSENT`]. The
+/// bounds were measured over every donor, and those donors are among
+/// them; a table's keyed draws are its own.
+pub fn consented_measurements(measurements: &[Measurement]) -> Vec<Measurement> {
+    catalogue::consented_workload()
+        .iter()
+        .filter_map(|dimensions| {
+            let names: Vec<&str> = dimensions.iter().map(|d| d.name()).collect();
+            measurements.iter().find(|m| {
+                m.plan
+                    .dimensions
+                    .iter()
+                    .map(String::as_str)
+                    .eq(names.iter().copied())
+            })
+        })
+        .map(|m| {
+            let mut plan = m.plan.clone();
+            plan.filter = catalogue::consented_filter();
+            plan.seed = rand::random();
+            Measurement::of(plan)
+        })
+        .collect()
+}
+
+/// `total` split over the two vectors of each of `measurements`, for the
+/// fit ([`catalogue::split_for_fit`]).
+fn split_for(measurements: &[Measurement], one_per_donor: &[String], total: f64) -> Vec<f64> {
+    if measurements.is_empty() {
+        return Vec::new();
+    }
+    let shape: Vec<(Vec<String>, Vec<usize>)> = measurements
+        .iter()
+        .map(|m| {
+            (
+                m.plan.dimensions.clone(),
+                m.plan.keys.iter().map(Vec::len).collect(),
+            )
+        })
+        .collect();
+    let donors: Vec<f64> = measurements.iter().map(|m| m.donors.l2).collect();
+    let samples: Vec<f64> = measurements.iter().map(|m| m.samples.l2).collect();
+    catalogue::split_for_fit(&shape, one_per_donor, &donors, &samples, total)
+}
+
+/// The share of the loss of the tables of every donor spent on measuring
+/// their cell bounds ([`QueryService::measure_cells`]); the tables share
+/// the rest.
 pub const CELLS_SHARE: f64 = 1.0 / 16.0;
 
 /// A table's cell bound is measured up to this many times the policy's
@@ -446,6 +493,7 @@ pub fn noised_tables(
             keys: m.plan.keys.clone(),
             cells_per_donor: m.plan.cells_per_donor(),
             samples_per_donor: m.plan.max_samples_per_donor,
+            consent: catalogue::consent_of(&m.plan.filter).map(str::to_owned),
             donors,
             samples,
         });

@@ -96,6 +96,29 @@ impl QueryService {
         }))
     }
 
+    /// The roles whose questions the site's catalogue must not answer: a
+    /// role the policy refuses, or one a rule names with an action other
+    /// than `run` (a steward wants to see its questions).
+    pub fn fresh_roles(&self) -> Vec<String> {
+        let mut roles: Vec<String> = self
+            .policy
+            .roles
+            .iter()
+            .filter(|(_, rules)| rules.denied)
+            .map(|(role, _)| role.to_string())
+            .chain(
+                self.policy
+                    .rules
+                    .iter()
+                    .filter(|r| r.action != bonebank_query::policy::Action::Run)
+                    .filter_map(|r| r.role.map(|role| role.to_string())),
+            )
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
     /// The filter the site's policy adds to every question of a role, as
     /// SQL, by role.
     pub fn role_filters(&self) -> std::collections::BTreeMap<String, String> {

@@ -13,7 +13,9 @@ use bonebank_node::engine::{QueryEngine, SurfaceEngine, surface};
 use bonebank_node::import;
 use bonebank_node::privacy::{FixedOffset, OpenDpNoise, nominal_scale};
 use bonebank_node::service::QueryService;
-use bonebank_node::service::catalogue::{CELLS_SHARE, Measurement, cells_ceiling};
+use bonebank_node::service::catalogue::{
+    CELLS_SHARE, Measurement, cells_ceiling, consented_measurements,
+};
 use bonebank_node::store::{CATALOGUE_ACCOUNT, Payer, SITE_ACCOUNT, Store};
 use bonebank_query::policy::{Budgets, CatalogueSettings, Policy};
 use bonebank_schemas::wire::Accounting;
@@ -135,6 +137,50 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
     let one_value: Vec<String> = ["age_band", "age_range", "diagnosis_3char", "sampling_year"]
         .map(String::from)
         .to_vec();
+    // And those tables again over the donors with commercial consent, as
+    // the catalogue measures them for industry partners.
+    let plans = measurements.clone();
+    let widest: Vec<Measurement> = measurements
+        .iter()
+        .map(|m| {
+            m.with_cells(cells_ceiling(&m.plan))
+                .with_one_value(&one_value)
+        })
+        .collect();
+    let consented = consented_measurements(&widest);
+    assert_eq!(
+        consented.len(),
+        bonebank_query::catalogue::consented_workload().len()
+    );
+    // The consented total counts exactly the donors with commercial
+    // consent (and samples), read from the Parquet files apart from the
+    // engine: the rows its filter keeps.
+    let consented_total = consented
+        .iter()
+        .find(|m| m.plan.dimensions.is_empty())
+        .unwrap();
+    let counted = full.aggregate(&consented_total.plan).await.unwrap().values;
+    let flag =
+        |b: &RecordBatch, c: &str, i: usize| b.column_by_name(c).unwrap().as_boolean().value(i);
+    let with_consent: std::collections::HashSet<String> = donors
+        .iter()
+        .flat_map(|b| {
+            let id = b.column_by_name("donor_id").unwrap().as_string::<i32>();
+            (0..b.num_rows())
+                .filter(|i| flag(b, "consent_commercial", *i) && !flag(b, "consent_withdrawn", *i))
+                .map(|i| id.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut sampled = std::collections::HashSet::new();
+    for b in &samples {
+        let d = b.column_by_name("donor_id").unwrap().as_string::<i32>();
+        sampled.extend((0..b.num_rows()).map(|i| d.value(i).to_owned()));
+    }
+    let truth = with_consent.intersection(&sampled).count() as i64;
+    let everyone = full.aggregate(&plans[0].plan).await.unwrap().values[0][0];
+    assert_eq!(counted[0][0], truth);
+    assert!(truth > 0 && truth < everyone, "{truth} of {everyone}");
     let measurements: Vec<Measurement> = measurements
         .iter()
         .cloned()
@@ -143,10 +189,8 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
                 .iter()
                 .map(|m| m.with_cells(cells_ceiling(&m.plan))),
         )
-        .chain(measurements.iter().map(|m| {
-            m.with_cells(cells_ceiling(&m.plan))
-                .with_one_value(&one_value)
-        }))
+        .chain(widest.iter().cloned())
+        .chain(consented.iter().cloned())
         .collect();
     let base: Vec<Vec<Vec<i64>>> = {
         let mut out = Vec::new();
@@ -242,8 +286,20 @@ async fn moves_at_most_the_sensitivity(measure_bounds: bool) {
     let catalogue = service.catalogue().await.unwrap().expect("measured");
     let mut total = catalogue.cell_bounds_loss;
     assert!(total > 0.0);
-    for (table, m) in catalogue.tables.iter().zip(&measurements) {
-        assert_eq!(table.dimensions, m.plan.dimensions);
+    let consented = catalogue.tables.iter().filter(|t| t.consent.is_some());
+    assert_eq!(
+        consented.count(),
+        bonebank_query::catalogue::consented_workload().len()
+    );
+    for table in &catalogue.tables {
+        assert!(matches!(
+            table.consent.as_deref(),
+            None | Some("commercial")
+        ));
+        let m = plans
+            .iter()
+            .find(|m| m.plan.dimensions == table.dimensions)
+            .expect("a table of the workload");
         assert!(
             (1..=cells_ceiling(&m.plan)).contains(&table.cells_per_donor),
             "{:?}: {}",
@@ -330,7 +386,7 @@ async fn each_tables_cell_bound_keeps_all_but_what_the_noise_hides() {
             l1: entries,
             l2: (entries as f64).sqrt(),
         },
-        policy.catalogue.loss * CELLS_SHARE,
+        (policy.catalogue.loss - policy.catalogue.consented_loss) * CELLS_SHARE,
     );
     for (m, table) in wide.iter().zip(&catalogue.tables) {
         let ceiling = cells_ceiling(&m.plan);
@@ -404,7 +460,7 @@ async fn one_catalogue_per_version_charged_once_and_none_past_the_years_limit() 
         first.role_filters.get("industry").map(String::as_str),
         Some("consent_commercial = true")
     );
-    assert!((first.loss - 4.0).abs() < 1e-6, "{}", first.loss);
+    assert!((first.loss - 5.0).abs() < 1e-6, "{}", first.loss);
     assert_eq!(catalogue_rows(&service), 1);
     let (units, _) = service.store().catalogues_this_year().unwrap();
 
@@ -595,17 +651,17 @@ async fn the_sites_yearly_budget_caps_fresh_questions_and_is_stated() {
         .unwrap()
         .yearly
         .expect("stated under zCDP");
-    // Four catalogues a year at the default ρ 4 each.
-    assert!((yearly.catalogues - 16.0).abs() < 1e-12);
+    // Four catalogues a year at the default ρ 5 each.
+    assert!((yearly.catalogues - 20.0).abs() < 1e-12);
     assert!((yearly.fresh - 0.1).abs() < 1e-12);
-    assert!((yearly.total - 16.1).abs() < 1e-12);
-    assert!(yearly.approx_dp.epsilon > 16.1);
+    assert!((yearly.total - 20.1).abs() < 1e-12);
+    assert!(yearly.approx_dp.epsilon > 20.1);
     assert!((yearly.spent - 0.09).abs() < 1e-6, "{}", yearly.spent);
     // The catalogue, once measured, counts in what was spent, and not in
     // the fresh questions' year.
     service.catalogue().await.unwrap().unwrap();
     let yearly = service.describe().unwrap().yearly.unwrap();
-    assert!((yearly.spent - 4.09).abs() < 1e-6, "{}", yearly.spent);
+    assert!((yearly.spent - 5.09).abs() < 1e-6, "{}", yearly.spent);
 }
 
 /// The Directory's facts, written by the command line from the published
@@ -676,4 +732,38 @@ async fn the_directory_export_writes_the_catalogues_facts() {
     );
     // The library gives the same rows.
     assert_eq!(directory::facts(&c).unwrap().len(), rows.len());
+}
+
+/// The catalogue names the roles whose questions it must not answer: one
+/// a rule names for a steward's approval, and one the site refuses; not
+/// one only a rule about the question's shape holds back, nor a role the
+/// site merely filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_names_the_roles_a_steward_decides_on() {
+    use bonebank_query::policy::{Action, Rule};
+    use bonebank_schemas::Role;
+    let mut policy = zcdp(2);
+    let rule = |role, action| Rule {
+        role,
+        ..crate::common::rule(action)
+    };
+    policy.rules = vec![
+        Rule {
+            min_dimensions: Some(2),
+            ..rule(None, Action::Approve)
+        },
+        rule(Some(Role::Industry), Action::Approve),
+    ];
+    let site = TestSite::new("DE-LUE", 60, policy.clone());
+    let service = site.service(Arc::new(OpenDpNoise));
+    let c = service.catalogue().await.unwrap().expect("measured");
+    assert_eq!(c.fresh_roles, ["industry"]);
+    assert!(c.role_filters.contains_key("industry"));
+
+    policy.rules = vec![rule(Some(Role::Industry), Action::Run)];
+    policy.roles.entry(Role::Researcher).or_default().denied = true;
+    let site = TestSite::new("DE-LUE", 60, policy);
+    let service = site.service(Arc::new(OpenDpNoise));
+    let c = service.catalogue().await.unwrap().expect("measured");
+    assert_eq!(c.fresh_roles, ["researcher"]);
 }

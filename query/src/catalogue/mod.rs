@@ -61,14 +61,14 @@ use bonebank_schemas::wire::{
     Accounting, Catalogue, CatalogueTable, ComponentVariance, MeasureNoise, MeasurePreview,
     Mechanism, NoisyCounts, NoisyValue, Preview, QueryResult, ResultRow, Source,
 };
-use bonebank_schemas::{FeasibilityQuery, Filter, Measure, Value};
+use bonebank_schemas::{Consent, FeasibilityQuery, Filter, Measure, Value};
 
 use crate::dimensions::Dimension;
 
 /// Why the catalogue does not answer a question: a stable code (the app's
 /// words are keyed by it: `measures`, `no_table`, `donors_over_cells`,
 /// `cuts_band`, `years_beyond`, `category`, `condition`, and the
-/// coordinator's `role_filter`) and the reason in English.
+/// coordinator's `role_filter` and `steward`) and the reason in English.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Miss {
     pub code: &'static str,
@@ -99,21 +99,10 @@ impl From<Miss> for String {
 /// measured and published.
 pub fn workload() -> Vec<Vec<Dimension>> {
     use Dimension::{
-        AgeBand, AgeRange, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType,
-        SamplingYear, Sex, StorageTemperature,
+        AgeRange, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, SamplingYear,
+        Sex, StorageTemperature,
     };
-    let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
-    let mut tables: Vec<Vec<Dimension>> = (0u32..16)
-        .map(|mask| {
-            four.iter()
-                .enumerate()
-                .filter(|(i, _)| mask >> i & 1 == 1)
-                .map(|(_, d)| *d)
-                .collect()
-        })
-        .collect();
-    // Fewest dimensions first, so the total leads.
-    tables.sort_by_key(Vec::len);
+    let mut tables = the_directorys_four();
     tables.extend([
         vec![SampleType, MaterialSubtype],
         vec![SampleType, StorageTemperature],
@@ -129,6 +118,63 @@ pub fn workload() -> Vec<Vec<Dimension>> {
         vec![SampleType, SamplingYear],
     ]);
     tables
+}
+
+/// Every subset of the BBMRI-ERIC Directory's four dimensions (sex, age
+/// band, diagnosis, sample type), fewest dimensions first, so the total
+/// leads: sixteen tables.
+fn the_directorys_four() -> Vec<Vec<Dimension>> {
+    use Dimension::{AgeBand, DiagnosisCategory, SampleType, Sex};
+    let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
+    let mut tables: Vec<Vec<Dimension>> = (0u32..16)
+        .map(|mask| {
+            four.iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, d)| *d)
+                .collect()
+        })
+        .collect();
+    tables.sort_by_key(Vec::len);
+    tables
+}
+
+/// The consent the catalogue's consented tables count donors of:
+/// commercial use. A site adds `consent_commercial = true` to every
+/// question of an industry partner, so a table of every donor answers
+/// none of theirs.
+pub const CONSENT: Consent = Consent::Commercial;
+
+/// The tables the catalogue measures again over the donors with
+/// [`CONSENT`] only, with `policy.catalogue.consented_loss`: every subset
+/// of the Directory's four, which is what an industry partner scopes a
+/// study by. They are fitted apart from the tables of every donor
+/// ([`fit`]): a fit of the two would need the donors without that
+/// consent, which no table counts.
+pub fn consented_workload() -> Vec<Vec<Dimension>> {
+    the_directorys_four()
+}
+
+/// The filter of the consented tables' donors: `consent_commercial = true`.
+pub fn consented_filter() -> Filter {
+    Filter::In {
+        column: CONSENT.column().to_owned(),
+        values: vec![Value::Bool(true)],
+    }
+}
+
+/// The consent a condition asks for, if it is [`consented_filter`]: such a
+/// question is answered from the consented tables, and a table measured
+/// under it counts the donors with that consent.
+pub fn consent_of(condition: &Filter) -> Option<&'static str> {
+    match condition {
+        Filter::In { column, values }
+            if column == CONSENT.column() && values.as_slice() == [Value::Bool(true)] =>
+        {
+            Some(CONSENT.code())
+        }
+        _ => None,
+    }
 }
 
 /// The half-width a feasibility question needs of a donor count.
@@ -318,6 +364,32 @@ pub struct FitReport {
 /// sex add up to the donors; a donor with serum and stem cells counts in
 /// both).
 pub fn fit(tables: &mut [CatalogueTable], one_per_donor: &[String]) -> FitReport {
+    // The tables of every donor, and those of the donors with a consent,
+    // are fitted apart (see [`consented_workload`]).
+    let mut families: Vec<Option<String>> = tables.iter().map(|t| t.consent.clone()).collect();
+    families.sort();
+    families.dedup();
+    let mut report = FitReport {
+        moved: 0,
+        largest_move: 0.0,
+    };
+    for family in families {
+        let at: Vec<usize> = (0..tables.len())
+            .filter(|i| tables[*i].consent == family)
+            .collect();
+        let mut own: Vec<CatalogueTable> = at.iter().map(|i| tables[*i].clone()).collect();
+        let r = fit_family(&mut own, one_per_donor);
+        report.moved += r.moved;
+        report.largest_move = report.largest_move.max(r.largest_move);
+        for (i, t) in at.into_iter().zip(own) {
+            tables[i] = t;
+        }
+    }
+    report
+}
+
+/// [`fit`] for tables that count the same donors.
+fn fit_family(tables: &mut [CatalogueTable], one_per_donor: &[String]) -> FitReport {
     let keys: Vec<Vec<usize>> = tables
         .iter()
         .map(|t| t.keys.iter().map(Vec::len).collect())
@@ -464,7 +536,13 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     let mut selected: BTreeMap<Dimension, BTreeSet<String>> = BTreeMap::new();
     let mut conditions: Vec<&Filter> = Vec::new();
     conjuncts(&query.filter, &mut conditions);
+    // The donors counted: every donor, or those with the consent asked.
+    let mut consent = None;
     for condition in conditions {
+        if let Some(c) = consent_of(condition) {
+            consent = Some(c);
+            continue;
+        }
         let (dimension, keys) = keys_of(condition, catalogue)?;
         let slot = selected.entry(dimension).or_insert_with(|| keys.clone());
         *slot = slot.intersection(&keys).cloned().collect();
@@ -479,6 +557,7 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
     let table = catalogue
         .tables
         .iter()
+        .filter(|t| t.consent.as_deref() == consent)
         .find(|t| {
             t.dimensions.len() == wanted.len()
                 && t.dimensions.iter().all(|d| wanted.contains(d.as_str()))
@@ -487,7 +566,10 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             miss(
                 "no_table",
                 format!(
-                    "the catalogue has no table over {}",
+                    "the catalogue has no table{} over {}",
+                    consent.map_or(String::new(), |c| format!(
+                        " of the donors with {c} consent"
+                    )),
                     if wanted.is_empty() {
                         "no dimension".to_owned()
                     } else {
@@ -1033,6 +1115,7 @@ mod tests {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
+            fresh_roles: Vec::new(),
             one_per_donor: Vec::new(),
             tables: tables
                 .iter()
@@ -1046,6 +1129,7 @@ mod tests {
                             .collect(),
                         cells_per_donor: 3,
                         samples_per_donor: 5,
+                        consent: None,
                         donors: NoisyCounts {
                             values: (0..cells).map(|c| 10.0 * c as f64).collect(),
                             measured: (0..cells as i64).map(|c| 10 * c).collect(),
@@ -1195,6 +1279,69 @@ mod tests {
         )
         .unwrap();
         assert_eq!(answer(&c, &types).unwrap_err().code, "donors_over_cells");
+    }
+
+    /// A question that asks for commercial consent (as a site asks every
+    /// question of an industry partner) is answered from the tables of
+    /// the donors with it, and only from them; any other consent
+    /// condition is not read. The two families are fitted apart.
+    #[test]
+    fn a_question_of_consented_donors_is_answered_from_their_tables_only() {
+        let mut c = example();
+        let every = c.tables.clone();
+        // The consented tables of the total and of sex: their cells hold
+        // 1000 more donors than the index says, so an answer shows which
+        // table it came from.
+        for t in every
+            .iter()
+            .filter(|t| t.dimensions.is_empty() || t.dimensions == ["sex"])
+        {
+            let mut t = t.clone();
+            t.consent = Some("commercial".into());
+            for v in &mut t.donors.values {
+                *v += 1000.0;
+            }
+            for v in &mut t.donors.measured {
+                *v += 1000;
+            }
+            c.tables.push(t);
+        }
+        let ask = |sql: &str| answer(&c, &crate::sql::parse(sql).unwrap());
+        let male = "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE sex = 'Male'";
+        assert_eq!(ask(male).unwrap().rows[0].measures[0].value, 10.0);
+        let consented = format!("{male} AND consent_commercial = true");
+        let a = ask(&consented).unwrap();
+        assert_eq!(a.rows[0].measures[0].value, 1010.0);
+        assert_eq!(a.table, ["sex"]);
+        let total =
+            ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE consent_commercial = true")
+                .unwrap();
+        assert_eq!(total.rows[0].measures[0].value, 1000.0);
+        // No consented table over sample type: never the table of every
+        // donor instead.
+        let e = ask("SELECT COUNT(*) FROM samples WHERE sample_type = 'Serum' AND consent_commercial = true")
+            .unwrap_err();
+        assert_eq!(e.code, "no_table");
+        assert!(e.reason.contains("commercial consent"), "{}", e.reason);
+        for other in [
+            "SELECT COUNT(*) FROM samples WHERE consent_commercial = false",
+            "SELECT COUNT(*) FROM samples WHERE consent_genetic = true",
+            "SELECT COUNT(*) FROM samples WHERE consent_commercial = true AND consent_genetic = true",
+        ] {
+            assert_eq!(ask(other).unwrap_err().code, "condition", "{other}");
+        }
+        // Fitted together, each family comes out as it does fitted alone.
+        let mut all = c.tables.clone();
+        fit(&mut all, &[]);
+        let (mut alone_every, mut alone_consented): (Vec<_>, Vec<_>) =
+            c.tables.iter().cloned().partition(|t| t.consent.is_none());
+        fit(&mut alone_every, &[]);
+        fit(&mut alone_consented, &[]);
+        let (fitted_every, fitted_consented): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|t| t.consent.is_none());
+        assert_eq!(fitted_every, alone_every);
+        assert_eq!(fitted_consented, alone_consented);
+        assert!(fitted_consented[0].donors.values[0] > 900.0);
     }
 
     #[test]

@@ -344,6 +344,7 @@ fn catalogue() {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
+            fresh_roles: vec!["industry".into()],
             one_per_donor: vec!["age_band".into()],
             tables: vec![CatalogueTable {
                 dimensions: vec!["sex".into(), "sample_type".into()],
@@ -353,6 +354,7 @@ fn catalogue() {
                 ],
                 cells_per_donor: 7,
                 samples_per_donor: 12,
+                consent: Some("commercial".into()),
                 donors: NoisyCounts {
                     values: vec![119.5, 31.0, 97.25, 0.0],
                     measured: vec![120, 31, 98, 0],

@@ -541,6 +541,10 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
         p
     };
     let mut net = LocalNetwork::start_with(tmp.path(), &ids, policy, 10_000).unwrap();
+    tls::install_default_provider();
+    net.wait_for_catalogues(Duration::from_secs(60))
+        .await
+        .unwrap();
     let url = net.coordinator.url();
     let industry_token = industry(&net);
     let ask_industry = |sql: &'static str| {
@@ -572,6 +576,13 @@ async fn a_query_waits_at_one_site_and_the_next_look_has_the_answer() {
         (SiteStatus::Answered, SiteStatus::Answered)
     );
     assert_eq!(r.missing, vec!["DK-ODE".to_owned()]);
+    // Where no rule names industry partners, their catalogue-shaped
+    // questions are answered from the catalogue; DK-ODE's steward, whose
+    // rule names them, sees every one of theirs instead.
+    for i in [0, 2] {
+        let result = r.sites[i].result.as_ref().unwrap();
+        assert_eq!(result.source, bonebank_schemas::wire::Source::Catalogue);
+    }
     let id = r.id.unwrap();
 
     // A steward of another site may not decide at DK-ODE.
@@ -921,14 +932,49 @@ async fn a_catalogue_question_is_answered_free_from_the_sites_catalogues() {
     }
 
     // An industry partner's questions carry the site's consent filter,
-    // which the catalogue cannot apply: they are asked fresh.
-    let request = serde_json::json!({"sql": "SELECT COUNT(*) FROM samples WHERE sex = 'Female'", "loss": 0.05});
+    // `consent_commercial = true`: they are answered, free, from the
+    // catalogue's tables of the donors with that consent, and the answer
+    // states the filter. A researcher who asks for that consent gets the
+    // same numbers, and without it counts more samples.
+    let women = "SELECT COUNT(*) FROM samples WHERE sex = 'Female'";
+    let request = serde_json::json!({"sql": women, "loss": 0.05});
     let req = reqwest::Client::new()
         .post(format!("{}/v1/query", net.coordinator.url()))
         .bearer_auth(industry(&net));
     let (status, body) = send(req, Some(request)).await;
     assert_eq!(status, 200, "{body}");
-    for site in body["sites"].as_array().unwrap() {
-        assert_eq!(site["result"]["source"], "fresh", "{site}");
+    let partner: FederatedResult = serde_json::from_value(body).unwrap();
+    let consented = ask_as_ada(
+        &net,
+        &format!("{women} AND consent_commercial = true"),
+        false,
+    )
+    .await;
+    let everyone = ask_as_ada(&net, women, false).await;
+    for ((p, c), e) in partner
+        .sites
+        .iter()
+        .zip(&consented.sites)
+        .zip(&everyone.sites)
+    {
+        let (p, c, e) = (
+            p.result.as_ref().unwrap(),
+            c.result.as_ref().unwrap(),
+            e.result.as_ref().unwrap(),
+        );
+        assert_eq!(p.source, Source::Catalogue, "{p:?}");
+        assert_eq!(p.charged, 0.0);
+        assert!(
+            p.query.filter.to_sql(false).contains("consent_commercial"),
+            "{:?}",
+            p.query.filter
+        );
+        assert_eq!(p.rows, c.rows);
+        assert!(
+            p.rows[0].values[0].value < e.rows[0].values[0].value,
+            "{:?} against {:?}",
+            p.rows,
+            e.rows
+        );
     }
 }
