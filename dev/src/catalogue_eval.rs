@@ -377,6 +377,23 @@ pub(crate) async fn report(
                 total.samples.sensitivity,
             )
             .unwrap();
+            // What no split of the loss could beat: the tables of every
+            // donor's whole ρ spent on the site's total samples alone, at
+            // that sensitivity.
+            let rho: f64 = c[0]
+                .tables
+                .iter()
+                .filter(|t| t.consent.is_none())
+                .map(|t| t.donors.loss + t.samples.loss)
+                .sum();
+            let sigma = total.samples.sensitivity / (2.0 * rho).sqrt();
+            writeln!(
+                out,
+                "  the narrowest a sample count could be with these bounds: ±{:.0}, the total's alone at the tables' whole ρ {rho:.2} (1.96 × {:.1} / √(2ρ))",
+                1.959_964 * sigma,
+                total.samples.sensitivity,
+            )
+            .unwrap();
         }
         // The cells a donor counts in, per table, as the first release
         // measured them (tables of sex alone and the total keep one).

@@ -88,6 +88,8 @@ pub fn facts(catalogue: &Catalogue) -> Result<Vec<Fact>, String> {
         catalogue
             .tables
             .iter()
+            // The Directory's facts count every donor of the collection.
+            .filter(|t| t.consent.is_none())
             .find(|t| {
                 t.dimensions.len() == dims.len()
                     && dims.iter().all(|d| t.dimensions.iter().any(|n| n == d.name()))

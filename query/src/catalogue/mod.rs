@@ -516,7 +516,8 @@ const Z95: f64 = 1.959_963_984_540_054;
 /// Answers `query` from `catalogue` as post-processing, or says why it
 /// cannot be: the question's filter must be a conjunction of conditions
 /// each on one of the catalogue's dimensions (`=`/`IN` on codes, an age
-/// range on whole bands, a sampling-year range within the years, a
+/// range on whole ten-year bands or, failing that, on whole age ranges of
+/// the Directory's (65 or older), a sampling-year range within the years, a
 /// diagnosis prefix that is one of the listed categories), its measures
 /// donors and samples, and the catalogue must hold a table over exactly the
 /// dimensions it filters or breaks down by. A donor count over several
@@ -525,6 +526,27 @@ const Z95: f64 = 1.959_963_984_540_054;
 /// not answered from the catalogue, unless the catalogue counts each donor
 /// in one value of that dimension (`one_per_donor`).
 pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, Miss> {
+    match answer_reading_ages(catalogue, query, Dimension::AgeBand) {
+        // An age range that cuts a ten-year band may still be made of the
+        // Directory's age ranges (65 or older: 65–79 and 80+).
+        // Where no table of those ranges fits, the cut band is the reason.
+        Err(cut) if cut.code == "cuts_band" => {
+            match answer_reading_ages(catalogue, query, Dimension::AgeRange) {
+                Err(m) if ["cuts_band", "no_table"].contains(&m.code) => Err(cut),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// [`answer`], reading an age range as ten-year bands (`AgeBand`) or as
+/// the Directory's age ranges (`AgeRange`).
+fn answer_reading_ages(
+    catalogue: &Catalogue,
+    query: &FeasibilityQuery,
+    ages: Dimension,
+) -> Result<CatalogueAnswer, Miss> {
     for m in &query.measures {
         if !matches!(m, Measure::Donors | Measure::Samples) {
             return Err(miss(
@@ -543,7 +565,7 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             consent = Some(c);
             continue;
         }
-        let (dimension, keys) = keys_of(condition, catalogue)?;
+        let (dimension, keys) = keys_of(condition, catalogue, ages)?;
         let slot = selected.entry(dimension).or_insert_with(|| keys.clone());
         *slot = slot.intersection(&keys).cloned().collect();
     }
@@ -843,6 +865,7 @@ fn conjuncts<'a>(filter: &'a Filter, out: &mut Vec<&'a Filter>) {
 fn keys_of(
     condition: &Filter,
     catalogue: &Catalogue,
+    ages: Dimension,
 ) -> Result<(Dimension, BTreeSet<String>), Miss> {
     let keys_in = |d: Dimension| -> Vec<String> {
         catalogue
@@ -874,7 +897,7 @@ fn keys_of(
         _ => None,
     };
     let dimension = match column {
-        Some("age_at_sampling") => Some(Dimension::AgeBand),
+        Some("age_at_sampling") => Some(ages),
         Some("sampling_year") => Some(Dimension::SamplingYear),
         Some("diagnosis") => Some(Dimension::DiagnosisCategory),
         Some(c) => code_dimension(c),
@@ -908,6 +931,26 @@ fn keys_of(
                     .filter(|k| wanted.contains(k))
                     .collect(),
             ))
+        }
+        Filter::Range { column, min, max }
+            if column == "age_at_sampling" && ages == Dimension::AgeRange =>
+        {
+            let lo = min.unwrap_or(0).max(0);
+            let ranges = crate::dimensions::AGE_RANGES;
+            let starts = |age: i64| ranges.iter().any(|(_, from)| *from == age);
+            let top = crate::dimensions::AGE_BANDS.len() as i64 * 10 - 10;
+            if !(starts(lo) && max.is_none_or(|m| m >= top || starts(m + 1))) {
+                return Err(miss(
+                    "cuts_band",
+                    "an age range that cuts a ten-year band, and is not made of the Directory's age ranges, is answered fresh",
+                ));
+            }
+            let keys = ranges
+                .iter()
+                .filter(|(_, from)| *from >= lo && max.is_none_or(|m| *from <= m))
+                .map(|(name, _)| (*name).to_owned())
+                .collect();
+            Ok((Dimension::AgeRange, keys))
         }
         Filter::Range { column, min, max } if column == "age_at_sampling" => {
             let lo = min.unwrap_or(0).max(0);
@@ -1342,6 +1385,60 @@ mod tests {
         assert_eq!(fitted_every, alone_every);
         assert_eq!(fitted_consented, alone_consented);
         assert!(fitted_consented[0].donors.values[0] > 900.0);
+    }
+
+    /// An age range that cuts a ten-year band but is made of the
+    /// Directory's age ranges (65 or older: 65–79 and 80+) is read from
+    /// the tables over those ranges; one made of neither is not read. Its
+    /// donors add up over the ranges only where the catalogue counts one
+    /// range per donor.
+    #[test]
+    fn an_age_range_of_the_directorys_ranges_is_read_from_their_tables() {
+        let ranges: Vec<&str> = crate::dimensions::AGE_RANGES
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let ranges: &'static [&'static str] = Box::leak(ranges.into_boxed_slice());
+        let bands: Vec<&str> = crate::dimensions::AGE_BANDS.to_vec();
+        let bands: &'static [&'static str] = Box::leak(bands.into_boxed_slice());
+        let mut c = catalogue(&[
+            (&[], &[]),
+            (&["sex"], &[SEXES]),
+            (&["age_band"], &[bands]),
+            (&["age_range"], &[ranges]),
+        ]);
+        let ask = |c: &Catalogue, sql: &str| answer(c, &crate::sql::parse(sql).unwrap());
+        let samples = "SELECT COUNT(*) FROM samples WHERE age_at_sampling >= 65";
+        let a = ask(&c, samples).unwrap();
+        assert_eq!(a.table, ["age_range"]);
+        // 65–79 and 80+ are the last two of eight ranges: cells 6 and 7.
+        assert_eq!(a.rows[0].measures[0].value, 100.0 * (6.0 + 7.0));
+        assert_eq!(a.rows[0].measures[0].cells, 2);
+        let middle = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 64",
+        )
+        .unwrap();
+        assert_eq!(middle.rows[0].measures[0].value, 500.0);
+        // Whole ten-year bands are still read as bands.
+        let fifties = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 50 AND 59",
+        )
+        .unwrap();
+        assert_eq!(fifties.table, ["age_band"]);
+        for cut in [
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling >= 55",
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 65 AND 70",
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 80 AND 84",
+            "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling >= 65",
+        ] {
+            assert_eq!(ask(&c, cut).unwrap_err().code, "cuts_band", "{cut}");
+        }
+        let donors = "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 65";
+        assert_eq!(ask(&c, donors).unwrap_err().code, "donors_over_cells");
+        c.one_per_donor = vec!["age_range".into()];
+        assert_eq!(ask(&c, donors).unwrap().rows[0].measures[0].value, 130.0);
     }
 
     #[test]
