@@ -266,6 +266,11 @@ async function budget(view) {
       date: c.measured_at.slice(0, 10), version: c.dataset_version, loss: upTo(c.loss, 2),
       eps: upTo(c.approx_dp.epsilon, 2), tables: num(c.tables), cells: num(c.cells),
     })));
+    if (c.consented_tables) {
+      view.append(el('p', { id: 'site-catalogue-consented' }, t('steward.site_catalogue_consented', {
+        tables: num(c.consented_tables), loss: upTo(c.consented_loss, 2),
+      })));
+    }
   } else if (l.no_catalogue) {
     view.append(el('p', { id: 'site-catalogue' }, t('steward.site_no_catalogue', { why: l.no_catalogue })));
   }

@@ -982,6 +982,12 @@ pub struct CatalogueSummary {
     pub approx_dp: ApproxDp,
     pub tables: usize,
     pub cells: usize,
+    /// Of `tables`, those of the donors with commercial consent (which
+    /// answer industry partners), and the part of `loss` they cost.
+    #[serde(default)]
+    pub consented_tables: usize,
+    #[serde(default)]
+    pub consented_loss: f64,
 }
 
 /// One day's releases at a site.

@@ -605,6 +605,7 @@ async function main() {
     // catalogue's ρ 2 and the year's catalogues and fresh questions.
     assert.match(await steward.textContent('#site-yearly'), /yearly bound ρ [\d.,]+ \(catalogues ρ 10, fresh questions ρ [\d.,]+\): at most \(ε [\d.,]+, δ/);
     assert.match(await steward.textContent('#site-catalogue'), /measured on \d{4}-\d\d-\d\d from dataset version \S+, ρ 5 \(ε [\d.,]+\) charged once; 39 tables/);
+    assert.match(await steward.textContent('#site-catalogue-consented'), /^16 of those tables count only the donors who consented to commercial use \(ρ 1 of the catalogue’s loss\)/);
     await steward.click('#tab-audit');
     await steward.waitForSelector('#chain-status');
     assert.equal(await steward.getAttribute('#chain-status', 'data-intact'), 'true');

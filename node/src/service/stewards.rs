@@ -36,6 +36,13 @@ impl QueryService {
                     approx_dp: c.approx_dp,
                     tables: c.tables.len(),
                     cells: c.tables.iter().map(|t| t.donors.values.len()).sum(),
+                    consented_tables: c.tables.iter().filter(|t| t.consent.is_some()).count(),
+                    consented_loss: c
+                        .tables
+                        .iter()
+                        .filter(|t| t.consent.is_some())
+                        .map(|t| t.donors.loss + t.samples.loss)
+                        .sum(),
                 })
             }
             None => None,

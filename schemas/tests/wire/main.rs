@@ -510,6 +510,8 @@ fn descriptions_budgets_and_approvals() {
                 },
                 tables: 20,
                 cells: 27013,
+                consented_tables: 4,
+                consented_loss: 0.4,
             }),
             no_catalogue: None,
         },
