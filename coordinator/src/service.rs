@@ -384,15 +384,14 @@ impl Coordinator {
                         ),
                     )));
                 }
-                let asked = match c.role_filters.get(&caller.role.to_string()) {
+                let asked = match c.role_filters.get(&role) {
                     None => query.clone(),
                     Some(filter) => with_role_filter(&c, query, filter)
                         .ok_or_else(|| {
                             Some(query::catalogue::miss(
                                 "role_filter",
                                 format!(
-                                    "the site adds {filter} to a {}'s questions, which its catalogue cannot apply",
-                                    caller.role
+                                    "the site adds {filter} to a {role}'s questions, which its catalogue cannot apply"
                                 ),
                             ))
                         })?,
@@ -523,7 +522,6 @@ impl Coordinator {
     }
 }
 
-/// A site's part of an answer, from its catalogue.
 /// `query` as a site asks it of a caller whose role it adds `filter` to,
 /// if `catalogue` can answer that: the site's filter parses, and the
 /// catalogue has tables of the donors with a consent (an industry
@@ -549,6 +547,7 @@ fn with_role_filter(
         })
 }
 
+/// A site's part of an answer, from its catalogue.
 fn from_catalogue(
     site: &SiteClient,
     catalogue: &Catalogue,
