@@ -376,11 +376,15 @@ impl Coordinator {
             .map(|catalogue| {
                 let c = catalogue.ok_or(None)?;
                 let role = caller.role.to_string();
-                if c.fresh_roles.contains(&role) {
+                let ruled = c
+                    .caller_rules
+                    .iter()
+                    .find(|r| r.matches(&role, &caller.project));
+                if ruled.is_some_and(|r| r.asked_fresh) {
                     return Err(Some(query::catalogue::miss(
                         "steward",
                         format!(
-                            "the site's steward decides on a {role}'s questions, so they are asked of the site"
+                            "a rule of the site holds every question of a {role} in this project for its steward, so they are asked of the site"
                         ),
                     )));
                 }

@@ -614,12 +614,15 @@ pub struct Catalogue {
     /// question of theirs.
     #[serde(default)]
     pub role_filters: std::collections::BTreeMap<String, String>,
-    /// Roles the catalogue answers none of: those the site refuses, and
-    /// those a rule of the site's names to wait for a steward (or to be
-    /// refused). Their questions are asked of the site, where its rules
-    /// apply.
+    /// Who the catalogue answers none of, in the order the site's rules
+    /// decide: the first of these that matches a caller (by role and
+    /// project) says whether the caller's questions are asked of the site,
+    /// where its rules apply. They are the roles the site refuses, then
+    /// the site's rules that hold for every question of a caller (no
+    /// condition on the question itself). A caller none matches is
+    /// answered from the catalogue.
     #[serde(default)]
-    pub fresh_roles: Vec<String>,
+    pub caller_rules: Vec<CallerRule>,
     /// Dimensions along which every table counts each donor in one value
     /// only: those where the site measured that its donors have one (at a
     /// fracture site, a donor's samples share one age band and one
@@ -627,6 +630,32 @@ pub struct Catalogue {
     #[serde(default)]
     pub one_per_donor: Vec<String>,
     pub tables: Vec<CatalogueTable>,
+}
+
+/// Which callers a rule of the site holds for whatever they ask (see
+/// [`Catalogue::caller_rules`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallerRule {
+    /// The caller's role; any role if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The caller's project is one of these; any project if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+    /// The rule sends such a caller's questions to a steward, or refuses
+    /// them: the catalogue answers none of them.
+    pub asked_fresh: bool,
+}
+
+impl CallerRule {
+    /// Whether it holds for a caller of `role` in `project`.
+    pub fn matches(&self, role: &str, project: &str) -> bool {
+        self.role.as_deref().is_none_or(|r| r == role)
+            && self
+                .projects
+                .as_ref()
+                .is_none_or(|ps| ps.iter().any(|p| p == project))
+    }
 }
 
 /// One marginal of a catalogue: a count per cell of the cartesian product of

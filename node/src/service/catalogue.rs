@@ -68,7 +68,7 @@ impl QueryService {
         let mut catalogue: Catalogue = serde_json::from_str(json)
             .map_err(|e| Error::Engine(format!("stored catalogue: {e}")))?;
         catalogue.role_filters = self.role_filters();
-        catalogue.fresh_roles = self.fresh_roles();
+        catalogue.caller_rules = self.caller_rules();
         let catalogue = Arc::new(catalogue);
         *self.catalogue.lock().expect("lock") = Some(catalogue.clone());
         Ok(catalogue)
@@ -301,7 +301,7 @@ impl QueryService {
                 mechanism: Mechanism::DiscreteGaussian,
                 coverage: privacy::COVERAGE,
                 role_filters: Default::default(),
-                fresh_roles: Vec::new(),
+                caller_rules: Vec::new(),
                 one_per_donor,
                 tables,
             };

@@ -96,27 +96,41 @@ impl QueryService {
         }))
     }
 
-    /// The roles whose questions the site's catalogue must not answer: a
-    /// role the policy refuses, or one a rule names with an action other
-    /// than `run` (a steward wants to see its questions).
-    pub fn fresh_roles(&self) -> Vec<String> {
-        let mut roles: Vec<String> = self
+    /// Who the site's catalogue must not answer, in order
+    /// ([`bonebank_schemas::wire::Catalogue::caller_rules`]): the roles the
+    /// policy refuses, then the rules that hold for every question of a
+    /// caller (a role, projects, or neither, and no condition on the
+    /// question), each asking fresh unless it runs. A rule with a condition
+    /// on the question does not hold for catalogue answers, which are
+    /// released data, so it is left out.
+    pub fn caller_rules(&self) -> Vec<bonebank_schemas::wire::CallerRule> {
+        use bonebank_schemas::wire::CallerRule;
+        let denied = self
             .policy
             .roles
             .iter()
             .filter(|(_, rules)| rules.denied)
-            .map(|(role, _)| role.to_string())
-            .chain(
-                self.policy
-                    .rules
-                    .iter()
-                    .filter(|r| r.action != bonebank_query::policy::Action::Run)
-                    .filter_map(|r| r.role.map(|role| role.to_string())),
-            )
-            .collect();
-        roles.sort();
-        roles.dedup();
-        roles
+            .map(|(role, _)| CallerRule {
+                role: Some(role.to_string()),
+                projects: None,
+                asked_fresh: true,
+            });
+        let rules = self
+            .policy
+            .rules
+            .iter()
+            .filter(|r| {
+                r.measures.is_none()
+                    && r.min_dimensions.is_none()
+                    && r.dimensions.is_none()
+                    && r.loss_above.is_none()
+            })
+            .map(|r| CallerRule {
+                role: r.role.map(|role| role.to_string()),
+                projects: r.projects.clone(),
+                asked_fresh: r.action != bonebank_query::policy::Action::Run,
+            });
+        denied.chain(rules).collect()
     }
 
     /// The filter the site's policy adds to every question of a role, as

@@ -734,14 +734,17 @@ async fn the_directory_export_writes_the_catalogues_facts() {
     assert_eq!(directory::facts(&c).unwrap().len(), rows.len());
 }
 
-/// The catalogue names the roles whose questions it must not answer: one
-/// a rule names for a steward's approval, and one the site refuses; not
-/// one only a rule about the question's shape holds back, nor a role the
-/// site merely filters.
+/// The catalogue states, in the order its rules decide, who it answers
+/// none of: a refused role, and each rule that holds for every question of
+/// a caller (by role and project), asking fresh unless the rule runs;
+/// not a rule with a condition on the question, which catalogue answers,
+/// being released data, pass by. The coordinator takes the first that
+/// matches a caller.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_catalogue_names_the_roles_a_steward_decides_on() {
+async fn the_catalogue_states_whom_a_steward_decides_on() {
     use bonebank_query::policy::{Action, Rule};
     use bonebank_schemas::Role;
+    use bonebank_schemas::wire::CallerRule;
     let mut policy = zcdp(2);
     let rule = |role, action| Rule {
         role,
@@ -752,18 +755,50 @@ async fn the_catalogue_names_the_roles_a_steward_decides_on() {
             min_dimensions: Some(2),
             ..rule(None, Action::Approve)
         },
+        Rule {
+            role: Some(Role::Researcher),
+            loss_above: Some(0.05),
+            ..rule(None, Action::Approve)
+        },
+        Rule {
+            projects: Some(vec!["p-trusted".into()]),
+            ..rule(Some(Role::Industry), Action::Run)
+        },
         rule(Some(Role::Industry), Action::Approve),
     ];
-    let site = TestSite::new("DE-LUE", 60, policy.clone());
-    let service = site.service(Arc::new(OpenDpNoise));
-    let c = service.catalogue().await.unwrap().expect("measured");
-    assert_eq!(c.fresh_roles, ["industry"]);
-    assert!(c.role_filters.contains_key("industry"));
-
-    policy.rules = vec![rule(Some(Role::Industry), Action::Run)];
-    policy.roles.entry(Role::Researcher).or_default().denied = true;
+    policy.roles.entry(Role::Steward).or_default().denied = true;
     let site = TestSite::new("DE-LUE", 60, policy);
     let service = site.service(Arc::new(OpenDpNoise));
     let c = service.catalogue().await.unwrap().expect("measured");
-    assert_eq!(c.fresh_roles, ["researcher"]);
+    assert!(c.role_filters.contains_key("industry"));
+    assert_eq!(
+        c.caller_rules,
+        [
+            CallerRule {
+                role: Some("steward".into()),
+                projects: None,
+                asked_fresh: true,
+            },
+            CallerRule {
+                role: Some("industry".into()),
+                projects: Some(vec!["p-trusted".into()]),
+                asked_fresh: false,
+            },
+            CallerRule {
+                role: Some("industry".into()),
+                projects: None,
+                asked_fresh: true,
+            },
+        ]
+    );
+    let first = |role: &str, project: &str| {
+        c.caller_rules
+            .iter()
+            .find(|r| r.matches(role, project))
+            .is_some_and(|r| r.asked_fresh)
+    };
+    assert!(first("industry", "p1"));
+    assert!(!first("industry", "p-trusted"));
+    assert!(!first("researcher", "p1"));
+    assert!(first("steward", "p1"));
 }

@@ -1158,7 +1158,7 @@ mod tests {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
-            fresh_roles: Vec::new(),
+            caller_rules: Vec::new(),
             one_per_donor: Vec::new(),
             tables: tables
                 .iter()

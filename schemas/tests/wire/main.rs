@@ -344,7 +344,11 @@ fn catalogue() {
                 "consent_commercial = true".to_owned(),
             )]
             .into(),
-            fresh_roles: vec!["industry".into()],
+            caller_rules: vec![CallerRule {
+                role: Some("industry".into()),
+                projects: Some(vec!["p-external".into()]),
+                asked_fresh: true,
+            }],
             one_per_donor: vec!["age_band".into()],
             tables: vec![CatalogueTable {
                 dimensions: vec!["sex".into(), "sample_type".into()],
