@@ -384,7 +384,7 @@ pub(crate) async fn report(
                 .tables
                 .iter()
                 .filter(|t| t.consent.is_none())
-                .map(|t| t.donors.loss + t.samples.loss)
+                .map(bonebank_schemas::wire::CatalogueTable::loss)
                 .sum();
             let sigma = total.samples.sensitivity / (2.0 * rho).sqrt();
             writeln!(

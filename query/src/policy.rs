@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use bonebank_schemas::wire::{Accounting, LossRange, SiteBudgets};
 use bonebank_schemas::{
-    Country, Filter, MaterialSubtype, Role, SampleType, Sex, SiteId, StorageTemperature, Value,
-    ValueSet,
+    Country, Filter, MaterialSubtype, Role, SampleType, Sex, SiteId, StorageTemperature, ValueSet,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -324,11 +323,8 @@ where
 /// the check errs on the side of refusing a policy.
 fn requires_commercial_consent(f: &Filter) -> bool {
     match f {
-        Filter::In { column, values } => {
-            column == "consent_commercial" && values.as_slice() == [Value::Bool(true)]
-        }
         Filter::And(children) => children.iter().any(requires_commercial_consent),
-        _ => false,
+        leaf => crate::catalogue::consent_of(leaf).is_some(),
     }
 }
 

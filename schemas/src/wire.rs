@@ -684,6 +684,13 @@ pub struct CatalogueTable {
     pub samples: NoisyCounts,
 }
 
+impl CatalogueTable {
+    /// The ρ its two vectors cost.
+    pub fn loss(&self) -> f64 {
+        self.donors.loss + self.samples.loss
+    }
+}
+
 /// The variance of one component of a catalogue table's estimate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ComponentVariance {

@@ -6,7 +6,7 @@
 
 use bonebank_query::policy::Policy;
 use bonebank_schemas::wire::{
-    AuditPage, BudgetAccount, Catalogue, CatalogueSummary, LedgerDay, SiteLedger,
+    AuditPage, BudgetAccount, Catalogue, CatalogueSummary, CatalogueTable, LedgerDay, SiteLedger,
 };
 
 use super::{QueryService, Steward, blocking};
@@ -41,7 +41,7 @@ impl QueryService {
                         .tables
                         .iter()
                         .filter(|t| t.consent.is_some())
-                        .map(|t| t.donors.loss + t.samples.loss)
+                        .map(CatalogueTable::loss)
                         .sum(),
                 })
             }

@@ -167,14 +167,7 @@ pub fn consented_filter() -> Filter {
 /// question is answered from the consented tables, and a table measured
 /// under it counts the donors with that consent.
 pub fn consent_of(condition: &Filter) -> Option<&'static str> {
-    match condition {
-        Filter::In { column, values }
-            if column == CONSENT.column() && values.as_slice() == [Value::Bool(true)] =>
-        {
-            Some(CONSENT.code())
-        }
-        _ => None,
-    }
+    (*condition == consented_filter()).then_some(CONSENT.code())
 }
 
 /// The half-width a feasibility question needs of a donor count.
@@ -938,7 +931,7 @@ fn keys_of(
             let lo = min.unwrap_or(0).max(0);
             let ranges = crate::dimensions::AGE_RANGES;
             let starts = |age: i64| ranges.iter().any(|(_, from)| *from == age);
-            let top = crate::dimensions::AGE_BANDS.len() as i64 * 10 - 10;
+            let top = i64::from(bonebank_schemas::surface::AGE_TOP_CODE);
             if !(starts(lo) && max.is_none_or(|m| m >= top || starts(m + 1))) {
                 return Err(miss(
                     "cuts_band",
