@@ -495,11 +495,13 @@ pub struct EstimateRow {
     pub measures: Vec<Estimate>,
 }
 
-/// A question answered from a catalogue: the table it came from and the
-/// rows.
+/// A question answered from a catalogue: the table it came from (its
+/// dimensions, and the consent of its donors: a consented table has the
+/// dimensions of a table of every donor) and the rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogueAnswer {
     pub table: Vec<String>,
+    pub consent: Option<String>,
     pub rows: Vec<EstimateRow>,
 }
 
@@ -700,6 +702,7 @@ fn answer_reading_ages(
     }
     Ok(CatalogueAnswer {
         table: table.dimensions.clone(),
+        consent: table.consent.clone(),
         rows,
     })
 }
@@ -723,7 +726,7 @@ fn noise_of<'c>(
     let table = catalogue
         .tables
         .iter()
-        .find(|t| t.dimensions == answer.table)
+        .find(|t| t.dimensions == answer.table && t.consent == answer.consent)
         .expect("the answer's table is the catalogue's");
     // Every row sums the same number of values of each dimension, so the
     // first row's variance is every row's.
@@ -1340,6 +1343,9 @@ mod tests {
             for v in &mut t.donors.measured {
                 *v += 1000;
             }
+            // Its own bounds, as the node measures them per table.
+            t.donors.sensitivity *= 2.0;
+            t.cells_per_donor += 1;
             c.tables.push(t);
         }
         let ask = |sql: &str| answer(&c, &crate::sql::parse(sql).unwrap());
@@ -1349,6 +1355,29 @@ mod tests {
         let a = ask(&consented).unwrap();
         assert_eq!(a.rows[0].measures[0].value, 1010.0);
         assert_eq!(a.table, ["sex"]);
+        // The preview and the result state the consented table's noise,
+        // not that of the table of every donor over the same dimensions.
+        let q = crate::sql::parse(&consented).unwrap();
+        let of = |consent: Option<&str>| {
+            c.tables
+                .iter()
+                .find(|t| t.dimensions == ["sex"] && t.consent.as_deref() == consent)
+                .unwrap()
+        };
+        let preview = to_preview(&c, &q, &a);
+        assert_eq!(
+            preview.cells_per_donor,
+            of(Some("commercial")).cells_per_donor
+        );
+        assert_ne!(preview.cells_per_donor, of(None).cells_per_donor);
+        assert_eq!(
+            preview.measures[0].sensitivity,
+            of(Some("commercial")).donors.sensitivity
+        );
+        assert_eq!(
+            to_result(&c, &q, &a).measures[0].sensitivity,
+            of(Some("commercial")).donors.sensitivity
+        );
         let total =
             ask("SELECT COUNT(DISTINCT donor_id) FROM samples WHERE consent_commercial = true")
                 .unwrap();
