@@ -180,14 +180,16 @@ export function possible(filter, dimension) {
 
 /** Where a dimension's keys come from: the column a filter names, and how
  * a key relates to that column's values. */
-const DERIVED = {
-  age_band: {
-    column: 'age_at_sampling',
-    range: (key) => {
-      const m = /^(\d+)(?:-(\d+)|\+)$/.exec(String(key));
-      return m ? [Number(m[1]), m[2] == null ? Infinity : Number(m[2])] : null;
-    },
+const BAND = {
+  column: 'age_at_sampling',
+  range: (key) => {
+    const m = /^(\d+)(?:-(\d+)|\+)$/.exec(String(key));
+    return m ? [Number(m[1]), m[2] == null ? Infinity : Number(m[2])] : null;
   },
+};
+const DERIVED = {
+  age_band: BAND,
+  age_band_5: BAND,
   diagnosis_3char: {
     column: 'diagnosis',
     code: (key, code) => code.slice(0, 3) === key,

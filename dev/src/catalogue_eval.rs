@@ -231,6 +231,26 @@ pub const QUESTIONS: &[Question] = &[
         1,
         "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling >= 65",
     ),
+    q(
+        "C36 aged 45-69: donors, samples",
+        1,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69",
+    ),
+    q(
+        "C37 donors by five-year age band",
+        1,
+        "SELECT age_band_5, COUNT(DISTINCT donor_id) FROM samples GROUP BY age_band_5",
+    ),
+    q(
+        "C38 women 55-74: donors, samples",
+        2,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 55 AND 74",
+    ),
+    q(
+        "C39 women 45-69, S72, stem cells",
+        4,
+        "SELECT COUNT(DISTINCT donor_id), COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 45 AND 69 AND diagnosis LIKE 'S72%' AND sample_type = 'StemCells'",
+    ),
     industry(
         "I1 commercial consent: donors, samples",
         1,

@@ -134,7 +134,7 @@ pub async fn run(options: DemoOptions) -> Result<()> {
         Client::new(&url, idp.token_for(alice)).map_err(|e| Error::Internal(e.to_string()))?;
     // Each site measures its catalogue when the coordinator first asks for
     // it; the example waits for them, so that it finds them (it asks fresh
-    // all the same: its age range cuts a ten-year band).
+    // all the same: its age range, 50 to 70, cuts the catalogue's bands).
     if let Err(e) = network.wait_for_catalogues(Duration::from_secs(120)).await {
         println!("({e})");
     }

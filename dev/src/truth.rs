@@ -134,6 +134,12 @@ impl Reference {
                         format!("{}-{}", age / 10 * 10, age / 10 * 10 + 9)
                     };
                     values.insert("age_band".into(), Value::Text(band));
+                    let five = if age >= 90 {
+                        "90+".to_owned()
+                    } else {
+                        format!("{}-{}", age / 5 * 5, age / 5 * 5 + 4)
+                    };
+                    values.insert("age_band_5".into(), Value::Text(five));
                 }
                 if let Some(d) = dates.as_ref().and_then(|d| d.value_as_date(i)) {
                     values.insert("sampling_year".into(), Value::Int(i64::from(d.year())));
@@ -351,6 +357,12 @@ mod agreement {
             .find(|l| l.starts_with("C35 "))
             .expect("donors 65 or older");
         assert!(!cut.contains("fresh: "), "{cut}");
+        // One made of five-year bands (45 to 69) is answered from those.
+        let fives = report
+            .lines()
+            .find(|l| l.starts_with("C36 "))
+            .expect("donors aged 45 to 69");
+        assert!(!fives.contains("fresh: "), "{fives}");
         // An industry partner's question, with the site's consent filter,
         // is answered from the tables of the donors with that consent.
         let consented = report

@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Int16Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringDictionaryBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, DictionaryArray, Int8Array, Int16Builder,
+    Int32Builder, Int64Builder, RecordBatch, StringArray, StringDictionaryBuilder,
 };
 use arrow::datatypes::{
     DataType, Date32Type, Field, Int8Type, Int16Type, Int32Type, Int64Type, Schema, SchemaRef,
@@ -27,7 +27,7 @@ use chrono::Datelike;
 
 use crate::dataset::DataDir;
 use crate::{Error, Result};
-use bonebank_query::AGE_BANDS;
+use bonebank_query::dimensions;
 
 /// Rows per surface batch (about; batches end where a donor ends).
 const BATCH_ROWS: usize = 64 * 1024;
@@ -53,6 +53,7 @@ pub fn schema() -> SchemaRef {
         Field::new("sex", small_codes(), false),
         Field::new("age_at_sampling", DataType::Int16, false),
         Field::new("age_band", small_codes(), false),
+        Field::new("age_band_5", small_codes(), false),
         Field::new("age_range", small_codes(), false),
         Field::new("sampling_year", DataType::Int16, false),
         Field::new("diagnosis", codes(), true),
@@ -134,7 +135,7 @@ fn build_from(
     let clashing_samples = clashing_hashes(samples, "sample_id")?;
     let primary = Primary::read(diagnoses, clashing_samples)?;
     let categories: HashSet<&str> = categories.iter().map(String::as_str).collect();
-    let mut builder = Builder::default();
+    let mut builder = Builder::new(site);
     let columns = [
         "sample_id",
         "donor_id",
@@ -181,8 +182,8 @@ fn build_from(
                 Some(c) if categories.contains(c.category()) => c.category(),
                 Some(_) => "other",
             };
-            builder.site.append_value(site.as_str());
-            builder.country.append_value(site.country().code());
+            builder.site.append(0);
+            builder.country.append(0);
             builder.sample_type.append_value(texts[0].value(i));
             builder.material.append_value(texts[1].value(i));
             builder.temperature.append_value(texts[2].value(i));
@@ -190,12 +191,16 @@ fn build_from(
                 .sex
                 .append_value(&donors.sexes[donors.sex[donor] as usize]);
             builder.age.append_value(narrow(age, "age_at_sampling")?);
+            let age_years = i64::from(age);
             builder
                 .age_band
-                .append_value(AGE_BANDS[(age / 10).clamp(0, 9) as usize]);
+                .append(dimensions::age_band_index(age_years));
+            builder
+                .age_band_5
+                .append(dimensions::age_band_5_index(age_years));
             builder
                 .age_range
-                .append_value(bonebank_query::dimensions::age_range(i64::from(age)));
+                .append(dimensions::age_range_index(age_years));
             builder.year.append_value(narrow(year, "sampling_year")?);
             builder.diagnosis.append_option(dx.map(Icd10::as_str));
             builder.category.append_value(category);
@@ -493,17 +498,45 @@ fn donor_cuts(donors: &[i64], size: usize) -> Vec<usize> {
     cuts
 }
 
-#[derive(Default)]
+/// Codes of a fixed, public set (the site, the age bands and ranges),
+/// appended by their place in the set: no lookup per row, and every
+/// batch's dictionary is the whole set in order.
+struct Fixed {
+    values: ArrayRef,
+    keys: Vec<i8>,
+}
+
+impl Fixed {
+    fn of<S: AsRef<str>>(values: &[S]) -> Self {
+        assert!(values.len() <= i8::MAX as usize, "a small set of codes");
+        Self {
+            values: Arc::new(StringArray::from_iter_values(values)),
+            keys: Vec::new(),
+        }
+    }
+
+    fn append(&mut self, index: usize) {
+        debug_assert!(index < self.values.len());
+        self.keys.push(index as i8);
+    }
+
+    fn finish(&mut self) -> Result<DictionaryArray<Int8Type>> {
+        let keys = Int8Array::from(std::mem::take(&mut self.keys));
+        Ok(DictionaryArray::try_new(keys, self.values.clone())?)
+    }
+}
+
 struct Builder {
-    site: StringDictionaryBuilder<Int8Type>,
-    country: StringDictionaryBuilder<Int8Type>,
+    site: Fixed,
+    country: Fixed,
     sample_type: StringDictionaryBuilder<Int8Type>,
     material: StringDictionaryBuilder<Int8Type>,
     temperature: StringDictionaryBuilder<Int8Type>,
     sex: StringDictionaryBuilder<Int8Type>,
     age: Int16Builder,
-    age_band: StringDictionaryBuilder<Int8Type>,
-    age_range: StringDictionaryBuilder<Int8Type>,
+    age_band: Fixed,
+    age_band_5: Fixed,
+    age_range: Fixed,
     year: Int16Builder,
     diagnosis: StringDictionaryBuilder<Int16Type>,
     category: StringDictionaryBuilder<Int16Type>,
@@ -515,17 +548,42 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(site: &SiteId) -> Self {
+        let ranges: Vec<&str> = dimensions::AGE_RANGES.iter().map(|(n, _)| *n).collect();
+        Self {
+            site: Fixed::of(&[site.as_str()]),
+            country: Fixed::of(&[site.country().code()]),
+            sample_type: Default::default(),
+            material: Default::default(),
+            temperature: Default::default(),
+            sex: Default::default(),
+            age: Default::default(),
+            age_band: Fixed::of(&dimensions::AGE_BANDS),
+            age_band_5: Fixed::of(&dimensions::AGE_BANDS_5),
+            age_range: Fixed::of(&ranges),
+            year: Default::default(),
+            diagnosis: Default::default(),
+            category: Default::default(),
+            chapter: Default::default(),
+            passage: Default::default(),
+            aliquots: Default::default(),
+            consents: Default::default(),
+            donor: Default::default(),
+        }
+    }
+
     fn finish(&mut self) -> Result<RecordBatch> {
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.site.finish()),
-            Arc::new(self.country.finish()),
+            Arc::new(self.site.finish()?),
+            Arc::new(self.country.finish()?),
             Arc::new(self.sample_type.finish()),
             Arc::new(self.material.finish()),
             Arc::new(self.temperature.finish()),
             Arc::new(self.sex.finish()),
             Arc::new(self.age.finish()),
-            Arc::new(self.age_band.finish()),
-            Arc::new(self.age_range.finish()),
+            Arc::new(self.age_band.finish()?),
+            Arc::new(self.age_band_5.finish()?),
+            Arc::new(self.age_range.finish()?),
             Arc::new(self.year.finish()),
             Arc::new(self.diagnosis.finish()),
             Arc::new(self.category.finish()),

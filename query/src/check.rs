@@ -140,7 +140,7 @@ fn not_a_dimension_hint(name: &str) -> String {
         "donor_id" => {
             "donor_id is the privacy unit: it appears only inside COUNT(DISTINCT donor_id)".into()
         }
-        "age_at_sampling" => "group ages with age_band".into(),
+        "age_at_sampling" => "group ages with age_band, age_band_5 or age_range".into(),
         "diagnosis" => "group diagnoses with diagnosis_3char or diagnosis_chapter".into(),
         _ => format!("the dimensions are: {}", dims.join(", ")),
     }

@@ -14,6 +14,8 @@ pub enum Dimension {
     Sex,
     /// Ten-year bands of `age_at_sampling`: `0-9` … `80-89`, `90+`.
     AgeBand,
+    /// Five-year bands of `age_at_sampling`: `0-4` … `85-89`, `90+`.
+    AgeBand5,
     /// The BBMRI-ERIC Directory's age ranges of `age_at_sampling`, in whole
     /// years ([`AGE_RANGES`]).
     AgeRange,
@@ -25,7 +27,7 @@ pub enum Dimension {
     DiagnosisChapter,
 }
 
-pub const ALL: [Dimension; 11] = [
+pub const ALL: [Dimension; 12] = [
     Dimension::SiteId,
     Dimension::Country,
     Dimension::SampleType,
@@ -33,6 +35,7 @@ pub const ALL: [Dimension; 11] = [
     Dimension::StorageTemperature,
     Dimension::Sex,
     Dimension::AgeBand,
+    Dimension::AgeBand5,
     Dimension::AgeRange,
     Dimension::SamplingYear,
     Dimension::DiagnosisCategory,
@@ -43,6 +46,28 @@ pub const ALL: [Dimension; 11] = [
 pub const AGE_BANDS: [&str; 10] = [
     "0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+",
 ];
+
+/// The five-year age bands in order; ages are top-coded at 90, so the last
+/// band is `90+`.
+pub const AGE_BANDS_5: [&str; 19] = [
+    "0-4", "5-9", "10-14", "15-19", "20-24", "25-29", "30-34", "35-39", "40-44", "45-49", "50-54",
+    "55-59", "60-64", "65-69", "70-74", "75-79", "80-84", "85-89", "90+",
+];
+
+/// The place in [`AGE_BANDS`] of an age at sampling in years.
+pub fn age_band_index(age: i64) -> usize {
+    (age / 10).clamp(0, 9) as usize
+}
+
+/// The place in [`AGE_BANDS_5`] of an age at sampling in years.
+pub fn age_band_5_index(age: i64) -> usize {
+    (age / 5).clamp(0, 18) as usize
+}
+
+/// The five-year band of an age at sampling in years.
+pub fn age_band_5(age: i64) -> &'static str {
+    AGE_BANDS_5[age_band_5_index(age)]
+}
 
 /// The BBMRI-ERIC Directory's age ranges (its facts' `age_range`), in
 /// order, with the first age in whole years each holds. Ages are whole
@@ -59,13 +84,17 @@ pub const AGE_RANGES: [(&str, i64); 8] = [
     ("Aged (80+ years)", 80),
 ];
 
-/// The Directory's age range of an age at sampling in years.
-pub fn age_range(age: i64) -> &'static str {
+/// The place in [`AGE_RANGES`] of an age at sampling in years.
+pub fn age_range_index(age: i64) -> usize {
     AGE_RANGES
         .iter()
-        .rev()
-        .find(|(_, from)| age >= *from)
-        .map_or(AGE_RANGES[0].0, |(name, _)| name)
+        .rposition(|(_, from)| age >= *from)
+        .unwrap_or(0)
+}
+
+/// The Directory's age range of an age at sampling in years.
+pub fn age_range(age: i64) -> &'static str {
+    AGE_RANGES[age_range_index(age)].0
 }
 
 /// ICD-10 chapters in order.
@@ -85,6 +114,7 @@ impl Dimension {
             Self::StorageTemperature => "storage_temperature",
             Self::Sex => "sex",
             Self::AgeBand => "age_band",
+            Self::AgeBand5 => "age_band_5",
             Self::AgeRange => "age_range",
             Self::SamplingYear => "sampling_year",
             Self::DiagnosisCategory => "diagnosis_3char",
@@ -119,7 +149,7 @@ impl Dimension {
     /// GROUP BY only.
     pub fn derived_from(self) -> Option<&'static str> {
         match self {
-            Self::AgeBand | Self::AgeRange => Some("age_at_sampling"),
+            Self::AgeBand | Self::AgeBand5 | Self::AgeRange => Some("age_at_sampling"),
             Self::DiagnosisCategory | Self::DiagnosisChapter => Some("diagnosis"),
             _ => None,
         }
@@ -140,6 +170,21 @@ mod tests {
             .map(Dimension::name)
             .collect();
         assert_eq!(fixed, ["site_id", "country", "sex"]);
+    }
+
+    #[test]
+    fn every_age_falls_in_one_five_year_band() {
+        assert_eq!(age_band_5(0), "0-4");
+        assert_eq!(age_band_5(4), "0-4");
+        assert_eq!(age_band_5(5), "5-9");
+        assert_eq!(age_band_5(69), "65-69");
+        assert_eq!(age_band_5(89), "85-89");
+        assert_eq!(age_band_5(90), "90+");
+        assert_eq!(age_band_5(120), "90+");
+        // Each band is the age its name starts at, five years on.
+        for (i, band) in AGE_BANDS_5.iter().enumerate() {
+            assert_eq!(age_band_5(5 * i as i64), *band);
+        }
     }
 
     #[test]

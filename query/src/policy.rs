@@ -718,6 +718,7 @@ pub fn dimension_values(dimension: Dimension, site: &SiteId, policy: &Policy) ->
         Dimension::StorageTemperature => codes::<StorageTemperature>(),
         Dimension::Sex => codes::<Sex>(),
         Dimension::AgeBand => AGE_BANDS.map(String::from).to_vec(),
+        Dimension::AgeBand5 => crate::dimensions::AGE_BANDS_5.map(String::from).to_vec(),
         Dimension::AgeRange => crate::dimensions::AGE_RANGES
             .iter()
             .map(|(name, _)| (*name).to_owned())

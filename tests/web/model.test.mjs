@@ -122,6 +122,9 @@ test('bands and categories derived from a filtered column follow its range and c
   const from90 = f({ include: [[{ column: 'age_at_sampling', kind: 'range', min: 95, max: null }]] });
   assert.equal(model.ruledOut(from90, ['age_band'], ['90+']), false);
   assert.equal(model.ruledOut(from90, ['age_band'], ['80-89']), true);
+  // Five-year bands the same way.
+  const five = (band) => model.ruledOut(aged, ['age_band_5'], [band]);
+  assert.deepEqual(['45-49', '50-54', '65-69', '70-74', '85-89', '90+'].map(five), [true, false, false, false, true, true]);
   const dx = f({ include: [[fracture]] });
   assert.equal(model.ruledOut(dx, ['diagnosis_3char'], ['S72']), false);
   assert.equal(model.ruledOut(dx, ['diagnosis_3char'], ['M80']), false);

@@ -14,7 +14,8 @@
 //! with storage temperature, the diagnosis chapter alone and by sex, the
 //! Directory's facts in the Directory's own age ranges (which cut the
 //! ten-year bands) with those ranges alone, for the Directory export
-//! ([`directory`]), and sample type by sampling year: 23 tables, each
+//! ([`directory`]), five-year age bands alone and by sex (for age ranges
+//! such as 45 to 69), and sample type by sampling year: 25 tables, each
 //! with donors and samples.
 //!
 //! **Cells per donor.** In each table a donor counts in a bounded number
@@ -99,8 +100,8 @@ impl From<Miss> for String {
 /// measured and published.
 pub fn workload() -> Vec<Vec<Dimension>> {
     use Dimension::{
-        AgeRange, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType, SamplingYear,
-        Sex, StorageTemperature,
+        AgeBand5, AgeRange, DiagnosisCategory, DiagnosisChapter, MaterialSubtype, SampleType,
+        SamplingYear, Sex, StorageTemperature,
     };
     let mut tables = the_directorys_four();
     tables.extend([
@@ -112,6 +113,12 @@ pub fn workload() -> Vec<Vec<Dimension>> {
         // cut the ten-year bands), and those ranges alone.
         vec![Sex, AgeRange, DiagnosisCategory, SampleType],
         vec![AgeRange],
+        // Five-year age bands, for age ranges that cut the ten-year bands
+        // (45 to 69), alone and by sex. In the Directory's four they
+        // would answer the flagship's 45-to-69 variant at ±19 donors and
+        // take from every other table's share; it is asked fresh.
+        vec![AgeBand5],
+        vec![Sex, AgeBand5],
         // Sampling year by sample type: a repeat blood donor is in a dozen
         // years or more, so this table needs the cell bounds the node
         // measures (see the module's words).
@@ -512,7 +519,8 @@ const Z95: f64 = 1.959_963_984_540_054;
 /// cannot be: the question's filter must be a conjunction of conditions
 /// each on one of the catalogue's dimensions (`=`/`IN` on codes, an age
 /// range on whole ten-year bands or, failing that, on whole age ranges of
-/// the Directory's (65 or older), a sampling-year range within the years, a
+/// the Directory's (65 or older) or on whole five-year bands (45 to 69), a
+/// sampling-year range within the years, a
 /// diagnosis prefix that is one of the listed categories), its measures
 /// donors and samples, and the catalogue must hold a table over exactly the
 /// dimensions it filters or breaks down by. A donor count over several
@@ -523,20 +531,30 @@ const Z95: f64 = 1.959_963_984_540_054;
 pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<CatalogueAnswer, Miss> {
     match answer_reading_ages(catalogue, query, Dimension::AgeBand) {
         // An age range that cuts a ten-year band may still be made of the
-        // Directory's age ranges (65 or older: 65–79 and 80+).
-        // Where no table of those ranges fits, the cut band is the reason.
+        // Directory's age ranges (65 or older: 65–79 and 80+), or of
+        // five-year bands (45 to 69). Where no table of either fits, the
+        // cut band is the reason.
         Err(cut) if cut.code == "cuts_band" => {
-            match answer_reading_ages(catalogue, query, Dimension::AgeRange) {
-                Err(m) if ["cuts_band", "no_table"].contains(&m.code) => Err(cut),
-                other => other,
+            let unread = |a: &Result<CatalogueAnswer, Miss>| matches!(a, Err(m) if ["cuts_band", "no_table"].contains(&m.code));
+            let ranges = answer_reading_ages(catalogue, query, Dimension::AgeRange);
+            if !unread(&ranges) {
+                return ranges;
             }
+            let fives = answer_reading_ages(catalogue, query, Dimension::AgeBand5);
+            let has_fives = catalogue
+                .tables
+                .iter()
+                .any(|t| t.dimensions.iter().any(|d| d == Dimension::AgeBand5.name()));
+            // Why not, in the finest bands the catalogue has.
+            if has_fives { fives } else { Err(cut) }
         }
         other => other,
     }
 }
 
-/// [`answer`], reading an age range as ten-year bands (`AgeBand`) or as
-/// the Directory's age ranges (`AgeRange`).
+/// [`answer`], reading an age range as ten-year bands (`AgeBand`), as
+/// five-year bands (`AgeBand5`) or as the Directory's age ranges
+/// (`AgeRange`).
 fn answer_reading_ages(
     catalogue: &Catalogue,
     query: &FeasibilityQuery,
@@ -667,7 +685,12 @@ fn answer_reading_ages(
             .map(|(name, keys)| {
                 let d = dimension_of(name);
                 if let Some(g) = group_by.iter().position(|x| *x == d) {
-                    vec![keys.iter().position(|k| *k == key[g]).expect("a key")]
+                    // A key the filter leaves out holds nothing: the row
+                    // is an exact zero, known from the question alone.
+                    match selected.get(&d).is_none_or(|s| s.contains(&key[g])) {
+                        true => vec![keys.iter().position(|k| *k == key[g]).expect("a key")],
+                        false => Vec::new(),
+                    }
                 } else {
                     (0..keys.len())
                         .filter(|i| selected.get(&d).is_none_or(|s| s.contains(&keys[*i])))
@@ -690,6 +713,7 @@ fn answer_reading_ages(
             .zip(&variances)
             .map(|(m, &variance)| {
                 let counts = counts_of(table, m);
+                let variance = if cells.is_empty() { 0.0 } else { variance };
                 Estimate {
                     value: cells.iter().map(|c| counts.values[*c]).sum(),
                     halfwidth: Z95 * variance.sqrt(),
@@ -729,8 +753,13 @@ fn noise_of<'c>(
         .find(|t| t.dimensions == answer.table && t.consent == answer.consent)
         .expect("the answer's table is the catalogue's");
     // Every row sums the same number of values of each dimension, so the
-    // first row's variance is every row's.
-    let first = answer.rows.first();
+    // first row's variance is every row's, but for the rows of keys the
+    // filter leaves out, which are exact zeros.
+    let first = answer
+        .rows
+        .iter()
+        .find(|r| r.measures.iter().all(|e| e.cells > 0))
+        .or(answer.rows.first());
     let measures = query
         .measures
         .iter()
@@ -949,24 +978,35 @@ fn keys_of(
             Ok((Dimension::AgeRange, keys))
         }
         Filter::Range { column, min, max } if column == "age_at_sampling" => {
+            // Ten-year bands, or five-year ones; both end at the top code.
+            let (width, bands): (i64, &[&str]) = match ages {
+                Dimension::AgeBand5 => (5, &crate::dimensions::AGE_BANDS_5),
+                _ => (10, &crate::dimensions::AGE_BANDS),
+            };
+            let top = i64::from(bonebank_schemas::surface::AGE_TOP_CODE);
             let lo = min.unwrap_or(0).max(0);
-            let whole = lo % 10 == 0 && max.is_none_or(|m| m >= 90 || m % 10 == 9);
-            if !whole || lo > 90 {
+            let whole = lo % width == 0 && max.is_none_or(|m| m >= top || m % width == width - 1);
+            if !whole || lo > top {
                 return Err(miss(
                     "cuts_band",
-                    "an age range that cuts a ten-year band is answered fresh",
+                    match ages {
+                        Dimension::AgeBand5 => {
+                            "an age range that cuts a five-year band is answered fresh"
+                        }
+                        _ => "an age range that cuts a ten-year band is answered fresh",
+                    },
                 ));
             }
-            let keys = crate::dimensions::AGE_BANDS
+            let keys = bands
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| {
-                    let start = 10 * *i as i64;
+                    let start = width * *i as i64;
                     start >= lo && max.is_none_or(|m| start <= m)
                 })
                 .map(|(_, b)| (*b).to_owned())
                 .collect();
-            Ok((Dimension::AgeBand, keys))
+            Ok((ages, keys))
         }
         Filter::Range { column, min, max } if column == "sampling_year" => {
             let years = keys_in(Dimension::SamplingYear);
@@ -1056,7 +1096,13 @@ mod tests {
     #[test]
     fn the_workload_holds_every_subset_of_the_directorys_four_and_the_pairs() {
         let w = workload();
-        assert_eq!(w.len(), 23);
+        assert_eq!(w.len(), 25);
+        // Five-year bands alone and by sex, for age ranges that cut the
+        // ten-year bands.
+        use Dimension::{AgeBand5, Sex};
+        for t in [vec![AgeBand5], vec![Sex, AgeBand5]] {
+            assert!(w.contains(&t), "{t:?} is missing");
+        }
         assert!(w[0].is_empty(), "the total comes first");
         let four = [
             Dimension::Sex,
@@ -1461,6 +1507,124 @@ mod tests {
         assert_eq!(ask(&c, donors).unwrap_err().code, "donors_over_cells");
         c.one_per_donor = vec!["age_range".into()];
         assert_eq!(ask(&c, donors).unwrap().rows[0].measures[0].value, 130.0);
+    }
+
+    /// An age range that cuts a ten-year band but is made of five-year
+    /// bands (45 to 69) is read from the tables over five-year bands, after
+    /// the Directory's ranges; one that cuts a five-year band is not read,
+    /// and says so. Its donors add up over the bands only where the
+    /// catalogue counts one band per donor.
+    #[test]
+    fn an_age_range_of_five_year_bands_is_read_from_their_tables() {
+        let leak =
+            |v: Vec<&'static str>| -> &'static [&'static str] { Box::leak(v.into_boxed_slice()) };
+        let ranges = leak(
+            crate::dimensions::AGE_RANGES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect(),
+        );
+        let bands = leak(crate::dimensions::AGE_BANDS.to_vec());
+        let fives = leak(crate::dimensions::AGE_BANDS_5.to_vec());
+        let mut c = catalogue(&[
+            (&[], &[]),
+            (&["sex"], &[SEXES]),
+            (&["age_band"], &[bands]),
+            (&["age_range"], &[ranges]),
+            (&["age_band_5"], &[fives]),
+            (&["sex", "age_band_5"], &[SEXES, fives]),
+        ]);
+        let ask = |c: &Catalogue, sql: &str| answer(c, &crate::sql::parse(sql).unwrap());
+        let a = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69",
+        )
+        .unwrap();
+        assert_eq!(a.table, ["age_band_5"]);
+        // 45–49 … 65–69 are bands 9 to 13.
+        assert_eq!(
+            a.rows[0].measures[0].value,
+            100.0 * (9 + 10 + 11 + 12 + 13) as f64
+        );
+        assert_eq!(a.rows[0].measures[0].cells, 5);
+        // From 85 on: 85–89 and the top-coded 90+.
+        let old = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling >= 85",
+        )
+        .unwrap();
+        assert_eq!(old.rows[0].measures[0].value, 100.0 * (17 + 18) as f64);
+        // Whole ten-year bands are still read as bands, and whole
+        // Directory ranges as ranges.
+        let fifties = "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 50 AND 59";
+        assert_eq!(ask(&c, fifties).unwrap().table, ["age_band"]);
+        let aged = "SELECT COUNT(*) FROM samples WHERE age_at_sampling >= 65";
+        assert_eq!(ask(&c, aged).unwrap().table, ["age_range"]);
+        let women = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 55 AND 69",
+        )
+        .unwrap();
+        assert_eq!(women.table, ["sex", "age_band_5"]);
+        // A range that cuts a five-year band says so.
+        let cut = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 47 AND 69",
+        )
+        .unwrap_err();
+        assert_eq!(cut.code, "cuts_band");
+        assert!(cut.reason.contains("five-year"), "{}", cut.reason);
+        // No five-year table over sample type: there is none to read.
+        let typed = "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69 AND sample_type = 'Serum'";
+        assert_eq!(ask(&c, typed).unwrap_err().code, "no_table");
+        let donors =
+            "SELECT COUNT(DISTINCT donor_id) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69";
+        assert_eq!(ask(&c, donors).unwrap_err().code, "donors_over_cells");
+        c.one_per_donor = vec!["age_band_5".into()];
+        assert_eq!(ask(&c, donors).unwrap().rows[0].measures[0].value, 550.0);
+        // A catalogue without five-year tables gives the ten-year reason.
+        c.tables
+            .retain(|t| !t.dimensions.contains(&"age_band_5".to_owned()));
+        let cut = ask(
+            &c,
+            "SELECT COUNT(*) FROM samples WHERE age_at_sampling BETWEEN 45 AND 69",
+        )
+        .unwrap_err();
+        assert_eq!(cut.code, "cuts_band");
+        assert!(cut.reason.contains("ten-year"), "{}", cut.reason);
+    }
+
+    /// A breakdown by a dimension the question also filters lists every
+    /// key, as a fresh answer does, and the keys the filter leaves out are
+    /// exact zeros: the question alone says they hold nothing.
+    #[test]
+    fn a_breakdown_by_a_filtered_dimension_holds_nothing_outside_the_filter() {
+        let a = ask(
+            "SELECT sample_type, COUNT(*) FROM samples WHERE sample_type IN ('Serum', 'Plasma') GROUP BY sample_type",
+        )
+        .unwrap();
+        assert_eq!(a.rows.len(), TYPES.len());
+        for (row, kept) in a.rows.iter().zip(TYPES) {
+            assert_eq!(row.key, [*kept]);
+        }
+        // Plasma is cell 2 of sample type: 200 samples, with its noise.
+        let plasma = &a.rows[2].measures[0];
+        assert_eq!((plasma.value, plasma.cells), (200.0, 1));
+        assert!(plasma.halfwidth > 0.0);
+        let stem = &a.rows[1].measures[0];
+        assert_eq!((stem.value, stem.halfwidth, stem.cells), (0.0, 0.0, 0));
+        // The noise stated is that of a row the filter keeps.
+        let q = crate::sql::parse(
+            "SELECT sample_type, COUNT(*) FROM samples WHERE sample_type IN ('StemCells', 'Plasma') GROUP BY sample_type",
+        )
+        .unwrap();
+        let a = answer(&example(), &q).unwrap();
+        assert_eq!(a.rows[0].measures[0].cells, 0, "Serum is left out");
+        let preview = to_preview(&example(), &q, &a);
+        assert!(preview.measures[0].scale > 0.0);
+        let result = to_result(&example(), &q, &a);
+        assert_eq!(result.rows[0].values[0].interval, [0.0, 0.0]);
+        assert_eq!(result.rows[2].values[0].value, 200.0);
     }
 
     #[test]

@@ -117,8 +117,9 @@ async fn beacon_counts_are_the_networks_noisy_totals_and_cost_budget() {
         "count"
     );
 
-    // An age that cuts a ten-year band: the catalogues cannot answer it,
-    // so it is asked fresh (and charged).
+    // An age from 55 (it cuts a ten-year band) with a diagnosis: no table
+    // of five-year bands has diagnoses, so the catalogues cannot answer it
+    // and it is asked fresh (and charged).
     let request = json!({
         "meta": {"apiVersion": "v2.0.0"},
         "query": {

@@ -880,6 +880,34 @@ async fn a_catalogue_question_is_answered_free_from_the_sites_catalogues() {
             "{site:?}"
         );
     }
+    // An age range of five-year bands (45 to 69, which cuts the ten-year
+    // bands) is answered from the tables of five-year bands: free, every
+    // band a row when broken down by them.
+    let fives = ask_as_ada(
+        &net,
+        "SELECT age_band_5, COUNT(*) FROM samples WHERE sex = 'Female' AND age_at_sampling BETWEEN 45 AND 69 GROUP BY age_band_5",
+        false,
+    )
+    .await;
+    for site in &fives.sites {
+        let result = site.result.as_ref().expect("answered");
+        assert_eq!(result.source, Source::Catalogue, "{site:?}");
+        assert_eq!(result.charged, 0.0);
+        let keys: Vec<&str> = result.rows.iter().map(|r| r.key[0].as_str()).collect();
+        assert_eq!(
+            keys,
+            bonebank_query::dimensions::AGE_BANDS_5,
+            "every five-year band is listed"
+        );
+        // The bands outside 45 to 69 are filtered out, so they hold none.
+        for row in result
+            .rows
+            .iter()
+            .filter(|r| !["45-49", "50-54", "55-59", "60-64", "65-69"].contains(&r.key[0].as_str()))
+        {
+            assert_eq!(row.values[0].value, 0.0, "{row:?}");
+        }
+    }
     // The preview says which path each site's part takes, and why.
     let preview = |sql: &str| {
         let req = as_user(
