@@ -317,7 +317,7 @@ pub(crate) fn remove_store(path: &std::path::Path) {
 
 /// The default policy with budgets too large to run out during the
 /// evaluation; everything that shapes the noise is the default.
-fn eval_policy(groups: &[(String, i64)]) -> Policy {
+pub(crate) fn eval_policy(groups: &[(String, i64)]) -> Policy {
     let mut p = Policy::default().with_budgets(Budgets {
         site: 1e6,
         project: 1e6,
@@ -331,7 +331,7 @@ fn eval_policy(groups: &[(String, i64)]) -> Policy {
 
 /// Releases of `sql` at `site` under `policy`, each fresh, with the true
 /// counts of each measure per cell.
-async fn releases(
+pub(crate) async fn releases(
     site: &Site,
     policy: &Policy,
     sql: &str,
@@ -469,27 +469,16 @@ fn focus(truth: &[i64]) -> Result<Vec<(i64, [f64; 2])>> {
         .collect())
 }
 
-pub async fn run(options: EvalOptions) -> Result<String> {
-    let (root, _tmp) = match &options.dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let tmp = tempfile::Builder::new()
-                .prefix("bonebank-eval-")
-                .tempdir()
-                .map_err(Error::io(std::env::temp_dir()))?;
-            (tmp.path().to_owned(), Some(tmp))
-        }
-    };
-    let scratch = root.join("releases");
-    std::fs::create_dir_all(&scratch).map_err(Error::io(&scratch))?;
+/// The three demo sites under `root`, each generated with `donors` donors
+/// unless it is there already, with its engine and its reference.
+pub(crate) async fn demo_sites(root: &std::path::Path, donors: u64) -> Result<Vec<Site>> {
     let categories = Policy::default().diagnosis_categories;
     let mut sites = Vec::new();
     for (i, id) in crate::local::demo_sites().into_iter().enumerate() {
-        eprintln!("generating {} donors for {id} …", options.donors);
+        eprintln!("generating {donors} donors for {id} …");
         let dir = root.join(id.to_string()).join("data");
         if DataDir::new(&dir).current()?.is_none() {
-            let (r, s) = (root.clone(), id.clone());
-            let donors = options.donors;
+            let (r, s) = (root.to_owned(), id.clone());
             tokio::task::spawn_blocking(move || {
                 crate::local::generate_site(&r, &s, donors, 1 + i as u64)
             })
@@ -507,6 +496,23 @@ pub async fn run(options: EvalOptions) -> Result<String> {
             reference: Arc::new(reference),
         });
     }
+    Ok(sites)
+}
+
+pub async fn run(options: EvalOptions) -> Result<String> {
+    let (root, _tmp) = match &options.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("bonebank-eval-")
+                .tempdir()
+                .map_err(Error::io(std::env::temp_dir()))?;
+            (tmp.path().to_owned(), Some(tmp))
+        }
+    };
+    let scratch = root.join("releases");
+    std::fs::create_dir_all(&scratch).map_err(Error::io(&scratch))?;
+    let sites = demo_sites(&root, options.donors).await?;
 
     if options.catalogue {
         let policy = eval_policy(&[]);
