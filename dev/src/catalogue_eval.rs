@@ -458,6 +458,7 @@ pub(crate) async fn report(
     // Median half-widths per site, by measure and by 1-2 or 3-4 criteria.
     let mut by_size: std::collections::BTreeMap<(&str, &str), Vec<Vec<f64>>> = Default::default();
     let mut covered = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    let mut errors = std::collections::BTreeMap::<&str, Vec<f64>>::new();
     let mut covered_industry = covered.clone();
     let mut industry_answered = 0;
     for question in QUESTIONS {
@@ -575,6 +576,7 @@ pub(crate) async fn report(
             let c = covered.entry(kind).or_default();
             c.0 += tally.covered_cells();
             c.1 += tally.cells();
+            errors.entry(kind).or_default().extend(tally.errors());
             if question.industry {
                 let c = covered_industry.entry(kind).or_default();
                 c.0 += tally.covered_cells();
@@ -618,6 +620,18 @@ pub(crate) async fn report(
             out,
             "coverage of the TRUE count, {kind}: {:.1}% of {n} released cells",
             100.0 * *c as f64 / (*n).max(1) as f64
+        )
+        .unwrap();
+    }
+    for (kind, e) in &errors {
+        let n = e.len().max(1) as f64;
+        let mean = e.iter().sum::<f64>() / n;
+        let sd = (e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        writeln!(
+            out,
+            "  error against the stated noise, {kind}, cells with a TRUE count of {} or more: mean {mean:+.2} σ, spread {sd:.2} σ ({} cells; 0 and 1 if the error model is right)",
+            crate::eval::LARGE,
+            e.len()
         )
         .unwrap();
     }

@@ -181,7 +181,15 @@ pub(crate) struct Tally {
     halfwidths: Vec<Vec<f64>>,
     /// Cells covered and cells, per site.
     per_site: Vec<(usize, usize)>,
+    /// Per cell with a TRUE count of at least [`LARGE`], the error of the
+    /// interval's midpoint in units of the standard deviation its
+    /// half-width states (as a 95% normal interval).
+    errors: Vec<f64>,
 }
+
+/// The TRUE count from which a cell's error is read against its stated
+/// noise: below it, rounding and the bounds at zero move the midpoint.
+pub(crate) const LARGE: i64 = 50;
 
 impl Tally {
     pub(crate) fn new(sites: usize) -> Self {
@@ -203,7 +211,19 @@ impl Tally {
             self.nonzero += 1;
             self.covered_nonzero += usize::from(hit);
         }
-        self.halfwidths[site].push((interval[1] - interval[0]) / 2.0);
+        let halfwidth = (interval[1] - interval[0]) / 2.0;
+        self.halfwidths[site].push(halfwidth);
+        if truth >= LARGE && halfwidth > 0.0 {
+            let midpoint = (interval[0] + interval[1]) / 2.0;
+            self.errors
+                .push((midpoint - t) / (halfwidth / bonebank_query::catalogue::Z95));
+        }
+    }
+
+    /// The standardised errors of the cells with a TRUE count of at least
+    /// [`LARGE`].
+    pub(crate) fn errors(&self) -> &[f64] {
+        &self.errors
     }
 
     /// Cells whose interval covered the TRUE count, and cells.
@@ -256,6 +276,7 @@ impl Tally {
             p.0 += o.0;
             p.1 += o.1;
         }
+        self.errors.extend(&other.errors);
     }
 
     pub(crate) fn medians(&self) -> Vec<f64> {
@@ -695,4 +716,28 @@ pub async fn run(options: EvalOptions) -> Result<String> {
         .unwrap();
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cell's error is its interval's midpoint less the TRUE count, in
+    /// the standard deviations its 95% half-width states; small TRUE
+    /// counts and cells stated exact are left out.
+    #[test]
+    fn a_cells_error_is_read_in_the_noise_its_interval_states() {
+        let mut t = Tally::new(1);
+        let sigma = 10.0;
+        let hw = bonebank_query::catalogue::Z95 * sigma;
+        t.add(0, 100, [115.0 - hw, 115.0 + hw]);
+        t.add(0, 200, [190.0 - hw, 190.0 + hw]);
+        t.add(0, LARGE - 1, [0.0, 100.0]);
+        t.add(0, 500, [0.0, 0.0]);
+        assert_eq!(t.cells(), 4);
+        let e = t.errors();
+        assert_eq!(e.len(), 2);
+        assert!((e[0] - 1.5).abs() < 1e-9, "{e:?}");
+        assert!((e[1] + 1.0).abs() < 1e-9, "{e:?}");
+    }
 }

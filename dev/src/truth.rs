@@ -399,6 +399,10 @@ mod agreement {
         );
         assert!(report.contains("one value per donor: "), "{report}");
         assert!(
+            report.contains("error against the stated noise, donors"),
+            "{report}"
+        );
+        assert!(
             report.contains("the narrowest a sample count could be with these bounds: ±"),
             "{report}"
         );

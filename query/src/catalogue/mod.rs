@@ -513,7 +513,7 @@ pub struct CatalogueAnswer {
 }
 
 /// The standard normal's 97.5% quantile: two-sided 95% intervals.
-const Z95: f64 = 1.959_963_984_540_054;
+pub const Z95: f64 = 1.959_963_984_540_054;
 
 /// Answers `query` from `catalogue` as post-processing, or says why it
 /// cannot be: the question's filter must be a conjunction of conditions
