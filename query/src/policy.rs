@@ -147,6 +147,17 @@ pub struct Rule {
     pub approvals_required: Option<u8>,
 }
 
+impl Rule {
+    /// Whether the rule holds for every question of the callers it names:
+    /// it has no condition on the question (measures, breakdowns, loss).
+    pub fn holds_for_every_question(&self) -> bool {
+        self.measures.is_none()
+            && self.min_dimensions.is_none()
+            && self.dimensions.is_none()
+            && self.loss_above.is_none()
+    }
+}
+
 /// What a rule does with a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -119,12 +119,7 @@ impl QueryService {
             .policy
             .rules
             .iter()
-            .filter(|r| {
-                r.measures.is_none()
-                    && r.min_dimensions.is_none()
-                    && r.dimensions.is_none()
-                    && r.loss_above.is_none()
-            })
+            .filter(|r| r.holds_for_every_question())
             .map(|r| CallerRule {
                 role: r.role.map(|role| role.to_string()),
                 projects: r.projects.clone(),

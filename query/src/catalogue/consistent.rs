@@ -386,7 +386,7 @@ fn sorted(attributes: &[usize]) -> Vec<usize> {
 }
 
 /// Every subset of `set` (kept in its order).
-fn subsets(set: &[usize]) -> Vec<Vec<usize>> {
+pub(crate) fn subsets<T: Copy>(set: &[T]) -> Vec<Vec<T>> {
     (0u32..1 << set.len())
         .map(|mask| {
             set.iter()

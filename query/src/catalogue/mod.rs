@@ -132,16 +132,7 @@ pub fn workload() -> Vec<Vec<Dimension>> {
 /// leads: sixteen tables.
 fn the_directorys_four() -> Vec<Vec<Dimension>> {
     use Dimension::{AgeBand, DiagnosisCategory, SampleType, Sex};
-    let four = [Sex, AgeBand, DiagnosisCategory, SampleType];
-    let mut tables: Vec<Vec<Dimension>> = (0u32..16)
-        .map(|mask| {
-            four.iter()
-                .enumerate()
-                .filter(|(i, _)| mask >> i & 1 == 1)
-                .map(|(_, d)| *d)
-                .collect()
-        })
-        .collect();
+    let mut tables = consistent::subsets(&[Sex, AgeBand, DiagnosisCategory, SampleType]);
     tables.sort_by_key(Vec::len);
     tables
 }
@@ -540,13 +531,15 @@ pub fn answer(catalogue: &Catalogue, query: &FeasibilityQuery) -> Result<Catalog
             if !unread(&ranges) {
                 return ranges;
             }
-            let fives = answer_reading_ages(catalogue, query, Dimension::AgeBand5);
             let has_fives = catalogue
                 .tables
                 .iter()
                 .any(|t| t.dimensions.iter().any(|d| d == Dimension::AgeBand5.name()));
             // Why not, in the finest bands the catalogue has.
-            if has_fives { fives } else { Err(cut) }
+            match has_fives {
+                true => answer_reading_ages(catalogue, query, Dimension::AgeBand5),
+                false => Err(cut),
+            }
         }
         other => other,
     }
